@@ -1,0 +1,178 @@
+// Package clock provides the time source of the stack: Real, backed by the
+// time package, and Virtual, which moves only when a test or simulation
+// advances it and then fires due timers in deadline order.
+package clock
+
+import (
+	"container/heap"
+	"sync"
+	"time"
+)
+
+// Clock is the stack's source of time and timers.
+type Clock interface {
+	Now() time.Time
+	// AfterFunc calls f in its own goroutine (Real) or inside Advance
+	// (Virtual) once d has elapsed.
+	AfterFunc(d time.Duration, f func()) Timer
+}
+
+// Timer is a pending call made by AfterFunc.
+type Timer interface {
+	// Stop prevents the call; it reports whether it was still pending.
+	Stop() bool
+	// Reset re-arms the timer to fire d from now; it reports whether it was
+	// still pending.
+	Reset(d time.Duration) bool
+}
+
+// Real is the wall clock.
+type Real struct{}
+
+// Now implements Clock.
+func (Real) Now() time.Time { return time.Now() }
+
+// AfterFunc implements Clock.
+func (Real) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
+
+// Virtual is a clock that moves only through Advance. Timers fire inside
+// Advance, synchronously and in deadline order (ties in creation order), with
+// Now() equal to their deadline while they run.
+type Virtual struct {
+	mu  sync.Mutex
+	now time.Time
+	q   vheap
+	seq uint64
+}
+
+// Epoch is the start time of every new Virtual clock.
+var Epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// NewVirtual returns a virtual clock at Epoch.
+func NewVirtual() *Virtual { return &Virtual{now: Epoch} }
+
+// Now implements Clock.
+func (v *Virtual) Now() time.Time {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.now
+}
+
+// AfterFunc implements Clock.
+func (v *Virtual) AfterFunc(d time.Duration, f func()) Timer {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	t := &vtimer{v: v, f: f, idx: -1}
+	v.schedule(t, d)
+	return t
+}
+
+func (v *Virtual) schedule(t *vtimer, d time.Duration) {
+	if d < 0 {
+		d = 0
+	}
+	v.seq++
+	t.when, t.seq = v.now.Add(d), v.seq
+	heap.Push(&v.q, t)
+}
+
+// Advance moves the clock forward by d, firing every timer due on the way.
+func (v *Virtual) Advance(d time.Duration) {
+	v.mu.Lock()
+	end := v.now.Add(d)
+	v.mu.Unlock()
+	v.AdvanceTo(end)
+}
+
+// AdvanceTo moves the clock to t (if later), firing due timers in order.
+func (v *Virtual) AdvanceTo(t time.Time) {
+	for {
+		v.mu.Lock()
+		if len(v.q) == 0 || v.q[0].when.After(t) {
+			if t.After(v.now) {
+				v.now = t
+			}
+			v.mu.Unlock()
+			return
+		}
+		next := heap.Pop(&v.q).(*vtimer)
+		if next.when.After(v.now) {
+			v.now = next.when
+		}
+		v.mu.Unlock()
+		next.f()
+	}
+}
+
+// Next reports the deadline of the earliest pending timer.
+func (v *Virtual) Next() (time.Time, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.q) == 0 {
+		return time.Time{}, false
+	}
+	return v.q[0].when, true
+}
+
+// Pending reports the number of pending timers.
+func (v *Virtual) Pending() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return len(v.q)
+}
+
+type vtimer struct {
+	v    *Virtual
+	f    func()
+	when time.Time
+	seq  uint64
+	idx  int
+}
+
+func (t *vtimer) Stop() bool {
+	t.v.mu.Lock()
+	defer t.v.mu.Unlock()
+	if t.idx < 0 {
+		return false
+	}
+	heap.Remove(&t.v.q, t.idx)
+	return true
+}
+
+func (t *vtimer) Reset(d time.Duration) bool {
+	t.v.mu.Lock()
+	defer t.v.mu.Unlock()
+	was := t.idx >= 0
+	if was {
+		heap.Remove(&t.v.q, t.idx)
+	}
+	t.v.schedule(t, d)
+	return was
+}
+
+type vheap []*vtimer
+
+func (h vheap) Len() int { return len(h) }
+func (h vheap) Less(i, j int) bool {
+	if h[i].when.Equal(h[j].when) {
+		return h[i].seq < h[j].seq
+	}
+	return h[i].when.Before(h[j].when)
+}
+func (h vheap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx, h[j].idx = i, j
+}
+func (h *vheap) Push(x any) {
+	t := x.(*vtimer)
+	t.idx = len(*h)
+	*h = append(*h, t)
+}
+func (h *vheap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	t.idx = -1
+	return t
+}
