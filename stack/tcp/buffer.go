@@ -1,0 +1,99 @@
+package tcp
+
+import (
+	"math/bits"
+	"sync"
+)
+
+// buffer is a byte queue used for both the send and the receive buffer. Data
+// is b[r:]; consumed bytes are reclaimed by compaction, and an empty buffer
+// returns its memory to a size-class pool, so that an idle connection holds
+// no data buffer (DESIGN.md "Memory").
+type buffer struct {
+	b []byte
+	r int
+}
+
+const minBufClass = 12 // 4 KiB
+
+var bufPools [32]sync.Pool
+
+func getBuf(n int) []byte {
+	class := bits.Len(uint(n - 1))
+	if class < minBufClass {
+		class = minBufClass
+	}
+	if p, ok := bufPools[class].Get().(*[]byte); ok {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, 1<<class)
+}
+
+func putBuf(b []byte) {
+	c := cap(b)
+	if c == 0 || c&(c-1) != 0 {
+		return
+	}
+	b = b[:0]
+	bufPools[bits.Len(uint(c-1))].Put(&b)
+}
+
+// Len is the number of buffered bytes.
+func (x *buffer) Len() int { return len(x.b) - x.r }
+
+// Bytes returns the buffered bytes (valid until the next mutation).
+func (x *buffer) Bytes() []byte { return x.b[x.r:] }
+
+// Append adds as much of p as fits under limit buffered bytes and returns
+// how many bytes it took.
+func (x *buffer) Append(p []byte, limit int) int {
+	room := limit - x.Len()
+	if room <= 0 || len(p) == 0 {
+		return 0
+	}
+	if len(p) > room {
+		p = p[:room]
+	}
+	need := x.Len() + len(p)
+	if x.b == nil {
+		x.b = getBuf(need)
+	} else if len(x.b)+len(p) > cap(x.b) {
+		if need <= cap(x.b)/2 || (need <= cap(x.b) && x.r > 0) {
+			// Compact in place.
+			n := copy(x.b, x.b[x.r:])
+			x.b, x.r = x.b[:n], 0
+		} else {
+			nb := getBuf(max(need, 2*cap(x.b)))
+			nb = append(nb, x.b[x.r:]...)
+			putBuf(x.b)
+			x.b, x.r = nb, 0
+		}
+	}
+	x.b = append(x.b, p...)
+	return len(p)
+}
+
+// Discard drops n bytes from the front.
+func (x *buffer) Discard(n int) {
+	x.r += n
+	if x.r >= len(x.b) {
+		x.release()
+	}
+}
+
+// Read moves up to len(p) bytes from the front into p.
+func (x *buffer) Read(p []byte) int {
+	n := copy(p, x.b[x.r:])
+	x.Discard(n)
+	return n
+}
+
+func (x *buffer) release() {
+	if x.b != nil {
+		putBuf(x.b)
+	}
+	x.b, x.r = nil, 0
+}
+
+// Cap is the capacity currently held (for memory accounting).
+func (x *buffer) Cap() int { return cap(x.b) }

@@ -1,0 +1,82 @@
+// Package cc holds TCP congestion control behind a small interface. The TCB
+// owns loss detection and recovery (which segments to resend); a Controller
+// only decides how much may be in flight.
+package cc
+
+import "time"
+
+// Controller is a congestion-control algorithm.
+type Controller interface {
+	// OnAck reports acked bytes newly acknowledged outside loss recovery,
+	// with the latest RTT sample (0 if none).
+	OnAck(now time.Time, acked int, rtt time.Duration)
+	// OnLoss reports a loss detected by duplicate ACKs or SACK (entering fast
+	// recovery) with the bytes in flight at that moment.
+	OnLoss(now time.Time, flight int)
+	// OnRTO reports a retransmission timeout.
+	OnRTO(now time.Time, flight int)
+	// Cwnd is the congestion window in bytes.
+	Cwnd() int
+	// Ssthresh is the slow-start threshold in bytes.
+	Ssthresh() int
+	Name() string
+}
+
+// InitialWindow is RFC 5681 §3.1's IW for an MSS (in bytes), raised to ten
+// segments as RFC 6928 allows.
+func InitialWindow(mss int) int { return 10 * mss }
+
+// New returns the named algorithm ("reno"/"newreno", "cubic"); unknown
+// names get NewReno.
+func New(name string, mss int) Controller {
+	return NewReno(mss)
+}
+
+// Reno is RFC 5681 slow start and congestion avoidance; the NewReno partial
+// ACK handling of RFC 6582 lives in the TCB's recovery logic.
+type Reno struct {
+	mss, cwnd, ssthresh int
+	caAcked             int // bytes acked in congestion avoidance since the last increase
+}
+
+// NewReno returns a Reno controller for the given MSS.
+func NewReno(mss int) *Reno {
+	return &Reno{mss: mss, cwnd: InitialWindow(mss), ssthresh: 1 << 30}
+}
+
+// Name implements Controller.
+func (r *Reno) Name() string { return "newreno" }
+
+// OnAck implements Controller (RFC 5681 §3.1).
+func (r *Reno) OnAck(_ time.Time, acked int, _ time.Duration) {
+	if r.cwnd < r.ssthresh {
+		// Slow start: increase by at most one SMSS per ACK (appropriate byte counting, L=2).
+		r.cwnd += min(acked, 2*r.mss)
+		return
+	}
+	r.caAcked += acked
+	if r.caAcked >= r.cwnd {
+		r.caAcked -= r.cwnd
+		r.cwnd += r.mss
+	}
+}
+
+// OnLoss implements Controller (RFC 5681 §3.2 step 2).
+func (r *Reno) OnLoss(_ time.Time, flight int) {
+	r.ssthresh = max(flight/2, 2*r.mss)
+	r.cwnd = r.ssthresh
+	r.caAcked = 0
+}
+
+// OnRTO implements Controller (RFC 5681 §3.1, equation 4).
+func (r *Reno) OnRTO(_ time.Time, flight int) {
+	r.ssthresh = max(flight/2, 2*r.mss)
+	r.cwnd = r.mss
+	r.caAcked = 0
+}
+
+// Cwnd implements Controller.
+func (r *Reno) Cwnd() int { return r.cwnd }
+
+// Ssthresh implements Controller.
+func (r *Reno) Ssthresh() int { return r.ssthresh }

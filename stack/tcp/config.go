@@ -1,0 +1,89 @@
+package tcp
+
+import "time"
+
+// Config holds the tunables of a connection. The zero value of a field means
+// its default (DESIGN.md "Defaults").
+type Config struct {
+	// MSS is the maximum segment size this side announces: the largest
+	// payload it can receive (MTU - 40 for IPv4 without options).
+	MSS int
+	// RcvBuf and SndBuf bound the receive and send buffers, in bytes. The
+	// receive buffer is also the largest window offered.
+	RcvBuf, SndBuf int
+
+	InitialRTO, MinRTO, MaxRTO time.Duration
+	// MaxRetries is how many times a data segment (or FIN) is retransmitted
+	// before the connection is aborted with ETIMEDOUT; MaxSynRetries is the
+	// same for SYN and SYN-ACK.
+	MaxRetries, MaxSynRetries int
+	// MaxPersist bounds the persist timer's backoff.
+	MaxPersist time.Duration
+
+	// MSL is the maximum segment lifetime: TIME-WAIT lasts 2*MSL.
+	MSL time.Duration
+	// FinWait2Timeout bounds FIN-WAIT-2 for a connection the application
+	// has fully closed (Linux tcp_fin_timeout). Zero means 2*MSL.
+	FinWait2Timeout time.Duration
+
+	// Keepalive (RFC 1122 §4.2.3.6): off unless KeepAlive is set.
+	KeepAlive     bool
+	KeepIdle      time.Duration
+	KeepInterval  time.Duration
+	KeepCount     int
+	NoDelay       bool // disable Nagle (RFC 9293 §3.7.4)
+	DelayedAckMax time.Duration
+}
+
+// Defaults (DESIGN.md).
+const (
+	DefaultMSS           = 1460
+	DefaultRcvBuf        = 1 << 20
+	DefaultSndBuf        = 1 << 20
+	DefaultInitialRTO    = time.Second
+	DefaultMinRTO        = 200 * time.Millisecond
+	DefaultMaxRTO        = 120 * time.Second
+	DefaultMaxRetries    = 15
+	DefaultMaxSynRetries = 6
+	DefaultMaxPersist    = 60 * time.Second
+	DefaultMSL           = 30 * time.Second
+	DefaultKeepIdle      = 2 * time.Hour
+	DefaultKeepInterval  = 75 * time.Second
+	DefaultKeepCount     = 10
+	DefaultDelayedAck    = 40 * time.Millisecond
+
+	// DefaultPeerMSS is assumed when the peer sends no MSS option
+	// (RFC 9293 §3.7.1).
+	DefaultPeerMSS = 536
+	maxWindow      = 65535 // without window scaling
+)
+
+// WithDefaults returns c with zero fields replaced by defaults.
+func (c Config) WithDefaults() Config {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defi := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defi(&c.MSS, DefaultMSS)
+	defi(&c.RcvBuf, DefaultRcvBuf)
+	defi(&c.SndBuf, DefaultSndBuf)
+	def(&c.InitialRTO, DefaultInitialRTO)
+	def(&c.MinRTO, DefaultMinRTO)
+	def(&c.MaxRTO, DefaultMaxRTO)
+	defi(&c.MaxRetries, DefaultMaxRetries)
+	defi(&c.MaxSynRetries, DefaultMaxSynRetries)
+	def(&c.MaxPersist, DefaultMaxPersist)
+	def(&c.MSL, DefaultMSL)
+	def(&c.FinWait2Timeout, 2*c.MSL)
+	def(&c.KeepIdle, DefaultKeepIdle)
+	def(&c.KeepInterval, DefaultKeepInterval)
+	defi(&c.KeepCount, DefaultKeepCount)
+	def(&c.DelayedAckMax, DefaultDelayedAck)
+	return c
+}

@@ -1,0 +1,349 @@
+// Package tcp is ustack's TCP: the transmission control block, the RFC 9293
+// state machine with segment arrival processed in the order of §3.10.7,
+// buffers, timers and retransmission.
+//
+// It is sans-I/O (STYLE.md §2.1): no goroutines, locks or clock reads. Every
+// method takes the current time; segments leave through the Sender; the
+// caller asks NextDeadline and calls Tick when it passes. The caller
+// serialises all calls on one Conn.
+package tcp
+
+import (
+	"syscall"
+	"time"
+
+	"ustack/stack/header"
+	"ustack/stack/seqnum"
+	"ustack/stack/tcp/cc"
+)
+
+// Sender takes the segments a connection emits. Payload aliases the
+// connection's send buffer and is valid only during the call.
+type Sender interface {
+	Send(c *Conn, seg *Segment)
+}
+
+// TraceEvent describes one state transition.
+type TraceEvent struct {
+	Time     time.Time
+	ID       ID
+	From, To State
+	Cause    string // "rcv SYN|ACK", "app close", "timer TIME-WAIT", ...
+}
+
+// Events are the things a caller may wait for; see TakeEvents.
+type Events uint8
+
+// Event bits.
+const (
+	EvReadable    Events = 1 << iota // data or EOF or an error to read
+	EvWritable                       // send buffer space freed
+	EvEstablished                    // the handshake completed
+	EvClosed                         // the connection reached CLOSED
+	EvStateChange                    // any state transition
+)
+
+// Stats are per-connection counters.
+type Stats struct {
+	SegsIn, SegsOut       uint64
+	BytesIn, BytesOut     uint64 // payload bytes delivered in order / sent new
+	Retransmits           uint64 // segments retransmitted (timeout or fast)
+	Timeouts              uint64 // RTO expiries
+	DupAcks               uint64
+	ChallengeAcks         uint64
+	OutOfOrder            uint64 // segments queued out of order
+	DroppedUnacceptable   uint64 // failed the sequence acceptability test
+	KeepaliveProbes       uint64
+	ZeroWindowProbes      uint64
+	IllegalTransitions    uint64
+	BadAcks               uint64 // ACK of unsent data or too old
+	InvalidOptionSegments uint64
+}
+
+// Conn is a transmission control block.
+type Conn struct {
+	ID      ID
+	cfg     Config
+	out     Sender
+	trace   func(TraceEvent)
+	state   State
+	passive bool  // created by a listener: RST in SYN-RECEIVED returns to LISTEN
+	err     error // sticky error reported to the application
+	events  Events
+	Stats   Stats
+
+	// Application side.
+	rdShut bool // the application will read no more (Close)
+	wrShut bool // the application will write no more (Close or CloseWrite)
+
+	// Send sequence space (RFC 9293 §3.3.1).
+	iss       seqnum.Value
+	sndUna    seqnum.Value
+	sndNxt    seqnum.Value
+	sndMax    seqnum.Value // highest sequence number sent + 1
+	sndWnd    uint32       // peer's window (scaled)
+	maxSndWnd uint32
+	sndWl1    seqnum.Value
+	sndWl2    seqnum.Value
+	sndMSS    int          // largest payload we send: min(peer MSS, our MSS)
+	sndBuf    buffer       // unacknowledged and unsent data, starting at dataUna
+	finQueued bool         // the application closed: a FIN follows the last byte of sndBuf
+	finSeq    seqnum.Value // the sequence number the FIN occupies (valid when finQueued)
+	cc        cc.Controller
+	dupAcks   int
+	recover   seqnum.Value // RFC 6582 recovery point
+	inRecover bool
+
+	// Receive sequence space.
+	irs     seqnum.Value
+	rcvNxt  seqnum.Value
+	rcvAdv  seqnum.Value // right edge of the window last advertised
+	rcvBuf  buffer
+	ooo     oooQueue
+	finRcvd bool // the peer's FIN was processed: EOF after rcvBuf
+
+	ackNow     bool // an ACK must go out at the next output
+	ackPending int  // in-order segments received and not yet acknowledged
+
+	rtt    rttState
+	tm     timers
+	synRtx int // SYN / SYN-ACK retransmissions
+	rtx    int // consecutive RTO expiries for data/FIN
+
+	keepProbes     int
+	persistBackoff int
+}
+
+// NewConn makes a TCB for id in state CLOSED. Call Connect (active open) or
+// Listen then SegmentArrives with a SYN (passive open).
+func NewConn(id ID, cfg Config, out Sender, trace func(TraceEvent)) *Conn {
+	cfg = cfg.WithDefaults()
+	c := &Conn{ID: id, cfg: cfg, out: out, trace: trace}
+	c.sndMSS = DefaultPeerMSS
+	c.rtt.init(cfg)
+	return c
+}
+
+// State is the current state.
+func (c *Conn) State() State { return c.state }
+
+// Err is the sticky error, if the connection failed.
+func (c *Conn) Err() error { return c.err }
+
+// Config returns the connection's configuration.
+func (c *Conn) Config() Config { return c.cfg }
+
+// TakeEvents returns and clears the events since the last call.
+func (c *Conn) TakeEvents() Events { e := c.events; c.events = 0; return e }
+
+func (c *Conn) setState(now time.Time, to State, cause string) {
+	from := c.state
+	if from == to {
+		return
+	}
+	if !Legal(from, to) {
+		c.Stats.IllegalTransitions++
+		if PanicOnIllegalTransition {
+			panic("tcp: illegal transition " + from.String() + " -> " + to.String() + " (" + cause + ")")
+		}
+	}
+	c.state = to
+	c.events |= EvStateChange
+	switch to {
+	case Established:
+		c.events |= EvEstablished | EvWritable
+	case Closed:
+		c.events |= EvClosed | EvReadable | EvWritable
+		c.tm = timers{}
+		c.sndBuf.release()
+		c.ooo.clear()
+	case CloseWait, TimeWait, Closing:
+		c.events |= EvReadable
+	}
+	if c.trace != nil {
+		c.trace(TraceEvent{Time: now, ID: c.ID, From: from, To: to, Cause: cause})
+	}
+}
+
+// Listen puts a CLOSED connection into LISTEN (passive open). The stack makes
+// one such TCB per arriving SYN, so that LISTEN→SYN-RECEIVED happens per
+// connection while the listener keeps listening.
+func (c *Conn) Listen(now time.Time) {
+	c.passive = true
+	c.state = Listen
+}
+
+// Connect performs an active open (RFC 9293 §3.10.1): choose the ISS, send
+// SYN, enter SYN-SENT.
+func (c *Conn) Connect(now time.Time, iss seqnum.Value) {
+	c.iss = iss
+	c.sndUna, c.sndNxt, c.sndMax = iss, iss.Add(1), iss.Add(1)
+	c.setState(now, SynSent, "app connect")
+	c.sendSYN(now)
+}
+
+// Write queues application data (RFC 9293 §3.10.2) and sends what the
+// windows allow. It returns how many bytes fit in the send buffer.
+func (c *Conn) Write(now time.Time, p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	if c.wrShut {
+		return 0, syscall.EPIPE
+	}
+	switch c.state {
+	case SynSent, SynReceived, Established, CloseWait:
+	default:
+		return 0, syscall.ENOTCONN
+	}
+	n := c.sndBuf.Append(p, c.cfg.SndBuf)
+	if c.state.Synchronized() {
+		c.output(now)
+	}
+	return n, nil
+}
+
+// SendSpace is how many more bytes Write would accept now.
+func (c *Conn) SendSpace() int { return c.cfg.SndBuf - c.sndBuf.Len() }
+
+// Unsent is the number of bytes written but not yet acknowledged.
+func (c *Conn) Unsent() int { return c.sndBuf.Len() }
+
+// Read moves received in-order data into p (RFC 9293 §3.10.3). At EOF (the
+// peer's FIN and nothing left) it returns 0, true. A read that opens the
+// window enough sends a window update.
+func (c *Conn) Read(now time.Time, p []byte) (n int, eof bool) {
+	n = c.rcvBuf.Read(p)
+	if n > 0 && c.state.Synchronized() && c.windowUpdateDue() {
+		c.ackNow = true
+		c.output(now)
+	}
+	return n, c.rcvBuf.Len() == 0 && c.finRcvd
+}
+
+// Readable is the number of bytes ready to read.
+func (c *Conn) Readable() int { return c.rcvBuf.Len() }
+
+// EOF reports whether the peer's FIN has been received and all data read.
+func (c *Conn) EOF() bool { return c.finRcvd && c.rcvBuf.Len() == 0 }
+
+// CloseWrite shuts down the sending direction: a FIN follows the queued
+// data (RFC 9293 §3.10.4). Receiving goes on (half-close).
+func (c *Conn) CloseWrite(now time.Time) {
+	if c.wrShut {
+		return
+	}
+	c.wrShut = true
+	switch c.state {
+	case Listen, SynSent:
+		c.setState(now, Closed, "app close")
+		return
+	case SynReceived:
+		// RFC 9293 §3.10.4: the FIN waits until the handshake completes;
+		// the ACK of our SYN then takes us to FIN-WAIT-1.
+		c.queueFIN()
+		return
+	case Established:
+		c.queueFIN()
+		c.setState(now, FinWait1, "app close")
+	case CloseWait:
+		c.queueFIN()
+		c.setState(now, LastAck, "app close")
+	default:
+		return
+	}
+	c.output(now)
+}
+
+// queueFIN fixes the FIN's place: right after the last byte written.
+func (c *Conn) queueFIN() {
+	c.finQueued = true
+	c.finSeq = c.bufSeq().Add(seqnum.Size(c.sndBuf.Len()))
+}
+
+// finAcked reports whether the peer has acknowledged our FIN.
+func (c *Conn) finAcked() bool { return c.finQueued && c.sndUna.GreaterThan(c.finSeq) }
+
+// Close closes both directions. Unread received data makes it an abort
+// with RST (RFC 2525 §2.17, as Linux does); otherwise it is CloseWrite and
+// the connection finishes in the background.
+func (c *Conn) Close(now time.Time) {
+	if c.rdShut {
+		return
+	}
+	c.rdShut = true
+	if c.rcvBuf.Len() > 0 && c.state.Synchronized() {
+		c.Abort(now, "app close with unread data")
+		return
+	}
+	c.rcvBuf.release()
+	c.CloseWrite(now)
+	if c.state == FinWait2 {
+		c.tm.finWait2 = now.Add(c.cfg.FinWait2Timeout)
+	}
+}
+
+// Abort resets the connection (RFC 9293 §3.10.5): an RST goes out in the
+// synchronized states and SYN-RECEIVED, and the TCB is CLOSED.
+func (c *Conn) Abort(now time.Time, why string) {
+	switch c.state {
+	case Closed, TimeWait:
+		c.setState(now, Closed, why)
+		return
+	case Listen, SynSent:
+	default:
+		c.sendRST(now, c.sndNxt)
+	}
+	if c.err == nil {
+		c.err = ErrAborted
+	}
+	c.setState(now, Closed, why)
+}
+
+// fail records the error and closes the connection.
+func (c *Conn) fail(now time.Time, err error, cause string) {
+	if c.err == nil {
+		c.err = err
+	}
+	c.setState(now, Closed, cause)
+}
+
+// Info is a snapshot for the CLI and the status page.
+type Info struct {
+	State            State
+	SRTT, RTTVar     time.Duration
+	RTO              time.Duration
+	Cwnd, Ssthresh   int
+	SndWnd, RcvWnd   uint32
+	SndMSS           int
+	Unacked, Unsent  int
+	SndUna, SndNxt   seqnum.Value
+	RcvNxt, ISS, IRS seqnum.Value
+	CC               string
+	Stats            Stats
+}
+
+// Info returns the connection's current figures.
+func (c *Conn) Info() Info {
+	i := Info{
+		State: c.state, SRTT: c.rtt.srtt, RTTVar: c.rtt.rttvar, RTO: c.rtt.rto,
+		SndWnd: c.sndWnd, RcvWnd: c.rcvWindow(), SndMSS: c.sndMSS,
+		Unacked: int(c.sndUna.Size(c.sndNxt)), Unsent: c.sndBuf.Len(),
+		SndUna: c.sndUna, SndNxt: c.sndNxt, RcvNxt: c.rcvNxt, ISS: c.iss, IRS: c.irs,
+		Stats: c.Stats,
+	}
+	if c.cc != nil {
+		i.Cwnd, i.Ssthresh, i.CC = c.cc.Cwnd(), c.cc.Ssthresh(), c.cc.Name()
+	}
+	return i
+}
+
+// MemoryUsed is the bytes of data buffers the connection holds.
+func (c *Conn) MemoryUsed() int { return c.sndBuf.Cap() + c.rcvBuf.Cap() + c.ooo.bytes }
+
+// ErrAborted is the error after a local Abort.
+var ErrAborted = syscall.ECONNABORTED
+
+func hasFlag(f, x uint8) bool { return f&x != 0 }
+
+var _ = header.FlagACK

@@ -1,0 +1,181 @@
+package tcp
+
+import (
+	"bytes"
+	"testing"
+	"time"
+)
+
+// TestOutOfOrderReassembly: segments 3, 2 arrive before 1; each gap gets
+// an immediate duplicate ACK; filling the hole delivers everything in order
+// with one cumulative ACK (RFC 9293 §3.10.7.4 seventh, RFC 5681 §4.2).
+func TestOutOfOrderReassembly(t *testing.T) {
+	s := newScript(t, Config{})
+	s.passiveOpen()
+	a, b, c := []byte("aaaa"), []byte("bbbb"), []byte("cccc")
+	s.in(seg(ACK, rISS+9, lISS+1, c...))
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1})
+	s.in(seg(ACK, rISS+5, lISS+1, b...))
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1})
+	if s.c.Readable() != 0 {
+		t.Fatal("out-of-order data became readable")
+	}
+	s.in(seg(ACK, rISS+1, lISS+1, a...))
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 13})
+	s.none()
+	if got := s.read(); string(got) != "aaaabbbbcccc" {
+		t.Fatalf("read %q", got)
+	}
+}
+
+// TestOutOfOrderOverlapAndFIN: overlapping out-of-order pieces and a FIN
+// that arrives before the data it follows.
+func TestOutOfOrderOverlapAndFIN(t *testing.T) {
+	s := newScript(t, Config{})
+	s.passiveOpen()
+	s.in(seg(FIN|ACK, rISS+11, lISS+1)) // FIN after 10 bytes not yet here
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1})
+	s.state(Established)
+	s.in(seg(ACK, rISS+4, lISS+1, []byte("3456789")...)) // bytes 3..9
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1})
+	s.in(seg(ACK, rISS+3, lISS+1, []byte("234")...)) // overlaps
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1})
+	s.in(seg(ACK, rISS+1, lISS+1, []byte("01")...))
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 12}) // 10 bytes + FIN
+	s.state(CloseWait)
+	if got := s.read(); string(got) != "0123456789" {
+		t.Fatalf("read %q", got)
+	}
+	if !s.c.EOF() {
+		t.Fatal("no EOF")
+	}
+}
+
+// TestMSSHonoured: no segment exceeds the peer's MSS (RFC 9293 §3.7.1).
+func TestMSSHonoured(t *testing.T) {
+	s := newScript(t, Config{NoDelay: true})
+	s.c.Connect(s.now, lISS)
+	s.out(Segment{Flags: SYN, Seq: lISS})
+	synack := seg(SYN|ACK, rISS, lISS+1)
+	synack.Opts.MSS = 536
+	s.in(synack)
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1})
+	s.write(bytesN(2000))
+	total := 0
+	for len(s.sent) > 0 {
+		g := s.sent[0]
+		s.sent = s.sent[1:]
+		if len(g.Payload) > 536 {
+			t.Fatalf("segment of %d bytes exceeds the peer's MSS 536", len(g.Payload))
+		}
+		total += len(g.Payload)
+	}
+	if total != 2000 {
+		t.Fatalf("sent %d bytes, want 2000", total)
+	}
+}
+
+// TestNoMSSOptionMeans536: without an MSS option the default 536 applies
+// (RFC 9293 §3.7.1).
+func TestNoMSSOptionMeans536(t *testing.T) {
+	s := newScript(t, Config{})
+	s.c.Connect(s.now, lISS)
+	s.out(Segment{Flags: SYN, Seq: lISS})
+	s.in(seg(SYN|ACK, rISS, lISS+1))
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1})
+	if s.c.Info().SndMSS != 536 {
+		t.Fatalf("send MSS %d", s.c.Info().SndMSS)
+	}
+}
+
+// TestSendWindowLimitsData: never more in flight than the peer's window
+// (RFC 9293 §3.8.6).
+func TestSendWindowLimitsData(t *testing.T) {
+	s := newScript(t, Config{NoDelay: true})
+	s.activeOpen()
+	w := seg(ACK, rISS+1, lISS+1)
+	w.Wnd = 3000
+	s.in(w)
+	s.write(bytesN(10000))
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1, Payload: bytesN(1460)})
+	s.out(Segment{Flags: ACK, Seq: lISS + 1461, Ack: rISS + 1, Payload: bytesN(1460)})
+	// 80 bytes left in the window: sender SWS avoidance holds them back.
+	s.none()
+	a := seg(ACK, rISS+1, lISS+1+2920)
+	a.Wnd = 3000
+	s.in(a)
+	s.out(Segment{Flags: ACK, Seq: lISS + 2921, Ack: rISS + 1, Payload: bytesN(1460)})
+	s.out(Segment{Flags: ACK, Seq: lISS + 4381, Ack: rISS + 1, Payload: bytesN(1460)})
+	s.none()
+}
+
+// TestZeroWindowPersistProbes: when the peer's window is zero, a probe of
+// one octet goes out at the RTO and then at doubling intervals; when the
+// window opens the data flows (RFC 9293 §3.8.6.1).
+func TestZeroWindowPersistProbes(t *testing.T) {
+	s := newScript(t, Config{NoDelay: true})
+	s.activeOpen()
+	z := seg(ACK, rISS+1, lISS+1)
+	z.Wnd = 0
+	s.in(z)
+	s.write([]byte("payload"))
+	s.none()
+	rto := s.c.Info().RTO
+	at := time.Duration(0)
+	for i := 0; i < 4; i++ {
+		gap := rto << (i + 0)
+		s.at(at + gap - time.Millisecond)
+		s.none()
+		s.at(at + gap)
+		s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1, Payload: []byte("p")})
+		s.in(z) // still zero
+		s.none()
+		at += gap
+	}
+	if s.c.Stats.ZeroWindowProbes != 4 {
+		t.Fatalf("%d probes", s.c.Stats.ZeroWindowProbes)
+	}
+	open := seg(ACK, rISS+1, lISS+1)
+	open.Wnd = 1000
+	s.in(open)
+	s.out(Segment{Flags: ACK | PSH, Seq: lISS + 1, Ack: rISS + 1, Payload: []byte("payload")})
+	s.state(Established)
+}
+
+// TestZeroWindowAdvertisedAndReopened: our receive buffer fills, we
+// advertise zero; reading reopens it with a window update.
+func TestZeroWindowAdvertisedAndReopened(t *testing.T) {
+	s := newScript(t, Config{RcvBuf: 4000, MSS: 1000})
+	s.passiveOpen()
+	var batch []Segment
+	for i := 0; i < 4; i++ {
+		batch = append(batch, seg(ACK, rISS+1+seqnumSize(i*1000), lISS+1, bytesN(1000)...))
+	}
+	s.inBatch(batch...)
+	got := s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 2001})
+	got = s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 4001})
+	if got.Wnd != 0 {
+		t.Fatalf("window %d with a full buffer, want 0", got.Wnd)
+	}
+	// A probe into the zero window is not accepted, but acknowledged.
+	s.in(seg(ACK, rISS+4001, lISS+1, 'x'))
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 4001, Wnd: 0})
+	if d := s.read(); !bytes.Equal(d[:1000], bytesN(1000)) || len(d) != 4000 {
+		t.Fatalf("read %d bytes", len(d))
+	}
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 4001, Wnd: 4000})
+}
+
+// TestNagleHoldsSmallSegments: with Nagle on, a second small write waits
+// until the first is acknowledged (RFC 9293 §3.7.4).
+func TestNagleHoldsSmallSegments(t *testing.T) {
+	s := newScript(t, Config{})
+	s.activeOpen()
+	s.write([]byte("a"))
+	s.out(Segment{Flags: ACK | PSH, Seq: lISS + 1, Ack: rISS + 1, Payload: []byte("a")})
+	s.write([]byte("b"))
+	s.write([]byte("c"))
+	s.none()
+	s.in(seg(ACK, rISS+1, lISS+2))
+	s.out(Segment{Flags: ACK | PSH, Seq: lISS + 2, Ack: rISS + 1, Payload: []byte("bc")})
+}

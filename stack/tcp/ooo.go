@@ -1,0 +1,83 @@
+package tcp
+
+import "ustack/stack/seqnum"
+
+// oooQueue holds segments that arrived ahead of RCV.NXT, sorted by sequence
+// number and without overlap (RFC 9293 §3.10.7.4 seventh: "segments with
+// higher beginning sequence numbers may be held").
+type oooQueue struct {
+	segs  []oooSeg
+	bytes int
+}
+
+type oooSeg struct {
+	seq  seqnum.Value
+	data []byte
+	fin  bool
+}
+
+func (q *oooQueue) len() int { return len(q.segs) }
+
+func (q *oooQueue) first() (oooSeg, bool) {
+	if len(q.segs) == 0 {
+		return oooSeg{}, false
+	}
+	return q.segs[0], true
+}
+
+func (q *oooQueue) pop() {
+	q.bytes -= len(q.segs[0].data)
+	q.segs[0] = oooSeg{}
+	q.segs = q.segs[1:]
+	if len(q.segs) == 0 {
+		q.segs = nil
+	}
+}
+
+func (q *oooQueue) clear() { q.segs, q.bytes = nil, 0 }
+
+// insert copies data at seq into the queue, dropping the parts already held.
+func (q *oooQueue) insert(seq seqnum.Value, data []byte, fin bool) {
+	end := seq.Add(seqnum.Size(len(data)))
+	i := 0
+	for i < len(q.segs) && q.segs[i].seq.Add(seqnum.Size(len(q.segs[i].data))).LessThanEq(seq) {
+		i++
+	}
+	// q.segs[i] is the first segment ending after seq. Trim overlaps with it
+	// and the ones after, inserting the pieces in between.
+	for len(data) > 0 || fin {
+		if i == len(q.segs) || end.LessThanEq(q.segs[i].seq) {
+			q.add(i, seq, data, fin)
+			return
+		}
+		s := q.segs[i]
+		if seq.LessThan(s.seq) {
+			n := int(seq.Size(s.seq))
+			q.add(i, seq, data[:n], false)
+			i++
+			data, seq = data[n:], s.seq
+		}
+		// Skip what s already holds.
+		sEnd := s.seq.Add(seqnum.Size(len(s.data)))
+		if sEnd.GreaterThanEq(end) {
+			if fin && sEnd == end {
+				q.segs[i].fin = true
+			}
+			return
+		}
+		n := int(seq.Size(sEnd))
+		data, seq = data[n:], sEnd
+		i++
+	}
+}
+
+func (q *oooQueue) add(i int, seq seqnum.Value, data []byte, fin bool) {
+	if len(data) == 0 && !fin {
+		return
+	}
+	cp := append([]byte(nil), data...)
+	q.segs = append(q.segs, oooSeg{})
+	copy(q.segs[i+1:], q.segs[i:])
+	q.segs[i] = oooSeg{seq: seq, data: cp, fin: fin}
+	q.bytes += len(cp)
+}

@@ -1,0 +1,207 @@
+package tcp
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"ustack/stack/header"
+	"ustack/stack/seqnum"
+)
+
+func TestMain(m *testing.M) {
+	PanicOnIllegalTransition = true
+	os.Exit(m.Run())
+}
+
+// The scripted-test helper (STYLE.md §2.8): feed a segment in, assert the
+// exact segment out, in virtual time.
+
+const (
+	lISS = seqnum.Value(1000) // our initial sequence number
+	rISS = seqnum.Value(5000) // the peer's
+)
+
+var (
+	testID = ID{
+		Local:  netip.MustParseAddrPort("198.18.0.2:80"),
+		Remote: netip.MustParseAddrPort("198.18.0.1:40000"),
+	}
+	t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+type script struct {
+	t     *testing.T
+	c     *Conn
+	now   time.Time
+	sent  []Segment
+	trace []TraceEvent
+}
+
+// Send implements Sender: it records a copy of the segment.
+func (s *script) Send(_ *Conn, seg *Segment) {
+	cp := *seg
+	cp.Payload = append([]byte(nil), seg.Payload...)
+	s.sent = append(s.sent, cp)
+}
+
+func newScript(t *testing.T, cfg Config) *script {
+	t.Helper()
+	s := &script{t: t, now: t0}
+	s.c = NewConn(testID, cfg, s, func(e TraceEvent) {
+		if !Legal(e.From, e.To) {
+			t.Errorf("illegal transition %v -> %v (%s)", e.From, e.To, e.Cause)
+		}
+		s.trace = append(s.trace, e)
+	})
+	return s
+}
+
+// seg builds a segment from the peer with no options.
+func seg(flags uint8, seq, ack seqnum.Value, payload ...byte) Segment {
+	return Segment{Seq: seq, Ack: ack, Flags: flags, Wnd: 65535, Opts: header.TCPOptions{WS: -1}, Payload: payload}
+}
+
+const (
+	SYN = header.FlagSYN
+	ACK = header.FlagACK
+	FIN = header.FlagFIN
+	RST = header.FlagRST
+	PSH = header.FlagPSH
+)
+
+// in delivers a segment from the peer, then flushes as the stack does at the
+// end of an input batch.
+func (s *script) in(g Segment) {
+	s.t.Helper()
+	s.c.SegmentArrives(s.now, &g)
+	s.c.Flush(s.now)
+}
+
+// inBatch delivers several segments as one input batch: one flush at the end.
+func (s *script) inBatch(gs ...Segment) {
+	for i := range gs {
+		s.c.SegmentArrives(s.now, &gs[i])
+	}
+	s.c.Flush(s.now)
+}
+
+// out asserts the next emitted segment: flags, seq, ack and payload length
+// always; window and MSS when the template sets them.
+func (s *script) out(want Segment) Segment {
+	s.t.Helper()
+	if len(s.sent) == 0 {
+		s.t.Fatalf("at +%v: no segment sent, want %v", s.now.Sub(t0), &want)
+	}
+	got := s.sent[0]
+	s.sent = s.sent[1:]
+	bad := got.Flags != want.Flags || got.Seq != want.Seq || len(got.Payload) != len(want.Payload)
+	if want.Flags&ACK != 0 && got.Ack != want.Ack {
+		bad = true
+	}
+	if want.Wnd != 0 && got.Wnd != want.Wnd {
+		bad = true
+	}
+	if want.Opts.MSS != 0 && got.Opts.MSS != want.Opts.MSS {
+		bad = true
+	}
+	if bad {
+		s.t.Fatalf("at +%v: sent %v\n                 want %v", s.now.Sub(t0), &got, &want)
+	}
+	return got
+}
+
+// none asserts that nothing more was sent.
+func (s *script) none() {
+	s.t.Helper()
+	if len(s.sent) > 0 {
+		s.t.Fatalf("at +%v: unexpected segment %v", s.now.Sub(t0), &s.sent[0])
+	}
+}
+
+// advance moves virtual time forward by d, running every timer that falls
+// due on the way, at its own deadline.
+func (s *script) advance(d time.Duration) {
+	end := s.now.Add(d)
+	for {
+		next := s.c.NextDeadline()
+		if next.IsZero() || next.After(end) {
+			break
+		}
+		s.now = next
+		s.c.Tick(s.now)
+	}
+	s.now = end
+}
+
+// at advances to exactly t0+d.
+func (s *script) at(d time.Duration) { s.advance(t0.Add(d).Sub(s.now)) }
+
+func (s *script) state(want State) {
+	s.t.Helper()
+	if got := s.c.State(); got != want {
+		s.t.Fatalf("at +%v: state %v, want %v", s.now.Sub(t0), got, want)
+	}
+}
+
+// passiveOpen drives the TCB through LISTEN → SYN-RECEIVED → ESTABLISHED.
+func (s *script) passiveOpen() {
+	s.t.Helper()
+	s.c.SetISS(lISS)
+	s.c.Listen(s.now)
+	syn := seg(SYN, rISS, 0)
+	syn.Opts.MSS = 1460
+	s.in(syn)
+	s.out(Segment{Flags: SYN | ACK, Seq: lISS, Ack: rISS + 1})
+	s.in(seg(ACK, rISS+1, lISS+1))
+	s.state(Established)
+	s.none()
+}
+
+// activeOpen drives the TCB through SYN-SENT → ESTABLISHED.
+func (s *script) activeOpen() {
+	s.t.Helper()
+	s.c.Connect(s.now, lISS)
+	s.out(Segment{Flags: SYN, Seq: lISS})
+	synack := seg(SYN|ACK, rISS, lISS+1)
+	synack.Opts.MSS = 1460
+	s.in(synack)
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1})
+	s.state(Established)
+	s.none()
+}
+
+func (s *script) write(p []byte) {
+	s.t.Helper()
+	n, err := s.c.Write(s.now, p)
+	if err != nil || n != len(p) {
+		s.t.Fatalf("Write(%d bytes) = %d, %v", len(p), n, err)
+	}
+}
+
+func (s *script) read() []byte {
+	buf := make([]byte, 1<<20)
+	n, _ := s.c.Read(s.now, buf)
+	return buf[:n]
+}
+
+// transitions renders the trace as "FROM>TO" steps.
+func (s *script) transitions() string {
+	out := ""
+	for _, e := range s.trace {
+		out += fmt.Sprintf("%v>%v ", e.From, e.To)
+	}
+	return out
+}
+
+func bytesN(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i)
+	}
+	return b
+}
+
+func seqnumSize(n int) seqnum.Value { return seqnum.Value(n) }

@@ -1,0 +1,87 @@
+package tcp
+
+import (
+	"errors"
+	"syscall"
+	"testing"
+)
+
+// TestExactRSTResetsConnection: an RST with SEQ = RCV.NXT closes with
+// ECONNRESET (RFC 9293 §3.10.7.4 second, RFC 5961 §3.2).
+func TestExactRSTResetsConnection(t *testing.T) {
+	s := newScript(t, Config{})
+	s.passiveOpen()
+	s.in(seg(RST, rISS+1, 0))
+	s.state(Closed)
+	s.none()
+	if !errors.Is(s.c.Err(), syscall.ECONNRESET) {
+		t.Fatalf("err %v, want ECONNRESET", s.c.Err())
+	}
+}
+
+// TestInWindowRSTGetsChallengeACK: an RST in the window but not at RCV.NXT
+// is answered by a challenge ACK and changes nothing (RFC 5961 §3.2).
+func TestInWindowRSTGetsChallengeACK(t *testing.T) {
+	s := newScript(t, Config{})
+	s.passiveOpen()
+	s.in(seg(RST, rISS+1000, 0))
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1})
+	s.state(Established)
+	if s.c.Stats.ChallengeAcks != 1 {
+		t.Fatalf("challenge ACKs %d", s.c.Stats.ChallengeAcks)
+	}
+}
+
+// TestOutOfWindowRSTIsDropped: an RST outside the window is silently
+// dropped (RFC 9293 §3.10.7.4 first, RFC 5961 §3.2).
+func TestOutOfWindowRSTIsDropped(t *testing.T) {
+	s := newScript(t, Config{})
+	s.passiveOpen()
+	s.in(seg(RST, rISS+1+200000, 0))
+	s.none()
+	s.state(Established)
+}
+
+// TestSYNOnEstablishedGetsChallengeACK: a SYN on a synchronized connection
+// gets a challenge ACK, whatever its sequence number (RFC 5961 §4.2).
+func TestSYNOnEstablishedGetsChallengeACK(t *testing.T) {
+	s := newScript(t, Config{})
+	s.passiveOpen()
+	s.in(seg(SYN, rISS+100, 0))
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1})
+	s.state(Established)
+}
+
+// TestUnacceptableSegmentGetsACK: an old duplicate data segment is answered
+// with <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> (§3.10.7.4 first).
+func TestUnacceptableSegmentGetsACK(t *testing.T) {
+	s := newScript(t, Config{})
+	s.passiveOpen()
+	s.in(seg(ACK, rISS+1, lISS+1, 1, 2, 3))
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 4})
+	s.in(seg(ACK, rISS+1, lISS+1, 1, 2, 3)) // again
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 4})
+	if got := s.read(); len(got) != 3 {
+		t.Fatalf("read %d bytes, want 3 (the duplicate must not be delivered twice)", len(got))
+	}
+}
+
+// TestACKOfUnsentDataIsAnsweredAndDropped: SEG.ACK > SND.NXT (RFC 5961 §5.2).
+func TestACKOfUnsentDataIsAnsweredAndDropped(t *testing.T) {
+	s := newScript(t, Config{})
+	s.passiveOpen()
+	s.in(seg(ACK, rISS+1, lISS+5000, 9, 9))
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1})
+	if s.c.Readable() != 0 {
+		t.Fatal("data of a segment with an invalid ACK was delivered")
+	}
+}
+
+// TestAbortSendsRST: a user abort sends <SEQ=SND.NXT><CTL=RST>.
+func TestAbortSendsRST(t *testing.T) {
+	s := newScript(t, Config{})
+	s.activeOpen()
+	s.c.Abort(s.now, "test")
+	s.out(Segment{Flags: RST, Seq: lISS + 1})
+	s.state(Closed)
+}
