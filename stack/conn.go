@@ -1,0 +1,385 @@
+package stack
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"ustack/stack/clock"
+	"ustack/stack/tcp"
+)
+
+// Conn is a TCP connection on a Stack. It implements net.Conn, plus
+// CloseWrite, keepalive and SetNoDelay like *net.TCPConn.
+type Conn struct {
+	s    *Stack
+	id   tcp.ID
+	mu   sync.Mutex
+	cond sync.Cond
+	tcb  *tcp.Conn
+
+	listener *Listener // the listener that made this connection, if passive
+	queued   bool      // handed to the listener's accept queue
+	halfOpen bool      // counted in the listener's half-open queue
+	closed   bool      // the application called Close
+	gone     bool      // removed from the stack's table
+	fatal    error     // set when the stack shuts the connection down
+
+	rdDeadline, wrDeadline time.Time
+	rdTimer, wrTimer       clock.Timer
+
+	batchGen uint64 // reader-goroutine only: last input batch that touched c
+
+	// Guarded by the stack's timer heap lock.
+	tdl  time.Time
+	tidx int
+}
+
+func (s *Stack) newConn(id tcp.ID, cfg tcp.Config) *Conn {
+	c := &Conn{s: s, id: id, tidx: -1}
+	c.cond.L = &c.mu
+	c.tcb = s.newTCB(id, cfg)
+	return c
+}
+
+// afterLocked runs after every call into the TCB: wake waiters, hand a newly
+// established passive connection to its listener, reschedule the timer,
+// and drop the TCB from the table once CLOSED. c.mu is held.
+func (c *Conn) afterLocked() {
+	ev := c.tcb.TakeEvents()
+	if ev != 0 {
+		c.cond.Broadcast()
+	}
+	st := c.tcb.State()
+	if ev&tcp.EvEstablished != 0 {
+		c.s.cnt.established.Add(1)
+		if c.listener != nil && !c.queued {
+			c.queued = true
+			c.listener.established(c)
+		}
+	}
+	if st == tcp.Closed || (st == tcp.Listen && c.listener != nil) {
+		c.remove()
+		return
+	}
+	c.s.tm.schedule(c, c.tcb.NextDeadline())
+}
+
+// remove takes the connection out of the stack.
+func (c *Conn) remove() {
+	if c.gone {
+		return
+	}
+	c.gone = true
+	c.s.tm.schedule(c, time.Time{})
+	c.s.unregister(c)
+	c.s.cnt.retransmits.Add(c.tcb.Stats.Retransmits)
+	if c.halfOpen {
+		c.listener.leaveHalfOpen()
+		c.halfOpen = false
+	}
+	c.cond.Broadcast()
+}
+
+// shutdown ends the connection without sending anything (the stack is
+// closing). c.mu is held.
+func (c *Conn) shutdown(err error) {
+	if c.fatal == nil {
+		c.fatal = err
+	}
+	c.remove()
+}
+
+func (c *Conn) opError(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+}
+
+// errLocked is the error a blocked operation should return now, if any.
+func (c *Conn) errLocked() error {
+	if c.closed {
+		return net.ErrClosed
+	}
+	if err := c.tcb.Err(); err != nil {
+		return os.NewSyscallError("tcp", err)
+	}
+	if c.fatal != nil {
+		return c.fatal
+	}
+	return nil
+}
+
+func (c *Conn) expired(d time.Time) bool {
+	return !d.IsZero() && !c.s.clk.Now().Before(d)
+}
+
+// Read implements net.Conn.
+func (c *Conn) Read(b []byte) (int, error) {
+	c.mu.Lock()
+	for {
+		if c.closed {
+			c.mu.Unlock()
+			return 0, c.opError("read", net.ErrClosed)
+		}
+		if len(b) == 0 {
+			c.mu.Unlock()
+			return 0, nil
+		}
+		n, eof := c.tcb.Read(c.s.clk.Now(), b)
+		if n > 0 {
+			c.afterLocked()
+			c.mu.Unlock()
+			c.s.flush()
+			return n, nil
+		}
+		if eof {
+			c.mu.Unlock()
+			return 0, io.EOF
+		}
+		if err := c.errLocked(); err != nil {
+			c.mu.Unlock()
+			return 0, c.opError("read", err)
+		}
+		if st := c.tcb.State(); st == tcp.Closed || st == tcp.TimeWait {
+			c.mu.Unlock()
+			return 0, io.EOF
+		}
+		if c.expired(c.rdDeadline) {
+			c.mu.Unlock()
+			return 0, c.opError("read", os.ErrDeadlineExceeded)
+		}
+		c.cond.Wait()
+	}
+}
+
+// Write implements net.Conn. It blocks until all of b is queued in the send
+// buffer (not until it is acknowledged), as a kernel socket does.
+func (c *Conn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	done := 0
+	for {
+		if c.closed {
+			c.mu.Unlock()
+			return done, c.opError("write", net.ErrClosed)
+		}
+		if err := c.errLocked(); err != nil {
+			c.mu.Unlock()
+			return done, c.opError("write", err)
+		}
+		if c.expired(c.wrDeadline) {
+			c.mu.Unlock()
+			return done, c.opError("write", os.ErrDeadlineExceeded)
+		}
+		n, err := c.tcb.Write(c.s.clk.Now(), b[done:])
+		done += n
+		c.afterLocked()
+		if err != nil {
+			c.mu.Unlock()
+			c.s.flush()
+			return done, c.opError("write", os.NewSyscallError("tcp", err))
+		}
+		if done == len(b) {
+			c.mu.Unlock()
+			c.s.flush()
+			return done, nil
+		}
+		if n > 0 {
+			c.s.flush() // under c.mu: lock order c.mu → writeMu → txMu
+		}
+		if c.tcb.SendSpace() == 0 || n == 0 {
+			c.cond.Wait()
+		}
+	}
+}
+
+// Close implements net.Conn: the connection closes in the background (FIN,
+// then the close handshake); unread data makes it an abort with RST.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return c.opError("close", net.ErrClosed)
+	}
+	c.closed = true
+	c.tcb.Close(c.s.clk.Now())
+	c.stopDeadlineTimers()
+	c.afterLocked()
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	c.s.flush()
+	return nil
+}
+
+// CloseWrite shuts down the sending side (half-close); reads go on.
+func (c *Conn) CloseWrite() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return c.opError("close", net.ErrClosed)
+	}
+	c.tcb.CloseWrite(c.s.clk.Now())
+	c.afterLocked()
+	c.mu.Unlock()
+	c.s.flush()
+	return nil
+}
+
+// Abort resets the connection at once (RST).
+func (c *Conn) Abort() error {
+	c.mu.Lock()
+	c.closed = true
+	c.tcb.Abort(c.s.clk.Now(), "app abort")
+	c.afterLocked()
+	c.mu.Unlock()
+	c.s.flush()
+	return nil
+}
+
+// LocalAddr implements net.Conn.
+func (c *Conn) LocalAddr() net.Addr { return net.TCPAddrFromAddrPort(c.id.Local) }
+
+// RemoteAddr implements net.Conn.
+func (c *Conn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.id.Remote) }
+
+// ID is the connection's 4-tuple.
+func (c *Conn) ID() tcp.ID { return c.id }
+
+// SetDeadline implements net.Conn.
+func (c *Conn) SetDeadline(t time.Time) error {
+	c.SetReadDeadline(t)
+	return c.SetWriteDeadline(t)
+}
+
+// SetReadDeadline implements net.Conn.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rdDeadline = t
+	c.rdTimer = c.armDeadline(c.rdTimer, t)
+	return nil
+}
+
+// SetWriteDeadline implements net.Conn.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.wrDeadline = t
+	c.wrTimer = c.armDeadline(c.wrTimer, t)
+	return nil
+}
+
+func (c *Conn) armDeadline(tm clock.Timer, t time.Time) clock.Timer {
+	if tm != nil {
+		tm.Stop()
+	}
+	if t.IsZero() {
+		return tm
+	}
+	d := t.Sub(c.s.clk.Now())
+	if d <= 0 {
+		c.cond.Broadcast()
+		return tm
+	}
+	wake := func() { c.mu.Lock(); c.cond.Broadcast(); c.mu.Unlock() }
+	if tm == nil {
+		return c.s.clk.AfterFunc(d, wake)
+	}
+	tm.Reset(d)
+	return tm
+}
+
+func (c *Conn) stopDeadlineTimers() {
+	if c.rdTimer != nil {
+		c.rdTimer.Stop()
+	}
+	if c.wrTimer != nil {
+		c.wrTimer.Stop()
+	}
+}
+
+// SetKeepAlive turns keepalive on or off with the connection's current
+// idle, interval and count.
+func (c *Conn) SetKeepAlive(on bool) error {
+	return c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: on})
+}
+
+// SetKeepAlivePeriod sets the idle time and the interval, as Go's net does.
+func (c *Conn) SetKeepAlivePeriod(d time.Duration) error {
+	return c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: d, Interval: d})
+}
+
+// SetKeepAliveConfig sets keepalive (RFC 1122 §4.2.3.6): zero fields keep
+// their current values.
+func (c *Conn) SetKeepAliveConfig(cfg net.KeepAliveConfig) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return c.opError("set", net.ErrClosed)
+	}
+	c.tcb.SetKeepAlive(c.s.clk.Now(), cfg.Enable, cfg.Idle, cfg.Interval, cfg.Count)
+	c.afterLocked()
+	return nil
+}
+
+// SetNoDelay turns Nagle's algorithm off (true) or on (false).
+func (c *Conn) SetNoDelay(noDelay bool) error {
+	c.mu.Lock()
+	c.tcb.SetNoDelay(c.s.clk.Now(), noDelay)
+	c.afterLocked()
+	c.mu.Unlock()
+	c.s.flush()
+	return nil
+}
+
+// Info is the connection's state as the stack sees it: state, RTT, windows,
+// retransmissions.
+func (c *Conn) Info() tcp.Info {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.tcb.Info()
+}
+
+// State is the TCP state now.
+func (c *Conn) State() tcp.State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.tcb.State()
+}
+
+// waitEstablished blocks until the handshake completes or fails.
+func (c *Conn) waitEstablished(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { c.mu.Lock(); c.cond.Broadcast(); c.mu.Unlock() })
+	defer stop()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		st := c.tcb.State()
+		if st.Synchronized() {
+			return nil
+		}
+		if err := c.tcb.Err(); err != nil {
+			return os.NewSyscallError("connect", err)
+		}
+		if c.fatal != nil {
+			return c.fatal
+		}
+		if st == tcp.Closed {
+			return errors.New("connection closed during the handshake")
+		}
+		if err := ctx.Err(); err != nil {
+			c.closed = true
+			c.tcb.Abort(c.s.clk.Now(), "dial canceled")
+			c.afterLocked()
+			return err
+		}
+		c.cond.Wait()
+	}
+}
+
+var _ net.Conn = (*Conn)(nil)

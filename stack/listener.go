@@ -1,0 +1,215 @@
+package stack
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"ustack/stack/tcp"
+)
+
+// Listener accepts TCP connections on a port. It implements net.Listener.
+type Listener struct {
+	s       *Stack
+	port    uint16
+	cfg     tcp.Config
+	mu      sync.Mutex
+	cond    sync.Cond
+	queue   []*Conn
+	half    int // connections in SYN-RECEIVED
+	backlog int
+	closed  bool
+}
+
+// ListenTCP listens on port of the stack's address.
+func (s *Stack) ListenTCP(port uint16) (*Listener, error) {
+	return s.ListenTCPConfig(port, s.opts.TCP)
+}
+
+// ListenTCPConfig is ListenTCP with a TCP configuration for the accepted
+// connections (keepalive, buffers, ...).
+func (s *Stack) ListenTCPConfig(port uint16, cfg tcp.Config) (*Listener, error) {
+	if port == 0 {
+		return nil, fmt.Errorf("listen tcp %v:0: choose a port (1-65535)", s.opts.Addr)
+	}
+	if cfg.MSS == 0 || cfg.MSS > s.mtu-40 {
+		cfg.MSS = s.mtu - 40
+	}
+	l := &Listener{s: s, port: port, cfg: cfg.WithDefaults(), backlog: s.opts.Backlog}
+	l.cond.L = &l.mu
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() {
+		return nil, net.ErrClosed
+	}
+	if _, ok := s.listeners[port]; ok {
+		return nil, &net.OpError{Op: "listen", Net: "tcp", Addr: l.Addr(), Err: fmt.Errorf("port %d is already in use on this stack", port)}
+	}
+	s.listeners[port] = l
+	return l, nil
+}
+
+// newChild makes the TCB for a SYN to this listener (RFC 9293 §3.10.7.2),
+// or returns nil when the backlog or the connection limit is full.
+func (l *Listener) newChild(now time.Time, id tcp.ID) *Conn {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	if l.half+len(l.queue) >= l.backlog {
+		l.mu.Unlock()
+		l.s.cnt.listenOverflow.Add(1)
+		return nil
+	}
+	l.half++
+	l.mu.Unlock()
+	s := l.s
+	s.mu.RLock()
+	n := len(s.conns)
+	s.mu.RUnlock()
+	c := s.newConn(id, l.cfg)
+	c.listener, c.halfOpen = l, true
+	if n >= s.opts.MaxConns || !s.register(c) {
+		if n >= s.opts.MaxConns {
+			s.cnt.connLimit.Add(1)
+		}
+		l.leaveHalfOpen()
+		return nil
+	}
+	s.cnt.passiveOpens.Add(1)
+	c.tcb.SetISS(s.isn.ISN(id, now))
+	c.tcb.Listen(now)
+	return c
+}
+
+func (l *Listener) leaveHalfOpen() {
+	l.mu.Lock()
+	l.half--
+	l.mu.Unlock()
+}
+
+// established queues a connection whose handshake completed. c.mu is held.
+func (l *Listener) established(c *Conn) {
+	c.halfOpen = false
+	l.mu.Lock()
+	l.half--
+	if l.closed {
+		l.mu.Unlock()
+		c.closed = true
+		c.tcb.Abort(c.s.clk.Now(), "listener closed")
+		return
+	}
+	l.queue = append(l.queue, c)
+	l.cond.Signal()
+	l.mu.Unlock()
+}
+
+// Accept implements net.Listener.
+func (l *Listener) Accept() (net.Conn, error) { return l.AcceptTCP() }
+
+// AcceptTCP waits for the next connection.
+func (l *Listener) AcceptTCP() (*Conn, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for len(l.queue) == 0 && !l.closed {
+		l.cond.Wait()
+	}
+	if l.closed {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: net.ErrClosed}
+	}
+	c := l.queue[0]
+	l.queue[0] = nil
+	l.queue = l.queue[1:]
+	return c, nil
+}
+
+// Close implements net.Listener. Connections not yet accepted are reset.
+func (l *Listener) Close() error {
+	l.s.mu.Lock()
+	if l.s.listeners[l.port] == l {
+		delete(l.s.listeners, l.port)
+	}
+	l.s.mu.Unlock()
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	q := l.queue
+	l.queue = nil
+	l.cond.Broadcast()
+	l.mu.Unlock()
+	for _, c := range q {
+		c.Abort()
+	}
+	return nil
+}
+
+// Addr implements net.Listener.
+func (l *Listener) Addr() net.Addr {
+	return net.TCPAddrFromAddrPort(netip.AddrPortFrom(l.s.opts.Addr, l.port))
+}
+
+// DialTCP opens a connection to raddr (active open) and waits for the
+// handshake, the context, or the SYN retry limit.
+func (s *Stack) DialTCP(ctx context.Context, raddr netip.AddrPort) (*Conn, error) {
+	return s.DialTCPConfig(ctx, raddr, s.opts.TCP)
+}
+
+// DialTCPConfig is DialTCP with a TCP configuration for this connection.
+func (s *Stack) DialTCPConfig(ctx context.Context, raddr netip.AddrPort, cfg tcp.Config) (*Conn, error) {
+	opErr := func(err error) error {
+		return &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(raddr), Err: err}
+	}
+	if s.closed.Load() {
+		return nil, opErr(net.ErrClosed)
+	}
+	if !raddr.Addr().Is4() {
+		return nil, opErr(fmt.Errorf("%v is not an IPv4 address", raddr.Addr()))
+	}
+	if cfg.MSS == 0 || cfg.MSS > s.mtu-40 {
+		cfg.MSS = s.mtu - 40
+	}
+	c, err := s.bindEphemeral(raddr, cfg)
+	if err != nil {
+		return nil, opErr(err)
+	}
+	s.cnt.activeOpens.Add(1)
+	c.mu.Lock()
+	now := s.clk.Now()
+	c.tcb.Connect(now, s.isn.ISN(c.id, now))
+	c.afterLocked()
+	c.mu.Unlock()
+	s.flush()
+	if err := c.waitEstablished(ctx); err != nil {
+		s.flush()
+		return nil, opErr(err)
+	}
+	return c, nil
+}
+
+// Ephemeral ports, as Linux's default ip_local_port_range.
+const ephemeralLo, ephemeralHi = 32768, 60999
+
+func (s *Stack) bindEphemeral(raddr netip.AddrPort, cfg tcp.Config) (*Conn, error) {
+	s.mu.Lock()
+	start := s.portRand.IntN(ephemeralHi - ephemeralLo + 1)
+	s.mu.Unlock()
+	for i := 0; i <= ephemeralHi-ephemeralLo; i++ {
+		port := uint16(ephemeralLo + (start+i)%(ephemeralHi-ephemeralLo+1))
+		id := tcp.ID{Local: netip.AddrPortFrom(s.opts.Addr, port), Remote: raddr}
+		c := s.newConn(id, cfg)
+		if s.register(c) {
+			return c, nil
+		}
+	}
+	return nil, fmt.Errorf("no free local port to %v: all %d ephemeral ports are in use", raddr, ephemeralHi-ephemeralLo+1)
+}
+
+var _ net.Listener = (*Listener)(nil)
+var _ = context.Background

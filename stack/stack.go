@@ -1,0 +1,403 @@
+// Package stack is ustack's socket layer: a Stack runs the TCP/IPv4 of one
+// address over a link.Endpoint and offers net.Conn and net.Listener. It owns
+// the goroutines (one reader, timer callbacks), the per-connection locks,
+// the clock and the link; the protocol itself lives in the sans-I/O
+// packages below it (ipv4, tcp).
+package stack
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"ustack/stack/clock"
+	"ustack/stack/header"
+	"ustack/stack/ipv4"
+	"ustack/stack/link"
+	"ustack/stack/tcp"
+)
+
+// Options configure a Stack. Only Addr is required.
+type Options struct {
+	// Addr is the stack's own IPv4 address.
+	Addr netip.Addr
+	// Clock drives every timer; clock.Real{} by default, clock.Virtual in tests.
+	Clock clock.Clock
+	// Rand seeds the ISN secret and ephemeral ports; crypto/rand by default.
+	Rand io.Reader
+	// TCP is the default configuration of every connection. MSS defaults
+	// to the link MTU minus 40.
+	TCP tcp.Config
+	// Trace, if set, is called on every TCP state transition, under the
+	// connection's lock: it must not block or call back into the stack.
+	Trace func(tcp.TraceEvent)
+	// Backlog bounds each listener's half-open and accept queues
+	// (default 128).
+	Backlog int
+	// MaxConns bounds the number of connections (default 65536).
+	MaxConns int
+}
+
+// Stats are the stack-wide counters.
+type Stats struct {
+	IP                  map[string]uint64
+	TCPSegsIn           uint64
+	TCPSegsOut          uint64
+	TCPBadHeader        uint64 // too short or bad data offset
+	TCPBadChecksum      uint64
+	TCPBadOptions       uint64
+	TCPNoConnection     uint64 // segments for no connection or listener (answered with RST)
+	TCPResetsSent       uint64 // RSTs sent for segments with no connection
+	TCPListenOverflow   uint64 // SYNs dropped: backlog full
+	TCPConnLimit        uint64 // SYNs dropped: MaxConns reached
+	TCPActiveOpens      uint64
+	TCPPassiveOpens     uint64
+	TCPEstablished      uint64 // connections that reached ESTABLISHED
+	TCPRetransmits      uint64 // from connections that have ended
+	TCPConns            int    // connections with a TCB now
+	LinkWriteErrors     uint64
+	LinkReadErrors      uint64
+}
+
+type counters struct {
+	segsIn, segsOut, badHeader, badChecksum, badOptions, noConn, rstSent atomic.Uint64
+	listenOverflow, connLimit, activeOpens, passiveOpens, established    atomic.Uint64
+	retransmits, linkWriteErr, linkReadErr                               atomic.Uint64
+}
+
+// Stack is one TCP/IPv4 host on a link.
+type Stack struct {
+	ep   link.Endpoint
+	opts Options
+	clk  clock.Clock
+	ip   *ipv4.Layer
+	isn  *tcp.ISNGenerator
+	addr [4]byte
+	mtu  int
+	cnt  counters
+
+	mu        sync.RWMutex // guards conns, listeners
+	conns     map[tcp.ID]*Conn
+	listeners map[uint16]*Listener
+	portRand  *mrand.Rand
+
+	txMu    sync.Mutex // guards txq
+	txq     [][]byte
+	writeMu sync.Mutex // serialises link writes, so packets leave in order
+	txSpare [][]byte
+	pool    sync.Pool
+
+	tm timerHeap
+
+	closeOnce sync.Once
+	closed    atomic.Bool
+	done      chan struct{}
+}
+
+// New starts a stack on ep. The stack reads from ep until Close.
+func New(ep link.Endpoint, opts Options) (*Stack, error) {
+	if !opts.Addr.Is4() {
+		return nil, fmt.Errorf("stack: address %v is not an IPv4 address", opts.Addr)
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.Reader
+	}
+	if opts.Backlog <= 0 {
+		opts.Backlog = 128
+	}
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = 65536
+	}
+	mtu := ep.MTU()
+	if mtu < 68 {
+		return nil, fmt.Errorf("stack: link MTU %d is below the IPv4 minimum of 68", mtu)
+	}
+	if opts.TCP.MSS == 0 || opts.TCP.MSS > mtu-40 {
+		opts.TCP.MSS = mtu - 40
+	}
+	opts.TCP = opts.TCP.WithDefaults()
+	isn, err := tcp.NewISNGenerator(opts.Rand, opts.Clock.Now())
+	if err != nil {
+		return nil, fmt.Errorf("stack: seeding ISNs: %w", err)
+	}
+	var seed [16]byte
+	if _, err := io.ReadFull(opts.Rand, seed[:]); err != nil {
+		return nil, fmt.Errorf("stack: seeding ports: %w", err)
+	}
+	s := &Stack{
+		ep: ep, opts: opts, clk: opts.Clock, ip: ipv4.New(opts.Addr), isn: isn,
+		addr: opts.Addr.As4(), mtu: mtu,
+		conns:     make(map[tcp.ID]*Conn),
+		listeners: make(map[uint16]*Listener),
+		portRand:  mrand.New(mrand.NewChaCha8(*(*[32]byte)(append(seed[:], seed[:]...)))),
+		done:      make(chan struct{}),
+	}
+	s.pool.New = func() any { b := make([]byte, link.Headroom+mtu); return &b }
+	s.tm.init(s)
+	go s.readLoop()
+	return s, nil
+}
+
+// Addr is the stack's address.
+func (s *Stack) Addr() netip.Addr { return s.opts.Addr }
+
+// Clock is the stack's clock.
+func (s *Stack) Clock() clock.Clock { return s.clk }
+
+// Close stops the stack: every connection is closed with net.ErrClosed
+// (nothing more can be sent) and the link is closed.
+func (s *Stack) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		s.mu.Lock()
+		conns := make([]*Conn, 0, len(s.conns))
+		for _, c := range s.conns {
+			conns = append(conns, c)
+		}
+		ls := make([]*Listener, 0, len(s.listeners))
+		for _, l := range s.listeners {
+			ls = append(ls, l)
+		}
+		s.mu.Unlock()
+		for _, l := range ls {
+			l.Close()
+		}
+		for _, c := range conns {
+			c.mu.Lock()
+			c.shutdown(net.ErrClosed)
+			c.mu.Unlock()
+		}
+		s.tm.stop()
+		s.ep.Close()
+		<-s.done
+	})
+	return nil
+}
+
+// Stats returns the stack's counters.
+func (s *Stack) Stats() Stats {
+	s.mu.RLock()
+	n := len(s.conns)
+	s.mu.RUnlock()
+	return Stats{
+		IP:                s.ip.Stats.Snapshot(),
+		TCPSegsIn:         s.cnt.segsIn.Load(),
+		TCPSegsOut:        s.cnt.segsOut.Load(),
+		TCPBadHeader:      s.cnt.badHeader.Load(),
+		TCPBadChecksum:    s.cnt.badChecksum.Load(),
+		TCPBadOptions:     s.cnt.badOptions.Load(),
+		TCPNoConnection:   s.cnt.noConn.Load(),
+		TCPResetsSent:     s.cnt.rstSent.Load(),
+		TCPListenOverflow: s.cnt.listenOverflow.Load(),
+		TCPConnLimit:      s.cnt.connLimit.Load(),
+		TCPActiveOpens:    s.cnt.activeOpens.Load(),
+		TCPPassiveOpens:   s.cnt.passiveOpens.Load(),
+		TCPEstablished:    s.cnt.established.Load(),
+		TCPRetransmits:    s.cnt.retransmits.Load(),
+		TCPConns:          n,
+		LinkWriteErrors:   s.cnt.linkWriteErr.Load(),
+		LinkReadErrors:    s.cnt.linkReadErr.Load(),
+	}
+}
+
+// readLoop is the one receive path (DESIGN.md "The hot path"): read a batch,
+// validate and demux each packet, process it under its connection's lock,
+// then let every touched connection send one ACK for the batch and write
+// everything out at once.
+func (s *Stack) readLoop() {
+	defer close(s.done)
+	bs := max(s.ep.BatchSize(), 1)
+	bufs := make([][]byte, bs)
+	for i := range bufs {
+		bufs[i] = make([]byte, link.Headroom+max(s.mtu, link.MaxPacket))
+	}
+	sizes := make([]int, bs)
+	var touched []*Conn
+	var gen uint64
+	for {
+		n, err := s.ep.ReadBatch(bufs, sizes, link.Headroom)
+		if err != nil {
+			if s.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.cnt.linkReadErr.Add(1)
+			continue
+		}
+		gen++
+		now := s.clk.Now()
+		touched = touched[:0]
+		for i := 0; i < n; i++ {
+			if c := s.input(now, bufs[i][link.Headroom:link.Headroom+sizes[i]]); c != nil && c.batchGen != gen {
+				c.batchGen = gen
+				touched = append(touched, c)
+			}
+		}
+		for i, c := range touched {
+			c.mu.Lock()
+			c.tcb.Flush(now)
+			c.afterLocked()
+			c.mu.Unlock()
+			touched[i] = nil
+		}
+		s.flush()
+	}
+}
+
+// input handles one inbound packet and returns the connection it touched.
+func (s *Stack) input(now time.Time, pkt []byte) *Conn {
+	v, h := s.ip.Input(pkt)
+	switch v {
+	case ipv4.Reply:
+		s.queueCopy(h)
+		return nil
+	case ipv4.DeliverTCP:
+	default:
+		return nil
+	}
+	raw := h.Payload()
+	th, err := header.ParseTCP(raw)
+	if err != nil {
+		s.cnt.badHeader.Add(1)
+		return nil
+	}
+	src, dst := h.SrcBytes(), h.DstBytes()
+	if !header.TCPChecksumOK(raw, src, dst) {
+		s.cnt.badChecksum.Add(1)
+		return nil
+	}
+	var seg tcp.Segment
+	if err := seg.FromHeader(th); err != nil {
+		s.cnt.badOptions.Add(1)
+		return nil
+	}
+	s.cnt.segsIn.Add(1)
+	id := tcp.ID{
+		Local:  netip.AddrPortFrom(netip.AddrFrom4(dst), th.DstPort()),
+		Remote: netip.AddrPortFrom(netip.AddrFrom4(src), th.SrcPort()),
+	}
+	s.mu.RLock()
+	c := s.conns[id]
+	var l *Listener
+	if c == nil {
+		l = s.listeners[th.DstPort()]
+	}
+	s.mu.RUnlock()
+	if c == nil && l != nil && seg.Flags&(header.FlagSYN|header.FlagACK|header.FlagRST) == header.FlagSYN {
+		c = l.newChild(now, id)
+		if c == nil {
+			return nil
+		}
+	}
+	if c == nil {
+		// RFC 9293 §3.10.7.1: no connection: reset.
+		s.cnt.noConn.Add(1)
+		if r, ok := tcp.ResetFor(&seg); ok {
+			s.cnt.rstSent.Add(1)
+			s.sendSegment(id, &r)
+		}
+		return nil
+	}
+	c.mu.Lock()
+	c.tcb.SegmentArrives(now, &seg)
+	c.afterLocked()
+	c.mu.Unlock()
+	return c
+}
+
+// Send implements tcp.Sender.
+func (s *Stack) Send(c *tcp.Conn, seg *tcp.Segment) { s.sendSegment(c.ID, seg) }
+
+// sendSegment builds the IPv4 packet for seg and queues it.
+func (s *Stack) sendSegment(id tcp.ID, seg *tcp.Segment) {
+	bp := s.pool.Get().(*[]byte)
+	buf := (*bp)[:cap(*bp)]
+	p := buf[link.Headroom:]
+	t := p[header.IPv4MinHeaderLen:]
+	optLen := header.PutTCPOptions(t[header.TCPMinHeaderLen:], &seg.Opts)
+	hl := header.TCPMinHeaderLen + optLen
+	n := copy(t[hl:], seg.Payload)
+	header.PutTCP(t, header.TCPFields{
+		SrcPort: id.Local.Port(), DstPort: id.Remote.Port(),
+		Seq: uint32(seg.Seq), Ack: uint32(seg.Ack), Flags: seg.Flags, Window: seg.Wnd, OptLen: optLen,
+	})
+	dst := id.Remote.Addr().As4()
+	header.SetTCPChecksum(t[:hl+n], s.addr, dst)
+	s.ip.PutHeader(p, dst, header.ProtoTCP, hl+n)
+	s.cnt.segsOut.Add(1)
+	s.queue(buf[:link.Headroom+header.IPv4MinHeaderLen+hl+n])
+}
+
+// queueCopy queues a copy of an already built packet.
+func (s *Stack) queueCopy(pkt []byte) {
+	bp := s.pool.Get().(*[]byte)
+	buf := (*bp)[:link.Headroom+len(pkt)]
+	copy(buf[link.Headroom:], pkt)
+	s.queue(buf)
+}
+
+func (s *Stack) queue(buf []byte) {
+	s.txMu.Lock()
+	s.txq = append(s.txq, buf)
+	s.txMu.Unlock()
+}
+
+// flush writes every queued packet to the link, in batches, in the order
+// they were queued.
+func (s *Stack) flush() {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.txMu.Lock()
+	q := s.txq
+	s.txq = s.txSpare[:0]
+	s.txMu.Unlock()
+	if len(q) == 0 {
+		s.txSpare = q
+		return
+	}
+	bs := max(s.ep.BatchSize(), 1)
+	for i := 0; i < len(q); i += bs {
+		end := min(i+bs, len(q))
+		if _, err := s.ep.WriteBatch(q[i:end], link.Headroom); err != nil {
+			s.cnt.linkWriteErr.Add(1)
+		}
+	}
+	for i, b := range q {
+		b = b[:cap(b)]
+		s.pool.Put(&b)
+		q[i] = nil
+	}
+	s.txSpare = q[:0]
+}
+
+// register adds c to the demux table unless the 4-tuple is taken.
+func (s *Stack) register(c *Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.conns[c.id]; ok {
+		return false
+	}
+	s.conns[c.id] = c
+	return true
+}
+
+func (s *Stack) unregister(c *Conn) {
+	s.mu.Lock()
+	if s.conns[c.id] == c {
+		delete(s.conns, c.id)
+	}
+	s.mu.Unlock()
+}
+
+func (s *Stack) newTCB(id tcp.ID, cfg tcp.Config) *tcp.Conn {
+	return tcp.NewConn(id, cfg, s, s.opts.Trace)
+}
