@@ -47,23 +47,23 @@ type Options struct {
 
 // Stats are the stack-wide counters.
 type Stats struct {
-	IP                  map[string]uint64
-	TCPSegsIn           uint64
-	TCPSegsOut          uint64
-	TCPBadHeader        uint64 // too short or bad data offset
-	TCPBadChecksum      uint64
-	TCPBadOptions       uint64
-	TCPNoConnection     uint64 // segments for no connection or listener (answered with RST)
-	TCPResetsSent       uint64 // RSTs sent for segments with no connection
-	TCPListenOverflow   uint64 // SYNs dropped: backlog full
-	TCPConnLimit        uint64 // SYNs dropped: MaxConns reached
-	TCPActiveOpens      uint64
-	TCPPassiveOpens     uint64
-	TCPEstablished      uint64 // connections that reached ESTABLISHED
-	TCPRetransmits      uint64 // from connections that have ended
-	TCPConns            int    // connections with a TCB now
-	LinkWriteErrors     uint64
-	LinkReadErrors      uint64
+	IP                map[string]uint64
+	TCPSegsIn         uint64
+	TCPSegsOut        uint64
+	TCPBadHeader      uint64 // too short or bad data offset
+	TCPBadChecksum    uint64
+	TCPBadOptions     uint64
+	TCPNoConnection   uint64 // segments for no connection or listener (answered with RST)
+	TCPResetsSent     uint64 // RSTs sent for segments with no connection
+	TCPListenOverflow uint64 // SYNs dropped: backlog full
+	TCPConnLimit      uint64 // SYNs dropped: MaxConns reached
+	TCPActiveOpens    uint64
+	TCPPassiveOpens   uint64
+	TCPEstablished    uint64 // connections that reached ESTABLISHED
+	TCPRetransmits    uint64 // from connections that have ended
+	TCPConns          int    // connections with a TCB now
+	LinkWriteErrors   uint64
+	LinkReadErrors    uint64
 }
 
 type counters struct {
