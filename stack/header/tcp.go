@@ -157,7 +157,8 @@ func ParseTCPOptions(b []byte, o *TCPOptions) error {
 }
 
 // PutTCPOptions writes o into b (padded with NOPs/End to a multiple of 4)
-// and returns the number of bytes written. b must hold 40 bytes.
+// and returns the number of bytes written, never more than 40: SACK blocks
+// that do not fit are left out. b must hold 40 bytes.
 func PutTCPOptions(b []byte, o *TCPOptions) int {
 	n := 0
 	if o.MSS != 0 {
@@ -181,11 +182,13 @@ func PutTCPOptions(b []byte, o *TCPOptions) int {
 		b[n], b[n+1], b[n+2], b[n+3] = OptNOP, OptWS, 3, byte(o.WS)
 		n += 4
 	}
-	if o.NumSACK > 0 {
+	// SACK blocks: as many as fit in the 40 bytes of option space (RFC 2018
+	// §3: three when timestamps are in use, four otherwise).
+	if k := min(o.NumSACK, (TCPMaxHeaderLen-TCPMinHeaderLen-n-4)/8); k > 0 {
 		b[n], b[n+1] = OptNOP, OptNOP
-		b[n+2], b[n+3] = OptSACK, byte(2+8*o.NumSACK)
+		b[n+2], b[n+3] = OptSACK, byte(2+8*k)
 		n += 4
-		for i := 0; i < o.NumSACK; i++ {
+		for i := 0; i < k; i++ {
 			binary.BigEndian.PutUint32(b[n:], o.SACK[i].Start)
 			binary.BigEndian.PutUint32(b[n+4:], o.SACK[i].End)
 			n += 8

@@ -1,0 +1,619 @@
+package link
+
+import (
+	"container/heap"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	"ustack/stack/clock"
+)
+
+// Direction names a direction of an Impaired endpoint.
+type Direction uint8
+
+const (
+	// In is inbound: packets read from the wrapped endpoint.
+	In Direction = iota
+	// Out is outbound: packets written to the wrapped endpoint.
+	Out
+)
+
+func (d Direction) String() string {
+	switch d {
+	case In:
+		return "in"
+	case Out:
+		return "out"
+	}
+	return fmt.Sprintf("direction(%d)", uint8(d))
+}
+
+// Action is a Rule's decision about one packet: Pass, Drop or Delay(d).
+type Action int64
+
+const (
+	// Pass leaves the packet to the random impairments of its Spec.
+	Pass Action = 0
+	// Drop drops the packet (counted as DroppedRule).
+	Drop Action = -1
+)
+
+// Delay holds the packet for exactly d, then releases it; the random
+// impairments and the rate limit do not apply to it. Delay(0) is Pass.
+func Delay(d time.Duration) Action {
+	if d <= 0 {
+		return Pass
+	}
+	return Action(d)
+}
+
+func (a Action) String() string {
+	switch {
+	case a == Pass:
+		return "pass"
+	case a == Drop:
+		return "drop"
+	case a > 0:
+		return "delay " + time.Duration(a).String()
+	}
+	return fmt.Sprintf("action(%d)", int64(a))
+}
+
+// Rule is a per-packet hook for scripted stories: it sees every packet
+// offered in either direction (before the random impairments, which it
+// overrides unless it returns Pass). It runs with the direction's lock held:
+// it must not call the Impaired endpoint, and must not keep pkt.
+type Rule func(dir Direction, pkt []byte) Action
+
+// ReorderTimeout is how long a packet picked for reordering waits for a
+// later packet to overtake it before it is released anyway.
+const ReorderTimeout = time.Millisecond
+
+// ImpairConfig configures Impair.
+type ImpairConfig struct {
+	In, Out Spec
+	// Seed makes a run reproducible: for a given sequence of calls (and
+	// clock readings) the same packets are lost, duplicated, reordered,
+	// corrupted and delayed. Each direction and each kind of impairment
+	// draws from its own PCG stream, so that changing one knob does not
+	// change the pattern of another.
+	Seed int64
+	// Clock runs the delays; nil means clock.Real. With a clock.Virtual,
+	// delayed packets are released inside Advance.
+	Clock clock.Clock
+	// Rule, if set, decides first about every packet.
+	Rule Rule
+}
+
+// DirStats counts what happened to the packets of one direction.
+type DirStats struct {
+	Offered      uint64 // packets that entered the direction
+	Passed       uint64 // packets handed on (written to the endpoint, or returned by ReadBatch); duplicates count
+	DroppedLoss  uint64 // dropped by Loss
+	DroppedQueue uint64 // dropped because Queue packets were held already
+	DroppedRule  uint64 // dropped by the Rule
+	Duplicated   uint64 // extra copies made by Dup
+	Reordered    uint64 // packets released after a later packet overtook them
+	Corrupted    uint64 // packets with a flipped bit
+	Delayed      uint64 // packets (copies) held for a time > 0: delay, jitter, rate, or Rule
+}
+
+// ImpairStats are the counters of both directions.
+type ImpairStats struct{ In, Out DirStats }
+
+// Impaired is an Endpoint that impairs the traffic of another; see Impair.
+type Impaired struct {
+	ep    Endpoint
+	clk   clock.Clock
+	rule  Rule
+	in    *impairDir
+	out   *impairDir
+	close sync.Once
+
+	readerDone chan struct{} // nil unless the inbound reader runs
+}
+
+// Impair wraps ep so that the packets written through it (Out) and read
+// through it (In) suffer the impairments of cfg. It panics if a Spec is
+// invalid (see Spec.Validate).
+//
+// A direction whose Spec is zero, with no Rule, is passed straight through.
+// Otherwise Out packets are copied on WriteBatch and written to ep when they
+// are due (from WriteBatch itself when nothing delays them, else from a clock
+// timer), and In packets are read from ep by a goroutine and queued until
+// they are due and ReadBatch takes them. That goroutine runs in real time:
+// for a deterministic simulation in virtual time impair the Out direction of
+// each end of a link, not In.
+func Impair(ep Endpoint, cfg ImpairConfig) *Impaired {
+	for _, s := range []Spec{cfg.In, cfg.Out} {
+		if err := s.Validate(); err != nil {
+			panic(err)
+		}
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	i := &Impaired{ep: ep, clk: cfg.Clock, rule: cfg.Rule}
+	i.in = newImpairDir(i, In, cfg.In, cfg.Seed)
+	i.out = newImpairDir(i, Out, cfg.Out, cfg.Seed)
+	if !i.in.passthrough {
+		i.readerDone = make(chan struct{})
+		go i.readLoop()
+	}
+	return i
+}
+
+// MTU implements Endpoint.
+func (i *Impaired) MTU() int { return i.ep.MTU() }
+
+// BatchSize implements Endpoint.
+func (i *Impaired) BatchSize() int { return i.ep.BatchSize() }
+
+// Stats returns the counters of both directions.
+func (i *Impaired) Stats() ImpairStats {
+	return ImpairStats{In: i.in.snapshot(), Out: i.out.snapshot()}
+}
+
+// WriteBatch implements Endpoint. Every packet is accepted (a lossy link
+// loses silently); the error is the wrapped endpoint's, for packets due at
+// once.
+func (i *Impaired) WriteBatch(bufs [][]byte, offset int) (int, error) {
+	d := i.out
+	if d.passthrough {
+		n, err := i.ep.WriteBatch(bufs, offset)
+		d.mu.Lock()
+		d.stats.Offered += uint64(len(bufs))
+		d.stats.Passed += uint64(n)
+		d.mu.Unlock()
+		return n, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return 0, net.ErrClosed
+	}
+	now := i.clk.Now()
+	for _, b := range bufs {
+		d.offer(now, b[offset:])
+	}
+	if err := d.releaseDue(now); err != nil {
+		return 0, err
+	}
+	return len(bufs), nil
+}
+
+// ReadBatch implements Endpoint.
+func (i *Impaired) ReadBatch(bufs [][]byte, sizes []int, offset int) (int, error) {
+	d := i.in
+	if d.passthrough {
+		n, err := i.ep.ReadBatch(bufs, sizes, offset)
+		d.mu.Lock()
+		d.stats.Offered += uint64(n)
+		d.stats.Passed += uint64(n)
+		d.mu.Unlock()
+		return n, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for len(d.ready) == 0 && !d.closed && d.readErr == nil {
+		d.cond.Wait()
+	}
+	if d.closed {
+		return 0, net.ErrClosed
+	}
+	if len(d.ready) == 0 {
+		return 0, d.readErr
+	}
+	n := 0
+	for n < len(bufs) && n < len(d.ready) {
+		p := d.ready[n]
+		data := p.buf[Headroom:]
+		if len(bufs[n])-offset < len(data) {
+			if n == 0 {
+				d.ready = d.ready[1:]
+				d.recycle(p)
+				return 0, ErrShortBuffer
+			}
+			break
+		}
+		sizes[n] = copy(bufs[n][offset:], data)
+		d.stats.Passed++
+		d.recycle(p)
+		n++
+	}
+	rest := copy(d.ready, d.ready[n:])
+	clear(d.ready[rest:])
+	d.ready = d.ready[:rest]
+	d.cond.Broadcast() // room for the reader
+	return n, nil
+}
+
+// Close stops the timers and the inbound reader, drops what is held, and
+// closes the wrapped endpoint.
+func (i *Impaired) Close() error {
+	var err error
+	i.close.Do(func() {
+		i.in.shut()
+		i.out.shut()
+		err = i.ep.Close()
+		if i.readerDone != nil {
+			<-i.readerDone
+		}
+	})
+	return err
+}
+
+// readLoop moves packets from the wrapped endpoint into the In direction.
+func (i *Impaired) readLoop() {
+	defer close(i.readerDone)
+	d := i.in
+	n := min(max(i.ep.BatchSize(), 1), 128)
+	bufs := make([][]byte, n)
+	for k := range bufs {
+		bufs[k] = make([]byte, Headroom+i.ep.MTU())
+	}
+	sizes := make([]int, n)
+	for {
+		got, err := i.ep.ReadBatch(bufs, sizes, Headroom)
+		d.mu.Lock()
+		if d.closed {
+			d.mu.Unlock()
+			return
+		}
+		if got > 0 {
+			now := i.clk.Now()
+			for k := range got {
+				d.offer(now, bufs[k][Headroom:Headroom+sizes[k]])
+			}
+			d.releaseDue(now) // inbound delivery cannot fail
+		}
+		if err != nil && err != ErrShortBuffer {
+			d.readErr = err
+			d.cond.Broadcast()
+			d.mu.Unlock()
+			return
+		}
+		// Back-pressure: a reader that does not keep up leaves packets
+		// in the wrapped endpoint's queue, as it would without us.
+		for len(d.ready) >= d.limit && !d.closed {
+			d.cond.Wait()
+		}
+		d.mu.Unlock()
+	}
+}
+
+// Streams of randomness, one per kind per direction.
+const (
+	streamLoss = iota + 1
+	streamDup
+	streamReorder
+	streamCorrupt
+	streamJitter
+)
+
+// impairDir is one direction: its Spec, randomness, held packets and timer.
+type impairDir struct {
+	imp         *Impaired
+	dir         Direction
+	spec        Spec
+	limit       int
+	passthrough bool
+
+	mu      sync.Mutex
+	cond    sync.Cond // In: ready or readErr changed, room in ready, closed
+	closed  bool
+	loss    *rand.Rand
+	dup     *rand.Rand
+	reorder *rand.Rand
+	corrupt *rand.Rand
+	jitter  *rand.Rand
+
+	q       pktHeap   // held packets by release time
+	seq     uint64    // tie-break: offer order
+	last    time.Time // latest release time given to a randomly impaired packet
+	busy    time.Time // the rate-limited link is busy until then
+	slot    *heldPkt  // a packet held back for reordering
+	slotAt  time.Time // when slot goes anyway
+	timer   clock.Timer
+	armed   bool
+	armedAt time.Time
+
+	ready   []*heldPkt // In: released, waiting for ReadBatch
+	readErr error      // In: the wrapped endpoint's read error
+	batch   []*heldPkt // scratch: packets released together
+	bufs    [][]byte   // scratch: their buffers, for WriteBatch
+	free    []*heldPkt
+	stats   DirStats
+}
+
+type heldPkt struct {
+	buf     []byte // Headroom bytes, then the packet
+	when    time.Time
+	seq     uint64
+	reorder bool
+	idx     int
+}
+
+func newImpairDir(i *Impaired, dir Direction, s Spec, seed int64) *impairDir {
+	d := &impairDir{imp: i, dir: dir, spec: s, limit: s.Queue}
+	if d.limit == 0 {
+		d.limit = DefaultImpairQueue
+	}
+	d.passthrough = s == (Spec{}) && i.rule == nil
+	d.cond.L = &d.mu
+	stream := func(kind uint64) *rand.Rand {
+		return rand.New(rand.NewPCG(uint64(seed), uint64(dir)<<32|kind))
+	}
+	d.loss, d.dup, d.reorder = stream(streamLoss), stream(streamDup), stream(streamReorder)
+	d.corrupt, d.jitter = stream(streamCorrupt), stream(streamJitter)
+	return d
+}
+
+func (d *impairDir) snapshot() DirStats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stats
+}
+
+func (d *impairDir) held() int {
+	n := len(d.q)
+	if d.slot != nil {
+		n++
+	}
+	return n
+}
+
+func (d *impairDir) newPkt(data []byte) *heldPkt {
+	var p *heldPkt
+	if n := len(d.free); n > 0 {
+		p = d.free[n-1]
+		d.free = d.free[:n-1]
+	} else {
+		p = new(heldPkt)
+	}
+	p.buf = append(p.buf[:0], make([]byte, Headroom)...)
+	p.buf = append(p.buf, data...)
+	p.reorder = false
+	return p
+}
+
+func (d *impairDir) recycle(p *heldPkt) {
+	if len(d.free) < 256 {
+		d.free = append(d.free, p)
+	}
+}
+
+// jitterDraw is a uniform offset in [-Jitter, +Jitter].
+func jitterDraw(r *rand.Rand, j time.Duration) time.Duration {
+	if j <= 0 {
+		return 0
+	}
+	return time.Duration(r.Uint64N(2*uint64(j)+1) - uint64(j))
+}
+
+// offer runs one packet through the direction at time now. Every draw is made
+// for every packet, whatever the outcome, so that each kind's pattern depends
+// only on the seed and the packet's position.
+func (d *impairDir) offer(now time.Time, data []byte) {
+	s := &d.spec
+	d.stats.Offered++
+	lost := s.Loss > 0 && d.loss.Float64() < s.Loss
+	dup := s.Dup > 0 && d.dup.Float64() < s.Dup
+	var dupJitter time.Duration
+	if dup {
+		dupJitter = jitterDraw(d.dup, s.Jitter)
+	}
+	reorder := s.Reorder > 0 && d.reorder.Float64() < s.Reorder
+	corrupt := s.Corrupt > 0 && d.corrupt.Float64() < s.Corrupt
+	var flipByte, flipBit int
+	if corrupt {
+		flipByte, flipBit = d.corrupt.IntN(max(len(data), 1)), d.corrupt.IntN(8)
+		corrupt = len(data) > 0
+	}
+	jitter := jitterDraw(d.jitter, s.Jitter)
+
+	if d.imp.rule != nil {
+		switch a := d.imp.rule(d.dir, data); {
+		case a == Drop:
+			d.stats.DroppedRule++
+			return
+		case a > 0:
+			if d.held() >= d.limit {
+				d.stats.DroppedQueue++
+				return
+			}
+			p := d.newPkt(data)
+			p.when = now.Add(time.Duration(a))
+			d.stats.Delayed++
+			d.push(p)
+			return
+		}
+	}
+	if lost {
+		d.stats.DroppedLoss++
+		return
+	}
+	if corrupt {
+		d.stats.Corrupted++
+	}
+	copies := 1
+	if dup {
+		copies = 2
+	}
+	for c := range copies {
+		if d.held() >= d.limit {
+			d.stats.DroppedQueue++
+			continue
+		}
+		if c == 1 {
+			d.stats.Duplicated++
+			jitter = dupJitter
+		}
+		p := d.newPkt(data)
+		if corrupt {
+			p.buf[Headroom+flipByte] ^= 1 << flipBit
+		}
+		when := now
+		if s.Rate > 0 {
+			// Serialization on the bottleneck, then propagation delay.
+			if d.busy.After(when) {
+				when = d.busy
+			}
+			when = when.Add(time.Duration(int64(len(data)) * 8 * int64(time.Second) / s.Rate))
+			d.busy = when
+		}
+		when = when.Add(max(s.Delay+jitter, 0))
+		if when.Before(d.last) {
+			when = d.last // jitter does not reorder
+		}
+		d.last = when
+		if when.After(now) {
+			d.stats.Delayed++
+		}
+		p.when = when
+		p.reorder = reorder && c == 0
+		d.push(p)
+	}
+}
+
+func (d *impairDir) push(p *heldPkt) {
+	d.seq++
+	p.seq = d.seq
+	heap.Push(&d.q, p)
+}
+
+// releaseDue hands on every packet due at now, in release order, and re-arms
+// the timer for the next one. For Out it returns the endpoint's write error.
+func (d *impairDir) releaseDue(now time.Time) error {
+	batch := d.batch[:0]
+	for len(d.q) > 0 && !d.q[0].when.After(now) {
+		p := heap.Pop(&d.q).(*heldPkt)
+		if p.reorder && d.slot == nil {
+			d.slot, d.slotAt = p, now.Add(ReorderTimeout)
+			continue
+		}
+		batch = append(batch, p)
+		if d.slot != nil {
+			batch = append(batch, d.slot)
+			d.slot = nil
+			d.stats.Reordered++
+		}
+	}
+	if d.slot != nil && !d.slotAt.After(now) {
+		batch = append(batch, d.slot)
+		d.slot = nil
+	}
+	var err error
+	if len(batch) > 0 {
+		err = d.deliver(batch)
+	}
+	clear(batch)
+	d.batch = batch[:0]
+	d.arm(now)
+	return err
+}
+
+func (d *impairDir) deliver(batch []*heldPkt) error {
+	if d.dir == In {
+		d.ready = append(d.ready, batch...)
+		d.cond.Broadcast()
+		return nil
+	}
+	bufs := d.bufs[:0]
+	for _, p := range batch {
+		bufs = append(bufs, p.buf)
+	}
+	n, err := d.imp.ep.WriteBatch(bufs, Headroom)
+	d.stats.Passed += uint64(n)
+	clear(bufs)
+	d.bufs = bufs[:0]
+	for _, p := range batch {
+		d.recycle(p)
+	}
+	return err
+}
+
+// arm sets the timer for the next release, if it is not set early enough.
+func (d *impairDir) arm(now time.Time) {
+	var next time.Time
+	switch {
+	case len(d.q) > 0 && d.slot != nil:
+		next = d.q[0].when
+		if d.slotAt.Before(next) {
+			next = d.slotAt
+		}
+	case len(d.q) > 0:
+		next = d.q[0].when
+	case d.slot != nil:
+		next = d.slotAt
+	default:
+		return
+	}
+	if d.armed && !d.armedAt.After(next) {
+		return
+	}
+	d.armed, d.armedAt = true, next
+	if d.timer == nil {
+		d.timer = d.imp.clk.AfterFunc(next.Sub(now), d.fire)
+	} else {
+		d.timer.Reset(next.Sub(now))
+	}
+}
+
+func (d *impairDir) fire() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.armed = false
+	if d.closed {
+		return
+	}
+	// A delayed write that fails is a lost packet; nobody is there to tell.
+	_ = d.releaseDue(d.imp.clk.Now())
+}
+
+// shut drops what the direction holds and wakes its waiters.
+func (d *impairDir) shut() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closed = true
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+	clear(d.q)
+	d.q = d.q[:0]
+	d.slot = nil
+	clear(d.ready)
+	d.ready = nil
+	d.cond.Broadcast()
+}
+
+// pktHeap orders held packets by release time, then offer order.
+type pktHeap []*heldPkt
+
+func (h pktHeap) Len() int { return len(h) }
+func (h pktHeap) Less(i, j int) bool {
+	if h[i].when.Equal(h[j].when) {
+		return h[i].seq < h[j].seq
+	}
+	return h[i].when.Before(h[j].when)
+}
+func (h pktHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx, h[j].idx = i, j
+}
+func (h *pktHeap) Push(x any) {
+	p := x.(*heldPkt)
+	p.idx = len(*h)
+	*h = append(*h, p)
+}
+func (h *pktHeap) Pop() any {
+	old := *h
+	p := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	p.idx = -1
+	return p
+}

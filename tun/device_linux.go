@@ -1,0 +1,536 @@
+package tun
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+	wgtun "golang.zx2c4.com/wireguard/tun"
+
+	"ustack/stack/link"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultName = "ustack0"
+	DefaultMTU  = 1500
+)
+
+// Config describes the device Open creates.
+type Config struct {
+	// Name of the interface (at most 15 bytes). Default DefaultName.
+	Name string
+	// MTU of the link, 68..65535. Default DefaultMTU.
+	MTU int
+	// HostAddr is the address (and prefix) of the kernel side, e.g.
+	// 198.18.0.1/30. The kernel routes the rest of the prefix into the device.
+	HostAddr netip.Prefix
+	// NoOffload turns off the virtio-net header and with it checksum offload,
+	// TSO splitting on read and GRO coalescing on write: one packet per read
+	// and per write, and BatchSize 1.
+	NoOffload bool
+}
+
+// virtioNetHdrLen is sizeof(struct virtio_net_hdr) in
+// include/uapi/linux/virtio_net.h, which wireguard writes in front of each
+// packet on Write when offloads are on (its own constant is unexported).
+const virtioNetHdrLen = 10
+
+// Write buffers: wireguard's GRO refuses to coalesce unless
+// cap(buf) - 2*offset >= coalesced length, and a coalesced packet is at most
+// 64 KiB.
+const (
+	writeOffset = 16 // >= virtioNetHdrLen, as wireguard requires; a multiple of 8
+	writeBufCap = 2*writeOffset + link.MaxPacket
+)
+
+// Device is a TUN device adapted to link.Endpoint. ReadBatch and WriteBatch
+// may be called concurrently with each other; calls of the same kind are
+// serialized.
+type Device struct {
+	dev     wgtun.Device
+	nl      *netlink.Handle // bound to the namespace the device lives in
+	name    string
+	index   int
+	mtu     int
+	batch   int
+	offload bool
+	host    netip.Prefix
+
+	rmu    sync.Mutex
+	rbufs  [][]byte // internal read buffers, for callers with short batches or buffers
+	rsizes []int
+	pendI  int // rbufs[pendI:pendN] hold packets not yet handed out
+	pendN  int
+
+	wmu   sync.Mutex
+	wbufs [][]byte // offload mode: the copies wireguard may rewrite and extend
+	wq    [][]byte
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+
+	stats struct {
+		rxPackets, rxSplits, rxDropped, txPackets, txErrors atomic.Uint64
+	}
+}
+
+var _ link.Endpoint = (*Device)(nil)
+
+// Stats counts what went through a Device.
+type Stats struct {
+	RxPackets uint64 // packets handed to ReadBatch callers
+	RxSplits  uint64 // super-packets split into segments (TSO on read)
+	RxDropped uint64 // packets dropped on read: malformed virtio header, too many segments, caller buffer too small
+	TxPackets uint64 // packets handed to the kernel (before GRO coalescing)
+	TxErrors  uint64 // writes in which the kernel refused some packets
+}
+
+// Open creates a TUN device in the network namespace of the calling thread
+// (see Namespace.OpenTUN for another namespace), assigns cfg.HostAddr to its
+// kernel side, sets the MTU and brings the link up. It needs CAP_NET_ADMIN.
+// On error nothing it created remains.
+func Open(cfg Config) (*Device, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	// Everything below must see one network namespace: the thread's.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+
+	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("creating TUN device %q: opening netlink: %w", cfg.Name, err)
+	}
+	if err := preflight(nl, cfg); err != nil {
+		nl.Close()
+		return nil, err
+	}
+	fd, err := createTUN(cfg.Name, !cfg.NoOffload)
+	if err != nil {
+		nl.Close()
+		return nil, err
+	}
+	dev, name, err := wgtun.CreateUnmonitoredTUNFromFD(fd)
+	if err != nil {
+		// wireguard has wrapped fd in an *os.File (whose finalizer will close
+		// it) or not: don't risk a double close; delete the link instead.
+		if l, lerr := nl.LinkByName(cfg.Name); lerr == nil {
+			_ = nl.LinkDel(l)
+		}
+		nl.Close()
+		return nil, fmt.Errorf("creating TUN device %q: %w", cfg.Name, err)
+	}
+	d := &Device{
+		dev:     dev,
+		nl:      nl,
+		name:    name,
+		mtu:     cfg.MTU,
+		batch:   dev.BatchSize(),
+		offload: !cfg.NoOffload && dev.BatchSize() > 1,
+		host:    cfg.HostAddr,
+	}
+	if err := d.configure(); err != nil {
+		_ = d.Close()
+		return nil, err
+	}
+	d.rbufs = make([][]byte, d.batch)
+	for i := range d.rbufs {
+		d.rbufs[i] = make([]byte, d.mtu)
+	}
+	d.rsizes = make([]int, d.batch)
+	return d, nil
+}
+
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.Name == "" {
+		cfg.Name = DefaultName
+	}
+	if cfg.MTU == 0 {
+		cfg.MTU = DefaultMTU
+	}
+	switch {
+	case len(cfg.Name) >= unix.IFNAMSIZ || strings.ContainsAny(cfg.Name, "/ \t\n:%"):
+		return cfg, fmt.Errorf("TUN device name %q: must be 1 to %d bytes without '/', ':', '%%' or spaces", cfg.Name, unix.IFNAMSIZ-1)
+	case cfg.MTU < 68 || cfg.MTU > link.MaxPacket:
+		return cfg, fmt.Errorf("TUN device %q: MTU %d out of range 68..%d", cfg.Name, cfg.MTU, link.MaxPacket)
+	case !cfg.HostAddr.IsValid() || !cfg.HostAddr.Addr().Is4():
+		return cfg, fmt.Errorf("TUN device %q: host address %v: need an IPv4 address with prefix, e.g. 198.18.0.1/30", cfg.Name, cfg.HostAddr)
+	case cfg.HostAddr.Bits() > 31:
+		return cfg, fmt.Errorf("TUN device %q: host address %v: a /32 leaves no address for the stack; use e.g. %v/30", cfg.Name, cfg.HostAddr, cfg.HostAddr.Addr())
+	}
+	return cfg, nil
+}
+
+const capHint = "needs CAP_NET_ADMIN (run as root, or grant it: sudo setcap cap_net_admin+ep ./ustack)"
+
+// preflight checks, before anything is created, that the name is free and
+// that the host address clashes with no address on another interface.
+func preflight(nl *netlink.Handle, cfg Config) error {
+	if l, err := nl.LinkByName(cfg.Name); err == nil {
+		a := l.Attrs()
+		return wrapf(os.ErrExist, "creating TUN device %q: a network interface with that name already exists (%s, index %d); choose another name (--tun) or remove it (ip link del %s)",
+			cfg.Name, l.Type(), a.Index, cfg.Name)
+	}
+	addrs, err := listAddrs(nl)
+	if err != nil {
+		return fmt.Errorf("creating TUN device %q: listing addresses: %w", cfg.Name, err)
+	}
+	host := cfg.HostAddr
+	for _, a := range addrs {
+		if a.IPNet == nil || a.IP.To4() == nil {
+			continue
+		}
+		ip, _ := netip.AddrFromSlice(a.IP.To4())
+		ones, _ := a.Mask.Size()
+		p := netip.PrefixFrom(ip, ones)
+		ifname := linkName(nl, a.LinkIndex)
+		if ip == host.Addr() {
+			return wrapf(syscall.EADDRINUSE, "creating TUN device %q: host address %v is already assigned to interface %q (%v); choose another host address (--host-addr) or remove it (ip addr del %v dev %s)",
+				cfg.Name, host.Addr(), ifname, p, p, ifname)
+		}
+		if p.Overlaps(host.Masked()) && !ip.IsLoopback() {
+			return wrapf(syscall.EADDRINUSE, "creating TUN device %q: host prefix %v overlaps %v on interface %q, so the kernel would not know which interface reaches the stack; choose a non-overlapping host address (--host-addr)",
+				cfg.Name, host.Masked(), p, ifname)
+		}
+	}
+	return nil
+}
+
+// wrappedError is a message that names its cause in its own words, and
+// still matches it with errors.Is.
+type wrappedError struct {
+	msg   string
+	cause error
+}
+
+func (e *wrappedError) Error() string { return e.msg }
+func (e *wrappedError) Unwrap() error { return e.cause }
+
+func wrapf(cause error, format string, args ...any) error {
+	return &wrappedError{msg: fmt.Sprintf(format, args...), cause: cause}
+}
+
+func listAddrs(nl *netlink.Handle) ([]netlink.Addr, error) {
+	var err error
+	for range 5 {
+		var addrs []netlink.Addr
+		addrs, err = nl.AddrList(nil, netlink.FAMILY_V4)
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return addrs, err
+		}
+	}
+	return nil, err
+}
+
+func linkName(nl *netlink.Handle, index int) string {
+	if l, err := nl.LinkByIndex(index); err == nil {
+		return l.Attrs().Name
+	}
+	return fmt.Sprintf("index %d", index)
+}
+
+// createTUN opens /dev/net/tun and creates the interface, refusing to attach
+// to an existing one (IFF_TUN_EXCL). The fd is blocking; wireguard makes it
+// non-blocking and hands it to the runtime poller.
+func createTUN(name string, vnetHdr bool) (int, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		switch {
+		case errors.Is(err, unix.ENOENT):
+			return -1, fmt.Errorf("creating TUN device %q: /dev/net/tun: %w: load the tun module (modprobe tun), or in a container pass the device in (--device /dev/net/tun)", name, err)
+		case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
+			return -1, fmt.Errorf("creating TUN device %q: opening /dev/net/tun: %w: needs read-write access to /dev/net/tun and CAP_NET_ADMIN (run as root, or chmod 0666 /dev/net/tun and sudo setcap cap_net_admin+ep ./ustack)", name, err)
+		}
+		return -1, fmt.Errorf("creating TUN device %q: opening /dev/net/tun: %w", name, err)
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("creating TUN device %q: %w", name, err)
+	}
+	flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_TUN_EXCL)
+	if vnetHdr {
+		flags |= unix.IFF_VNET_HDR
+	}
+	ifr.SetUint16(flags)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		switch {
+		case errors.Is(err, unix.EPERM):
+			return -1, fmt.Errorf("creating TUN device %q: %w: %s", name, err, capHint)
+		case errors.Is(err, unix.EBUSY), errors.Is(err, unix.EEXIST):
+			return -1, wrapf(os.ErrExist, "creating TUN device %q: a network interface with that name already exists; choose another name (--tun) or remove it (ip link del %s)", name, name)
+		}
+		return -1, fmt.Errorf("creating TUN device %q: TUNSETIFF: %w", name, err)
+	}
+	return fd, nil
+}
+
+// configure sets the kernel side up: IPv6 off (the link carries IPv4 only,
+// and this keeps router solicitations and MLD reports out of it), MTU,
+// address, link up.
+func (d *Device) configure() error {
+	l, err := d.nl.LinkByName(d.name)
+	if err != nil {
+		return fmt.Errorf("configuring TUN device %q: %w", d.name, err)
+	}
+	d.index = l.Attrs().Index
+	// Best effort: there is no IPv6 sysctl tree if IPv6 is disabled. The
+	// thread is locked in Open, so /proc/sys/net is this namespace's.
+	_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+d.name+"/disable_ipv6", []byte("1"), 0)
+	step := func(what string, err error) error {
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("configuring TUN device %q: %s: %w: %s", d.name, what, err, capHint)
+		}
+		return fmt.Errorf("configuring TUN device %q: %s: %w", d.name, what, err)
+	}
+	if err := step(fmt.Sprintf("setting MTU %d", d.mtu), d.nl.LinkSetMTU(l, d.mtu)); err != nil {
+		return err
+	}
+	ipnet := &net.IPNet{IP: d.host.Addr().AsSlice(), Mask: net.CIDRMask(d.host.Bits(), 32)}
+	if err := step(fmt.Sprintf("adding address %v", d.host), d.nl.AddrAdd(l, &netlink.Addr{IPNet: ipnet})); err != nil {
+		return err
+	}
+	return step("setting link up", d.nl.LinkSetUp(l))
+}
+
+// Name is the interface name.
+func (d *Device) Name() string { return d.name }
+
+// Index is the interface index in the device's namespace.
+func (d *Device) Index() int { return d.index }
+
+// HostAddr is the kernel side's address.
+func (d *Device) HostAddr() netip.Prefix { return d.host }
+
+// Offload reports whether the virtio-net header and offloads are in use.
+func (d *Device) Offload() bool { return d.offload }
+
+// MTU implements link.Endpoint.
+func (d *Device) MTU() int { return d.mtu }
+
+// BatchSize implements link.Endpoint: 128 with offloads, else 1. With
+// offloads, ReadBatch given BatchSize buffers never has to keep packets of a
+// split super-packet for a later call.
+func (d *Device) BatchSize() int { return d.batch }
+
+// Stats returns the device's counters.
+func (d *Device) Stats() Stats {
+	return Stats{
+		RxPackets: d.stats.rxPackets.Load(),
+		RxSplits:  d.stats.rxSplits.Load(),
+		RxDropped: d.stats.rxDropped.Load(),
+		TxPackets: d.stats.txPackets.Load(),
+		TxErrors:  d.stats.txErrors.Load(),
+	}
+}
+
+// ReadBatch implements link.Endpoint. See the package documentation for
+// when it copies through internal buffers.
+func (d *Device) ReadBatch(bufs [][]byte, sizes []int, offset int) (int, error) {
+	if len(bufs) == 0 {
+		return 0, nil
+	}
+	if len(sizes) < len(bufs) {
+		return 0, errors.New("tun: ReadBatch: len(sizes) < len(bufs)")
+	}
+	d.rmu.Lock()
+	defer d.rmu.Unlock()
+	for {
+		if d.closed.Load() {
+			return 0, net.ErrClosed
+		}
+		if d.pendI < d.pendN {
+			return d.handOut(bufs, sizes, offset)
+		}
+		direct := len(bufs) >= d.batch && fits(bufs[:d.batch], offset, d.mtu)
+		var n int
+		var err error
+		if direct {
+			n, err = d.dev.Read(bufs[:d.batch], sizes[:d.batch], offset)
+		} else {
+			n, err = d.dev.Read(d.rbufs, d.rsizes, 0)
+		}
+		n, err = d.readResult(n, err)
+		if err != nil {
+			return 0, err
+		}
+		if n == 0 {
+			continue
+		}
+		if n > 1 {
+			d.stats.rxSplits.Add(1)
+		}
+		if direct {
+			d.stats.rxPackets.Add(uint64(n))
+			return n, nil
+		}
+		d.pendI, d.pendN = 0, n
+	}
+}
+
+func fits(bufs [][]byte, offset, mtu int) bool {
+	for _, b := range bufs {
+		if len(b)-offset < mtu {
+			return false
+		}
+	}
+	return true
+}
+
+// readResult sorts wireguard's read errors: the device closed, a system call
+// failing (returned), or one read's packet unusable (dropped and counted;
+// the caller reads again).
+func (d *Device) readResult(n int, err error) (int, error) {
+	switch {
+	case err == nil:
+		return n, nil
+	case d.closed.Load() || errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed):
+		return 0, net.ErrClosed
+	case errors.Is(err, wgtun.ErrTooManySegments):
+		// The segments that fit are good; the rest of the super-packet is
+		// lost, and TCP will retransmit it.
+		d.stats.rxDropped.Add(1)
+		return max(n, 0), nil
+	}
+	var errno syscall.Errno
+	var pathErr *os.PathError
+	if errors.As(err, &errno) || errors.As(err, &pathErr) {
+		return 0, fmt.Errorf("tun: reading %s: %w", d.name, err)
+	}
+	// A malformed virtio-net header, an unsupported GSO type, a packet too
+	// big for the buffer: wireguard's parse errors.
+	d.stats.rxDropped.Add(1)
+	return 0, nil
+}
+
+// handOut copies pending packets from the internal buffers to the caller's.
+func (d *Device) handOut(bufs [][]byte, sizes []int, offset int) (int, error) {
+	n := 0
+	for n < len(bufs) && d.pendI < d.pendN {
+		pkt := d.rbufs[d.pendI][:d.rsizes[d.pendI]]
+		if len(bufs[n])-offset < len(pkt) {
+			if n > 0 {
+				break // try it as the first packet of the next call
+			}
+			d.pendI++
+			d.stats.rxDropped.Add(1)
+			return 0, link.ErrShortBuffer
+		}
+		sizes[n] = copy(bufs[n][offset:], pkt)
+		d.pendI++
+		n++
+	}
+	d.stats.rxPackets.Add(uint64(n))
+	return n, nil
+}
+
+// WriteBatch implements link.Endpoint. It returns len(bufs) unless the device
+// is closed; an error otherwise means the kernel refused some packets, which
+// are dropped as on any lossy link. Empty packets are dropped (see prepare).
+func (d *Device) WriteBatch(bufs [][]byte, offset int) (int, error) {
+	if len(bufs) == 0 {
+		return 0, nil
+	}
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	if d.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	var errs error
+	for start := 0; start < len(bufs); start += d.batch {
+		// wireguard's GRO tables hold at most IdealBatchSize flows per call.
+		q, qoff := d.prepare(bufs[start:min(start+d.batch, len(bufs))], offset)
+		if len(q) == 0 {
+			continue
+		}
+		_, err := d.dev.Write(q, qoff)
+		if err != nil {
+			if d.closed.Load() || errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) {
+				return start, net.ErrClosed
+			}
+			d.stats.txErrors.Add(1)
+			errs = errors.Join(errs, err)
+		}
+		d.stats.txPackets.Add(uint64(len(q)))
+	}
+	if errs != nil {
+		return len(bufs), fmt.Errorf("tun: writing to %s: %w", d.name, errs)
+	}
+	return len(bufs), nil
+}
+
+// prepare returns what to hand to wireguard's Write, and at which offset.
+// With offloads, the packets are copied into the device's write buffers,
+// which have room for the virtio-net header in front and the capacity GRO
+// needs behind. Without, the caller's buffers go as they are. Either way,
+// empty packets are left out: the kernel would refuse them, and wireguard's
+// GRO would reject the whole batch for one.
+func (d *Device) prepare(bufs [][]byte, offset int) ([][]byte, int) {
+	if !d.offload {
+		empty := false
+		for _, b := range bufs {
+			empty = empty || len(b) <= offset
+		}
+		if !empty {
+			return bufs, offset
+		}
+	}
+	d.wq = d.wq[:0]
+	for _, b := range bufs {
+		if len(b) <= offset {
+			continue
+		}
+		if !d.offload {
+			d.wq = append(d.wq, b)
+			continue
+		}
+		i := len(d.wq)
+		if i == len(d.wbufs) {
+			d.wbufs = append(d.wbufs, make([]byte, writeOffset, writeBufCap))
+		}
+		d.wq = append(d.wq, append(d.wbufs[i][:writeOffset], b[offset:]...))
+	}
+	if !d.offload {
+		return d.wq, offset
+	}
+	return d.wq, writeOffset
+}
+
+// Close implements link.Endpoint: it closes the device, which the kernel then
+// removes with its address and routes, and makes sure the interface is gone.
+// Blocked ReadBatch calls return net.ErrClosed.
+func (d *Device) Close() error {
+	d.closeOnce.Do(func() {
+		d.closed.Store(true)
+		err := d.dev.Close()
+		if errors.Is(err, os.ErrClosed) {
+			err = nil
+		}
+		// A TUN device without IFF_PERSIST disappears with its last file
+		// descriptor. Delete it in case it lingers (persisted by someone).
+		if l, lerr := d.nl.LinkByIndex(d.index); lerr == nil && l.Attrs().Name == d.name {
+			if derr := d.nl.LinkDel(l); derr != nil {
+				err = errors.Join(err, fmt.Errorf("tun: deleting %s: %w", d.name, derr))
+			}
+		}
+		d.nl.Close()
+		d.closeErr = err
+	})
+	return d.closeErr
+}
