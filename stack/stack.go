@@ -401,3 +401,6 @@ func (s *Stack) unregister(c *Conn) {
 func (s *Stack) newTCB(id tcp.ID, cfg tcp.Config) *tcp.Conn {
 	return tcp.NewConn(id, cfg, s, s.opts.Trace)
 }
+
+// Options returns the stack's options, with defaults filled in.
+func (s *Stack) Options() Options { return s.opts }

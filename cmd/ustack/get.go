@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"time"
+
+	"ustack/stack/tcp"
+)
+
+func cmdGet(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("ustack get", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f linkFlags
+	f.register(fs)
+	var timeout time.Duration
+	var cacert string
+	fs.DurationVar(&timeout, "timeout", 30*time.Second, "give up after this long")
+	fs.StringVar(&cacert, "cacert", "", "CA certificate `FILE` (PEM) to verify an https server with")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: ustack get URL [flags]\n\nFetch URL with ustack as the client, through a TUN device. The server is on\nthe kernel side (usually the --host-addr address). Needs CAP_NET_ADMIN.\n\n")
+		fs.PrintDefaults()
+	}
+	// Accept the URL before or after the flags.
+	var rawURL string
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		rawURL, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageErr("%v (see 'ustack get -h')", err)
+	}
+	if rawURL == "" && fs.NArg() > 0 {
+		rawURL = fs.Arg(0)
+	}
+	if rawURL == "" {
+		return usageErr("missing URL (example: ustack get http://198.18.0.1:8080/)")
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return usageErr("%q is not an http:// or https:// URL (example: http://198.18.0.1:8080/)", rawURL)
+	}
+	if u.Scheme == "https" {
+		return errors.New("https:// needs the TLS layer, which this build of 'ustack get' does not have yet: use http://")
+	}
+	host := u.Hostname()
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !ip.Is4() {
+		return usageErr("%q: give the server as an IPv4 address (ustack resolves no names)", host)
+	}
+	port := 80
+	if p := u.Port(); p != "" {
+		port, _ = strconv.Atoi(p)
+	}
+	lc, err := f.validate()
+	if err != nil {
+		return err
+	}
+	ns, err := openStack(&f, lc, tcp.Config{}, stderr)
+	if err != nil {
+		return err
+	}
+	defer ns.close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return ns.st.DialTCP(ctx, netip.AddrPortFrom(ip, uint16(port)))
+		},
+		DisableKeepAlives: true,
+	}
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", u, err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(stdout, resp.Body); err != nil {
+		return fmt.Errorf("GET %s: reading body: %w", u, err)
+	}
+	if resp.StatusCode >= 400 {
+		return fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	return nil
+}

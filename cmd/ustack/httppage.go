@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"html/template"
+	"net"
+	"net/http"
+	"time"
+
+	"ustack/stack"
+)
+
+type connKey struct{}
+
+// httpServe runs net/http unchanged on the stack's listener. The page shows
+// the visitor its own connection as ustack sees it.
+func (s *services) httpServe(l *stack.Listener) {
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(connPage),
+		ReadHeaderTimeout: 10 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
+	}
+	s.mu.Lock()
+	s.httpSrv = srv
+	s.mu.Unlock()
+	srv.Serve(l)
+}
+
+var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
+<html><head><title>ustack: your connection</title></head>
+<body>
+<h1>Hello from ustack</h1>
+<p>This page was served over a TCP stack written in Go, running in user space behind a TUN device.
+Here is your connection as ustack sees it right now.</p>
+<table>
+<tr><th>you</th><td>{{.Remote}}</td></tr>
+<tr><th>ustack</th><td>{{.Local}}</td></tr>
+<tr><th>state</th><td>{{.Info.State}}</td></tr>
+<tr><th>smoothed RTT</th><td>{{.Info.SRTT}} (variance {{.Info.RTTVar}}, RTO {{.Info.RTO}})</td></tr>
+<tr><th>congestion window</th><td>{{.Info.Cwnd}} bytes ({{.Info.CC}}, ssthresh {{.Info.Ssthresh}})</td></tr>
+<tr><th>send MSS</th><td>{{.Info.SndMSS}}</td></tr>
+<tr><th>windows</th><td>send {{.Info.SndWnd}}, receive {{.Info.RcvWnd}}</td></tr>
+<tr><th>segments</th><td>in {{.Info.Stats.SegsIn}}, out {{.Info.Stats.SegsOut}}</td></tr>
+<tr><th>retransmissions</th><td>{{.Info.Stats.Retransmits}}</td></tr>
+<tr><th>ISS / IRS</th><td>{{.Info.ISS}} / {{.Info.IRS}}</td></tr>
+</table>
+</body></html>
+`))
+
+func connPage(w http.ResponseWriter, r *http.Request) {
+	c, ok := r.Context().Value(connKey{}).(*stack.Conn)
+	if !ok {
+		http.Error(w, "not a ustack connection", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("X-Ustack-Connection", fmt.Sprintf("%v state=%v", c.ID(), c.State()))
+	pageTmpl.Execute(w, struct {
+		Local, Remote net.Addr
+		Info          any
+	}{c.LocalAddr(), c.RemoteAddr(), c.Info()})
+}

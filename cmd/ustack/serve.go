@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"ustack/stack"
+	"ustack/stack/tcp"
+)
+
+type serveFlags struct {
+	linkFlags
+	echo, discard, source, http int
+	keepIdle, keepIntvl         time.Duration
+	keepCount                   int
+}
+
+func cmdServe(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("ustack serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f serveFlags
+	f.register(fs)
+	fs.IntVar(&f.echo, "echo", 0, "echo service (RFC 862) on `PORT`")
+	fs.IntVar(&f.discard, "discard", 0, "discard service (RFC 863) on `PORT`")
+	fs.IntVar(&f.source, "source", 0, "endless byte stream on `PORT` until the peer closes")
+	fs.IntVar(&f.http, "http", 0, "plain HTTP/1.1 on `PORT`: a page showing the visitor's connection")
+	fs.DurationVar(&f.keepIdle, "keepalive-idle", tcp.DefaultKeepIdle, "keepalive idle time")
+	fs.DurationVar(&f.keepIntvl, "keepalive-interval", tcp.DefaultKeepInterval, "keepalive probe interval")
+	fs.IntVar(&f.keepCount, "keepalive-count", tcp.DefaultKeepCount, "unanswered keepalive probes before abort")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: ustack serve [flags]\n\nRun services on a TUN device until SIGINT or SIGTERM. Needs CAP_NET_ADMIN.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageErr("%v (see 'ustack serve -h')", err)
+	}
+	if fs.NArg() > 0 {
+		return usageErr("unexpected argument %q: serve takes only flags (see 'ustack serve -h')", fs.Arg(0))
+	}
+	lc, err := f.validate()
+	if err != nil {
+		return err
+	}
+	ports := map[string]int{"--echo": f.echo, "--discard": f.discard, "--source": f.source, "--http": f.http}
+	seen := map[int]string{}
+	for name, p := range ports {
+		if p < 0 || p > 65535 {
+			return usageErr("%s %d is not a port (1-65535)", name, p)
+		}
+		if p == 0 {
+			continue
+		}
+		if other, ok := seen[p]; ok {
+			return usageErr("%s and %s both use port %d: give each service its own port", other, name, p)
+		}
+		seen[p] = name
+	}
+	if len(seen) == 0 {
+		return usageErr("no service to run: give at least one of --echo, --discard, --source, --http (example: --echo 7 --http 80)")
+	}
+	if f.keepIdle <= 0 || f.keepIntvl <= 0 || f.keepCount <= 0 {
+		return usageErr("--keepalive-idle, --keepalive-interval and --keepalive-count must be positive")
+	}
+	tcpCfg := tcp.Config{KeepAlive: true, KeepIdle: f.keepIdle, KeepInterval: f.keepIntvl, KeepCount: f.keepCount}
+	ns, err := openStack(&f.linkFlags, lc, tcpCfg, stdout)
+	if err != nil {
+		return err
+	}
+	defer ns.close()
+	srv := &services{st: ns.st}
+	type svc struct {
+		port  int
+		serve func(*stack.Listener)
+		name  string
+	}
+	for _, s := range []svc{{f.echo, srv.echo, "echo"}, {f.discard, srv.discard, "discard"}, {f.source, srv.source, "source"}, {f.http, srv.httpServe, "http"}} {
+		if s.port == 0 {
+			continue
+		}
+		l, err := ns.st.ListenTCPConfig(uint16(s.port), ns.st.Options().TCP)
+		if err != nil {
+			return err
+		}
+		srv.listeners = append(srv.listeners, l)
+		srv.wg.Add(1)
+		go func() { defer srv.wg.Done(); s.serve(l) }()
+		fmt.Fprintf(stdout, "listening: %s on %v:%d\n", s.name, lc.addr, s.port)
+	}
+	fmt.Fprintf(stdout, "ready: ustack %v on %s (kernel side %v, mtu %d, offload %v)\n", lc.addr, ns.dev.Name(), lc.host, f.mtu, ns.dev.Offload())
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	got := <-sig
+	fmt.Fprintf(stdout, "stopping on %v\n", got)
+	srv.shutdown()
+	return nil
+}
+
+// services are the built-in servers of `ustack serve`.
+type services struct {
+	st        *stack.Stack
+	listeners []*stack.Listener
+	httpSrv   *http.Server
+	mu        sync.Mutex
+	conns     map[net.Conn]struct{}
+	wg        sync.WaitGroup
+}
+
+func (s *services) track(c net.Conn, add bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conns == nil {
+		s.conns = map[net.Conn]struct{}{}
+	}
+	if add {
+		s.conns[c] = struct{}{}
+	} else {
+		delete(s.conns, c)
+	}
+}
+
+func (s *services) shutdown() {
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	if s.httpSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		s.httpSrv.Shutdown(ctx)
+		cancel()
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+func (s *services) acceptLoop(l *stack.Listener, handle func(*stack.Conn)) {
+	for {
+		c, err := l.AcceptTCP()
+		if err != nil {
+			return
+		}
+		s.track(c, true)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.track(c, false)
+			defer c.Close()
+			handle(c)
+		}()
+	}
+}
+
+// echo is RFC 862: write back what is read; close on EOF.
+func (s *services) echo(l *stack.Listener) {
+	s.acceptLoop(l, func(c *stack.Conn) { io.Copy(c, c) })
+}
+
+// discard is RFC 863: read and drop; close on EOF.
+func (s *services) discard(l *stack.Listener) {
+	s.acceptLoop(l, func(c *stack.Conn) { io.Copy(io.Discard, c) })
+}
+
+// source sends an endless stream (a repeating pattern) until the peer
+// closes or resets; what the peer sends is read and dropped.
+func (s *services) source(l *stack.Listener) {
+	var pattern [64 << 10]byte
+	for i := range pattern {
+		pattern[i] = byte(i)
+	}
+	s.acceptLoop(l, func(c *stack.Conn) {
+		go func() {
+			io.Copy(io.Discard, c)
+			c.CloseWrite()
+		}()
+		for {
+			if _, err := c.Write(pattern[:]); err != nil {
+				return
+			}
+		}
+	})
+}
