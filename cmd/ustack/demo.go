@@ -1,10 +1,200 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"ustack/stack"
+	"ustack/stack/link"
+	"ustack/stack/tcp"
+	"ustack/tun"
 )
 
+// demoMSL is short so that TIME-WAIT's 2*MSL fits in the demo.
+const demoMSL = 1 * time.Second
+
 func cmdDemo(args []string, stdout, stderr io.Writer) error {
-	return errors.New("demo: not built yet")
+	fs := flag.NewFlagSet("ustack demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	pcap := fs.String("pcap", "", "also write every packet to `FILE` (pcapng)")
+	inMemory := fs.Bool("in-memory", false, "tell the story over an in-memory link even as root")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: ustack demo\n\nThe whole story in one command: a server on ustack, a client, every packet and\nstate on a ladder diagram. As root it runs in a fresh network namespace with a\nTUN device and the kernel's TCP as the client; otherwise both ends are ustack\nover an in-memory link.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageErr("%v (see 'ustack demo -h')", err)
+	}
+	color := isTerminal(stdout)
+	if !*inMemory && os.Geteuid() == 0 {
+		if _, err := os.Stat("/dev/net/tun"); err == nil {
+			return demoTUN(stdout, color, *pcap)
+		}
+	}
+	why := "not running as root"
+	if os.Geteuid() == 0 {
+		why = "asked for --in-memory"
+	}
+	fmt.Fprintf(stdout, "ustack demo over an in-memory link, both ends on ustack (%s; run as root for the TUN and the kernel's TCP)\n", why)
+	return demoMemory(stdout, color, *pcap)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0 && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
+}
+
+var (
+	demoServer = netip.MustParseAddrPort("198.18.0.2:80")
+	demoClient = netip.MustParseAddr("198.18.0.1")
+)
+
+// withPcap layers a pcapng tap on ep if a file was asked for.
+func withPcap(ep link.Endpoint, file string) (link.Endpoint, func(), error) {
+	if file == "" {
+		return ep, func() {}, nil
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--pcap: %w", err)
+	}
+	tap, err := link.Tap(ep, f, link.TapInterface("demo", "ustack demo"))
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return tap, func() { f.Close() }, nil
+}
+
+// demoMemory runs server and client on two ustack stacks joined by a Pipe.
+func demoMemory(stdout io.Writer, color bool, pcap string) error {
+	ea, eb := link.Pipe(1500)
+	l := newLadder(stdout, color, time.Now, demoServer.String())
+	sep, closePcap, err := withPcap(&observe{Endpoint: eb, l: l}, pcap)
+	if err != nil {
+		return err
+	}
+	defer closePcap()
+	srv, err := stack.New(sep, stack.Options{Addr: demoServer.Addr(), TCP: tcp.Config{MSL: demoMSL}, Trace: l.state})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	cli, err := stack.New(ea, stack.Options{Addr: demoClient, TCP: tcp.Config{MSL: demoMSL}, Trace: l.state})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ln, err := srv.ListenTCP(demoServer.Port())
+	if err != nil {
+		return err
+	}
+	dial := func(ctx context.Context) (net.Conn, error) { return cli.DialTCP(ctx, demoServer) }
+	return demoStory(l, ln, dial, srv, false)
+}
+
+// demoTUN runs the server on ustack behind a TUN in a fresh namespace and the
+// client on the kernel's TCP in that namespace.
+func demoTUN(stdout io.Writer, color bool, pcap string) error {
+	ns, err := tun.NewNamespace("demo")
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	fmt.Fprintf(stdout, "ustack demo in network namespace %s: server on ustack %v behind TUN ustack0, client on the kernel's TCP at %v\n", ns.Name(), demoServer, demoClient)
+	dev, err := ns.OpenTUN(tun.Config{Name: "ustack0", MTU: 1500, HostAddr: netip.PrefixFrom(demoClient, 30)})
+	if err != nil {
+		return err
+	}
+	defer dev.Close()
+	l := newLadder(stdout, color, time.Now, demoServer.String())
+	l.inferClient = true
+	sep, closePcap, err := withPcap(&observe{Endpoint: dev, l: l}, pcap)
+	if err != nil {
+		return err
+	}
+	defer closePcap()
+	srv, err := stack.New(sep, stack.Options{Addr: demoServer.Addr(), TCP: tcp.Config{MSL: demoMSL}, Trace: l.state})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	ln, err := srv.ListenTCP(demoServer.Port())
+	if err != nil {
+		return err
+	}
+	dial := func(ctx context.Context) (net.Conn, error) {
+		var c net.Conn
+		err := ns.Do(func() error {
+			var d net.Dialer
+			var err error
+			c, err = d.DialContext(ctx, "tcp4", demoServer.String())
+			return err
+		})
+		return c, err
+	}
+	return demoStory(l, ln, dial, srv, true)
+}
+
+// demoStory serves one page and fetches it, then waits for TIME-WAIT to end.
+func demoStory(l *ladder, ln *stack.Listener, dial func(context.Context) (net.Conn, error), srv *stack.Stack, kernelClient bool) error {
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		io.WriteString(w, "hello from ustack\n")
+	})}
+	go hs.Serve(ln)
+	defer hs.Close()
+	client := "client (ustack)"
+	if kernelClient {
+		client = "client (kernel)"
+	}
+	l.header(client, "server (ustack "+demoServer.String()+")")
+	l.note("three-way handshake: SYN, SYN+ACK, ACK")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := dial(ctx)
+	if err != nil {
+		return fmt.Errorf("demo: dial: %w", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	// The client sends its request and reads until the server closes: the
+	// server does the active close and so holds TIME-WAIT.
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: "+demoServer.String()+"\r\nConnection: close\r\n\r\n"); err != nil {
+		return fmt.Errorf("demo: sending the request: %w", err)
+	}
+	resp, err := io.ReadAll(c)
+	if err != nil {
+		return fmt.Errorf("demo: reading the response: %w", err)
+	}
+	c.Close()
+	status, _, _ := strings.Cut(string(resp), "\r\n")
+	_, body, _ := strings.Cut(string(resp), "\r\n\r\n")
+	l.note("response %q, body %q", status, body)
+	l.note("the server closed first: it waits in TIME-WAIT for 2*MSL = %v", 2*demoMSL)
+	deadline := time.Now().Add(2*demoMSL + 3*time.Second)
+	for srv.Stats().TCPConns > 0 {
+		if time.Now().After(deadline) {
+			return errors.New("demo: the server's connection did not reach CLOSED after 2*MSL")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	l.note("done: every connection is CLOSED")
+	return nil
 }
