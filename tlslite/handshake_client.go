@@ -1,0 +1,491 @@
+package tlslite
+
+// The client side of the TLS 1.2 handshake, RFC 5246 §7.3, with session
+// resumption (RFC 5246 §7.3 Figure 2, RFC 5077 §3.4), RFC 7627, RFC 5746,
+// RFC 6066 §3 and RFC 7301.
+
+import (
+	"bytes"
+	"crypto/rsa"
+	"crypto/subtle"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+)
+
+type clientHandshakeState struct {
+	c           *Conn
+	hello       *clientHelloMsg
+	serverHello *serverHelloMsg
+	hs          transcript
+	suite       *cipherSuite
+	session     *ClientSessionState // offered session
+	cacheKey    string
+	master      []byte
+	peerCerts   []*x509.Certificate
+	chains      [][]*x509.Certificate
+	ticket      []byte // received NewSessionTicket
+}
+
+func (c *Conn) clientHandshake() error {
+	cfg := c.config
+	if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
+		return errors.New("tlslite: Config.ServerName is required unless InsecureSkipVerify is set")
+	}
+	hs := &clientHandshakeState{c: c}
+	if err := hs.sendClientHello(); err != nil {
+		return err
+	}
+	if err := hs.readServerHello(); err != nil {
+		return err
+	}
+	resumed := hs.session != nil && len(hs.serverHello.sessionID) > 0 &&
+		bytes.Equal(hs.serverHello.sessionID, hs.hello.sessionID)
+	if resumed {
+		if err := hs.checkResumption(); err != nil {
+			return err
+		}
+		hs.master = hs.session.MasterSecret
+		hs.peerCerts = hs.session.ServerCertificates
+		hs.chains = hs.session.VerifiedChains
+		if err := hs.establishKeys(); err != nil {
+			return err
+		}
+		if err := hs.readSessionTicket(); err != nil {
+			return err
+		}
+		if err := hs.readFinished(); err != nil {
+			return err
+		}
+		if err := hs.sendFinished(); err != nil {
+			return err
+		}
+	} else {
+		hs.session = nil
+		if err := hs.fullHandshake(); err != nil {
+			return err
+		}
+	}
+	hs.saveSession(resumed)
+
+	sh := hs.serverHello
+	c.state.Version = VersionTLS12
+	c.state.CipherSuite = hs.suite.id
+	c.state.ExtendedMasterSecret = sh.extendedMasterSecret
+	c.state.SecureRenegotiation = sh.secureRenegotiationSupported
+	c.state.DidResume = resumed
+	c.state.ResumedWithTicket = resumed && len(hs.hello.sessionTicket) > 0
+	c.state.ServerName = hs.hello.serverName
+	c.state.NegotiatedProtocol = sh.alpnProtocol
+	c.state.PeerCertificates = hs.peerCerts
+	c.state.VerifiedChains = hs.chains
+	c.handshakeDone.Store(true)
+	return nil
+}
+
+func (hs *clientHandshakeState) sendClientHello() error {
+	c := hs.c
+	cfg := c.config
+	h := &clientHelloMsg{
+		vers:                         VersionTLS12,
+		random:                       make([]byte, 32),
+		compressionMethods:           []uint8{0},
+		supportedGroups:              cfg.curves(),
+		ecPointFormats:               []uint8{0},
+		signatureSchemes:             supportedSignatureSchemes,
+		alpnProtocols:                cfg.NextProtos,
+		extendedMasterSecret:         cfg.testHooks == nil || !cfg.testHooks.noEMS,
+		secureRenegotiationSupported: true, // RFC 5746 §3.4: empty renegotiation_info
+		ticketSupported:              !cfg.SessionTicketsDisabled,
+	}
+	// RFC 6066 §3: literal IP addresses are not permitted in server_name.
+	if cfg.ServerName != "" && net.ParseIP(cfg.ServerName) == nil {
+		h.serverName = trimDot(cfg.ServerName)
+	}
+	for _, s := range cfg.enabledSuites() {
+		h.cipherSuites = append(h.cipherSuites, s.id)
+	}
+	if len(h.cipherSuites) == 0 {
+		return errors.New("tlslite: no cipher suites enabled")
+	}
+	if _, err := io.ReadFull(cfg.rand(), h.random); err != nil {
+		return err
+	}
+
+	// Resumption: offer a cached session (RFC 5246 §7.4.1.2) or ticket
+	// (RFC 5077 §3.4, with a fresh random session ID so that its echo
+	// tells us the server resumed).
+	if cfg.ClientSessionCache != nil {
+		hs.cacheKey = cfg.ServerName
+		if hs.cacheKey == "" {
+			hs.cacheKey = c.serverAddr
+		}
+		if s, ok := cfg.ClientSessionCache.Get(hs.cacheKey); ok && s != nil && hs.usable(s) {
+			hs.session = s
+			if len(s.Ticket) > 0 && !cfg.SessionTicketsDisabled {
+				h.sessionTicket = s.Ticket
+				h.sessionID = make([]byte, 32)
+				if _, err := io.ReadFull(cfg.rand(), h.sessionID); err != nil {
+					return err
+				}
+			} else if len(s.SessionID) > 0 {
+				h.sessionID = s.SessionID
+			} else {
+				hs.session = nil
+			}
+		}
+	}
+	hs.hello = h
+	return c.writeHandshake(&hs.hs, h, Event{ClientRandom: slices.Clone(h.random), SessionID: slices.Clone(h.sessionID),
+		ServerName: h.serverName, ALPN: h.alpnProtocols})
+}
+
+func trimDot(s string) string {
+	if len(s) > 0 && s[len(s)-1] == '.' {
+		return s[:len(s)-1]
+	}
+	return s
+}
+
+func (hs *clientHandshakeState) usable(s *ClientSessionState) bool {
+	cfg := hs.c.config
+	if s.Version != VersionTLS12 || len(s.MasterSecret) != masterSecretLen {
+		return false
+	}
+	if cfg.now().Sub(s.ReceivedAt) > cfg.sessionLifetime() {
+		return false
+	}
+	suite := suiteByID(s.CipherSuite)
+	if suite == nil || !slices.Contains(cfg.enabledSuites(), suite) {
+		return false
+	}
+	if !s.ExtendedMasterSecret && !cfg.AllowNoExtendedMasterSecret {
+		return false
+	}
+	// Re-check the leaf's validity period (the chain was verified then).
+	if !cfg.InsecureSkipVerify && len(s.ServerCertificates) > 0 {
+		now := cfg.now()
+		if leaf := s.ServerCertificates[0]; now.After(leaf.NotAfter) || now.Before(leaf.NotBefore) {
+			return false
+		}
+	}
+	return true
+}
+
+// readServerHello checks ServerHello (RFC 5246 §7.4.1.3).
+func (hs *clientHandshakeState) readServerHello() error {
+	c := hs.c
+	cfg := c.config
+	sh := new(serverHelloMsg)
+	raw, err := c.readHandshake(&hs.hs, typeServerHello, sh)
+	if err != nil {
+		return err
+	}
+	hs.serverHello = sh
+	c.observe(Event{Kind: EventHandshake, Message: "ServerHello", Length: len(raw), ServerRandom: slices.Clone(sh.random),
+		CipherSuite: sh.cipherSuite, SessionID: slices.Clone(sh.sessionID)})
+	if sh.vers != VersionTLS12 {
+		return c.sendAlert(AlertProtocolVersion, fmt.Errorf("server chose version %#04x", sh.vers))
+	}
+	c.haveVers = true
+	// RFC 8446 §4.1.3: we offered TLS 1.2 only, so "DOWNGRD\x01" from a
+	// TLS 1.3 server is legitimate; "DOWNGRD\x00" (TLS 1.1 or below) never
+	// is with a 1.2 ServerHello.
+	if bytes.Equal(sh.random[24:], downgradeTLS11) {
+		return c.sendAlert(AlertIllegalParameter, errors.New("downgrade sentinel for TLS 1.1 in a TLS 1.2 ServerHello"))
+	}
+	if sh.compressionMethod != 0 {
+		return c.sendAlert(AlertIllegalParameter, errors.New("server chose compression"))
+	}
+	hs.suite = suiteByID(sh.cipherSuite)
+	if hs.suite == nil || !slices.Contains(hs.hello.cipherSuites, sh.cipherSuite) {
+		return c.sendAlert(AlertIllegalParameter, fmt.Errorf("server chose unoffered suite %#04x", sh.cipherSuite))
+	}
+	// RFC 5246 §7.4.1.4: the server may only answer extensions we sent.
+	for _, ext := range sh.extensions {
+		switch ext {
+		case extServerName:
+			if hs.hello.serverName == "" {
+				return c.sendAlert(AlertUnsupportedExtension, errors.New("unsolicited server_name"))
+			}
+		case extALPN:
+			if !slices.Contains(hs.hello.alpnProtocols, sh.alpnProtocol) {
+				return c.sendAlert(AlertIllegalParameter, fmt.Errorf("server chose unoffered ALPN protocol %q", sh.alpnProtocol))
+			}
+		case extSessionTicket:
+			if !hs.hello.ticketSupported {
+				return c.sendAlert(AlertUnsupportedExtension, errors.New("unsolicited session_ticket"))
+			}
+		case extECPointFormats:
+			if !slices.Contains(sh.ecPointFormats, 0) {
+				return c.sendAlert(AlertIllegalParameter, errors.New("server does not accept uncompressed points"))
+			}
+		case extExtendedMasterSecret, extRenegotiationInfo:
+		default:
+			return c.sendAlert(AlertUnsupportedExtension, fmt.Errorf("unsolicited extension %d", ext))
+		}
+	}
+	// RFC 5746 §3.4: on the initial handshake renegotiation_info must be
+	// empty.
+	if sh.secureRenegotiationSupported && len(sh.secureRenegotiation) != 0 {
+		return c.sendAlert(AlertHandshakeFailure, errors.New("non-empty renegotiation_info in initial ServerHello"))
+	}
+	// RFC 7627 §5.4: a client that requires the extension aborts without it.
+	if !sh.extendedMasterSecret && !cfg.AllowNoExtendedMasterSecret {
+		return c.sendAlert(AlertHandshakeFailure, errors.New("server did not negotiate the extended master secret (RFC 7627)"))
+	}
+	hs.hs.setHash(hs.suite.hash)
+	return nil
+}
+
+// checkResumption checks an abbreviated handshake's ServerHello against
+// the session.
+func (hs *clientHandshakeState) checkResumption() error {
+	c := hs.c
+	if hs.session.CipherSuite != hs.suite.id {
+		return c.sendAlert(AlertIllegalParameter, errors.New("server resumed with a different cipher suite"))
+	}
+	// RFC 7627 §5.3.
+	if hs.session.ExtendedMasterSecret != hs.serverHello.extendedMasterSecret {
+		return c.sendAlert(AlertHandshakeFailure, errors.New("resumed session's extended master secret status changed"))
+	}
+	return nil
+}
+
+// fullHandshake is RFC 5246 §7.3 Figure 1 from the client's side.
+func (hs *clientHandshakeState) fullHandshake() error {
+	c := hs.c
+	cfg := c.config
+	sh := hs.serverHello
+
+	certMsg := new(certificateMsg)
+	raw, err := c.readHandshake(&hs.hs, typeCertificate, certMsg)
+	if err != nil {
+		return err
+	}
+	if len(certMsg.certificates) == 0 {
+		return c.sendAlert(AlertIllegalParameter, errors.New("server sent no certificate"))
+	}
+	for _, der := range certMsg.certificates {
+		cert, err := parseCertificateCached(der)
+		if err != nil {
+			return c.sendAlert(AlertBadCertificate, fmt.Errorf("parsing server certificate: %w", err))
+		}
+		hs.peerCerts = append(hs.peerCerts, cert)
+	}
+	c.observe(Event{Kind: EventHandshake, Message: "Certificate", Length: len(raw), Certificates: hs.peerCerts})
+	if !cfg.InsecureSkipVerify {
+		chains, verr := verifyServerCertificate(hs.peerCerts, cfg.RootCAs, cfg.ServerName, cfg.now())
+		if verr != nil {
+			return c.sendAlert(verr.alert(), verr)
+		}
+		hs.chains = chains
+	}
+	pub, ok := hs.peerCerts[0].PublicKey.(*rsa.PublicKey)
+	if !ok {
+		return c.sendAlert(AlertUnsupportedCertificate, fmt.Errorf("server key is %T, not RSA", hs.peerCerts[0].PublicKey))
+	}
+
+	var preMaster, ckeBody []byte
+	ev := Event{}
+	if hs.suite.ecdhe {
+		ske := new(serverKeyExchangeMsg)
+		raw, err := c.readHandshake(&hs.hs, typeServerKeyExchange, ske)
+		if err != nil {
+			return err
+		}
+		c.observe(Event{Kind: EventHandshake, Message: "ServerKeyExchange", Length: len(raw), Curve: ske.curve, ECDHPublic: slices.Clone(ske.publicKey)})
+		if !slices.Contains(hs.hello.supportedGroups, ske.curve) || curveFor(ske.curve) == nil {
+			return c.sendAlert(AlertIllegalParameter, fmt.Errorf("server chose unoffered group %v", ske.curve))
+		}
+		if !slices.Contains(hs.hello.signatureSchemes, ske.sigScheme) {
+			return c.sendAlert(AlertIllegalParameter, fmt.Errorf("server used unoffered signature scheme %#04x", uint16(ske.sigScheme)))
+		}
+		h, _, _ := schemeHash(ske.sigScheme)
+		digest := signedDigest(h, hs.hello.random, sh.random, ske.params())
+		if err := verifyParams(pub, ske.sigScheme, digest, ske.signature); err != nil {
+			return c.sendAlert(AlertDecryptError, fmt.Errorf("ServerKeyExchange signature: %w", err))
+		}
+		curve := curveFor(ske.curve)
+		peer, err := curve.NewPublicKey(ske.publicKey)
+		if err != nil {
+			return c.sendAlert(AlertIllegalParameter, fmt.Errorf("server ECDHE share: %w", err))
+		}
+		priv, err := curve.GenerateKey(cfg.rand())
+		if err != nil {
+			return c.sendAlert(AlertInternalError, err)
+		}
+		preMaster, err = priv.ECDH(peer)
+		if err != nil {
+			return c.sendAlert(AlertIllegalParameter, err)
+		}
+		mine := priv.PublicKey().Bytes()
+		ckeBody = append([]byte{byte(len(mine))}, mine...)
+		ev.Curve, ev.ECDHPublic = ske.curve, mine
+		c.state.CurveID = ske.curve
+	}
+
+	// Optional CertificateRequest (we have no client certificate and answer
+	// with an empty Certificate, RFC 5246 §7.4.6), then ServerHelloDone.
+	data, err := c.readHandshakeBytes()
+	if err != nil {
+		return err
+	}
+	certRequested := false
+	if data[0] == typeCertificateRequest {
+		hs.hs.Write(data)
+		certRequested = true
+		c.observe(Event{Kind: EventHandshake, Message: "CertificateRequest", Length: len(data)})
+		if data, err = c.readHandshakeBytes(); err != nil {
+			return err
+		}
+	}
+	var done serverHelloDoneMsg
+	if data[0] != typeServerHelloDone {
+		return c.sendAlert(AlertUnexpectedMessage, fmt.Errorf("got %s, want ServerHelloDone", msgName(data[0])))
+	}
+	if !done.unmarshal(data) {
+		return c.sendAlert(AlertDecodeError, errors.New("malformed ServerHelloDone"))
+	}
+	hs.hs.Write(data)
+	c.observe(Event{Kind: EventHandshake, Message: "ServerHelloDone", Length: len(data)})
+
+	c.setBuffering()
+	if certRequested {
+		if err := c.writeHandshake(&hs.hs, &certificateMsg{}, Event{}); err != nil {
+			return err
+		}
+	}
+	if !hs.suite.ecdhe {
+		var ct []byte
+		preMaster, ct, err = rsaEncryptPreMaster(cfg.rand(), pub, hs.hello.vers)
+		if err != nil {
+			return c.sendAlert(AlertInternalError, err)
+		}
+		if cfg.testHooks != nil && cfg.testHooks.rsaCiphertext != nil {
+			ct = cfg.testHooks.rsaCiphertext(pub, preMaster)
+		}
+		ckeBody = append([]byte{byte(len(ct) >> 8), byte(len(ct))}, ct...)
+		ev.EncryptedPreMaster = ct
+	}
+	ev.PreMasterSecret = slices.Clone(preMaster)
+	if err := c.writeHandshake(&hs.hs, &clientKeyExchangeMsg{body: ckeBody}, ev); err != nil {
+		return err
+	}
+	if sh.extendedMasterSecret {
+		hs.master = extendedMasterFromPreMaster(hs.suite.hash, preMaster, hs.hs.sum())
+	} else {
+		hs.master = masterFromPreMaster(hs.suite.hash, preMaster, hs.hello.random, sh.random)
+	}
+	if err := hs.establishKeys(); err != nil {
+		return err
+	}
+	if err := hs.sendFinished(); err != nil {
+		return err
+	}
+	if err := hs.readSessionTicket(); err != nil {
+		return err
+	}
+	return hs.readFinished()
+}
+
+func (hs *clientHandshakeState) establishKeys() error {
+	c := hs.c
+	sh := hs.serverHello
+	km := keysFromMaster(hs.suite.hash, hs.master, hs.hello.random, sh.random, hs.suite.keyLen, gcmImplicitNonce)
+	var err error
+	if c.out.next, err = newRecordAEAD(km.ClientKey, km.ClientIV); err != nil {
+		return c.sendAlert(AlertInternalError, err)
+	}
+	if c.in.next, err = newRecordAEAD(km.ServerKey, km.ServerIV); err != nil {
+		return c.sendAlert(AlertInternalError, err)
+	}
+	c.writeKeyLog(hs.hello.random, hs.master)
+	c.observe(Event{Kind: EventKeys, ClientRandom: slices.Clone(hs.hello.random), ServerRandom: slices.Clone(sh.random),
+		CipherSuite: hs.suite.id, ExtendedMasterSecret: sh.extendedMasterSecret, MasterSecret: slices.Clone(hs.master), Keys: &km})
+	return nil
+}
+
+// readSessionTicket reads NewSessionTicket if ServerHello promised one
+// (RFC 5077 §3.3).
+func (hs *clientHandshakeState) readSessionTicket() error {
+	if !hs.serverHello.ticketSupported {
+		return nil
+	}
+	c := hs.c
+	m := new(newSessionTicketMsg)
+	raw, err := c.readHandshake(&hs.hs, typeNewSessionTicket, m)
+	if err != nil {
+		return err
+	}
+	c.observe(Event{Kind: EventHandshake, Message: "NewSessionTicket", Length: len(raw)})
+	hs.ticket = m.ticket
+	return nil
+}
+
+func (hs *clientHandshakeState) sendFinished() error {
+	c := hs.c
+	c.setBuffering()
+	if err := c.writeChangeCipherSpec(); err != nil {
+		return err
+	}
+	vd := hs.hs.finished(hs.master, true)
+	if c.config.testHooks != nil && c.config.testHooks.corruptFinished {
+		vd[0] ^= 1
+	}
+	if err := c.writeHandshake(&hs.hs, &finishedMsg{verifyData: vd}, Event{VerifyData: slices.Clone(vd)}); err != nil {
+		return err
+	}
+	return c.flush()
+}
+
+func (hs *clientHandshakeState) readFinished() error {
+	c := hs.c
+	if err := c.readChangeCipherSpec(); err != nil {
+		return err
+	}
+	want := hs.hs.finished(hs.master, false)
+	fin := new(finishedMsg)
+	if _, err := c.readHandshake(nil, typeFinished, fin); err != nil {
+		return err
+	}
+	if subtle.ConstantTimeCompare(fin.verifyData, want) != 1 {
+		return c.sendAlert(AlertDecryptError, errors.New("server Finished does not verify"))
+	}
+	raw, _ := fin.marshal()
+	hs.hs.Write(raw)
+	c.observe(Event{Kind: EventHandshake, Message: "Finished", Length: len(raw), VerifyData: slices.Clone(fin.verifyData)})
+	return nil
+}
+
+// saveSession stores the session for resumption.
+func (hs *clientHandshakeState) saveSession(resumed bool) {
+	cfg := hs.c.config
+	if cfg.ClientSessionCache == nil || hs.cacheKey == "" {
+		return
+	}
+	if resumed && hs.ticket == nil {
+		return // nothing new
+	}
+	cs := &ClientSessionState{
+		SessionID:            hs.serverHello.sessionID,
+		Ticket:               hs.ticket,
+		Version:              VersionTLS12,
+		CipherSuite:          hs.suite.id,
+		ExtendedMasterSecret: hs.serverHello.extendedMasterSecret,
+		MasterSecret:         hs.master,
+		ServerCertificates:   hs.peerCerts,
+		VerifiedChains:       hs.chains,
+		ReceivedAt:           cfg.now(),
+	}
+	if resumed {
+		cs.ReceivedAt = hs.session.ReceivedAt
+	}
+	if len(cs.SessionID) == 0 && len(cs.Ticket) == 0 {
+		return
+	}
+	cfg.ClientSessionCache.Put(hs.cacheKey, cs)
+}

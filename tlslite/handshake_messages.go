@@ -1,0 +1,593 @@
+package tlslite
+
+// Handshake messages, RFC 5246 §7.4 (structures in §A.4), with the
+// extensions of RFC 6066 §3, RFC 7301 §3.1, RFC 7627 §5.1, RFC 5746 §3.2,
+// RFC 5077 §3.2, RFC 8422 §5.1, RFC 8446 §4.2.1. Each message is plain data
+// with marshal (the whole message including its 4-byte header) and
+// unmarshal (from the whole message); unmarshal returns false on any
+// malformation, which the caller turns into decode_error.
+
+import (
+	"slices"
+
+	"golang.org/x/crypto/cryptobyte"
+)
+
+func readUint8LengthPrefixed(s *cryptobyte.String, out *[]byte) bool {
+	return s.ReadUint8LengthPrefixed((*cryptobyte.String)(out))
+}
+
+func readUint16LengthPrefixed(s *cryptobyte.String, out *[]byte) bool {
+	return s.ReadUint16LengthPrefixed((*cryptobyte.String)(out))
+}
+
+func readUint24LengthPrefixed(s *cryptobyte.String, out *[]byte) bool {
+	return s.ReadUint24LengthPrefixed((*cryptobyte.String)(out))
+}
+
+// handshakeMessage is implemented by every message type.
+type handshakeMessage interface {
+	marshal() ([]byte, error)
+	unmarshal([]byte) bool
+}
+
+// withHeader builds a Handshake struct (RFC 5246 §7.4): msg_type, uint24
+// length, body.
+func withHeader(typ uint8, body func(b *cryptobyte.Builder)) ([]byte, error) {
+	var b cryptobyte.Builder
+	b.AddUint8(typ)
+	b.AddUint24LengthPrefixed(body)
+	return b.Bytes()
+}
+
+// readHeader checks msg_type and length and returns the body.
+func readHeader(data []byte, typ uint8) (cryptobyte.String, bool) {
+	s := cryptobyte.String(data)
+	var t uint8
+	var body cryptobyte.String
+	if !s.ReadUint8(&t) || t != typ || !s.ReadUint24LengthPrefixed(&body) || !s.Empty() {
+		return nil, false
+	}
+	return body, true
+}
+
+// clientHelloMsg is RFC 5246 §7.4.1.2.
+type clientHelloMsg struct {
+	vers               uint16
+	random             []byte
+	sessionID          []byte
+	cipherSuites       []uint16
+	compressionMethods []uint8
+
+	serverName                   string            // RFC 6066 §3
+	supportedGroups              []CurveID         // RFC 8422 §5.1.1
+	ecPointFormats               []uint8           // RFC 4492 §5.1.2
+	signatureSchemes             []SignatureScheme // RFC 5246 §7.4.1.4.1
+	alpnProtocols                []string          // RFC 7301 §3.1
+	extendedMasterSecret         bool              // RFC 7627 §5.1
+	secureRenegotiationSupported bool              // RFC 5746 §3.2
+	secureRenegotiation          []byte
+	ticketSupported              bool // RFC 5077 §3.2
+	sessionTicket                []byte
+	supportedVersions            []uint16 // RFC 8446 §4.2.1
+	extensions                   []uint16 // every extension type seen, in order
+}
+
+func (m *clientHelloMsg) marshal() ([]byte, error) {
+	return withHeader(typeClientHello, func(b *cryptobyte.Builder) {
+		b.AddUint16(m.vers)
+		b.AddBytes(m.random)
+		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.sessionID) })
+		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+			for _, s := range m.cipherSuites {
+				b.AddUint16(s)
+			}
+		})
+		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.compressionMethods) })
+		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+			if m.serverName != "" {
+				b.AddUint16(extServerName)
+				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+					b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+						b.AddUint8(0) // host_name
+						b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(m.serverName)) })
+					})
+				})
+			}
+			if len(m.supportedGroups) > 0 {
+				b.AddUint16(extSupportedGroups)
+				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+					b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+						for _, g := range m.supportedGroups {
+							b.AddUint16(uint16(g))
+						}
+					})
+				})
+			}
+			if len(m.ecPointFormats) > 0 {
+				b.AddUint16(extECPointFormats)
+				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+					b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.ecPointFormats) })
+				})
+			}
+			if len(m.signatureSchemes) > 0 {
+				b.AddUint16(extSignatureAlgorithms)
+				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+					b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+						for _, s := range m.signatureSchemes {
+							b.AddUint16(uint16(s))
+						}
+					})
+				})
+			}
+			if len(m.alpnProtocols) > 0 {
+				b.AddUint16(extALPN)
+				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+					b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+						for _, p := range m.alpnProtocols {
+							b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(p)) })
+						}
+					})
+				})
+			}
+			if m.extendedMasterSecret {
+				b.AddUint16(extExtendedMasterSecret)
+				b.AddUint16(0)
+			}
+			if m.ticketSupported {
+				b.AddUint16(extSessionTicket)
+				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.sessionTicket) })
+			}
+			if len(m.supportedVersions) > 0 {
+				b.AddUint16(extSupportedVersions)
+				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+					b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) {
+						for _, v := range m.supportedVersions {
+							b.AddUint16(v)
+						}
+					})
+				})
+			}
+			if m.secureRenegotiationSupported {
+				b.AddUint16(extRenegotiationInfo)
+				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+					b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.secureRenegotiation) })
+				})
+			}
+		})
+	})
+}
+
+func (m *clientHelloMsg) unmarshal(data []byte) bool {
+	*m = clientHelloMsg{}
+	s, ok := readHeader(data, typeClientHello)
+	if !ok {
+		return false
+	}
+	if !s.ReadUint16(&m.vers) || !s.ReadBytes(&m.random, 32) ||
+		!readUint8LengthPrefixed(&s, &m.sessionID) || len(m.sessionID) > 32 {
+		return false
+	}
+	var suites cryptobyte.String
+	if !s.ReadUint16LengthPrefixed(&suites) || len(suites) == 0 || len(suites)%2 != 0 {
+		return false
+	}
+	for !suites.Empty() {
+		var id uint16
+		suites.ReadUint16(&id)
+		if id == scsvRenegotiation {
+			m.secureRenegotiationSupported = true
+		}
+		m.cipherSuites = append(m.cipherSuites, id)
+	}
+	if !readUint8LengthPrefixed(&s, &m.compressionMethods) || len(m.compressionMethods) == 0 {
+		return false
+	}
+	if s.Empty() {
+		return true // RFC 5246 §7.4.1.2: extensions are optional
+	}
+	var exts cryptobyte.String
+	if !s.ReadUint16LengthPrefixed(&exts) || !s.Empty() {
+		return false
+	}
+	for !exts.Empty() {
+		var ext uint16
+		var d cryptobyte.String
+		if !exts.ReadUint16(&ext) || !exts.ReadUint16LengthPrefixed(&d) {
+			return false
+		}
+		// RFC 5246 §7.4.1.4: no more than one extension of each type.
+		if slices.Contains(m.extensions, ext) {
+			return false
+		}
+		m.extensions = append(m.extensions, ext)
+		switch ext {
+		case extServerName:
+			// RFC 6066 §3: ServerNameList; one host_name at most.
+			var list cryptobyte.String
+			if !d.ReadUint16LengthPrefixed(&list) || list.Empty() {
+				return false
+			}
+			for !list.Empty() {
+				var typ uint8
+				var name cryptobyte.String
+				if !list.ReadUint8(&typ) || !list.ReadUint16LengthPrefixed(&name) {
+					return false
+				}
+				if typ != 0 {
+					continue
+				}
+				if m.serverName != "" || len(name) == 0 {
+					return false
+				}
+				m.serverName = string(name)
+			}
+		case extSupportedGroups:
+			var list cryptobyte.String
+			if !d.ReadUint16LengthPrefixed(&list) || list.Empty() || len(list)%2 != 0 {
+				return false
+			}
+			for !list.Empty() {
+				var g uint16
+				list.ReadUint16(&g)
+				m.supportedGroups = append(m.supportedGroups, CurveID(g))
+			}
+		case extECPointFormats:
+			if !readUint8LengthPrefixed(&d, &m.ecPointFormats) || len(m.ecPointFormats) == 0 {
+				return false
+			}
+		case extSignatureAlgorithms:
+			var list cryptobyte.String
+			if !d.ReadUint16LengthPrefixed(&list) || list.Empty() || len(list)%2 != 0 {
+				return false
+			}
+			for !list.Empty() {
+				var v uint16
+				list.ReadUint16(&v)
+				m.signatureSchemes = append(m.signatureSchemes, SignatureScheme(v))
+			}
+		case extALPN:
+			var list cryptobyte.String
+			if !d.ReadUint16LengthPrefixed(&list) || list.Empty() {
+				return false
+			}
+			for !list.Empty() {
+				var p cryptobyte.String
+				if !list.ReadUint8LengthPrefixed(&p) || p.Empty() {
+					return false
+				}
+				m.alpnProtocols = append(m.alpnProtocols, string(p))
+			}
+		case extExtendedMasterSecret:
+			m.extendedMasterSecret = true
+		case extSessionTicket:
+			m.ticketSupported = true
+			m.sessionTicket = []byte(d)
+			d = nil
+		case extSupportedVersions:
+			var list cryptobyte.String
+			if !d.ReadUint8LengthPrefixed(&list) || list.Empty() || len(list)%2 != 0 {
+				return false
+			}
+			for !list.Empty() {
+				var v uint16
+				list.ReadUint16(&v)
+				m.supportedVersions = append(m.supportedVersions, v)
+			}
+		case extRenegotiationInfo:
+			if !readUint8LengthPrefixed(&d, &m.secureRenegotiation) {
+				return false
+			}
+			m.secureRenegotiationSupported = true
+		default:
+			d = nil // ignore unknown extensions (RFC 5246 §7.4.1.4)
+		}
+		if !d.Empty() {
+			return false
+		}
+	}
+	return true
+}
+
+// serverHelloMsg is RFC 5246 §7.4.1.3.
+type serverHelloMsg struct {
+	vers                         uint16
+	random                       []byte
+	sessionID                    []byte
+	cipherSuite                  uint16
+	compressionMethod            uint8
+	serverNameAck                bool // empty server_name, RFC 6066 §3
+	ecPointFormats               []uint8
+	alpnProtocol                 string
+	extendedMasterSecret         bool
+	secureRenegotiationSupported bool
+	secureRenegotiation          []byte
+	ticketSupported              bool
+	extensions                   []uint16
+}
+
+func (m *serverHelloMsg) marshal() ([]byte, error) {
+	return withHeader(typeServerHello, func(b *cryptobyte.Builder) {
+		b.AddUint16(m.vers)
+		b.AddBytes(m.random)
+		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.sessionID) })
+		b.AddUint16(m.cipherSuite)
+		b.AddUint8(m.compressionMethod)
+		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+			if m.serverNameAck {
+				b.AddUint16(extServerName)
+				b.AddUint16(0)
+			}
+			if len(m.ecPointFormats) > 0 {
+				b.AddUint16(extECPointFormats)
+				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+					b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.ecPointFormats) })
+				})
+			}
+			if m.alpnProtocol != "" {
+				b.AddUint16(extALPN)
+				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+					b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+						b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(m.alpnProtocol)) })
+					})
+				})
+			}
+			if m.extendedMasterSecret {
+				b.AddUint16(extExtendedMasterSecret)
+				b.AddUint16(0)
+			}
+			if m.ticketSupported {
+				b.AddUint16(extSessionTicket)
+				b.AddUint16(0)
+			}
+			if m.secureRenegotiationSupported {
+				b.AddUint16(extRenegotiationInfo)
+				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+					b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.secureRenegotiation) })
+				})
+			}
+		})
+	})
+}
+
+func (m *serverHelloMsg) unmarshal(data []byte) bool {
+	*m = serverHelloMsg{}
+	s, ok := readHeader(data, typeServerHello)
+	if !ok {
+		return false
+	}
+	if !s.ReadUint16(&m.vers) || !s.ReadBytes(&m.random, 32) ||
+		!readUint8LengthPrefixed(&s, &m.sessionID) || len(m.sessionID) > 32 ||
+		!s.ReadUint16(&m.cipherSuite) || !s.ReadUint8(&m.compressionMethod) {
+		return false
+	}
+	if s.Empty() {
+		return true
+	}
+	var exts cryptobyte.String
+	if !s.ReadUint16LengthPrefixed(&exts) || !s.Empty() {
+		return false
+	}
+	for !exts.Empty() {
+		var ext uint16
+		var d cryptobyte.String
+		if !exts.ReadUint16(&ext) || !exts.ReadUint16LengthPrefixed(&d) {
+			return false
+		}
+		if slices.Contains(m.extensions, ext) {
+			return false
+		}
+		m.extensions = append(m.extensions, ext)
+		switch ext {
+		case extServerName:
+			m.serverNameAck = true
+		case extECPointFormats:
+			if !readUint8LengthPrefixed(&d, &m.ecPointFormats) || len(m.ecPointFormats) == 0 {
+				return false
+			}
+		case extALPN:
+			// RFC 7301 §3.1: exactly one protocol name.
+			var list, p cryptobyte.String
+			if !d.ReadUint16LengthPrefixed(&list) || !list.ReadUint8LengthPrefixed(&p) || p.Empty() || !list.Empty() {
+				return false
+			}
+			m.alpnProtocol = string(p)
+		case extExtendedMasterSecret:
+			m.extendedMasterSecret = true
+		case extSessionTicket:
+			m.ticketSupported = true
+		case extRenegotiationInfo:
+			if !readUint8LengthPrefixed(&d, &m.secureRenegotiation) {
+				return false
+			}
+			m.secureRenegotiationSupported = true
+		default:
+			d = nil // the client rejects unrequested extensions itself
+		}
+		if !d.Empty() {
+			return false
+		}
+	}
+	return true
+}
+
+// certificateMsg is RFC 5246 §7.4.2.
+type certificateMsg struct {
+	certificates [][]byte
+}
+
+func (m *certificateMsg) marshal() ([]byte, error) {
+	return withHeader(typeCertificate, func(b *cryptobyte.Builder) {
+		b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
+			for _, c := range m.certificates {
+				b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(c) })
+			}
+		})
+	})
+}
+
+func (m *certificateMsg) unmarshal(data []byte) bool {
+	*m = certificateMsg{}
+	s, ok := readHeader(data, typeCertificate)
+	if !ok {
+		return false
+	}
+	var list cryptobyte.String
+	if !s.ReadUint24LengthPrefixed(&list) || !s.Empty() {
+		return false
+	}
+	for !list.Empty() {
+		var c []byte
+		if !readUint24LengthPrefixed(&list, &c) || len(c) == 0 {
+			return false
+		}
+		m.certificates = append(m.certificates, c)
+	}
+	return true
+}
+
+// serverKeyExchangeMsg is RFC 8422 §5.4 (ECDHE_RSA only): ServerECDHParams
+// (curve_type named_curve, the group, the point) and a digitally-signed
+// struct with its SignatureAndHashAlgorithm (RFC 5246 §4.7, §7.4.3).
+type serverKeyExchangeMsg struct {
+	curve     CurveID
+	publicKey []byte
+	sigScheme SignatureScheme
+	signature []byte
+}
+
+const curveTypeNamedCurve = 3 // RFC 8422 §5.4 ECCurveType named_curve
+
+// params returns ServerECDHParams, the part covered by the signature.
+func (m *serverKeyExchangeMsg) params() []byte {
+	p := make([]byte, 0, 4+len(m.publicKey))
+	p = append(p, curveTypeNamedCurve, byte(m.curve>>8), byte(m.curve), byte(len(m.publicKey)))
+	return append(p, m.publicKey...)
+}
+
+func (m *serverKeyExchangeMsg) marshal() ([]byte, error) {
+	return withHeader(typeServerKeyExchange, func(b *cryptobyte.Builder) {
+		b.AddBytes(m.params())
+		b.AddUint16(uint16(m.sigScheme))
+		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.signature) })
+	})
+}
+
+func (m *serverKeyExchangeMsg) unmarshal(data []byte) bool {
+	*m = serverKeyExchangeMsg{}
+	s, ok := readHeader(data, typeServerKeyExchange)
+	if !ok {
+		return false
+	}
+	var ct uint8
+	var curve, scheme uint16
+	if !s.ReadUint8(&ct) || ct != curveTypeNamedCurve || !s.ReadUint16(&curve) ||
+		!readUint8LengthPrefixed(&s, &m.publicKey) || len(m.publicKey) == 0 ||
+		!s.ReadUint16(&scheme) || !readUint16LengthPrefixed(&s, &m.signature) || !s.Empty() {
+		return false
+	}
+	m.curve, m.sigScheme = CurveID(curve), SignatureScheme(scheme)
+	return true
+}
+
+// serverHelloDoneMsg is RFC 5246 §7.4.5 (empty body).
+type serverHelloDoneMsg struct{}
+
+func (m *serverHelloDoneMsg) marshal() ([]byte, error) {
+	return []byte{typeServerHelloDone, 0, 0, 0}, nil
+}
+
+func (m *serverHelloDoneMsg) unmarshal(data []byte) bool {
+	s, ok := readHeader(data, typeServerHelloDone)
+	return ok && s.Empty()
+}
+
+// helloRequestMsg is RFC 5246 §7.4.1.1 (empty body).
+type helloRequestMsg struct{}
+
+func (m *helloRequestMsg) marshal() ([]byte, error) {
+	return []byte{typeHelloRequest, 0, 0, 0}, nil
+}
+
+func (m *helloRequestMsg) unmarshal(data []byte) bool {
+	s, ok := readHeader(data, typeHelloRequest)
+	return ok && s.Empty()
+}
+
+// clientKeyExchangeMsg is RFC 5246 §7.4.7. Its body depends on the key
+// exchange: RSA sends EncryptedPreMasterSecret as opaque<0..2^16-1>
+// (§7.4.7.1), ECDHE sends ClientECDiffieHellmanPublic as opaque<1..2^8-1>
+// (RFC 8422 §5.7). The body is kept raw; the key agreement parses it.
+type clientKeyExchangeMsg struct {
+	body []byte
+}
+
+func (m *clientKeyExchangeMsg) marshal() ([]byte, error) {
+	return withHeader(typeClientKeyExchange, func(b *cryptobyte.Builder) { b.AddBytes(m.body) })
+}
+
+func (m *clientKeyExchangeMsg) unmarshal(data []byte) bool {
+	s, ok := readHeader(data, typeClientKeyExchange)
+	if !ok {
+		return false
+	}
+	m.body = []byte(s)
+	return true
+}
+
+// rsaCiphertext parses the RSA body.
+func (m *clientKeyExchangeMsg) rsaCiphertext() ([]byte, bool) {
+	s := cryptobyte.String(m.body)
+	var ct []byte
+	if !readUint16LengthPrefixed(&s, &ct) || !s.Empty() || len(ct) == 0 {
+		return nil, false
+	}
+	return ct, true
+}
+
+// ecdhPublic parses the ECDHE body.
+func (m *clientKeyExchangeMsg) ecdhPublic() ([]byte, bool) {
+	s := cryptobyte.String(m.body)
+	var pub []byte
+	if !readUint8LengthPrefixed(&s, &pub) || !s.Empty() || len(pub) == 0 {
+		return nil, false
+	}
+	return pub, true
+}
+
+// finishedMsg is RFC 5246 §7.4.9.
+type finishedMsg struct {
+	verifyData []byte
+}
+
+func (m *finishedMsg) marshal() ([]byte, error) {
+	return withHeader(typeFinished, func(b *cryptobyte.Builder) { b.AddBytes(m.verifyData) })
+}
+
+func (m *finishedMsg) unmarshal(data []byte) bool {
+	s, ok := readHeader(data, typeFinished)
+	if !ok || len(s) != finishedVerifyLen {
+		return false
+	}
+	m.verifyData = []byte(s)
+	return true
+}
+
+// newSessionTicketMsg is RFC 5077 §3.3.
+type newSessionTicketMsg struct {
+	lifetimeHint uint32
+	ticket       []byte
+}
+
+func (m *newSessionTicketMsg) marshal() ([]byte, error) {
+	return withHeader(typeNewSessionTicket, func(b *cryptobyte.Builder) {
+		b.AddUint32(m.lifetimeHint)
+		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.ticket) })
+	})
+}
+
+func (m *newSessionTicketMsg) unmarshal(data []byte) bool {
+	*m = newSessionTicketMsg{}
+	s, ok := readHeader(data, typeNewSessionTicket)
+	return ok && s.ReadUint32(&m.lifetimeHint) && readUint16LengthPrefixed(&s, &m.ticket) && s.Empty()
+}

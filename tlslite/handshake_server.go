@@ -1,0 +1,435 @@
+package tlslite
+
+// The server side of the TLS 1.2 handshake, RFC 5246 §7.3 (Figure 1 full,
+// Figure 2 abbreviated), with RFC 5077 §3.1 (ticket flows), RFC 7627,
+// RFC 5746 and RFC 7301.
+
+import (
+	"crypto/ecdh"
+	"crypto/subtle"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+)
+
+type serverHandshakeState struct {
+	c           *Conn
+	hello       *clientHelloMsg
+	hs          transcript
+	suite       *cipherSuite
+	cert        *Certificate
+	ems         bool
+	session     *sessionState // non-nil when resuming
+	viaTicket   bool
+	sendTicket  bool
+	master      []byte
+	random      []byte
+	sessionID   []byte
+	alpn        string
+	curve       CurveID
+	sigScheme   SignatureScheme
+	ecdhKey     *ecdh.PrivateKey
+	clientFinal []byte
+}
+
+func (c *Conn) serverHandshake() error {
+	hs := &serverHandshakeState{c: c}
+	if err := hs.readClientHello(); err != nil {
+		return err
+	}
+	if hs.checkForResumption() {
+		// RFC 5246 §7.3 Figure 2: ServerHello, [ChangeCipherSpec], Finished
+		// first, then the client's.
+		if err := hs.sendServerHello(); err != nil {
+			return err
+		}
+		hs.master = hs.session.masterSecret
+		if err := hs.establishKeys(); err != nil {
+			return err
+		}
+		if err := hs.sendFinished(); err != nil {
+			return err
+		}
+		if err := hs.readFinished(); err != nil {
+			return err
+		}
+	} else {
+		if err := hs.fullHandshake(); err != nil {
+			return err
+		}
+	}
+	c.state.Version = VersionTLS12
+	c.state.CipherSuite = hs.suite.id
+	c.state.ExtendedMasterSecret = hs.ems
+	c.state.SecureRenegotiation = hs.hello.secureRenegotiationSupported
+	c.state.DidResume = hs.session != nil
+	c.state.ResumedWithTicket = hs.viaTicket
+	c.state.ServerName = hs.hello.serverName
+	c.state.NegotiatedProtocol = hs.alpn
+	c.state.CurveID = hs.curve
+	c.handshakeDone.Store(true)
+	return nil
+}
+
+// readClientHello reads and checks ClientHello (RFC 5246 §7.4.1.2) and
+// picks everything ServerHello will say.
+func (hs *serverHandshakeState) readClientHello() error {
+	c := hs.c
+	hs.hello = new(clientHelloMsg)
+	raw, err := c.readHandshake(&hs.hs, typeClientHello, hs.hello)
+	if err != nil {
+		return err
+	}
+	h := hs.hello
+	c.observe(Event{Kind: EventHandshake, Message: "ClientHello", Length: len(raw), ClientRandom: slices.Clone(h.random),
+		SessionID: slices.Clone(h.sessionID), ServerName: h.serverName, ALPN: h.alpnProtocols})
+
+	// Version: TLS 1.2 only. A TLS 1.3 client says 0x0303 in
+	// legacy_version and lists 1.3 in supported_versions (RFC 8446 §4.1.2);
+	// we answer with 1.2.
+	if len(h.supportedVersions) > 0 {
+		if !slices.Contains(h.supportedVersions, VersionTLS12) {
+			return c.sendAlert(AlertProtocolVersion, errors.New("client does not support TLS 1.2"))
+		}
+		c.state.ClientOfferedTLS13 = slices.Contains(h.supportedVersions, versionTLS13)
+	} else if h.vers < VersionTLS12 {
+		return c.sendAlert(AlertProtocolVersion, fmt.Errorf("client offered version %#04x", h.vers))
+	}
+	c.haveVers = true
+
+	// RFC 5246 §7.4.1.2: the null compression method must be offered.
+	if !slices.Contains(h.compressionMethods, 0) {
+		return c.sendAlert(AlertIllegalParameter, errors.New("client does not offer null compression"))
+	}
+	// RFC 5746 §3.6: on an initial handshake renegotiated_connection must
+	// be empty.
+	if len(h.secureRenegotiation) != 0 {
+		return c.sendAlert(AlertHandshakeFailure, errors.New("non-empty renegotiation_info in initial ClientHello"))
+	}
+
+	// RFC 7301 §3.2: pick by our preference; refuse if nothing overlaps.
+	if len(c.config.NextProtos) > 0 && len(h.alpnProtocols) > 0 {
+		for _, p := range c.config.NextProtos {
+			if slices.Contains(h.alpnProtocols, p) {
+				hs.alpn = p
+				break
+			}
+		}
+		if hs.alpn == "" {
+			return c.sendAlert(AlertNoApplicationProtocol, fmt.Errorf("client offered ALPN %q, we speak %q", h.alpnProtocols, c.config.NextProtos))
+		}
+	}
+	// RFC 7627 §5.2: use the extended master secret whenever offered.
+	hs.ems = h.extendedMasterSecret && (c.config.testHooks == nil || !c.config.testHooks.noEMS)
+
+	if len(c.config.Certificates) == 0 || c.config.Certificates[0].PrivateKey == nil {
+		return c.sendAlert(AlertInternalError, errors.New("server has no certificate"))
+	}
+	hs.cert = &c.config.Certificates[0]
+
+	hs.random = make([]byte, 32)
+	if _, err := io.ReadFull(c.config.rand(), hs.random); err != nil {
+		return c.sendAlert(AlertInternalError, err)
+	}
+	// RFC 8446 §4.1.3: a TLS 1.3 server negotiating 1.2 sets the sentinel.
+	// We only do it on request (see Config.DowngradeSentinel).
+	if c.config.DowngradeSentinel && c.state.ClientOfferedTLS13 {
+		copy(hs.random[24:], downgradeTLS12)
+	}
+	return nil
+}
+
+// pickSuite chooses by the server's preference order among the client's
+// offer (RFC 5246 §7.4.1.3); ECDHE needs a common group, the uncompressed
+// point format and a common signature scheme.
+func (hs *serverHandshakeState) pickSuite() error {
+	c := hs.c
+	h := hs.hello
+	ecdheOK := false
+	if !(len(h.ecPointFormats) > 0 && !slices.Contains(h.ecPointFormats, 0)) {
+		for _, id := range c.config.curves() {
+			if curveFor(id) != nil && (len(h.supportedGroups) == 0 || slices.Contains(h.supportedGroups, id)) {
+				hs.curve = id
+				ecdheOK = true
+				break
+			}
+		}
+	}
+	if ecdheOK {
+		hs.sigScheme, ecdheOK = pickSignatureScheme(h.signatureSchemes)
+	}
+	for _, s := range c.config.enabledSuites() {
+		if !slices.Contains(h.cipherSuites, s.id) || s.ecdhe && !ecdheOK {
+			continue
+		}
+		hs.suite = s
+		break
+	}
+	if hs.suite == nil {
+		return c.sendAlert(AlertHandshakeFailure, errors.New("no cipher suite in common"))
+	}
+	if !hs.suite.ecdhe {
+		hs.curve = 0
+	}
+	return nil
+}
+
+// checkForResumption looks up the offered ticket (RFC 5077 §3.1) or
+// session ID (RFC 5246 §7.4.1.2) and decides whether to resume.
+func (hs *serverHandshakeState) checkForResumption() bool {
+	c := hs.c
+	h := hs.hello
+	var s *sessionState
+	if h.ticketSupported && len(h.sessionTicket) > 0 && !c.config.SessionTicketsDisabled {
+		s = c.config.openTicket(h.sessionTicket)
+		hs.viaTicket = s != nil
+	}
+	if s == nil && len(h.sessionID) > 0 {
+		if cache := c.config.server().cache; cache != nil {
+			s = cache.get(string(h.sessionID))
+		}
+	}
+	if s == nil || s.vers != VersionTLS12 {
+		hs.viaTicket = false
+		return false
+	}
+	now := c.config.now()
+	created := int64(s.createdAt)
+	if now.Unix()-created > int64(c.config.sessionLifetime().Seconds()) || now.Unix() < created {
+		hs.viaTicket = false
+		return false
+	}
+	// The session's suite must be offered and still enabled.
+	suite := suiteByID(s.cipherSuite)
+	if suite == nil || !slices.Contains(h.cipherSuites, suite.id) || !slices.Contains(c.config.enabledSuites(), suite) {
+		hs.viaTicket = false
+		return false
+	}
+	// RFC 7627 §5.3: resume only when both sides agree on EMS; otherwise
+	// fall back to a full handshake (which "aborts" the abbreviated one).
+	if s.ems != hs.ems {
+		hs.viaTicket = false
+		return false
+	}
+	hs.session = s
+	hs.suite = suite
+	hs.ems = s.ems
+	hs.sessionID = h.sessionID // RFC 5077 §3.4: echo the client's ID
+	return true
+}
+
+func (hs *serverHandshakeState) sendServerHello() error {
+	c := hs.c
+	h := hs.hello
+	m := &serverHelloMsg{
+		vers:                 VersionTLS12,
+		random:               hs.random,
+		sessionID:            hs.sessionID,
+		cipherSuite:          hs.suite.id,
+		extendedMasterSecret: hs.ems,
+		alpnProtocol:         hs.alpn,
+		ticketSupported:      hs.sendTicket,
+		// RFC 6066 §3: an empty server_name acknowledges SNI (full
+		// handshakes only).
+		serverNameAck: h.serverName != "" && hs.session == nil,
+	}
+	// RFC 5746 §3.6: echo an empty renegotiation_info if the client
+	// signalled support (extension or SCSV).
+	m.secureRenegotiationSupported = h.secureRenegotiationSupported
+	// RFC 4492 §5.2: ec_point_formats when an ECC suite is chosen and the
+	// client sent the extension.
+	if hs.suite.ecdhe && len(h.ecPointFormats) > 0 {
+		m.ecPointFormats = []uint8{0}
+	}
+	hs.hs.setHash(hs.suite.hash)
+	return c.writeHandshake(&hs.hs, m, Event{ServerRandom: slices.Clone(hs.random), CipherSuite: hs.suite.id,
+		SessionID: slices.Clone(hs.sessionID), Resumed: hs.session != nil})
+}
+
+// fullHandshake is RFC 5246 §7.3 Figure 1 from the server's side.
+func (hs *serverHandshakeState) fullHandshake() error {
+	c := hs.c
+	h := hs.hello
+	if err := hs.pickSuite(); err != nil {
+		return err
+	}
+	// Session ID or ticket for later resumption.
+	hs.sendTicket = h.ticketSupported && !c.config.SessionTicketsDisabled
+	if hs.sendTicket || c.config.server().cache != nil {
+		hs.sessionID = make([]byte, 32)
+		if _, err := io.ReadFull(c.config.rand(), hs.sessionID); err != nil {
+			return c.sendAlert(AlertInternalError, err)
+		}
+	}
+	c.setBuffering()
+	if err := hs.sendServerHello(); err != nil {
+		return err
+	}
+	// RFC 5246 §7.4.2: Certificate.
+	var certEv Event
+	if c.config.Observer != nil {
+		certEv.Certificates = leafChain(hs.cert)
+	}
+	if err := c.writeHandshake(&hs.hs, &certificateMsg{certificates: hs.cert.Chain}, certEv); err != nil {
+		return err
+	}
+	// RFC 8422 §5.4: ServerKeyExchange for ECDHE only.
+	if hs.suite.ecdhe {
+		key, err := curveFor(hs.curve).GenerateKey(c.config.rand())
+		if err != nil {
+			return c.sendAlert(AlertInternalError, err)
+		}
+		hs.ecdhKey = key
+		ske := &serverKeyExchangeMsg{curve: hs.curve, publicKey: key.PublicKey().Bytes(), sigScheme: hs.sigScheme}
+		hash, _, _ := schemeHash(hs.sigScheme)
+		digest := signedDigest(hash, h.random, hs.random, ske.params())
+		ske.signature, err = signParams(c.config.rand(), hs.cert.PrivateKey, hs.sigScheme, digest)
+		if err != nil {
+			return c.sendAlert(AlertInternalError, err)
+		}
+		if err := c.writeHandshake(&hs.hs, ske, Event{Curve: hs.curve, ECDHPublic: slices.Clone(ske.publicKey)}); err != nil {
+			return err
+		}
+	}
+	// RFC 5246 §7.4.5: ServerHelloDone ends the flight.
+	if err := c.writeHandshake(&hs.hs, &serverHelloDoneMsg{}, Event{}); err != nil {
+		return err
+	}
+	if err := c.flush(); err != nil {
+		return err
+	}
+
+	// RFC 5246 §7.4.7: ClientKeyExchange.
+	cke := new(clientKeyExchangeMsg)
+	if _, err := c.readHandshake(&hs.hs, typeClientKeyExchange, cke); err != nil {
+		return err
+	}
+	ev := Event{Kind: EventHandshake, Message: "ClientKeyExchange", Length: 4 + len(cke.body)}
+	var preMaster []byte
+	if hs.suite.ecdhe {
+		pub, ok := cke.ecdhPublic()
+		if !ok {
+			return c.sendAlert(AlertDecodeError, errors.New("malformed ECDHE ClientKeyExchange"))
+		}
+		peer, err := curveFor(hs.curve).NewPublicKey(pub)
+		if err != nil {
+			return c.sendAlert(AlertIllegalParameter, fmt.Errorf("client ECDHE share: %w", err))
+		}
+		preMaster, err = hs.ecdhKey.ECDH(peer)
+		if err != nil {
+			return c.sendAlert(AlertIllegalParameter, fmt.Errorf("ECDH: %w", err))
+		}
+		ev.Curve, ev.ECDHPublic = hs.curve, slices.Clone(pub)
+	} else {
+		ct, ok := cke.rsaCiphertext()
+		if !ok {
+			// The framing is public; only the content must not leak.
+			return c.sendAlert(AlertDecodeError, errors.New("malformed RSA ClientKeyExchange"))
+		}
+		var err error
+		preMaster, err = rsaPreMasterSecret(c.config.rand(), hs.cert.PrivateKey, ct, h.vers)
+		if err != nil {
+			return c.sendAlert(AlertInternalError, err)
+		}
+		ev.EncryptedPreMaster = slices.Clone(ct)
+	}
+	ev.PreMasterSecret = slices.Clone(preMaster)
+	c.observe(ev)
+
+	if hs.ems {
+		hs.master = extendedMasterFromPreMaster(hs.suite.hash, preMaster, hs.hs.sum())
+	} else {
+		hs.master = masterFromPreMaster(hs.suite.hash, preMaster, h.random, hs.random)
+	}
+	if err := hs.establishKeys(); err != nil {
+		return err
+	}
+	if err := hs.readFinished(); err != nil {
+		return err
+	}
+	state := &sessionState{vers: VersionTLS12, cipherSuite: hs.suite.id, ems: hs.ems,
+		createdAt: uint64(c.config.now().Unix()), masterSecret: hs.master}
+	if hs.sendTicket {
+		// RFC 5077 §3.3: NewSessionTicket before ChangeCipherSpec.
+		ticket, err := c.config.sealTicket(state)
+		if err != nil {
+			return c.sendAlert(AlertInternalError, err)
+		}
+		c.setBuffering()
+		if err := c.writeHandshake(&hs.hs, &newSessionTicketMsg{
+			lifetimeHint: uint32(c.config.sessionLifetime().Seconds()), ticket: ticket}, Event{}); err != nil {
+			return err
+		}
+	} else if cache := c.config.server().cache; cache != nil && len(hs.sessionID) > 0 {
+		cache.put(string(hs.sessionID), state)
+	}
+	return hs.sendFinished()
+}
+
+func leafChain(cert *Certificate) []*x509.Certificate {
+	var out []*x509.Certificate
+	for _, der := range cert.Chain {
+		if x, err := x509.ParseCertificate(der); err == nil {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// establishKeys derives the key block (RFC 5246 §6.3) and readies both
+// directions' pending states.
+func (hs *serverHandshakeState) establishKeys() error {
+	c := hs.c
+	km := keysFromMaster(hs.suite.hash, hs.master, hs.hello.random, hs.random, hs.suite.keyLen, gcmImplicitNonce)
+	var err error
+	if c.in.next, err = newRecordAEAD(km.ClientKey, km.ClientIV); err != nil {
+		return c.sendAlert(AlertInternalError, err)
+	}
+	if c.out.next, err = newRecordAEAD(km.ServerKey, km.ServerIV); err != nil {
+		return c.sendAlert(AlertInternalError, err)
+	}
+	c.writeKeyLog(hs.hello.random, hs.master)
+	c.observe(Event{Kind: EventKeys, ClientRandom: slices.Clone(hs.hello.random), ServerRandom: slices.Clone(hs.random),
+		CipherSuite: hs.suite.id, ExtendedMasterSecret: hs.ems, MasterSecret: slices.Clone(hs.master), Keys: &km})
+	return nil
+}
+
+// readFinished reads the client's ChangeCipherSpec and Finished and checks
+// verify_data (RFC 5246 §7.4.9; decrypt_error on mismatch).
+func (hs *serverHandshakeState) readFinished() error {
+	c := hs.c
+	if err := c.readChangeCipherSpec(); err != nil {
+		return err
+	}
+	want := hs.hs.finished(hs.master, true)
+	fin := new(finishedMsg)
+	if _, err := c.readHandshake(nil, typeFinished, fin); err != nil {
+		return err
+	}
+	if subtle.ConstantTimeCompare(fin.verifyData, want) != 1 {
+		return c.sendAlert(AlertDecryptError, errors.New("client Finished does not verify"))
+	}
+	raw, _ := fin.marshal()
+	hs.hs.Write(raw)
+	hs.clientFinal = fin.verifyData
+	c.observe(Event{Kind: EventHandshake, Message: "Finished", Length: len(raw), VerifyData: slices.Clone(fin.verifyData)})
+	return nil
+}
+
+func (hs *serverHandshakeState) sendFinished() error {
+	c := hs.c
+	c.setBuffering()
+	if err := c.writeChangeCipherSpec(); err != nil {
+		return err
+	}
+	vd := hs.hs.finished(hs.master, false)
+	if c.config.testHooks != nil && c.config.testHooks.corruptFinished {
+		vd[0] ^= 1
+	}
+	if err := c.writeHandshake(&hs.hs, &finishedMsg{verifyData: vd}, Event{VerifyData: slices.Clone(vd)}); err != nil {
+		return err
+	}
+	return c.flush()
+}
