@@ -31,8 +31,23 @@ type Config struct {
 	KeepIdle      time.Duration
 	KeepInterval  time.Duration
 	KeepCount     int
-	NoDelay       bool // disable Nagle (RFC 9293 §3.7.4)
-	DelayedAckMax time.Duration
+	NoDelay bool // disable Nagle (RFC 9293 §3.7.4)
+	// DelayedAck is the delayed-ACK timer (RFC 9293 §3.8.6.3): a lone
+	// in-order segment is acknowledged after at most this long unless data
+	// carries the ACK first. Zero means the default (40 ms); negative turns
+	// delayed ACKs off (one ACK per input batch).
+	DelayedAck time.Duration
+
+	// RFC 7323 window scaling and timestamps and RFC 2018 SACK are offered
+	// unless turned off here.
+	NoWindowScale, NoTimestamps, NoSACK bool
+	// CC names the congestion control: "cubic" (default) or "newreno".
+	CC string
+	// MaxOOOSegments bounds the out-of-order queue (default 1024 segments).
+	MaxOOOSegments int
+	// ChallengeACK, if set, is asked before each challenge ACK (RFC 5961
+	// §7): the stack-wide rate limit.
+	ChallengeACK func(now time.Time) bool
 }
 
 // Defaults (DESIGN.md).
@@ -55,7 +70,8 @@ const (
 	// DefaultPeerMSS is assumed when the peer sends no MSS option
 	// (RFC 9293 §3.7.1).
 	DefaultPeerMSS = 536
-	maxWindow      = 65535 // without window scaling
+	maxWindow      = 65535 // the window field; more needs window scaling
+	maxWindowShift = 14    // RFC 7323 §2.3
 )
 
 // WithDefaults returns c with zero fields replaced by defaults.
@@ -84,6 +100,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.KeepIdle, DefaultKeepIdle)
 	def(&c.KeepInterval, DefaultKeepInterval)
 	defi(&c.KeepCount, DefaultKeepCount)
-	def(&c.DelayedAckMax, DefaultDelayedAck)
+	def(&c.DelayedAck, DefaultDelayedAck)
+	defi(&c.MaxOOOSegments, 1024)
 	return c
 }

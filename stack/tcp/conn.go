@@ -52,6 +52,10 @@ type Stats struct {
 	DupAcks               uint64
 	ChallengeAcks         uint64
 	OutOfOrder            uint64 // segments queued out of order
+	OOODropped            uint64 // out-of-order segments dropped: queue full
+	FastRetransmits       uint64 // loss recoveries entered on duplicate ACKs / SACK
+	PAWSDropped           uint64 // old-timestamp segments (RFC 7323 §5)
+	ChallengeACKsLimited  uint64 // challenge ACKs not sent: rate limit
 	DroppedUnacceptable   uint64 // failed the sequence acceptability test
 	KeepaliveProbes       uint64
 	ZeroWindowProbes      uint64
@@ -91,8 +95,11 @@ type Conn struct {
 	finSeq    seqnum.Value // the sequence number the FIN occupies (valid when finQueued)
 	cc        cc.Controller
 	dupAcks   int
-	recover   seqnum.Value // RFC 6582 recovery point
+	recover   seqnum.Value // RFC 6582 / RFC 6675 RecoveryPoint
 	inRecover bool
+	highRxt   seqnum.Value // RFC 6675 HighRxt: highest retransmitted in recovery
+	sb        scoreboard   // SACKed ranges above SND.UNA
+	opt       negotiated   // window scale, timestamps, SACK
 
 	// Receive sequence space.
 	irs     seqnum.Value
@@ -101,6 +108,9 @@ type Conn struct {
 	rcvBuf  buffer
 	ooo     oooQueue
 	finRcvd bool // the peer's FIN was processed: EOF after rcvBuf
+	lastOOO   seqnum.Value    // where the latest out-of-order segment began
+	sackSent  [header.MaxSACKBlocks]seqnum.Value
+	nSackSent int
 
 	ackNow     bool // an ACK must go out at the next output
 	ackPending int  // in-order segments received and not yet acknowledged
@@ -178,6 +188,7 @@ func (c *Conn) Listen(now time.Time) {
 func (c *Conn) Connect(now time.Time, iss seqnum.Value) {
 	c.iss = iss
 	c.sndUna, c.sndNxt, c.sndMax = iss, iss.Add(1), iss.Add(1)
+	c.recover = iss
 	c.setState(now, SynSent, "app connect")
 	c.sendSYN(now)
 }
@@ -320,6 +331,8 @@ type Info struct {
 	SndUna, SndNxt   seqnum.Value
 	RcvNxt, ISS, IRS seqnum.Value
 	CC               string
+	WindowScale      [2]int // ours, the peer's; -1 when not in use
+	Timestamps, SACK bool
 	Stats            Stats
 }
 
@@ -335,6 +348,11 @@ func (c *Conn) Info() Info {
 	if c.cc != nil {
 		i.Cwnd, i.Ssthresh, i.CC = c.cc.Cwnd(), c.cc.Ssthresh(), c.cc.Name()
 	}
+	i.WindowScale = [2]int{-1, -1}
+	if c.opt.ws {
+		i.WindowScale = [2]int{int(c.opt.rcvShift), int(c.opt.sndShift)}
+	}
+	i.Timestamps, i.SACK = c.opt.ts, c.opt.sack
 	return i
 }
 

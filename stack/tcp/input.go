@@ -75,10 +75,11 @@ func (c *Conn) inListen(now time.Time, seg *Segment) {
 	c.irs = seg.Seq
 	c.rcvNxt = seg.Seq.Add(1)
 	c.rcvAdv = c.rcvNxt
-	c.takeSynOptions(seg)
-	c.setSndWnd(seg)
+	c.takeSynOptions(now, seg)
+	c.setSndWnd(seg, false)
 	c.sndWl1, c.sndWl2 = seg.Seq, c.iss
 	c.sndUna, c.sndNxt, c.sndMax = c.iss, c.iss.Add(1), c.iss.Add(1)
+	c.recover = c.iss
 	c.setState(now, SynReceived, "rcv "+header.FlagString(seg.Flags))
 	c.sendSYN(now)
 }
@@ -115,14 +116,14 @@ func (c *Conn) inSynSent(now time.Time, seg *Segment) {
 	c.irs = seg.Seq
 	c.rcvNxt = seg.Seq.Add(1)
 	c.rcvAdv = c.rcvNxt
-	c.takeSynOptions(seg)
+	c.takeSynOptions(now, seg)
 	if ackOK {
 		c.sndUna = seg.Ack
 		c.rtt.acked(now, seg.Ack)
 	}
 	if c.sndUna.GreaterThan(c.iss) {
 		// Our SYN is acknowledged: ESTABLISHED, and <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
-		c.setSndWnd(seg)
+		c.setSndWnd(seg, false)
 		c.sndWl1, c.sndWl2 = seg.Seq, seg.Ack
 		c.tm.rtx = time.Time{}
 		c.synRtx = 0
@@ -134,30 +135,25 @@ func (c *Conn) inSynSent(now time.Time, seg *Segment) {
 		return
 	}
 	// Simultaneous open (RFC 9293 Figure 8): SYN-RECEIVED, send SYN,ACK.
-	c.setSndWnd(seg)
+	c.setSndWnd(seg, false)
 	c.sndWl1 = seg.Seq
 	c.setState(now, SynReceived, "rcv "+header.FlagString(seg.Flags))
 	c.sendSYN(now)
 }
 
-// takeSynOptions records the peer's options from its SYN: the MSS bounds
-// every segment we send (RFC 9293 §3.7.1).
-func (c *Conn) takeSynOptions(seg *Segment) {
-	peer := int(seg.Opts.MSS)
-	if peer == 0 {
-		peer = DefaultPeerMSS
-	}
-	c.sndMSS = min(peer, c.cfg.MSS)
-}
-
 func (c *Conn) startCC() {
 	if c.cc == nil {
-		c.cc = cc.New("", c.sndMSS)
+		c.cc = cc.New(c.cfg.CC, c.sndMSS)
 	}
 }
 
-func (c *Conn) setSndWnd(seg *Segment) {
+// setSndWnd takes the peer's window, scaled unless it came in a SYN
+// (RFC 7323 §2.2).
+func (c *Conn) setSndWnd(seg *Segment, scaled bool) {
 	c.sndWnd = uint32(seg.Wnd)
+	if scaled {
+		c.sndWnd <<= c.opt.sndShift
+	}
 	c.maxSndWnd = max(c.maxSndWnd, c.sndWnd)
 }
 
@@ -165,6 +161,12 @@ func (c *Conn) setSndWnd(seg *Segment) {
 // table in RFC 9293 §3.4, then trimming to the window. An unacceptable
 // segment gets an ACK unless it is an RST.
 func (c *Conn) checkSeq(now time.Time, seg *Segment) bool {
+	if !c.paws(now, seg) {
+		// RFC 7323 §5.3 R1: an old duplicate: acknowledge and drop.
+		c.Stats.PAWSDropped++
+		c.sendACK(now)
+		return false
+	}
 	l := seg.Len()
 	wnd := c.rcvWindow()
 	var ok bool
@@ -192,6 +194,7 @@ func (c *Conn) checkSeq(now time.Time, seg *Segment) bool {
 		c.sendACK(now)
 		return false
 	}
+	c.updateTSRecent(now, seg)
 	// Trim what lies before RCV.NXT (already received) and after the window.
 	if seg.Seq.LessThan(c.rcvNxt) {
 		d := int(seg.Seq.Size(c.rcvNxt))
@@ -264,7 +267,7 @@ func (c *Conn) checkACK(now time.Time, seg *Segment) bool {
 		c.rtt.acked(now, seg.Ack)
 		c.tm.rtx = time.Time{}
 		c.synRtx = 0
-		c.setSndWnd(seg)
+		c.setSndWnd(seg, true)
 		c.sndWl1, c.sndWl2 = seg.Seq, seg.Ack
 		c.startCC()
 		c.setState(now, Established, "rcv "+header.FlagString(seg.Flags))
@@ -288,18 +291,20 @@ func (c *Conn) checkACK(now time.Time, seg *Segment) bool {
 	if c.state == TimeWait {
 		return true // only a retransmitted FIN matters: see checkFIN
 	}
+	newSACK := c.takeSACK(seg)
 	if c.sndUna.LessThan(seg.Ack) {
 		c.ackAdvanced(now, seg)
-	} else if seg.Ack == c.sndUna && len(seg.Payload) == 0 && !seg.Has(flagFIN) &&
-		uint32(seg.Wnd) == c.sndWnd && c.sndWnd != 0 && c.sndUna != c.sndMax {
-		// A duplicate ACK as RFC 5681 §2 defines it (a zero window is a
-		// persist-probe answer, not a loss signal).
+	} else if seg.Ack == c.sndUna && len(seg.Payload) == 0 && !seg.Has(flagFIN) && c.sndUna != c.sndMax &&
+		(newSACK || uint32(seg.Wnd)<<c.opt.sndShift == c.sndWnd && c.sndWnd != 0) {
+		// A duplicate ACK as RFC 5681 §2 defines it, or one that SACKs new
+		// data (RFC 6675 §2). A zero window is a persist-probe answer, not
+		// a loss signal.
 		c.onDupAck(now)
 	}
 	// Window update (RFC 9293 §3.10.7.4 fifth, SND.WL1/SND.WL2 rule).
 	if c.sndWl1.LessThan(seg.Seq) || (c.sndWl1 == seg.Seq && c.sndWl2.LessThanEq(seg.Ack)) {
 		old := c.sndWnd
-		c.setSndWnd(seg)
+		c.setSndWnd(seg, true)
 		c.sndWl1, c.sndWl2 = seg.Seq, seg.Ack
 		if old == 0 && c.sndWnd > 0 {
 			c.tm.persist = time.Time{}
@@ -343,51 +348,26 @@ func (c *Conn) ackAdvanced(now time.Time, seg *Segment) {
 	if c.sndNxt.LessThan(c.sndUna) {
 		c.sndNxt = c.sndUna
 	}
+	c.sb.ackedTo(c.sndUna)
 	rtt := c.rtt.acked(now, seg.Ack)
-	if c.inRecover {
-		if seg.Ack.GreaterThanEq(c.recover) {
-			c.inRecover = false // RFC 6582 §3.2 step 3: full acknowledgment
-		} else {
-			// Partial ACK: retransmit the next hole at once (RFC 6582 §3.2).
-			c.retransmitFirst(now)
+	if rtt == 0 && c.opt.ts && seg.Opts.TS && seg.Opts.TSEcr != 0 {
+		// RFC 7323 §4: the echoed timestamp measures the RTT, even across
+		// retransmissions, where Karn's rule forbids the timed segment.
+		if ms := int32(c.tsNow(now) - seg.Opts.TSEcr); ms >= 0 {
+			rtt = max(time.Duration(ms)*time.Millisecond, time.Microsecond)
+			c.rtt.sample(rtt)
 		}
-	} else if c.cc != nil {
-		c.cc.OnAck(now, acked, rtt)
 	}
-	c.dupAcks = 0
 	c.onAckAdvanced(now)
+	if c.inRecover {
+		c.ackInRecovery(now)
+	} else {
+		c.dupAcks = 0
+		if c.cc != nil {
+			c.cc.OnAck(now, acked, rtt)
+		}
+	}
 	c.events |= EvWritable
-}
-
-// onDupAck counts duplicate ACKs; the third starts fast retransmit and fast
-// recovery (RFC 5681 §3.2, RFC 6582).
-func (c *Conn) onDupAck(now time.Time) {
-	c.Stats.DupAcks++
-	c.dupAcks++
-	if c.dupAcks != 3 || c.inRecover {
-		return
-	}
-	c.inRecover = true
-	c.recover = c.sndMax
-	if c.cc != nil {
-		c.cc.OnLoss(now, int(c.sndUna.Size(c.sndMax)))
-	}
-	c.retransmitFirst(now)
-}
-
-// retransmitFirst resends the segment at SND.UNA.
-func (c *Conn) retransmitFirst(now time.Time) {
-	saved := c.sndNxt
-	c.sndNxt = c.sndUna
-	buffered := c.sndBuf.Len()
-	n := min(buffered, c.sndMSS)
-	fin := c.finQueued && n == buffered
-	if n > 0 || fin {
-		c.sendSegment(now, 0, n, fin)
-	}
-	if saved.GreaterThan(c.sndNxt) {
-		c.sndNxt = saved
-	}
 }
 
 // processText is the seventh step of §3.10.7.4: in-order data goes to the
@@ -412,7 +392,14 @@ func (c *Conn) processText(now time.Time, seg *Segment) bool {
 		return false
 	}
 	if seg.Seq != c.rcvNxt {
+		c.ackNow = true // RFC 5681 §4.2: a duplicate ACK at once for out-of-order data
+		if c.ooo.len() >= c.cfg.MaxOOOSegments {
+			c.Stats.OOODropped++ // bounded: hostile input cannot grow it
+			seg.Flags &^= flagFIN
+			return true
+		}
 		c.Stats.OutOfOrder++
+		c.lastOOO = seg.Seq
 		c.ooo.insert(seg.Seq, seg.Payload, seg.Has(flagFIN))
 		seg.Flags &^= flagFIN
 		c.ackNow = true // RFC 5681 §4.2: a duplicate ACK at once for out-of-order data

@@ -32,34 +32,42 @@ func (c *Conn) bufSeq() seqnum.Value {
 	return c.sndUna
 }
 
-// send stamps the receive side (ACK, window) on seg and hands it out.
+// send stamps the receive side (ACK, window) and the options on seg and
+// hands it out. SYN options are the caller's.
 func (c *Conn) send(now time.Time, seg *Segment) {
+	syn := seg.Flags&flagSYN != 0
+	if !syn {
+		c.optionsFor(now, seg)
+	}
 	if seg.Flags&flagRST == 0 {
-		seg.Wnd = c.advertise(seg.Flags&flagSYN != 0)
+		seg.Wnd = c.advertise(syn)
 	}
 	if seg.Flags&flagACK != 0 {
 		seg.Ack = c.rcvNxt
+		c.opt.lastAckSent = c.rcvNxt
 		c.ackNow, c.ackPending = false, 0
 		c.tm.delack = time.Time{}
-	}
-	if seg.Opts.WS == 0 && seg.Flags&flagSYN == 0 {
-		seg.Opts.WS = -1
 	}
 	c.Stats.SegsOut++
 	c.out.Send(c, seg)
 }
 
-// Flush sends an ACK for in-order data received since the last one. The
-// stack calls it once per input batch, so one ACK covers a burst.
+// Flush ends an input batch: a lone unacknowledged segment starts the
+// delayed-ACK timer (RFC 9293 §3.8.6.3); with delayed ACKs off it is
+// acknowledged now, so that one ACK covers the whole batch.
 func (c *Conn) Flush(now time.Time) {
 	if c.ackPending > 0 {
-		c.ackNow = true
+		if c.cfg.DelayedAck < 0 || c.ackPending >= 2 {
+			c.ackNow = true
+		} else if c.tm.delack.IsZero() {
+			c.tm.delack = now.Add(c.cfg.DelayedAck)
+		}
 	}
 	c.output(now)
 }
 
 func (c *Conn) sendSYN(now time.Time) {
-	seg := Segment{Seq: c.iss, Flags: flagSYN, Opts: header.TCPOptions{MSS: uint16(c.cfg.MSS), WS: -1}}
+	seg := Segment{Seq: c.iss, Flags: flagSYN, Opts: c.synOptions(now, c.state == SynReceived)}
 	if c.state == SynReceived {
 		seg.Flags |= flagACK
 	}
@@ -73,16 +81,20 @@ func (c *Conn) sendSYN(now time.Time) {
 }
 
 func (c *Conn) sendRST(now time.Time, seq seqnum.Value) {
-	c.send(now, &Segment{Seq: seq, Flags: flagRST, Opts: header.TCPOptions{WS: -1}})
+	c.send(now, &Segment{Seq: seq, Flags: flagRST})
 }
 
 // sendACK sends <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
 func (c *Conn) sendACK(now time.Time) {
-	c.send(now, &Segment{Seq: c.sndNxt, Flags: flagACK, Opts: header.TCPOptions{WS: -1}})
+	c.send(now, &Segment{Seq: c.sndNxt, Flags: flagACK})
 }
 
 // sendChallengeACK answers a suspicious RST or SYN (RFC 5961 §3.2, §4.2).
 func (c *Conn) sendChallengeACK(now time.Time) {
+	if c.cfg.ChallengeACK != nil && !c.cfg.ChallengeACK(now) {
+		c.Stats.ChallengeACKsLimited++ // RFC 5961 §7
+		return
+	}
 	c.Stats.ChallengeAcks++
 	c.sendACK(now)
 }
@@ -108,37 +120,44 @@ func (c *Conn) output(now time.Time) {
 
 // sendData segments the send buffer (RFC 9293 §3.8.6.2.1 sender SWS
 // avoidance, §3.7.4 Nagle), bounded by the peer's MSS, the send window and
-// the congestion window.
+// what the congestion window leaves beside the data in flight.
 func (c *Conn) sendData(now time.Time) {
 	if c.sndUna == c.iss {
 		return // our SYN is not acknowledged yet
 	}
-	base := c.bufSeq()
-	buffered := c.sndBuf.Len()
-	mss := c.sndMSS
 	for {
 		if c.finQueued && c.sndNxt.GreaterThan(c.finSeq) {
 			return // the FIN has been sent
 		}
+		limit := c.sndMax
+		if c.sndNxt.LessThan(c.sndMax) {
+			// Resending after a timeout: skip what the peer has SACKed,
+			// and stop at the next SACKed range.
+			if end, ok := c.sb.sackedAt(c.sndNxt); ok {
+				c.sndNxt = seqnum.Min(end, c.sndMax)
+				continue
+			}
+			if s, _, ok := c.sb.nextSACKed(c.sndNxt); ok {
+				limit = s
+			}
+		}
+		base := c.bufSeq()
+		buffered := c.sndBuf.Len()
 		off := int(base.Size(c.sndNxt))
 		avail := buffered - off
-		if avail == 0 {
-			if c.finQueued {
-				c.sendSegment(now, off, 0, true)
+		if avail <= 0 {
+			if c.finQueued && c.sndNxt == c.finSeq {
+				c.sendSegment(now, 0, true)
 			}
 			return
 		}
-		wnd := c.sndWnd
-		if c.cc != nil {
-			wnd = min(wnd, uint32(c.cc.Cwnd()))
-		}
-		edge := c.sndUna.Add(seqnum.Size(wnd))
-		room := 0
-		if c.sndNxt.LessThan(edge) {
-			room = int(c.sndNxt.Size(edge))
-		}
+		mss := c.effMSS()
+		room := c.sendRoom()
 		n := min(avail, mss, room)
-		if n == 0 {
+		if c.sndNxt.LessThan(limit) && limit != c.sndMax {
+			n = min(n, int(c.sndNxt.Size(limit)))
+		}
+		if n <= 0 {
 			if c.sndWnd == 0 && c.sndUna == c.sndMax && c.tm.persist.IsZero() {
 				c.armPersist(now)
 			}
@@ -152,17 +171,43 @@ func (c *Conn) sendData(now time.Time) {
 		if n < mss && n == avail && !fin && !c.cfg.NoDelay && inFlight {
 			return // Nagle: one small segment in flight at a time
 		}
-		c.sendSegment(now, off, n, fin)
+		c.sendSegment(now, n, fin)
 		if fin {
 			return
 		}
 	}
 }
 
-// sendSegment sends n bytes from offset off of the send buffer at SND.NXT,
-// with FIN if fin.
-func (c *Conn) sendSegment(now time.Time, off, n int, fin bool) {
-	seg := Segment{Seq: c.sndNxt, Flags: flagACK, Opts: header.TCPOptions{WS: -1}}
+// effMSS is the payload that fits in one segment with the options it
+// carries (RFC 9293 §3.7.1: the MSS counts no TCP options).
+func (c *Conn) effMSS() int { return max(c.sndMSS-c.optionBytes(), 1) }
+
+// sendRoom is how many more bytes may leave at SND.NXT: the least of the
+// send window's room and the congestion window minus the pipe.
+func (c *Conn) sendRoom() int {
+	rwnd := 0
+	if edge := c.sndUna.Add(seqnum.Size(c.sndWnd)); c.sndNxt.LessThan(edge) {
+		rwnd = int(c.sndNxt.Size(edge))
+	}
+	if c.cc == nil {
+		return rwnd
+	}
+	return min(rwnd, max(c.cc.Cwnd()-c.pipe(), 0))
+}
+
+// sendSegment sends n bytes at SND.NXT (with FIN if fin) and advances it.
+func (c *Conn) sendSegment(now time.Time, n int, fin bool) {
+	end := c.sendRange(now, c.sndNxt, n, fin)
+	if end.GreaterThan(c.sndNxt) {
+		c.sndNxt = end
+	}
+}
+
+// sendRange sends n bytes of the send buffer starting at seq, with FIN if
+// fin, and returns the sequence number after it. SND.NXT is the caller's.
+func (c *Conn) sendRange(now time.Time, seq seqnum.Value, n int, fin bool) seqnum.Value {
+	off := int(c.bufSeq().Size(seq))
+	seg := Segment{Seq: seq, Flags: flagACK}
 	if n > 0 {
 		seg.Payload = c.sndBuf.Bytes()[off : off+n]
 		if off+n == c.sndBuf.Len() {
@@ -172,34 +217,47 @@ func (c *Conn) sendSegment(now time.Time, off, n int, fin bool) {
 	if fin {
 		seg.Flags |= flagFIN
 	}
-	end := c.sndNxt.Add(seg.Len())
-	if c.sndNxt.LessThan(c.sndMax) {
+	end := seq.Add(seg.Len())
+	if seq.LessThan(c.sndMax) {
 		c.Stats.Retransmits++
-		c.rtt.cancel()
+		c.rtt.cancel() // Karn: no sample across a retransmission
 	} else {
 		c.Stats.BytesOut += uint64(n)
 	}
 	c.send(now, &seg)
-	c.sndNxt = end
 	if end.GreaterThan(c.sndMax) {
 		c.sndMax = end
 		c.rtt.start(now, end)
 	}
 	c.onDataSent(now)
+	return end
 }
 
-// advertise returns the window to put in an outgoing segment and records
-// its right edge. The window never shrinks (RFC 9293 §3.8.6.2.2) and opens
-// only in steps of min(RcvBuf/2, MSS) (receiver SWS avoidance).
+// rcvLimit is the largest window the window field can express.
+func (c *Conn) rcvLimit(syn bool) int {
+	if syn {
+		return maxWindow // RFC 7323 §2.2: the window in a SYN is never scaled
+	}
+	return maxWindow << c.opt.rcvShift
+}
+
+// advertise returns the window field for an outgoing segment and records
+// the right edge it offers. The window never shrinks (RFC 9293 §3.8.6.2.2)
+// and opens only in steps of min(RcvBuf/2, MSS) (receiver SWS avoidance).
 func (c *Conn) advertise(syn bool) uint16 {
-	free := min(c.cfg.RcvBuf-c.rcvBuf.Len(), maxWindow)
+	free := min(c.cfg.RcvBuf-c.rcvBuf.Len(), c.rcvLimit(syn))
 	cur := int(c.rcvWindow())
 	w := cur
 	if free > cur && (syn || free-cur >= min(c.cfg.RcvBuf/2, c.cfg.MSS)) {
 		w = free
 	}
-	c.rcvAdv = c.rcvNxt.Add(seqnum.Size(w))
-	return uint16(w)
+	shift := c.opt.rcvShift
+	if syn {
+		shift = 0
+	}
+	field := w >> shift
+	c.rcvAdv = c.rcvNxt.Add(seqnum.Size(field << shift))
+	return uint16(field)
 }
 
 // rcvWindow is RCV.WND: what remains of the last advertised window.
@@ -214,7 +272,7 @@ func (c *Conn) rcvWindow() uint32 {
 // last advertisement to be worth a segment of its own: at least one MSS and
 // at least double what the peer sees now.
 func (c *Conn) windowUpdateDue() bool {
-	free := min(c.cfg.RcvBuf-c.rcvBuf.Len(), maxWindow)
+	free := min(c.cfg.RcvBuf-c.rcvBuf.Len(), c.rcvLimit(false))
 	cur := int(c.rcvWindow())
 	return free-cur >= min(c.cfg.RcvBuf/2, c.cfg.MSS) && free >= 2*cur
 }

@@ -50,6 +50,9 @@ func (s *script) Send(_ *Conn, seg *Segment) {
 func newScript(t *testing.T, cfg Config) *script {
 	t.Helper()
 	s := &script{t: t, now: t0}
+	if cfg.DelayedAck == 0 {
+		cfg.DelayedAck = -1 // one ACK per input batch unless a test is about delayed ACKs
+	}
 	s.c = NewConn(testID, cfg, s, func(e TraceEvent) {
 		if !Legal(e.From, e.To) {
 			t.Errorf("illegal transition %v -> %v (%s)", e.From, e.To, e.Cause)

@@ -147,7 +147,7 @@ func (c *Conn) onKeepalive(now time.Time) {
 	}
 	c.keepProbes++
 	c.Stats.KeepaliveProbes++
-	c.send(now, &Segment{Seq: c.sndNxt.Sub(1), Ack: c.rcvNxt, Flags: flagACK})
+	c.send(now, &Segment{Seq: c.sndNxt.Sub(1), Flags: flagACK})
 	c.tm.keepalive = now.Add(c.cfg.KeepInterval)
 }
 
@@ -166,7 +166,7 @@ func (c *Conn) onPersist(now time.Time) {
 	if end.GreaterThan(c.sndMax) {
 		c.sndMax = end
 	}
-	c.send(now, &Segment{Seq: c.sndNxt, Ack: c.rcvNxt, Flags: flagACK, Payload: c.sndBuf.Bytes()[off : off+1]})
+	c.send(now, &Segment{Seq: c.sndNxt, Flags: flagACK, Payload: c.sndBuf.Bytes()[off : off+1]})
 	c.persistBackoff++
 	c.armPersist(now)
 }
@@ -208,8 +208,12 @@ func (c *Conn) onRetransmitTimeout(now time.Time) {
 	if c.cc != nil {
 		c.cc.OnRTO(now, int(c.sndUna.Size(c.sndMax)))
 	}
+	// RFC 6582 §4 / RFC 6675 §5.1: leave recovery; a later loss in this
+	// window does not reduce again. SACKed data is not resent.
 	c.inRecover = false
 	c.dupAcks = 0
+	c.recover = c.sndMax
+	c.highRxt = c.sndUna
 	c.rtt.backoff()
 	// Go back to SND.UNA and resend from there as the window allows.
 	c.sndNxt = c.sndUna
