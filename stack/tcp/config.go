@@ -27,11 +27,11 @@ type Config struct {
 	FinWait2Timeout time.Duration
 
 	// Keepalive (RFC 1122 §4.2.3.6): off unless KeepAlive is set.
-	KeepAlive     bool
-	KeepIdle      time.Duration
-	KeepInterval  time.Duration
-	KeepCount     int
-	NoDelay bool // disable Nagle (RFC 9293 §3.7.4)
+	KeepAlive    bool
+	KeepIdle     time.Duration
+	KeepInterval time.Duration
+	KeepCount    int
+	NoDelay      bool // disable Nagle (RFC 9293 §3.7.4)
 	// DelayedAck is the delayed-ACK timer (RFC 9293 §3.8.6.3): a lone
 	// in-order segment is acknowledged after at most this long unless data
 	// carries the ACK first. Zero means the default (40 ms); negative turns

@@ -102,13 +102,13 @@ type Conn struct {
 	opt       negotiated   // window scale, timestamps, SACK
 
 	// Receive sequence space.
-	irs     seqnum.Value
-	rcvNxt  seqnum.Value
-	rcvAdv  seqnum.Value // right edge of the window last advertised
-	rcvBuf  buffer
-	ooo     oooQueue
-	finRcvd bool // the peer's FIN was processed: EOF after rcvBuf
-	lastOOO   seqnum.Value    // where the latest out-of-order segment began
+	irs       seqnum.Value
+	rcvNxt    seqnum.Value
+	rcvAdv    seqnum.Value // right edge of the window last advertised
+	rcvBuf    buffer
+	ooo       oooQueue
+	finRcvd   bool         // the peer's FIN was processed: EOF after rcvBuf
+	lastOOO   seqnum.Value // where the latest out-of-order segment began
 	sackSent  [header.MaxSACKBlocks]seqnum.Value
 	nSackSent int
 
