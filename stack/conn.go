@@ -383,3 +383,61 @@ func (c *Conn) waitEstablished(ctx context.Context) error {
 }
 
 var _ net.Conn = (*Conn)(nil)
+
+// ErrWouldBlock is what TryRead and TryWrite return when they cannot make
+// progress now.
+var ErrWouldBlock = errors.New("operation would block")
+
+// TryRead is Read that never blocks: (0, ErrWouldBlock) when no data is
+// ready. For the simulator and other polled users.
+func (c *Conn) TryRead(b []byte) (int, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return 0, net.ErrClosed
+	}
+	n, eof := c.tcb.Read(c.s.clk.Now(), b)
+	c.afterLocked()
+	err := error(nil)
+	switch {
+	case n > 0:
+	case eof:
+		err = io.EOF
+	default:
+		if err = c.errLocked(); err == nil {
+			if st := c.tcb.State(); st == tcp.Closed || st == tcp.TimeWait {
+				err = io.EOF
+			} else {
+				err = ErrWouldBlock
+			}
+		}
+	}
+	c.mu.Unlock()
+	c.s.flush()
+	return n, err
+}
+
+// TryWrite is Write that never blocks: it queues what fits and returns
+// ErrWouldBlock if that was not all of b.
+func (c *Conn) TryWrite(b []byte) (int, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return 0, net.ErrClosed
+	}
+	if err := c.errLocked(); err != nil {
+		c.mu.Unlock()
+		return 0, err
+	}
+	n, err := c.tcb.Write(c.s.clk.Now(), b)
+	c.afterLocked()
+	c.mu.Unlock()
+	c.s.flush()
+	if err != nil {
+		return n, os.NewSyscallError("tcp", err)
+	}
+	if n < len(b) {
+		return n, ErrWouldBlock
+	}
+	return n, nil
+}

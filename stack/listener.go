@@ -213,3 +213,40 @@ func (s *Stack) bindEphemeral(raddr netip.AddrPort, cfg tcp.Config) (*Conn, erro
 
 var _ net.Listener = (*Listener)(nil)
 var _ = context.Background
+
+// TryAccept returns a connection if one is waiting, else nil.
+func (l *Listener) TryAccept() *Conn {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.queue) == 0 {
+		return nil
+	}
+	c := l.queue[0]
+	l.queue[0] = nil
+	l.queue = l.queue[1:]
+	return c
+}
+
+// DialTCPAsync starts an active open and returns at once; the connection
+// is usable when State() is ESTABLISHED (or failed when CLOSED). For polled
+// stacks, which cannot block in DialTCP.
+func (s *Stack) DialTCPAsync(raddr netip.AddrPort, cfg tcp.Config) (*Conn, error) {
+	if !raddr.Addr().Is4() {
+		return nil, fmt.Errorf("%v is not an IPv4 address", raddr.Addr())
+	}
+	if cfg.MSS == 0 || cfg.MSS > s.mtu-40 {
+		cfg.MSS = s.mtu - 40
+	}
+	c, err := s.bindEphemeral(raddr, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.cnt.activeOpens.Add(1)
+	c.mu.Lock()
+	now := s.clk.Now()
+	c.tcb.Connect(now, s.isn.ISN(c.id, now))
+	c.afterLocked()
+	c.mu.Unlock()
+	s.flush()
+	return c, nil
+}

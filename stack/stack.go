@@ -43,6 +43,10 @@ type Options struct {
 	Backlog int
 	// MaxConns bounds the number of connections (default 65536).
 	MaxConns int
+	// Manual runs no reader goroutine: the caller drives input with Poll
+	// (the deterministic simulator does, over a link.Poller and a virtual
+	// clock).
+	Manual bool
 }
 
 // Stats are the stack-wide counters.
@@ -96,6 +100,9 @@ type Stack struct {
 
 	tm timerHeap
 
+	pollMu    sync.Mutex
+	pollBatch rxBatch
+
 	closeOnce sync.Once
 	closed    atomic.Bool
 	done      chan struct{}
@@ -144,7 +151,14 @@ func New(ep link.Endpoint, opts Options) (*Stack, error) {
 	}
 	s.pool.New = func() any { b := make([]byte, link.Headroom+mtu); return &b }
 	s.tm.init(s)
-	go s.readLoop()
+	if opts.Manual {
+		if _, ok := ep.(link.Poller); !ok {
+			return nil, link.ErrNotPoller
+		}
+		close(s.done)
+	} else {
+		go s.readLoop()
+	}
 	return s, nil
 }
 
@@ -216,16 +230,10 @@ func (s *Stack) Stats() Stats {
 // everything out at once.
 func (s *Stack) readLoop() {
 	defer close(s.done)
-	bs := max(s.ep.BatchSize(), 1)
-	bufs := make([][]byte, bs)
-	for i := range bufs {
-		bufs[i] = make([]byte, link.Headroom+max(s.mtu, link.MaxPacket))
-	}
-	sizes := make([]int, bs)
-	var touched []*Conn
-	var gen uint64
+	var b rxBatch
+	b.init(s)
 	for {
-		n, err := s.ep.ReadBatch(bufs, sizes, link.Headroom)
+		n, err := s.ep.ReadBatch(b.bufs, b.sizes, link.Headroom)
 		if err != nil {
 			if s.closed.Load() || errors.Is(err, net.ErrClosed) {
 				return
@@ -233,23 +241,69 @@ func (s *Stack) readLoop() {
 			s.cnt.linkReadErr.Add(1)
 			continue
 		}
-		gen++
-		now := s.clk.Now()
-		touched = touched[:0]
-		for i := 0; i < n; i++ {
-			if c := s.input(now, bufs[i][link.Headroom:link.Headroom+sizes[i]]); c != nil && c.batchGen != gen {
-				c.batchGen = gen
-				touched = append(touched, c)
-			}
+		b.process(s, n)
+	}
+}
+
+// rxBatch holds the reader's buffers and the connections a batch touched.
+type rxBatch struct {
+	bufs    [][]byte
+	sizes   []int
+	touched []*Conn
+	gen     uint64
+}
+
+func (b *rxBatch) init(s *Stack) {
+	bs := max(s.ep.BatchSize(), 1)
+	b.bufs = make([][]byte, bs)
+	for i := range b.bufs {
+		b.bufs[i] = make([]byte, link.Headroom+max(s.mtu, link.MaxPacket))
+	}
+	b.sizes = make([]int, bs)
+}
+
+// process handles n packets just read, then lets every touched connection
+// send one ACK for the batch and writes everything out at once.
+func (b *rxBatch) process(s *Stack, n int) {
+	b.gen++
+	now := s.clk.Now()
+	b.touched = b.touched[:0]
+	for i := 0; i < n; i++ {
+		if c := s.input(now, b.bufs[i][link.Headroom:link.Headroom+b.sizes[i]]); c != nil && c.batchGen != b.gen {
+			c.batchGen = b.gen
+			b.touched = append(b.touched, c)
 		}
-		for i, c := range touched {
-			c.mu.Lock()
-			c.tcb.Flush(now)
-			c.afterLocked()
-			c.mu.Unlock()
-			touched[i] = nil
+	}
+	for i, c := range b.touched {
+		c.mu.Lock()
+		c.tcb.Flush(now)
+		c.afterLocked()
+		c.mu.Unlock()
+		b.touched[i] = nil
+	}
+	s.flush()
+}
+
+// Poll processes every packet waiting on the link, without blocking, and
+// returns how many there were. Only for a stack made with Options.Manual.
+func (s *Stack) Poll() (int, error) {
+	if !s.opts.Manual {
+		return 0, errors.New("stack: Poll on a stack that runs its own reader (Options.Manual is off)")
+	}
+	p := s.ep.(link.Poller)
+	s.pollMu.Lock()
+	defer s.pollMu.Unlock()
+	if s.pollBatch.bufs == nil {
+		s.pollBatch.init(s)
+	}
+	total := 0
+	for {
+		n, err := p.TryReadBatch(s.pollBatch.bufs, s.pollBatch.sizes, link.Headroom)
+		if err != nil || n == 0 {
+			return total, err
 		}
-		s.flush()
+		s.pollBatch.process(s, n)
+		total += n
 	}
 }
 

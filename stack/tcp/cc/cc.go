@@ -3,7 +3,11 @@
 // only decides how much may be in flight.
 package cc
 
-import "time"
+import (
+	"errors"
+	"fmt"
+	"time"
+)
 
 // Controller is a congestion-control algorithm.
 type Controller interface {
@@ -26,10 +30,36 @@ type Controller interface {
 // segments as RFC 6928 allows.
 func InitialWindow(mss int) int { return 10 * mss }
 
-// New returns the named algorithm ("reno"/"newreno", "cubic"); unknown
-// names get NewReno.
+// ErrUnknown is returned (wrapped) by Lookup for a name it does not know.
+var ErrUnknown = errors.New("cc: unknown congestion control")
+
+// Lookup returns the constructor for the named algorithm: "cubic" (also
+// the default, for ""; DESIGN.md "Defaults"), or "newreno" (alias "reno").
+// Any other name is an error wrapping ErrUnknown that lists the valid names,
+// so a configuration can be checked before the first connection.
+func Lookup(name string) (func(mss int) Controller, error) {
+	switch name {
+	case "", "cubic":
+		return newCubic, nil
+	case "newreno", "reno":
+		return newReno, nil
+	}
+	return nil, fmt.Errorf("%w %q (valid: cubic, newreno, reno)", ErrUnknown, name)
+}
+
+func newCubic(mss int) Controller { return NewCubic(mss) }
+func newReno(mss int) Controller  { return NewReno(mss) }
+
+// New returns the named algorithm for an MSS, as Lookup does. An unknown
+// name falls back to NewReno, the conservative choice, rather than failing
+// a connection at setup; callers that can report an error should validate
+// the name with Lookup first.
 func New(name string, mss int) Controller {
-	return NewReno(mss)
+	f, err := Lookup(name)
+	if err != nil {
+		return NewReno(mss)
+	}
+	return f(mss)
 }
 
 // Reno is RFC 5681 slow start and congestion avoidance; the NewReno partial

@@ -1,0 +1,190 @@
+package cc
+
+// CUBIC congestion control.
+//
+// Reading list:
+//   - RFC 9438 (CUBIC for Fast and Long-Distance Networks): §4.2 window
+//     increase function, §4.3 Reno-friendly region, §4.4/§4.5 concave and
+//     convex regions, §4.6 multiplicative decrease, §4.7 fast convergence,
+//     §4.8 timeout, §4.10 slow start.
+//   - RFC 5681 §3.1: slow start, with RFC 3465 appropriate byte counting
+//     (L = 2 SMSS), the same as Reno.
+//
+// Windows are kept in segments (float64) internally, as the RFC writes its
+// equations; Cwnd and Ssthresh report bytes.
+//
+// Not implemented: HyStart++ (RFC 9406), spurious-loss undo (§4.9, the TCB
+// has no detector), ECN (§4.6's 1-MSS floor), and §4.2's rule that t must
+// not count application-limited periods: the Controller interface carries
+// no app-limited signal (§5.8), so an idle connection's curve keeps
+// advancing (bounded by the 1.5*cwnd-per-RTT clamp).
+
+import (
+	"math"
+	"time"
+)
+
+const (
+	// cubicC is RFC 9438 §4.1.1's C, in segments/second^3 (§5.1: SHOULD
+	// be 0.4).
+	cubicC = 0.4
+	// cubicBeta is RFC 9438 §4.6's beta_cubic, the multiplicative decrease.
+	cubicBeta = 0.7
+	// cubicAlpha is RFC 9438 §4.3's alpha_cubic: the additive increase (in
+	// segments per RTT) that makes AIMD(alpha, beta_cubic) match Reno's
+	// AIMD(1, 0.5) on average.
+	cubicAlpha = 3 * (1 - cubicBeta) / (1 + cubicBeta)
+	// maxWindow caps cwnd and stands for "no ssthresh yet": the largest
+	// window RFC 7323 §2.3 can express. Without a cap the cubic curve
+	// would overflow int on a long loss-free, receive-window-limited run.
+	maxWindow = 1 << 30
+)
+
+// Cubic is RFC 9438 CUBIC. The zero value is not usable; call NewCubic.
+type Cubic struct {
+	mss      float64 // bytes per segment
+	cwnd     float64 // segments
+	ssthresh int     // bytes
+
+	// RFC 9438 §4.1.2 state, in segments and seconds.
+	wMax      float64 // window at the last congestion event (after fast convergence)
+	cwndPrior float64 // cwnd just before the last reduction (§4.6)
+	k         float64 // time from epoch start to reach wMax (§4.2, eq. 2)
+	wEst      float64 // Reno-friendly estimate (§4.3, eq. 4)
+	epoch     time.Time
+	inEpoch   bool // epoch is set: congestion avoidance has started since the last event
+
+	// srtt is the smoothed RTT used in W_cubic(t + RTT) (§4.2: "RTT is the
+	// smoothed round-trip time"), kept with RFC 6298's alpha = 1/8 from the
+	// samples OnAck receives.
+	srtt time.Duration
+}
+
+// NewCubic returns a CUBIC controller for the given MSS (bytes), starting
+// with the RFC 6928 initial window and no slow-start threshold.
+func NewCubic(mss int) *Cubic {
+	m := float64(mss)
+	return &Cubic{
+		mss:      m,
+		cwnd:     float64(InitialWindow(mss)) / m,
+		ssthresh: maxWindow,
+	}
+}
+
+// Name implements Controller.
+func (c *Cubic) Name() string { return "cubic" }
+
+// Cwnd implements Controller.
+func (c *Cubic) Cwnd() int { return int(math.Round(min(c.cwnd*c.mss, maxWindow))) }
+
+// Ssthresh implements Controller.
+func (c *Cubic) Ssthresh() int { return c.ssthresh }
+
+// OnAck implements Controller: slow start below ssthresh (RFC 9438 §4.10,
+// RFC 5681 §3.1), otherwise the RFC 9438 §4.2–§4.5 window increase. It does
+// not allocate.
+func (c *Cubic) OnAck(now time.Time, acked int, rtt time.Duration) {
+	if rtt > 0 {
+		if c.srtt == 0 {
+			c.srtt = rtt
+		} else {
+			c.srtt += (rtt - c.srtt) / 8 // RFC 6298 §2.3, alpha = 1/8
+		}
+	}
+	if acked <= 0 {
+		return
+	}
+	if c.cwnd < float64(c.ssthresh)/c.mss { // exact after OnLoss sets cwnd to this quotient
+		// Slow start: at most 2 SMSS per ACK (RFC 3465 L = 2), as Reno.
+		// RFC 5681 §3.1 lets cwnd == ssthresh go either way; like Reno (and
+		// Linux) we use congestion avoidance, so the window set by a loss
+		// starts a cubic epoch rather than slow start.
+		c.cwnd += float64(min(acked, 2*int(c.mss))) / c.mss
+		c.clamp()
+		return
+	}
+	segs := float64(acked) / c.mss
+	if !c.inEpoch {
+		c.startEpoch(now)
+	}
+	t := now.Sub(c.epoch).Seconds()
+
+	// §4.3 eq. 4; alpha becomes 1 once W_est has reached cwnd_prior.
+	alpha := cubicAlpha
+	if c.wEst >= c.cwndPrior {
+		alpha = 1
+	}
+	c.wEst += alpha * segs / c.cwnd
+
+	if c.wCubic(t) < c.wEst {
+		// §4.3: Reno-friendly region; cwnd SHOULD be set to W_est. An ACK
+		// never shrinks cwnd, so take the larger (§4.2 "chooses the larger
+		// of the two values").
+		c.cwnd = max(c.cwnd, c.wEst)
+		c.clamp()
+		return
+	}
+
+	// §4.2: target = W_cubic(t + RTT), bounded to [cwnd, 1.5*cwnd]; §4.4
+	// (concave, cwnd < W_max) and §4.5 (convex) both add
+	// (target - cwnd)/cwnd per segment acknowledged.
+	target := c.wCubic(t + c.srtt.Seconds())
+	target = max(c.cwnd, min(target, 1.5*c.cwnd))
+	c.cwnd = min(c.cwnd+(target-c.cwnd)/c.cwnd*segs, target)
+	c.clamp()
+}
+
+// startEpoch begins a congestion-avoidance stage (RFC 9438 §4.2): t counts
+// from now, K from eq. 2, and W_est starts at cwnd_epoch (§4.3). When
+// cwnd_epoch is not below W_max (the first stage after a timeout, where
+// OnRTO cleared W_max, §4.8) K is 0 and W_max is cwnd_epoch.
+func (c *Cubic) startEpoch(now time.Time) {
+	c.epoch, c.inEpoch = now, true
+	c.wEst = c.cwnd
+	if c.cwnd < c.wMax {
+		c.k = math.Cbrt((c.wMax - c.cwnd) / cubicC)
+	} else {
+		c.k, c.wMax = 0, c.cwnd
+	}
+}
+
+// wCubic is RFC 9438 §4.2 eq. 1, in segments, for t seconds into the epoch.
+func (c *Cubic) wCubic(t float64) float64 {
+	d := t - c.k
+	return cubicC*d*d*d + c.wMax
+}
+
+func (c *Cubic) clamp() { c.cwnd = min(c.cwnd, maxWindow/c.mss) }
+
+// OnLoss implements Controller: RFC 9438 §4.7 fast convergence, then §4.6
+// multiplicative decrease from flight_size (not cwnd, so an
+// application-limited flow does not keep a stale large window).
+func (c *Cubic) OnLoss(_ time.Time, flight int) {
+	c.reduce(flight)
+	c.cwnd = float64(c.ssthresh) / c.mss // max(ssthresh, 2): reduce floors ssthresh at 2 SMSS
+}
+
+// OnRTO implements Controller (RFC 9438 §4.8): ssthresh as in §4.6, cwnd to
+// one segment (RFC 5681 §3.1 eq. 4). W_max is forgotten, so the first
+// congestion-avoidance stage after slow start runs with K = 0 and W_max =
+// cwnd_epoch.
+func (c *Cubic) OnRTO(_ time.Time, flight int) {
+	c.reduce(flight)
+	c.wMax = 0
+	c.cwnd = 1
+}
+
+// reduce applies RFC 9438 §4.7 and the ssthresh half of §4.6, and ends the
+// current epoch.
+func (c *Cubic) reduce(flight int) {
+	// §4.7: a loss before regaining the previous W_max means the available
+	// share shrank; release more by lowering W_max further.
+	if c.cwnd < c.wMax {
+		c.wMax = c.cwnd * (1 + cubicBeta) / 2
+	} else {
+		c.wMax = c.cwnd
+	}
+	c.cwndPrior = c.cwnd
+	c.ssthresh = max(int(float64(flight)*cubicBeta), 2*int(c.mss))
+	c.inEpoch = false
+}
