@@ -43,6 +43,7 @@ func (s *Stack) newConn(id tcp.ID, cfg tcp.Config) *Conn {
 	c := &Conn{s: s, id: id, tidx: -1}
 	c.cond.L = &c.mu
 	c.tcb = s.newTCB(id, cfg)
+	c.tcb.SetTSOffset(uint32(s.isn.ISN(id, time.Time{}))) // RFC 7323 §5.4: per-connection offset
 	return c
 }
 

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"ustack/stack/seqnum"
 	"ustack/stack/tcp"
 )
 
@@ -38,6 +39,9 @@ func (s *Stack) ListenTCPConfig(port uint16, cfg tcp.Config) (*Listener, error) 
 	if cfg.MSS == 0 || cfg.MSS > s.mtu-40 {
 		cfg.MSS = s.mtu - 40
 	}
+	if cfg.ChallengeACK == nil {
+		cfg.ChallengeACK = s.chal.allow
+	}
 	l := &Listener{s: s, port: port, cfg: cfg.WithDefaults(), backlog: s.opts.Backlog}
 	l.cond.L = &l.mu
 	s.mu.Lock()
@@ -52,15 +56,49 @@ func (s *Stack) ListenTCPConfig(port uint16, cfg tcp.Config) (*Listener, error) 
 	return l, nil
 }
 
-// newChild makes the TCB for a SYN to this listener (RFC 9293 §3.10.7.2),
-// or returns nil when the backlog or the connection limit is full.
-func (l *Listener) newChild(now time.Time, id tcp.ID) *Conn {
+// newChild makes the TCB for a SYN to this listener (RFC 9293 §3.10.7.2).
+// It returns nil when the listener is closed, the connection limit is
+// reached, or the half-open queue is full (full reports the last, when a
+// SYN cookie can answer instead).
+func (l *Listener) newChild(now time.Time, id tcp.ID) (c *Conn, full bool) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return nil
+		return nil, false
 	}
-	if l.half+len(l.queue) >= l.backlog {
+	if l.half >= l.backlog {
+		l.mu.Unlock()
+		if l.s.opts.NoSYNCookies {
+			l.s.cnt.listenOverflow.Add(1)
+		}
+		return nil, true
+	}
+	l.half++
+	l.mu.Unlock()
+	s := l.s
+	s.mu.RLock()
+	n := len(s.conns)
+	s.mu.RUnlock()
+	c = s.newConn(id, l.cfg)
+	c.listener, c.halfOpen = l, true
+	if n >= s.opts.MaxConns || !s.register(c) {
+		if n >= s.opts.MaxConns {
+			s.cnt.connLimit.Add(1)
+		}
+		l.leaveHalfOpen()
+		return nil, false
+	}
+	s.cnt.passiveOpens.Add(1)
+	c.tcb.SetISS(s.isn.ISN(id, now))
+	c.tcb.Listen(now)
+	return c, false
+}
+
+// newCookieChild makes the connection a valid SYN cookie stands for, in
+// SYN-RECEIVED, ready for the ACK that carried the cookie.
+func (l *Listener) newCookieChild(now time.Time, id tcp.ID, iss, irs seqnum.Value, mss int) *Conn {
+	l.mu.Lock()
+	if l.closed || len(l.queue) >= l.backlog {
 		l.mu.Unlock()
 		l.s.cnt.listenOverflow.Add(1)
 		return nil
@@ -74,15 +112,11 @@ func (l *Listener) newChild(now time.Time, id tcp.ID) *Conn {
 	c := s.newConn(id, l.cfg)
 	c.listener, c.halfOpen = l, true
 	if n >= s.opts.MaxConns || !s.register(c) {
-		if n >= s.opts.MaxConns {
-			s.cnt.connLimit.Add(1)
-		}
 		l.leaveHalfOpen()
 		return nil
 	}
 	s.cnt.passiveOpens.Add(1)
-	c.tcb.SetISS(s.isn.ISN(id, now))
-	c.tcb.Listen(now)
+	c.tcb.AcceptCookie(now, iss, irs, mss)
 	return c
 }
 
@@ -97,10 +131,13 @@ func (l *Listener) established(c *Conn) {
 	c.halfOpen = false
 	l.mu.Lock()
 	l.half--
-	if l.closed {
+	if l.closed || len(l.queue) >= l.backlog {
 		l.mu.Unlock()
+		if !l.closed {
+			l.s.cnt.listenOverflow.Add(1)
+		}
 		c.closed = true
-		c.tcb.Abort(c.s.clk.Now(), "listener closed")
+		c.tcb.Abort(c.s.clk.Now(), "listener closed or accept queue full")
 		return
 	}
 	l.queue = append(l.queue, c)
@@ -197,6 +234,9 @@ func (s *Stack) DialTCPConfig(ctx context.Context, raddr netip.AddrPort, cfg tcp
 const ephemeralLo, ephemeralHi = 32768, 60999
 
 func (s *Stack) bindEphemeral(raddr netip.AddrPort, cfg tcp.Config) (*Conn, error) {
+	if cfg.ChallengeACK == nil {
+		cfg.ChallengeACK = s.chal.allow
+	}
 	s.mu.Lock()
 	start := s.portRand.IntN(ephemeralHi - ephemeralLo + 1)
 	s.mu.Unlock()

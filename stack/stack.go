@@ -43,6 +43,12 @@ type Options struct {
 	Backlog int
 	// MaxConns bounds the number of connections (default 65536).
 	MaxConns int
+	// NoSYNCookies turns off SYN cookies (RFC 4987), which answer SYNs
+	// statelessly once a listener's half-open queue is full.
+	NoSYNCookies bool
+	// ChallengeACKsPerSecond bounds challenge ACKs stack-wide (RFC 5961
+	// §7; default 1000, as Linux's tcp_challenge_ack_limit was).
+	ChallengeACKsPerSecond int
 	// Manual runs no reader goroutine: the caller drives input with Poll
 	// (the deterministic simulator does, over a link.Poller and a virtual
 	// clock).
@@ -59,7 +65,9 @@ type Stats struct {
 	TCPBadOptions     uint64
 	TCPNoConnection   uint64 // segments for no connection or listener (answered with RST)
 	TCPResetsSent     uint64 // RSTs sent for segments with no connection
-	TCPListenOverflow uint64 // SYNs dropped: backlog full
+	TCPListenOverflow uint64 // SYNs or cookie ACKs dropped: queue full
+	TCPSynCookiesSent uint64 // SYN-ACKs sent with a cookie
+	TCPSynCookiesOK   uint64 // connections made from a valid cookie
 	TCPConnLimit      uint64 // SYNs dropped: MaxConns reached
 	TCPActiveOpens    uint64
 	TCPPassiveOpens   uint64
@@ -74,6 +82,7 @@ type counters struct {
 	segsIn, segsOut, badHeader, badChecksum, badOptions, noConn, rstSent atomic.Uint64
 	listenOverflow, connLimit, activeOpens, passiveOpens, established    atomic.Uint64
 	retransmits, linkWriteErr, linkReadErr                               atomic.Uint64
+	cookiesSent, cookiesOK                                               atomic.Uint64
 }
 
 // Stack is one TCP/IPv4 host on a link.
@@ -83,6 +92,8 @@ type Stack struct {
 	clk  clock.Clock
 	ip   *ipv4.Layer
 	isn  *tcp.ISNGenerator
+	jar  *tcp.CookieJar
+	chal challengeLimiter
 	addr [4]byte
 	mtu  int
 	cnt  counters
@@ -125,6 +136,9 @@ func New(ep link.Endpoint, opts Options) (*Stack, error) {
 	if opts.MaxConns <= 0 {
 		opts.MaxConns = 65536
 	}
+	if opts.ChallengeACKsPerSecond <= 0 {
+		opts.ChallengeACKsPerSecond = 1000
+	}
 	mtu := ep.MTU()
 	if mtu < 68 {
 		return nil, fmt.Errorf("stack: link MTU %d is below the IPv4 minimum of 68", mtu)
@@ -137,18 +151,24 @@ func New(ep link.Endpoint, opts Options) (*Stack, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stack: seeding ISNs: %w", err)
 	}
+	jar, err := tcp.NewCookieJar(opts.Rand)
+	if err != nil {
+		return nil, fmt.Errorf("stack: seeding SYN cookies: %w", err)
+	}
 	var seed [16]byte
 	if _, err := io.ReadFull(opts.Rand, seed[:]); err != nil {
 		return nil, fmt.Errorf("stack: seeding ports: %w", err)
 	}
 	s := &Stack{
-		ep: ep, opts: opts, clk: opts.Clock, ip: ipv4.New(opts.Addr), isn: isn,
+		ep: ep, opts: opts, clk: opts.Clock, ip: ipv4.New(opts.Addr), isn: isn, jar: jar,
 		addr: opts.Addr.As4(), mtu: mtu,
 		conns:     make(map[tcp.ID]*Conn),
 		listeners: make(map[uint16]*Listener),
 		portRand:  mrand.New(mrand.NewChaCha8(*(*[32]byte)(append(seed[:], seed[:]...)))),
 		done:      make(chan struct{}),
 	}
+	s.chal.perSec = opts.ChallengeACKsPerSecond
+	s.opts.TCP.ChallengeACK = s.chal.allow
 	s.pool.New = func() any { b := make([]byte, link.Headroom+mtu); return &b }
 	s.tm.init(s)
 	if opts.Manual {
@@ -213,6 +233,8 @@ func (s *Stack) Stats() Stats {
 		TCPNoConnection:   s.cnt.noConn.Load(),
 		TCPResetsSent:     s.cnt.rstSent.Load(),
 		TCPListenOverflow: s.cnt.listenOverflow.Load(),
+		TCPSynCookiesSent: s.cnt.cookiesSent.Load(),
+		TCPSynCookiesOK:   s.cnt.cookiesOK.Load(),
 		TCPConnLimit:      s.cnt.connLimit.Load(),
 		TCPActiveOpens:    s.cnt.activeOpens.Load(),
 		TCPPassiveOpens:   s.cnt.passiveOpens.Load(),
@@ -346,10 +368,29 @@ func (s *Stack) input(now time.Time, pkt []byte) *Conn {
 		l = s.listeners[th.DstPort()]
 	}
 	s.mu.RUnlock()
-	if c == nil && l != nil && seg.Flags&(header.FlagSYN|header.FlagACK|header.FlagRST) == header.FlagSYN {
-		c = l.newChild(now, id)
-		if c == nil {
-			return nil
+	if c == nil && l != nil {
+		switch seg.Flags & (header.FlagSYN | header.FlagACK | header.FlagRST) {
+		case header.FlagSYN:
+			var full bool
+			if c, full = l.newChild(now, id); c == nil {
+				if full && !s.opts.NoSYNCookies {
+					// RFC 4987 §3.6: answer statelessly.
+					iss := s.jar.Make(id, seg.Seq, seg.Opts.MSS, now)
+					sa := tcp.SynAckForCookie(&seg, iss, l.cfg.MSS)
+					s.cnt.cookiesSent.Add(1)
+					s.sendSegment(id, &sa)
+				}
+				return nil
+			}
+		case header.FlagACK:
+			if !s.opts.NoSYNCookies {
+				if mss, ok := s.jar.Check(id, &seg, now); ok {
+					if c = l.newCookieChild(now, id, seg.Ack-1, seg.Seq-1, mss); c == nil {
+						return nil
+					}
+					s.cnt.cookiesOK.Add(1)
+				}
+			}
 		}
 	}
 	if c == nil {
@@ -458,3 +499,25 @@ func (s *Stack) newTCB(id tcp.ID, cfg tcp.Config) *tcp.Conn {
 
 // Options returns the stack's options, with defaults filled in.
 func (s *Stack) Options() Options { return s.opts }
+
+// challengeLimiter is the stack-wide challenge-ACK budget (RFC 5961 §7): a
+// token bucket refilled to perSec every second.
+type challengeLimiter struct {
+	mu     sync.Mutex
+	perSec int
+	tokens int
+	at     time.Time
+}
+
+func (l *challengeLimiter) allow(now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.at.IsZero() || now.Sub(l.at) >= time.Second {
+		l.at, l.tokens = now, l.perSec
+	}
+	if l.tokens <= 0 {
+		return false
+	}
+	l.tokens--
+	return true
+}

@@ -1,0 +1,113 @@
+package tcp
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"io"
+	"time"
+
+	"ustack/stack/header"
+	"ustack/stack/seqnum"
+)
+
+// SYN cookies (RFC 4987 §3.6): when a listener's half-open queue is full,
+// the SYN-ACK's sequence number itself carries what the TCB would have held,
+// so no state is kept until the final ACK proves the peer real:
+//
+//	bits 31-27  t mod 32, where t counts 64-second periods
+//	bits 26-24  index of the peer's MSS in cookieMSS (rounded down)
+//	bits 23-0   keyed hash of the 4-tuple, the peer's ISN and t
+//
+// The ACK that completes the handshake carries ISS+1, and its SEQ is the
+// peer's ISN+1; a cookie is accepted for the current or the previous period.
+// Window scaling, SACK and timestamps are not encoded: a connection made
+// through a cookie runs without them (as in Linux without timestamps).
+type CookieJar struct {
+	secret [16]byte
+}
+
+var cookieMSS = [8]uint16{216, 536, 1024, 1200, 1360, 1400, 1440, 1460}
+
+const cookiePeriod = 64 * time.Second
+
+// NewCookieJar draws the secret from rand.
+func NewCookieJar(rand io.Reader) (*CookieJar, error) {
+	j := &CookieJar{}
+	_, err := io.ReadFull(rand, j.secret[:])
+	return j, err
+}
+
+func (j *CookieJar) hash(id ID, irs seqnum.Value, t uint32) uint32 {
+	var b [16 + 12 + 8]byte
+	copy(b[:16], j.secret[:])
+	l, r := id.Local.Addr().As4(), id.Remote.Addr().As4()
+	copy(b[16:], l[:])
+	binary.BigEndian.PutUint16(b[20:], id.Local.Port())
+	copy(b[22:], r[:])
+	binary.BigEndian.PutUint16(b[26:], id.Remote.Port())
+	binary.BigEndian.PutUint32(b[28:], uint32(irs))
+	binary.BigEndian.PutUint32(b[32:], t)
+	h := sha256.Sum256(b[:])
+	return binary.BigEndian.Uint32(h[:4]) & 0xffffff
+}
+
+func period(now time.Time) uint32 { return uint32(now.Unix() / int64(cookiePeriod/time.Second)) }
+
+// Make returns the cookie ISS for a SYN with sequence irs and MSS option
+// peerMSS (0 if absent).
+func (j *CookieJar) Make(id ID, irs seqnum.Value, peerMSS uint16, now time.Time) seqnum.Value {
+	if peerMSS == 0 {
+		peerMSS = DefaultPeerMSS
+	}
+	idx := 0
+	for i, m := range cookieMSS {
+		if m <= peerMSS {
+			idx = i
+		}
+	}
+	t := period(now)
+	return seqnum.Value(t%32<<27 | uint32(idx)<<24 | j.hash(id, irs, t))
+}
+
+// Check validates the ACK of a cookie SYN-ACK and returns the MSS encoded.
+func (j *CookieJar) Check(id ID, seg *Segment, now time.Time) (mss int, ok bool) {
+	if seg.Flags&(flagSYN|flagRST|flagACK) != flagACK {
+		return 0, false
+	}
+	iss := uint32(seg.Ack - 1)
+	irs := seg.Seq - 1
+	cur := period(now)
+	for _, t := range []uint32{cur, cur - 1} {
+		if iss>>27 != t%32 {
+			continue
+		}
+		if iss&0xffffff == j.hash(id, irs, t) {
+			return int(cookieMSS[iss>>24&7]), true
+		}
+	}
+	return 0, false
+}
+
+// SynAckForCookie is the SYN-ACK sent with a cookie: no TCB stands behind it.
+func SynAckForCookie(syn *Segment, iss seqnum.Value, ourMSS int) Segment {
+	return Segment{
+		Seq: iss, Ack: syn.Seq.Add(1), Flags: flagSYN | flagACK, Wnd: maxWindow,
+		Opts: header.TCPOptions{MSS: uint16(ourMSS), WS: -1},
+	}
+}
+
+// AcceptCookie makes a LISTEN TCB into the SYN-RECEIVED connection that the
+// cookie stood for; the ACK that carried the cookie is then processed with
+// SegmentArrives and completes the handshake.
+func (c *Conn) AcceptCookie(now time.Time, iss, irs seqnum.Value, mss int) {
+	c.passive = true
+	c.iss, c.irs = iss, irs
+	c.sndUna, c.sndNxt, c.sndMax = iss, iss.Add(1), iss.Add(1)
+	c.recover = iss
+	c.rcvNxt = irs.Add(1)
+	c.rcvAdv = c.rcvNxt.Add(maxWindow)
+	c.sndMSS = min(mss, c.cfg.MSS)
+	c.sndWl1, c.sndWl2 = irs, iss
+	c.state = Listen
+	c.setState(now, SynReceived, "syn cookie")
+}
