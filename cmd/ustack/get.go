@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,10 +11,12 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"strconv"
 	"time"
 
 	"ustack/stack/tcp"
+	"ustack/tlslite"
 )
 
 func cmdGet(args []string, stdout, stderr io.Writer) error {
@@ -50,17 +53,39 @@ func cmdGet(args []string, stdout, stderr io.Writer) error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return usageErr("%q is not an http:// or https:// URL (example: http://198.18.0.1:8080/)", rawURL)
 	}
-	if u.Scheme == "https" {
-		return errors.New("https:// needs the TLS layer, which this build of 'ustack get' does not have yet: use http://")
-	}
 	host := u.Hostname()
 	ip, err := netip.ParseAddr(host)
 	if err != nil || !ip.Is4() {
 		return usageErr("%q: give the server as an IPv4 address (ustack resolves no names)", host)
 	}
 	port := 80
+	if u.Scheme == "https" {
+		port = 443
+	}
 	if p := u.Port(); p != "" {
 		port, _ = strconv.Atoi(p)
+	}
+	var tlsCfg *tlslite.Config
+	if u.Scheme == "https" {
+		tlsCfg = &tlslite.Config{ServerName: host}
+		if cacert != "" {
+			pem, err := os.ReadFile(cacert)
+			if err != nil {
+				return usageErr("--cacert: %v", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return usageErr("--cacert %s holds no PEM certificate", cacert)
+			}
+			tlsCfg.RootCAs = pool
+		}
+		if kl, err := keyLog(); err != nil {
+			return err
+		} else if kl != nil {
+			tlsCfg.KeyLogWriter = kl
+		}
+	} else if cacert != "" {
+		return usageErr("--cacert is for https:// URLs")
 	}
 	lc, err := f.validate()
 	if err != nil {
@@ -73,16 +98,22 @@ func cmdGet(args []string, stdout, stderr io.Writer) error {
 	defer ns.close()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return ns.st.DialTCP(ctx, netip.AddrPortFrom(ip, uint16(port)))
-		},
-		DisableKeepAlives: true,
+	dialTCP := func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return ns.st.DialTCP(ctx, netip.AddrPortFrom(ip, uint16(port)))
+	}
+	tr := &http.Transport{DialContext: dialTCP, DisableKeepAlives: true}
+	if tlsCfg != nil {
+		d := &tlslite.Dialer{Config: tlsCfg, Dial: dialTCP}
+		tr.DialTLSContext = d.DialContext
 	}
 	defer tr.CloseIdleConnections()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
+		var ce *tlslite.CertificateError
+		if errors.As(err, &ce) {
+			return fmt.Errorf("GET %s: the server's certificate was refused: %v", u, ce)
+		}
 		return fmt.Errorf("GET %s: %w", u, err)
 	}
 	defer resp.Body.Close()

@@ -9,13 +9,14 @@ import (
 	"time"
 
 	"ustack/stack"
+	"ustack/tlslite"
 )
 
 type connKey struct{}
 
 // httpServe runs net/http unchanged on the stack's listener. The page shows
 // the visitor its own connection as ustack sees it.
-func (s *services) httpServe(l *stack.Listener) {
+func (s *services) httpServe(l net.Listener) {
 	srv := &http.Server{
 		Handler:           http.HandlerFunc(connPage),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -46,12 +47,21 @@ Here is your connection as ustack sees it right now.</p>
 <tr><th>segments</th><td>in {{.Info.Stats.SegsIn}}, out {{.Info.Stats.SegsOut}}</td></tr>
 <tr><th>retransmissions</th><td>{{.Info.Stats.Retransmits}}</td></tr>
 <tr><th>ISS / IRS</th><td>{{.Info.ISS}} / {{.Info.IRS}}</td></tr>
+<tr><th>options</th><td>window scale {{.Info.WindowScale}}, timestamps {{.Info.Timestamps}}, SACK {{.Info.SACK}}</td></tr>
+{{if .TLS}}<tr><th>TLS</th><td>{{.TLS}}</td></tr>{{end}}
 </table>
 </body></html>
 `))
 
 func connPage(w http.ResponseWriter, r *http.Request) {
-	c, ok := r.Context().Value(connKey{}).(*stack.Conn)
+	nc, _ := r.Context().Value(connKey{}).(net.Conn)
+	var tlsInfo string
+	if tc, ok := nc.(*tlslite.Conn); ok {
+		cs := tc.ConnectionState()
+		tlsInfo = fmt.Sprintf("TLS 1.2, %s, extended master secret %v, resumed %v", tlslite.CipherSuiteName(cs.CipherSuite), cs.ExtendedMasterSecret, cs.DidResume)
+		nc = tc.NetConn()
+	}
+	c, ok := nc.(*stack.Conn)
 	if !ok {
 		http.Error(w, "not a ustack connection", http.StatusInternalServerError)
 		return
@@ -61,5 +71,6 @@ func connPage(w http.ResponseWriter, r *http.Request) {
 	pageTmpl.Execute(w, struct {
 		Local, Remote net.Addr
 		Info          any
-	}{c.LocalAddr(), c.RemoteAddr(), c.Info()})
+		TLS           string
+	}{c.LocalAddr(), c.RemoteAddr(), c.Info(), tlsInfo})
 }

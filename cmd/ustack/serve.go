@@ -8,19 +8,24 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"sync"
 	"syscall"
+	"path/filepath"
 	"time"
 
 	"ustack/stack"
 	"ustack/stack/tcp"
+	"ustack/tlslite"
 )
 
 type serveFlags struct {
 	linkFlags
 	echo, discard, source, http int
+	https                       int
+	tlsDir, kex                 string
 	keepIdle, keepIntvl         time.Duration
 	keepCount                   int
 }
@@ -34,6 +39,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&f.discard, "discard", 0, "discard service (RFC 863) on `PORT`")
 	fs.IntVar(&f.source, "source", 0, "endless byte stream on `PORT` until the peer closes")
 	fs.IntVar(&f.http, "http", 0, "plain HTTP/1.1 on `PORT`: a page showing the visitor's connection")
+	fs.IntVar(&f.https, "https", 0, "HTTPS (tlslite + net/http) on `PORT`: the same page, with the TLS session")
+	fs.StringVar(&f.tlsDir, "tls-dir", "ustack-tls", "`DIR` with ca.pem, cert.pem, key.pem: used if present, else created")
+	fs.StringVar(&f.kex, "kex", "any", "TLS key exchange: rsa, ecdhe, or any (prefers ECDHE when offered)")
 	fs.DurationVar(&f.keepIdle, "keepalive-idle", tcp.DefaultKeepIdle, "keepalive idle time")
 	fs.DurationVar(&f.keepIntvl, "keepalive-interval", tcp.DefaultKeepInterval, "keepalive probe interval")
 	fs.IntVar(&f.keepCount, "keepalive-count", tcp.DefaultKeepCount, "unanswered keepalive probes before abort")
@@ -54,7 +62,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ports := map[string]int{"--echo": f.echo, "--discard": f.discard, "--source": f.source, "--http": f.http}
+	ports := map[string]int{"--echo": f.echo, "--discard": f.discard, "--source": f.source, "--http": f.http, "--https": f.https}
 	seen := map[int]string{}
 	for name, p := range ports {
 		if p < 0 || p > 65535 {
@@ -69,7 +77,17 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		seen[p] = name
 	}
 	if len(seen) == 0 {
-		return usageErr("no service to run: give at least one of --echo, --discard, --source, --http (example: --echo 7 --http 80)")
+		return usageErr("no service to run: give at least one of --echo, --discard, --source, --http, --https (example: --echo 7 --http 80)")
+	}
+	kex, ok := tlslite.ParseKeyExchange(f.kex)
+	if !ok {
+		return usageErr("--kex %q: use rsa, ecdhe or any", f.kex)
+	}
+	var tlsCfg *tlslite.Config
+	if f.https != 0 {
+		if tlsCfg, err = serverTLS(f.tlsDir, lc.addr, kex, stdout); err != nil {
+			return err
+		}
 	}
 	if f.keepIdle <= 0 || f.keepIntvl <= 0 || f.keepCount <= 0 {
 		return usageErr("--keepalive-idle, --keepalive-interval and --keepalive-count must be positive")
@@ -86,7 +104,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		serve func(*stack.Listener)
 		name  string
 	}
-	for _, s := range []svc{{f.echo, srv.echo, "echo"}, {f.discard, srv.discard, "discard"}, {f.source, srv.source, "source"}, {f.http, srv.httpServe, "http"}} {
+	httpsServe := func(l *stack.Listener) { srv.httpServe(tlslite.NewListener(l, tlsCfg)) }
+	plainServe := func(l *stack.Listener) { srv.httpServe(l) }
+	for _, s := range []svc{{f.echo, srv.echo, "echo"}, {f.discard, srv.discard, "discard"}, {f.source, srv.source, "source"}, {f.http, plainServe, "http"}, {f.https, httpsServe, "https"}} {
 		if s.port == 0 {
 			continue
 		}
@@ -99,6 +119,13 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		go func() { defer srv.wg.Done(); s.serve(l) }()
 		fmt.Fprintf(stdout, "listening: %s on %v:%d\n", s.name, lc.addr, s.port)
 	}
+	if f.https != 0 {
+		u := fmt.Sprintf("https://%v/", lc.addr)
+		if f.https != 443 {
+			u = fmt.Sprintf("https://%v:%d/", lc.addr, f.https)
+		}
+		fmt.Fprintf(stdout, "try: curl --cacert %s %s\n", filepath.Join(f.tlsDir, "ca.pem"), u)
+	}
 	fmt.Fprintf(stdout, "ready: ustack %v on %s (kernel side %v, mtu %d, offload %v)\n", lc.addr, ns.dev.Name(), lc.host, f.mtu, ns.dev.Offload())
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
@@ -107,6 +134,41 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "stopping on %v\n", got)
 	srv.shutdown()
 	return nil
+}
+
+// serverTLS loads or creates the TLS directory (a CA and an RSA-2048 leaf
+// for addr) and returns the server configuration. SSLKEYLOGFILE, if set,
+// receives the session keys in NSS format.
+func serverTLS(dir string, addr netip.Addr, kex tlslite.KeyExchange, stdout io.Writer) (*tlslite.Config, error) {
+	d, err := tlslite.LoadOrCreateDir(dir, []net.IP{net.IP(addr.AsSlice())}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-dir %s: %w", dir, err)
+	}
+	if d.Created {
+		fmt.Fprintf(stdout, "tls: created a CA and an RSA-2048 certificate for %v in %s\n", addr, dir)
+	} else {
+		fmt.Fprintf(stdout, "tls: using the certificate in %s\n", dir)
+	}
+	cfg := &tlslite.Config{Certificates: []tlslite.Certificate{d.Certificate}, KeyExchange: kex}
+	if kl, err := keyLog(); err != nil {
+		return nil, err
+	} else if kl != nil {
+		cfg.KeyLogWriter = kl
+	}
+	return cfg, nil
+}
+
+// keyLog opens $SSLKEYLOGFILE for appending, if set.
+func keyLog() (io.Writer, error) {
+	name := os.Getenv("SSLKEYLOGFILE")
+	if name == "" {
+		return nil, nil
+	}
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("SSLKEYLOGFILE: %w", err)
+	}
+	return f, nil
 }
 
 // services are the built-in servers of `ustack serve`.
