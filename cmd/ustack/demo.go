@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"ustack/stack"
 	"ustack/stack/link"
 	"ustack/stack/tcp"
+	"ustack/tlslite"
 	"ustack/tun"
 )
 
@@ -61,7 +63,7 @@ func isTerminal(w io.Writer) bool {
 }
 
 var (
-	demoServer = netip.MustParseAddrPort("198.18.0.2:80")
+	demoServer = netip.MustParseAddrPort("198.18.0.2:443")
 	demoClient = netip.MustParseAddr("198.18.0.1")
 )
 
@@ -152,30 +154,57 @@ func demoTUN(stdout io.Writer, color bool, pcap string) error {
 	return demoStory(l, ln, dial, srv, true)
 }
 
-// demoStory serves one page and fetches it, then waits for TIME-WAIT to end.
+// demoStory serves one page over HTTPS (RSA key exchange), fetches it with
+// Go's crypto/tls, and waits for the server's TIME-WAIT to end.
 func demoStory(l *ladder, ln *stack.Listener, dial func(context.Context) (net.Conn, error), srv *stack.Stack, kernelClient bool) error {
+	l.note("making a CA and an RSA-2048 server certificate for %v", demoServer.Addr())
+	dir, err := os.MkdirTemp("", "ustack-demo-tls-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	d, err := tlslite.LoadOrCreateDir(dir, []net.IP{net.IP(demoServer.Addr().AsSlice())}, nil)
+	if err != nil {
+		return err
+	}
+	scfg := &tlslite.Config{Certificates: []tlslite.Certificate{d.Certificate}, KeyExchange: tlslite.KeyExchangeRSA, Observer: l.tls}
+	if kl, err := keyLog(); err != nil {
+		return err
+	} else if kl != nil {
+		scfg.KeyLogWriter = kl
+	}
 	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
-		io.WriteString(w, "hello from ustack\n")
+		io.WriteString(w, "hello from ustack, over TLS 1.2\n")
 	})}
-	go hs.Serve(ln)
+	go hs.Serve(tlslite.NewListener(ln, scfg))
 	defer hs.Close()
-	client := "client (ustack)"
+	client := "client (ustack TCP, Go crypto/tls)"
 	if kernelClient {
-		client = "client (kernel)"
+		client = "client (kernel TCP, Go crypto/tls)"
 	}
-	l.header(client, "server (ustack "+demoServer.String()+")")
-	l.note("three-way handshake: SYN, SYN+ACK, ACK")
+	l.header(client, "server (ustack "+demoServer.String()+", tlslite)")
+	l.note("TCP three-way handshake: SYN, SYN+ACK, ACK")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := dial(ctx)
+	raw, err := dial(ctx)
 	if err != nil {
 		return fmt.Errorf("demo: dial: %w", err)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	// The client sends its request and reads until the server closes: the
-	// server does the active close and so holds TIME-WAIT.
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	// The client offers only the RSA key exchange, so that the pre-master
+	// secret travels encrypted with the server's public key.
+	c := tls.Client(raw, &tls.Config{
+		RootCAs: d.Roots, ServerName: demoServer.Addr().String(),
+		MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_RSA_WITH_AES_128_GCM_SHA256},
+	})
+	if err := c.HandshakeContext(ctx); err != nil {
+		return fmt.Errorf("demo: TLS handshake: %w", err)
+	}
+	l.note("handshake done: from here on every record is AES-128-GCM with the derived keys")
+	// The client reads until the server closes: the server does the active
+	// close and so holds TIME-WAIT.
 	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: "+demoServer.String()+"\r\nConnection: close\r\n\r\n"); err != nil {
 		return fmt.Errorf("demo: sending the request: %w", err)
 	}
@@ -183,10 +212,10 @@ func demoStory(l *ladder, ln *stack.Listener, dial func(context.Context) (net.Co
 	if err != nil {
 		return fmt.Errorf("demo: reading the response: %w", err)
 	}
-	c.Close()
+	raw.Close()
 	status, _, _ := strings.Cut(string(resp), "\r\n")
 	_, body, _ := strings.Cut(string(resp), "\r\n\r\n")
-	l.note("response %q, body %q", status, body)
+	l.note("client decrypted the response: %q, body %q", status, body)
 	l.note("the server closed first: it waits in TIME-WAIT for 2*MSL = %v", 2*demoMSL)
 	deadline := time.Now().Add(2*demoMSL + 3*time.Second)
 	for srv.Stats().TCPConns > 0 {

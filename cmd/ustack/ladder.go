@@ -10,6 +10,7 @@ import (
 	"ustack/stack/header"
 	"ustack/stack/link"
 	"ustack/stack/tcp"
+	"ustack/tlslite"
 )
 
 // ladder prints the story of one conversation as a ladder diagram: each
@@ -29,6 +30,7 @@ type ladder struct {
 	cliState string
 	srvState string
 	width    int
+	preMaster []byte // the pre-master secret, once the server decrypted it
 	// inferClient: the client is the kernel, whose states we cannot see;
 	// infer them from the packets (RFC 9293 Figure 5).
 	inferClient bool
@@ -41,6 +43,7 @@ const (
 	cYellow = "\x1b[33m"
 	cDim    = "\x1b[2m"
 	cBold   = "\x1b[1m"
+	cMag    = "\x1b[35m"
 )
 
 func newLadder(w io.Writer, color bool, now func() time.Time, server string) *ladder {
@@ -215,4 +218,71 @@ func (l *ladder) inferLocked(fromClient bool, f uint8) {
 		return
 	}
 	l.cliState = st
+}
+
+// tls draws a TLS event seen by the server (tlslite's observer): what the
+// server sent goes to the client, what it received came from it.
+func (l *ladder) tls(e tlslite.Event) {
+	toServer := !e.Sent
+	switch e.Kind {
+	case tlslite.EventHandshake:
+		label := "TLS " + e.Message
+		var detail string
+		switch e.Message {
+		case "ClientHello":
+			detail = "client random " + short(e.ClientRandom)
+		case "ServerHello":
+			detail = "server random " + short(e.ServerRandom) + ", " + tlslite.CipherSuiteName(e.CipherSuite)
+		case "Certificate":
+			if len(e.Certificates) > 0 {
+				c := e.Certificates[0]
+				detail = fmt.Sprintf("%s, RSA public key (%d bits), signed by %s", c.Subject.CommonName, c.PublicKey.(interface{ Size() int }).Size()*8, c.Issuer.CommonName)
+			}
+		case "ClientKeyExchange":
+			if len(e.PreMasterSecret) > 0 {
+				l.mu.Lock()
+				l.preMaster = e.PreMasterSecret
+				l.mu.Unlock()
+			}
+			if len(e.EncryptedPreMaster) > 0 {
+				detail = fmt.Sprintf("pre-master secret encrypted with the server's public key (%d bytes) %s", len(e.EncryptedPreMaster), short(e.EncryptedPreMaster))
+			}
+		case "Finished":
+			detail = "verify_data " + short(e.VerifyData) + " (encrypted)"
+		}
+		l.arrow(toServer, label, cMag+cBold)
+		if detail != "" {
+			l.note("%s", detail)
+		}
+	case tlslite.EventChangeCipherSpec:
+		l.arrow(toServer, "TLS ChangeCipherSpec", cMag+cBold)
+	case tlslite.EventAlert:
+		l.arrow(toServer, "TLS alert "+e.Alert.String()+" (encrypted)", cMag+cBold)
+	case tlslite.EventApplicationData:
+		what := "encrypted request"
+		if e.Sent {
+			what = "encrypted response"
+		}
+		l.arrow(toServer, fmt.Sprintf("TLS %s, %d bytes AES-GCM", what, len(e.Record)), cMag)
+	case tlslite.EventKeys:
+		l.mu.Lock()
+		pm := l.preMaster
+		l.mu.Unlock()
+		if len(e.PreMasterSecret) > 0 {
+			pm = e.PreMasterSecret
+		}
+		l.note("server decrypted the pre-master secret %s with its private key", short(pm))
+		l.note("both sides: master secret = PRF(pre-master, client random + server random) = %s", short(e.MasterSecret))
+		if e.Keys != nil {
+			l.note("session keys from it: client write key %s, server write key %s", short(e.Keys.ClientKey), short(e.Keys.ServerKey))
+		}
+	}
+}
+
+// short renders the first bytes of b in hex.
+func short(b []byte) string {
+	if len(b) > 8 {
+		return fmt.Sprintf("%x…", b[:8])
+	}
+	return fmt.Sprintf("%x", b)
 }

@@ -14,13 +14,18 @@ func TestDemoInMemoryTellsTheStory(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	s := out.String()
-	if !strings.Contains(s, `response "HTTP/1.1 200 OK", body "hello from ustack\n"`) {
+	if !strings.Contains(s, `response: "HTTP/1.1 200 OK", body "hello from ustack, over TLS 1.2\n"`) {
 		t.Fatalf("no response in the demo:\n%s", s)
 	}
 	steps := []string{
 		"in-memory link",
 		"── SYN seq=0", "server: LISTEN →", "SYN+ACK seq=0 ack=1", "client: SYN-SENT → ESTABLISHED",
 		"server: SYN-RECEIVED →",
+		"TLS ClientHello", "client random", "TLS ServerHello", "server random", "TLS Certificate", "RSA public key",
+		"TLS ServerHelloDone", "TLS ClientKeyExchange", "encrypted with the server's public key",
+		"server decrypted the pre-master secret", "master secret = PRF", "session keys",
+		"TLS ChangeCipherSpec", "TLS Finished", "TLS ChangeCipherSpec", "TLS Finished",
+		"TLS encrypted request", "TLS encrypted response", "close_notify",
 		"server: ESTABLISHED →", "FIN-WAIT-1", "client: ESTABLISHED → CLOSE-WAIT",
 		"client: CLOSE-WAIT → LAST-ACK", "server: FIN-WAIT-2 →", "TIME-WAIT",
 		"server: TIME-WAIT →", "CLOSED", "done",

@@ -11,9 +11,9 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
-	"path/filepath"
 	"time"
 
 	"ustack/stack"
