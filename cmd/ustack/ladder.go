@@ -17,19 +17,19 @@ import (
 // segment with its time, direction, flags, relative sequence numbers and the
 // states on each side; TLS messages and state transitions in between.
 type ladder struct {
-	mu       sync.Mutex
-	w        io.Writer
-	color    bool
-	start    time.Time
-	now      func() time.Time
-	server   string // the server's address:port ("198.18.0.2:443")
-	cliISN   uint32
-	srvISN   uint32
-	haveCli  bool
-	haveSrv  bool
-	cliState string
-	srvState string
-	width    int
+	mu        sync.Mutex
+	w         io.Writer
+	color     bool
+	start     time.Time
+	now       func() time.Time
+	server    string // the server's address:port ("198.18.0.2:443")
+	cliISN    uint32
+	srvISN    uint32
+	haveCli   bool
+	haveSrv   bool
+	cliState  string
+	srvState  string
+	width     int
 	preMaster []byte // the pre-master secret, once the server decrypted it
 	// inferClient: the client is the kernel, whose states we cannot see;
 	// infer them from the packets (RFC 9293 Figure 5).
