@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"ustack/stack"
@@ -17,8 +18,11 @@ type connKey struct{}
 // httpServe runs net/http unchanged on the stack's listener. The page shows
 // the visitor its own connection as ustack sees it.
 func (s *services) httpServe(l net.Listener) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", connPage)
+	mux.HandleFunc("/bytes/{n}", bytesPage)
 	srv := &http.Server{
-		Handler:           http.HandlerFunc(connPage),
+		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, c)
@@ -73,4 +77,30 @@ func connPage(w http.ResponseWriter, r *http.Request) {
 		Info          any
 		TLS           string
 	}{c.LocalAddr(), c.RemoteAddr(), c.Info(), tlsInfo})
+}
+
+// maxBytesPage bounds /bytes/N.
+const maxBytesPage = 16 << 30
+
+// bytesPage serves N bytes of a fixed pattern (byte i is i mod 251), for
+// transfer tests that check what arrived: GET /bytes/104857600.
+func bytesPage(w http.ResponseWriter, r *http.Request) {
+	n, err := strconv.ParseInt(r.PathValue("n"), 10, 64)
+	if err != nil || n < 0 || n > maxBytesPage {
+		http.Error(w, "want /bytes/N with 0 <= N <= 17179869184", http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+	var buf [251 * 256]byte
+	for i := range buf {
+		buf[i] = byte(i % 251)
+	}
+	for n > 0 {
+		k := min(n, int64(len(buf)))
+		if _, err := w.Write(buf[:k]); err != nil {
+			return
+		}
+		n -= k
+	}
 }
