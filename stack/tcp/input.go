@@ -82,6 +82,13 @@ func (c *Conn) inListen(now time.Time, seg *Segment) {
 	c.recover = c.iss
 	c.setState(now, SynReceived, "rcv "+header.FlagString(seg.Flags))
 	c.sendSYN(now)
+	if c.cfg.LabTwoWayHandshake {
+		// Lab only: trust the SYN alone.
+		c.sndUna = c.iss.Add(1)
+		c.tm.rtx = time.Time{}
+		c.startCC()
+		c.setState(now, Established, "lab: two-way handshake")
+	}
 }
 
 // SetISS sets the initial send sequence number; the stack calls it before a
@@ -480,4 +487,8 @@ func (c *Conn) checkFIN(now time.Time, seg *Segment) {
 func (c *Conn) enterTimeWait(now time.Time, cause string) {
 	c.tm = timers{timeWait: now.Add(2 * c.cfg.MSL)}
 	c.setState(now, TimeWait, cause)
+	if c.cfg.LabSkipTimeWait {
+		c.tm = timers{}
+		c.setState(now, Closed, "lab: TIME-WAIT skipped")
+	}
 }

@@ -172,3 +172,14 @@ func TestOrphanFinWait2TimesOut(t *testing.T) {
 	s.at(30 * time.Second)
 	s.state(Closed)
 }
+
+// TestLabSkipTimeWait: the lab switch closes at once where TIME-WAIT would
+// hold the connection.
+func TestLabSkipTimeWait(t *testing.T) {
+	s := newScript(t, Config{LabSkipTimeWait: true})
+	s.activeOpen()
+	s.c.Close(s.now)
+	s.out(Segment{Flags: FIN | ACK, Seq: lISS + 1, Ack: rISS + 1})
+	s.in(seg(FIN|ACK, rISS+1, lISS+2))
+	s.state(Closed)
+}
