@@ -181,5 +181,6 @@ func TestLabSkipTimeWait(t *testing.T) {
 	s.c.Close(s.now)
 	s.out(Segment{Flags: FIN | ACK, Seq: lISS + 1, Ack: rISS + 1})
 	s.in(seg(FIN|ACK, rISS+1, lISS+2))
+	s.out(Segment{Flags: ACK, Seq: lISS + 2, Ack: rISS + 2})
 	s.state(Closed)
 }
