@@ -103,11 +103,13 @@ type Stack struct {
 	listeners map[uint16]*Listener
 	portRand  *mrand.Rand
 
-	txMu    sync.Mutex // guards txq
-	txq     [][]byte
-	writeMu sync.Mutex // serialises link writes, so packets leave in order
-	txSpare [][]byte
-	pool    sync.Pool
+	txMu     sync.Mutex // guards txq
+	txq      [][]byte   // packets to write
+	txh      []*[]byte  // their pool handles, returned after the write
+	txSpareH []*[]byte
+	writeMu  sync.Mutex // serialises link writes, so packets leave in order
+	txSpare  [][]byte
+	pool     sync.Pool
 
 	tm timerHeap
 
@@ -429,20 +431,21 @@ func (s *Stack) sendSegment(id tcp.ID, seg *tcp.Segment) {
 	header.SetTCPChecksum(t[:hl+n], s.addr, dst)
 	s.ip.PutHeader(p, dst, header.ProtoTCP, hl+n)
 	s.cnt.segsOut.Add(1)
-	s.queue(buf[:link.Headroom+header.IPv4MinHeaderLen+hl+n])
+	s.queue(bp, link.Headroom+header.IPv4MinHeaderLen+hl+n)
 }
 
 // queueCopy queues a copy of an already built packet.
 func (s *Stack) queueCopy(pkt []byte) {
 	bp := s.pool.Get().(*[]byte)
-	buf := (*bp)[:link.Headroom+len(pkt)]
-	copy(buf[link.Headroom:], pkt)
-	s.queue(buf)
+	copy((*bp)[link.Headroom:], pkt)
+	s.queue(bp, link.Headroom+len(pkt))
 }
 
-func (s *Stack) queue(buf []byte) {
+// queue adds the first n bytes of the pooled buffer *bp to the output.
+func (s *Stack) queue(bp *[]byte, n int) {
 	s.txMu.Lock()
-	s.txq = append(s.txq, buf)
+	s.txq = append(s.txq, (*bp)[:n])
+	s.txh = append(s.txh, bp)
 	s.txMu.Unlock()
 }
 
@@ -452,11 +455,11 @@ func (s *Stack) flush() {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	s.txMu.Lock()
-	q := s.txq
-	s.txq = s.txSpare[:0]
+	q, h := s.txq, s.txh
+	s.txq, s.txh = s.txSpare[:0], s.txSpareH[:0]
 	s.txMu.Unlock()
 	if len(q) == 0 {
-		s.txSpare = q
+		s.txSpare, s.txSpareH = q, h
 		return
 	}
 	bs := max(s.ep.BatchSize(), 1)
@@ -466,12 +469,11 @@ func (s *Stack) flush() {
 			s.cnt.linkWriteErr.Add(1)
 		}
 	}
-	for i, b := range q {
-		b = b[:cap(b)]
-		s.pool.Put(&b)
-		q[i] = nil
+	for i, bp := range h {
+		s.pool.Put(bp)
+		q[i], h[i] = nil, nil
 	}
-	s.txSpare = q[:0]
+	s.txSpare, s.txSpareH = q[:0], h[:0]
 }
 
 // register adds c to the demux table unless the 4-tuple is taken.

@@ -8,34 +8,38 @@ import (
 // buffer is a byte queue used for both the send and the receive buffer. Data
 // is b[r:]; consumed bytes are reclaimed by compaction, and an empty buffer
 // returns its memory to a size-class pool, so that an idle connection holds
-// no data buffer (DESIGN.md "Memory").
+// no data buffer (DESIGN.md "Memory"). The pool handle h travels with the
+// memory, so that taking and returning it allocates nothing.
 type buffer struct {
 	b []byte
 	r int
+	h *[]byte
 }
 
 const minBufClass = 12 // 4 KiB
 
 var bufPools [32]sync.Pool
 
-func getBuf(n int) []byte {
+func getBuf(n int) *[]byte {
 	class := bits.Len(uint(n - 1))
 	if class < minBufClass {
 		class = minBufClass
 	}
 	if p, ok := bufPools[class].Get().(*[]byte); ok {
-		return (*p)[:0]
+		*p = (*p)[:0]
+		return p
 	}
-	return make([]byte, 0, 1<<class)
+	b := make([]byte, 0, 1<<class)
+	return &b
 }
 
-func putBuf(b []byte) {
+func putBuf(h *[]byte, b []byte) {
 	c := cap(b)
-	if c == 0 || c&(c-1) != 0 {
+	if h == nil || c == 0 || c&(c-1) != 0 {
 		return
 	}
-	b = b[:0]
-	bufPools[bits.Len(uint(c-1))].Put(&b)
+	*h = b[:0]
+	bufPools[bits.Len(uint(c-1))].Put(h)
 }
 
 // Len is the number of buffered bytes.
@@ -55,18 +59,19 @@ func (x *buffer) Append(p []byte, limit int) int {
 		p = p[:room]
 	}
 	need := x.Len() + len(p)
-	if x.b == nil {
-		x.b = getBuf(need)
+	if x.h == nil {
+		x.h = getBuf(need)
+		x.b, x.r = *x.h, 0
 	} else if len(x.b)+len(p) > cap(x.b) {
 		if need <= cap(x.b)/2 || (need <= cap(x.b) && x.r > 0) {
 			// Compact in place.
 			n := copy(x.b, x.b[x.r:])
 			x.b, x.r = x.b[:n], 0
 		} else {
-			nb := getBuf(max(need, 2*cap(x.b)))
-			nb = append(nb, x.b[x.r:]...)
-			putBuf(x.b)
-			x.b, x.r = nb, 0
+			nh := getBuf(max(need, 2*cap(x.b)))
+			nb := append(*nh, x.b[x.r:]...)
+			putBuf(x.h, x.b)
+			x.h, x.b, x.r = nh, nb, 0
 		}
 	}
 	x.b = append(x.b, p...)
@@ -89,10 +94,10 @@ func (x *buffer) Read(p []byte) int {
 }
 
 func (x *buffer) release() {
-	if x.b != nil {
-		putBuf(x.b)
+	if x.h != nil {
+		putBuf(x.h, x.b)
 	}
-	x.b, x.r = nil, 0
+	x.b, x.r, x.h = nil, 0, nil
 }
 
 // Cap is the capacity currently held (for memory accounting).

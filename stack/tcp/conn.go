@@ -115,6 +115,7 @@ type Conn struct {
 	ackNow     bool // an ACK must go out at the next output
 	ackPending int  // in-order segments received and not yet acknowledged
 
+	tx     Segment // scratch for the segment being sent
 	rtt    rttState
 	tm     timers
 	synRtx int // SYN / SYN-ACK retransmissions
@@ -225,7 +226,9 @@ func (c *Conn) Unsent() int { return c.sndBuf.Len() }
 // window enough sends a window update.
 func (c *Conn) Read(now time.Time, p []byte) (n int, eof bool) {
 	n = c.rcvBuf.Read(p)
-	if n > 0 && c.state.Synchronized() && c.windowUpdateDue() {
+	// A window update matters only while the peer may still send: not
+	// after its FIN (CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT).
+	if n > 0 && !c.finRcvd && c.state.Synchronized() && c.windowUpdateDue() {
 		c.ackNow = true
 		c.output(now)
 	}

@@ -34,7 +34,11 @@ func (c *Conn) bufSeq() seqnum.Value {
 
 // send stamps the receive side (ACK, window) and the options on seg and
 // hands it out. SYN options are the caller's.
-func (c *Conn) send(now time.Time, seg *Segment) {
+func (c *Conn) send(now time.Time, s Segment) {
+	// The segment goes out through the connection's scratch copy, so that
+	// handing it to the Sender interface allocates nothing.
+	c.tx = s
+	seg := &c.tx
 	syn := seg.Flags&flagSYN != 0
 	if !syn {
 		c.optionsFor(now, seg)
@@ -74,19 +78,19 @@ func (c *Conn) sendSYN(now time.Time) {
 	if c.synRtx == 0 {
 		c.rtt.start(now, c.iss.Add(1))
 	}
-	c.send(now, &seg)
+	c.send(now, seg)
 	if c.tm.rtx.IsZero() {
 		c.tm.rtx = now.Add(c.rtt.rto)
 	}
 }
 
 func (c *Conn) sendRST(now time.Time, seq seqnum.Value) {
-	c.send(now, &Segment{Seq: seq, Flags: flagRST})
+	c.send(now, Segment{Seq: seq, Flags: flagRST})
 }
 
 // sendACK sends <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
 func (c *Conn) sendACK(now time.Time) {
-	c.send(now, &Segment{Seq: c.sndNxt, Flags: flagACK})
+	c.send(now, Segment{Seq: c.sndNxt, Flags: flagACK})
 }
 
 // sendChallengeACK answers a suspicious RST or SYN (RFC 5961 §3.2, §4.2).
@@ -224,7 +228,7 @@ func (c *Conn) sendRange(now time.Time, seq seqnum.Value, n int, fin bool) seqnu
 	} else {
 		c.Stats.BytesOut += uint64(n)
 	}
-	c.send(now, &seg)
+	c.send(now, seg)
 	if end.GreaterThan(c.sndMax) {
 		c.sndMax = end
 		c.rtt.start(now, end)

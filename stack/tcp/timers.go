@@ -147,7 +147,7 @@ func (c *Conn) onKeepalive(now time.Time) {
 	}
 	c.keepProbes++
 	c.Stats.KeepaliveProbes++
-	c.send(now, &Segment{Seq: c.sndNxt.Sub(1), Flags: flagACK})
+	c.send(now, Segment{Seq: c.sndNxt.Sub(1), Flags: flagACK})
 	c.tm.keepalive = now.Add(c.cfg.KeepInterval)
 }
 
@@ -166,7 +166,7 @@ func (c *Conn) onPersist(now time.Time) {
 	if end.GreaterThan(c.sndMax) {
 		c.sndMax = end
 	}
-	c.send(now, &Segment{Seq: c.sndNxt, Flags: flagACK, Payload: c.sndBuf.Bytes()[off : off+1]})
+	c.send(now, Segment{Seq: c.sndNxt, Flags: flagACK, Payload: c.sndBuf.Bytes()[off : off+1]})
 	c.persistBackoff++
 	c.armPersist(now)
 }
