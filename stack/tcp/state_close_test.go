@@ -190,13 +190,12 @@ func TestLabSkipTimeWait(t *testing.T) {
 func TestNoWindowUpdateAfterPeerFIN(t *testing.T) {
 	s := newScript(t, Config{RcvBuf: 4000, MSS: 1000, MSL: time.Second})
 	s.activeOpen()
-	s.c.Close(s.now)
+	s.c.CloseWrite(s.now)
 	s.out(Segment{Flags: FIN | ACK, Seq: lISS + 1, Ack: rISS + 1})
 	s.inBatch(seg(ACK, rISS+1, lISS+2, bytesN(1000)...), seg(ACK, rISS+1001, lISS+2, bytesN(1000)...),
 		seg(ACK, rISS+2001, lISS+2, bytesN(1000)...), seg(FIN|ACK, rISS+3001, lISS+2))
 	s.state(TimeWait)
 	s.sent = s.sent[:0]
-	s.c.rdShut = false // read as a half-closed application would
 	s.read()
 	s.none()
 }
