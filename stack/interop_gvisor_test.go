@@ -62,10 +62,11 @@ type gvGate struct {
 	held [][]byte
 	rec  gvRecorder
 
-	// A RST after both FINs is benign: both stacks may send a window
-	// update after their last ACK, when the application reads what
-	// arrived before the FIN, and a peer that has already gone LAST-ACK →
-	// CLOSED answers it with RST. Any other RST is a failure.
+	// A RST after both FINs is benign: gVisor sends a window update from
+	// TIME-WAIT when its application reads what arrived before the FIN
+	// (see TestGVisorNoWindowUpdateAfterFIN for why ustack must not), and
+	// ustack, already LAST-ACK → CLOSED, answers it with RST, as Linux
+	// would. Any other RST is a failure.
 	finOut, finIn bool
 	earlyRSTs     int
 	sent          int // packets ustack has written
@@ -616,14 +617,12 @@ func benchStream(b *testing.B, src, dst net.Conn) {
 // TestGVisorNoWindowUpdateAfterFIN: once the peer's FIN has arrived, the
 // peer sends nothing more, so reading the data that came before it must not
 // send window updates (Linux sends none: its TIME-WAIT socket no longer
-// holds the data). ustack sends them from TIME-WAIT (and CLOSE-WAIT,
-// LAST-ACK, CLOSING); a peer that has already gone LAST-ACK → CLOSED answers
-// with RST, as gVisor does here.
+// holds the data). A peer that has already gone LAST-ACK → CLOSED answers
+// such an update with RST, as gVisor does.
 //
-// Known ustack bug, found by TestGVisorTransfer32MiB's occasional RSTs after
-// both FINs: tcp.Conn.Read sends a window update whenever
-// c.state.Synchronized() && c.windowUpdateDue(), without checking
-// c.finRcvd.
+// Regression test: ustack used to send them from TIME-WAIT (tcp.Conn.Read
+// checked c.state.Synchronized() but not c.finRcvd), which showed up as
+// occasional RSTs after both FINs in TestGVisorTransfer32MiB.
 func TestGVisorNoWindowUpdateAfterFIN(t *testing.T) {
 	// A long TIME-WAIT, so the connection is still in it when we read.
 	env := gvSetup(t, tcp.Config{MSL: 5 * time.Second, FinWait2Timeout: 30 * time.Second, RcvBuf: 64 << 10}, gvOpts)
