@@ -152,8 +152,8 @@ func TestZeroWindowAdvertisedAndReopened(t *testing.T) {
 		batch = append(batch, seg(ACK, rISS+1+seqnumSize(i*1000), lISS+1, bytesN(1000)...))
 	}
 	s.inBatch(batch...)
-	got := s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 2001})
-	got = s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 4001})
+	// One ACK for the whole batch (see ackEvery).
+	got := s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 4001})
 	if got.Wnd != 0 {
 		t.Fatalf("window %d with a full buffer, want 0", got.Wnd)
 	}
@@ -178,4 +178,20 @@ func TestNagleHoldsSmallSegments(t *testing.T) {
 	s.none()
 	s.in(seg(ACK, rISS+1, lISS+2))
 	s.out(Segment{Flags: ACK | PSH, Seq: lISS + 2, Ack: rISS + 1, Payload: []byte("bc")})
+}
+
+// TestLongBatchStillClocksTheSender: within one long input batch an ACK
+// goes out every ackEvery segments, and one more at the batch's end.
+func TestLongBatchStillClocksTheSender(t *testing.T) {
+	s := newScript(t, Config{MSS: 1000})
+	s.passiveOpen()
+	var batch []Segment
+	for i := 0; i < 2*ackEvery+3; i++ {
+		batch = append(batch, seg(ACK, rISS+1+seqnumSize(i*1000), lISS+1, bytesN(1000)...))
+	}
+	s.inBatch(batch...)
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1 + seqnumSize(ackEvery*1000)})
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1 + seqnumSize(2*ackEvery*1000)})
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1 + seqnumSize((2*ackEvery+3)*1000)})
+	s.none()
 }
