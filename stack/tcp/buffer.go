@@ -63,8 +63,9 @@ func (x *buffer) Append(p []byte, limit int) int {
 		x.h = getBuf(need)
 		x.b, x.r = *x.h, 0
 	} else if len(x.b)+len(p) > cap(x.b) {
-		if need <= cap(x.b)/2 || (need <= cap(x.b) && x.r > 0) {
-			// Compact in place.
+		if x.r >= x.Len() && need <= cap(x.b) {
+			// Compact in place: the live bytes moved are no more than the
+			// consumed ones, so each byte is moved O(1) times overall.
 			n := copy(x.b, x.b[x.r:])
 			x.b, x.r = x.b[:n], 0
 		} else {
