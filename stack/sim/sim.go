@@ -12,7 +12,12 @@
 //   - every connection reaches CLOSED, through LAST-ACK (on the ACK of its
 //     FIN) or TIME-WAIT (after 2*MSL), within CloseBound of virtual time
 //     after the application closed it, and the whole run ends within Limit;
-//     no connection is reset or times out;
+//     no connection is reset or times out. The one exception is an RST in
+//     LAST-ACK or TIME-WAIT sent by a peer whose TCB was CLOSED already:
+//     a duplicated final ACK reaching a closed port (RFC 9293 §3.10.7.1)
+//     kills the TIME-WAIT that sent it (RFC 1337's hazard), and a final ACK
+//     lost until after the peer's TIME-WAIT ends the LAST-ACK with an RST.
+//     Those are counted in Result.RSTEndings;
 //   - every state transition is an edge that tcp.Legal allows, and each
 //     connection's trace is one unbroken path;
 //   - both stacks have no TCB left (Stats().TCPConns == 0);
@@ -78,13 +83,20 @@ func ProfileByName(name string) (Profile, bool) {
 
 // Bounds of a run, in virtual time.
 const (
-	// Limit bounds a whole run.
-	Limit = 10 * time.Minute
-	// CloseBound bounds the time from the application's Close to CLOSED,
-	// TIME-WAIT included.
-	CloseBound = 2 * time.Minute
-	// MSL of every simulated connection: TIME-WAIT lasts 2 s.
-	MSL = time.Second
+	// Limit bounds a whole run. Virtual time is free; under 10% loss a
+	// transfer with small windows and no SACK can crawl for minutes with
+	// its RTO at the 120 s cap, which is slow but not wrong.
+	Limit = 30 * time.Minute
+	// CloseBound bounds the time from the end of a TCB's data phase (its
+	// application closed it and the peer application read its last byte)
+	// to CLOSED: 2*MSL of TIME-WAIT plus four retransmissions of a FIN or
+	// final ACK at the maximum RTO.
+	CloseBound = 2*MSL + 4*tcp.DefaultMaxRTO
+	// MSL of every simulated connection. Virtual time costs nothing, so it
+	// is the default (TIME-WAIT lasts 60 s, as on Linux): a shorter one
+	// lets TIME-WAIT end before the peer's backed-off retransmission of
+	// its FIN, which then ends LAST-ACK with an RST.
+	MSL = tcp.DefaultMSL
 	// maxSpins bounds the loop iterations at one instant of virtual time:
 	// more means packets ping-pong without time passing (a livelock).
 	maxSpins = 1_000_000
@@ -256,13 +268,18 @@ func (e Event) String() string {
 type Result struct {
 	Script Script
 	Events []Event
-	End    time.Duration     // virtual time at the end
-	Stats  [2]stack.Stats    // of both stacks at the end
-	Link   [2]link.DirStats  // Out impairments of each end
-	Err    error             // the first broken invariant, or nil
-	Log    []string          // notes for -sim.v
-	Spins  int               // loop iterations, a measure of work
-	first  map[tcp.ID][]byte // unused; keeps Result comparable by fields
+	End    time.Duration    // virtual time at the end
+	Stats  [2]stack.Stats   // of both stacks at the end
+	Link   [2]link.DirStats // Out impairments of each end
+	Err    error            // the first broken invariant, or nil
+	Log    []string         // notes for -sim.v
+	Spins  int              // loop iterations, a measure of work
+	// RSTEndings counts TCBs that ended by an RST from a peer already
+	// CLOSED (see the package comment).
+	RSTEndings int
+	// DataDone is, per connection in the order they finished, the virtual
+	// time at which both applications had read every byte the other sent.
+	DataDone []time.Duration
 }
 
 // Fingerprint is a digest of everything observable in a run: identical for
@@ -344,6 +361,7 @@ type end struct {
 	recvWant, recvd int
 	recvHash        hash.Hash
 	eof             bool
+	allReadAt       time.Time // when recvd reached recvWant
 
 	shut, closed bool
 	readyAt      time.Time // a due close step may run from then; zero: none due
@@ -367,7 +385,6 @@ func (r *run) setup() error {
 		})
 		var key [32]byte
 		copy(key[:], fmt.Sprintf("ustack sim %d %d", r.Seed, k))
-		k := k
 		s, err := stack.New(r.ends[k], stack.Options{
 			Addr:   addrs[k],
 			Clock:  r.v,
@@ -577,6 +594,8 @@ func (r *run) stepConn(cr *connRun, now time.Time) (bool, error) {
 	}
 	if cl.closed && sv.closed {
 		cr.done = true
+		done := max(cl.allReadAt.Sub(clock.Epoch), sv.allReadAt.Sub(clock.Epoch), 0)
+		r.res.DataDone = append(r.res.DataDone, done)
 		for role, e := range cr.ends {
 			peer := cr.ends[1-role]
 			if string(e.sendHash.Sum(nil)) != string(peer.recvHash.Sum(nil)) || e.sent != peer.recvd {
@@ -669,6 +688,9 @@ func (r *run) transfer(e *end) (bool, error) {
 			e.recvHash.Write(r.rbuf[:n])
 			e.recvd += n
 			progress = true
+			if e.recvd == e.recvWant {
+				e.allReadAt = r.v.Now()
+			}
 			if e.recvd > e.recvWant {
 				return progress, fmt.Errorf("read %d bytes, the peer sent only %d", e.recvd, e.recvWant)
 			}
@@ -740,7 +762,11 @@ func (r *run) checkTrace() error {
 	}
 	var order []key
 	paths := make(map[key][]Event)
-	for _, e := range r.res.Events {
+	closedIdx := make(map[key]int) // index in Events of the CLOSED event
+	for i, e := range r.res.Events {
+		if e.To == tcp.Closed {
+			closedIdx[key{e.Stack, e.ID}] = i
+		}
 		if !tcp.Legal(e.From, e.To) {
 			return fmt.Errorf("illegal transition: %v", e)
 		}
@@ -750,10 +776,14 @@ func (r *run) checkTrace() error {
 		}
 		paths[k] = append(paths[k], e)
 	}
-	closedAt := make(map[key]time.Time)
+	closedAt := make(map[key]time.Time) // end of each TCB's data phase
 	for _, c := range r.cs {
-		for _, e := range c.ends {
-			closedAt[key{e.stack, e.c.ID()}] = e.closedAt
+		for role, e := range c.ends {
+			t, peer := e.closedAt, c.ends[1-role]
+			if peer.allReadAt.After(t) {
+				t = peer.allReadAt
+			}
+			closedAt[key{e.stack, e.c.ID()}] = t
 		}
 	}
 	if want := 2 * len(r.cs); len(order) != want {
@@ -780,6 +810,12 @@ func (r *run) checkTrace() error {
 			if d := last.At - tw.At; d < 2*MSL {
 				return fmt.Errorf("%s %v: TIME-WAIT lasted %v, less than 2*MSL = %v", names[k.stack], k.id, d, 2*MSL)
 			}
+		case (last.From == tcp.LastAck || last.From == tcp.TimeWait) && strings.Contains(last.Cause, "RST"):
+			peer := key{1 - k.stack, tcp.ID{Local: k.id.Remote, Remote: k.id.Local}}
+			if pi, ok := closedIdx[peer]; !ok || pi > closedIdx[k] {
+				return fmt.Errorf("%s %v: reset while the peer's TCB was still open: %v", names[k.stack], k.id, last)
+			}
+			r.res.RSTEndings++
 		default:
 			return fmt.Errorf("%s %v: connection aborted: %v", names[k.stack], k.id, last)
 		}
@@ -788,7 +824,7 @@ func (r *run) checkTrace() error {
 			return fmt.Errorf("%s %v: a TCB the script did not open: %v", names[k.stack], k.id, p[0])
 		}
 		if d := last.At - ca.Sub(clock.Epoch); d > CloseBound {
-			return fmt.Errorf("%s %v: CLOSED %v after the application closed it (bound %v)", names[k.stack], k.id, d, CloseBound)
+			return fmt.Errorf("%s %v: CLOSED %v after its data phase ended (bound %v)", names[k.stack], k.id, d, CloseBound)
 		}
 	}
 	return nil

@@ -306,7 +306,7 @@ func (c *Conn) Abort(now time.Time, why string) {
 		return
 	case Listen, SynSent:
 	default:
-		c.sendRST(now, c.sndNxt)
+		c.sendRST(now, c.sndMax)
 	}
 	if c.err == nil {
 		c.err = ErrAborted

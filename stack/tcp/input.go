@@ -213,8 +213,14 @@ func (c *Conn) checkSeq(now time.Time, seg *Segment) bool {
 		seg.Payload = seg.Payload[d:]
 		seg.Seq = c.rcvNxt
 	}
-	if l := seqnum.Size(len(seg.Payload)); l > seqnum.Size(wnd) {
-		seg.Payload = seg.Payload[:wnd]
+	// The window ends at RCV.NXT+RCV.WND; the segment starts at or after
+	// RCV.NXT, so what fits is the window less the segment's offset.
+	room := int(wnd) - int(c.rcvNxt.Size(seg.Seq))
+	if room < 0 {
+		room = 0
+	}
+	if len(seg.Payload) > room {
+		seg.Payload = seg.Payload[:room]
 		seg.Flags &^= flagFIN // the FIN lies beyond the window
 	}
 	return true
@@ -436,14 +442,17 @@ func (c *Conn) drainOOO(now time.Time) (fin bool) {
 		if !ok || e.seq.GreaterThan(c.rcvNxt) {
 			return false
 		}
-		c.ooo.pop()
 		end := e.seq.Add(seqnum.Size(len(e.data)))
 		if end.GreaterThan(c.rcvNxt) {
 			part := e.data[e.seq.Size(c.rcvNxt):]
 			n := c.rcvBuf.Append(part, c.cfg.RcvBuf)
 			c.rcvNxt = c.rcvNxt.Add(seqnum.Size(n))
 			c.Stats.BytesIn += uint64(n)
+			if n < len(part) {
+				return false // the buffer is full: the rest stays queued
+			}
 		}
+		c.ooo.pop()
 		if e.fin && end == c.rcvNxt {
 			c.ooo.clear()
 			return true

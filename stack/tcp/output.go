@@ -88,9 +88,12 @@ func (c *Conn) sendRST(now time.Time, seq seqnum.Value) {
 	c.send(now, Segment{Seq: seq, Flags: flagRST})
 }
 
-// sendACK sends <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
+// sendACK sends <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>. SND.NXT here is the
+// highest sequence number sent (SND.MAX): after a timeout rewinds SND.NXT
+// for retransmission, an ACK numbered below what the peer already holds
+// would fail its acceptability test and be lost (found by the simulator).
 func (c *Conn) sendACK(now time.Time) {
-	c.send(now, Segment{Seq: c.sndNxt, Flags: flagACK})
+	c.send(now, Segment{Seq: c.sndMax, Flags: flagACK})
 }
 
 // sendChallengeACK answers a suspicious RST or SYN (RFC 5961 §3.2, §4.2).

@@ -141,7 +141,7 @@ func (c *Conn) onKeepalive(now time.Time) {
 		return
 	}
 	if c.keepProbes >= c.cfg.KeepCount {
-		c.sendRST(now, c.sndNxt)
+		c.sendRST(now, c.sndMax)
 		c.fail(now, ErrTimedOut, "timer keepalive: no answer to "+itoa(c.keepProbes)+" probes")
 		return
 	}
@@ -185,7 +185,7 @@ func (c *Conn) onRetransmitTimeout(now time.Time) {
 	case SynSent, SynReceived:
 		if c.synRtx >= c.cfg.MaxSynRetries {
 			if c.state == SynReceived {
-				c.sendRST(now, c.sndNxt)
+				c.sendRST(now, c.sndMax)
 			}
 			c.fail(now, ErrTimedOut, "timer SYN retries exhausted")
 			return
@@ -200,7 +200,7 @@ func (c *Conn) onRetransmitTimeout(now time.Time) {
 		return
 	}
 	if c.rtx >= c.cfg.MaxRetries {
-		c.sendRST(now, c.sndNxt)
+		c.sendRST(now, c.sndMax)
 		c.fail(now, ErrTimedOut, "timer retransmission limit")
 		return
 	}
@@ -214,6 +214,9 @@ func (c *Conn) onRetransmitTimeout(now time.Time) {
 	c.dupAcks = 0
 	c.recover = c.sndMax
 	c.highRxt = c.sndUna
+	// RFC 2018 §8: after a timeout, SACK information is not trusted (the
+	// receiver may have reneged): resend everything from SND.UNA.
+	c.sb.reset()
 	c.rtt.backoff()
 	// Go back to SND.UNA and resend from there as the window allows.
 	c.sndNxt = c.sndUna
