@@ -43,6 +43,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdGet(rest, stdout, stderr)
 	case "demo":
 		err = cmdDemo(rest, stdout, stderr)
+	case "lab":
+		err = cmdLab(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

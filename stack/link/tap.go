@@ -139,12 +139,13 @@ func (t *TapEndpoint) ReadBatch(bufs [][]byte, sizes []int, offset int) (int, er
 }
 
 // WriteBatch implements Endpoint, recording the packets accepted as outbound.
+// Packets are recorded before they are written: the peer can answer inside
+// the write, and its answer must not precede the packet in the capture.
 func (t *TapEndpoint) WriteBatch(bufs [][]byte, offset int) (int, error) {
-	n, err := t.ep.WriteBatch(bufs, offset)
-	if n > 0 {
-		t.record(bufs[:n], nil, offset, epbFlagOutbound)
+	if len(bufs) > 0 {
+		t.record(bufs, nil, offset, epbFlagOutbound)
 	}
-	return n, err
+	return t.ep.WriteBatch(bufs, offset)
 }
 
 // BatchSize implements Endpoint.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"testing"
 	"time"
+	"ustack/stack/seqnum"
 )
 
 // TestOutOfOrderReassembly: segments 3, 2 arrive before 1; each gap gets
@@ -194,4 +195,50 @@ func TestLongBatchStillClocksTheSender(t *testing.T) {
 	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1 + seqnumSize(2*ackEvery*1000)})
 	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1 + seqnumSize((2*ackEvery+3)*1000)})
 	s.none()
+}
+
+// TestScaledWindowNeverShrinks: with window scaling, keeping the window
+// must not move its right edge left through rounding (RFC 9293
+// §3.8.6.2.2; found against the kernel by the integration tests).
+func TestScaledWindowNeverShrinks(t *testing.T) {
+	s := newScript(t, Config{RcvBuf: 1 << 20, MSS: 1000})
+	s.c.SetISS(lISS)
+	s.c.Listen(s.now)
+	s.in(synWith(SYN, 0, 0, 7, false, false))
+	s.out(Segment{Flags: SYN | ACK, Seq: lISS, Ack: rISS + 1})
+	s.in(seg(ACK, rISS+1, lISS+1))
+	edge := s.c.rcvAdv
+	seq := rISS + 1
+	for i := 0; i < 200; i++ {
+		n := 1 + (i*37)%999 // odd sizes, never read by the application
+		s.in(seg(ACK, seq, lISS+1, bytesN(n)...))
+		seq = seq.Add(seqnum.Size(n))
+		if s.c.rcvAdv.LessThan(edge) {
+			t.Fatalf("segment %d: right edge moved left from %d to %d", i, edge, s.c.rcvAdv)
+		}
+		edge = s.c.rcvAdv
+		s.sent = s.sent[:0]
+	}
+}
+
+// TestZeroWindowStillTakesACKs: with our window at zero, a segment at
+// RCV.NXT still delivers its ACK and window update (RFC 9293 §3.10.7.4:
+// "special allowance should be made to accept valid ACKs"); its data is
+// not taken, and the answer says so.
+func TestZeroWindowStillTakesACKs(t *testing.T) {
+	s := newScript(t, Config{RcvBuf: 2000, MSS: 1000, NoDelay: true})
+	s.passiveOpen()
+	s.inBatch(seg(ACK, rISS+1, lISS+1, bytesN(1000)...), seg(ACK, rISS+1001, lISS+1, bytesN(1000)...))
+	if g := s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 2001}); g.Wnd != 0 {
+		t.Fatalf("window %d, want 0", g.Wnd)
+	}
+	s.write([]byte("reply"))
+	s.out(Segment{Flags: ACK | PSH, Seq: lISS + 1, Ack: rISS + 2001, Payload: []byte("reply")})
+	// The peer acknowledges our reply with a segment that also carries
+	// data, at RCV.NXT, into our zero window.
+	s.in(seg(ACK, rISS+2001, lISS+6, 'z'))
+	if s.c.sndUna != lISS+6 {
+		t.Fatalf("SND.UNA %d: the ACK in a zero-window segment was ignored", s.c.sndUna)
+	}
+	s.out(Segment{Flags: ACK, Seq: lISS + 6, Ack: rISS + 2001, Wnd: 0})
 }

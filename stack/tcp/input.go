@@ -178,12 +178,14 @@ func (c *Conn) checkSeq(now time.Time, seg *Segment) bool {
 	wnd := c.rcvWindow()
 	var ok bool
 	switch {
-	case l == 0 && wnd == 0:
+	case wnd == 0:
+		// RFC 9293 §3.10.7.4: with a zero window no data is acceptable,
+		// but "special allowance should be made to accept valid ACKs, URGs,
+		// and RSTs": a segment at RCV.NXT is processed for its control
+		// bits, its text trimmed away below.
 		ok = seg.Seq == c.rcvNxt
 	case l == 0:
 		ok = seg.Seq.InWindow(c.rcvNxt, seqnum.Size(wnd))
-	case wnd == 0:
-		ok = false
 	default:
 		last := seg.Seq.Add(l - 1)
 		ok = seg.Seq.InWindow(c.rcvNxt, seqnum.Size(wnd)) || last.InWindow(c.rcvNxt, seqnum.Size(wnd))
@@ -222,6 +224,7 @@ func (c *Conn) checkSeq(now time.Time, seg *Segment) bool {
 	if len(seg.Payload) > room {
 		seg.Payload = seg.Payload[:room]
 		seg.Flags &^= flagFIN // the FIN lies beyond the window
+		c.ackNow = true       // say what was taken, and the window (a zero-window probe's answer)
 	}
 	return true
 }
@@ -418,7 +421,7 @@ func (c *Conn) processText(now time.Time, seg *Segment) bool {
 		c.ackNow = true // RFC 5681 §4.2: a duplicate ACK at once for out-of-order data
 		return true
 	}
-	n := c.rcvBuf.Append(seg.Payload, c.cfg.RcvBuf)
+	n := c.rcvBuf.Append(seg.Payload, c.rcvBufLimit())
 	c.rcvNxt = c.rcvNxt.Add(seqnum.Size(n))
 	c.Stats.BytesIn += uint64(n)
 	c.ackPending++
@@ -434,6 +437,12 @@ func (c *Conn) processText(now time.Time, seg *Segment) bool {
 	return true
 }
 
+// rcvBufLimit is the receive buffer's bound: RcvBuf, or more if the window
+// we advertised promised more (advertise rounds a kept window up to the
+// window-scale unit rather than shrink it). Every byte inside the offered
+// window is taken, so the window closes exactly at its edge.
+func (c *Conn) rcvBufLimit() int { return max(c.cfg.RcvBuf, c.rcvBuf.Len()+int(c.rcvWindow())) }
+
 // drainOOO moves queued segments that became in-order into the receive
 // buffer. It reports whether a queued FIN became in-order.
 func (c *Conn) drainOOO(now time.Time) (fin bool) {
@@ -445,7 +454,7 @@ func (c *Conn) drainOOO(now time.Time) (fin bool) {
 		end := e.seq.Add(seqnum.Size(len(e.data)))
 		if end.GreaterThan(c.rcvNxt) {
 			part := e.data[e.seq.Size(c.rcvNxt):]
-			n := c.rcvBuf.Append(part, c.cfg.RcvBuf)
+			n := c.rcvBuf.Append(part, c.rcvBufLimit())
 			c.rcvNxt = c.rcvNxt.Add(seqnum.Size(n))
 			c.Stats.BytesIn += uint64(n)
 			if n < len(part) {

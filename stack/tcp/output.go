@@ -263,6 +263,14 @@ func (c *Conn) advertise(syn bool) uint16 {
 		shift = 0
 	}
 	field := w >> shift
+	if w == cur && field<<shift < w {
+		// Keeping the window: round up, or the right edge would creep left
+		// by up to 2^shift-1 bytes on every segment and shrink the window
+		// under data the peer may already have sent (RFC 9293 §3.8.6.2.2;
+		// Linux aligns the same way). The receive buffer takes that slack.
+		field++
+	}
+	field = min(field, maxWindow)
 	c.rcvAdv = c.rcvNxt.Add(seqnum.Size(field << shift))
 	return uint16(field)
 }

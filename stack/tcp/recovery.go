@@ -70,8 +70,13 @@ func (c *Conn) onDupAck(now time.Time) {
 		return // NewReno: the inflated pipe lets output send new data
 	}
 	lost := c.dupAcks >= dupThresh || (c.opt.sack && c.sb.bytes > (dupThresh-1)*c.sndMSS)
-	// RFC 6582 §3.2 step 1: one reduction per window of data.
-	if lost && (c.sndUna.GreaterThan(c.recover) || c.recover == c.iss) {
+	// RFC 6582 §3.2 step 1: one reduction per window of data; the guard
+	// keeps duplicate ACKs caused by a timeout's go-back-N from starting a
+	// false fast retransmit. With SACK a duplicate ACK that SACKs new data
+	// is real news, so a loss found that way after a timeout (a lost
+	// retransmission, say) is repaired at once instead of by another,
+	// backed-off timeout.
+	if lost && (c.sndUna.GreaterThan(c.recover) || c.recover == c.iss || c.opt.sack && c.sb.bytes > (dupThresh-1)*c.sndMSS) {
 		c.enterRecovery(now)
 	}
 }

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var updateLabDoc = flag.Bool("update-labs-doc", false, "rewrite docs/labs.md from the in-memory labs' output")
+
+// runLabCmd runs `ustack lab args...` and returns the exit code and output.
+func runLabCmd(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(append([]string{"lab", "--no-color"}, args...), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// TestLabInMemory: every scenario passes over the in-memory link, quickly.
+func TestLabInMemory(t *testing.T) {
+	for _, sc := range labScenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
+			start := time.Now()
+			code, out, errs := runLabCmd(t, sc.name)
+			if code != 0 || !strings.HasSuffix(strings.TrimSpace(out), "PASS") {
+				t.Fatalf("exit %d, stderr %q:\n%s", code, errs, out)
+			}
+			if strings.Contains(out, "✘") {
+				t.Fatalf("a claim failed yet the lab passed:\n%s", out)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("took %v; an in-memory lab should take about a second at most", d)
+			}
+		})
+	}
+}
+
+// TestLabTUN: every scenario passes against the kernel's TCP through a TUN
+// (root only; CI promises root).
+func TestLabTUN(t *testing.T) {
+	if os.Geteuid() != 0 {
+		why := "lab --tun needs root (a network namespace and a TUN device)"
+		if os.Getenv("CI") != "" {
+			t.Fatal(why + " (CI is set, so this is a failure)")
+		}
+		t.Skip(why)
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("no /dev/net/tun: %v", err)
+		}
+		t.Skipf("no /dev/net/tun: %v", err)
+	}
+	for _, sc := range labScenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			code, out, errs := runLabCmd(t, "--tun", sc.name)
+			if code != 0 || !strings.HasSuffix(strings.TrimSpace(out), "PASS") {
+				t.Fatalf("exit %d, stderr %q:\n%s", code, errs, out)
+			}
+			if !strings.Contains(out, "network namespace ustack-lab-") {
+				t.Fatalf("no namespace in the story:\n%s", out)
+			}
+		})
+	}
+}
+
+// TestLabBrokenStackFails: with the stack broken on purpose the matching
+// labs fail, exit status 1, naming the claim: they check something.
+func TestLabBrokenStackFails(t *testing.T) {
+	cases := []struct {
+		brk, lab, claim string
+	}{
+		{"skip-time-wait", "time-wait", "acknowledges the repeated FIN again"},
+		{"skip-time-wait", "close", "the passive side (server) reaches CLOSED first"},
+		{"two-way-handshake", "stale-syn", "no connection is established"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.lab+"/"+tc.brk, func(t *testing.T) {
+			code, out, errs := runLabCmd(t, "--break", tc.brk, tc.lab)
+			if code != 1 {
+				t.Fatalf("exit %d, want 1:\n%s", code, out)
+			}
+			if !strings.Contains(out, "FAIL: ") || !strings.Contains(out, tc.claim) || !strings.Contains(errs, "FAIL") {
+				t.Fatalf("no FAIL naming %q:\n%s\nstderr: %s", tc.claim, out, errs)
+			}
+		})
+	}
+	// The old segment reaches the new connection when TIME-WAIT is skipped.
+	_, out, _ := runLabCmd(t, "--break", "skip-time-wait", "time-wait")
+	if !strings.Contains(out, "✘ the old segment does not reach the new connection") {
+		t.Fatalf("with TIME-WAIT skipped the old segment should corrupt the new connection:\n%s", out)
+	}
+}
+
+// TestLabChinese: --lang zh narrates with the textbook's terms.
+func TestLabChinese(t *testing.T) {
+	want := map[string][]string{
+		"handshake": {"三次握手", "初始序号", "PASS"},
+		"close":     {"四次挥手", "TIME_WAIT", "2MSL", "半关闭", "PASS"},
+		"time-wait": {"TIME_WAIT", "2MSL", "已失效的报文段", "PASS"},
+		"stale-syn": {"三次握手", "两次握手", "PASS"},
+		"keepalive": {"保活计时器", "PASS"},
+		"https-rsa": {"预主密钥", "会话密钥", "客户随机数", "服务器随机数", "PASS"},
+	}
+	for name, words := range want {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			code, out, _ := runLabCmd(t, "--lang", "zh", name)
+			if code != 0 {
+				t.Fatalf("exit %d:\n%s", code, out)
+			}
+			for _, w := range words {
+				if !strings.Contains(out, w) {
+					t.Errorf("no %q in:\n%s", w, out)
+				}
+			}
+		})
+	}
+}
+
+// TestLabListAndUsage: no scenario lists them; an unknown one is a usage
+// error (exit 2) that lists them too.
+func TestLabListAndUsage(t *testing.T) {
+	code, out, _ := runLabCmd(t)
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, sc := range labScenarios {
+		if !strings.Contains(out, sc.name) {
+			t.Errorf("list lacks %s:\n%s", sc.name, out)
+		}
+	}
+	code, _, errs := runLabCmd(t, "no-such-lab")
+	if code != 2 || !strings.Contains(errs, "unknown scenario") || !strings.Contains(errs, "handshake") {
+		t.Fatalf("exit %d, stderr:\n%s", code, errs)
+	}
+	if code, _, _ := runLabCmd(t, "--lang", "fr", "handshake"); code != 2 {
+		t.Fatalf("--lang fr: exit %d, want 2", code)
+	}
+}
+
+// TestLabAll runs every scenario and prints the summary.
+func TestLabAll(t *testing.T) {
+	code, out, errs := runLabCmd(t, "all")
+	if code != 0 || !strings.Contains(out, "all 7 scenarios PASS") {
+		t.Fatalf("exit %d, stderr %q:\n%s", code, errs, out)
+	}
+}
+
+// TestLabDoc: docs/labs.md shows every lab; -update-labs-doc rewrites it
+// from the in-memory runs.
+func TestLabDoc(t *testing.T) {
+	path := filepath.Join("..", "..", "docs", "labs.md")
+	if *updateLabDoc {
+		var b strings.Builder
+		b.WriteString(labDocIntro)
+		for _, sc := range labScenarios {
+			code, out, errs := runLabCmd(t, sc.name)
+			if code != 0 {
+				t.Fatalf("%s: exit %d, %s", sc.name, code, errs)
+			}
+			b.WriteString("\n## " + sc.name + ": " + sc.title + "\n\n" + labDocNotes[sc.name] + "\n\n```\n$ ustack lab " + sc.name + "\n" + out + "```\n")
+		}
+		_, zh, _ := runLabCmd(t, "--lang", "zh", "close")
+		b.WriteString("\n## --lang zh\n\nThe same stories in Chinese, e.g. the close (四次挥手):\n\n```\n$ ustack lab --lang zh close\n" + zh + "```\n")
+		_, broken, _ := runLabCmd(t, "--break", "skip-time-wait", "time-wait")
+		b.WriteString("\n## A lab that fails\n\nWith TIME-WAIT skipped on purpose (a test-only switch), the time-wait lab shows what TIME-WAIT is for: the repeated FIN meets an RST, the new connection reuses the 4-tuple, and the old segment's bytes are read as new data (after which the two ends, out of step, ACK each other in a storm). The lab fails, exit status 1:\n\n```\n$ ustack lab --break skip-time-wait time-wait\n" + broken + "```\n")
+		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./cmd/ustack -run TestLabDoc -update-labs-doc)", err)
+	}
+	for _, sc := range labScenarios {
+		if !bytes.Contains(doc, []byte("━━ lab "+sc.name+":")) {
+			t.Errorf("docs/labs.md lacks the output of lab %s", sc.name)
+		}
+	}
+}
+
+const labDocIntro = `# ustack lab: the textbook, live
+
+` + "`ustack lab`" + ` runs the stories of the TCP and HTTPS chapters of a networking
+textbook on the wire, draws each conversation as a ladder diagram (the client
+on the left, the server on the right, the states of each side in the
+columns; sequence numbers relative to each side's initial sequence number
+unless said otherwise), and checks what the textbook claims. Each lab ends
+with PASS or FAIL and the exit status says the same.
+
+    ustack lab                  list the scenarios
+    ustack lab NAME             run one
+    ustack lab all              run every one and print a summary
+    ustack lab --tun NAME       the server on ustack behind a TUN in a fresh network
+                                namespace, the client on the kernel's TCP (root)
+    ustack lab --lang zh NAME   narrate in Chinese (三次握手, 四次挥手, TIME_WAIT, 2MSL,
+                                保活计时器, 预主密钥, 会话密钥)
+    ustack lab --no-color NAME  plain text
+
+The in-memory labs run two ustack stacks over an in-memory link in virtual
+time, so 2*MSL (60 s) and keepalive's idle time take no wall time, and their
+TCP output is the same on every run; the TLS labs run in real time and draw
+fresh keys. ` + "`link.Impair`" + ` rules drop (or delay) exactly the packet a story
+needs; old duplicates are written into the link as raw packets. With --tun
+the same stories run in real time with short timers against Linux; the
+kernel's states, which ustack cannot see, are inferred from its packets and
+marked with ~.
+
+The tests (cmd/ustack/lab_test.go) run every lab in memory and, as root,
+with --tun, and show that the labs check something: with the stack broken on
+purpose (the hidden, test-only flag ` + "`--break skip-time-wait`" + ` or
+` + "`--break two-way-handshake`" + `) the time-wait, close and stale-syn labs FAIL.
+This file is generated: ` + "`go test ./cmd/ustack -run TestLabDoc -update-labs-doc`" + `.
+`
+
+var labDocNotes = map[string]string{
+	"handshake":  "SYN seq=x; SYN+ACK seq=y ack=x+1; ACK seq=x+1 ack=y+1 (RFC 9293 §3.5). The claims check the absolute numbers and the states of both sides.",
+	"close":      "The client closes first (FIN seq=u); the server acknowledges (ack=u+1), goes on sending while half-closed, then closes (FIN seq=w); the client's last ACK carries ack=w+1 and seq=u+1, because its FIN took a sequence number. The passive side is CLOSED first; the active side waits 2*MSL in TIME-WAIT.",
+	"time-wait":  "The client's last ACK is dropped. The server, in LAST-ACK, retransmits its FIN; the client, still in TIME-WAIT, acknowledges it again and restarts 2*MSL, so the server closes cleanly. Then the client connects again from the same port while a copy of its first request, delayed in the network, arrives late: because TIME-WAIT holds the 4-tuple, the new connection gets another port and the old segment is refused. (With `--break skip-time-wait` the repeated FIN meets an RST, the new connection reuses the 4-tuple, and the old bytes are read as the new connection's data.) Timestamps are off, so that PAWS does not stand in for TIME-WAIT.",
+	"stale-syn":  "An old duplicate SYN reaches the server, which answers SYN+ACK; the client never sent it and answers RST; the server goes back to LISTEN. On a second port with the lab-only two-way handshake, the same SYN alone gives the server's application a connection nobody asked for.",
+	"keepalive":  "The server enables keepalive (idle 10 s, interval 5 s, 3 probes; RFC 1122 §4.2.3.6 says 2 h, and Linux uses 75 s and 9). A live client answers each probe (an ACK with seq=SND.NXT−1) and the connection survives; once the client's host is dead, three probes go unanswered, one interval apart, and the connection is closed with ETIMEDOUT.",
+	"https-rsa":  "The eight steps of an HTTPS connection with RSA key exchange, with their values, and the proof: the encrypted pre-master secret decrypts with the server's private key to the client's; both sides hold the same master secret; PRF(master, \"key expansion\", server random + client random) gives the session keys; and the AES-GCM records captured on the link decrypt with them to the HTTP request and response. The tlslite client offers RFC 7627's extended master secret, so the master secret is derived from the pre-master secret and the hash of the handshake (which contains both randoms).",
+	"cert-check": "The client trusts one CA. A valid certificate is accepted; an expired one, one for another host and one from another CA are refused, each with its reason and the alert the client sends.",
+}

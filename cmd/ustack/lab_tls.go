@@ -1,0 +1,481 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"ustack/stack"
+	"ustack/stack/link"
+	"ustack/tlslite"
+)
+
+// labTLSEnv is where a TLS lab runs: a server stack listening on
+// labServer, and a way for the client to open a TCP connection to it.
+type labTLSEnv struct {
+	srv  *stack.Stack
+	ln   *stack.Listener
+	dial func(ctx context.Context) (net.Conn, error)
+	who  string // the client's TCP, for the ladder's header
+}
+
+// tlsEnvMem joins a client and a server stack with a Pipe, in real time
+// (TLS needs no timers, and its blocking API wants goroutines).
+func (r *labRun) tlsEnvMem() (*labTLSEnv, func(), error) {
+	r.quiet = true
+	r.l = newLadder(r.w, r.opts.color, time.Now, labServer.String())
+	a, b := link.Pipe(1500)
+	srv, err := stack.New(&labTap{Endpoint: b, r: r}, stack.Options{Addr: labServer.Addr(), Trace: r.trace})
+	if err != nil {
+		return nil, nil, err
+	}
+	cli, err := stack.New(&labTap{Endpoint: a, r: r, toServer: true}, stack.Options{Addr: labClientAddr, Trace: r.trace})
+	if err != nil {
+		srv.Close()
+		return nil, nil, err
+	}
+	ln, err := srv.ListenTCP(labServer.Port())
+	if err != nil {
+		cli.Close()
+		srv.Close()
+		return nil, nil, err
+	}
+	env := &labTLSEnv{srv: srv, ln: ln, who: "ustack",
+		dial: func(ctx context.Context) (net.Conn, error) { return cli.DialTCP(ctx, labServer) }}
+	return env, func() { cli.Close(); srv.Close() }, nil
+}
+
+// labTLSObserver draws the TLS messages one side sees and keeps the values.
+type labTLSObserver struct {
+	r      *labRun
+	client bool
+	draw   bool // draw the messages (the client's observer does)
+	steps  bool // narrate the eight steps (https-rsa)
+	mu     sync.Mutex
+	ev     []tlslite.Event
+}
+
+func (o *labTLSObserver) observe(e tlslite.Event) {
+	o.mu.Lock()
+	o.ev = append(o.ev, e)
+	o.mu.Unlock()
+	r := o.r
+	if !o.client && o.steps && e.Kind == tlslite.EventHandshake && e.Message == "ClientKeyExchange" && len(e.PreMasterSecret) > 0 {
+		r.say("[5] the server decrypts it with its private key: %s, the same 48 bytes", short(e.PreMasterSecret))
+	}
+	if !o.draw {
+		return
+	}
+	toServer := e.Sent == o.client
+	switch e.Kind {
+	case tlslite.EventHandshake:
+		r.l.arrow(toServer, "TLS "+e.Message, cMag+cBold)
+		if !o.steps {
+			return
+		}
+		switch e.Message {
+		case "ClientHello":
+			r.say("[3] client random: 32 bytes %s", short(e.ClientRandom))
+		case "ServerHello":
+			r.say("[4] server random: 32 bytes %s; suite %s (RSA key exchange)", short(e.ServerRandom), tlslite.CipherSuiteName(e.CipherSuite))
+		case "Certificate":
+			if len(e.Certificates) > 0 {
+				c := e.Certificates[0]
+				r.say("[2] certificate: %s, RSA public key %s, signed by %q", labCertName(c), labPubKey(c), c.Issuer.CommonName)
+			}
+		case "ClientKeyExchange":
+			if o.client && len(e.PreMasterSecret) > 0 {
+				r.say("[5] the client makes a 48-byte pre-master secret %s (it starts with the version, 03 03)", short(e.PreMasterSecret))
+				r.say("[5] and encrypts it with the server's public key: %d bytes %s", len(e.EncryptedPreMaster), short(e.EncryptedPreMaster))
+			}
+		case "Finished":
+			r.say("[7] Finished: verify_data %s, a hash of every handshake message, already encrypted with the new keys", short(e.VerifyData))
+		}
+	case tlslite.EventChangeCipherSpec:
+		r.l.arrow(toServer, "TLS ChangeCipherSpec", cMag+cBold)
+	case tlslite.EventAlert:
+		r.l.arrow(toServer, "TLS alert "+e.Alert.String(), cMag+cBold)
+	case tlslite.EventApplicationData:
+		what := r.T("encrypted request")
+		if !toServer {
+			what = r.T("encrypted response")
+		}
+		r.l.arrow(toServer, fmt.Sprintf("TLS %s, %d bytes", what, len(e.Record)), cMag)
+		if !o.steps {
+			return
+		}
+		if len(e.Record) > 13 {
+			r.say("[8] an AES-GCM record, seq %d: nonce %x, ciphertext %s", e.Seq, e.Record[5:13], short(e.Record[13:]))
+		}
+	case tlslite.EventKeys:
+		if !o.steps {
+			return
+		}
+		if e.ExtendedMasterSecret {
+			r.say("[6] master secret = PRF(pre-master, \"extended master secret\", hash of the handshake so far, both randoms included) = %s", short(e.MasterSecret))
+		} else {
+			r.say("[6] master secret = PRF(pre-master, \"master secret\", client random + server random) = %s", short(e.MasterSecret))
+		}
+		if e.Keys != nil {
+			r.say("[6] session keys = PRF(master, \"key expansion\", server random + client random): client write key %s, server write key %s, IVs %x, %x",
+				short(e.Keys.ClientKey), short(e.Keys.ServerKey), e.Keys.ClientIV, e.Keys.ServerIV)
+		}
+	}
+}
+
+// find returns the first event of kind (and message, for handshakes).
+func (o *labTLSObserver) find(kind tlslite.EventKind, msg string) (tlslite.Event, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, e := range o.ev {
+		if e.Kind == kind && (msg == "" || e.Message == msg) {
+			return e, true
+		}
+	}
+	return tlslite.Event{}, false
+}
+
+func labCertName(c *x509.Certificate) string {
+	var n []string
+	for _, ip := range c.IPAddresses {
+		n = append(n, ip.String())
+	}
+	n = append(n, c.DNSNames...)
+	return "CN=" + c.Subject.CommonName + " [" + strings.Join(n, ",") + "]"
+}
+
+func labPubKey(c *x509.Certificate) string {
+	if k, ok := c.PublicKey.(*rsa.PublicKey); ok {
+		return fmt.Sprintf("(%d bits) n=%s e=%d", k.N.BitLen(), short(k.N.Bytes()), k.E)
+	}
+	return "?"
+}
+
+// labCA makes the lab's trusted CA and a leaf key shared by its leaves.
+func labCA(name string) (*tlslite.CA, error) { return tlslite.NewCA(name, nil) }
+
+// labHTTPSRSA tells the eight steps and proves them.
+func labHTTPSRSA(r *labRun) error {
+	env, done, err := r.tlsEnvMem()
+	if err != nil {
+		return err
+	}
+	defer done()
+	return r.httpsRSA(env)
+}
+
+func (r *labRun) httpsRSA(env *labTLSEnv) error {
+	ca, err := labCA("ustack lab CA")
+	if err != nil {
+		return err
+	}
+	cert, err := ca.Issue([]net.IP{net.IP(labServer.Addr().AsSlice())}, nil, nil)
+	if err != nil {
+		return err
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	r.l.mu.Lock()
+	r.l.cliState, r.l.srvState, r.l.start = "", "", time.Now()
+	r.l.mu.Unlock()
+	r.l.header("client ("+env.who+" TCP, tlslite)", "server (ustack "+labServer.String()+", tlslite)")
+	key := cert.PrivateKey
+	r.say("[1] the server's key pair: RSA-%d, public n=%s e=%d; the private key d=%s… never leaves the server",
+		key.N.BitLen(), short(key.N.Bytes()), key.E, short(key.D.Bytes())[:16])
+	r.say("    the CA %q signed a certificate binding that public key to %v; the client trusts that CA", ca.Cert.Subject.CommonName, labServer.Addr())
+	r.say("(the TCP handshake runs first, as in lab handshake; only TLS messages are drawn)")
+
+	srvObs := &labTLSObserver{r: r, steps: true}
+	cliObs := &labTLSObserver{r: r, client: true, draw: true, steps: true}
+	req := "GET / HTTP/1.1\r\nHost: " + labServer.Addr().String() + "\r\nConnection: close\r\n\r\n"
+	resp := "HTTP/1.1 200 OK\r\nContent-Length: 24\r\nConnection: close\r\n\r\nhello from ustack, lab!\n"
+	srvErr := make(chan error, 1)
+	var srvState tlslite.ConnectionState
+	go func() {
+		c, err := env.ln.Accept()
+		if err != nil {
+			srvErr <- err
+			return
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		s := tlslite.Server(c, &tlslite.Config{Certificates: []tlslite.Certificate{cert}, KeyExchange: tlslite.KeyExchangeRSA, Observer: srvObs.observe})
+		defer s.Close()
+		var got []byte
+		buf := make([]byte, 4096)
+		for !bytes.Contains(got, []byte("\r\n\r\n")) {
+			n, err := s.Read(buf)
+			got = append(got, buf[:n]...)
+			if err != nil {
+				srvErr <- err
+				return
+			}
+		}
+		srvState = s.ConnectionState()
+		_, err = io.WriteString(s, resp)
+		srvErr <- err
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	raw, err := env.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	c := tlslite.Client(raw, &tlslite.Config{RootCAs: roots, ServerName: labServer.Addr().String(), KeyExchange: tlslite.KeyExchangeRSA, Observer: cliObs.observe})
+	if err := c.Handshake(ctx); err != nil {
+		return fmt.Errorf("TLS handshake: %w", err)
+	}
+	if _, err := io.WriteString(c, req); err != nil {
+		return err
+	}
+	body, err := io.ReadAll(c)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	if err := <-srvErr; err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	c.Close()
+	cliState := c.ConnectionState()
+	time.Sleep(50 * time.Millisecond) // let the last segments be recorded
+	r.say("the client decrypted the response: %q", firstLine(body))
+
+	// The proof.
+	ch, _ := cliObs.find(tlslite.EventHandshake, "ClientHello")
+	sh, _ := cliObs.find(tlslite.EventHandshake, "ServerHello")
+	crt, _ := cliObs.find(tlslite.EventHandshake, "Certificate")
+	cke, _ := cliObs.find(tlslite.EventHandshake, "ClientKeyExchange")
+	skx, _ := srvObs.find(tlslite.EventHandshake, "ClientKeyExchange")
+	ck, _ := cliObs.find(tlslite.EventKeys, "")
+	sk, _ := srvObs.find(tlslite.EventKeys, "")
+	r.check(len(crt.Certificates) > 0 && bytes.Equal(crt.Certificates[0].Raw, cert.Leaf.Raw) && cliState.HandshakeComplete,
+		"[2] the client received the server's certificate and accepted it: signed by the CA it trusts, valid now, for %v", labServer.Addr())
+	r.check(len(ch.ClientRandom) == 32 && len(sh.ServerRandom) == 32 && !bytes.Equal(ch.ClientRandom, sh.ServerRandom),
+		"[3][4] client random and server random: 32 bytes each, one from each side")
+	pm := cke.PreMasterSecret
+	dec, derr := rsa.DecryptPKCS1v15(nil, key, cke.EncryptedPreMaster)
+	r.check(len(pm) == 48 && pm[0] == 3 && pm[1] == 3 && derr == nil && bytes.Equal(dec, pm) && bytes.Equal(skx.PreMasterSecret, pm),
+		"[5] the encrypted pre-master secret decrypts with the server's private key to the client's 48 bytes, and the server has the same")
+	masterOK := len(ck.MasterSecret) == 48 && bytes.Equal(ck.MasterSecret, sk.MasterSecret)
+	if masterOK && !ck.ExtendedMasterSecret {
+		want := tlslite.PRF(labSHA384(sh.CipherSuite), pm, "master secret", append(append([]byte(nil), ch.ClientRandom...), sh.ServerRandom...), 48)
+		masterOK = bytes.Equal(want, ck.MasterSecret)
+	}
+	r.check(masterOK, "[6] both sides hold the same master secret, derived from the pre-master secret and the randoms")
+	keysOK := false
+	if ck.Keys != nil && sk.Keys != nil {
+		kl, il := len(ck.Keys.ClientKey), len(ck.Keys.ClientIV)
+		kb := tlslite.PRF(labSHA384(sh.CipherSuite), ck.MasterSecret, "key expansion", append(append([]byte(nil), sh.ServerRandom...), ch.ClientRandom...), 2*kl+2*il)
+		keysOK = bytes.Equal(kb[:kl], ck.Keys.ClientKey) && bytes.Equal(kb[kl:2*kl], ck.Keys.ServerKey) &&
+			bytes.Equal(kb[2*kl:2*kl+il], ck.Keys.ClientIV) && bytes.Equal(kb[2*kl+il:], ck.Keys.ServerIV) &&
+			bytes.Equal(ck.Keys.ClientKey, sk.Keys.ClientKey) && bytes.Equal(ck.Keys.ServerKey, sk.Keys.ServerKey)
+	}
+	r.check(keysOK, "[6] PRF(master, \"key expansion\", server random + client random) reproduces both sides' session keys and IVs")
+	r.check(cliState.HandshakeComplete && srvState.HandshakeComplete, "[7] each side checked the other's Finished: the handshake is complete on both")
+	if ck.Keys != nil {
+		up, upFin := labDecryptCaptured(r.stream(true), ck.Keys.ClientKey, ck.Keys.ClientIV)
+		down, downFin := labDecryptCaptured(r.stream(false), ck.Keys.ServerKey, ck.Keys.ServerIV)
+		r.say("records captured on the link, decrypted with the derived keys: %q and %q", firstLine(up), firstLine(down))
+		r.check(upFin && downFin && string(up) == req && string(down) == resp,
+			"[8] the AES-GCM records captured on the link decrypt with those keys to the HTTP request and the HTTP response")
+	} else {
+		r.check(false, "[8] the AES-GCM records captured on the link decrypt with those keys to the HTTP request and the HTTP response")
+	}
+	return nil
+}
+
+func labSHA384(suite uint16) bool { return strings.HasSuffix(tlslite.CipherSuiteName(suite), "SHA384") }
+
+func firstLine(b []byte) string {
+	s, _, _ := strings.Cut(string(b), "\r\n")
+	return s
+}
+
+// stream reassembles the TCP payload one direction carried, from the
+// segments the lab recorded (SYN first, then by sequence number).
+func (r *labRun) stream(toServer bool) []byte {
+	pk := r.rec.packets()
+	var next uint32
+	have := false
+	data := map[uint32][]byte{}
+	for _, p := range pk {
+		if p.toServer != toServer || p.dropped {
+			continue
+		}
+		if p.flags&0x02 != 0 && !have {
+			next, have = p.seq+1, true
+		}
+		if len(p.payload) > 0 {
+			if old, ok := data[p.seq]; !ok || len(p.payload) > len(old) {
+				data[p.seq] = p.payload
+			}
+		}
+	}
+	var out []byte
+	for have {
+		d, ok := data[next]
+		if !ok {
+			break
+		}
+		out = append(out, d...)
+		next += uint32(len(d))
+	}
+	return out
+}
+
+// labDecryptCaptured walks the TLS records of one direction: after
+// ChangeCipherSpec each record is AES-GCM with sequence numbers from 0
+// (Finished); it returns the application data and whether Finished
+// decrypted too.
+func labDecryptCaptured(s []byte, key, iv []byte) (app []byte, finished bool) {
+	encrypted := false
+	var seq uint64
+	for len(s) >= 5 {
+		n := int(s[3])<<8 | int(s[4])
+		if len(s) < 5+n {
+			break
+		}
+		rec := s[:5+n]
+		s = s[5+n:]
+		switch {
+		case rec[0] == 20:
+			encrypted = true
+		case encrypted:
+			pt, err := tlslite.OpenRecord(key, iv, seq, rec)
+			seq++
+			if err != nil {
+				return app, finished
+			}
+			switch rec[0] {
+			case 22:
+				finished = finished || (len(pt) > 0 && pt[0] == 20)
+			case 23:
+				app = append(app, pt...)
+			}
+		}
+	}
+	return app, finished
+}
+
+// labCertCheck: three bad certificates refused, each with its reason; a
+// good one accepted.
+func labCertCheck(r *labRun) error {
+	env, done, err := r.tlsEnvMem()
+	if err != nil {
+		return err
+	}
+	defer done()
+	return r.certCheck(env)
+}
+
+func (r *labRun) certCheck(env *labTLSEnv) error {
+	ca, err := labCA("ustack lab CA")
+	if err != nil {
+		return err
+	}
+	rogue, err := labCA("someone else's CA")
+	if err != nil {
+		return err
+	}
+	ip := []net.IP{net.IP(labServer.Addr().AsSlice())}
+	good, err := ca.Issue(ip, nil, nil)
+	if err != nil {
+		return err
+	}
+	same := &tlslite.CertOptions{Key: good.PrivateKey} // one leaf key is enough
+	now := time.Now()
+	expired, err := ca.Issue(ip, nil, &tlslite.CertOptions{Key: good.PrivateKey, NotBefore: now.Add(-400 * 24 * time.Hour), NotAfter: now.Add(-35 * 24 * time.Hour)})
+	if err != nil {
+		return err
+	}
+	wrong, err := ca.Issue([]net.IP{net.ParseIP("198.18.0.99")}, []string{"www.example.com"}, same)
+	if err != nil {
+		return err
+	}
+	untrusted, err := rogue.Issue(ip, nil, same)
+	if err != nil {
+		return err
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	r.l.mu.Lock()
+	r.l.cliState, r.l.srvState, r.l.start = "", "", time.Now()
+	r.l.mu.Unlock()
+	r.l.header("client ("+env.who+" TCP, tlslite)", "server (ustack "+labServer.String()+", tlslite)")
+	r.say("the client trusts one CA, %q, and connects to %v", ca.Cert.Subject.CommonName, labServer.Addr())
+	cases := []struct {
+		title  string
+		cert   tlslite.Certificate
+		reason error
+	}{
+		{"a valid certificate", good, nil},
+		{"an expired certificate", expired, tlslite.ErrCertificateExpired},
+		{"a certificate for another host", wrong, tlslite.ErrCertificateWrongHost},
+		{"a certificate from a CA the client does not trust", untrusted, tlslite.ErrCertificateUnknownAuthority},
+	}
+	for _, tc := range cases {
+		c := tc.cert.Leaf
+		r.section("%s", r.T(tc.title))
+		r.say("the server presents %s, valid %s to %s, issued by %q", labCertName(c), c.NotBefore.Format("2006-01-02"), c.NotAfter.Format("2006-01-02"), c.Issuer.CommonName)
+		err := r.tryCert(env, tc.cert, roots)
+		var ce *tlslite.CertificateError
+		if tc.reason == nil {
+			r.check(err == nil, "%s is accepted (%v)", r.T(tc.title), errText(err))
+			continue
+		}
+		reason := "-"
+		if errors.As(err, &ce) {
+			reason = ce.Reason.Error()
+		}
+		r.say("the client refuses it: %s", reason)
+		r.check(err != nil && errors.Is(err, tc.reason), "%s is refused: %s", r.T(tc.title), reason)
+	}
+	return nil
+}
+
+func errText(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return err.Error()
+}
+
+// tryCert serves one connection with cert and returns the client's
+// handshake error.
+func (r *labRun) tryCert(env *labTLSEnv, cert tlslite.Certificate, roots *x509.CertPool) error {
+	obs := &labTLSObserver{r: r, client: true, draw: true}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := env.ln.Accept()
+		if err != nil {
+			return
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		s := tlslite.Server(c, &tlslite.Config{Certificates: []tlslite.Certificate{cert}, KeyExchange: tlslite.KeyExchangeRSA})
+		s.Handshake(context.Background())
+		s.Close()
+	}()
+	defer func() { <-done }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	raw, err := env.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	c := tlslite.Client(raw, &tlslite.Config{RootCAs: roots, ServerName: labServer.Addr().String(), Observer: obs.observe})
+	err = c.Handshake(ctx)
+	c.Close()
+	return err
+}

@@ -1,0 +1,481 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"syscall"
+	"time"
+
+	"ustack/stack"
+	"ustack/stack/header"
+	"ustack/stack/link"
+	"ustack/stack/tcp"
+	"ustack/tun"
+)
+
+// labTWorld is the --tun world: the server on ustack behind a TUN in a
+// fresh network namespace (198.18.0.0/30 only), the client on the
+// kernel's TCP inside that namespace, real time.
+type labTWorld struct {
+	ns  *tun.Namespace
+	srv *stack.Stack
+}
+
+// labTUNMSL: TIME-WAIT lasts 2*MSL = 1 s in the --tun labs.
+const labTUNMSL = 500 * time.Millisecond
+
+// newTWorld makes the namespace, the TUN and the server stack. decideOut
+// judges the server's packets (as in memory); dropIn, if set, drops
+// packets from the kernel before the stack sees them. The returned
+// function removes everything, the namespace included; call it even on
+// failure.
+func (r *labRun) newTWorld(cfg tcp.Config, decideOut func(p labPkt) link.Action, dropIn func(p labPkt) bool) (*labTWorld, func(), error) {
+	ns, err := tun.NewNamespace("lab")
+	if err != nil {
+		return nil, func() {}, err
+	}
+	w := &labTWorld{ns: ns}
+	r.tw = w
+	cleanup := func() { ns.Close() }
+	dev, err := ns.OpenTUN(tun.Config{Name: "ustack0", MTU: 1500, HostAddr: netip.PrefixFrom(labClientAddr, 30), NoOffload: true})
+	if err != nil {
+		return nil, cleanup, err
+	}
+	r.say("network namespace %s: the kernel at %v, ustack at %v behind TUN ustack0", ns.Name(), labClientAddr, labServer.Addr())
+	r.l = newLadder(r.w, r.opts.color, time.Now, labServer.String())
+	r.l.inferClient = true
+	tap := &labTap{r: r, reads: true, decide: decideOut}
+	rule := func(dir link.Direction, pkt []byte) link.Action {
+		if dir == link.Out {
+			return tap.verdict
+		}
+		if dropIn == nil {
+			return link.Pass
+		}
+		p, ok := parseLabPkt(pkt)
+		if !ok || !dropIn(p) {
+			return link.Pass
+		}
+		p.toServer, p.dropped, p.t = true, true, time.Now()
+		r.rec.addPkt(p)
+		r.l.packet(pkt, true)
+		r.say("✗ lost on the way (the lab drops exactly this segment)")
+		return link.Drop
+	}
+	tap.Endpoint = link.Impair(dev, link.ImpairConfig{Rule: rule})
+	r.applyBreak(&cfg)
+	if cfg.MSL == 0 {
+		cfg.MSL = labTUNMSL
+	}
+	w.srv, err = stack.New(tap, stack.Options{Addr: labServer.Addr(), TCP: cfg, Trace: r.trace})
+	if err != nil {
+		tap.Close()
+		return nil, cleanup, err
+	}
+	return w, func() { w.srv.Close(); ns.Close() }, nil
+}
+
+// dial opens a kernel TCP connection from inside the namespace; kernel
+// keepalive is off so that only the lab's probes are seen.
+func (w *labTWorld) dial(ctx context.Context, addr netip.AddrPort) (net.Conn, error) {
+	var c net.Conn
+	err := w.ns.Do(func() error {
+		d := net.Dialer{KeepAlive: -1}
+		var err error
+		c, err = d.DialContext(ctx, "tcp4", addr.String())
+		return err
+	})
+	return c, err
+}
+
+// sendRaw sends an IPv4 packet (with link.Headroom in front) from inside
+// the namespace through a raw socket: it enters ustack as if from the wire.
+func (w *labTWorld) sendRaw(pkt []byte) error {
+	return w.ns.Do(func() error {
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_RAW)
+		if err != nil {
+			return err
+		}
+		defer syscall.Close(fd)
+		return syscall.Sendto(fd, pkt[link.Headroom:], 0, &syscall.SockaddrInet4{Addr: labServer.Addr().As4()})
+	})
+}
+
+// kernelTCP lists the kernel's TCP sockets in the namespace in a state
+// (ss -tan state ...), one line each.
+func (w *labTWorld) kernelTCP(state string) []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out, err := w.ns.Command(ctx, "ss", "-Htan", "state", state).Output()
+	if err != nil {
+		return nil
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if l != "" {
+			lines = append(lines, strings.Join(strings.Fields(l), " "))
+		}
+	}
+	return lines
+}
+
+func (r *labRun) tunHeader() {
+	r.l.header("client (kernel "+labClientAddr.String()+")", "server (ustack "+labServer.String()+")")
+}
+
+// acceptTimeout accepts one connection or gives up.
+func labAccept(ln *stack.Listener, d time.Duration) (*stack.Conn, error) {
+	type res struct {
+		c   *stack.Conn
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() { c, err := ln.AcceptTCP(); ch <- res{c, err} }()
+	select {
+	case x := <-ch:
+		return x.c, x.err
+	case <-time.After(d):
+		ln.Close()
+		return nil, errors.New("no connection accepted")
+	}
+}
+
+func within(d, want, tol time.Duration) bool { return d >= want-tol && d <= want+tol }
+
+func labHandshakeTUN(r *labRun) error {
+	w, done, err := r.newTWorld(tcp.Config{}, nil, nil)
+	defer done()
+	if err != nil {
+		return err
+	}
+	ln, err := w.srv.ListenTCP(labServer.Port())
+	if err != nil {
+		return err
+	}
+	r.tunHeader()
+	r.say("the server (ustack) listens on port %d; the kernel connects to it (its states, marked ~, are inferred from the packets)", labServer.Port())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := w.dial(ctx, labServer)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	sc, err := labAccept(ln, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	time.Sleep(50 * time.Millisecond)
+	y := uint32(sc.Info().ISS)
+	pk := r.rec.packets()
+	if len(pk) < 3 {
+		return fmt.Errorf("only %d segments seen", len(pk))
+	}
+	x := pk[0].seq
+	r.say("x = %d (the kernel's ISN), y = %d (ustack's)", x, y)
+	r.check(pk[0].toServer && pk[0].is(header.FlagSYN), "the client's SYN carries seq=x=%d and no ACK", x)
+	r.check(!pk[1].toServer && pk[1].is(header.FlagSYN|header.FlagACK) && pk[1].seq == y && pk[1].ack == x+1,
+		"the server's SYN+ACK carries seq=y=%d and ack=x+1=%d", y, x+1)
+	r.check(pk[2].toServer && pk[2].is(header.FlagACK) && pk[2].seq == x+1 && pk[2].ack == y+1,
+		"the client's ACK carries seq=x+1=%d and ack=y+1=%d", x+1, y+1)
+	r.check(len(pk) == 3, "three segments, no more, open the connection (%d seen)", len(pk))
+	ss := r.states(true, 0)
+	r.check(hasRun(ss, "LISTEN", "SYN-RECEIVED", "ESTABLISHED"), "server: LISTEN → SYN-RECEIVED → ESTABLISHED (%s)", arrowJoin(ss))
+	return nil
+}
+
+func labCloseTUN(r *labRun) error {
+	w, done, err := r.newTWorld(tcp.Config{}, nil, nil)
+	defer done()
+	if err != nil {
+		return err
+	}
+	ln, err := w.srv.ListenTCP(labServer.Port())
+	if err != nil {
+		return err
+	}
+	r.tunHeader()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := w.dial(ctx, labServer)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	sc, err := labAccept(ln, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	sc.SetDeadline(time.Now().Add(5 * time.Second))
+	time.Sleep(20 * time.Millisecond)
+	r.say("the client (kernel) has nothing more to send: shutdown(SHUT_WR) sends FIN seq=u (active close)")
+	c.(*net.TCPConn).CloseWrite()
+	if n, err := sc.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		return fmt.Errorf("server read %d, %v; want EOF", n, err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	r.say("half-closed: the server still sends")
+	tail := []byte("the rest of the reply, sent while half-closed\n")
+	sc.Write(tail)
+	got := make([]byte, len(tail))
+	io.ReadFull(c, got)
+	time.Sleep(20 * time.Millisecond)
+	wseq := uint32(sc.Info().SndNxt)
+	r.say("the server closes: FIN seq=w, LAST-ACK")
+	sc.Close()
+	c.Read(make([]byte, 1)) // EOF
+	deadline := time.Now().Add(3 * time.Second)
+	for w.srv.Stats().TCPConns > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	tw := w.kernelTCP("time-wait")
+	r.say("the kernel's socket: %s (Linux keeps TIME-WAIT 60 s)", strings.Join(tw, "; "))
+
+	pk := r.rec.packets()
+	fin1, ok1 := first(pk, func(p labPkt) bool { return p.toServer && p.has(header.FlagFIN) })
+	u := fin1.seq
+	r.check(ok1, "the client's FIN carries seq=u=%d", u)
+	_, ok2 := first(pk, func(p labPkt) bool { return !p.toServer && p.is(header.FlagACK) && p.ack == u+1 })
+	r.check(ok2, "the server acknowledges it with ack=u+1=%d", u+1)
+	r.check(bytes.Equal(got, tail), "half-closed, the server still sent %d bytes and the client read them", len(tail))
+	fin2, ok3 := first(pk, func(p labPkt) bool { return !p.toServer && p.has(header.FlagFIN) })
+	r.check(ok3 && fin2.seq == wseq, "the server's FIN carries seq=w=%d", wseq)
+	last, ok4 := first(pk, func(p labPkt) bool { return p.toServer && p.is(header.FlagACK) && p.ack == wseq+1 })
+	r.check(ok4 && last.seq == u+1, "the client's last ACK carries ack=w+1=%d and seq=u+1=%d: the FIN consumed a sequence number", wseq+1, u+1)
+	ss := r.states(true, 0)
+	r.check(hasRun(ss, "ESTABLISHED", "CLOSE-WAIT", "LAST-ACK", "CLOSED"),
+		"server (passive close): ESTABLISHED → CLOSE-WAIT → LAST-ACK → CLOSED (%s)", arrowJoin(ss))
+	r.check(len(tw) == 1 && strings.Contains(tw[0], labServer.String()),
+		"the passive side (server) is CLOSED while the active side (kernel) is still in TIME-WAIT")
+	return nil
+}
+
+func labTimeWaitTUN(r *labRun) error {
+	var kFIN uint32
+	var haveFIN, dropped bool
+	w, done, err := r.newTWorld(tcp.Config{MSL: labTUNMSL},
+		func(p labPkt) link.Action {
+			if haveFIN && !dropped && p.is(header.FlagACK) && p.ack == kFIN+1 {
+				dropped = true
+				return link.Drop
+			}
+			return link.Pass
+		},
+		func(p labPkt) bool {
+			if p.has(header.FlagFIN) && !haveFIN {
+				kFIN, haveFIN = p.seq, true
+			}
+			return false
+		})
+	defer done()
+	if err != nil {
+		return err
+	}
+	ln, err := w.srv.ListenTCP(labServer.Port())
+	if err != nil {
+		return err
+	}
+	r.tunHeader()
+	r.say("here the server (ustack) closes first, so that the TIME-WAIT is ustack's; 2*MSL = %v", 2*labTUNMSL)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := w.dial(ctx, labServer)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	sc, err := labAccept(ln, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	sc.Write([]byte("HTTP/1.0 200 OK\r\n\r\nbye\n"))
+	sc.Close()
+	io.ReadAll(c)
+	r.say("the kernel read the reply and EOF; it closes too")
+	c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for w.srv.Stats().TCPConns > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cliEnd, _, _ := r.stateAt(true, 0, tcp.Closed)
+	pk := r.rec.packets()
+	fins := where(pk, func(p labPkt) bool { return p.toServer && p.has(header.FlagFIN) })
+	reack := where(pk, func(p labPkt) bool { return !p.toServer && p.is(header.FlagACK) && p.ack == kFIN+1 && !p.dropped })
+	rst := where(pk, func(p labPkt) bool { return p.has(header.FlagRST) })
+	r.check(dropped, "the server's last ACK (of the kernel's FIN) is lost")
+	r.check(len(fins) >= 2 && fins[1].seq == kFIN, "the kernel, still in LAST-ACK, sends its FIN seq=w again (%d times in all)", len(fins))
+	r.check(len(reack) >= 1 && len(rst) == 0, "the server, in TIME-WAIT, acknowledges the repeated FIN again (ack=w+1), no RST")
+	var d time.Duration
+	if len(fins) >= 2 {
+		d = cliEnd.Sub(fins[len(fins)-1].t)
+	}
+	r.check(within(d, 2*labTUNMSL, 100*time.Millisecond), "TIME-WAIT restarts at the repeated FIN: the server is CLOSED 2*MSL after it (%v)", d.Round(time.Millisecond))
+	r.check(len(w.kernelTCP("last-ack")) == 0, "the kernel's connection is gone: it ended on that ACK")
+	r.say("(the old-segment half of this lab needs two ustack ends: run it without --tun)")
+	return nil
+}
+
+func labStaleSYNTUN(r *labRun) error {
+	w, done, err := r.newTWorld(tcp.Config{}, nil, nil)
+	defer done()
+	if err != nil {
+		return err
+	}
+	ln, err := w.srv.ListenTCP(labServer.Port())
+	if err != nil {
+		return err
+	}
+	two := w.srv.Options().TCP
+	two.LabTwoWayHandshake = true
+	twoPort := labServer.Port() + 1
+	ln2, err := w.srv.ListenTCPConfig(twoPort, two)
+	if err != nil {
+		return err
+	}
+	const oldPort, z = 40000, 1000000
+	stale := func(port uint16) []byte {
+		return rawTCP(netip.AddrPortFrom(labClientAddr, oldPort), netip.AddrPortFrom(labServer.Addr(), port), z, 0, header.FlagSYN, nil)
+	}
+	r.tunHeader()
+	r.say("an old duplicate SYN seq=z (z=%d) from %v:%d, a connection the kernel never made, reaches the server (sent through a raw socket)", z, labClientAddr, oldPort)
+	if err := w.sendRaw(stale(labServer.Port())); err != nil {
+		return err
+	}
+	time.Sleep(200 * time.Millisecond)
+	pk := r.rec.packets()
+	sa, okSA := first(pk, func(p labPkt) bool { return !p.toServer && p.is(header.FlagSYN|header.FlagACK) && p.dport == oldPort })
+	rst, okR := first(pk, func(p labPkt) bool { return p.toServer && p.has(header.FlagRST) && p.sport == oldPort })
+	ss := r.states(true, labServer.Port())
+	r.check(okSA && sa.ack == z+1, "the server answers the old SYN with SYN+ACK ack=z+1")
+	r.check(okR && rst.seq == z+1, "the client, which never sent it, answers RST seq=z+1")
+	r.check(!contains(ss, "ESTABLISHED") && w.srv.Stats().TCPEstablished == 0, "no connection is established (server: %s)", arrowJoin(ss))
+	_ = ln
+
+	r.section("the same, with a two-way handshake (a lab-only switch on port %d)", twoPort)
+	n := len(r.rec.packets())
+	r.resetLadder(netip.AddrPortFrom(labServer.Addr(), twoPort).String())
+	r.l.header("client (kernel "+labClientAddr.String()+")", "server (ustack "+labServer.Addr().String()+":"+fmt.Sprint(twoPort)+", two-way)")
+	if err := w.sendRaw(stale(twoPort)); err != nil {
+		return err
+	}
+	bogus, err := labAccept(ln2, 2*time.Second)
+	if err == nil {
+		r.say("the server handed its application a connection that nobody asked for")
+	}
+	time.Sleep(200 * time.Millisecond)
+	pk = r.rec.packets()[n:]
+	ss2 := r.states(true, twoPort)
+	_, okSA2 := first(pk, func(p labPkt) bool { return !p.toServer && p.is(header.FlagSYN|header.FlagACK) })
+	r.check(okSA2 && bogus != nil && hasRun(ss2, "SYN-RECEIVED", "ESTABLISHED"),
+		"with a two-way handshake the old SYN alone opens a bogus connection (server: %s)", arrowJoin(ss2))
+	return nil
+}
+
+// --tun keepalive settings (real time).
+const (
+	labTUNKeepIdle     = time.Second
+	labTUNKeepInterval = 500 * time.Millisecond
+)
+
+func labKeepaliveTUN(r *labRun) error {
+	var dead bool
+	w, done, err := r.newTWorld(tcp.Config{}, nil, func(p labPkt) bool { return dead })
+	defer done()
+	if err != nil {
+		return err
+	}
+	ln, err := w.srv.ListenTCP(labServer.Port())
+	if err != nil {
+		return err
+	}
+	r.tunHeader()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := w.dial(ctx, labServer)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	sc, err := labAccept(ln, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	time.Sleep(20 * time.Millisecond)
+	on := time.Now()
+	sc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: labTUNKeepIdle, Interval: labTUNKeepInterval, Count: labKeepCount})
+	r.say("the server turns keepalive on: idle %v, then a probe every %v, at most %d unanswered probes", labTUNKeepIdle, labTUNKeepInterval, labKeepCount)
+	time.Sleep(2*labTUNKeepIdle + labTUNKeepInterval/2)
+	alive := sc.State()
+	r.say("the kernel answered every probe: the connection is still %s", alive)
+	r.say("now the client's host is cut off: the lab drops everything it sends")
+	deadAt := time.Now()
+	dead = true
+	sc.SetReadDeadline(time.Now().Add(4 * time.Second))
+	_, rerr := sc.Read(make([]byte, 1))
+	r.say("the server gives up: %v", rerr)
+	time.Sleep(20 * time.Millisecond)
+
+	pk := r.rec.packets()
+	sndNxt := uint32(sc.Info().SndNxt)
+	isProbe := func(p labPkt) bool {
+		return !p.toServer && p.is(header.FlagACK) && len(p.payload) == 0 && p.seq == sndNxt-1
+	}
+	live := where(pk, func(p labPkt) bool { return isProbe(p) && p.t.Before(deadAt) })
+	deadP := where(pk, func(p labPkt) bool { return isProbe(p) && p.t.After(deadAt) })
+	tol := 150 * time.Millisecond // real timers on a shared machine
+	r.check(len(live) >= 1 && within(live[0].t.Sub(on), labTUNKeepIdle, tol), "the first probe goes out after the idle time, %v", labTUNKeepIdle)
+	answered := where(pk, func(p labPkt) bool {
+		return p.toServer && p.is(header.FlagACK) && !p.dropped && p.t.After(on) && p.t.Before(deadAt)
+	})
+	r.check(len(live) >= 2 && len(answered) >= len(live) && alive == tcp.Established,
+		"a live peer answers every probe (%d of %d) and its connection survives (%s)", len(answered), len(live), alive)
+	spaced := len(deadP) >= 2
+	for i := 1; i < len(deadP); i++ {
+		spaced = spaced && within(deadP[i].t.Sub(deadP[i-1].t), labTUNKeepInterval, tol)
+	}
+	r.check(spaced, "unanswered probes repeat every interval, %v", labTUNKeepInterval)
+	r.check(len(deadP) == labKeepCount, "a dead peer gets count=%d probes (%d sent)", labKeepCount, len(deadP))
+	r.check(errors.Is(rerr, syscall.ETIMEDOUT), "after them the connection is closed with ETIMEDOUT")
+	return nil
+}
+
+// tlsEnvTUN: the TLS labs with the client's TCP in the kernel.
+func (r *labRun) tlsEnvTUN() (*labTLSEnv, func(), error) {
+	r.quiet = true
+	w, done, err := r.newTWorld(tcp.Config{}, nil, nil)
+	if err != nil {
+		return nil, done, err
+	}
+	ln, err := w.srv.ListenTCP(labServer.Port())
+	if err != nil {
+		return nil, done, err
+	}
+	return &labTLSEnv{srv: w.srv, ln: ln, who: "kernel",
+		dial: func(ctx context.Context) (net.Conn, error) { return w.dial(ctx, labServer) }}, done, nil
+}
+
+func labHTTPSRSATUN(r *labRun) error {
+	env, done, err := r.tlsEnvTUN()
+	defer done()
+	if err != nil {
+		return err
+	}
+	return r.httpsRSA(env)
+}
+
+func labCertCheckTUN(r *labRun) error {
+	env, done, err := r.tlsEnvTUN()
+	defer done()
+	if err != nil {
+		return err
+	}
+	return r.certCheck(env)
+}
