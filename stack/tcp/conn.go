@@ -56,6 +56,8 @@ type Stats struct {
 	FastRetransmits       uint64 // loss recoveries entered on duplicate ACKs / SACK
 	PAWSDropped           uint64 // old-timestamp segments (RFC 7323 §5)
 	ChallengeACKsLimited  uint64 // challenge ACKs not sent: rate limit
+	TLPProbes             uint64 // tail loss probes (RFC 8985 §7)
+	RACKLost              uint64 // segments found lost by RACK (RFC 8985 §6)
 	DroppedUnacceptable   uint64 // failed the sequence acceptability test
 	KeepaliveProbes       uint64
 	ZeroWindowProbes      uint64
@@ -99,6 +101,7 @@ type Conn struct {
 	inRecover bool
 	highRxt   seqnum.Value // RFC 6675 HighRxt: highest retransmitted in recovery
 	sb        scoreboard   // SACKed ranges above SND.UNA
+	rack      rackState    // RFC 8985 time-based loss detection
 	opt       negotiated   // window scale, timestamps, SACK
 
 	// Receive sequence space.

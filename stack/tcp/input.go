@@ -308,14 +308,19 @@ func (c *Conn) checkACK(now time.Time, seg *Segment) bool {
 		return true // only a retransmitted FIN matters: see checkFIN
 	}
 	newSACK := c.takeSACK(seg)
+	if newSACK {
+		c.rackSACKed(now)
+	}
 	if c.sndUna.LessThan(seg.Ack) {
 		c.ackAdvanced(now, seg)
+		c.rackCheck(now)
 	} else if seg.Ack == c.sndUna && len(seg.Payload) == 0 && !seg.Has(flagFIN) && c.sndUna != c.sndMax &&
 		(newSACK || uint32(seg.Wnd)<<c.opt.sndShift == c.sndWnd && c.sndWnd != 0) {
 		// A duplicate ACK as RFC 5681 §2 defines it, or one that SACKs new
 		// data (RFC 6675 §2). A zero window is a persist-probe answer, not
 		// a loss signal.
 		c.onDupAck(now)
+		c.rackCheck(now)
 	}
 	// Window update (RFC 9293 §3.10.7.4 fifth, SND.WL1/SND.WL2 rule).
 	if c.sndWl1.LessThan(seg.Seq) || (c.sndWl1 == seg.Seq && c.sndWl2.LessThanEq(seg.Ack)) {
@@ -365,6 +370,7 @@ func (c *Conn) ackAdvanced(now time.Time, seg *Segment) {
 		c.sndNxt = c.sndUna
 	}
 	c.sb.ackedTo(c.sndUna)
+	c.rackAcked(now)
 	rtt := c.rtt.acked(now, seg.Ack)
 	if rtt == 0 && c.opt.ts && seg.Opts.TS && seg.Opts.TSEcr != 0 {
 		// RFC 7323 §4: the echoed timestamp measures the RTT, even across

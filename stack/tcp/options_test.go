@@ -286,3 +286,30 @@ func TestOOOQueueBounded(t *testing.T) {
 		t.Fatalf("queue %d segments, dropped %d", s.c.ooo.len(), s.c.Stats.OOODropped)
 	}
 }
+
+// TestTailLossProbe: when the ACKs of a flight's tail never come, the last
+// segment is sent again after the probe timeout (2*SRTT, at least 10 ms),
+// long before the retransmission timer (RFC 8985 §7).
+func TestTailLossProbe(t *testing.T) {
+	const m = 1000
+	s := sackOpen(t, Config{NoDelay: true, MSS: m})
+	s.write(bytesN(3 * m))
+	for i := 0; i < 3; i++ {
+		s.out(Segment{Flags: ACK | map[bool]uint8{true: PSH}[i == 2], Seq: lISS + 1 + seqnumSize(i*m), Ack: rISS + 1, Payload: bytesN(m)})
+	}
+	s.advance(10*time.Millisecond - time.Microsecond)
+	s.none()
+	s.advance(time.Microsecond)
+	s.out(Segment{Flags: ACK | PSH, Seq: lISS + 1 + 2*m, Ack: rISS + 1, Payload: bytesN(m)})
+	if s.c.Stats.TLPProbes != 1 {
+		t.Fatalf("probes %d", s.c.Stats.TLPProbes)
+	}
+	// The probe's ACK SACKs the last segment: the two before it are lost
+	// (RACK: sent before a delivered segment, more than an RTT ago) and are
+	// resent at once.
+	s.advance(time.Millisecond)
+	s.in(sackAck(1, blk(2001, 3001)))
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1, Payload: bytesN(m)})
+	s.out(Segment{Flags: ACK, Seq: lISS + 1001, Ack: rISS + 1, Payload: bytesN(m)})
+	s.none()
+}

@@ -232,6 +232,7 @@ func (c *Conn) sendRange(now time.Time, seq seqnum.Value, n int, fin bool) seqnu
 		c.Stats.BytesOut += uint64(n)
 	}
 	c.send(now, seg)
+	c.rackSent(now, seq, end)
 	if end.GreaterThan(c.sndMax) {
 		c.sndMax = end
 		c.rtt.start(now, end)

@@ -25,14 +25,9 @@ func (c *Conn) pipe() int {
 		return int(c.sndUna.Size(c.sndNxt)) - c.sb.sackedBetween(c.sndUna, c.sndNxt)
 	}
 	if c.opt.sack {
-		p := 0
-		if high := c.sb.highest(c.sndUna); high.LessThan(c.sndMax) {
-			p += int(high.Size(c.sndMax))
-		}
-		if c.sndUna.LessThan(c.highRxt) {
-			p += int(c.sndUna.Size(c.highRxt)) - c.sb.sackedBetween(c.sndUna, c.highRxt)
-		}
-		return p
+		// Outstanding, less what was SACKed and what is marked lost and
+		// not yet sent again (RFC 6675 SetPipe with RACK's IsLost).
+		return max(int(c.sndUna.Size(c.sndMax))-c.sb.bytes-c.rack.lostBytes, 0)
 	}
 	return max(int(c.sndUna.Size(c.sndMax))-c.dupAcks*c.sndMSS, 0)
 }
@@ -91,9 +86,34 @@ func (c *Conn) enterRecovery(now time.Time) {
 	if c.cc != nil {
 		c.cc.OnLoss(now, int(c.sndUna.Size(c.sndMax)))
 	}
-	c.retransmitAt(now, c.sndUna)
+	c.tm.tlp = time.Time{}
 	if c.opt.sack {
+		c.markHolesLost()
+		if s, ok := c.firstLost(); ok {
+			c.retransmitAt(now, s)
+		}
 		c.recoverySend(now)
+		return
+	}
+	c.retransmitAt(now, c.sndUna)
+}
+
+// markHolesLost is RFC 6675's IsLost for a recovery started by duplicate
+// ACKs: every unSACKed segment below the highest SACKed one (and the one at
+// SND.UNA) counts as lost, unless already sent again.
+func (c *Conn) markHolesLost() {
+	high := c.sb.highest(c.sndUna)
+	live := c.rack.live()
+	for i := range live {
+		rec := &live[i]
+		if i > 0 && !rec.start.LessThan(high) {
+			break
+		}
+		if rec.sacked || rec.lost || rec.rtx && i > 0 {
+			continue
+		}
+		rec.lost = true
+		c.rack.lostBytes += int(rec.start.Size(rec.end))
 	}
 }
 
@@ -127,12 +147,15 @@ func (c *Conn) recoverySend(now time.Time) {
 		if c.cc.Cwnd()-c.pipe() < c.effMSS() {
 			return
 		}
-		from := seqnum.Max(c.sndUna, c.highRxt)
-		s, _, ok := c.sb.nextHole(from)
+		s, ok := c.firstLost()
 		if !ok {
 			return
 		}
+		before := c.rack.lostBytes
 		c.retransmitAt(now, s)
+		if c.rack.lostBytes == before {
+			return // nothing could be sent
+		}
 	}
 }
 

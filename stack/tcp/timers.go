@@ -10,6 +10,8 @@ type timers struct {
 	persist   time.Time // zero-window probe (RFC 9293 §3.8.6.1)
 	delack    time.Time // delayed ACK (RFC 9293 §3.8.6.3)
 	keepalive time.Time // RFC 1122 §4.2.3.6
+	tlp       time.Time // tail loss probe (RFC 8985 §7)
+	reo       time.Time // RACK reordering window (RFC 8985 §6.2)
 	finWait2  time.Time // orphaned FIN-WAIT-2
 	timeWait  time.Time // 2*MSL (RFC 9293 §3.10.7.4)
 }
@@ -17,7 +19,7 @@ type timers struct {
 // NextDeadline is the earliest armed timer, or the zero time.
 func (c *Conn) NextDeadline() time.Time {
 	var d time.Time
-	for _, t := range [...]time.Time{c.tm.rtx, c.tm.persist, c.tm.delack, c.tm.keepalive, c.tm.finWait2, c.tm.timeWait} {
+	for _, t := range [...]time.Time{c.tm.rtx, c.tm.tlp, c.tm.reo, c.tm.persist, c.tm.delack, c.tm.keepalive, c.tm.finWait2, c.tm.timeWait} {
 		if !t.IsZero() && (d.IsZero() || t.Before(d)) {
 			d = t
 		}
@@ -48,6 +50,18 @@ func (c *Conn) Tick(now time.Time) {
 			return
 		}
 	}
+	if due(c.tm.tlp, now) {
+		c.tm.tlp = time.Time{}
+		c.onTLP(now)
+	}
+	if due(c.tm.reo, now) {
+		c.tm.reo = time.Time{}
+		if c.rackDetect(now) && !c.inRecover {
+			c.enterRecovery(now)
+		} else if c.inRecover {
+			c.recoverySend(now)
+		}
+	}
 	if due(c.tm.persist, now) {
 		c.tm.persist = time.Time{}
 		c.onPersist(now)
@@ -75,16 +89,21 @@ func (c *Conn) onDataSent(now time.Time) {
 		c.tm.rtx = now.Add(c.rtt.rto)
 	}
 	c.tm.persist = time.Time{}
+	if c.tm.tlp.IsZero() {
+		c.armTLP(now)
+	}
 }
 
 // onAckAdvanced restarts or stops the retransmission timer (RFC 6298 §5.2,
 // §5.3) and notes activity for keepalive.
 func (c *Conn) onAckAdvanced(now time.Time) {
 	c.rtx = 0
+	c.rack.tlpOut = false
 	if c.sndUna == c.sndMax {
-		c.tm.rtx = time.Time{}
+		c.tm.rtx, c.tm.tlp = time.Time{}, time.Time{}
 	} else {
 		c.tm.rtx = now.Add(c.rtt.rto)
+		c.armTLP(now)
 	}
 }
 
@@ -217,6 +236,12 @@ func (c *Conn) onRetransmitTimeout(now time.Time) {
 	// RFC 2018 §8: after a timeout, SACK information is not trusted (the
 	// receiver may have reneged): resend everything from SND.UNA.
 	c.sb.reset()
+	for i := range c.rack.live() {
+		rec := &c.rack.live()[i]
+		rec.lost, rec.sacked = false, false
+	}
+	c.rack.lostBytes, c.rack.tlpOut = 0, false
+	c.tm.tlp, c.tm.reo = time.Time{}, time.Time{}
 	c.rtt.backoff()
 	// Go back to SND.UNA and resend from there as the window allows.
 	c.sndNxt = c.sndUna
