@@ -208,15 +208,7 @@ func (l *ladder) inferLocked(fromClient bool, f uint8) {
 	case !fromClient && st == "~FIN-WAIT-1":
 		st = "~FIN-WAIT-2"
 	}
-	if fromClient {
-		// The client was in this state when it sent the packet: draw it,
-		// then move on.
-		defer func() { l.cliState = st }()
-		if st == "~SYN-SENT" {
-			l.cliState = st
-		}
-		return
-	}
+	// The arrow is drawn with the state the packet leads to.
 	l.cliState = st
 }
 
