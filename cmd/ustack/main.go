@@ -41,6 +41,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdServe(rest, stdout, stderr)
 	case "get":
 		err = cmdGet(rest, stdout, stderr)
+	case "bench":
+		err = cmdBench(rest, stdout, stderr)
 	case "demo":
 		err = cmdDemo(rest, stdout, stderr)
 	case "lab":

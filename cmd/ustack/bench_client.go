@@ -1,0 +1,355 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The bench's kernel-side clients that no stock tool provides run as
+// `ustack bench client MODE [flags]`, a separate process started inside the
+// client namespace: their CPU and memory stay out of the server process,
+// whose memory and CPU profile are measured. Each prints one JSON object
+// (benchClientResult) on stdout.
+
+// benchClientResult is what a client mode reports.
+type benchClientResult struct {
+	Seconds float64 `json:"seconds"`         // measured interval
+	Bytes   int64   `json:"bytes,omitempty"` // payload moved in it
+	Count   int64   `json:"count,omitempty"` // handshakes, connections, samples
+	Errors  int64   `json:"errors,omitempty"`
+	Samples []int64 `json:"samples_ns,omitempty"` // echo round trips
+	Ready   bool    `json:"ready,omitempty"`      // idle: all connections are up
+}
+
+type benchClientFlags struct {
+	addr     string
+	bytes    int64
+	duration time.Duration
+	count    int
+	warmup   int
+	conc     int
+	timeout  time.Duration
+}
+
+func cmdBenchClient(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageErr("bench client: want a mode: upload, download, echo, handshakes, idle, udpflood")
+	}
+	mode := args[0]
+	fs := flag.NewFlagSet("ustack bench client "+mode, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f benchClientFlags
+	fs.StringVar(&f.addr, "addr", "", "server `IP:PORT`")
+	fs.Int64Var(&f.bytes, "bytes", 0, "bytes to move (0 with --duration: for that long)")
+	fs.DurationVar(&f.duration, "duration", 0, "how long to run")
+	fs.IntVar(&f.count, "count", 0, "round trips (echo) or connections (idle)")
+	fs.IntVar(&f.warmup, "warmup", 0, "round trips not measured (echo)")
+	fs.IntVar(&f.conc, "conc", 1, "concurrent connections (handshakes, idle)")
+	fs.DurationVar(&f.timeout, "timeout", 5*time.Minute, "give up after this long")
+	if err := fs.Parse(args[1:]); err != nil {
+		return usageErr("bench client %s: %v", mode, err)
+	}
+	if f.addr == "" {
+		return usageErr("bench client %s: --addr is required", mode)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
+	defer cancel()
+	var r benchClientResult
+	var err error
+	switch mode {
+	case "upload":
+		r, err = clientUpload(ctx, f)
+	case "download":
+		r, err = clientDownload(ctx, f)
+	case "echo":
+		r, err = clientEcho(ctx, f)
+	case "handshakes":
+		r, err = clientHandshakes(ctx, f)
+	case "idle":
+		return clientIdle(ctx, f, stdout)
+	case "udpflood":
+		r, err = clientUDPFlood(ctx, f)
+	default:
+		return usageErr("bench client: unknown mode %q", mode)
+	}
+	if err != nil {
+		return fmt.Errorf("bench client %s: %w", mode, err)
+	}
+	return json.NewEncoder(stdout).Encode(r)
+}
+
+func benchDial(ctx context.Context, addr string) (*net.TCPConn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp4", addr)
+	if err != nil {
+		return nil, err
+	}
+	tc := c.(*net.TCPConn)
+	if dl, ok := ctx.Deadline(); ok {
+		tc.SetDeadline(dl)
+	}
+	return tc, nil
+}
+
+// clientUpload writes --bytes to the discard service, half-closes, and
+// waits for the server's close: every byte has then been read by the
+// server's application.
+func clientUpload(ctx context.Context, f benchClientFlags) (benchClientResult, error) {
+	c, err := benchDial(ctx, f.addr)
+	if err != nil {
+		return benchClientResult{}, err
+	}
+	defer c.Close()
+	buf := make([]byte, 256<<10)
+	start := time.Now()
+	for left := f.bytes; left > 0; {
+		n, err := c.Write(buf[:min(left, int64(len(buf)))])
+		if err != nil {
+			return benchClientResult{}, err
+		}
+		left -= int64(n)
+	}
+	if err := c.CloseWrite(); err != nil {
+		return benchClientResult{}, err
+	}
+	if _, err := io.Copy(io.Discard, c); err != nil {
+		return benchClientResult{}, err
+	}
+	return benchClientResult{Seconds: time.Since(start).Seconds(), Bytes: f.bytes}, nil
+}
+
+// clientDownload asks the source service for --bytes and reads them to the
+// server's close; with --duration (and no --bytes) it reads for that long.
+func clientDownload(ctx context.Context, f benchClientFlags) (benchClientResult, error) {
+	c, err := benchDial(ctx, f.addr)
+	if err != nil {
+		return benchClientResult{}, err
+	}
+	defer c.Close()
+	want := f.bytes
+	if want == 0 {
+		want = 1 << 62
+	}
+	var hdr [8]byte
+	binary.BigEndian.PutUint64(hdr[:], uint64(want))
+	buf := make([]byte, 256<<10)
+	start := time.Now()
+	if _, err := c.Write(hdr[:]); err != nil {
+		return benchClientResult{}, err
+	}
+	var got int64
+	if f.bytes == 0 {
+		end := start.Add(f.duration)
+		c.SetReadDeadline(end)
+		for {
+			n, err := c.Read(buf)
+			got += int64(n)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				break
+			}
+			if err != nil {
+				return benchClientResult{}, fmt.Errorf("after %d bytes: %w", got, err)
+			}
+		}
+		return benchClientResult{Seconds: time.Since(start).Seconds(), Bytes: got}, nil
+	}
+	for {
+		n, err := c.Read(buf)
+		got += int64(n)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return benchClientResult{}, fmt.Errorf("after %d bytes: %w", got, err)
+		}
+	}
+	if got != f.bytes {
+		return benchClientResult{}, fmt.Errorf("got %d bytes, want %d", got, f.bytes)
+	}
+	return benchClientResult{Seconds: time.Since(start).Seconds(), Bytes: got}, nil
+}
+
+// clientEcho does --warmup then --count 1-byte round trips on one
+// connection to the echo service and reports each measured one.
+func clientEcho(ctx context.Context, f benchClientFlags) (benchClientResult, error) {
+	c, err := benchDial(ctx, f.addr)
+	if err != nil {
+		return benchClientResult{}, err
+	}
+	defer c.Close()
+	c.SetNoDelay(true)
+	var b [1]byte
+	samples := make([]int64, 0, f.count)
+	start := time.Now()
+	for i := 0; i < f.warmup+f.count; i++ {
+		b[0] = byte(i)
+		t0 := time.Now()
+		if _, err := c.Write(b[:]); err != nil {
+			return benchClientResult{}, err
+		}
+		if _, err := io.ReadFull(c, b[:]); err != nil {
+			return benchClientResult{}, err
+		}
+		if i >= f.warmup {
+			samples = append(samples, int64(time.Since(t0)))
+		}
+	}
+	return benchClientResult{Seconds: time.Since(start).Seconds(), Count: int64(len(samples)), Samples: samples}, nil
+}
+
+// clientHandshakes does full TLS 1.2 handshakes (RSA key exchange,
+// AES-128-GCM, no session cache: nothing is resumed) on --conc connections
+// at a time for --duration. Each connection: TCP connect, handshake,
+// close_notify and close. The certificate is not verified, to keep the
+// client's CPU for the server.
+func clientHandshakes(ctx context.Context, f benchClientFlags) (benchClientResult, error) {
+	cfg := &tls.Config{
+		InsecureSkipVerify: true,
+		MinVersion:         tls.VersionTLS12,
+		MaxVersion:         tls.VersionTLS12,
+		CipherSuites:       []uint16{tls.TLS_RSA_WITH_AES_128_GCM_SHA256},
+	}
+	var ok, bad atomic.Int64
+	var firstErr atomic.Value
+	start := time.Now()
+	end := start.Add(f.duration)
+	var wg sync.WaitGroup
+	for range max(f.conc, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(end) && ctx.Err() == nil {
+				hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				c, err := benchDial(hctx, f.addr)
+				if err == nil {
+					tc := tls.Client(c, cfg)
+					err = tc.HandshakeContext(hctx)
+					if err == nil && tc.ConnectionState().DidResume {
+						err = errors.New("session resumed")
+					}
+					tc.Close()
+				}
+				cancel()
+				if err != nil {
+					bad.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	r := benchClientResult{Seconds: time.Since(start).Seconds(), Count: ok.Load(), Errors: bad.Load()}
+	if r.Count == 0 {
+		err, _ := firstErr.Load().(error)
+		return r, fmt.Errorf("no handshake completed: %v", err)
+	}
+	return r, nil
+}
+
+// clientIdle opens --count connections (--conc at a time), prints a ready
+// result, and holds them until stdin closes.
+func clientIdle(ctx context.Context, f benchClientFlags, stdout io.Writer) error {
+	conns := make([]net.Conn, f.count)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errc := make(chan error, 1)
+	for range max(f.conc, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(f.count) {
+					return
+				}
+				var d net.Dialer
+				c, err := d.DialContext(ctx, "tcp4", f.addr)
+				if err != nil {
+					select {
+					case errc <- fmt.Errorf("connection %d: %w", i, err):
+					default:
+					}
+					return
+				}
+				conns[i] = c
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("bench client idle: %w", err)
+	default:
+	}
+	if err := json.NewEncoder(stdout).Encode(benchClientResult{Ready: true, Count: int64(f.count)}); err != nil {
+		return err
+	}
+	io.Copy(io.Discard, bufio.NewReader(os.Stdin))
+	for _, c := range conns {
+		c.Close()
+	}
+	return nil
+}
+
+// benchUDPSegment is the UDP payload of each datagram of the flood: a
+// 1500-byte IP packet.
+const benchUDPSegment = 1500 - 28
+
+// clientUDPFlood sends UDP at full speed for --duration, with UDP GSO
+// (64 KiB per send, split into 1500-byte packets by the TUN reader), so
+// that the sender is not what limits the rate.
+func clientUDPFlood(ctx context.Context, f benchClientFlags) (benchClientResult, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "udp4", f.addr)
+	if err != nil {
+		return benchClientResult{}, err
+	}
+	defer c.Close()
+	uc := c.(*net.UDPConn)
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		return benchClientResult{}, err
+	}
+	var serr error
+	rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT, benchUDPSegment)
+		if serr == nil {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
+		}
+	})
+	if serr != nil {
+		return benchClientResult{}, fmt.Errorf("UDP_SEGMENT: %w", serr)
+	}
+	buf := make([]byte, benchUDPSegment*44)
+	start := time.Now()
+	end := start.Add(f.duration)
+	var sent, errs int64
+	for i := 0; ; i++ {
+		if i%16 == 0 && time.Now().After(end) {
+			break
+		}
+		n, err := uc.Write(buf)
+		if err != nil {
+			errs++
+			continue
+		}
+		sent += int64(n)
+	}
+	return benchClientResult{Seconds: time.Since(start).Seconds(), Bytes: sent, Errors: errs}, nil
+}

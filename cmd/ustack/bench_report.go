@@ -1,0 +1,358 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// benchMachine describes where and how the bench ran.
+func benchMachine(command string, p benchParams) map[string]any {
+	m := map[string]any{
+		"command":  command,
+		"date":     time.Now().UTC().Format(time.RFC3339),
+		"cpu":      cpuModel(),
+		"cpus":     runtime.NumCPU(),
+		"go":       runtime.Version(),
+		"runs":     p.runs,
+		"quick":    p.quick,
+		"bytes":    p.bytes,
+		"duration": p.duration.String(),
+		"conns":    p.conns,
+	}
+	m["loadavg_before"] = loadAvg()
+	if v := ustackVersion(); v != "" {
+		m["ustack"] = v
+	}
+	if mem, err := readMeminfo("MemTotal"); err == nil {
+		m["memory_bytes"] = mem
+	}
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		m["kernel"] = unix.ByteSliceToString(u.Sysname[:]) + " " + unix.ByteSliceToString(u.Release[:]) + " " + unix.ByteSliceToString(u.Machine[:])
+	}
+	if os, err := osRelease(); err == nil {
+		m["os"] = os
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			switch d.Path {
+			case "gvisor.dev/gvisor":
+				m["gvisor"] = d.Version
+			case "golang.zx2c4.com/wireguard":
+				m["wireguard"] = d.Version
+			}
+		}
+	}
+	if out, err := exec.Command("wrk", "--version").CombinedOutput(); err == nil || len(out) > 0 {
+		if v := wrkVersionRe.FindStringSubmatch(string(out)); v != nil {
+			m["wrk"] = v[1]
+		}
+	}
+	if out, err := exec.Command("openssl", "version").Output(); err == nil {
+		m["openssl"] = strings.TrimSpace(string(out))
+	}
+	return m
+}
+
+// benchUstackVersion names the ustack code measured; a build can set it
+// with -ldflags "-X main.benchUstackVersion=...". Otherwise ustackVersion
+// asks git about the current directory.
+var benchUstackVersion string
+
+func ustackVersion() string {
+	if benchUstackVersion != "" {
+		return benchUstackVersion
+	}
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	v := "commit " + strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+		v += " with uncommitted changes"
+	}
+	return v
+}
+
+// loadAvg is /proc/loadavg's 1, 5 and 15 minute averages: other load on
+// the machine skews every figure.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
+}
+
+func osRelease() (string, error) {
+	b, err := os.ReadFile("/etc/os-release")
+	if err != nil {
+		return "", err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "PRETTY_NAME="); ok {
+			return strings.Trim(v, `"`), nil
+		}
+	}
+	return "", fmt.Errorf("no PRETTY_NAME")
+}
+
+// benchTarget is a goal for ustack, checked in the report.
+type benchTarget struct {
+	metric string
+	other  string  // stack compared with, or "tun" for the TUN limit
+	factor float64 // ustack >= factor*other (higher is better) or <= (lower)
+	desc   string
+}
+
+var benchTargets = []benchTarget{
+	{"upload_gbps", stackGVisor, 1.3, "upload ≥ 1.3× gVisor"},
+	{"upload_gbps", "tun", 0.9, "upload ≥ 0.9× TUN limit"},
+	{"download_gbps", stackGVisor, 1.3, "download ≥ 1.3× gVisor"},
+	{"download_gbps", "tun", 0.9, "download ≥ 0.9× TUN limit"},
+	{"http_rps", stackGVisor, 1.3, "HTTP keep-alive requests/s ≥ 1.3× gVisor"},
+	{"http_conn_per_s", stackGVisor, 1.3, "HTTP new connections/s ≥ 1.3× gVisor"},
+	{"https_handshakes_per_s", stackKernel, 0.95, "HTTPS handshakes/s ≥ 0.95× kernel"},
+	{"echo_rtt_p99_us", stackGVisor, 1, "echo p99 ≤ gVisor"},
+	{"bytes_per_idle_conn", stackGVisor, 0.5, "bytes per idle connection ≤ 0.5× gVisor"},
+	{"goodput_loss1_gbps", stackGVisor, 1, "goodput at 1% loss ≥ gVisor"},
+}
+
+// check evaluates a target: the ratio and whether it is met.
+func (t benchTarget) check(rs []benchResult) (ratio float64, met, ok bool) {
+	u, ok1 := findResult(rs, stackUstack, t.metric)
+	var o float64
+	var ok2 bool
+	if t.other == "tun" {
+		o, ok2 = findResult(rs, stackUstack, "tun_limit_gbps")
+	} else {
+		o, ok2 = findResult(rs, t.other, t.metric)
+	}
+	if !ok1 || !ok2 || o == 0 {
+		return 0, false, false
+	}
+	mi, _ := metricByName(t.metric)
+	r := u / o
+	if mi.higher {
+		return r, r >= t.factor, true
+	}
+	return r, r <= t.factor, true
+}
+
+// writeReport writes DIR/benchmarks.md and the plots under DIR/bench.
+func (b *bench) writeReport(dir string, machine map[string]any, rs []benchResult) error {
+	if err := os.MkdirAll(filepath.Join(dir, "bench"), 0o755); err != nil {
+		return fmt.Errorf("--report: %w", err)
+	}
+	plots, err := b.writePlots(filepath.Join(dir, "bench"), rs)
+	if err != nil {
+		return fmt.Errorf("--report: %w", err)
+	}
+	var w strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&w, format, args...) }
+	p("# Benchmarks: the kernel, ustack and gVisor netstack\n\n")
+	p("`ustack bench` runs the same servers (Go code: echo, discard, a sized source, `net/http`,\n")
+	p("and `net/http` over TLS 1.2) on three TCP/IP stacks and reaches them with the same kernel-side\n")
+	p("clients (`wrk`, and the bench's own Go client processes) from a network namespace:\n\n")
+	p("- **kernel**: the server in a second namespace, joined to the client's by a veth pair;\n")
+	p("- **ustack**: ustack on a TUN device (offloads on, MTU %d), in the bench process;\n", benchMTU)
+	p("- **gVisor**: gVisor's netstack on a TUN device with the same settings, through the same\n")
+	p("  batched link adapter (`internal/gvpeer`), configured as wireguard-go's `tun/netstack` does\n")
+	p("  (stock options plus SACK), in the bench process.\n\n")
+	p("This page is the report of one run of:\n\n```\n%v\n```\n\n", machine["command"])
+	runs := "runs"
+	if b.p.runs == 1 {
+		runs = "run"
+	}
+	p("Each figure is the median of %d %s; the stacks take turns on every measurement, in an order\n", b.p.runs, runs)
+	p("that rotates from round to round, so that drift hits all of them.\n\n")
+
+	p("## Machine\n\n| | |\n| --- | --- |\n")
+	row := func(k string, keys ...string) {
+		var vs []string
+		for _, key := range keys {
+			if v, ok := machine[key]; ok {
+				vs = append(vs, fmt.Sprint(v))
+			}
+		}
+		if len(vs) > 0 {
+			p("| %s | %s |\n", k, strings.Join(vs, ", "))
+		}
+	}
+	row("date (UTC)", "date")
+	p("| CPU | %v (%v logical CPUs) |\n", machine["cpu"], machine["cpus"])
+	if m, ok := machine["memory_bytes"].(int64); ok {
+		p("| memory | %.1f GiB |\n", float64(m)/(1<<30))
+	}
+	row("kernel", "kernel")
+	row("OS", "os")
+	row("ustack", "ustack")
+	row("Go", "go")
+	row("gVisor", "gvisor")
+	row("wireguard-go (TUN I/O)", "wireguard")
+	row("wrk", "wrk")
+	row("OpenSSL (wrk's TLS)", "openssl")
+	row("load average before, after (1, 5, 15 min)", "loadavg_before", "loadavg_after")
+	p("| sizes | %s per transfer, %v per timed run, %d idle connections, %d echo round trips per run |\n\n",
+		byteSize(b.p.bytes), b.p.duration, b.p.conns, b.p.echoCount)
+
+	p("## Results\n\n")
+	p("Medians. A ratio is ustack's figure divided by the other stack's: above 1 is better for ustack\n")
+	p("where more is better, below 1 is better where less is better (round trips, bytes).\n\n")
+	p("| metric | | kernel | ustack | gVisor | ustack / kernel | ustack / gVisor |\n")
+	p("| --- | --- | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, m := range benchMetrics {
+		if b.p.only != nil && !b.p.only[m.name] {
+			continue
+		}
+		var cells []string
+		for _, s := range benchStacks {
+			if v, ok := findResult(rs, s, m.name); ok {
+				cells = append(cells, formatValue(v))
+			} else {
+				cells = append(cells, "failed")
+			}
+		}
+		better := "higher is better"
+		if !m.higher {
+			better = "lower is better"
+		}
+		rk, rg := ratio(rs, m.name, stackUstack, stackKernel), ratio(rs, m.name, stackUstack, stackGVisor)
+		if m.name == "tun_limit_gbps" {
+			rk, rg = "", ""
+		}
+		p("| %s<br>`%s` | %s, %s | %s | %s | %s | %s | %s |\n", m.label, m.name, m.unit, better, cells[0], cells[1], cells[2], rk, rg)
+	}
+	p("\n")
+
+	p("## Targets\n\n| target | ustack's ratio | |\n| --- | ---: | --- |\n")
+	for _, t := range benchTargets {
+		r, met, ok := t.check(rs)
+		if !ok {
+			continue
+		}
+		verdict := "**missed**"
+		if met {
+			verdict = "met"
+		}
+		p("| %s | %.2f× | %s |\n", t.desc, r, verdict)
+	}
+	p("\n")
+
+	if len(plots) > 0 {
+		p("## Plots\n\n")
+		for _, pl := range plots {
+			p("### %s\n\n![%s](bench/%s)\n\n", pl.title, pl.title, pl.file)
+		}
+	}
+
+	p("## How each figure is measured\n\n")
+	p("Every run builds fresh namespaces (unique names, 198.18.0.0/15 addresses only, deleted afterwards),\n")
+	p("starts the servers, measures, and tears everything down. The client side is always the kernel's TCP\n")
+	p("in the client namespace, in processes of their own (`wrk`, or `ustack bench client MODE`), so that\n")
+	p("the server process holds only the server: its CPU profile and its memory are the server's.\n\n")
+	p("- `upload_gbps`: one connection writes %s to the discard service, half-closes and waits for the\n", byteSize(b.p.bytes))
+	p("  server's close (so every byte was read by the server's application); bytes × 8 / elapsed.\n")
+	p("- `download_gbps`: one connection asks the source service for %s and reads them to the server's close.\n", byteSize(b.p.bytes))
+	p("- `http_rps`: `wrk -t 2 -c 64 -d %v` against `GET /` (a %d-byte page from `net/http`).\n", b.p.duration, len(benchPage))
+	p("- `http_conn_per_s`: the same with `-c 32 -H 'Connection: close'`: one request per connection, the\n")
+	p("  server closes first (and holds TIME-WAIT). The client namespace's ephemeral port range is 1024-65535.\n")
+	p("- `https_handshakes_per_s`: 8 concurrent Go crypto/tls clients for %v, each connection a full\n", b.p.duration)
+	p("  TLS 1.2 handshake with `TLS_RSA_WITH_AES_128_GCM_SHA256` (RSA-2048 key exchange), no session\n")
+	p("  cache (a resumed session fails the run), then close. The server is tlslite on ustack and\n")
+	p("  crypto/tls (that suite only, TLS 1.2) on the kernel and gVisor; both serve `net/http`.\n")
+	p("- `https_rps`: `wrk -t 2 -c 64` over HTTPS (OpenSSL negotiates the same suite), keep-alive.\n")
+	p("- `echo_rtt_p50_us`, `echo_rtt_p99_us`: one connection, %d warm-up then %d 1-byte write/read round\n", b.p.echoCount/10, b.p.echoCount)
+	p("  trips to the echo service, timed by the client; percentiles of each run, then the median of runs.\n")
+	p("- `bytes_per_idle_conn`: a client process opens %d connections to a service that accepts and keeps\n", b.p.conns)
+	p("  them (no goroutine per connection). ustack and gVisor: growth of the bench process's Go heap in use\n")
+	p("  plus goroutine stacks (`runtime.MemStats` HeapInuse + StackInuse, after GC) per connection. The\n")
+	p("  kernel: the same for its Go server, plus the growth of the kernel's slab (`/proc/meminfo` Slab:\n")
+	p("  socket, inode, file, dentry, epoll entry) less the client side's share of that growth, which the\n")
+	if b.clientSlabPerConn != 0 {
+		p("  ustack and gVisor runs measure (there all slab growth is the client's: %.0f bytes per connection\n", b.clientSlabPerConn)
+		p("  in this run, the median of those runs). Slab is machine-wide, so the kernel's figure is the noisiest.\n")
+	} else {
+		p("  ustack and gVisor runs measure (there all slab growth is the client's). Slab is machine-wide, so\n")
+		p("  the kernel's figure is the noisiest.\n")
+	}
+	p("- `goodput_loss1_gbps`, `goodput_loss5_gbps`: the download, for %v, through a path on which\n", b.p.duration)
+	p("  `link.Impair` (the same code for all three) drops 1%% or 5%% of the packets in each direction, seeded\n")
+	p("  per round. It sits on the client's TUN: ustack and gVisor run on `Impair(TUN)`; the kernel, which has\n")
+	p("  no link of ours, is reached through a relay that copies batches between `Impair(TUN)` in the client\n")
+	p("  namespace and a second TUN in the server namespace (so the kernel's path has one more TUN hop).\n")
+	p("- `tun_limit_gbps`: the ceiling of the TUN path. A client floods UDP with GSO (64 KiB sends of\n")
+	p("  1500-byte packets; the TUN's USO hands them over whole, wireguard-go splits them) while this\n")
+	p("  process only reads and drops, through `tun.Device.ReadBatch` as ustack does; IP bytes read per second.\n")
+	p("  It is a property of the path, not of a stack: measured once per round and listed under every stack.\n")
+	p("  A TCP transfer's goodput is at most 1448/1500 (96.5%%) of it: IP and TCP headers with timestamps.\n\n")
+
+	p("## All runs\n\n| metric | stack | runs |\n| --- | --- | --- |\n")
+	for _, r := range rs {
+		var vs []string
+		for _, v := range r.Runs {
+			vs = append(vs, formatValue(v))
+		}
+		if len(r.Errors) > 0 {
+			vs = append(vs, fmt.Sprintf("%d failed", len(r.Errors)))
+		}
+		p("| `%s` | %s | %s |\n", r.Metric, r.Stack, strings.Join(vs, ", "))
+	}
+	if len(b.log) > 0 {
+		p("\n<details><summary>Counters seen during the runs</summary>\n\n")
+		for _, l := range b.log {
+			p("- %s\n", l)
+		}
+		p("\n</details>\n")
+	}
+	if len(b.profiles) > 0 {
+		p("\nCPU profiles of the server process during the first round's measurements: ")
+		var names []string
+		for _, f := range b.profiles {
+			names = append(names, "`"+filepath.Base(f)+"`")
+		}
+		p("%s (`go tool pprof -top`).\n", strings.Join(names, ", "))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "benchmarks.md"), []byte(w.String()), 0o644); err != nil {
+		return fmt.Errorf("--report: %w", err)
+	}
+	return nil
+}
+
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"ustack/tun"
+)
+
+// requireBenchRoot skips a test that needs root, /dev/net/tun, ip and wrk,
+// or fails it when CI is set, where all of them are promised.
+func requireBenchRoot(t *testing.T) {
+	t.Helper()
+	why := ""
+	if os.Geteuid() != 0 {
+		why = "needs root (network namespaces, TUN devices, veth pairs)"
+	} else if _, err := os.Stat("/dev/net/tun"); err != nil {
+		why = "needs /dev/net/tun: " + err.Error()
+	} else {
+		for _, tool := range []string{"ip", "wrk"} {
+			if _, err := exec.LookPath(tool); err != nil {
+				why = "needs " + tool + " in PATH"
+				break
+			}
+		}
+	}
+	if why == "" {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal(why + " (CI is set, so this is a failure)")
+	}
+	t.Skip(why)
+}
+
+// TestBenchQuick is the smoke test of `ustack bench --quick`: it builds the
+// command, runs it, and checks that every metric has a value for every
+// stack, that the JSON parses, that the report and its plots are written
+// and that no namespace is left behind. The numbers are not judged.
+func TestBenchQuick(t *testing.T) {
+	requireBenchRoot(t)
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "ustack")
+	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(goTool); err != nil {
+		goTool = "go"
+	}
+	if out, err := exec.Command(goTool, "build", "-o", exe, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	jsonPath, reportDir := filepath.Join(dir, "bench.json"), filepath.Join(dir, "report")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe, "bench", "--quick", "--json", jsonPath, "--report", reportDir)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	t.Logf("ustack bench --quick took %v:\n%s", time.Since(start).Round(time.Second), out.String())
+	if cmd.Process != nil {
+		left, lerr := tun.Leftovers(cmd.Process.Pid, "")
+		if lerr != nil || len(left) > 0 {
+			t.Errorf("left behind: %v (%v)", left, lerr)
+		}
+	}
+	if err != nil {
+		t.Fatalf("ustack bench --quick: %v", err)
+	}
+	raw, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Machine map[string]any `json:"machine"`
+		Results []struct {
+			Stack  string    `json:"stack"`
+			Metric string    `json:"metric"`
+			Value  *float64  `json:"value"`
+			Unit   string    `json:"unit"`
+			Runs   []float64 `json:"runs"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatalf("JSON does not parse: %v\n%s", err, raw)
+	}
+	for _, k := range []string{"cpu", "kernel", "go", "command"} {
+		if doc.Machine[k] == nil {
+			t.Errorf("machine lacks %q: %v", k, doc.Machine)
+		}
+	}
+	got := map[[2]string]bool{}
+	for _, r := range doc.Results {
+		if r.Value == nil || math.IsNaN(*r.Value) || math.IsInf(*r.Value, 0) || len(r.Runs) == 0 || r.Unit == "" {
+			t.Errorf("%s %s: value %v, runs %v, unit %q", r.Stack, r.Metric, r.Value, r.Runs, r.Unit)
+			continue
+		}
+		got[[2]string{r.Stack, r.Metric}] = true
+	}
+	for _, m := range benchMetrics {
+		for _, s := range []string{"kernel", "ustack", "gvisor"} {
+			if !got[[2]string{s, m.name}] {
+				t.Errorf("no %s for %s", m.name, s)
+			}
+		}
+	}
+	md, err := os.ReadFile(filepath.Join(reportDir, "benchmarks.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"## Machine", "## Results", "ustack / gVisor", "bench/throughput.svg", "bench/latency.svg", "bench/loss.svg"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("benchmarks.md lacks %q", want)
+		}
+	}
+	for _, f := range []string{"throughput.svg", "requests.svg", "latency.svg", "loss.svg"} {
+		b, err := os.ReadFile(filepath.Join(reportDir, "bench", f))
+		if err != nil || !bytes.Contains(b, []byte("<svg")) {
+			t.Errorf("plot %s: %v", f, err)
+		}
+	}
+}
+
+// TestBenchFlagErrors: mistakes are caught before anything is created,
+// with or without root.
+func TestBenchFlagErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bench", "--only", "nonsense"}, `unknown metric "nonsense"`},
+		{[]string{"bench", "--duration", "10ms"}, "at least 1s"},
+		{[]string{"bench", "--conns", "20000"}, "at most 15000"},
+		{[]string{"bench", "extra"}, `unexpected argument "extra"`},
+		{[]string{"bench", "client"}, "want a mode"},
+		{[]string{"bench", "client", "upload"}, "--addr is required"},
+	} {
+		var out, errb bytes.Buffer
+		code := run(c.args, &out, &errb)
+		if code != 2 || !strings.Contains(errb.String(), c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 and %q", c.args, code, errb.String(), c.want)
+		}
+	}
+}
