@@ -365,11 +365,23 @@ func (s *Stack) input(now time.Time, pkt []byte) *Conn {
 	}
 	s.mu.RLock()
 	c := s.conns[id]
-	var l *Listener
-	if c == nil {
-		l = s.listeners[th.DstPort()]
-	}
+	l := s.listeners[th.DstPort()]
 	s.mu.RUnlock()
+	if c != nil && l != nil && seg.Flags&header.FlagSYN != 0 {
+		// A new SYN may end a TIME-WAIT on this 4-tuple (RFC 6191).
+		c.mu.Lock()
+		reopened := c.tcb.ReopenFromTimeWait(now, &seg)
+		if reopened {
+			c.afterLocked()
+		}
+		c.mu.Unlock()
+		if reopened {
+			c = nil
+		}
+	}
+	if c != nil {
+		l = nil
+	}
 	if c == nil && l != nil {
 		switch seg.Flags & (header.FlagSYN | header.FlagACK | header.FlagRST) {
 		case header.FlagSYN:

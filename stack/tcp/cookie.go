@@ -111,3 +111,23 @@ func (c *Conn) AcceptCookie(now time.Time, iss, irs seqnum.Value, mss int) {
 	c.state = Listen
 	c.setState(now, SynReceived, "syn cookie")
 }
+
+// ReopenFromTimeWait reports whether a SYN for this 4-tuple may end the
+// TIME-WAIT and open a new connection (RFC 9293 §3.10.7.4 and RFC 6191):
+// the SYN must lie beyond everything of the old connection, by sequence
+// number or, with timestamps, by a newer timestamp. If so the TCB goes to
+// CLOSED, and the stack hands the SYN to the listener.
+func (c *Conn) ReopenFromTimeWait(now time.Time, seg *Segment) bool {
+	if c.state != TimeWait || seg.Flags&(flagSYN|flagACK|flagRST) != flagSYN {
+		return false
+	}
+	newer := seg.Seq.GreaterThan(c.rcvNxt)
+	if c.opt.ts && seg.Opts.TS {
+		newer = int32(seg.Opts.TSVal-c.opt.tsRecent) > 0
+	}
+	if !newer {
+		return false
+	}
+	c.setState(now, Closed, "rcv SYN: new connection (RFC 6191)")
+	return true
+}

@@ -199,3 +199,25 @@ func TestNoWindowUpdateAfterPeerFIN(t *testing.T) {
 	s.read()
 	s.none()
 }
+
+// TestTimeWaitNewSYNReopens: a SYN beyond the old connection's sequence
+// space ends TIME-WAIT so that a new connection can start (RFC 6191); an
+// old one is answered with a challenge ACK and TIME-WAIT stays.
+func TestTimeWaitNewSYNReopens(t *testing.T) {
+	s := newScript(t, Config{})
+	s.activeOpen()
+	s.c.Close(s.now)
+	s.out(Segment{Flags: FIN | ACK, Seq: lISS + 1, Ack: rISS + 1})
+	s.in(seg(FIN|ACK, rISS+1, lISS+2))
+	s.out(Segment{Flags: ACK, Seq: lISS + 2, Ack: rISS + 2})
+	old := seg(SYN, rISS, 0)
+	if s.c.ReopenFromTimeWait(s.now, &old) {
+		t.Fatal("an old SYN reopened TIME-WAIT")
+	}
+	s.state(TimeWait)
+	fresh := seg(SYN, rISS+100000, 0)
+	if !s.c.ReopenFromTimeWait(s.now, &fresh) {
+		t.Fatal("a new SYN did not end TIME-WAIT")
+	}
+	s.state(Closed)
+}
