@@ -216,7 +216,7 @@ func demoStory(l *ladder, ln *stack.Listener, dial func(context.Context) (net.Co
 	status, _, _ := strings.Cut(string(resp), "\r\n")
 	_, body, _ := strings.Cut(string(resp), "\r\n\r\n")
 	l.note("client decrypted the response: %q, body %q", status, body)
-	l.note("the server closed first: it waits in TIME-WAIT for 2*MSL = %v", 2*demoMSL)
+	l.note("the server closed first, so it is the side that waits in TIME-WAIT, for 2*MSL = %v", 2*demoMSL)
 	deadline := time.Now().Add(2*demoMSL + 3*time.Second)
 	for srv.Stats().TCPConns > 0 {
 		if time.Now().After(deadline) {
