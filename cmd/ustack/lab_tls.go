@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"ustack/stack/header"
 
 	"ustack/stack"
 	"ustack/stack/link"
@@ -246,7 +247,8 @@ func (r *labRun) httpsRSA(env *labTLSEnv) error {
 	}
 	c.Close()
 	cliState := c.ConnectionState()
-	time.Sleep(50 * time.Millisecond) // let the last segments be recorded
+	// Wait until the client's FIN has been recorded: every record is in.
+	r.rec.waitPkts(2*time.Second, anyPkt(func(p labPkt) bool { return p.toServer && p.has(header.FlagFIN) }))
 	r.say("the client decrypted the response: %q", firstLine(body))
 
 	// The proof.

@@ -171,9 +171,8 @@ func labHandshakeTUN(r *labRun) error {
 	if err != nil {
 		return err
 	}
-	time.Sleep(50 * time.Millisecond)
 	y := uint32(sc.Info().ISS)
-	pk := r.rec.packets()
+	pk := r.rec.waitPkts(2*time.Second, atLeast(3))
 	if len(pk) < 3 {
 		return fmt.Errorf("only %d segments seen", len(pk))
 	}
@@ -214,20 +213,26 @@ func labCloseTUN(r *labRun) error {
 		return err
 	}
 	sc.SetDeadline(time.Now().Add(5 * time.Second))
-	time.Sleep(20 * time.Millisecond)
+	r.rec.waitPkts(2*time.Second, atLeast(3)) // the handshake's last ACK drawn
 	r.say("the client (kernel) has nothing more to send: shutdown(SHUT_WR) sends FIN seq=u (active close)")
 	c.(*net.TCPConn).CloseWrite()
 	if n, err := sc.Read(make([]byte, 1)); n != 0 || err != io.EOF {
 		return fmt.Errorf("server read %d, %v; want EOF", n, err)
 	}
-	time.Sleep(20 * time.Millisecond)
+	// The server's ACK of the client's FIN is drawn before the narration goes on.
+	finAcked := func(pk []labPkt) bool {
+		fin, ok := first(pk, func(p labPkt) bool { return p.toServer && p.has(header.FlagFIN) })
+		_, acked := first(pk, func(p labPkt) bool { return ok && !p.toServer && p.ack == fin.seq+1 })
+		return acked
+	}
+	r.rec.waitPkts(2*time.Second, finAcked)
 	r.say("half-closed: the server still sends")
 	tail := []byte("the rest of the reply, sent while half-closed\n")
 	sc.Write(tail)
 	got := make([]byte, len(tail))
 	io.ReadFull(c, got)
-	time.Sleep(20 * time.Millisecond)
 	wseq := uint32(sc.Info().SndNxt)
+	r.rec.waitPkts(2*time.Second, anyPkt(func(p labPkt) bool { return p.toServer && p.ack == wseq })) // the tail acknowledged
 	r.say("the server closes: FIN seq=w, LAST-ACK")
 	sc.Close()
 	c.Read(make([]byte, 1)) // EOF
@@ -349,8 +354,7 @@ func labStaleSYNTUN(r *labRun) error {
 	if err := w.sendRaw(stale(labServer.Port())); err != nil {
 		return err
 	}
-	time.Sleep(200 * time.Millisecond)
-	pk := r.rec.packets()
+	pk := r.rec.waitPkts(2*time.Second, anyPkt(func(p labPkt) bool { return p.toServer && p.has(header.FlagRST) && p.sport == oldPort }))
 	sa, okSA := first(pk, func(p labPkt) bool { return !p.toServer && p.is(header.FlagSYN|header.FlagACK) && p.dport == oldPort })
 	rst, okR := first(pk, func(p labPkt) bool { return p.toServer && p.has(header.FlagRST) && p.sport == oldPort })
 	ss := r.states(true, labServer.Port())
@@ -370,8 +374,10 @@ func labStaleSYNTUN(r *labRun) error {
 	if err == nil {
 		r.say("the server handed its application a connection that nobody asked for")
 	}
-	time.Sleep(200 * time.Millisecond)
-	pk = r.rec.packets()[n:]
+	pk = r.rec.waitPkts(2*time.Second, func(pk []labPkt) bool {
+		_, ok := first(pk[n:], func(p labPkt) bool { return !p.toServer && p.is(header.FlagSYN|header.FlagACK) })
+		return ok
+	})[n:]
 	ss2 := r.states(true, twoPort)
 	_, okSA2 := first(pk, func(p labPkt) bool { return !p.toServer && p.is(header.FlagSYN|header.FlagACK) })
 	r.check(okSA2 && bogus != nil && hasRun(ss2, "SYN-RECEIVED", "ESTABLISHED"),
@@ -408,11 +414,23 @@ func labKeepaliveTUN(r *labRun) error {
 	if err != nil {
 		return err
 	}
-	time.Sleep(20 * time.Millisecond)
+	r.rec.waitPkts(2*time.Second, atLeast(3)) // the handshake is over before the idle time starts
 	on := time.Now()
+	sndNxt := uint32(sc.Info().SndNxt)
+	isProbe := func(p labPkt) bool {
+		return !p.toServer && p.is(header.FlagACK) && len(p.payload) == 0 && p.seq == sndNxt-1
+	}
 	sc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: labTUNKeepIdle, Interval: labTUNKeepInterval, Count: labKeepCount})
 	r.say("the server turns keepalive on: idle %v, then a probe every %v, at most %d unanswered probes", labTUNKeepIdle, labTUNKeepInterval, labKeepCount)
-	time.Sleep(2*labTUNKeepIdle + labTUNKeepInterval/2)
+	// Wait for two probes, each answered by the kernel.
+	r.rec.waitPkts(3*labTUNKeepIdle+2*labTUNKeepInterval, func(pk []labPkt) bool {
+		probes := where(pk, isProbe)
+		if len(probes) < 2 {
+			return false
+		}
+		_, ok := first(pk, func(p labPkt) bool { return p.toServer && p.is(header.FlagACK) && p.t.After(probes[1].t) })
+		return ok
+	})
 	alive := sc.State()
 	r.say("the kernel answered every probe: the connection is still %s", alive)
 	r.say("now the client's host is cut off: the lab drops everything it sends")
@@ -421,13 +439,7 @@ func labKeepaliveTUN(r *labRun) error {
 	sc.SetReadDeadline(time.Now().Add(4 * time.Second))
 	_, rerr := sc.Read(make([]byte, 1))
 	r.say("the server gives up: %v", rerr)
-	time.Sleep(20 * time.Millisecond)
-
-	pk := r.rec.packets()
-	sndNxt := uint32(sc.Info().SndNxt)
-	isProbe := func(p labPkt) bool {
-		return !p.toServer && p.is(header.FlagACK) && len(p.payload) == 0 && p.seq == sndNxt-1
-	}
+	pk := r.rec.waitPkts(time.Second, anyPkt(func(p labPkt) bool { return !p.toServer && p.has(header.FlagRST) }))
 	live := where(pk, func(p labPkt) bool { return isProbe(p) && p.t.Before(deadAt) })
 	deadP := where(pk, func(p labPkt) bool { return isProbe(p) && p.t.After(deadAt) })
 	tol := 150 * time.Millisecond // real timers on a shared machine

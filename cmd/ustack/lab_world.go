@@ -67,6 +67,31 @@ func (rec *labRecorder) packets() []labPkt {
 	return append([]labPkt(nil), rec.pkts...)
 }
 
+// waitPkts waits, up to d, until cond holds for the packets recorded so far
+// and returns them (as they are at the deadline if it never holds): a
+// real-time lab waits for the segment its story needs, not for a guess.
+func (rec *labRecorder) waitPkts(d time.Duration, cond func([]labPkt) bool) []labPkt {
+	deadline := time.Now().Add(d)
+	for {
+		pk := rec.packets()
+		if cond(pk) || time.Now().After(deadline) {
+			return pk
+		}
+		time.Sleep(time.Millisecond) // polling the recorder, bounded by the deadline
+	}
+}
+
+// anyPkt is a waitPkts condition: some packet matches.
+func anyPkt(match func(labPkt) bool) func([]labPkt) bool {
+	return func(pk []labPkt) bool {
+		_, ok := first(pk, match)
+		return ok
+	}
+}
+
+// atLeast is a waitPkts condition: n packets recorded.
+func atLeast(n int) func([]labPkt) bool { return func(pk []labPkt) bool { return len(pk) >= n } }
+
 func (rec *labRecorder) stateLog() []labState {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
