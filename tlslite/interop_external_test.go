@@ -338,7 +338,9 @@ func TestTsharkDecrypts(t *testing.T) {
 	cfg.KeyExchange = KeyExchangeECDHE // forward secret: only the key log helps
 	addr := startHTTPS(t, cfg)
 	pcap := filepath.Join(dir, "cap.pcapng")
-	capt := startProc(t, 40*time.Second, false, tshark, "-i", "lo", "-f", "tcp port "+port(addr), "-w", pcap, "-P")
+	// -l flushes each packet's line at once: tshark's stdout is a pipe here,
+	// and block buffering would hold back the very lines waited on below.
+	capt := startProc(t, 40*time.Second, false, tshark, "-l", "-i", "lo", "-f", "tcp port "+port(addr), "-w", pcap, "-P")
 	capt.waitFor(t, `Capturing on`, 15*time.Second)
 	// The capture is live once a probe connection's SYN shows up.
 	deadline := time.Now().Add(15 * time.Second)
@@ -355,10 +357,20 @@ func TestTsharkDecrypts(t *testing.T) {
 		}
 	}
 	ccfg := clientConfig(t)
-	tr := &http.Transport{DialTLSContext: (&Dialer{Config: ccfg}).DialContext}
+	var clientPort string // the conversation's own port, to tell its FINs from the probes'
+	var portMu sync.Mutex
+	d := &Dialer{Config: ccfg}
+	tr := &http.Transport{DialTLSContext: func(ctx context.Context, network, a string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, a)
+		if err == nil {
+			portMu.Lock()
+			clientPort = port(c.LocalAddr().String())
+			portMu.Unlock()
+		}
+		return c, err
+	}}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	before := len(capt.output())
 	resp, err := client.Get("https://localhost:" + port(addr) + "/secret-path")
 	if err != nil {
 		t.Fatal(err)
@@ -369,9 +381,23 @@ func TestTsharkDecrypts(t *testing.T) {
 		t.Fatalf("%d %q", resp.StatusCode, body)
 	}
 	tr.CloseIdleConnections()
-	// Stop the capture once it has seen both FINs of the conversation.
+	// Stop the capture once it has seen the conversation end: both FINs, or
+	// the client's FIN and the RST its kernel sends when the server's
+	// close_notify reaches a socket that is already closed.
 	deadline = time.Now().Add(10 * time.Second)
-	for strings.Count(capt.output()[before:], "FIN") < 2 {
+	portMu.Lock()
+	cp := clientPort
+	portMu.Unlock()
+	fins := func() int {
+		n := 0
+		for _, line := range strings.Split(capt.output(), "\n") {
+			if (strings.Contains(line, "FIN") || strings.Contains(line, "RST")) && strings.Contains(line, " "+cp+" ") {
+				n++
+			}
+		}
+		return n
+	}
+	for fins() < 2 {
 		if time.Now().After(deadline) {
 			t.Fatal("tshark did not see the connection close")
 		}
