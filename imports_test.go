@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// TestImportLayering enforces DESIGN.md's layers: imports flow only
+// TestImportLayering enforces the layers of docs/design.md: imports flow only
 // downward (header/seqnum/clock ← link ← ipv4 ← tcp ← stack ← cmd), tlslite
 // stands alone, tun uses only link, and gVisor's netstack is never a
 // dependency of the stack or tlslite (only tests and `ustack bench` use it).
@@ -50,7 +50,7 @@ func TestImportLayering(t *testing.T) {
 				}
 			}
 			if !ok {
-				t.Errorf("%s imports %s: against the layering of DESIGN.md", r.pkg, dep)
+				t.Errorf("%s imports %s: against the layering of docs/design.md", r.pkg, dep)
 			}
 		}
 	}

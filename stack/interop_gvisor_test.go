@@ -1,6 +1,6 @@
 package stack
 
-// Interop with gVisor's netstack (DESIGN.md "Tests", level 3): ustack on one
+// Interop with gVisor's netstack (docs/design.md "Tests", level 3): ustack on one
 // end of a link.Pipe, an independent, mature TCP on the other, in one
 // process and without root.
 

@@ -248,7 +248,7 @@ func (s *Stack) Stats() Stats {
 	}
 }
 
-// readLoop is the one receive path (DESIGN.md "The hot path"): read a batch,
+// readLoop is the one receive path (docs/design.md "The hot path"): read a batch,
 // validate and demux each packet, process it under its connection's lock,
 // then let every touched connection send one ACK for the batch and write
 // everything out at once.

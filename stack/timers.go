@@ -8,7 +8,7 @@ import (
 	"ustack/stack/clock"
 )
 
-// timerHeap is the stack's one timer facility (DESIGN.md "Timers"): a heap
+// timerHeap is the stack's one timer facility (docs/design.md "Timers"): a heap
 // of connections keyed by their TCB's NextDeadline, with one clock timer
 // armed for the earliest. A connection has at most one entry.
 type timerHeap struct {

@@ -16,7 +16,7 @@ import (
 	"ustack/stack/tcp"
 )
 
-// The lab's addresses (DESIGN.md "Network safety": 198.18.0.0/15 only).
+// The lab's addresses (docs/design.md "Network safety": 198.18.0.0/15 only).
 var (
 	labClientAddr = netip.MustParseAddr("198.18.0.1")
 	labServer     = netip.MustParseAddrPort("198.18.0.2:80")

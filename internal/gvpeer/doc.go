@@ -2,7 +2,7 @@
 // TCP/IPv4 host on a ustack link.Endpoint, so that ustack can be tested and
 // measured against an independent, mature TCP in one process, without root.
 //
-// It is a test and benchmark peer only. DESIGN.md allows gVisor's stack and
+// It is a test and benchmark peer only. docs/design.md allows gVisor's stack and
 // transport packages in _test.go files and in `ustack bench`, nowhere else:
 // ustack itself must never import this package outside those two places.
 // Living under internal/ keeps it out of reach of other modules.

@@ -1,4 +1,4 @@
-// Package sim is ustack's deterministic simulator (DESIGN.md, "Tests" 2): two
+// Package sim is ustack's deterministic simulator (docs/design.md, "Tests" 2): two
 // stacks in Manual mode on one clock.Virtual, joined by a link.Pipe whose two
 // ends each impair their Out direction (link.Impair), run a random script of
 // transfers and closes chosen by a seed. Everything (ISNs, ports, the

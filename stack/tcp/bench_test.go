@@ -67,7 +67,7 @@ func BenchmarkSendAndAck(b *testing.B) {
 }
 
 // TestSteadyStateAllocatesNothing: segment processing in steady state
-// allocates nothing (DESIGN.md "Memory").
+// allocates nothing (docs/design.md "Memory").
 func TestSteadyStateAllocatesNothing(t *testing.T) {
 	out := &nullSender{}
 	c := established(t, out)

@@ -8,7 +8,7 @@ import (
 // buffer is a byte queue used for both the send and the receive buffer. Data
 // is b[r:]; consumed bytes are reclaimed by compaction, and an empty buffer
 // returns its memory to a size-class pool, so that an idle connection holds
-// no data buffer (DESIGN.md "Memory"). The pool handle h travels with the
+// no data buffer (docs/design.md "Memory"). The pool handle h travels with the
 // memory, so that taking and returning it allocates nothing.
 type buffer struct {
 	b []byte

@@ -3,7 +3,7 @@ package tcp
 import "time"
 
 // Config holds the tunables of a connection. The zero value of a field means
-// its default (DESIGN.md "Defaults").
+// its default (docs/design.md "Defaults").
 type Config struct {
 	// MSS is the maximum segment size this side announces: the largest
 	// payload it can receive (MTU - 40 for IPv4 without options).
@@ -61,7 +61,7 @@ type Config struct {
 	LabSkipTimeWait bool
 }
 
-// Defaults (DESIGN.md).
+// Defaults (docs/design.md).
 const (
 	DefaultMSS           = 1460
 	DefaultRcvBuf        = 1 << 20

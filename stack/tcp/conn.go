@@ -2,7 +2,7 @@
 // state machine with segment arrival processed in the order of §3.10.7,
 // buffers, timers and retransmission.
 //
-// It is sans-I/O (STYLE.md §2.1): no goroutines, locks or clock reads. Every
+// It is sans-I/O (docs/design.md "Layers and packages"): no goroutines, locks or clock reads. Every
 // method takes the current time; segments leave through the Sender; the
 // caller asks NextDeadline and calls Tick when it passes. The caller
 // serialises all calls on one Conn.

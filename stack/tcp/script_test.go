@@ -16,7 +16,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// The scripted-test helper (STYLE.md §2.8): feed a segment in, assert the
+// The scripted-test helper (docs/design.md, "Tests" 1): feed a segment in, assert the
 // exact segment out, in virtual time.
 
 const (

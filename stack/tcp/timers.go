@@ -2,7 +2,7 @@ package tcp
 
 import "time"
 
-// timers are every timer of a connection, as deadlines (STYLE.md §2.6). A
+// timers are every timer of a connection, as deadlines (docs/design.md "The hot path"). A
 // zero deadline is disarmed. The stack keeps one entry per connection keyed
 // by NextDeadline and calls Tick when it passes.
 type timers struct {

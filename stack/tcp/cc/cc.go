@@ -34,7 +34,7 @@ func InitialWindow(mss int) int { return 10 * mss }
 var ErrUnknown = errors.New("cc: unknown congestion control")
 
 // Lookup returns the constructor for the named algorithm: "cubic" (also
-// the default, for ""; DESIGN.md "Defaults"), or "newreno" (alias "reno").
+// the default, for ""; docs/design.md "Defaults"), or "newreno" (alias "reno").
 // Any other name is an error wrapping ErrUnknown that lists the valid names,
 // so a configuration can be checked before the first connection.
 func Lookup(name string) (func(mss int) Controller, error) {

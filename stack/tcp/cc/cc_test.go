@@ -75,8 +75,8 @@ func TestNewUnknownFallsBackToReno(t *testing.T) {
 	}
 }
 
-// TestOnAckDoesNotAllocate: OnAck is on the per-ACK hot path (STYLE.md
-// "Allocation discipline is proved").
+// TestOnAckDoesNotAllocate: OnAck is on the per-ACK hot path (docs/design.md
+// "The hot path": steady-state processing does not allocate).
 func TestOnAckDoesNotAllocate(t *testing.T) {
 	for _, name := range []string{"cubic", "newreno"} {
 		for _, phase := range []string{"slow start", "congestion avoidance"} {
