@@ -1,7 +1,6 @@
 package tlslite
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -424,5 +423,3 @@ func TestTsharkDecrypts(t *testing.T) {
 		t.Fatalf("request visible without keys")
 	}
 }
-
-var _ = bufio.NewReader

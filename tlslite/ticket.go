@@ -229,15 +229,6 @@ func (sc *sessionCache) get(key string) *sessionState {
 	return e.Value.(*cacheEntry).state
 }
 
-func (sc *sessionCache) remove(key string) {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	if e, ok := sc.m[key]; ok {
-		sc.order.Remove(e)
-		delete(sc.m, key)
-	}
-}
-
 func (sc *sessionCache) len() int {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
