@@ -248,11 +248,15 @@ type Config struct {
 	// the downgrade lab.
 	DowngradeSentinel bool
 
-	// KeyLogWriter receives NSS key log lines (SSLKEYLOGFILE format).
+	// KeyLogWriter receives NSS key log lines (SSLKEYLOGFILE format), which
+	// hold the master secrets.
 	KeyLogWriter io.Writer
-	// Observer is called for each handshake message, ChangeCipherSpec,
-	// alert and application-data record (see Event). It runs on the
-	// connection's goroutine and must not block for long.
+	// Observer, when set, receives an Event for each handshake message,
+	// ChangeCipherSpec, alert and application-data record, and a KeysEvent
+	// with the handshake's secrets (pre-master secret, master secret, keys
+	// and IVs). Secrets leave tlslite only through an Observer and a
+	// KeyLogWriter the caller set. Without an Observer no event is built.
+	// It runs on the connection's goroutine and must not block for long.
 	Observer func(Event)
 
 	serverOnce  sync.Once
@@ -266,6 +270,7 @@ type testHooks struct {
 	corruptFinished bool                                              // send a wrong verify_data
 	noEMS           bool                                              // neither offer nor accept RFC 7627
 	rsaCiphertext   func(pub *rsa.PublicKey, preMaster []byte) []byte // replace the RSA ClientKeyExchange ciphertext
+	eventBuilt      func(Event)                                       // sees every event built, before the Observer
 }
 
 func (c *Config) rand() io.Reader {

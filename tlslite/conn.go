@@ -66,13 +66,6 @@ func Client(conn net.Conn, config *Config) *Conn {
 	return c
 }
 
-func (c *Conn) observe(ev Event) {
-	if c.config.Observer != nil {
-		ev.Client = c.isClient
-		c.config.Observer(ev)
-	}
-}
-
 // ---- net.Conn ----
 
 // Handshake runs the handshake if it has not run yet. Cancelling ctx
@@ -156,8 +149,8 @@ func (c *Conn) handlePostHandshake() error {
 			return nil
 		}
 		typ := c.hand[0]
+		c.observeMessage(false, c.hand[:4+n], func(m message) Event { return PostHandshakeMessageEvent{m} })
 		c.hand = c.hand[4+n:]
-		c.observe(Event{Kind: EventHandshake, Message: msgName(typ), Length: 4 + n})
 		if (!c.isClient && typ == typeClientHello) || (c.isClient && typ == typeHelloRequest) {
 			c.renegRefusals++
 			if c.renegRefusals > maxWarningAlerts {

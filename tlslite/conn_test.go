@@ -270,7 +270,7 @@ func TestRenegotiationRefusedConnectionContinues(t *testing.T) {
 	var warned sync.WaitGroup
 	warned.Add(1)
 	ccfg.Observer = func(e Event) {
-		if e.Kind == EventAlert && !e.Sent && e.Alert == AlertNoRenegotiation && e.AlertLevel == AlertLevelWarning {
+		if a, ok := e.(AlertEvent); ok && !a.Sent() && a.Alert == AlertNoRenegotiation && a.Level == AlertLevelWarning {
 			warned.Done()
 		}
 	}

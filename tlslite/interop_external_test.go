@@ -190,7 +190,7 @@ func TestOpenSSLRenegotiationRefused(t *testing.T) {
 	cfg := serverConfig(t)
 	refused := make(chan struct{}, 4)
 	cfg.Observer = func(e Event) {
-		if e.Kind == EventAlert && e.Sent && e.Alert == AlertNoRenegotiation {
+		if a, ok := e.(AlertEvent); ok && a.Sent() && a.Alert == AlertNoRenegotiation {
 			refused <- struct{}{}
 		}
 	}

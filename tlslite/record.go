@@ -80,49 +80,10 @@ func (c *Conn) readRecord(expectCCS bool) error {
 	if c.in.err != nil {
 		return c.in.err
 	}
-	if err := c.fill(recordHeaderLen); err != nil {
-		if err == io.EOF && c.rawW-c.rawR != 0 {
-			err = io.ErrUnexpectedEOF
-		}
-		if err == io.ErrUnexpectedEOF {
-			return c.in.setErr(c.sendAlert(AlertDecodeError, errors.New("truncated record header")))
-		}
-		if isTemporary(err) {
-			return err
-		}
-		return c.in.setErr(err)
+	typ, rec, err := c.nextRecord()
+	if err != nil {
+		return err
 	}
-	hdr := c.raw[c.rawR : c.rawR+recordHeaderLen]
-	typ := recordType(hdr[0])
-	vers := uint16(hdr[1])<<8 | uint16(hdr[2])
-	n := int(hdr[3])<<8 | int(hdr[4])
-	switch typ {
-	case recordTypeChangeCipherSpec, recordTypeAlert, recordTypeHandshake, recordTypeApplicationData:
-	default:
-		// RFC 5246 §6: an unexpected record type gets unexpected_message.
-		return c.in.setErr(c.sendAlert(AlertUnexpectedMessage, fmt.Errorf("unknown record type %d", typ)))
-	}
-	if hdr[1] != 3 || (c.haveVers && vers != VersionTLS12) {
-		return c.in.setErr(c.sendAlert(AlertProtocolVersion, fmt.Errorf("record version %#04x", vers)))
-	}
-	// RFC 5246 §6.2.1 and §6.2.3: length limits, record_overflow beyond.
-	if c.in.aead == nil && n > maxPlaintext || n > maxCiphertext {
-		return c.in.setErr(c.sendAlert(AlertRecordOverflow, fmt.Errorf("record length %d", n)))
-	}
-	if err := c.fill(recordHeaderLen + n); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		if err == io.ErrUnexpectedEOF {
-			return c.in.setErr(c.sendAlert(AlertDecodeError, errors.New("truncated record")))
-		}
-		if isTemporary(err) {
-			return err
-		}
-		return c.in.setErr(err)
-	}
-	rec := c.raw[c.rawR : c.rawR+recordHeaderLen+n]
-	c.rawR += recordHeaderLen + n
 	seq := c.in.seq
 	data := rec[recordHeaderLen:]
 	var observed []byte // the record as on the wire, for the Observer
@@ -130,17 +91,9 @@ func (c *Conn) readRecord(expectCCS bool) error {
 		observed = append([]byte(nil), rec...)
 	}
 	if c.in.aead != nil {
-		var err error
-		data, err = c.in.aead.open(seq, rec)
-		if err != nil {
-			// RFC 5246 §7.2.2: bad_record_mac for any record that fails
-			// authentication.
-			return c.in.setErr(c.sendAlert(AlertBadRecordMAC, err))
+		if data, err = c.openRecord(rec); err != nil {
+			return err
 		}
-		if len(data) > maxPlaintext {
-			return c.in.setErr(c.sendAlert(AlertRecordOverflow, fmt.Errorf("plaintext length %d", len(data))))
-		}
-		c.in.seq++
 	}
 	if len(data) == 0 {
 		// RFC 5246 §6.2.1: no zero-length handshake, alert or
@@ -162,27 +115,7 @@ func (c *Conn) readRecord(expectCCS bool) error {
 
 	switch typ {
 	case recordTypeAlert:
-		if len(data) != 2 {
-			return c.in.setErr(c.sendAlert(AlertDecodeError, errors.New("alert record length")))
-		}
-		level, desc := AlertLevel(data[0]), Alert(data[1])
-		c.observe(Event{Kind: EventAlert, Alert: desc, AlertLevel: level})
-		if desc == AlertCloseNotify {
-			// RFC 5246 §7.2.1: the peer will send no more.
-			return c.in.setErr(io.EOF)
-		}
-		switch level {
-		case AlertLevelWarning:
-			c.warnings++
-			if c.warnings > maxWarningAlerts {
-				return c.in.setErr(c.sendAlert(AlertUnexpectedMessage, errors.New("too many warning alerts")))
-			}
-			return nil
-		case AlertLevelFatal:
-			return c.in.setErr(&AlertError{Alert: desc})
-		default:
-			return c.in.setErr(c.sendAlert(AlertIllegalParameter, fmt.Errorf("alert level %d", level)))
-		}
+		return c.handleAlert(data)
 
 	case recordTypeChangeCipherSpec:
 		// RFC 5246 §7.1: one byte of value 1, only where expected and on a
@@ -193,16 +126,16 @@ func (c *Conn) readRecord(expectCCS bool) error {
 		if !expectCCS || len(c.hand) > 0 || !c.in.changeCipher() {
 			return c.in.setErr(c.sendAlert(AlertUnexpectedMessage, errors.New("unexpected ChangeCipherSpec")))
 		}
-		c.observe(Event{Kind: EventChangeCipherSpec})
+		c.observe(false, func(e endpoint) Event { return ChangeCipherSpecEvent{e} })
 		return errCCSReceived
 
 	case recordTypeApplicationData:
 		if !c.handshakeDone.Load() || expectCCS {
 			return c.in.setErr(c.sendAlert(AlertUnexpectedMessage, errors.New("application data before the handshake finished")))
 		}
-		if c.config.Observer != nil {
-			c.observe(Event{Kind: EventApplicationData, Length: len(data), Seq: seq, Record: observed})
-		}
+		c.observe(false, func(e endpoint) Event {
+			return ApplicationDataEvent{endpoint: e, Seq: seq, Length: len(data), Record: observed}
+		})
 		c.input = data
 		return nil
 
@@ -217,6 +150,96 @@ func (c *Conn) readRecord(expectCCS bool) error {
 		return nil
 	}
 	return nil
+}
+
+// openRecord decrypts and authenticates rec with the read keys
+// (RFC 5246 §6.2.3.3) and advances the sequence number.
+func (c *Conn) openRecord(rec []byte) ([]byte, error) {
+	data, err := c.in.aead.open(c.in.seq, rec)
+	if err != nil {
+		// RFC 5246 §7.2.2: bad_record_mac for any record that fails
+		// authentication.
+		return nil, c.in.setErr(c.sendAlert(AlertBadRecordMAC, err))
+	}
+	if len(data) > maxPlaintext {
+		return nil, c.in.setErr(c.sendAlert(AlertRecordOverflow, fmt.Errorf("plaintext length %d", len(data))))
+	}
+	c.in.seq++
+	return data, nil
+}
+
+// nextRecord reads one whole record and checks its header: type, version
+// and length (RFC 5246 §6.2.1, §6.2.3). rec aliases c.raw.
+func (c *Conn) nextRecord() (typ recordType, rec []byte, err error) {
+	if err := c.fill(recordHeaderLen); err != nil {
+		if err == io.EOF && c.rawW-c.rawR != 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		if err == io.ErrUnexpectedEOF {
+			return 0, nil, c.in.setErr(c.sendAlert(AlertDecodeError, errors.New("truncated record header")))
+		}
+		if isTemporary(err) {
+			return 0, nil, err
+		}
+		return 0, nil, c.in.setErr(err)
+	}
+	hdr := c.raw[c.rawR : c.rawR+recordHeaderLen]
+	typ = recordType(hdr[0])
+	vers := uint16(hdr[1])<<8 | uint16(hdr[2])
+	n := int(hdr[3])<<8 | int(hdr[4])
+	switch typ {
+	case recordTypeChangeCipherSpec, recordTypeAlert, recordTypeHandshake, recordTypeApplicationData:
+	default:
+		// RFC 5246 §6: an unexpected record type gets unexpected_message.
+		return 0, nil, c.in.setErr(c.sendAlert(AlertUnexpectedMessage, fmt.Errorf("unknown record type %d", typ)))
+	}
+	if hdr[1] != 3 || (c.haveVers && vers != VersionTLS12) {
+		return 0, nil, c.in.setErr(c.sendAlert(AlertProtocolVersion, fmt.Errorf("record version %#04x", vers)))
+	}
+	// RFC 5246 §6.2.1 and §6.2.3: length limits, record_overflow beyond.
+	if c.in.aead == nil && n > maxPlaintext || n > maxCiphertext {
+		return 0, nil, c.in.setErr(c.sendAlert(AlertRecordOverflow, fmt.Errorf("record length %d", n)))
+	}
+	if err := c.fill(recordHeaderLen + n); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		if err == io.ErrUnexpectedEOF {
+			return 0, nil, c.in.setErr(c.sendAlert(AlertDecodeError, errors.New("truncated record")))
+		}
+		if isTemporary(err) {
+			return 0, nil, err
+		}
+		return 0, nil, c.in.setErr(err)
+	}
+	rec = c.raw[c.rawR : c.rawR+recordHeaderLen+n]
+	c.rawR += recordHeaderLen + n
+	return typ, rec, nil
+}
+
+// handleAlert processes a received alert (RFC 5246 §7.2).
+func (c *Conn) handleAlert(data []byte) error {
+	if len(data) != 2 {
+		return c.in.setErr(c.sendAlert(AlertDecodeError, errors.New("alert record length")))
+	}
+	level, desc := AlertLevel(data[0]), Alert(data[1])
+	c.observe(false, func(e endpoint) Event { return AlertEvent{endpoint: e, Level: level, Alert: desc} })
+	if desc == AlertCloseNotify {
+		// RFC 5246 §7.2.1: the peer will send no more.
+		return c.in.setErr(io.EOF)
+	}
+	switch level {
+	case AlertLevelWarning:
+		c.warnings++
+		if c.warnings > maxWarningAlerts {
+			return c.in.setErr(c.sendAlert(AlertUnexpectedMessage, errors.New("too many warning alerts")))
+		}
+		return nil
+	case AlertLevelFatal:
+		return c.in.setErr(&AlertError{Alert: desc})
+	default:
+		return c.in.setErr(c.sendAlert(AlertIllegalParameter, fmt.Errorf("alert level %d", level)))
+	}
 }
 
 var errCCSReceived = errors.New("tlslite: ChangeCipherSpec received")
@@ -274,8 +297,8 @@ func (c *Conn) truncatedMessage(err error) error {
 }
 
 // readHandshake reads the next message, checks it is of type want, parses
-// it, adds it to the transcript and reports it to the Observer (the
-// caller adds key values through ev, which may be nil).
+// it and adds it to the transcript; the caller reports it to the Observer
+// once it knows the values the event carries.
 func (c *Conn) readHandshake(t *transcript, want uint8, m handshakeMessage) ([]byte, error) {
 	data, err := c.readHandshakeBytes()
 	if err != nil {
@@ -330,8 +353,11 @@ func (c *Conn) writeRecordLocked(typ recordType, data []byte) (int, error) {
 				c.outBuf = grown
 			}
 			c.outBuf = c.out.aead.seal(c.outBuf, c.out.seq, typ, data[:m])
-			if typ == recordTypeApplicationData && c.config.Observer != nil {
-				c.observe(Event{Kind: EventApplicationData, Sent: true, Length: m, Seq: c.out.seq, Record: append([]byte(nil), c.outBuf[start:]...)})
+			if typ == recordTypeApplicationData {
+				seq, sealed := c.out.seq, c.outBuf[start:]
+				c.observe(true, func(e endpoint) Event {
+					return ApplicationDataEvent{endpoint: e, Seq: seq, Length: m, Record: append([]byte(nil), sealed...)}
+				})
 			}
 			c.out.seq++
 		}
@@ -378,8 +404,8 @@ func (c *Conn) flush() error {
 }
 
 // writeHandshake sends one handshake message, adds it to the transcript
-// and reports it to the Observer with ev's key values.
-func (c *Conn) writeHandshake(t *transcript, m handshakeMessage, ev Event) error {
+// and reports it to the Observer with the event build makes.
+func (c *Conn) writeHandshake(t *transcript, m handshakeMessage, build func(message) Event) error {
 	data, err := m.marshal()
 	if err != nil {
 		return c.sendAlert(AlertInternalError, err)
@@ -393,8 +419,7 @@ func (c *Conn) writeHandshake(t *transcript, m handshakeMessage, ev Event) error
 	if err != nil {
 		return err
 	}
-	ev.Kind, ev.Sent, ev.Message, ev.Length = EventHandshake, true, msgName(data[0]), len(data)
-	c.observe(ev)
+	c.observeMessage(true, data, build)
 	return nil
 }
 
@@ -407,7 +432,7 @@ func (c *Conn) writeChangeCipherSpec() error {
 		return err
 	}
 	c.out.changeCipher()
-	c.observe(Event{Kind: EventChangeCipherSpec, Sent: true})
+	c.observe(true, func(e endpoint) Event { return ChangeCipherSpecEvent{e} })
 	return nil
 }
 
@@ -428,7 +453,7 @@ func (c *Conn) sendAlertLocked(a Alert, err error) error {
 	if c.out.err == nil {
 		c.buffering = false
 		if _, werr := c.writeRecordLocked(recordTypeAlert, []byte{byte(level), byte(a)}); werr == nil {
-			c.observe(Event{Kind: EventAlert, Sent: true, Alert: a, AlertLevel: level})
+			c.observe(true, func(e endpoint) Event { return AlertEvent{endpoint: e, Level: level, Alert: a} })
 		}
 	}
 	if level == AlertLevelFatal {
