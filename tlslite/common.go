@@ -327,7 +327,8 @@ func (c *Config) Clone() *Config {
 	}
 }
 
-// ConnectionState describes a finished handshake.
+// ConnectionState describes a finished handshake. It holds no secret
+// (see Config.Observer).
 type ConnectionState struct {
 	Version              uint16
 	HandshakeComplete    bool

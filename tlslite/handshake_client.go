@@ -47,7 +47,7 @@ func (c *Conn) clientHandshake() error {
 		if err := hs.checkResumption(); err != nil {
 			return err
 		}
-		hs.master = hs.session.MasterSecret
+		hs.master = hs.session.masterSecret
 		hs.peerCerts = hs.session.ServerCertificates
 		hs.chains = hs.session.VerifiedChains
 		if err := hs.establishKeys(nil); err != nil {
@@ -160,7 +160,7 @@ func trimDot(s string) string {
 
 func (hs *clientHandshakeState) usable(s *ClientSessionState) bool {
 	cfg := hs.c.config
-	if s.Version != VersionTLS12 || len(s.MasterSecret) != masterSecretLen {
+	if s.Version != VersionTLS12 || len(s.masterSecret) != masterSecretLen {
 		return false
 	}
 	if cfg.now().Sub(s.ReceivedAt) > cfg.sessionLifetime() {
@@ -532,7 +532,7 @@ func (hs *clientHandshakeState) saveSession(resumed bool) {
 		Version:              VersionTLS12,
 		CipherSuite:          hs.suite.id,
 		ExtendedMasterSecret: hs.serverHello.extendedMasterSecret,
-		MasterSecret:         hs.master,
+		masterSecret:         hs.master,
 		ServerCertificates:   hs.peerCerts,
 		VerifiedChains:       hs.chains,
 		ReceivedAt:           cfg.now(),

@@ -235,17 +235,20 @@ func (sc *sessionCache) len() int {
 	return sc.order.Len()
 }
 
-// ClientSessionState is a client's resumable session.
+// ClientSessionState is a client's resumable session. Its master secret is
+// unexported: secrets leave tlslite only through the Config.KeyLogWriter
+// and Config.Observer the caller set, not through a session cache.
 type ClientSessionState struct {
 	SessionID            []byte // RFC 5246 §7.4.1.2 session_id (may be empty with a ticket)
 	Ticket               []byte // RFC 5077 ticket, opaque to the client
 	Version              uint16
 	CipherSuite          uint16
 	ExtendedMasterSecret bool
-	MasterSecret         []byte
 	ServerCertificates   []*x509.Certificate
 	VerifiedChains       [][]*x509.Certificate
 	ReceivedAt           time.Time
+
+	masterSecret []byte
 }
 
 // ClientSessionCache stores sessions for resumption, keyed by server name
