@@ -100,10 +100,10 @@ const scsvFallback uint16 = 0x5600
 // downgradeTLS12 is the RFC 8446 §4.1.3 sentinel "DOWNGRD\x01" placed in the
 // last 8 bytes of ServerHello.random by TLS 1.3-capable servers that
 // negotiate TLS 1.2.
-var downgradeTLS12 = []byte("DOWNGRD\x01")
+const downgradeTLS12 = "DOWNGRD\x01"
 
 // downgradeTLS11 is the sentinel for TLS 1.1 and below.
-var downgradeTLS11 = []byte("DOWNGRD\x00")
+const downgradeTLS11 = "DOWNGRD\x00"
 
 // CurveID names a supported group (RFC 8422 §5.1.1).
 type CurveID uint16

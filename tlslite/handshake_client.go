@@ -204,7 +204,7 @@ func (hs *clientHandshakeState) readServerHello() error {
 	// RFC 8446 §4.1.3: we offered TLS 1.2 only, so "DOWNGRD\x01" from a
 	// TLS 1.3 server is legitimate; "DOWNGRD\x00" (TLS 1.1 or below) never
 	// is with a 1.2 ServerHello.
-	if bytes.Equal(sh.random[24:], downgradeTLS11) {
+	if string(sh.random[24:]) == downgradeTLS11 {
 		return c.sendAlert(AlertIllegalParameter, errors.New("downgrade sentinel for TLS 1.1 in a TLS 1.2 ServerHello"))
 	}
 	if sh.compressionMethod != 0 {
