@@ -20,13 +20,14 @@ func TestImportLayering(t *testing.T) {
 		{"ustack/stack/seqnum", nil},
 		{"ustack/stack/clock", nil},
 		{"ustack/stack/header", nil},
-		{"ustack/stack/link", []string{"ustack/stack/clock", "ustack/stack/header"}},
-		{"ustack/stack/ipv4", []string{"ustack/stack/header"}},
+		{"ustack/stack/counter", nil},
+		{"ustack/stack/link", []string{"ustack/stack/clock", "ustack/stack/header", "ustack/stack/counter"}},
+		{"ustack/stack/ipv4", []string{"ustack/stack/header", "ustack/stack/counter"}},
 		{"ustack/stack/tcp/cc", nil},
 		{"ustack/stack/tcp", []string{"ustack/stack/header", "ustack/stack/seqnum", "ustack/stack/clock", "ustack/stack/tcp/cc"}},
 		{"ustack/stack", []string{"ustack/stack/"}},
 		{"ustack/tlslite", nil},
-		{"ustack/tun", []string{"ustack/stack/link", "ustack/stack/clock", "ustack/stack/header"}},
+		{"ustack/tun", []string{"ustack/stack/link", "ustack/stack/clock", "ustack/stack/header", "ustack/stack/counter"}},
 	}
 	for _, r := range rules {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", r.pkg).Output()

@@ -549,7 +549,7 @@ func BenchmarkGVisorStream(b *testing.B) {
 	mixed := func(b *testing.B) (*Stack, *gvpeer.Host) {
 		eu, eg := link.Pipe(1500)
 		b.Cleanup(func() {
-			b.ReportMetric(float64(eu.Dropped.Load()+eg.Dropped.Load())/float64(b.N), "linkdrops/op")
+			b.ReportMetric(float64(eu.Dropped()+eg.Dropped())/float64(b.N), "linkdrops/op")
 		})
 		us, err := New(eu, Options{Addr: addrA})
 		if err != nil {

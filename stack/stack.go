@@ -55,36 +55,6 @@ type Options struct {
 	Manual bool
 }
 
-// Stats are the stack-wide counters.
-type Stats struct {
-	IP                map[string]uint64
-	TCPSegsIn         uint64
-	TCPSegsOut        uint64
-	TCPBadHeader      uint64 // too short or bad data offset
-	TCPBadChecksum    uint64
-	TCPBadOptions     uint64
-	TCPNoConnection   uint64 // segments for no connection or listener (answered with RST)
-	TCPResetsSent     uint64 // RSTs sent for segments with no connection
-	TCPListenOverflow uint64 // SYNs or cookie ACKs dropped: queue full
-	TCPSynCookiesSent uint64 // SYN-ACKs sent with a cookie
-	TCPSynCookiesOK   uint64 // connections made from a valid cookie
-	TCPConnLimit      uint64 // SYNs dropped: MaxConns reached
-	TCPActiveOpens    uint64
-	TCPPassiveOpens   uint64
-	TCPEstablished    uint64 // connections that reached ESTABLISHED
-	TCPRetransmits    uint64 // from connections that have ended
-	TCPConns          int    // connections with a TCB now
-	LinkWriteErrors   uint64
-	LinkReadErrors    uint64
-}
-
-type counters struct {
-	segsIn, segsOut, badHeader, badChecksum, badOptions, noConn, rstSent atomic.Uint64
-	listenOverflow, connLimit, activeOpens, passiveOpens, established    atomic.Uint64
-	retransmits, linkWriteErr, linkReadErr                               atomic.Uint64
-	cookiesSent, cookiesOK                                               atomic.Uint64
-}
-
 // Stack is one TCP/IPv4 host on a link.
 type Stack struct {
 	ep   link.Endpoint
@@ -168,6 +138,7 @@ func New(ep link.Endpoint, opts Options) (*Stack, error) {
 		listeners: make(map[uint16]*Listener),
 		portRand:  mrand.New(mrand.NewChaCha8(*(*[32]byte)(append(seed[:], seed[:]...)))),
 		done:      make(chan struct{}),
+		cnt:       newCounters(),
 	}
 	s.chal.perSec = opts.ChallengeACKsPerSecond
 	s.opts.TCP.ChallengeACK = s.chal.allow
@@ -220,34 +191,6 @@ func (s *Stack) Close() error {
 	return nil
 }
 
-// Stats returns the stack's counters.
-func (s *Stack) Stats() Stats {
-	s.mu.RLock()
-	n := len(s.conns)
-	s.mu.RUnlock()
-	return Stats{
-		IP:                s.ip.Stats.Snapshot(),
-		TCPSegsIn:         s.cnt.segsIn.Load(),
-		TCPSegsOut:        s.cnt.segsOut.Load(),
-		TCPBadHeader:      s.cnt.badHeader.Load(),
-		TCPBadChecksum:    s.cnt.badChecksum.Load(),
-		TCPBadOptions:     s.cnt.badOptions.Load(),
-		TCPNoConnection:   s.cnt.noConn.Load(),
-		TCPResetsSent:     s.cnt.rstSent.Load(),
-		TCPListenOverflow: s.cnt.listenOverflow.Load(),
-		TCPSynCookiesSent: s.cnt.cookiesSent.Load(),
-		TCPSynCookiesOK:   s.cnt.cookiesOK.Load(),
-		TCPConnLimit:      s.cnt.connLimit.Load(),
-		TCPActiveOpens:    s.cnt.activeOpens.Load(),
-		TCPPassiveOpens:   s.cnt.passiveOpens.Load(),
-		TCPEstablished:    s.cnt.established.Load(),
-		TCPRetransmits:    s.cnt.retransmits.Load(),
-		TCPConns:          n,
-		LinkWriteErrors:   s.cnt.linkWriteErr.Load(),
-		LinkReadErrors:    s.cnt.linkReadErr.Load(),
-	}
-}
-
 // readLoop is the one receive path (docs/design.md "The hot path"): read a batch,
 // validate and demux each packet, process it under its connection's lock,
 // then let every touched connection send one ACK for the batch and write
@@ -262,7 +205,7 @@ func (s *Stack) readLoop() {
 			if s.closed.Load() || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			s.cnt.linkReadErr.Add(1)
+			s.cnt.ev.Inc(evLinkReadErr)
 			continue
 		}
 		b.process(s, n)
@@ -345,20 +288,20 @@ func (s *Stack) input(now time.Time, pkt []byte) *Conn {
 	raw := h.Payload()
 	th, err := header.ParseTCP(raw)
 	if err != nil {
-		s.cnt.badHeader.Add(1)
+		s.cnt.drops.Inc(dropBadHeader)
 		return nil
 	}
 	src, dst := h.SrcBytes(), h.DstBytes()
 	if !header.TCPChecksumOK(raw, src, dst) {
-		s.cnt.badChecksum.Add(1)
+		s.cnt.drops.Inc(dropBadChecksum)
 		return nil
 	}
 	var seg tcp.Segment
 	if err := seg.FromHeader(th); err != nil {
-		s.cnt.badOptions.Add(1)
+		s.cnt.drops.Inc(dropBadOptions)
 		return nil
 	}
-	s.cnt.segsIn.Add(1)
+	s.cnt.ev.Inc(evSegsIn)
 	id := tcp.ID{
 		Local:  netip.AddrPortFrom(netip.AddrFrom4(dst), th.DstPort()),
 		Remote: netip.AddrPortFrom(netip.AddrFrom4(src), th.SrcPort()),
@@ -385,33 +328,37 @@ func (s *Stack) input(now time.Time, pkt []byte) *Conn {
 	if c == nil && l != nil {
 		switch seg.Flags & (header.FlagSYN | header.FlagACK | header.FlagRST) {
 		case header.FlagSYN:
-			var full bool
-			if c, full = l.newChild(now, id); c == nil {
-				if full && !s.opts.NoSYNCookies {
+			var why dropReason
+			if c, why = l.newChild(now, id); c == nil {
+				if why == dropListenOverflow && !s.opts.NoSYNCookies {
 					// RFC 4987 §3.6: answer statelessly.
 					iss := s.jar.Make(id, seg.Seq, seg.Opts.MSS, now)
 					sa := tcp.SynAckForCookie(&seg, iss, l.cfg.MSS)
-					s.cnt.cookiesSent.Add(1)
+					s.cnt.ev.Inc(evCookiesSent)
 					s.sendSegment(id, &sa)
+					return nil
 				}
+				s.cnt.drops.Inc(why)
 				return nil
 			}
 		case header.FlagACK:
 			if !s.opts.NoSYNCookies {
 				if mss, ok := s.jar.Check(id, &seg, now); ok {
-					if c = l.newCookieChild(now, id, seg.Ack-1, seg.Seq-1, mss); c == nil {
+					var why dropReason
+					if c, why = l.newCookieChild(now, id, seg.Ack-1, seg.Seq-1, mss); c == nil {
+						s.cnt.drops.Inc(why)
 						return nil
 					}
-					s.cnt.cookiesOK.Add(1)
+					s.cnt.ev.Inc(evCookiesOK)
 				}
 			}
 		}
 	}
 	if c == nil {
 		// RFC 9293 §3.10.7.1: no connection: reset.
-		s.cnt.noConn.Add(1)
+		s.cnt.drops.Inc(dropNoConnection)
 		if r, ok := tcp.ResetFor(&seg); ok {
-			s.cnt.rstSent.Add(1)
+			s.cnt.ev.Inc(evResetsSent)
 			s.sendSegment(id, &r)
 		}
 		return nil
@@ -442,7 +389,7 @@ func (s *Stack) sendSegment(id tcp.ID, seg *tcp.Segment) {
 	dst := id.Remote.Addr().As4()
 	header.SetTCPChecksum(t[:hl+n], s.addr, dst)
 	s.ip.PutHeader(p, dst, header.ProtoTCP, hl+n)
-	s.cnt.segsOut.Add(1)
+	s.cnt.ev.Inc(evSegsOut)
 	s.queue(bp, link.Headroom+header.IPv4MinHeaderLen+hl+n)
 }
 
@@ -478,7 +425,7 @@ func (s *Stack) flush() {
 	for i := 0; i < len(q); i += bs {
 		end := min(i+bs, len(q))
 		if _, err := s.ep.WriteBatch(q[i:end], link.Headroom); err != nil {
-			s.cnt.linkWriteErr.Add(1)
+			s.cnt.ev.Inc(evLinkWriteErr)
 		}
 	}
 	for i, bp := range h {
