@@ -10,6 +10,7 @@ import (
 
 	"ustack/stack/seqnum"
 	"ustack/stack/tcp"
+	"ustack/stack/tcp/cc"
 )
 
 // Listener accepts TCP connections on a port. It implements net.Listener.
@@ -35,6 +36,9 @@ func (s *Stack) ListenTCP(port uint16) (*Listener, error) {
 func (s *Stack) ListenTCPConfig(port uint16, cfg tcp.Config) (*Listener, error) {
 	if port == 0 {
 		return nil, fmt.Errorf("listen tcp %v:0: choose a port (1-65535)", s.opts.Addr)
+	}
+	if err := cc.Valid(cfg.CC); err != nil {
+		return nil, fmt.Errorf("listen tcp %v:%d: %w", s.opts.Addr, port, err)
 	}
 	if cfg.MSS == 0 || cfg.MSS > s.mtu-40 {
 		cfg.MSS = s.mtu - 40
@@ -215,6 +219,9 @@ func (s *Stack) DialTCPConfig(ctx context.Context, raddr netip.AddrPort, cfg tcp
 	if !raddr.Addr().Is4() {
 		return nil, opErr(fmt.Errorf("%v is not an IPv4 address", raddr.Addr()))
 	}
+	if err := cc.Valid(cfg.CC); err != nil {
+		return nil, opErr(err)
+	}
 	if cfg.MSS == 0 || cfg.MSS > s.mtu-40 {
 		cfg.MSS = s.mtu - 40
 	}
@@ -279,6 +286,9 @@ func (l *Listener) TryAccept() *Conn {
 func (s *Stack) DialTCPAsync(raddr netip.AddrPort, cfg tcp.Config) (*Conn, error) {
 	if !raddr.Addr().Is4() {
 		return nil, fmt.Errorf("%v is not an IPv4 address", raddr.Addr())
+	}
+	if err := cc.Valid(cfg.CC); err != nil {
+		return nil, err
 	}
 	if cfg.MSS == 0 || cfg.MSS > s.mtu-40 {
 		cfg.MSS = s.mtu - 40

@@ -22,6 +22,7 @@ import (
 	"ustack/stack/ipv4"
 	"ustack/stack/link"
 	"ustack/stack/tcp"
+	"ustack/stack/tcp/cc"
 )
 
 // Options configure a Stack. Only Addr is required.
@@ -33,7 +34,8 @@ type Options struct {
 	// Rand seeds the ISN secret and ephemeral ports; crypto/rand by default.
 	Rand io.Reader
 	// TCP is the default configuration of every connection. MSS defaults
-	// to the link MTU minus 40.
+	// to the link MTU minus 40. New refuses a CC that cc.Lookup does not
+	// know (the TCB itself would fall back to NewReno).
 	TCP tcp.Config
 	// Trace, if set, is called on every TCP state transition, under the
 	// connection's lock: it must not block or call back into the stack.
@@ -117,6 +119,10 @@ func New(ep link.Endpoint, opts Options) (*Stack, error) {
 	}
 	if opts.TCP.MSS == 0 || opts.TCP.MSS > mtu-40 {
 		opts.TCP.MSS = mtu - 40
+	}
+	if err := cc.Valid(opts.TCP.CC); err != nil {
+		// The TCB would fall back to NewReno silently: refuse instead.
+		return nil, fmt.Errorf("stack: %w", err)
 	}
 	opts.TCP = opts.TCP.WithDefaults()
 	isn, err := tcp.NewISNGenerator(opts.Rand, opts.Clock.Now())
