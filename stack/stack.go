@@ -87,6 +87,7 @@ type Stack struct {
 
 	pollMu    sync.Mutex
 	pollBatch rxBatch
+	rxBusy    atomic.Int32 // input batches being processed (see WaitIdle)
 
 	closeOnce sync.Once
 	closed    atomic.Bool
@@ -238,6 +239,8 @@ func (b *rxBatch) init(s *Stack) {
 // process handles n packets just read, then lets every touched connection
 // send one ACK for the batch and writes everything out at once.
 func (b *rxBatch) process(s *Stack, n int) {
+	s.rxBusy.Add(1)
+	defer s.rxBusy.Add(-1)
 	b.gen++
 	now := s.clk.Now()
 	b.touched = b.touched[:0]
