@@ -18,7 +18,7 @@ import (
 type Conn struct {
 	s    *Stack
 	id   tcp.ID
-	mu   sync.Mutex
+	mu   sync.Mutex // guards what follows; lock order: see Stack
 	cond sync.Cond
 	tcb  *tcp.Conn
 
@@ -191,7 +191,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 			return done, nil
 		}
 		if n > 0 {
-			c.s.flush() // under c.mu: lock order c.mu → writeMu → txMu
+			c.s.flush() // under c.mu: allowed by the lock order (see Stack)
 		}
 		if c.tcb.SendSpace() == 0 || n == 0 {
 			c.cond.Wait()

@@ -18,7 +18,7 @@ type Listener struct {
 	s       *Stack
 	port    uint16
 	cfg     tcp.Config
-	mu      sync.Mutex
+	mu      sync.Mutex // guards what follows; lock order: see Stack (after Conn.mu)
 	cond    sync.Cond
 	queue   []*Conn
 	half    int // connections in SYN-RECEIVED

@@ -58,6 +58,25 @@ type Options struct {
 }
 
 // Stack is one TCP/IPv4 host on a link.
+//
+// Lock order. A goroutine that holds more than one of the stack's locks
+// takes them in this order, never the reverse:
+//
+//	Stack.pollMu → Conn.mu → Listener.mu → Stack.mu → timerHeap.mu → Stack.writeMu → Stack.txMu
+//
+// The paths that nest them: Poll processes input under pollMu, which locks
+// each connection; under Conn.mu, the TCB's output queues packets (txMu),
+// afterLocked hands an established child to its listener (Listener.mu),
+// reschedules the connection's timer (timerHeap.mu) and, once CLOSED,
+// unregisters it (Stack.mu, then Listener.mu for the half-open count, one
+// after the other); Conn.Write flushes under Conn.mu (writeMu, then txMu).
+// No path holds Stack.mu, Listener.mu or timerHeap.mu while it locks a
+// connection: input, Close, Listener.Close and the timer's fire copy what
+// they need and unlock first. The locks below these are leaves, taken last
+// and never held while calling back into the stack: challengeLimiter.mu
+// (under Conn.mu), the clock's (Virtual runs its callbacks unlocked) and
+// the link endpoint's (WriteBatch under writeMu must not call into the
+// stack).
 type Stack struct {
 	ep   link.Endpoint
 	opts Options
@@ -70,22 +89,22 @@ type Stack struct {
 	mtu  int
 	cnt  counters
 
-	mu        sync.RWMutex // guards conns, listeners
+	mu        sync.RWMutex // guards conns, listeners; lock order above
 	conns     map[tcp.ID]*Conn
 	listeners map[uint16]*Listener
 	portRand  *mrand.Rand
 
-	txMu     sync.Mutex // guards txq
+	txMu     sync.Mutex // guards txq; the last lock of the order above
 	txq      [][]byte   // packets to write
 	txh      []*[]byte  // their pool handles, returned after the write
 	txSpareH []*[]byte
-	writeMu  sync.Mutex // serialises link writes, so packets leave in order
+	writeMu  sync.Mutex // serialises link writes, so packets leave in order; taken before txMu
 	txSpare  [][]byte
 	pool     sync.Pool
 
 	tm timerHeap
 
-	pollMu    sync.Mutex
+	pollMu    sync.Mutex // serialises Poll; the first lock of the order above
 	pollBatch rxBatch
 	rxBusy    atomic.Int32 // input batches being processed (see WaitIdle)
 
