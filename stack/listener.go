@@ -265,7 +265,6 @@ func (s *Stack) bindEphemeral(raddr netip.AddrPort, cfg tcp.Config) (*Conn, erro
 }
 
 var _ net.Listener = (*Listener)(nil)
-var _ = context.Background
 
 // TryAccept returns a connection if one is waiting, else nil.
 func (l *Listener) TryAccept() *Conn {

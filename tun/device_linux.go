@@ -53,6 +53,10 @@ const (
 	writeBufCap = 2*writeOffset + link.MaxPacket
 )
 
+// writeOffset >= virtioNetHdrLen, checked by the compiler: a negative
+// constant does not convert to uint.
+const _ = uint(writeOffset - virtioNetHdrLen)
+
 // Device is a TUN device adapted to link.Endpoint. ReadBatch and WriteBatch
 // may be called concurrently with each other; calls of the same kind are
 // serialized.

@@ -125,9 +125,3 @@ type prefixed struct {
 func (p prefixed) Each(f func(name string, v uint64)) {
 	p.l.Each(func(name string, v uint64) { f(p.prefix+name, v) })
 }
-
-// Func adapts a function to a Lister.
-type Func func(f func(name string, v uint64))
-
-// Each implements Lister.
-func (fn Func) Each(f func(name string, v uint64)) { fn(f) }
