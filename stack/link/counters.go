@@ -2,6 +2,28 @@ package link
 
 import "ustack/stack/counter"
 
+// DirStats is a snapshot of the counters of one direction (Impaired.Each
+// lists the same counters by name).
+type DirStats struct {
+	Offered      uint64 // packets that entered the direction
+	Passed       uint64 // packets handed on (written to the endpoint, or returned by ReadBatch); duplicates count
+	DroppedLoss  uint64 // dropped by Loss
+	DroppedQueue uint64 // dropped because Queue packets were held already
+	DroppedRule  uint64 // dropped by the Rule
+	Duplicated   uint64 // extra copies made by Dup
+	Reordered    uint64 // packets released after a later packet overtook them
+	Corrupted    uint64 // packets with a flipped bit
+	Delayed      uint64 // packets (copies) held for a time > 0: delay, jitter, rate, or Rule
+}
+
+// ImpairStats are the counters of both directions.
+type ImpairStats struct{ In, Out DirStats }
+
+// Stats returns the counters of both directions.
+func (i *Impaired) Stats() ImpairStats {
+	return ImpairStats{In: i.in.cnt.snapshot(), Out: i.out.cnt.snapshot()}
+}
+
 // impairEvent is what an Impaired direction counts besides drops.
 type impairEvent uint8
 

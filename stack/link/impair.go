@@ -88,23 +88,6 @@ type ImpairConfig struct {
 	Rule Rule
 }
 
-// DirStats is a snapshot of the counters of one direction (Impaired.Each
-// lists the same counters by name).
-type DirStats struct {
-	Offered      uint64 // packets that entered the direction
-	Passed       uint64 // packets handed on (written to the endpoint, or returned by ReadBatch); duplicates count
-	DroppedLoss  uint64 // dropped by Loss
-	DroppedQueue uint64 // dropped because Queue packets were held already
-	DroppedRule  uint64 // dropped by the Rule
-	Duplicated   uint64 // extra copies made by Dup
-	Reordered    uint64 // packets released after a later packet overtook them
-	Corrupted    uint64 // packets with a flipped bit
-	Delayed      uint64 // packets (copies) held for a time > 0: delay, jitter, rate, or Rule
-}
-
-// ImpairStats are the counters of both directions.
-type ImpairStats struct{ In, Out DirStats }
-
 // Impaired is an Endpoint that impairs the traffic of another; see Impair.
 type Impaired struct {
 	ep    Endpoint
@@ -152,11 +135,6 @@ func (i *Impaired) MTU() int { return i.ep.MTU() }
 
 // BatchSize implements Endpoint.
 func (i *Impaired) BatchSize() int { return i.ep.BatchSize() }
-
-// Stats returns the counters of both directions.
-func (i *Impaired) Stats() ImpairStats {
-	return ImpairStats{In: i.in.cnt.snapshot(), Out: i.out.cnt.snapshot()}
-}
 
 // WriteBatch implements Endpoint. Every packet is accepted (a lossy link
 // loses silently); the error is the wrapped endpoint's, for packets due at
