@@ -1,22 +1,19 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 
-	"ustack/stack"
+	"ustack/internal/services"
 	"ustack/stack/tcp"
 	"ustack/tlslite"
 )
@@ -98,25 +95,24 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer ns.close()
-	srv := &services{st: ns.st}
+	srv := &services.Server{}
 	type svc struct {
 		port  int
-		serve func(*stack.Listener)
+		serve func(net.Listener)
 		name  string
 	}
-	httpsServe := func(l *stack.Listener) { srv.httpServe(tlslite.NewListener(l, tlsCfg)) }
-	plainServe := func(l *stack.Listener) { srv.httpServe(l) }
-	for _, s := range []svc{{f.echo, srv.echo, "echo"}, {f.discard, srv.discard, "discard"}, {f.source, srv.source, "source"}, {f.http, plainServe, "http"}, {f.https, httpsServe, "https"}} {
+	httpsServe := func(l net.Listener) { srv.HTTP(tlslite.NewListener(l, tlsCfg), "") }
+	plainServe := func(l net.Listener) { srv.HTTP(l, "") }
+	for _, s := range []svc{{f.echo, srv.Handle(services.Echo), "echo"}, {f.discard, srv.Handle(services.Discard), "discard"}, {f.source, srv.Handle(services.Source), "source"}, {f.http, plainServe, "http"}, {f.https, httpsServe, "https"}} {
 		if s.port == 0 {
 			continue
 		}
 		l, err := ns.st.ListenTCPConfig(uint16(s.port), ns.st.Options().TCP)
 		if err != nil {
+			srv.Close()
 			return err
 		}
-		srv.listeners = append(srv.listeners, l)
-		srv.wg.Add(1)
-		go func() { defer srv.wg.Done(); s.serve(l) }()
+		srv.Go(l, s.serve)
 		fmt.Fprintf(stdout, "listening: %s on %v:%d\n", s.name, lc.addr, s.port)
 	}
 	if f.https != 0 {
@@ -132,7 +128,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	defer signal.Stop(sig)
 	got := <-sig
 	fmt.Fprintf(stdout, "stopping on %v\n", got)
-	srv.shutdown()
+	srv.Close()
 	return nil
 }
 
@@ -169,91 +165,4 @@ func keyLog() (io.Writer, error) {
 		return nil, fmt.Errorf("SSLKEYLOGFILE: %w", err)
 	}
 	return f, nil
-}
-
-// services are the built-in servers of `ustack serve`.
-type services struct {
-	st        *stack.Stack
-	listeners []*stack.Listener
-	httpSrv   *http.Server
-	mu        sync.Mutex
-	conns     map[net.Conn]struct{}
-	wg        sync.WaitGroup
-}
-
-func (s *services) track(c net.Conn, add bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.conns == nil {
-		s.conns = map[net.Conn]struct{}{}
-	}
-	if add {
-		s.conns[c] = struct{}{}
-	} else {
-		delete(s.conns, c)
-	}
-}
-
-func (s *services) shutdown() {
-	for _, l := range s.listeners {
-		l.Close()
-	}
-	if s.httpSrv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		s.httpSrv.Shutdown(ctx)
-		cancel()
-	}
-	s.mu.Lock()
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
-}
-
-func (s *services) acceptLoop(l *stack.Listener, handle func(*stack.Conn)) {
-	for {
-		c, err := l.AcceptTCP()
-		if err != nil {
-			return
-		}
-		s.track(c, true)
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer s.track(c, false)
-			defer c.Close()
-			handle(c)
-		}()
-	}
-}
-
-// echo is RFC 862: write back what is read; close on EOF.
-func (s *services) echo(l *stack.Listener) {
-	s.acceptLoop(l, func(c *stack.Conn) { io.Copy(c, c) })
-}
-
-// discard is RFC 863: read and drop; close on EOF.
-func (s *services) discard(l *stack.Listener) {
-	s.acceptLoop(l, func(c *stack.Conn) { io.Copy(io.Discard, c) })
-}
-
-// source sends an endless stream (a repeating pattern) until the peer
-// closes or resets; what the peer sends is read and dropped.
-func (s *services) source(l *stack.Listener) {
-	var pattern [64 << 10]byte
-	for i := range pattern {
-		pattern[i] = byte(i)
-	}
-	s.acceptLoop(l, func(c *stack.Conn) {
-		go func() {
-			io.Copy(io.Discard, c)
-			c.CloseWrite()
-		}()
-		for {
-			if _, err := c.Write(pattern[:]); err != nil {
-				return
-			}
-		}
-	})
 }

@@ -1,4 +1,4 @@
-package main
+package lab
 
 import (
 	"bytes"
@@ -12,9 +12,11 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"ustack/stack/header"
 
+	"ustack/internal/ladder"
+	"ustack/internal/record"
 	"ustack/stack"
+	"ustack/stack/header"
 	"ustack/stack/link"
 	"ustack/tlslite"
 )
@@ -32,7 +34,7 @@ type labTLSEnv struct {
 // (TLS needs no timers, and its blocking API wants goroutines).
 func (r *labRun) tlsEnvMem() (*labTLSEnv, func(), error) {
 	r.quiet = true
-	r.l = newLadder(r.w, r.opts.color, time.Now, labServer.String())
+	r.newLadder(time.Now)
 	a, b := link.Pipe(1500)
 	srv, err := stack.New(&labTap{Endpoint: b, r: r}, stack.Options{Addr: labServer.Addr(), Trace: r.trace})
 	if err != nil {
@@ -78,7 +80,7 @@ func (o *labTLSObserver) observe(e tlslite.Event) {
 	toServer := e.Sent == o.client
 	switch e.Kind {
 	case tlslite.EventHandshake:
-		r.l.arrow(toServer, "TLS "+e.Message, cMag+cBold)
+		r.l.TLSArrow(toServer, e.Message, "TLS "+e.Message, 0)
 		if !o.steps {
 			return
 		}
@@ -101,15 +103,15 @@ func (o *labTLSObserver) observe(e tlslite.Event) {
 			r.say("[7] Finished: verify_data %s, a hash of every handshake message, already encrypted with the new keys", short(e.VerifyData))
 		}
 	case tlslite.EventChangeCipherSpec:
-		r.l.arrow(toServer, "TLS ChangeCipherSpec", cMag+cBold)
+		r.l.TLSArrow(toServer, "ChangeCipherSpec", "TLS ChangeCipherSpec", 0)
 	case tlslite.EventAlert:
-		r.l.arrow(toServer, "TLS alert "+e.Alert.String(), cMag+cBold)
+		r.l.TLSArrow(toServer, "Alert", "TLS alert "+e.Alert.String(), 0)
 	case tlslite.EventApplicationData:
 		what := r.T("encrypted request")
 		if !toServer {
 			what = r.T("encrypted response")
 		}
-		r.l.arrow(toServer, fmt.Sprintf("TLS %s, %d bytes", what, len(e.Record)), cMag)
+		r.l.TLSArrow(toServer, "ApplicationData", fmt.Sprintf("TLS %s, %d bytes", what, len(e.Record)), len(e.Record))
 		if !o.steps {
 			return
 		}
@@ -184,10 +186,8 @@ func (r *labRun) httpsRSA(env *labTLSEnv) error {
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Cert)
-	r.l.mu.Lock()
-	r.l.cliState, r.l.srvState, r.l.start = "", "", time.Now()
-	r.l.mu.Unlock()
-	r.l.header("client ("+env.who+" TCP, tlslite)", "server (ustack "+labServer.String()+", tlslite)")
+	r.l.Restart(labServer.String(), "", "")
+	r.l.Header("client ("+env.who+" TCP, tlslite)", "server (ustack "+labServer.String()+", tlslite)")
 	key := cert.PrivateKey
 	r.say("[1] the server's key pair: RSA-%d, public n=%s e=%d; the private key d=%s… never leaves the server",
 		key.N.BitLen(), short(key.N.Bytes()), key.E, short(key.D.Bytes())[:16])
@@ -248,7 +248,7 @@ func (r *labRun) httpsRSA(env *labTLSEnv) error {
 	c.Close()
 	cliState := c.ConnectionState()
 	// Wait until the client's FIN has been recorded: every record is in.
-	r.rec.waitPkts(2*time.Second, anyPkt(func(p labPkt) bool { return p.toServer && p.has(header.FlagFIN) }))
+	r.rec.WaitPkts(2*time.Second, record.Any(func(p record.Pkt) bool { return p.ToServer && p.Has(header.FlagFIN) }))
 	r.say("the client decrypted the response: %q", firstLine(body))
 
 	// The proof.
@@ -302,37 +302,11 @@ func firstLine(b []byte) string {
 	return s
 }
 
-// stream reassembles the TCP payload one direction carried, from the
-// segments the lab recorded (SYN first, then by sequence number).
-func (r *labRun) stream(toServer bool) []byte {
-	pk := r.rec.packets()
-	var next uint32
-	have := false
-	data := map[uint32][]byte{}
-	for _, p := range pk {
-		if p.toServer != toServer || p.dropped {
-			continue
-		}
-		if p.flags&0x02 != 0 && !have {
-			next, have = p.seq+1, true
-		}
-		if len(p.payload) > 0 {
-			if old, ok := data[p.seq]; !ok || len(p.payload) > len(old) {
-				data[p.seq] = p.payload
-			}
-		}
-	}
-	var out []byte
-	for have {
-		d, ok := data[next]
-		if !ok {
-			break
-		}
-		out = append(out, d...)
-		next += uint32(len(d))
-	}
-	return out
-}
+// stream reassembles the TCP payload one direction carried.
+func (r *labRun) stream(toServer bool) []byte { return record.Stream(r.rec.Packets(), toServer) }
+
+// short renders the first bytes of b in hex.
+func short(b []byte) string { return ladder.Short(b) }
 
 // labDecryptCaptured walks the TLS records of one direction: after
 // ChangeCipherSpec each record is AES-GCM with sequence numbers from 0
@@ -409,10 +383,8 @@ func (r *labRun) certCheck(env *labTLSEnv) error {
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Cert)
-	r.l.mu.Lock()
-	r.l.cliState, r.l.srvState, r.l.start = "", "", time.Now()
-	r.l.mu.Unlock()
-	r.l.header("client ("+env.who+" TCP, tlslite)", "server (ustack "+labServer.String()+", tlslite)")
+	r.l.Restart(labServer.String(), "", "")
+	r.l.Header("client ("+env.who+" TCP, tlslite)", "server (ustack "+labServer.String()+", tlslite)")
 	r.say("the client trusts one CA, %q, and connects to %v", ca.Cert.Subject.CommonName, labServer.Addr())
 	cases := []struct {
 		title  string

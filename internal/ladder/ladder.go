@@ -1,192 +1,235 @@
-package main
+// Package ladder tells the story of one TCP conversation as a ladder
+// diagram: each segment with its time, direction, flags, relative sequence
+// numbers and the states on each side; TLS messages, state transitions and
+// narration in between. It produces Events, which a Sink draws as text
+// (Text) or writes as JSON lines (JSON).
+package ladder
 
 import (
 	"fmt"
-	"io"
 	"strings"
 	"sync"
 	"time"
 
+	"ustack/internal/record"
 	"ustack/stack/header"
 	"ustack/stack/link"
 	"ustack/stack/tcp"
 	"ustack/tlslite"
 )
 
-// ladder prints the story of one conversation as a ladder diagram: each
-// segment with its time, direction, flags, relative sequence numbers and the
-// states on each side; TLS messages and state transitions in between.
-type ladder struct {
+// Ladder follows one conversation and emits its events. It is safe for
+// concurrent use.
+type Ladder struct {
 	mu        sync.Mutex
-	w         io.Writer
-	color     bool
+	sink      Sink
 	start     time.Time
 	now       func() time.Time
 	server    string // the server's address:port ("198.18.0.2:443")
 	cliISN    uint32
 	srvISN    uint32
-	haveCli   bool
-	haveSrv   bool
 	cliState  string
 	srvState  string
-	width     int
 	preMaster []byte // the pre-master secret, once the server decrypted it
 	// inferClient: the client is the kernel, whose states we cannot see;
 	// infer them from the packets (RFC 9293 Figure 5).
 	inferClient bool
 }
 
-const (
-	cReset  = "\x1b[0m"
-	cBlue   = "\x1b[34m"
-	cGreen  = "\x1b[32m"
-	cYellow = "\x1b[33m"
-	cDim    = "\x1b[2m"
-	cBold   = "\x1b[1m"
-	cMag    = "\x1b[35m"
-)
-
-func newLadder(w io.Writer, color bool, now func() time.Time, server string) *ladder {
-	return &ladder{w: w, color: color, now: now, start: now(), server: server, cliState: "CLOSED", srvState: "LISTEN", width: 46}
+// New starts a ladder for the conversation with server (address:port) on
+// the clock now.
+func New(sink Sink, now func() time.Time, server string) *Ladder {
+	return &Ladder{sink: sink, now: now, start: now(), server: server, cliState: "CLOSED", srvState: "LISTEN"}
 }
 
-func (l *ladder) paint(c, s string) string {
-	if !l.color {
-		return s
-	}
-	return c + s + cReset
+// InferClient marks the client as the kernel, whose states are inferred
+// from its packets.
+func (l *Ladder) InferClient() {
+	l.mu.Lock()
+	l.inferClient = true
+	l.mu.Unlock()
 }
 
-func (l *ladder) stamp() string {
-	return fmt.Sprintf("%8.3fms", float64(l.now().Sub(l.start))/float64(time.Millisecond))
+// emitLocked stamps e and hands it to the sink.
+func (l *Ladder) emitLocked(e Event) {
+	e.T = millis(l.now().Sub(l.start))
+	l.sink.Emit(e)
 }
 
-// header prints the two columns' titles.
-func (l *ladder) header(client, server string) {
+// Elapsed is the time since the ladder started, in milliseconds.
+func (l *Ladder) Elapsed() float64 { return millis(l.now().Sub(l.start)) }
+
+// Header emits the two columns' titles.
+func (l *Ladder) Header(client, server string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	fmt.Fprintf(l.w, "%10s  %-16s %-*s %s\n", "time", l.paint(cBold, client), l.width, "", l.paint(cBold, server))
+	l.emitLocked(Event{Kind: KindHeader, Client: client, Server: server})
 }
 
-// note prints a narration line.
-func (l *ladder) note(format string, args ...any) {
+// Note emits a narration line.
+func (l *Ladder) Note(format string, args ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	fmt.Fprintf(l.w, "%s  %s\n", l.stamp(), l.paint(cDim, "   "+fmt.Sprintf(format, args...)))
+	l.emitLocked(Event{Kind: KindNote, Text: fmt.Sprintf(format, args...)})
 }
 
-// arrow prints a message from the client (toServer) or to it.
-func (l *ladder) arrow(toServer bool, label, col string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.arrowLocked(toServer, label, col)
-}
+func (l *Ladder) note(format string, args ...any) { l.Note(format, args...) }
 
-func (l *ladder) arrowLocked(toServer bool, label, col string) {
-	pad := l.width - len([]rune(label)) - 4
-	if pad < 2 {
-		pad = 2
-	}
-	var a string
+func dir(toServer bool) string {
 	if toServer {
-		a = "── " + label + " " + strings.Repeat("─", pad) + "▶"
-	} else {
-		a = "◀" + strings.Repeat("─", pad) + " " + label + " ──"
+		return ToServer
 	}
-	fmt.Fprintf(l.w, "%s  %-14s %s %s\n", l.stamp(), l.paint(cYellow, l.cliState), l.paint(col, a), l.paint(cYellow, l.srvState))
+	return ToClient
 }
 
-// state records a transition from the trace hook of a ustack side.
-func (l *ladder) state(e tcp.TraceEvent) {
+// arrowLocked emits an arrow with the states of both sides beside it.
+func (l *Ladder) arrowLocked(e Event) {
+	e.ClientState, e.ServerState = l.cliState, l.srvState
+	l.emitLocked(e)
+}
+
+// TLSArrow emits a TLS message from the client (toServer) or to it: msg is
+// its name (ClientHello, ChangeCipherSpec, Alert, ApplicationData), label
+// its text on the ladder, n the record's length for application data.
+func (l *Ladder) TLSArrow(toServer bool, msg, label string, n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.arrowLocked(Event{Kind: KindTLS, Dir: dir(toServer), Label: label, TLS: &TLS{Message: msg, Bytes: n}})
+}
+
+// State records a transition from the trace hook of a ustack side (or of
+// a peer a lab builds).
+func (l *Ladder) State(e tcp.TraceEvent) {
 	if e.ID.Local.String() != l.server && e.ID.Remote.String() != l.server {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	side := "client"
 	if e.ID.Local.String() == l.server {
-		l.srvState = e.To.String()
-		fmt.Fprintf(l.w, "%s  %-14s %*s %s\n", l.stamp(), "", l.width, l.paint(cDim, "server: "+e.From.String()+" → "), l.paint(cYellow+cBold, e.To.String()))
+		l.srvState, side = e.To.String(), "server"
 	} else {
 		l.cliState = e.To.String()
-		fmt.Fprintf(l.w, "%s  %s\n", l.stamp(), l.paint(cDim, "client: "+e.From.String()+" → ")+l.paint(cYellow+cBold, e.To.String()))
 	}
+	l.emitLocked(Event{Kind: KindState, Transition: &Transition{Side: side, FromState: e.From.String(), ToState: e.To.String(), Cause: e.Cause}})
 }
 
-// setClientState records an inferred state of a kernel client.
-func (l *ladder) setClientState(s string) {
+// ClientState is the client column now.
+func (l *Ladder) ClientState() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.cliState
+}
+
+// SetClientState records an inferred state of a kernel client.
+func (l *Ladder) SetClientState(s string) {
 	l.mu.Lock()
 	l.cliState = s
 	l.mu.Unlock()
 }
 
-// packet describes one IPv4/TCP packet crossing the server's link.
-func (l *ladder) packet(pkt []byte, inbound bool) {
-	h, err := header.ParseIPv4(pkt)
-	if err != nil || h.Protocol() != header.ProtoTCP {
-		return
-	}
-	t, err := header.ParseTCP(h.Payload())
-	if err != nil {
+// Restart starts the ladder afresh for another conversation with server,
+// with the given states in the columns.
+func (l *Ladder) Restart(server, cliState, srvState string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.server, l.start = server, l.now()
+	l.cliISN, l.srvISN = 0, 0
+	l.cliState, l.srvState = cliState, srvState
+}
+
+// FlagLabel renders control bits as the ladder does: "SYN+ACK", PSH left
+// out.
+func FlagLabel(f uint8) string {
+	return strings.ReplaceAll(header.FlagString(f&^header.FlagPSH), "|", "+")
+}
+
+// Packet describes one IPv4/TCP packet crossing the server's link, with
+// sequence numbers relative to each side's ISN; dropped marks one the lab
+// loses on purpose.
+func (l *Ladder) Packet(pkt []byte, inbound, dropped bool) {
+	p, ok := record.Parse(pkt)
+	if !ok {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	f := t.Flags()
-	seq, ack := t.Seq(), t.Ack()
-	if inbound && f&header.FlagSYN != 0 {
-		l.cliISN, l.haveCli = seq, true
+	if inbound && p.Has(header.FlagSYN) {
+		l.cliISN = p.Seq
 	}
-	if !inbound && f&header.FlagSYN != 0 {
-		l.srvISN, l.haveSrv = seq, true
+	if !inbound && p.Has(header.FlagSYN) {
+		l.srvISN = p.Seq
 	}
-	var rseq, rack uint32
+	seg := &Segment{Flags: header.FlagString(p.Flags &^ header.FlagPSH), AbsSeq: p.Seq, AbsAck: p.Ack, Len: len(p.Payload), Dropped: dropped}
 	if inbound {
-		rseq, rack = seq-l.cliISN, ack-l.srvISN
+		seg.Seq, seg.Ack = p.Seq-l.cliISN, p.Ack-l.srvISN
 	} else {
-		rseq, rack = seq-l.srvISN, ack-l.cliISN
+		seg.Seq, seg.Ack = p.Seq-l.srvISN, p.Ack-l.cliISN
 	}
-	label := strings.ReplaceAll(header.FlagString(f&^header.FlagPSH), "|", "+")
-	label += fmt.Sprintf(" seq=%d", rseq)
-	if f&header.FlagACK != 0 {
-		label += fmt.Sprintf(" ack=%d", rack)
-	}
-	if n := len(t.Payload()); n > 0 {
-		label += fmt.Sprintf(" len=%d", n)
+	if p.Flags&header.FlagACK == 0 {
+		seg.Ack = 0
 	}
 	if l.inferClient {
-		l.inferLocked(inbound, f)
+		l.inferLocked(inbound, p.Flags)
 	}
-	col := cBlue
-	if f&(header.FlagSYN|header.FlagFIN|header.FlagRST) != 0 {
-		col = cGreen + cBold
-	}
-	l.arrowLocked(inbound, label, col)
+	l.arrowLocked(Event{Kind: KindSegment, Dir: dir(inbound), Label: segLabel(p.Flags, seg.Seq, seg.Ack, seg.Len), Segment: seg})
 }
+
+// Inject describes a packet the lab writes into the link itself (an old
+// duplicate), with absolute sequence numbers.
+func (l *Ladder) Inject(toServer bool, pkt []byte) {
+	p, ok := record.Parse(pkt)
+	if !ok {
+		return
+	}
+	seg := &Segment{Flags: header.FlagString(p.Flags &^ header.FlagPSH), Seq: p.Seq, Ack: p.Ack, AbsSeq: p.Seq, AbsAck: p.Ack, Len: len(p.Payload), Injected: true}
+	if p.Flags&header.FlagACK == 0 {
+		seg.Ack, seg.AbsAck = 0, 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.arrowLocked(Event{Kind: KindSegment, Dir: dir(toServer), Label: segLabel(p.Flags, seg.Seq, seg.Ack, seg.Len), Segment: seg})
+}
+
+// segLabel is an arrow's text: "SYN+ACK seq=0 ack=1 len=5".
+func segLabel(f uint8, seq, ack uint32, n int) string {
+	label := FlagLabel(f) + fmt.Sprintf(" seq=%d", seq)
+	if f&header.FlagACK != 0 {
+		label += fmt.Sprintf(" ack=%d", ack)
+	}
+	if n > 0 {
+		label += fmt.Sprintf(" len=%d", n)
+	}
+	return label
+}
+
+// Observe wraps a server's link so that every packet is drawn on l.
+func Observe(ep link.Endpoint, l *Ladder) link.Endpoint { return &observe{Endpoint: ep, l: l} }
 
 // observe wraps the server's link so that every packet is drawn.
 type observe struct {
 	link.Endpoint
-	l *ladder
+	l *Ladder
 }
 
 func (o *observe) ReadBatch(bufs [][]byte, sizes []int, offset int) (int, error) {
 	n, err := o.Endpoint.ReadBatch(bufs, sizes, offset)
 	for i := 0; i < n; i++ {
-		o.l.packet(bufs[i][offset:offset+sizes[i]], true)
+		o.l.Packet(bufs[i][offset:offset+sizes[i]], true, false)
 	}
 	return n, err
 }
 
 func (o *observe) WriteBatch(bufs [][]byte, offset int) (int, error) {
 	for _, b := range bufs {
-		o.l.packet(b[offset:], false)
+		o.l.Packet(b[offset:], false, false)
 	}
 	return o.Endpoint.WriteBatch(bufs, offset)
 }
 
 // inferLocked moves the kernel client's state along the diagram of RFC 9293
 // Figure 5 from the packets it sends and receives (marked "~" as inferred).
-func (l *ladder) inferLocked(fromClient bool, f uint8) {
+func (l *Ladder) inferLocked(fromClient bool, f uint8) {
 	st := l.cliState
 	switch {
 	case fromClient && f&header.FlagSYN != 0:
@@ -212,9 +255,12 @@ func (l *ladder) inferLocked(fromClient bool, f uint8) {
 	l.cliState = st
 }
 
+// ObserveTLS is a tlslite observer for the server's side of the demo.
+func (l *Ladder) ObserveTLS(e tlslite.Event) { l.tls(e) }
+
 // tls draws a TLS event seen by the server (tlslite's observer): what the
 // server sent goes to the client, what it received came from it.
-func (l *ladder) tls(e tlslite.Event) {
+func (l *Ladder) tls(e tlslite.Event) {
 	toServer := !e.Sent
 	switch e.Kind {
 	case tlslite.EventHandshake:
@@ -242,20 +288,20 @@ func (l *ladder) tls(e tlslite.Event) {
 		case "Finished":
 			detail = "verify_data " + short(e.VerifyData) + " (encrypted)"
 		}
-		l.arrow(toServer, label, cMag+cBold)
+		l.TLSArrow(toServer, e.Message, label, 0)
 		if detail != "" {
 			l.note("%s", detail)
 		}
 	case tlslite.EventChangeCipherSpec:
-		l.arrow(toServer, "TLS ChangeCipherSpec", cMag+cBold)
+		l.TLSArrow(toServer, "ChangeCipherSpec", "TLS ChangeCipherSpec", 0)
 	case tlslite.EventAlert:
-		l.arrow(toServer, "TLS alert "+e.Alert.String()+" (encrypted)", cMag+cBold)
+		l.TLSArrow(toServer, "Alert", "TLS alert "+e.Alert.String()+" (encrypted)", 0)
 	case tlslite.EventApplicationData:
 		what := "encrypted request"
 		if e.Sent {
 			what = "encrypted response"
 		}
-		l.arrow(toServer, fmt.Sprintf("TLS %s, %d bytes AES-GCM", what, len(e.Record)), cMag)
+		l.TLSArrow(toServer, "ApplicationData", fmt.Sprintf("TLS %s, %d bytes AES-GCM", what, len(e.Record)), len(e.Record))
 	case tlslite.EventKeys:
 		l.mu.Lock()
 		pm := l.preMaster
@@ -270,6 +316,9 @@ func (l *ladder) tls(e tlslite.Event) {
 		}
 	}
 }
+
+// Short renders the first bytes of b in hex.
+func Short(b []byte) string { return short(b) }
 
 // short renders the first bytes of b in hex.
 func short(b []byte) string {

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"ustack/internal/gvpeer"
+	"ustack/internal/services"
 	"ustack/stack"
 	"ustack/stack/link"
 	"ustack/tlslite"
@@ -68,7 +69,7 @@ type benchEnv struct {
 	stack  string
 	client *tun.Namespace
 	server *tun.Namespace // kernel only
-	srv    *benchServer
+	srv    *services.Server
 	imp    *link.Impaired // on the path when loss > 0
 	ust    *stack.Stack
 	gv     *gvpeer.Host
@@ -187,7 +188,7 @@ func newBenchEnv(cfg envConfig) (env *benchEnv, err error) {
 		return nil, err
 	}
 	env.srv = srv
-	env.onClose(srv.close)
+	env.onClose(srv.Close)
 	return env, nil
 }
 

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -15,18 +15,18 @@ import (
 )
 
 // benchMachine describes where and how the bench ran.
-func benchMachine(command string, p benchParams) map[string]any {
+func benchMachine(command string, p Params) map[string]any {
 	m := map[string]any{
 		"command":  command,
 		"date":     time.Now().UTC().Format(time.RFC3339),
 		"cpu":      cpuModel(),
 		"cpus":     runtime.NumCPU(),
 		"go":       runtime.Version(),
-		"runs":     p.runs,
-		"quick":    p.quick,
-		"bytes":    p.bytes,
-		"duration": p.duration.String(),
-		"conns":    p.conns,
+		"runs":     p.Runs,
+		"quick":    p.Quick,
+		"bytes":    p.Bytes,
+		"duration": p.Duration.String(),
+		"conns":    p.Conns,
 	}
 	m["loadavg_before"] = loadAvg()
 	if v := ustackVersion(); v != "" {
@@ -189,10 +189,10 @@ func (b *bench) writeReport(dir string, machine map[string]any, rs []benchResult
 	p("  (stock options plus SACK), in the bench process.\n\n")
 	p("This page is the report of one run of:\n\n```\n%v\n```\n\n", machine["command"])
 	runs := "runs"
-	if b.p.runs == 1 {
+	if b.p.Runs == 1 {
 		runs = "run"
 	}
-	p("Each figure is the median of %d %s; the stacks take turns on every measurement, in an order\n", b.p.runs, runs)
+	p("Each figure is the median of %d %s; the stacks take turns on every measurement, in an order\n", b.p.Runs, runs)
 	p("that rotates from round to round, so that drift hits all of them.\n\n")
 
 	p("## Machine\n\n| | |\n| --- | --- |\n")
@@ -222,7 +222,7 @@ func (b *bench) writeReport(dir string, machine map[string]any, rs []benchResult
 	row("OpenSSL (wrk's TLS)", "openssl")
 	row("load average before, after (1, 5, 15 min)", "loadavg_before", "loadavg_after")
 	p("| sizes | %s per transfer, %v per timed run, %d idle connections, %d echo round trips per run |\n\n",
-		byteSize(b.p.bytes), b.p.duration, b.p.conns, b.p.echoCount)
+		byteSize(b.p.Bytes), b.p.Duration, b.p.Conns, b.p.EchoCount)
 
 	p("## Results\n\n")
 	p("Medians. A ratio is ustack's figure divided by the other stack's: above 1 is better for ustack\n")
@@ -230,7 +230,7 @@ func (b *bench) writeReport(dir string, machine map[string]any, rs []benchResult
 	p("| metric | | kernel | ustack | gVisor | ustack / kernel | ustack / gVisor |\n")
 	p("| --- | --- | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, m := range benchMetrics {
-		if b.p.only != nil && !b.p.only[m.name] {
+		if b.p.Only != nil && !b.p.Only[m.name] {
 			continue
 		}
 		var cells []string
@@ -279,20 +279,20 @@ func (b *bench) writeReport(dir string, machine map[string]any, rs []benchResult
 	p("starts the servers, measures, and tears everything down. The client side is always the kernel's TCP\n")
 	p("in the client namespace, in processes of their own (`wrk`, or `ustack bench client MODE`), so that\n")
 	p("the server process holds only the server: its CPU profile and its memory are the server's.\n\n")
-	p("- `upload_gbps`: one connection writes %s to the discard service, half-closes and waits for the\n", byteSize(b.p.bytes))
+	p("- `upload_gbps`: one connection writes %s to the discard service, half-closes and waits for the\n", byteSize(b.p.Bytes))
 	p("  server's close (so every byte was read by the server's application); bytes × 8 / elapsed.\n")
-	p("- `download_gbps`: one connection asks the source service for %s and reads them to the server's close.\n", byteSize(b.p.bytes))
-	p("- `http_rps`: `wrk -t 2 -c 64 -d %v` against `GET /` (a %d-byte page from `net/http`).\n", b.p.duration, len(benchPage))
+	p("- `download_gbps`: one connection asks the source service for %s and reads them to the server's close.\n", byteSize(b.p.Bytes))
+	p("- `http_rps`: `wrk -t 2 -c 64 -d %v` against `GET /` (a %d-byte page from `net/http`).\n", b.p.Duration, len(benchPage))
 	p("- `http_conn_per_s`: the same with `-c 32 -H 'Connection: close'`: one request per connection, the\n")
 	p("  server closes first (and holds TIME-WAIT). The client namespace's ephemeral port range is 1024-65535.\n")
-	p("- `https_handshakes_per_s`: 8 concurrent Go crypto/tls clients for %v, each connection a full\n", b.p.duration)
+	p("- `https_handshakes_per_s`: 8 concurrent Go crypto/tls clients for %v, each connection a full\n", b.p.Duration)
 	p("  TLS 1.2 handshake with `TLS_RSA_WITH_AES_128_GCM_SHA256` (RSA-2048 key exchange), no session\n")
 	p("  cache (a resumed session fails the run), then close. The server is tlslite on ustack and\n")
 	p("  crypto/tls (that suite only, TLS 1.2) on the kernel and gVisor; both serve `net/http`.\n")
 	p("- `https_rps`: `wrk -t 2 -c 64` over HTTPS (OpenSSL negotiates the same suite), keep-alive.\n")
-	p("- `echo_rtt_p50_us`, `echo_rtt_p99_us`: one connection, %d warm-up then %d 1-byte write/read round\n", b.p.echoCount/10, b.p.echoCount)
+	p("- `echo_rtt_p50_us`, `echo_rtt_p99_us`: one connection, %d warm-up then %d 1-byte write/read round\n", b.p.EchoCount/10, b.p.EchoCount)
 	p("  trips to the echo service, timed by the client; percentiles of each run, then the median of runs.\n")
-	p("- `bytes_per_idle_conn`: a client process opens %d connections to a service that accepts and keeps\n", b.p.conns)
+	p("- `bytes_per_idle_conn`: a client process opens %d connections to a service that accepts and keeps\n", b.p.Conns)
 	p("  them (no goroutine per connection). ustack and gVisor: growth of the bench process's Go heap in use\n")
 	p("  plus goroutine stacks (`runtime.MemStats` HeapInuse + StackInuse, after GC) per connection. The\n")
 	p("  kernel: the same for its Go server, plus the growth of the kernel's slab (`/proc/meminfo` Slab:\n")
@@ -304,7 +304,7 @@ func (b *bench) writeReport(dir string, machine map[string]any, rs []benchResult
 		p("  ustack and gVisor runs measure (there all slab growth is the client's). Slab is machine-wide, so\n")
 		p("  the kernel's figure is the noisiest.\n")
 	}
-	p("- `goodput_loss1_gbps`, `goodput_loss5_gbps`: the download, for %v, through a path on which\n", b.p.duration)
+	p("- `goodput_loss1_gbps`, `goodput_loss5_gbps`: the download, for %v, through a path on which\n", b.p.Duration)
 	p("  `link.Impair` (the same code for all three) drops 1%% or 5%% of the packets in each direction, seeded\n")
 	p("  per round. It sits on the client's TUN: ustack and gVisor run on `Impair(TUN)`; the kernel, which has\n")
 	p("  no link of ours, is reached through a relay that copies batches between `Impair(TUN)` in the client\n")

@@ -1,4 +1,4 @@
-package main
+package lab
 
 import (
 	"bytes"
@@ -12,12 +12,24 @@ import (
 
 var updateLabDoc = flag.Bool("update-labs-doc", false, "rewrite docs/labs.md from the in-memory labs' output")
 
-// runLabCmd runs `ustack lab args...` and returns the exit code and output.
-func runLabCmd(t *testing.T, args ...string) (int, string, string) {
+// runLabCmd runs a lab (or all of them) as `ustack lab --no-color [flags]
+// NAME` would and returns the exit status, the output and the error.
+func runLabCmd(t *testing.T, opts Options, name string) (int, string, string) {
 	t.Helper()
-	var out, errb bytes.Buffer
-	code := run(append([]string{"lab", "--no-color"}, args...), &out, &errb)
-	return code, out.String(), errb.String()
+	if opts.Lang == "" {
+		opts.Lang = "en"
+	}
+	var out bytes.Buffer
+	var err error
+	if name == "all" {
+		err = All(&out, opts)
+	} else {
+		err = Run(&out, name, opts)
+	}
+	if err != nil {
+		return 1, out.String(), err.Error()
+	}
+	return 0, out.String(), ""
 }
 
 // TestLabInMemory: every scenario passes over the in-memory link, quickly.
@@ -26,7 +38,7 @@ func TestLabInMemory(t *testing.T) {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
 			start := time.Now()
-			code, out, errs := runLabCmd(t, sc.name)
+			code, out, errs := runLabCmd(t, Options{}, sc.name)
 			if code != 0 || !strings.HasSuffix(strings.TrimSpace(out), "PASS") {
 				t.Fatalf("exit %d, stderr %q:\n%s", code, errs, out)
 			}
@@ -58,7 +70,7 @@ func TestLabTUN(t *testing.T) {
 	}
 	for _, sc := range labScenarios {
 		t.Run(sc.name, func(t *testing.T) {
-			code, out, errs := runLabCmd(t, "--tun", sc.name)
+			code, out, errs := runLabCmd(t, Options{TUN: true}, sc.name)
 			if code != 0 || !strings.HasSuffix(strings.TrimSpace(out), "PASS") {
 				t.Fatalf("exit %d, stderr %q:\n%s", code, errs, out)
 			}
@@ -69,8 +81,9 @@ func TestLabTUN(t *testing.T) {
 	}
 }
 
-// TestLabBrokenStackFails: with the stack broken on purpose the matching
-// labs fail, exit status 1, naming the claim: they check something.
+// TestLabBrokenStackFails: with one end replaced by the lab's own TCP
+// that breaks the protocol on purpose (--break), the matching labs fail,
+// exit status 1, naming the claim: they check something.
 func TestLabBrokenStackFails(t *testing.T) {
 	cases := []struct {
 		brk, lab, claim string
@@ -81,7 +94,7 @@ func TestLabBrokenStackFails(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.lab+"/"+tc.brk, func(t *testing.T) {
-			code, out, errs := runLabCmd(t, "--break", tc.brk, tc.lab)
+			code, out, errs := runLabCmd(t, Options{Break: tc.brk}, tc.lab)
 			if code != 1 {
 				t.Fatalf("exit %d, want 1:\n%s", code, out)
 			}
@@ -91,7 +104,7 @@ func TestLabBrokenStackFails(t *testing.T) {
 		})
 	}
 	// The old segment reaches the new connection when TIME-WAIT is skipped.
-	_, out, _ := runLabCmd(t, "--break", "skip-time-wait", "time-wait")
+	_, out, _ := runLabCmd(t, Options{Break: breakSkipTimeWait}, "time-wait")
 	if !strings.Contains(out, "✘ the old segment does not reach the new connection") {
 		t.Fatalf("with TIME-WAIT skipped the old segment should corrupt the new connection:\n%s", out)
 	}
@@ -110,7 +123,7 @@ func TestLabChinese(t *testing.T) {
 	for name, words := range want {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			code, out, _ := runLabCmd(t, "--lang", "zh", name)
+			code, out, _ := runLabCmd(t, Options{Lang: "zh"}, name)
 			if code != 0 {
 				t.Fatalf("exit %d:\n%s", code, out)
 			}
@@ -123,30 +136,23 @@ func TestLabChinese(t *testing.T) {
 	}
 }
 
-// TestLabListAndUsage: no scenario lists them; an unknown one is a usage
-// error (exit 2) that lists them too.
-func TestLabListAndUsage(t *testing.T) {
-	code, out, _ := runLabCmd(t)
-	if code != 0 {
-		t.Fatalf("exit %d", code)
-	}
+// TestLabList: the list names every scenario.
+func TestLabList(t *testing.T) {
+	var out bytes.Buffer
+	List(&out, Options{Lang: "en"})
 	for _, sc := range labScenarios {
-		if !strings.Contains(out, sc.name) {
-			t.Errorf("list lacks %s:\n%s", sc.name, out)
+		if !strings.Contains(out.String(), sc.name) {
+			t.Errorf("list lacks %s:\n%s", sc.name, out.String())
 		}
 	}
-	code, _, errs := runLabCmd(t, "no-such-lab")
-	if code != 2 || !strings.Contains(errs, "unknown scenario") || !strings.Contains(errs, "handshake") {
-		t.Fatalf("exit %d, stderr:\n%s", code, errs)
-	}
-	if code, _, _ := runLabCmd(t, "--lang", "fr", "handshake"); code != 2 {
-		t.Fatalf("--lang fr: exit %d, want 2", code)
+	if err := Run(&out, "no-such-lab", Options{}); err == nil || !strings.Contains(err.Error(), "unknown scenario") {
+		t.Errorf("an unknown scenario: %v", err)
 	}
 }
 
 // TestLabAll runs every scenario and prints the summary.
 func TestLabAll(t *testing.T) {
-	code, out, errs := runLabCmd(t, "all")
+	code, out, errs := runLabCmd(t, Options{}, "all")
 	if code != 0 || !strings.Contains(out, "all 7 scenarios PASS") {
 		t.Fatalf("exit %d, stderr %q:\n%s", code, errs, out)
 	}
@@ -160,15 +166,15 @@ func TestLabDoc(t *testing.T) {
 		var b strings.Builder
 		b.WriteString(labDocIntro)
 		for _, sc := range labScenarios {
-			code, out, errs := runLabCmd(t, sc.name)
+			code, out, errs := runLabCmd(t, Options{}, sc.name)
 			if code != 0 {
 				t.Fatalf("%s: exit %d, %s", sc.name, code, errs)
 			}
 			b.WriteString("\n## " + sc.name + ": " + sc.title + "\n\n" + labDocNotes[sc.name] + "\n\n```\n$ ustack lab " + sc.name + "\n" + out + "```\n")
 		}
-		_, zh, _ := runLabCmd(t, "--lang", "zh", "close")
+		_, zh, _ := runLabCmd(t, Options{Lang: "zh"}, "close")
 		b.WriteString("\n## --lang zh\n\nThe same stories in Chinese, e.g. the close (四次挥手):\n\n```\n$ ustack lab --lang zh close\n" + zh + "```\n")
-		_, broken, _ := runLabCmd(t, "--break", "skip-time-wait", "time-wait")
+		_, broken, _ := runLabCmd(t, Options{Break: breakSkipTimeWait}, "time-wait")
 		b.WriteString("\n## A lab that fails\n\nWith TIME-WAIT skipped on purpose (a test-only switch), the time-wait lab shows what TIME-WAIT is for: the repeated FIN meets an RST, the new connection reuses the 4-tuple, and the old segment's bytes are read as new data (after which the two ends, out of step, ACK each other in a storm). The lab fails, exit status 1:\n\n```\n$ ustack lab --break skip-time-wait time-wait\n" + broken + "```\n")
 		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 			t.Fatal(err)
@@ -176,7 +182,7 @@ func TestLabDoc(t *testing.T) {
 	}
 	doc, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (run go test ./cmd/ustack -run TestLabDoc -update-labs-doc)", err)
+		t.Fatalf("%v (run go test ./internal/lab -run TestLabDoc -update-labs-doc)", err)
 	}
 	for _, sc := range labScenarios {
 		if !bytes.Contains(doc, []byte("━━ lab "+sc.name+":")) {

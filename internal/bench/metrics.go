@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -95,10 +95,10 @@ func gbps(bytes int64, seconds float64) float64 {
 // not in this process). The clients are other processes, so the profile is
 // the server stack's (and its Go servers').
 func (b *bench) profile(stack, what string, round int, f func() (map[string]float64, error)) (map[string]float64, error) {
-	if b.p.profileDir == "" || round != 0 || stack == stackKernel || stack == "" {
+	if b.p.ProfileDir == "" || round != 0 || stack == stackKernel || stack == "" {
 		return f()
 	}
-	name := filepath.Join(b.p.profileDir, stack+"-"+what+".pprof")
+	name := filepath.Join(b.p.ProfileDir, stack+"-"+what+".pprof")
 	pf, err := os.Create(name)
 	if err != nil {
 		return nil, err
@@ -119,7 +119,7 @@ func (b *bench) measureUpload(ctx context.Context, stack string, _ int) (map[str
 		return nil, err
 	}
 	defer env.Close()
-	r, err := env.runClient(ctx, "upload", "--addr", env.serverAddr(benchPortDiscard), "--bytes", strconv.FormatInt(b.p.bytes, 10))
+	r, err := env.runClient(ctx, "upload", "--addr", env.serverAddr(benchPortDiscard), "--bytes", strconv.FormatInt(b.p.Bytes, 10))
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +133,7 @@ func (b *bench) measureDownload(ctx context.Context, stack string, _ int) (map[s
 		return nil, err
 	}
 	defer env.Close()
-	r, err := env.runClient(ctx, "download", "--addr", env.serverAddr(benchPortSource), "--bytes", strconv.FormatInt(b.p.bytes, 10))
+	r, err := env.runClient(ctx, "download", "--addr", env.serverAddr(benchPortSource), "--bytes", strconv.FormatInt(b.p.Bytes, 10))
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +173,7 @@ func (b *bench) measureLoss(ctx context.Context, stack string, round int, loss f
 		return 0, err
 	}
 	defer env.Close()
-	r, err := env.runClient(ctx, "download", "--addr", env.serverAddr(benchPortSource), "--duration", b.p.duration.String())
+	r, err := env.runClient(ctx, "download", "--addr", env.serverAddr(benchPortSource), "--duration", b.p.Duration.String())
 	if err != nil {
 		return 0, err
 	}
@@ -199,7 +199,7 @@ var (
 // Errors (refused or timed-out connections, non-2xx answers) beyond 1% of
 // the requests fail the run.
 func (b *bench) runWrk(ctx context.Context, env *benchEnv, url string, conns int, extra ...string) (float64, error) {
-	args := append([]string{"-t", "2", "-c", strconv.Itoa(conns), "-d", fmt.Sprintf("%ds", int(b.p.duration.Seconds())), "--timeout", "5s"}, extra...)
+	args := append([]string{"-t", "2", "-c", strconv.Itoa(conns), "-d", fmt.Sprintf("%ds", int(b.p.Duration.Seconds())), "--timeout", "5s"}, extra...)
 	args = append(args, url)
 	h, err := startHelper(ctx, env.client, "wrk", args...)
 	if err != nil {
@@ -278,7 +278,7 @@ func (b *bench) measureHandshakes(ctx context.Context, stack string, _ int) (map
 		return nil, err
 	}
 	defer env.Close()
-	r, err := env.runClient(ctx, "handshakes", "--addr", env.serverAddr(benchPortHTTPS), "--duration", b.p.duration.String(), "--conc", "8")
+	r, err := env.runClient(ctx, "handshakes", "--addr", env.serverAddr(benchPortHTTPS), "--duration", b.p.Duration.String(), "--conc", "8")
 	if err != nil {
 		return nil, err
 	}
@@ -294,7 +294,7 @@ func (b *bench) measureEcho(ctx context.Context, stack string, _ int) (map[strin
 		return nil, err
 	}
 	defer env.Close()
-	r, err := env.runClient(ctx, "echo", "--addr", env.serverAddr(benchPortEcho), "--count", strconv.Itoa(b.p.echoCount), "--warmup", strconv.Itoa(b.p.echoCount/10))
+	r, err := env.runClient(ctx, "echo", "--addr", env.serverAddr(benchPortEcho), "--count", strconv.Itoa(b.p.EchoCount), "--warmup", strconv.Itoa(b.p.EchoCount/10))
 	if err != nil {
 		return nil, err
 	}
@@ -375,7 +375,7 @@ func (b *bench) measureIdle(ctx context.Context, stack string, _ int) (map[strin
 		return nil, err
 	}
 	defer env.Close()
-	n := b.p.conns
+	n := b.p.Conns
 	before, err := takeMemSnapshot()
 	if err != nil {
 		return nil, err
@@ -391,9 +391,9 @@ func (b *bench) measureIdle(ctx context.Context, stack string, _ int) (map[strin
 		return nil, fmt.Errorf("idle client on %s: not ready (%v): %s", stack, err, strings.TrimSpace(h.stderr.String()))
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for env.srv.idleN.Load() < int64(n) {
+	for env.srv.Held() < int64(n) {
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return nil, fmt.Errorf("idle on %s: the server accepted %d of %d connections", stack, env.srv.idleN.Load(), n)
+			return nil, fmt.Errorf("idle on %s: the server accepted %d of %d connections", stack, env.srv.Held(), n)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -489,7 +489,7 @@ func (b *bench) measureTUNLimit(ctx context.Context, _ string, _ int) (map[strin
 	}
 	const warm = 500 * time.Millisecond
 	addr := netip.AddrPortFrom(benchServerAddr, benchPortDiscard).String()
-	h, err := startHelper(ctx, ns, exe, "bench", "client", "udpflood", "--addr", addr, "--duration", (warm + b.p.duration + 300*time.Millisecond).String())
+	h, err := startHelper(ctx, ns, exe, "bench", "client", "udpflood", "--addr", addr, "--duration", (warm + b.p.Duration + 300*time.Millisecond).String())
 	if err != nil {
 		return nil, err
 	}
@@ -501,7 +501,7 @@ func (b *bench) measureTUNLimit(ctx context.Context, _ string, _ int) (map[strin
 	}
 	c0, t0 := read.Load(), time.Now()
 	select {
-	case <-time.After(b.p.duration):
+	case <-time.After(b.p.Duration):
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
