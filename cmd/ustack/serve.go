@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"ustack/internal/services"
+	"ustack/stack"
 	"ustack/stack/tcp"
 	"ustack/tlslite"
 )
@@ -46,11 +46,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "Usage: ustack serve [flags]\n\nRun services on a TUN device until SIGINT or SIGTERM. Needs CAP_NET_ADMIN.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageErr("%v (see 'ustack serve -h')", err)
+	if err := parseFlags(fs, args, "serve"); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usageErr("unexpected argument %q: serve takes only flags (see 'ustack serve -h')", fs.Arg(0))
@@ -59,22 +56,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ports := map[string]int{"--echo": f.echo, "--discard": f.discard, "--source": f.source, "--http": f.http, "--https": f.https}
-	seen := map[int]string{}
-	for name, p := range ports {
-		if p < 0 || p > 65535 {
-			return usageErr("%s %d is not a port (1-65535)", name, p)
-		}
-		if p == 0 {
-			continue
-		}
-		if other, ok := seen[p]; ok {
-			return usageErr("%s and %s both use port %d: give each service its own port", other, name, p)
-		}
-		seen[p] = name
-	}
-	if len(seen) == 0 {
-		return usageErr("no service to run: give at least one of --echo, --discard, --source, --http, --https (example: --echo 7 --http 80)")
+	if err := f.checkPorts(); err != nil {
+		return err
 	}
 	kex, ok := tlslite.ParseKeyExchange(f.kex)
 	if !ok {
@@ -95,25 +78,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer ns.close()
-	srv := &services.Server{}
-	type svc struct {
-		port  int
-		serve func(net.Listener)
-		name  string
-	}
-	httpsServe := func(l net.Listener) { srv.HTTP(tlslite.NewListener(l, tlsCfg), "") }
-	plainServe := func(l net.Listener) { srv.HTTP(l, "") }
-	for _, s := range []svc{{f.echo, srv.Handle(services.Echo), "echo"}, {f.discard, srv.Handle(services.Discard), "discard"}, {f.source, srv.Handle(services.Source), "source"}, {f.http, plainServe, "http"}, {f.https, httpsServe, "https"}} {
-		if s.port == 0 {
-			continue
-		}
-		l, err := ns.st.ListenTCPConfig(uint16(s.port), ns.st.Options().TCP)
-		if err != nil {
-			srv.Close()
-			return err
-		}
-		srv.Go(l, s.serve)
-		fmt.Fprintf(stdout, "listening: %s on %v:%d\n", s.name, lc.addr, s.port)
+	srv, err := f.start(ns.st, lc, tlsCfg, stdout)
+	if err != nil {
+		return err
 	}
 	if f.https != 0 {
 		u := fmt.Sprintf("https://%v/", lc.addr)
@@ -130,6 +97,58 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "stopping on %v\n", got)
 	srv.Close()
 	return nil
+}
+
+// checkPorts checks that each service asked for has a port of its own.
+func (f *serveFlags) checkPorts() error {
+	ports := map[string]int{"--echo": f.echo, "--discard": f.discard, "--source": f.source, "--http": f.http, "--https": f.https}
+	seen := map[int]string{}
+	for name, p := range ports {
+		if p < 0 || p > 65535 {
+			return usageErr("%s %d is not a port (1-65535)", name, p)
+		}
+		if p == 0 {
+			continue
+		}
+		if other, ok := seen[p]; ok {
+			return usageErr("%s and %s both use port %d: give each service its own port", other, name, p)
+		}
+		seen[p] = name
+	}
+	if len(seen) == 0 {
+		return usageErr("no service to run: give at least one of --echo, --discard, --source, --http, --https (example: --echo 7 --http 80)")
+	}
+	return nil
+}
+
+// start runs each service asked for on its port of st.
+func (f *serveFlags) start(st *stack.Stack, lc linkConfig, tlsCfg *tlslite.Config, stdout io.Writer) (*services.Server, error) {
+	srv := &services.Server{}
+	httpsServe := func(l net.Listener) { srv.HTTP(tlslite.NewListener(l, tlsCfg), "") }
+	plainServe := func(l net.Listener) { srv.HTTP(l, "") }
+	for _, s := range []struct {
+		port  int
+		serve func(net.Listener)
+		name  string
+	}{
+		{f.echo, srv.Handle(services.Echo), "echo"},
+		{f.discard, srv.Handle(services.Discard), "discard"},
+		{f.source, srv.Handle(services.Source), "source"},
+		{f.http, plainServe, "http"},
+		{f.https, httpsServe, "https"},
+	} {
+		if s.port == 0 {
+			continue
+		}
+		l, err := st.ListenTCPConfig(uint16(s.port), st.Options().TCP)
+		if err != nil {
+			srv.Close()
+			return nil, err
+		}
+		srv.Go(l, s.serve)
+		fmt.Fprintf(stdout, "listening: %s on %v:%d\n", s.name, lc.addr, s.port)
+	}
+	return srv, nil
 }
 
 // serverTLS loads or creates the TLS directory (a CA and an RSA-2048 leaf

@@ -177,7 +177,24 @@ func (b *bench) writeReport(dir string, machine map[string]any, rs []benchResult
 		return fmt.Errorf("--report: %w", err)
 	}
 	var w strings.Builder
-	p := func(format string, args ...any) { fmt.Fprintf(&w, format, args...) }
+	p := printer(func(format string, args ...any) { fmt.Fprintf(&w, format, args...) })
+	b.reportIntro(p, machine)
+	b.reportMachine(p, machine)
+	b.reportResults(p, rs)
+	b.reportTargets(p, rs, plots)
+	b.reportMethod(p)
+	b.reportRuns(p, rs)
+	if err := os.WriteFile(filepath.Join(dir, "benchmarks.md"), []byte(w.String()), 0o644); err != nil {
+		return fmt.Errorf("--report: %w", err)
+	}
+	return nil
+}
+
+// printer writes a formatted piece of the report.
+type printer func(format string, args ...any)
+
+// reportIntro writes the title, what was run and how.
+func (b *bench) reportIntro(p printer, machine map[string]any) {
 	p("# Benchmarks: the kernel, ustack and gVisor netstack\n\n")
 	p("`ustack bench` runs the same servers (Go code: echo, discard, a sized source, `net/http`,\n")
 	p("and `net/http` over TLS 1.2) on three TCP/IP stacks and reaches them with the same kernel-side\n")
@@ -194,7 +211,10 @@ func (b *bench) writeReport(dir string, machine map[string]any, rs []benchResult
 	}
 	p("Each figure is the median of %d %s; the stacks take turns on every measurement, in an order\n", b.p.Runs, runs)
 	p("that rotates from round to round, so that drift hits all of them.\n\n")
+}
 
+// reportMachine writes the machine the bench ran on.
+func (b *bench) reportMachine(p printer, machine map[string]any) {
 	p("## Machine\n\n| | |\n| --- | --- |\n")
 	row := func(k string, keys ...string) {
 		var vs []string
@@ -223,7 +243,10 @@ func (b *bench) writeReport(dir string, machine map[string]any, rs []benchResult
 	row("load average before, after (1, 5, 15 min)", "loadavg_before", "loadavg_after")
 	p("| sizes | %s per transfer, %v per timed run, %d idle connections, %d echo round trips per run |\n\n",
 		byteSize(b.p.Bytes), b.p.Duration, b.p.Conns, b.p.EchoCount)
+}
 
+// reportResults writes the medians and ratios.
+func (b *bench) reportResults(p printer, rs []benchResult) {
 	p("## Results\n\n")
 	p("Medians. A ratio is ustack's figure divided by the other stack's: above 1 is better for ustack\n")
 	p("where more is better, below 1 is better where less is better (round trips, bytes).\n\n")
@@ -252,7 +275,10 @@ func (b *bench) writeReport(dir string, machine map[string]any, rs []benchResult
 		p("| %s<br>`%s` | %s, %s | %s | %s | %s | %s | %s |\n", m.label, m.name, m.unit, better, cells[0], cells[1], cells[2], rk, rg)
 	}
 	p("\n")
+}
 
+// reportTargets writes the targets and the plots.
+func (b *bench) reportTargets(p printer, rs []benchResult, plots []benchPlot) {
 	p("## Targets\n\n| target | ustack's ratio | |\n| --- | ---: | --- |\n")
 	for _, t := range benchTargets {
 		r, met, ok := t.check(rs)
@@ -273,7 +299,10 @@ func (b *bench) writeReport(dir string, machine map[string]any, rs []benchResult
 			p("### %s\n\n![%s](bench/%s)\n\n", pl.title, pl.title, pl.file)
 		}
 	}
+}
 
+// reportMethod writes how each figure is measured.
+func (b *bench) reportMethod(p printer) {
 	p("## How each figure is measured\n\n")
 	p("Every run builds fresh namespaces (unique names, 198.18.0.0/15 addresses only, deleted afterwards),\n")
 	p("starts the servers, measures, and tears everything down. The client side is always the kernel's TCP\n")
@@ -314,7 +343,10 @@ func (b *bench) writeReport(dir string, machine map[string]any, rs []benchResult
 	p("  process only reads and drops, through `tun.Device.ReadBatch` as ustack does; IP bytes read per second.\n")
 	p("  It is a property of the path, not of a stack: measured once per round and listed under every stack.\n")
 	p("  A TCP transfer's goodput is at most 1448/1500 (96.5%%) of it: IP and TCP headers with timestamps.\n\n")
+}
 
+// reportRuns writes every run, the counters seen and the profiles.
+func (b *bench) reportRuns(p printer, rs []benchResult) {
 	p("## All runs\n\n| metric | stack | runs |\n| --- | --- | --- |\n")
 	for _, r := range rs {
 		var vs []string
@@ -341,10 +373,6 @@ func (b *bench) writeReport(dir string, machine map[string]any, rs []benchResult
 		}
 		p("%s (`go tool pprof -top`).\n", strings.Join(names, ", "))
 	}
-	if err := os.WriteFile(filepath.Join(dir, "benchmarks.md"), []byte(w.String()), 0o644); err != nil {
-		return fmt.Errorf("--report: %w", err)
-	}
-	return nil
 }
 
 func byteSize(n int64) string {

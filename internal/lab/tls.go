@@ -198,31 +198,7 @@ func (r *labRun) httpsRSA(env *labTLSEnv) error {
 	cliObs := &labTLSObserver{r: r, client: true, draw: true, steps: true}
 	req := "GET / HTTP/1.1\r\nHost: " + labServer.Addr().String() + "\r\nConnection: close\r\n\r\n"
 	resp := "HTTP/1.1 200 OK\r\nContent-Length: 24\r\nConnection: close\r\n\r\nhello from ustack, lab!\n"
-	srvErr := make(chan error, 1)
-	var srvState tlslite.ConnectionState
-	go func() {
-		c, err := env.ln.Accept()
-		if err != nil {
-			srvErr <- err
-			return
-		}
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		s := tlslite.Server(c, &tlslite.Config{Certificates: []tlslite.Certificate{cert}, KeyExchange: tlslite.KeyExchangeRSA, Observer: srvObs.observe})
-		defer s.Close()
-		var got []byte
-		buf := make([]byte, 4096)
-		for !bytes.Contains(got, []byte("\r\n\r\n")) {
-			n, err := s.Read(buf)
-			got = append(got, buf[:n]...)
-			if err != nil {
-				srvErr <- err
-				return
-			}
-		}
-		srvState = s.ConnectionState()
-		_, err = io.WriteString(s, resp)
-		srvErr <- err
-	}()
+	srvState, srvErr := serveOneHTTPS(env, cert, srvObs, resp)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	raw, err := env.dial(ctx)
@@ -247,11 +223,28 @@ func (r *labRun) httpsRSA(env *labTLSEnv) error {
 	}
 	c.Close()
 	cliState := c.ConnectionState()
+	hs := httpsRun{cert: cert, cli: cliObs, srv: srvObs, cliState: cliState, srvState: *srvState, req: req, resp: resp}
 	// Wait until the client's FIN has been recorded: every record is in.
 	r.rec.WaitPkts(2*time.Second, record.Any(func(p record.Pkt) bool { return p.ToServer && p.Has(header.FlagFIN) }))
 	r.say("the client decrypted the response: %q", firstLine(body))
 
-	// The proof.
+	r.proveHTTPS(hs)
+	return nil
+}
+
+// httpsRun is what the https-rsa lab's conversation left for its proof.
+type httpsRun struct {
+	cert               tlslite.Certificate
+	cli, srv           *labTLSObserver
+	cliState, srvState tlslite.ConnectionState
+	req, resp          string
+}
+
+// proveHTTPS checks the eight steps against the values both sides saw and
+// the records captured on the link.
+func (r *labRun) proveHTTPS(hs httpsRun) {
+	cliObs, srvObs, cert, key := hs.cli, hs.srv, hs.cert, hs.cert.PrivateKey
+	cliState, srvState, req, resp := hs.cliState, hs.srvState, hs.req, hs.resp
 	ch, _ := cliObs.find(tlslite.EventHandshake, "ClientHello")
 	sh, _ := cliObs.find(tlslite.EventHandshake, "ServerHello")
 	crt, _ := cliObs.find(tlslite.EventHandshake, "Certificate")
@@ -292,7 +285,37 @@ func (r *labRun) httpsRSA(env *labTLSEnv) error {
 	} else {
 		r.check(false, "[8] the AES-GCM records captured on the link decrypt with those keys to the HTTP request and the HTTP response")
 	}
-	return nil
+}
+
+// serveOneHTTPS answers one HTTPS request with resp on env's listener; the
+// channel says how it went, after which the state is the server's.
+func serveOneHTTPS(env *labTLSEnv, cert tlslite.Certificate, obs *labTLSObserver, resp string) (*tlslite.ConnectionState, <-chan error) {
+	srvErr := make(chan error, 1)
+	srvState := new(tlslite.ConnectionState)
+	go func() {
+		c, err := env.ln.Accept()
+		if err != nil {
+			srvErr <- err
+			return
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		s := tlslite.Server(c, &tlslite.Config{Certificates: []tlslite.Certificate{cert}, KeyExchange: tlslite.KeyExchangeRSA, Observer: obs.observe})
+		defer s.Close()
+		var got []byte
+		buf := make([]byte, 4096)
+		for !bytes.Contains(got, []byte("\r\n\r\n")) {
+			n, err := s.Read(buf)
+			got = append(got, buf[:n]...)
+			if err != nil {
+				srvErr <- err
+				return
+			}
+		}
+		*srvState = s.ConnectionState()
+		_, err = io.WriteString(s, resp)
+		srvErr <- err
+	}()
+	return srvState, srvErr
 }
 
 func labSHA384(suite uint16) bool { return strings.HasSuffix(tlslite.CipherSuiteName(suite), "SHA384") }
