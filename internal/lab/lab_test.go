@@ -2,12 +2,16 @@ package lab
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"ustack/internal/ladder"
 )
 
 var updateLabDoc = flag.Bool("update-labs-doc", false, "rewrite docs/labs.md from the in-memory labs' output")
@@ -233,4 +237,49 @@ var labDocNotes = map[string]string{
 	"keepalive":  "The server enables keepalive (idle 10 s, interval 5 s, 3 probes; RFC 1122 §4.2.3.6 says 2 h, and Linux uses 75 s and 9). A live client answers each probe (an ACK with seq=SND.NXT−1) and the connection survives; once the client's host is dead, three probes go unanswered, one interval apart, and the connection is closed with ETIMEDOUT.",
 	"https-rsa":  "The eight steps of an HTTPS connection with RSA key exchange, with their values, and the proof: the encrypted pre-master secret decrypts with the server's private key to the client's; both sides hold the same master secret; PRF(master, \"key expansion\", server random + client random) gives the session keys; and the AES-GCM records captured on the link decrypt with them to the HTTP request and response. The tlslite client offers RFC 7627's extended master secret, so the master secret is derived from the pre-master secret and the hash of the handshake (which contains both randoms).",
 	"cert-check": "The client trusts one CA. A valid certificate is accepted; an expired one, one for another host and one from another CA are refused, each with its reason and the alert the client sends.",
+}
+
+// TestLabJSON: with JSON every line is one event: the lab, the ladder's
+// segments and states with relative numbers, the claims and the verdict.
+func TestLabJSON(t *testing.T) {
+	code, out, errs := runLabCmd(t, Options{JSON: true}, "handshake")
+	if code != 0 {
+		t.Fatalf("exit %d, %s:\n%s", code, errs, out)
+	}
+	var ev []ladder.Event
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var e ladder.Event
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("not JSON: %q: %v", line, err)
+		}
+		ev = append(ev, e)
+	}
+	if ev[0].Kind != ladder.KindLab || ev[0].LabInfo == nil || ev[0].Lab != "handshake" {
+		t.Errorf("first event %+v", ev[0])
+	}
+	last := ev[len(ev)-1]
+	if last.Kind != ladder.KindVerdict || last.Outcome == nil || !last.OK || last.Lab != "handshake" {
+		t.Errorf("last event %+v", last)
+	}
+	var segs []string
+	claims := 0
+	for _, e := range ev {
+		switch e.Kind {
+		case ladder.KindSegment:
+			segs = append(segs, fmt.Sprintf("%s %s %d %d", e.Dir, e.Segment.Flags, e.Seq, e.Ack))
+		case ladder.KindClaim:
+			claims++
+			if !e.OK {
+				t.Errorf("claim failed: %s", e.Text)
+			}
+		}
+	}
+	want := []string{"to_server SYN 0 0", "to_client SYN|ACK 0 1", "to_server ACK 1 1"}
+	if strings.Join(segs, "; ") != strings.Join(want, "; ") || claims < 5 {
+		t.Errorf("segments %q (want %q), %d claims", segs, want, claims)
+	}
+	code, out, _ = runLabCmd(t, Options{JSON: true, Break: breakTwoWay}, "stale-syn")
+	if code != 1 || !strings.Contains(out, `"kind":"verdict"`) || !strings.Contains(out, `"ok":false`) {
+		t.Errorf("a failing lab's JSON: exit %d:\n%s", code, out)
+	}
 }

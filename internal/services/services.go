@@ -222,7 +222,7 @@ func Sized(c net.Conn) {
 	}
 	n := binary.BigEndian.Uint64(hdr[:])
 	go io.Copy(io.Discard, c)
-	buf := make([]byte, 256<<10)
+	buf := make([]byte, 251*1024) // a whole number of periods: the pattern runs on
 	fillPattern(buf)
 	for n > 0 {
 		k := min(n, uint64(len(buf)))
