@@ -179,7 +179,7 @@ func TestLabDoc(t *testing.T) {
 		_, zh, _ := runLabCmd(t, Options{Lang: "zh"}, "close")
 		b.WriteString("\n## --lang zh\n\nThe same stories in Chinese, e.g. the close (四次挥手):\n\n```\n$ ustack lab --lang zh close\n" + zh + "```\n")
 		_, broken, _ := runLabCmd(t, Options{Break: breakSkipTimeWait}, "time-wait")
-		b.WriteString("\n## A lab that fails\n\nWith TIME-WAIT skipped on purpose (a test-only switch), the time-wait lab shows what TIME-WAIT is for: the repeated FIN meets an RST, the new connection reuses the 4-tuple, and the old segment's bytes are read as new data (after which the two ends, out of step, ACK each other in a storm). The lab fails, exit status 1:\n\n```\n$ ustack lab --break skip-time-wait time-wait\n" + broken + "```\n")
+		b.WriteString("\n## A lab that fails\n\nWith a client that skips TIME-WAIT (a TCP the lab builds from raw segments, behind a test-only switch), the time-wait lab shows what TIME-WAIT is for: the repeated FIN meets an RST, the new connection reuses the 4-tuple, and the old segment's bytes are read as new data (after which the two ends, out of step, ACK each other in a storm). The lab fails, exit status 1:\n\n```\n$ ustack lab --break skip-time-wait time-wait\n" + broken + "```\n")
 		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -222,18 +222,23 @@ the same stories run in real time with short timers against Linux; the
 kernel's states, which ustack cannot see, are inferred from its packets and
 marked with ~.
 
-The tests (cmd/ustack/lab_test.go) run every lab in memory and, as root,
-with --tun, and show that the labs check something: with the stack broken on
-purpose (the hidden, test-only flag ` + "`--break skip-time-wait`" + ` or
-` + "`--break two-way-handshake`" + `) the time-wait, close and stale-syn labs FAIL.
-This file is generated: ` + "`go test ./cmd/ustack -run TestLabDoc -update-labs-doc`" + `.
+The tests (internal/lab/lab_test.go) run every lab in memory and, as root,
+with --tun, and show that the labs check something: with the hidden,
+test-only flag ` + "`--break skip-time-wait`" + ` the client is a TCP the lab
+builds itself from raw segments, which goes to CLOSED at once instead of
+waiting in TIME-WAIT, and with ` + "`--break two-way-handshake`" + ` the
+stale-syn lab's server is such a TCP that opens a connection on a SYN alone:
+the time-wait, close and stale-syn labs then FAIL. ustack itself is never
+broken on purpose. ` + "`--json`" + ` writes the stories as JSON events instead
+(docs/events.md).
+This file is generated: ` + "`go test ./internal/lab -run TestLabDoc -update-labs-doc`" + `.
 `
 
 var labDocNotes = map[string]string{
 	"handshake":  "SYN seq=x; SYN+ACK seq=y ack=x+1; ACK seq=x+1 ack=y+1 (RFC 9293 §3.5). The claims check the absolute numbers and the states of both sides.",
 	"close":      "The client closes first (FIN seq=u); the server acknowledges (ack=u+1), goes on sending while half-closed, then closes (FIN seq=w); the client's last ACK carries ack=w+1 and seq=u+1, because its FIN took a sequence number. The passive side is CLOSED first; the active side waits 2*MSL in TIME-WAIT.",
-	"time-wait":  "The client's last ACK is dropped. The server, in LAST-ACK, retransmits its FIN; the client, still in TIME-WAIT, acknowledges it again and restarts 2*MSL, so the server closes cleanly. Then the client connects again from the same port while a copy of its first request, delayed in the network, arrives late: because TIME-WAIT holds the 4-tuple, the new connection gets another port and the old segment is refused. (With `--break skip-time-wait` the repeated FIN meets an RST, the new connection reuses the 4-tuple, and the old bytes are read as the new connection's data.) Timestamps are off, so that PAWS does not stand in for TIME-WAIT.",
-	"stale-syn":  "An old duplicate SYN reaches the server, which answers SYN+ACK; the client never sent it and answers RST; the server goes back to LISTEN. On a second port with the lab-only two-way handshake, the same SYN alone gives the server's application a connection nobody asked for.",
+	"time-wait":  "The client's last ACK is dropped. The server, in LAST-ACK, retransmits its FIN; the client, still in TIME-WAIT, acknowledges it again and restarts 2*MSL, so the server closes cleanly. Then the client connects again from the same port while a copy of its first request, delayed in the network, arrives late: because TIME-WAIT holds the 4-tuple, the new connection gets another port and the old segment is refused. (With `--break skip-time-wait`, whose client skips TIME-WAIT, the repeated FIN meets an RST, the new connection reuses the 4-tuple, and the old bytes are read as the new connection's data.) Timestamps are off, so that PAWS does not stand in for TIME-WAIT.",
+	"stale-syn":  "An old duplicate SYN reaches the server, which answers SYN+ACK; the client never sent it and answers RST; the server goes back to LISTEN. On a second port, where the server is a TCP the lab builds from raw segments with a two-way handshake, the same SYN alone gives the server's application a connection nobody asked for.",
 	"keepalive":  "The server enables keepalive (idle 10 s, interval 5 s, 3 probes; RFC 1122 §4.2.3.6 says 2 h, and Linux uses 75 s and 9). A live client answers each probe (an ACK with seq=SND.NXT−1) and the connection survives; once the client's host is dead, three probes go unanswered, one interval apart, and the connection is closed with ETIMEDOUT.",
 	"https-rsa":  "The eight steps of an HTTPS connection with RSA key exchange, with their values, and the proof: the encrypted pre-master secret decrypts with the server's private key to the client's; both sides hold the same master secret; PRF(master, \"key expansion\", server random + client random) gives the session keys; and the AES-GCM records captured on the link decrypt with them to the HTTP request and response. The tlslite client offers RFC 7627's extended master secret, so the master secret is derived from the pre-master secret and the hash of the handshake (which contains both randoms).",
 	"cert-check": "The client trusts one CA. A valid certificate is accepted; an expired one, one for another host and one from another CA are refused, each with its reason and the alert the client sends.",
