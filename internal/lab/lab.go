@@ -41,8 +41,8 @@ var labScenarios = []scenario{
 	{name: "time-wait", title: "why TIME-WAIT lasts 2*MSL", desc: "the last ACK is lost: the FIN comes again and TIME-WAIT answers it; an old segment cannot reach a new connection", mem: labTimeWait, tun: labTimeWaitTUN},
 	{name: "stale-syn", title: "why three ways and not two", desc: "an old duplicate SYN arrives late: the client resets it; a two-way handshake would open a bogus connection", mem: labStaleSYN, tun: labStaleSYNTUN},
 	{name: "keepalive", title: "the keepalive timer", desc: "an idle peer is probed after the idle time, then every interval; a dead peer's connection is closed, a live one's survives", mem: labKeepalive, tun: labKeepaliveTUN},
-	{name: "https-rsa", title: "HTTPS with RSA key exchange", desc: "the eight steps of an HTTPS connection, with the values, and the proof that the derived keys decrypt the records", mem: labHTTPSRSA, tun: labHTTPSRSATUN, real: true},
-	{name: "cert-check", title: "certificate checks", desc: "expired, wrong-host and untrusted-CA certificates are refused, each with its reason", mem: labCertCheck, tun: labCertCheckTUN, real: true},
+	{name: "https-rsa", title: "HTTPS with RSA key exchange", desc: "the eight steps of an HTTPS connection, with the values, and the proof that the derived keys decrypt the records", mem: tlsStory((*labRun).tlsEnvMem, (*labRun).httpsRSA), tun: tlsStory((*labRun).tlsEnvTUN, (*labRun).httpsRSA), real: true},
+	{name: "cert-check", title: "certificate checks", desc: "expired, wrong-host and untrusted-CA certificates are refused, each with its reason", mem: tlsStory((*labRun).tlsEnvMem, (*labRun).certCheck), tun: tlsStory((*labRun).tlsEnvTUN, (*labRun).certCheck), real: true},
 }
 
 func byName(name string) (scenario, bool) {

@@ -72,15 +72,11 @@ func (r *labRun) checkBogus(pk []record.Pkt, bogus *peerConn) {
 // raw TCP on another port) the server would have a connection nobody
 // asked for.
 func labStaleSYN(r *labRun) error {
-	w, err := r.newVWorld(labVConfig{cliSeed: 4, srvSeed: 4})
+	w, ln, err := r.vListen(labVConfig{cliSeed: 4, srvSeed: 4})
 	if err != nil {
 		return err
 	}
 	defer w.close()
-	ln, err := w.srv.ListenTCP(labServer.Port())
-	if err != nil {
-		return err
-	}
 	two := w.rawServer(twoWayPort)
 	broken := r.opts.Break == breakTwoWay
 	if broken {

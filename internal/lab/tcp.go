@@ -51,15 +51,11 @@ func (r *labRun) ladderHeader() {
 
 // labHandshake: SYN seq=x; SYN+ACK seq=y ack=x+1; ACK ack=y+1.
 func labHandshake(r *labRun) error {
-	w, err := r.newVWorld(labVConfig{cliSeed: 1, srvSeed: 1})
+	w, ln, err := r.vListen(labVConfig{cliSeed: 1, srvSeed: 1})
 	if err != nil {
 		return err
 	}
 	defer w.close()
-	ln, err := w.srv.ListenTCP(labServer.Port())
-	if err != nil {
-		return err
-	}
 	r.ladderHeader()
 	r.say("the server listens on port %d (passive open): it waits in LISTEN", labServer.Port())
 	r.say("the client opens (active open): it picks its initial sequence number x and sends SYN seq=x")
@@ -99,15 +95,11 @@ func labHandshake(r *labRun) error {
 // sending while half-closed, then closes; TIME-WAIT holds the client 2*MSL.
 func labClose(r *labRun) error {
 	cfg := tcp.Config{MSL: labMSL}
-	w, err := r.newVWorld(labVConfig{cli: cfg, srv: cfg, cliSeed: 2, srvSeed: 2})
+	w, ln, err := r.vListen(labVConfig{cli: cfg, srv: cfg, cliSeed: 2, srvSeed: 2})
 	if err != nil {
 		return err
 	}
 	defer w.close()
-	ln, err := w.srv.ListenTCP(labServer.Port())
-	if err != nil {
-		return err
-	}
 	r.ladderHeader()
 	c, sc, err := w.establish(ln)
 	if err != nil {
@@ -217,15 +209,11 @@ const (
 // the connection survives; a dead one does not and after count probes the
 // connection is closed.
 func labKeepalive(r *labRun) error {
-	w, err := r.newVWorld(labVConfig{cliSeed: 5, srvSeed: 5})
+	w, ln, err := r.vListen(labVConfig{cliSeed: 5, srvSeed: 5})
 	if err != nil {
 		return err
 	}
 	defer w.close()
-	ln, err := w.srv.ListenTCP(labServer.Port())
-	if err != nil {
-		return err
-	}
 	r.ladderHeader()
 	_, sc, err := w.establish(ln)
 	if err != nil {

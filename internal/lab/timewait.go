@@ -48,14 +48,11 @@ func labTimeWait(r *labRun) error {
 	// milliseconds, so that the ISN clock (RFC 6528, 4 µs ticks) moves
 	// little between the two connections.
 	cfg := tcp.Config{MSL: labMSL, NoTimestamps: true, DelayedAck: -1, MinRTO: time.Millisecond}
-	s.w, err = r.newVWorld(labVConfig{cli: cfg, srv: cfg, cliSeed: seed, srvSeed: 3, srvDecide: s.srvDecide, cliDecide: s.cliDecide})
+	s.w, s.ln, err = r.vListen(labVConfig{cli: cfg, srv: cfg, cliSeed: seed, srvSeed: 3, srvDecide: s.srvDecide, cliDecide: s.cliDecide})
 	if err != nil {
 		return err
 	}
 	defer s.w.close()
-	if s.ln, err = s.w.srv.ListenTCP(labServer.Port()); err != nil {
-		return err
-	}
 	r.ladderHeader()
 	if err := s.first(); err != nil {
 		return err

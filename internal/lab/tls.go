@@ -30,6 +30,19 @@ type labTLSEnv struct {
 	who  string // the client's TCP, for the ladder's header
 }
 
+// client opens the client's TCP connection and a TLS client on it, with
+// 10 s to finish; the function returned closes both.
+func (env *labTLSEnv) client(cfg *tlslite.Config) (*tlslite.Conn, context.Context, func(), error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	raw, err := env.dial(ctx)
+	if err != nil {
+		cancel()
+		return nil, nil, nil, err
+	}
+	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	return tlslite.Client(raw, cfg), ctx, func() { raw.Close(); cancel() }, nil
+}
+
 // tlsEnvMem joins a client and a server stack with a Pipe, in real time
 // (TLS needs no timers, and its blocking API wants goroutines).
 func (r *labRun) tlsEnvMem() (*labTLSEnv, func(), error) {
@@ -54,6 +67,20 @@ func (r *labRun) tlsEnvMem() (*labTLSEnv, func(), error) {
 	env := &labTLSEnv{srv: srv, ln: ln, who: "ustack",
 		dial: func(ctx context.Context) (net.Conn, error) { return cli.DialTCP(ctx, labServer) }}
 	return env, func() { cli.Close(); srv.Close() }, nil
+}
+
+// tlsStory runs a TLS lab's story in the environment env makes.
+func tlsStory(env func(*labRun) (*labTLSEnv, func(), error), story func(*labRun, *labTLSEnv) error) func(*labRun) error {
+	return func(r *labRun) error {
+		e, done, err := env(r)
+		if done != nil {
+			defer done()
+		}
+		if err != nil {
+			return err
+		}
+		return story(r, e)
+	}
 }
 
 // labTLSObserver draws the TLS messages one side sees and keeps the values.
@@ -162,19 +189,20 @@ func labPubKey(c *x509.Certificate) string {
 	return "?"
 }
 
+// tlsLadder starts the ladder of a TLS story afresh and returns the
+// client's trusted roots: ca alone.
+func (r *labRun) tlsLadder(env *labTLSEnv, ca *tlslite.CA) *x509.CertPool {
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	r.l.Restart(labServer.String(), "", "")
+	r.l.Header("client ("+env.who+" TCP, tlslite)", "server (ustack "+labServer.String()+", tlslite)")
+	return roots
+}
+
 // labCA makes the lab's trusted CA and a leaf key shared by its leaves.
 func labCA(name string) (*tlslite.CA, error) { return tlslite.NewCA(name, nil) }
 
-// labHTTPSRSA tells the eight steps and proves them.
-func labHTTPSRSA(r *labRun) error {
-	env, done, err := r.tlsEnvMem()
-	if err != nil {
-		return err
-	}
-	defer done()
-	return r.httpsRSA(env)
-}
-
+// httpsRSA tells the eight steps and proves them.
 func (r *labRun) httpsRSA(env *labTLSEnv) error {
 	ca, err := labCA("ustack lab CA")
 	if err != nil {
@@ -184,10 +212,7 @@ func (r *labRun) httpsRSA(env *labTLSEnv) error {
 	if err != nil {
 		return err
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Cert)
-	r.l.Restart(labServer.String(), "", "")
-	r.l.Header("client ("+env.who+" TCP, tlslite)", "server (ustack "+labServer.String()+", tlslite)")
+	roots := r.tlsLadder(env, ca)
 	key := cert.PrivateKey
 	r.say("[1] the server's key pair: RSA-%d, public n=%s e=%d; the private key d=%s… never leaves the server",
 		key.N.BitLen(), short(key.N.Bytes()), key.E, short(key.D.Bytes())[:16])
@@ -199,15 +224,11 @@ func (r *labRun) httpsRSA(env *labTLSEnv) error {
 	req := "GET / HTTP/1.1\r\nHost: " + labServer.Addr().String() + "\r\nConnection: close\r\n\r\n"
 	resp := "HTTP/1.1 200 OK\r\nContent-Length: 24\r\nConnection: close\r\n\r\nhello from ustack, lab!\n"
 	srvState, srvErr := serveOneHTTPS(env, cert, srvObs, resp)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	raw, err := env.dial(ctx)
+	c, ctx, closeClient, err := env.client(&tlslite.Config{RootCAs: roots, ServerName: labServer.Addr().String(), KeyExchange: tlslite.KeyExchangeRSA, Observer: cliObs.observe})
 	if err != nil {
 		return err
 	}
-	defer raw.Close()
-	raw.SetDeadline(time.Now().Add(10 * time.Second))
-	c := tlslite.Client(raw, &tlslite.Config{RootCAs: roots, ServerName: labServer.Addr().String(), KeyExchange: tlslite.KeyExchangeRSA, Observer: cliObs.observe})
+	defer closeClient()
 	if err := c.Handshake(ctx); err != nil {
 		return fmt.Errorf("TLS handshake: %w", err)
 	}
@@ -365,17 +386,8 @@ func labDecryptCaptured(s []byte, key, iv []byte) (app []byte, finished bool) {
 	return app, finished
 }
 
-// labCertCheck: three bad certificates refused, each with its reason; a
-// good one accepted.
-func labCertCheck(r *labRun) error {
-	env, done, err := r.tlsEnvMem()
-	if err != nil {
-		return err
-	}
-	defer done()
-	return r.certCheck(env)
-}
-
+// certCheck: three bad certificates refused, each with its reason; a good
+// one accepted.
 func (r *labRun) certCheck(env *labTLSEnv) error {
 	ca, err := labCA("ustack lab CA")
 	if err != nil {
@@ -404,10 +416,7 @@ func (r *labRun) certCheck(env *labTLSEnv) error {
 	if err != nil {
 		return err
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Cert)
-	r.l.Restart(labServer.String(), "", "")
-	r.l.Header("client ("+env.who+" TCP, tlslite)", "server (ustack "+labServer.String()+", tlslite)")
+	roots := r.tlsLadder(env, ca)
 	r.say("the client trusts one CA, %q, and connects to %v", ca.Cert.Subject.CommonName, labServer.Addr())
 	cases := []struct {
 		title  string
@@ -463,15 +472,11 @@ func (r *labRun) tryCert(env *labTLSEnv, cert tlslite.Certificate, roots *x509.C
 		s.Close()
 	}()
 	defer func() { <-done }()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	raw, err := env.dial(ctx)
+	c, ctx, closeClient, err := env.client(&tlslite.Config{RootCAs: roots, ServerName: labServer.Addr().String(), Observer: obs.observe})
 	if err != nil {
 		return err
 	}
-	defer raw.Close()
-	raw.SetDeadline(time.Now().Add(10 * time.Second))
-	c := tlslite.Client(raw, &tlslite.Config{RootCAs: roots, ServerName: labServer.Addr().String(), Observer: obs.observe})
+	defer closeClient()
 	err = c.Handshake(ctx)
 	c.Close()
 	return err

@@ -87,14 +87,7 @@ func (r *labRun) newTWorld(cfg tcp.Config, decideOut func(p record.Pkt) link.Act
 
 // rawServer diverts the packets to port to a raw two-way peer the lab
 // builds (made on first use).
-func (w *labTWorld) rawServer(port uint16) *peer {
-	if w.raw == nil {
-		w.raw = newPeer(w.r, labServer.Addr(), w.tap, 4)
-		w.tap.divert = w.raw.divert
-	}
-	w.raw.listen(port)
-	return w.raw
-}
+func (w *labTWorld) rawServer(port uint16) *peer { return rawServerOn(w.r, w.tap, &w.raw, port) }
 
 // dial opens a kernel TCP connection from inside the namespace; kernel
 // keepalive is off so that only the lab's probes are seen.
@@ -144,7 +137,52 @@ func (r *labRun) tunHeader() {
 	r.l.Header("client (kernel "+labClientAddr.String()+")", "server (ustack "+labServer.String()+")")
 }
 
-// acceptTimeout accepts one connection or gives up.
+// tunListen makes the --tun world (see newTWorld) with the server
+// listening, and draws the ladder's column titles.
+func (r *labRun) tunListen(cfg tcp.Config, decideOut func(p record.Pkt) link.Action, dropIn func(p record.Pkt) bool) (*labTWorld, *stack.Listener, func(), error) {
+	w, done, err := r.newTWorld(cfg, decideOut, dropIn)
+	if err != nil {
+		return nil, nil, done, err
+	}
+	ln, err := w.srv.ListenTCP(labServer.Port())
+	if err != nil {
+		return nil, nil, done, err
+	}
+	r.tunHeader()
+	return w, ln, done, nil
+}
+
+// tunConnected is tunListen and connect in one; done closes the
+// connection too.
+func (r *labRun) tunConnected(cfg tcp.Config, dropIn func(p record.Pkt) bool) (*labTWorld, net.Conn, *stack.Conn, func(), error) {
+	w, ln, done, err := r.tunListen(cfg, nil, dropIn)
+	if err != nil {
+		return nil, nil, nil, done, err
+	}
+	c, sc, err := w.connect(ln)
+	if err != nil {
+		return nil, nil, nil, done, err
+	}
+	return w, c, sc, func() { c.Close(); done() }, nil
+}
+
+// connect opens a kernel connection to the server and accepts it.
+func (w *labTWorld) connect(ln *stack.Listener) (net.Conn, *stack.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := w.dial(ctx, labServer)
+	if err != nil {
+		return nil, nil, err
+	}
+	sc, err := labAccept(ln, 5*time.Second)
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return c, sc, nil
+}
+
+// labAccept accepts one connection or gives up.
 func labAccept(ln *stack.Listener, d time.Duration) (*stack.Conn, error) {
 	type res struct {
 		c   *stack.Conn
@@ -164,28 +202,17 @@ func labAccept(ln *stack.Listener, d time.Duration) (*stack.Conn, error) {
 func within(d, want, tol time.Duration) bool { return d >= want-tol && d <= want+tol }
 
 func labHandshakeTUN(r *labRun) error {
-	w, done, err := r.newTWorld(tcp.Config{}, nil, nil)
+	w, ln, done, err := r.tunListen(tcp.Config{}, nil, nil)
 	defer done()
 	if err != nil {
 		return err
 	}
-	ln, err := w.srv.ListenTCP(labServer.Port())
-	if err != nil {
-		return err
-	}
-	r.tunHeader()
 	r.say("the server (ustack) listens on port %d; the kernel connects to it (its states, marked ~, are inferred from the packets)", labServer.Port())
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := w.dial(ctx, labServer)
+	c, sc, err := w.connect(ln)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	sc, err := labAccept(ln, 5*time.Second)
-	if err != nil {
-		return err
-	}
 	y := uint32(sc.Info().ISS)
 	pk := r.rec.WaitPkts(2*time.Second, record.AtLeast(3))
 	if len(pk) < 3 {
@@ -205,28 +232,12 @@ func labHandshakeTUN(r *labRun) error {
 }
 
 func labCloseTUN(r *labRun) error {
-	w, done, err := r.newTWorld(tcp.Config{}, nil, nil)
+	w, c, sc, done, err := r.tunConnected(tcp.Config{}, nil)
 	defer done()
 	if err != nil {
 		return err
 	}
-	ln, err := w.srv.ListenTCP(labServer.Port())
-	if err != nil {
-		return err
-	}
-	r.tunHeader()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := w.dial(ctx, labServer)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
-	sc, err := labAccept(ln, 5*time.Second)
-	if err != nil {
-		return err
-	}
 	sc.SetDeadline(time.Now().Add(5 * time.Second))
 	r.rec.WaitPkts(2*time.Second, record.AtLeast(3)) // the handshake's last ACK drawn
 	r.say("the client (kernel) has nothing more to send: shutdown(SHUT_WR) sends FIN seq=u (active close)")
@@ -280,7 +291,7 @@ func labCloseTUN(r *labRun) error {
 func labTimeWaitTUN(r *labRun) error {
 	var kFIN uint32
 	var haveFIN, dropped bool
-	w, done, err := r.newTWorld(tcp.Config{MSL: labTUNMSL},
+	w, ln, done, err := r.tunListen(tcp.Config{MSL: labTUNMSL},
 		func(p record.Pkt) link.Action {
 			if haveFIN && !dropped && p.Is(header.FlagACK) && p.Ack == kFIN+1 {
 				dropped = true
@@ -298,24 +309,13 @@ func labTimeWaitTUN(r *labRun) error {
 	if err != nil {
 		return err
 	}
-	ln, err := w.srv.ListenTCP(labServer.Port())
-	if err != nil {
-		return err
-	}
-	r.tunHeader()
 	r.say("here the server (ustack) closes first, so that the TIME-WAIT is ustack's; 2*MSL = %v", 2*labTUNMSL)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := w.dial(ctx, labServer)
+	c, sc, err := w.connect(ln)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	sc, err := labAccept(ln, 5*time.Second)
-	if err != nil {
-		return err
-	}
 	sc.Write([]byte("HTTP/1.0 200 OK\r\n\r\nbye\n"))
 	sc.Close()
 	io.ReadAll(c)
@@ -351,24 +351,8 @@ const (
 
 func labKeepaliveTUN(r *labRun) error {
 	var dead bool
-	w, done, err := r.newTWorld(tcp.Config{}, nil, func(p record.Pkt) bool { return dead })
+	_, _, sc, done, err := r.tunConnected(tcp.Config{}, func(p record.Pkt) bool { return dead })
 	defer done()
-	if err != nil {
-		return err
-	}
-	ln, err := w.srv.ListenTCP(labServer.Port())
-	if err != nil {
-		return err
-	}
-	r.tunHeader()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := w.dial(ctx, labServer)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	sc, err := labAccept(ln, 5*time.Second)
 	if err != nil {
 		return err
 	}
@@ -430,22 +414,4 @@ func (r *labRun) tlsEnvTUN() (*labTLSEnv, func(), error) {
 	}
 	return &labTLSEnv{srv: w.srv, ln: ln, who: "kernel",
 		dial: func(ctx context.Context) (net.Conn, error) { return w.dial(ctx, labServer) }}, done, nil
-}
-
-func labHTTPSRSATUN(r *labRun) error {
-	env, done, err := r.tlsEnvTUN()
-	defer done()
-	if err != nil {
-		return err
-	}
-	return r.httpsRSA(env)
-}
-
-func labCertCheckTUN(r *labRun) error {
-	env, done, err := r.tlsEnvTUN()
-	defer done()
-	if err != nil {
-		return err
-	}
-	return r.certCheck(env)
 }

@@ -105,15 +105,35 @@ func (r *labRun) newVWorld(c labVConfig) (*labVWorld, error) {
 	return w, nil
 }
 
+// vListen makes the in-memory world with the server listening on its port.
+func (r *labRun) vListen(c labVConfig) (*labVWorld, *stack.Listener, error) {
+	w, err := r.newVWorld(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	ln, err := w.srv.ListenTCP(labServer.Port())
+	if err != nil {
+		w.close()
+		return nil, nil, err
+	}
+	return w, ln, nil
+}
+
 // rawServer diverts the server's packets to port to a raw two-way peer
 // the lab builds (made on first use).
 func (w *labVWorld) rawServer(port uint16) *peer {
-	if w.srvPeer == nil {
-		w.srvPeer = newPeer(w.r, labServer.Addr(), w.srvTap, 4)
-		w.srvTap.divert = w.srvPeer.divert
+	return rawServerOn(w.r, w.srvTap, &w.srvPeer, port)
+}
+
+// rawServerOn makes *p, a raw two-way peer that takes the packets tap
+// reads for its ports, on first use, and adds port to them.
+func rawServerOn(r *labRun, tap *labTap, p **peer, port uint16) *peer {
+	if *p == nil {
+		*p = newPeer(r, labServer.Addr(), tap, 4)
+		tap.divert = (*p).divert
 	}
-	w.srvPeer.listen(port)
-	return w.srvPeer
+	(*p).listen(port)
+	return *p
 }
 
 func (w *labVWorld) close() {
