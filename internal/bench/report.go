@@ -64,8 +64,8 @@ func benchMachine(command string, p Params) map[string]any {
 }
 
 // benchUstackVersion names the ustack code measured; a build can set it
-// with -ldflags "-X main.benchUstackVersion=...". Otherwise ustackVersion
-// asks git about the current directory.
+// with -ldflags "-X ustack/internal/bench.benchUstackVersion=...".
+// Otherwise ustackVersion asks git about the current directory.
 var benchUstackVersion string
 
 func ustackVersion() string {
