@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,18 +13,20 @@ import (
 	"testing"
 	"time"
 
+	"ustack/internal/ladder"
 	"ustack/tun"
 )
 
-// demoLine is one line of `ustack demo`'s ladder after its time stamp:
-// a packet or TLS message (an arrow between the columns), a state
-// transition of the server, or a narration note.
+// demoLine is one event of `ustack demo`'s ladder: a packet or TLS message
+// (an arrow between the columns), a state transition of the server, or a
+// narration note.
 type demoLine struct {
 	n  int           // line number in the output, from 1
-	at time.Duration // the stamp: time since the demo started
+	at time.Duration // time since the demo started
 	// An arrow: its direction and label, and the states drawn beside it
 	// (the kernel client's are inferred and marked "~").
 	arrow    bool
+	segment  bool // a TCP segment, not a TLS message
 	toServer bool
 	label    string
 	cli, srv string
@@ -45,39 +48,40 @@ func (l demoLine) String() string {
 	return fmt.Sprintf("line %d: %s", l.n, l.text)
 }
 
-var (
-	demoStampRE  = regexp.MustCompile(`^\s*(\d+\.\d{3})ms  (.*)$`)
-	demoToRE     = regexp.MustCompile(`^(\S*)\s+── (.+?) ─+▶ (\S+)$`)
-	demoFromRE   = regexp.MustCompile(`^(\S*)\s+◀─+ (.+?) ── (\S+)$`)
-	demoServerRE = regexp.MustCompile(`^\s*server: (\S+) →\s+(\S+)$`)
-	demoNSRE     = regexp.MustCompile(`^ustack demo in network namespace (\S+):`)
-	demoMSLRE    = regexp.MustCompile(`2\*MSL = (\S+)$`)
-)
+// demoMSLRE finds how long the demo says TIME-WAIT lasts, in its note.
+var demoMSLRE = regexp.MustCompile(`2\*MSL = (\S+)$`)
 
-// parseDemo reads the ladder; lines without a stamp (the title, the
-// column header) are skipped.
-func parseDemo(out string) []demoLine {
-	var lines []demoLine
-	for i, raw := range strings.Split(out, "\n") {
-		m := demoStampRE.FindStringSubmatch(raw)
-		if m == nil {
-			continue
+// parseDemo decodes the JSON events of `ustack demo --json` (one object a
+// line, docs/events.md) into the ladder's lines, and returns the
+// namespace its title names.
+func parseDemo(t *testing.T, out string) (lines []demoLine, namespace string) {
+	t.Helper()
+	for i, raw := range strings.Split(strings.TrimSpace(out), "\n") {
+		var e ladder.Event
+		if err := json.Unmarshal([]byte(raw), &e); err != nil {
+			t.Fatalf("line %d of the demo is not a JSON event: %v: %q", i+1, err, raw)
 		}
-		ms, _ := strconv.ParseFloat(m[1], 64)
-		l := demoLine{n: i + 1, at: time.Duration(ms * float64(time.Millisecond))}
-		rest := m[2]
-		if a := demoToRE.FindStringSubmatch(rest); a != nil {
-			l.arrow, l.toServer, l.cli, l.label, l.srv = true, true, a[1], a[2], a[3]
-		} else if a := demoFromRE.FindStringSubmatch(rest); a != nil {
-			l.arrow, l.cli, l.label, l.srv = true, a[1], a[2], a[3]
-		} else if a := demoServerRE.FindStringSubmatch(rest); a != nil {
-			l.from, l.to = a[1], a[2]
-		} else {
-			l.text = strings.TrimSpace(rest)
+		l := demoLine{n: i + 1, at: time.Duration(e.T * float64(time.Millisecond))}
+		switch e.Kind {
+		case ladder.KindTitle:
+			namespace = e.Namespace
+			continue
+		case ladder.KindSegment, ladder.KindTLS:
+			l.arrow, l.toServer, l.label, l.cli, l.srv = true, e.Dir == ladder.ToServer, e.Label, e.ClientState, e.ServerState
+			l.segment = e.Kind == ladder.KindSegment
+		case ladder.KindState:
+			if e.Transition == nil || e.Side != "server" {
+				continue
+			}
+			l.from, l.to = e.FromState, e.ToState
+		case ladder.KindNote:
+			l.text = e.Text
+		default:
+			continue
 		}
 		lines = append(lines, l)
 	}
-	return lines
+	return lines, namespace
 }
 
 // demoStep is one thing the ladder must show. It is looked for after the
@@ -200,7 +204,7 @@ func findDemoSteps(t *testing.T, lines []demoLine) map[string]int {
 	return at
 }
 
-// TestDemo runs `ustack demo` as root, so over a TUN device with the
+// TestDemo runs `ustack demo --json` as root, so over a TUN device with the
 // kernel's TCP as the client, with --pcap and SSLKEYLOGFILE. Its ladder
 // must tell the whole story in order (TCP handshake, the TLS 1.2 RSA
 // handshake with randoms and the encrypted pre-master secret, the
@@ -218,7 +222,7 @@ func TestDemo(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := ns.Command(ctx, ustackBin, "demo", "--pcap", pcap)
+	cmd := ns.Command(ctx, ustackBin, "demo", "--json", "--pcap", pcap)
 	cmd.Env = append(os.Environ(), "SSLKEYLOGFILE="+keys)
 	cmd.WaitDelay = time.Second
 	var stdout, stderr strings.Builder
@@ -238,15 +242,13 @@ func TestDemo(t *testing.T) {
 		t.Errorf("ustack demo writes colour codes to a pipe")
 	}
 
+	lines, namespace := parseDemo(t, out)
 	// Its own namespace is gone.
-	m := demoNSRE.FindStringSubmatch(out)
-	if m == nil {
-		t.Errorf("ustack demo does not say which namespace it runs in (want a first line %q)", "ustack demo in network namespace NAME: ...")
+	if namespace == "" {
+		t.Errorf("ustack demo does not say which namespace it runs in (want a title event with a namespace)")
 	} else {
-		demoNetnsGone(t, m[1])
+		demoNetnsGone(t, namespace)
 	}
-
-	lines := parseDemo(out)
 	at := findDemoSteps(t, lines)
 
 	// TIME-WAIT lasts 2*MSL, as the demo says.
@@ -290,7 +292,7 @@ func TestDemo(t *testing.T) {
 	pkts := mustReadPcapng(t, pcap)
 	drawn := 0
 	for _, l := range lines {
-		if l.arrow && !strings.HasPrefix(l.label, "TLS ") {
+		if l.segment {
 			drawn++
 		}
 	}

@@ -18,6 +18,5 @@
 //	sudo go test -short ./integration/     # smaller transfers
 //
 // TestMain builds ./cmd/ustack once; USTACK_BIN=/path/to/ustack tests that
-// binary instead. Tests that fail because of a known ustack bug skip and
-// name it; USTACK_KNOWN_BUGS=1 runs them.
+// binary instead.
 package integration

@@ -6,19 +6,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 )
-
-// knownBug skips a test that fails because of a reported ustack bug, unless
-// USTACK_KNOWN_BUGS is set (then it runs, to show the bug or its fix).
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("USTACK_KNOWN_BUGS") == "" {
-		t.Skipf("known bug: %s (set USTACK_KNOWN_BUGS=1 to run)", what)
-	}
-}
 
 // TestZeroWindowReopens guards against a bug it found: stack/tcp's
 // advertise() rounded a kept window down to the window-scale unit, so the

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"ustack/internal/ladder"
 	"ustack/stack"
 	"ustack/stack/link"
 	"ustack/stack/tcp"
@@ -29,37 +30,29 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	pcap := fs.String("pcap", "", "also write every packet to `FILE` (pcapng)")
 	inMemory := fs.Bool("in-memory", false, "tell the story over an in-memory link even as root")
+	jsonOut := fs.Bool("json", false, "write the events as JSON lines (docs/events.md) instead of the ladder")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: ustack demo\n\nThe whole story in one command: a server on ustack, a client, every packet and\nstate on a ladder diagram. As root it runs in a fresh network namespace with a\nTUN device and the kernel's TCP as the client; otherwise both ends are ustack\nover an in-memory link.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageErr("%v (see 'ustack demo -h')", err)
+	if err := parseFlags(fs, args, "demo"); err != nil {
+		return err
 	}
-	color := isTerminal(stdout)
+	var sink ladder.Sink = ladder.NewText(stdout, isTerminal(stdout))
+	if *jsonOut {
+		sink = ladder.NewJSON(stdout)
+	}
 	if !*inMemory && os.Geteuid() == 0 {
 		if _, err := os.Stat("/dev/net/tun"); err == nil {
-			return demoTUN(stdout, color, *pcap)
+			return demoTUN(sink, *pcap)
 		}
 	}
 	why := "not running as root"
 	if os.Geteuid() == 0 {
 		why = "asked for --in-memory"
 	}
-	fmt.Fprintf(stdout, "ustack demo over an in-memory link, both ends on ustack (%s; run as root for the TUN and the kernel's TCP)\n", why)
-	return demoMemory(stdout, color, *pcap)
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0 && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
+	sink.Emit(ladder.Event{Kind: ladder.KindTitle, Text: fmt.Sprintf("ustack demo over an in-memory link, both ends on ustack (%s; run as root for the TUN and the kernel's TCP)", why)})
+	return demoMemory(sink, *pcap)
 }
 
 var (
@@ -85,20 +78,20 @@ func withPcap(ep link.Endpoint, file string) (link.Endpoint, func(), error) {
 }
 
 // demoMemory runs server and client on two ustack stacks joined by a Pipe.
-func demoMemory(stdout io.Writer, color bool, pcap string) error {
+func demoMemory(sink ladder.Sink, pcap string) error {
 	ea, eb := link.Pipe(1500)
-	l := newLadder(stdout, color, time.Now, demoServer.String())
-	sep, closePcap, err := withPcap(&observe{Endpoint: eb, l: l}, pcap)
+	l := ladder.New(sink, time.Now, demoServer.String())
+	sep, closePcap, err := withPcap(ladder.Observe(eb, l), pcap)
 	if err != nil {
 		return err
 	}
 	defer closePcap()
-	srv, err := stack.New(sep, stack.Options{Addr: demoServer.Addr(), TCP: tcp.Config{MSL: demoMSL}, Trace: l.state})
+	srv, err := stack.New(sep, stack.Options{Addr: demoServer.Addr(), TCP: tcp.Config{MSL: demoMSL}, Trace: l.State})
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
-	cli, err := stack.New(ea, stack.Options{Addr: demoClient, TCP: tcp.Config{MSL: demoMSL}, Trace: l.state})
+	cli, err := stack.New(ea, stack.Options{Addr: demoClient, TCP: tcp.Config{MSL: demoMSL}, Trace: l.State})
 	if err != nil {
 		return err
 	}
@@ -113,26 +106,27 @@ func demoMemory(stdout io.Writer, color bool, pcap string) error {
 
 // demoTUN runs the server on ustack behind a TUN in a fresh namespace and the
 // client on the kernel's TCP in that namespace.
-func demoTUN(stdout io.Writer, color bool, pcap string) error {
+func demoTUN(sink ladder.Sink, pcap string) error {
 	ns, err := tun.NewNamespace("demo")
 	if err != nil {
 		return err
 	}
 	defer ns.Close()
-	fmt.Fprintf(stdout, "ustack demo in network namespace %s: server on ustack %v behind TUN ustack0, client on the kernel's TCP at %v\n", ns.Name(), demoServer, demoClient)
+	sink.Emit(ladder.Event{Kind: ladder.KindTitle, Namespace: ns.Name(),
+		Text: fmt.Sprintf("ustack demo in network namespace %s: server on ustack %v behind TUN ustack0, client on the kernel's TCP at %v", ns.Name(), demoServer, demoClient)})
 	dev, err := ns.OpenTUN(tun.Config{Name: "ustack0", MTU: 1500, HostAddr: netip.PrefixFrom(demoClient, 30)})
 	if err != nil {
 		return err
 	}
 	defer dev.Close()
-	l := newLadder(stdout, color, time.Now, demoServer.String())
-	l.inferClient = true
-	sep, closePcap, err := withPcap(&observe{Endpoint: dev, l: l}, pcap)
+	l := ladder.New(sink, time.Now, demoServer.String())
+	l.InferClient()
+	sep, closePcap, err := withPcap(ladder.Observe(dev, l), pcap)
 	if err != nil {
 		return err
 	}
 	defer closePcap()
-	srv, err := stack.New(sep, stack.Options{Addr: demoServer.Addr(), TCP: tcp.Config{MSL: demoMSL}, Trace: l.state})
+	srv, err := stack.New(sep, stack.Options{Addr: demoServer.Addr(), TCP: tcp.Config{MSL: demoMSL}, Trace: l.State})
 	if err != nil {
 		return err
 	}
@@ -156,8 +150,8 @@ func demoTUN(stdout io.Writer, color bool, pcap string) error {
 
 // demoStory serves one page over HTTPS (RSA key exchange), fetches it with
 // Go's crypto/tls, and waits for the server's TIME-WAIT to end.
-func demoStory(l *ladder, ln *stack.Listener, dial func(context.Context) (net.Conn, error), srv *stack.Stack, kernelClient bool) error {
-	l.note("making a CA and an RSA-2048 server certificate for %v", demoServer.Addr())
+func demoStory(l *ladder.Ladder, ln *stack.Listener, dial func(context.Context) (net.Conn, error), srv *stack.Stack, kernelClient bool) error {
+	l.Note("making a CA and an RSA-2048 server certificate for %v", demoServer.Addr())
 	dir, err := os.MkdirTemp("", "ustack-demo-tls-")
 	if err != nil {
 		return err
@@ -167,7 +161,7 @@ func demoStory(l *ladder, ln *stack.Listener, dial func(context.Context) (net.Co
 	if err != nil {
 		return err
 	}
-	scfg := &tlslite.Config{Certificates: []tlslite.Certificate{d.Certificate}, KeyExchange: tlslite.KeyExchangeRSA, Observer: l.tls}
+	scfg := &tlslite.Config{Certificates: []tlslite.Certificate{d.Certificate}, KeyExchange: tlslite.KeyExchangeRSA, Observer: l.ObserveTLS}
 	if kl, err := keyLog(); err != nil {
 		return err
 	} else if kl != nil {
@@ -183,8 +177,8 @@ func demoStory(l *ladder, ln *stack.Listener, dial func(context.Context) (net.Co
 	if kernelClient {
 		client = "client (kernel TCP, Go crypto/tls)"
 	}
-	l.header(client, "server (ustack "+demoServer.String()+", tlslite)")
-	l.note("TCP three-way handshake: SYN, SYN+ACK, ACK")
+	l.Header(client, "server (ustack "+demoServer.String()+", tlslite)")
+	l.Note("TCP three-way handshake: SYN, SYN+ACK, ACK")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	raw, err := dial(ctx)
@@ -202,7 +196,7 @@ func demoStory(l *ladder, ln *stack.Listener, dial func(context.Context) (net.Co
 	if err := c.HandshakeContext(ctx); err != nil {
 		return fmt.Errorf("demo: TLS handshake: %w", err)
 	}
-	l.note("handshake done: from here on every record is AES-128-GCM with the derived keys")
+	l.Note("handshake done: from here on every record is AES-128-GCM with the derived keys")
 	// The client reads until the server closes: the server does the active
 	// close and so holds TIME-WAIT.
 	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: "+demoServer.String()+"\r\nConnection: close\r\n\r\n"); err != nil {
@@ -215,8 +209,8 @@ func demoStory(l *ladder, ln *stack.Listener, dial func(context.Context) (net.Co
 	raw.Close()
 	status, _, _ := strings.Cut(string(resp), "\r\n")
 	_, body, _ := strings.Cut(string(resp), "\r\n\r\n")
-	l.note("client decrypted the response: %q, body %q", status, body)
-	l.note("the server closed first, so it is the side that waits in TIME-WAIT, for 2*MSL = %v", 2*demoMSL)
+	l.Note("client decrypted the response: %q, body %q", status, body)
+	l.Note("the server closed first, so it is the side that waits in TIME-WAIT, for 2*MSL = %v", 2*demoMSL)
 	deadline := time.Now().Add(2*demoMSL + 3*time.Second)
 	for srv.Stats().TCPConns > 0 {
 		if time.Now().After(deadline) {
@@ -224,6 +218,6 @@ func demoStory(l *ladder, ln *stack.Listener, dial func(context.Context) (net.Co
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	l.note("done: every connection is CLOSED")
+	l.Note("done: every connection is CLOSED")
 	return nil
 }

@@ -37,11 +37,8 @@ func cmdGet(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		rawURL, args = args[0], args[1:]
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageErr("%v (see 'ustack get -h')", err)
+	if err := parseFlags(fs, args, "get"); err != nil {
+		return err
 	}
 	if rawURL == "" && fs.NArg() > 0 {
 		rawURL = fs.Arg(0)
@@ -49,43 +46,13 @@ func cmdGet(args []string, stdout, stderr io.Writer) error {
 	if rawURL == "" {
 		return usageErr("missing URL (example: ustack get http://198.18.0.1:8080/)")
 	}
-	u, err := url.Parse(rawURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return usageErr("%q is not an http:// or https:// URL (example: http://198.18.0.1:8080/)", rawURL)
+	u, ip, port, err := getTarget(rawURL)
+	if err != nil {
+		return err
 	}
-	host := u.Hostname()
-	ip, err := netip.ParseAddr(host)
-	if err != nil || !ip.Is4() {
-		return usageErr("%q: give the server as an IPv4 address (ustack resolves no names)", host)
-	}
-	port := 80
-	if u.Scheme == "https" {
-		port = 443
-	}
-	if p := u.Port(); p != "" {
-		port, _ = strconv.Atoi(p)
-	}
-	var tlsCfg *tlslite.Config
-	if u.Scheme == "https" {
-		tlsCfg = &tlslite.Config{ServerName: host}
-		if cacert != "" {
-			pem, err := os.ReadFile(cacert)
-			if err != nil {
-				return usageErr("--cacert: %v", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return usageErr("--cacert %s holds no PEM certificate", cacert)
-			}
-			tlsCfg.RootCAs = pool
-		}
-		if kl, err := keyLog(); err != nil {
-			return err
-		} else if kl != nil {
-			tlsCfg.KeyLogWriter = kl
-		}
-	} else if cacert != "" {
-		return usageErr("--cacert is for https:// URLs")
+	tlsCfg, err := getTLS(u, cacert)
+	if err != nil {
+		return err
 	}
 	lc, err := f.validate()
 	if err != nil {
@@ -124,4 +91,56 @@ func cmdGet(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("GET %s: %s", u, resp.Status)
 	}
 	return nil
+}
+
+// getTarget reads the URL: the server's IPv4 address and port.
+func getTarget(rawURL string) (*url.URL, netip.Addr, int, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, netip.Addr{}, 0, usageErr("%q is not an http:// or https:// URL (example: http://198.18.0.1:8080/)", rawURL)
+	}
+	host := u.Hostname()
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !ip.Is4() {
+		return nil, netip.Addr{}, 0, usageErr("%q: give the server as an IPv4 address (ustack resolves no names)", host)
+	}
+	port := 80
+	if u.Scheme == "https" {
+		port = 443
+	}
+	if p := u.Port(); p != "" {
+		port, _ = strconv.Atoi(p)
+	}
+	return u, ip, port, nil
+}
+
+// getTLS is the client's TLS configuration for an https:// URL (nil for
+// http://), trusting --cacert if given.
+func getTLS(u *url.URL, cacert string) (*tlslite.Config, error) {
+	if u.Scheme != "https" {
+		if cacert != "" {
+			return nil, usageErr("--cacert is for https:// URLs")
+		}
+		return nil, nil
+	}
+	cfg := &tlslite.Config{ServerName: u.Hostname()}
+	if cacert != "" {
+		pem, err := os.ReadFile(cacert)
+		if err != nil {
+			return nil, usageErr("--cacert: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, usageErr("--cacert %s holds no PEM certificate", cacert)
+		}
+		cfg.RootCAs = pool
+	}
+	kl, err := keyLog()
+	if err != nil {
+		return nil, err
+	}
+	if kl != nil {
+		cfg.KeyLogWriter = kl
+	}
+	return cfg, nil
 }

@@ -65,3 +65,53 @@ func TestServeFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchFlagErrors: mistakes are caught before anything is created,
+// with or without root.
+func TestBenchFlagErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bench", "--only", "nonsense"}, `unknown metric "nonsense"`},
+		{[]string{"bench", "--duration", "10ms"}, "at least 1s"},
+		{[]string{"bench", "--conns", "20000"}, "at most 15000"},
+		{[]string{"bench", "extra"}, `unexpected argument "extra"`},
+		{[]string{"bench", "client"}, "want a mode"},
+		{[]string{"bench", "client", "upload"}, "--addr is required"},
+		{[]string{"bench", "client", "nosuch", "--addr", "198.18.0.2:7"}, `unknown mode "nosuch"`},
+	} {
+		var out, errb bytes.Buffer
+		code := run(c.args, &out, &errb)
+		if code != 2 || !strings.Contains(errb.String(), c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 and %q", c.args, code, errb.String(), c.want)
+		}
+	}
+}
+
+// TestLabListAndUsage: no scenario lists them; an unknown one is a usage
+// error (exit 2) that lists them too; a failing lab exits 1.
+func TestLabListAndUsage(t *testing.T) {
+	lab := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := run(append([]string{"lab", "--no-color"}, args...), &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	code, out, _ := lab()
+	if code != 0 || !strings.Contains(out, "handshake") || !strings.Contains(out, "cert-check") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	code, _, errs := lab("no-such-lab")
+	if code != 2 || !strings.Contains(errs, "unknown scenario") || !strings.Contains(errs, "handshake") {
+		t.Fatalf("exit %d, stderr:\n%s", code, errs)
+	}
+	for _, args := range [][]string{{"--lang", "fr", "handshake"}, {"--break", "nonsense", "close"}, {"--tun", "--break", "skip-time-wait", "close"}, {"close", "handshake"}} {
+		if code, _, _ := lab(args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+	code, out, errs = lab("--break", "two-way-handshake", "stale-syn")
+	if code != 1 || !strings.Contains(errs, "lab stale-syn: FAIL: no connection is established") || !strings.Contains(out, "FAIL: ") {
+		t.Fatalf("a failing lab: exit %d, stderr %q:\n%s", code, errs, out)
+	}
+}

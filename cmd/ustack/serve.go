@@ -1,21 +1,18 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 
+	"ustack/internal/services"
 	"ustack/stack"
 	"ustack/stack/tcp"
 	"ustack/tlslite"
@@ -49,11 +46,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "Usage: ustack serve [flags]\n\nRun services on a TUN device until SIGINT or SIGTERM. Needs CAP_NET_ADMIN.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageErr("%v (see 'ustack serve -h')", err)
+	if err := parseFlags(fs, args, "serve"); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usageErr("unexpected argument %q: serve takes only flags (see 'ustack serve -h')", fs.Arg(0))
@@ -62,22 +56,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ports := map[string]int{"--echo": f.echo, "--discard": f.discard, "--source": f.source, "--http": f.http, "--https": f.https}
-	seen := map[int]string{}
-	for name, p := range ports {
-		if p < 0 || p > 65535 {
-			return usageErr("%s %d is not a port (1-65535)", name, p)
-		}
-		if p == 0 {
-			continue
-		}
-		if other, ok := seen[p]; ok {
-			return usageErr("%s and %s both use port %d: give each service its own port", other, name, p)
-		}
-		seen[p] = name
-	}
-	if len(seen) == 0 {
-		return usageErr("no service to run: give at least one of --echo, --discard, --source, --http, --https (example: --echo 7 --http 80)")
+	if err := f.checkPorts(); err != nil {
+		return err
 	}
 	kex, ok := tlslite.ParseKeyExchange(f.kex)
 	if !ok {
@@ -98,26 +78,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer ns.close()
-	srv := &services{st: ns.st}
-	type svc struct {
-		port  int
-		serve func(*stack.Listener)
-		name  string
-	}
-	httpsServe := func(l *stack.Listener) { srv.httpServe(tlslite.NewListener(l, tlsCfg)) }
-	plainServe := func(l *stack.Listener) { srv.httpServe(l) }
-	for _, s := range []svc{{f.echo, srv.echo, "echo"}, {f.discard, srv.discard, "discard"}, {f.source, srv.source, "source"}, {f.http, plainServe, "http"}, {f.https, httpsServe, "https"}} {
-		if s.port == 0 {
-			continue
-		}
-		l, err := ns.st.ListenTCPConfig(uint16(s.port), ns.st.Options().TCP)
-		if err != nil {
-			return err
-		}
-		srv.listeners = append(srv.listeners, l)
-		srv.wg.Add(1)
-		go func() { defer srv.wg.Done(); s.serve(l) }()
-		fmt.Fprintf(stdout, "listening: %s on %v:%d\n", s.name, lc.addr, s.port)
+	srv, err := f.start(ns.st, lc, tlsCfg, stdout)
+	if err != nil {
+		return err
 	}
 	if f.https != 0 {
 		u := fmt.Sprintf("https://%v/", lc.addr)
@@ -132,8 +95,60 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	defer signal.Stop(sig)
 	got := <-sig
 	fmt.Fprintf(stdout, "stopping on %v\n", got)
-	srv.shutdown()
+	srv.Close()
 	return nil
+}
+
+// checkPorts checks that each service asked for has a port of its own.
+func (f *serveFlags) checkPorts() error {
+	ports := map[string]int{"--echo": f.echo, "--discard": f.discard, "--source": f.source, "--http": f.http, "--https": f.https}
+	seen := map[int]string{}
+	for name, p := range ports {
+		if p < 0 || p > 65535 {
+			return usageErr("%s %d is not a port (1-65535)", name, p)
+		}
+		if p == 0 {
+			continue
+		}
+		if other, ok := seen[p]; ok {
+			return usageErr("%s and %s both use port %d: give each service its own port", other, name, p)
+		}
+		seen[p] = name
+	}
+	if len(seen) == 0 {
+		return usageErr("no service to run: give at least one of --echo, --discard, --source, --http, --https (example: --echo 7 --http 80)")
+	}
+	return nil
+}
+
+// start runs each service asked for on its port of st.
+func (f *serveFlags) start(st *stack.Stack, lc linkConfig, tlsCfg *tlslite.Config, stdout io.Writer) (*services.Server, error) {
+	srv := &services.Server{}
+	httpsServe := func(l net.Listener) { srv.HTTP(tlslite.NewListener(l, tlsCfg), "") }
+	plainServe := func(l net.Listener) { srv.HTTP(l, "") }
+	for _, s := range []struct {
+		port  int
+		serve func(net.Listener)
+		name  string
+	}{
+		{f.echo, srv.Handle(services.Echo), "echo"},
+		{f.discard, srv.Handle(services.Discard), "discard"},
+		{f.source, srv.Handle(services.Source), "source"},
+		{f.http, plainServe, "http"},
+		{f.https, httpsServe, "https"},
+	} {
+		if s.port == 0 {
+			continue
+		}
+		l, err := st.ListenTCPConfig(uint16(s.port), st.Options().TCP)
+		if err != nil {
+			srv.Close()
+			return nil, err
+		}
+		srv.Go(l, s.serve)
+		fmt.Fprintf(stdout, "listening: %s on %v:%d\n", s.name, lc.addr, s.port)
+	}
+	return srv, nil
 }
 
 // serverTLS loads or creates the TLS directory (a CA and an RSA-2048 leaf
@@ -169,91 +184,4 @@ func keyLog() (io.Writer, error) {
 		return nil, fmt.Errorf("SSLKEYLOGFILE: %w", err)
 	}
 	return f, nil
-}
-
-// services are the built-in servers of `ustack serve`.
-type services struct {
-	st        *stack.Stack
-	listeners []*stack.Listener
-	httpSrv   *http.Server
-	mu        sync.Mutex
-	conns     map[net.Conn]struct{}
-	wg        sync.WaitGroup
-}
-
-func (s *services) track(c net.Conn, add bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.conns == nil {
-		s.conns = map[net.Conn]struct{}{}
-	}
-	if add {
-		s.conns[c] = struct{}{}
-	} else {
-		delete(s.conns, c)
-	}
-}
-
-func (s *services) shutdown() {
-	for _, l := range s.listeners {
-		l.Close()
-	}
-	if s.httpSrv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		s.httpSrv.Shutdown(ctx)
-		cancel()
-	}
-	s.mu.Lock()
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
-}
-
-func (s *services) acceptLoop(l *stack.Listener, handle func(*stack.Conn)) {
-	for {
-		c, err := l.AcceptTCP()
-		if err != nil {
-			return
-		}
-		s.track(c, true)
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer s.track(c, false)
-			defer c.Close()
-			handle(c)
-		}()
-	}
-}
-
-// echo is RFC 862: write back what is read; close on EOF.
-func (s *services) echo(l *stack.Listener) {
-	s.acceptLoop(l, func(c *stack.Conn) { io.Copy(c, c) })
-}
-
-// discard is RFC 863: read and drop; close on EOF.
-func (s *services) discard(l *stack.Listener) {
-	s.acceptLoop(l, func(c *stack.Conn) { io.Copy(io.Discard, c) })
-}
-
-// source sends an endless stream (a repeating pattern) until the peer
-// closes or resets; what the peer sends is read and dropped.
-func (s *services) source(l *stack.Listener) {
-	var pattern [64 << 10]byte
-	for i := range pattern {
-		pattern[i] = byte(i)
-	}
-	s.acceptLoop(l, func(c *stack.Conn) {
-		go func() {
-			io.Copy(io.Discard, c)
-			c.CloseWrite()
-		}()
-		for {
-			if _, err := c.Write(pattern[:]); err != nil {
-				return
-			}
-		}
-	})
 }

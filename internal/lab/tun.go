@@ -1,4 +1,4 @@
-package main
+package lab
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"ustack/internal/record"
 	"ustack/stack"
 	"ustack/stack/header"
 	"ustack/stack/link"
@@ -23,8 +24,11 @@ import (
 // fresh network namespace (198.18.0.0/30 only), the client on the
 // kernel's TCP inside that namespace, real time.
 type labTWorld struct {
+	r   *labRun
 	ns  *tun.Namespace
 	srv *stack.Stack
+	tap *labTap
+	raw *peer // the lab's raw two-way server, if any
 }
 
 // labTUNMSL: TIME-WAIT lasts 2*MSL = 1 s in the --tun labs.
@@ -35,12 +39,12 @@ const labTUNMSL = 500 * time.Millisecond
 // packets from the kernel before the stack sees them. The returned
 // function removes everything, the namespace included; call it even on
 // failure.
-func (r *labRun) newTWorld(cfg tcp.Config, decideOut func(p labPkt) link.Action, dropIn func(p labPkt) bool) (*labTWorld, func(), error) {
+func (r *labRun) newTWorld(cfg tcp.Config, decideOut func(p record.Pkt) link.Action, dropIn func(p record.Pkt) bool) (*labTWorld, func(), error) {
 	ns, err := tun.NewNamespace("lab")
 	if err != nil {
 		return nil, func() {}, err
 	}
-	w := &labTWorld{ns: ns}
+	w := &labTWorld{r: r, ns: ns}
 	r.tw = w
 	cleanup := func() { ns.Close() }
 	dev, err := ns.OpenTUN(tun.Config{Name: "ustack0", MTU: 1500, HostAddr: netip.PrefixFrom(labClientAddr, 30), NoOffload: true})
@@ -48,9 +52,10 @@ func (r *labRun) newTWorld(cfg tcp.Config, decideOut func(p labPkt) link.Action,
 		return nil, cleanup, err
 	}
 	r.say("network namespace %s: the kernel at %v, ustack at %v behind TUN ustack0", ns.Name(), labClientAddr, labServer.Addr())
-	r.l = newLadder(r.w, r.opts.color, time.Now, labServer.String())
-	r.l.inferClient = true
+	r.newLadder(time.Now)
+	r.l.InferClient()
 	tap := &labTap{r: r, reads: true, decide: decideOut}
+	w.tap = tap
 	rule := func(dir link.Direction, pkt []byte) link.Action {
 		if dir == link.Out {
 			return tap.verdict
@@ -58,18 +63,17 @@ func (r *labRun) newTWorld(cfg tcp.Config, decideOut func(p labPkt) link.Action,
 		if dropIn == nil {
 			return link.Pass
 		}
-		p, ok := parseLabPkt(pkt)
+		p, ok := record.Parse(pkt)
 		if !ok || !dropIn(p) {
 			return link.Pass
 		}
-		p.toServer, p.dropped, p.t = true, true, time.Now()
-		r.rec.addPkt(p)
-		r.l.packet(pkt, true)
+		p.ToServer, p.Dropped, p.T = true, true, time.Now()
+		r.rec.AddPkt(p)
+		r.l.Packet(pkt, true, true)
 		r.say("✗ lost on the way (the lab drops exactly this segment)")
 		return link.Drop
 	}
 	tap.Endpoint = link.Impair(dev, link.ImpairConfig{Rule: rule})
-	r.applyBreak(&cfg)
 	if cfg.MSL == 0 {
 		cfg.MSL = labTUNMSL
 	}
@@ -80,6 +84,10 @@ func (r *labRun) newTWorld(cfg tcp.Config, decideOut func(p labPkt) link.Action,
 	}
 	return w, func() { w.srv.Close(); ns.Close() }, nil
 }
+
+// rawServer diverts the packets to port to a raw two-way peer the lab
+// builds (made on first use).
+func (w *labTWorld) rawServer(port uint16) *peer { return rawServerOn(w.r, w.tap, &w.raw, port) }
 
 // dial opens a kernel TCP connection from inside the namespace; kernel
 // keepalive is off so that only the lab's probes are seen.
@@ -126,10 +134,55 @@ func (w *labTWorld) kernelTCP(state string) []string {
 }
 
 func (r *labRun) tunHeader() {
-	r.l.header("client (kernel "+labClientAddr.String()+")", "server (ustack "+labServer.String()+")")
+	r.l.Header("client (kernel "+labClientAddr.String()+")", "server (ustack "+labServer.String()+")")
 }
 
-// acceptTimeout accepts one connection or gives up.
+// tunListen makes the --tun world (see newTWorld) with the server
+// listening, and draws the ladder's column titles.
+func (r *labRun) tunListen(cfg tcp.Config, decideOut func(p record.Pkt) link.Action, dropIn func(p record.Pkt) bool) (*labTWorld, *stack.Listener, func(), error) {
+	w, done, err := r.newTWorld(cfg, decideOut, dropIn)
+	if err != nil {
+		return nil, nil, done, err
+	}
+	ln, err := w.srv.ListenTCP(labServer.Port())
+	if err != nil {
+		return nil, nil, done, err
+	}
+	r.tunHeader()
+	return w, ln, done, nil
+}
+
+// tunConnected is tunListen and connect in one; done closes the
+// connection too.
+func (r *labRun) tunConnected(cfg tcp.Config, dropIn func(p record.Pkt) bool) (*labTWorld, net.Conn, *stack.Conn, func(), error) {
+	w, ln, done, err := r.tunListen(cfg, nil, dropIn)
+	if err != nil {
+		return nil, nil, nil, done, err
+	}
+	c, sc, err := w.connect(ln)
+	if err != nil {
+		return nil, nil, nil, done, err
+	}
+	return w, c, sc, func() { c.Close(); done() }, nil
+}
+
+// connect opens a kernel connection to the server and accepts it.
+func (w *labTWorld) connect(ln *stack.Listener) (net.Conn, *stack.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := w.dial(ctx, labServer)
+	if err != nil {
+		return nil, nil, err
+	}
+	sc, err := labAccept(ln, 5*time.Second)
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return c, sc, nil
+}
+
+// labAccept accepts one connection or gives up.
 func labAccept(ln *stack.Listener, d time.Duration) (*stack.Conn, error) {
 	type res struct {
 		c   *stack.Conn
@@ -149,90 +202,63 @@ func labAccept(ln *stack.Listener, d time.Duration) (*stack.Conn, error) {
 func within(d, want, tol time.Duration) bool { return d >= want-tol && d <= want+tol }
 
 func labHandshakeTUN(r *labRun) error {
-	w, done, err := r.newTWorld(tcp.Config{}, nil, nil)
+	w, ln, done, err := r.tunListen(tcp.Config{}, nil, nil)
 	defer done()
 	if err != nil {
 		return err
 	}
-	ln, err := w.srv.ListenTCP(labServer.Port())
-	if err != nil {
-		return err
-	}
-	r.tunHeader()
 	r.say("the server (ustack) listens on port %d; the kernel connects to it (its states, marked ~, are inferred from the packets)", labServer.Port())
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := w.dial(ctx, labServer)
+	c, sc, err := w.connect(ln)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	sc, err := labAccept(ln, 5*time.Second)
-	if err != nil {
-		return err
-	}
 	y := uint32(sc.Info().ISS)
-	pk := r.rec.waitPkts(2*time.Second, atLeast(3))
+	pk := r.rec.WaitPkts(2*time.Second, record.AtLeast(3))
 	if len(pk) < 3 {
 		return fmt.Errorf("only %d segments seen", len(pk))
 	}
-	x := pk[0].seq
+	x := pk[0].Seq
 	r.say("x = %d (the kernel's ISN), y = %d (ustack's)", x, y)
-	r.check(pk[0].toServer && pk[0].is(header.FlagSYN), "the client's SYN carries seq=x=%d and no ACK", x)
-	r.check(!pk[1].toServer && pk[1].is(header.FlagSYN|header.FlagACK) && pk[1].seq == y && pk[1].ack == x+1,
+	r.check(pk[0].ToServer && pk[0].Is(header.FlagSYN), "the client's SYN carries seq=x=%d and no ACK", x)
+	r.check(!pk[1].ToServer && pk[1].Is(header.FlagSYN|header.FlagACK) && pk[1].Seq == y && pk[1].Ack == x+1,
 		"the server's SYN+ACK carries seq=y=%d and ack=x+1=%d", y, x+1)
-	r.check(pk[2].toServer && pk[2].is(header.FlagACK) && pk[2].seq == x+1 && pk[2].ack == y+1,
+	r.check(pk[2].ToServer && pk[2].Is(header.FlagACK) && pk[2].Seq == x+1 && pk[2].Ack == y+1,
 		"the client's ACK carries seq=x+1=%d and ack=y+1=%d", x+1, y+1)
 	r.check(len(pk) == 3, "three segments, no more, open the connection (%d seen)", len(pk))
-	ss := r.states(true, 0)
-	r.check(hasRun(ss, "LISTEN", "SYN-RECEIVED", "ESTABLISHED"), "server: LISTEN → SYN-RECEIVED → ESTABLISHED (%s)", arrowJoin(ss))
+	ss := r.rec.States(true, 0)
+	r.check(record.HasRun(ss, "LISTEN", "SYN-RECEIVED", "ESTABLISHED"), "server: LISTEN → SYN-RECEIVED → ESTABLISHED (%s)", arrowJoin(ss))
 	return nil
 }
 
 func labCloseTUN(r *labRun) error {
-	w, done, err := r.newTWorld(tcp.Config{}, nil, nil)
+	w, c, sc, done, err := r.tunConnected(tcp.Config{}, nil)
 	defer done()
 	if err != nil {
 		return err
 	}
-	ln, err := w.srv.ListenTCP(labServer.Port())
-	if err != nil {
-		return err
-	}
-	r.tunHeader()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := w.dial(ctx, labServer)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
-	sc, err := labAccept(ln, 5*time.Second)
-	if err != nil {
-		return err
-	}
 	sc.SetDeadline(time.Now().Add(5 * time.Second))
-	r.rec.waitPkts(2*time.Second, atLeast(3)) // the handshake's last ACK drawn
+	r.rec.WaitPkts(2*time.Second, record.AtLeast(3)) // the handshake's last ACK drawn
 	r.say("the client (kernel) has nothing more to send: shutdown(SHUT_WR) sends FIN seq=u (active close)")
 	c.(*net.TCPConn).CloseWrite()
 	if n, err := sc.Read(make([]byte, 1)); n != 0 || err != io.EOF {
 		return fmt.Errorf("server read %d, %v; want EOF", n, err)
 	}
 	// The server's ACK of the client's FIN is drawn before the narration goes on.
-	finAcked := func(pk []labPkt) bool {
-		fin, ok := first(pk, func(p labPkt) bool { return p.toServer && p.has(header.FlagFIN) })
-		_, acked := first(pk, func(p labPkt) bool { return ok && !p.toServer && p.ack == fin.seq+1 })
+	finAcked := func(pk []record.Pkt) bool {
+		fin, ok := record.First(pk, func(p record.Pkt) bool { return p.ToServer && p.Has(header.FlagFIN) })
+		_, acked := record.First(pk, func(p record.Pkt) bool { return ok && !p.ToServer && p.Ack == fin.Seq+1 })
 		return acked
 	}
-	r.rec.waitPkts(2*time.Second, finAcked)
+	r.rec.WaitPkts(2*time.Second, finAcked)
 	r.say("half-closed: the server still sends")
 	tail := []byte("the rest of the reply, sent while half-closed\n")
 	sc.Write(tail)
 	got := make([]byte, len(tail))
 	io.ReadFull(c, got)
 	wseq := uint32(sc.Info().SndNxt)
-	r.rec.waitPkts(2*time.Second, anyPkt(func(p labPkt) bool { return p.toServer && p.ack == wseq })) // the tail acknowledged
+	r.rec.WaitPkts(2*time.Second, record.Any(func(p record.Pkt) bool { return p.ToServer && p.Ack == wseq })) // the tail acknowledged
 	r.say("the server closes: FIN seq=w, LAST-ACK")
 	sc.Close()
 	c.Read(make([]byte, 1)) // EOF
@@ -243,19 +269,19 @@ func labCloseTUN(r *labRun) error {
 	tw := w.kernelTCP("time-wait")
 	r.say("the kernel's socket: %s (Linux keeps TIME-WAIT 60 s)", strings.Join(tw, "; "))
 
-	pk := r.rec.packets()
-	fin1, ok1 := first(pk, func(p labPkt) bool { return p.toServer && p.has(header.FlagFIN) })
-	u := fin1.seq
+	pk := r.rec.Packets()
+	fin1, ok1 := record.First(pk, func(p record.Pkt) bool { return p.ToServer && p.Has(header.FlagFIN) })
+	u := fin1.Seq
 	r.check(ok1, "the client's FIN carries seq=u=%d", u)
-	_, ok2 := first(pk, func(p labPkt) bool { return !p.toServer && p.is(header.FlagACK) && p.ack == u+1 })
+	_, ok2 := record.First(pk, func(p record.Pkt) bool { return !p.ToServer && p.Is(header.FlagACK) && p.Ack == u+1 })
 	r.check(ok2, "the server acknowledges it with ack=u+1=%d", u+1)
 	r.check(bytes.Equal(got, tail), "half-closed, the server still sent %d bytes and the client read them", len(tail))
-	fin2, ok3 := first(pk, func(p labPkt) bool { return !p.toServer && p.has(header.FlagFIN) })
-	r.check(ok3 && fin2.seq == wseq, "the server's FIN carries seq=w=%d", wseq)
-	last, ok4 := first(pk, func(p labPkt) bool { return p.toServer && p.is(header.FlagACK) && p.ack == wseq+1 })
-	r.check(ok4 && last.seq == u+1, "the client's last ACK carries ack=w+1=%d and seq=u+1=%d: the FIN consumed a sequence number", wseq+1, u+1)
-	ss := r.states(true, 0)
-	r.check(hasRun(ss, "ESTABLISHED", "CLOSE-WAIT", "LAST-ACK", "CLOSED"),
+	fin2, ok3 := record.First(pk, func(p record.Pkt) bool { return !p.ToServer && p.Has(header.FlagFIN) })
+	r.check(ok3 && fin2.Seq == wseq, "the server's FIN carries seq=w=%d", wseq)
+	last, ok4 := record.First(pk, func(p record.Pkt) bool { return p.ToServer && p.Is(header.FlagACK) && p.Ack == wseq+1 })
+	r.check(ok4 && last.Seq == u+1, "the client's last ACK carries ack=w+1=%d and seq=u+1=%d: the FIN consumed a sequence number", wseq+1, u+1)
+	ss := r.rec.States(true, 0)
+	r.check(record.HasRun(ss, "ESTABLISHED", "CLOSE-WAIT", "LAST-ACK", "CLOSED"),
 		"server (passive close): ESTABLISHED → CLOSE-WAIT → LAST-ACK → CLOSED (%s)", arrowJoin(ss))
 	r.check(len(tw) == 1 && strings.Contains(tw[0], labServer.String()),
 		"the passive side (server) is CLOSED while the active side (kernel) is still in TIME-WAIT")
@@ -265,17 +291,17 @@ func labCloseTUN(r *labRun) error {
 func labTimeWaitTUN(r *labRun) error {
 	var kFIN uint32
 	var haveFIN, dropped bool
-	w, done, err := r.newTWorld(tcp.Config{MSL: labTUNMSL},
-		func(p labPkt) link.Action {
-			if haveFIN && !dropped && p.is(header.FlagACK) && p.ack == kFIN+1 {
+	w, ln, done, err := r.tunListen(tcp.Config{MSL: labTUNMSL},
+		func(p record.Pkt) link.Action {
+			if haveFIN && !dropped && p.Is(header.FlagACK) && p.Ack == kFIN+1 {
 				dropped = true
 				return link.Drop
 			}
 			return link.Pass
 		},
-		func(p labPkt) bool {
-			if p.has(header.FlagFIN) && !haveFIN {
-				kFIN, haveFIN = p.seq, true
+		func(p record.Pkt) bool {
+			if p.Has(header.FlagFIN) && !haveFIN {
+				kFIN, haveFIN = p.Seq, true
 			}
 			return false
 		})
@@ -283,24 +309,13 @@ func labTimeWaitTUN(r *labRun) error {
 	if err != nil {
 		return err
 	}
-	ln, err := w.srv.ListenTCP(labServer.Port())
-	if err != nil {
-		return err
-	}
-	r.tunHeader()
 	r.say("here the server (ustack) closes first, so that the TIME-WAIT is ustack's; 2*MSL = %v", 2*labTUNMSL)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := w.dial(ctx, labServer)
+	c, sc, err := w.connect(ln)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	sc, err := labAccept(ln, 5*time.Second)
-	if err != nil {
-		return err
-	}
 	sc.Write([]byte("HTTP/1.0 200 OK\r\n\r\nbye\n"))
 	sc.Close()
 	io.ReadAll(c)
@@ -310,78 +325,21 @@ func labTimeWaitTUN(r *labRun) error {
 	for w.srv.Stats().TCPConns > 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	cliEnd, _, _ := r.stateAt(true, 0, tcp.Closed)
-	pk := r.rec.packets()
-	fins := where(pk, func(p labPkt) bool { return p.toServer && p.has(header.FlagFIN) })
-	reack := where(pk, func(p labPkt) bool { return !p.toServer && p.is(header.FlagACK) && p.ack == kFIN+1 && !p.dropped })
-	rst := where(pk, func(p labPkt) bool { return p.has(header.FlagRST) })
+	cliEnd, _, _ := r.rec.StateAt(true, 0, tcp.Closed)
+	pk := r.rec.Packets()
+	fins := record.Where(pk, func(p record.Pkt) bool { return p.ToServer && p.Has(header.FlagFIN) })
+	reack := record.Where(pk, func(p record.Pkt) bool { return !p.ToServer && p.Is(header.FlagACK) && p.Ack == kFIN+1 && !p.Dropped })
+	rst := record.Where(pk, func(p record.Pkt) bool { return p.Has(header.FlagRST) })
 	r.check(dropped, "the server's last ACK (of the kernel's FIN) is lost")
-	r.check(len(fins) >= 2 && fins[1].seq == kFIN, "the kernel, still in LAST-ACK, sends its FIN seq=w again (%d times in all)", len(fins))
+	r.check(len(fins) >= 2 && fins[1].Seq == kFIN, "the kernel, still in LAST-ACK, sends its FIN seq=w again (%d times in all)", len(fins))
 	r.check(len(reack) >= 1 && len(rst) == 0, "the server, in TIME-WAIT, acknowledges the repeated FIN again (ack=w+1), no RST")
 	var d time.Duration
 	if len(fins) >= 2 {
-		d = cliEnd.Sub(fins[len(fins)-1].t)
+		d = cliEnd.Sub(fins[len(fins)-1].T)
 	}
 	r.check(within(d, 2*labTUNMSL, 100*time.Millisecond), "TIME-WAIT restarts at the repeated FIN: the server is CLOSED 2*MSL after it (%v)", d.Round(time.Millisecond))
 	r.check(len(w.kernelTCP("last-ack")) == 0, "the kernel's connection is gone: it ended on that ACK")
 	r.say("(the old-segment half of this lab needs two ustack ends: run it without --tun)")
-	return nil
-}
-
-func labStaleSYNTUN(r *labRun) error {
-	w, done, err := r.newTWorld(tcp.Config{}, nil, nil)
-	defer done()
-	if err != nil {
-		return err
-	}
-	ln, err := w.srv.ListenTCP(labServer.Port())
-	if err != nil {
-		return err
-	}
-	two := w.srv.Options().TCP
-	two.LabTwoWayHandshake = true
-	twoPort := labServer.Port() + 1
-	ln2, err := w.srv.ListenTCPConfig(twoPort, two)
-	if err != nil {
-		return err
-	}
-	const oldPort, z = 40000, 1000000
-	stale := func(port uint16) []byte {
-		return rawTCP(netip.AddrPortFrom(labClientAddr, oldPort), netip.AddrPortFrom(labServer.Addr(), port), z, 0, header.FlagSYN, nil)
-	}
-	r.tunHeader()
-	r.say("an old duplicate SYN seq=z (z=%d) from %v:%d, a connection the kernel never made, reaches the server (sent through a raw socket)", z, labClientAddr, oldPort)
-	if err := w.sendRaw(stale(labServer.Port())); err != nil {
-		return err
-	}
-	pk := r.rec.waitPkts(2*time.Second, anyPkt(func(p labPkt) bool { return p.toServer && p.has(header.FlagRST) && p.sport == oldPort }))
-	sa, okSA := first(pk, func(p labPkt) bool { return !p.toServer && p.is(header.FlagSYN|header.FlagACK) && p.dport == oldPort })
-	rst, okR := first(pk, func(p labPkt) bool { return p.toServer && p.has(header.FlagRST) && p.sport == oldPort })
-	ss := r.states(true, labServer.Port())
-	r.check(okSA && sa.ack == z+1, "the server answers the old SYN with SYN+ACK ack=z+1")
-	r.check(okR && rst.seq == z+1, "the client, which never sent it, answers RST seq=z+1")
-	r.check(!contains(ss, "ESTABLISHED") && w.srv.Stats().TCPEstablished == 0, "no connection is established (server: %s)", arrowJoin(ss))
-	_ = ln
-
-	r.section("the same, with a two-way handshake (a lab-only switch on port %d)", twoPort)
-	n := len(r.rec.packets())
-	r.resetLadder(netip.AddrPortFrom(labServer.Addr(), twoPort).String())
-	r.l.header("client (kernel "+labClientAddr.String()+")", "server (ustack "+labServer.Addr().String()+":"+fmt.Sprint(twoPort)+", two-way)")
-	if err := w.sendRaw(stale(twoPort)); err != nil {
-		return err
-	}
-	bogus, err := labAccept(ln2, 2*time.Second)
-	if err == nil {
-		r.say("the server handed its application a connection that nobody asked for")
-	}
-	pk = r.rec.waitPkts(2*time.Second, func(pk []labPkt) bool {
-		_, ok := first(pk[n:], func(p labPkt) bool { return !p.toServer && p.is(header.FlagSYN|header.FlagACK) })
-		return ok
-	})[n:]
-	ss2 := r.states(true, twoPort)
-	_, okSA2 := first(pk, func(p labPkt) bool { return !p.toServer && p.is(header.FlagSYN|header.FlagACK) })
-	r.check(okSA2 && bogus != nil && hasRun(ss2, "SYN-RECEIVED", "ESTABLISHED"),
-		"with a two-way handshake the old SYN alone opens a bogus connection (server: %s)", arrowJoin(ss2))
 	return nil
 }
 
@@ -393,42 +351,26 @@ const (
 
 func labKeepaliveTUN(r *labRun) error {
 	var dead bool
-	w, done, err := r.newTWorld(tcp.Config{}, nil, func(p labPkt) bool { return dead })
+	_, _, sc, done, err := r.tunConnected(tcp.Config{}, func(p record.Pkt) bool { return dead })
 	defer done()
 	if err != nil {
 		return err
 	}
-	ln, err := w.srv.ListenTCP(labServer.Port())
-	if err != nil {
-		return err
-	}
-	r.tunHeader()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := w.dial(ctx, labServer)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	sc, err := labAccept(ln, 5*time.Second)
-	if err != nil {
-		return err
-	}
-	r.rec.waitPkts(2*time.Second, atLeast(3)) // the handshake is over before the idle time starts
+	r.rec.WaitPkts(2*time.Second, record.AtLeast(3)) // the handshake is over before the idle time starts
 	on := time.Now()
 	sndNxt := uint32(sc.Info().SndNxt)
-	isProbe := func(p labPkt) bool {
-		return !p.toServer && p.is(header.FlagACK) && len(p.payload) == 0 && p.seq == sndNxt-1
+	isProbe := func(p record.Pkt) bool {
+		return !p.ToServer && p.Is(header.FlagACK) && len(p.Payload) == 0 && p.Seq == sndNxt-1
 	}
 	sc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: labTUNKeepIdle, Interval: labTUNKeepInterval, Count: labKeepCount})
 	r.say("the server turns keepalive on: idle %v, then a probe every %v, at most %d unanswered probes", labTUNKeepIdle, labTUNKeepInterval, labKeepCount)
 	// Wait for two probes, each answered by the kernel.
-	r.rec.waitPkts(3*labTUNKeepIdle+2*labTUNKeepInterval, func(pk []labPkt) bool {
-		probes := where(pk, isProbe)
+	r.rec.WaitPkts(3*labTUNKeepIdle+2*labTUNKeepInterval, func(pk []record.Pkt) bool {
+		probes := record.Where(pk, isProbe)
 		if len(probes) < 2 {
 			return false
 		}
-		_, ok := first(pk, func(p labPkt) bool { return p.toServer && p.is(header.FlagACK) && p.t.After(probes[1].t) })
+		_, ok := record.First(pk, func(p record.Pkt) bool { return p.ToServer && p.Is(header.FlagACK) && p.T.After(probes[1].T) })
 		return ok
 	})
 	alive := sc.State()
@@ -439,19 +381,19 @@ func labKeepaliveTUN(r *labRun) error {
 	sc.SetReadDeadline(time.Now().Add(4 * time.Second))
 	_, rerr := sc.Read(make([]byte, 1))
 	r.say("the server gives up: %v", rerr)
-	pk := r.rec.waitPkts(time.Second, anyPkt(func(p labPkt) bool { return !p.toServer && p.has(header.FlagRST) }))
-	live := where(pk, func(p labPkt) bool { return isProbe(p) && p.t.Before(deadAt) })
-	deadP := where(pk, func(p labPkt) bool { return isProbe(p) && p.t.After(deadAt) })
+	pk := r.rec.WaitPkts(time.Second, record.Any(func(p record.Pkt) bool { return !p.ToServer && p.Has(header.FlagRST) }))
+	live := record.Where(pk, func(p record.Pkt) bool { return isProbe(p) && p.T.Before(deadAt) })
+	deadP := record.Where(pk, func(p record.Pkt) bool { return isProbe(p) && p.T.After(deadAt) })
 	tol := 150 * time.Millisecond // real timers on a shared machine
-	r.check(len(live) >= 1 && within(live[0].t.Sub(on), labTUNKeepIdle, tol), "the first probe goes out after the idle time, %v", labTUNKeepIdle)
-	answered := where(pk, func(p labPkt) bool {
-		return p.toServer && p.is(header.FlagACK) && !p.dropped && p.t.After(on) && p.t.Before(deadAt)
+	r.check(len(live) >= 1 && within(live[0].T.Sub(on), labTUNKeepIdle, tol), "the first probe goes out after the idle time, %v", labTUNKeepIdle)
+	answered := record.Where(pk, func(p record.Pkt) bool {
+		return p.ToServer && p.Is(header.FlagACK) && !p.Dropped && p.T.After(on) && p.T.Before(deadAt)
 	})
 	r.check(len(live) >= 2 && len(answered) >= len(live) && alive == tcp.Established,
 		"a live peer answers every probe (%d of %d) and its connection survives (%s)", len(answered), len(live), alive)
 	spaced := len(deadP) >= 2
 	for i := 1; i < len(deadP); i++ {
-		spaced = spaced && within(deadP[i].t.Sub(deadP[i-1].t), labTUNKeepInterval, tol)
+		spaced = spaced && within(deadP[i].T.Sub(deadP[i-1].T), labTUNKeepInterval, tol)
 	}
 	r.check(spaced, "unanswered probes repeat every interval, %v", labTUNKeepInterval)
 	r.check(len(deadP) == labKeepCount, "a dead peer gets count=%d probes (%d sent)", labKeepCount, len(deadP))
@@ -472,22 +414,4 @@ func (r *labRun) tlsEnvTUN() (*labTLSEnv, func(), error) {
 	}
 	return &labTLSEnv{srv: w.srv, ln: ln, who: "kernel",
 		dial: func(ctx context.Context) (net.Conn, error) { return w.dial(ctx, labServer) }}, done, nil
-}
-
-func labHTTPSRSATUN(r *labRun) error {
-	env, done, err := r.tlsEnvTUN()
-	defer done()
-	if err != nil {
-		return err
-	}
-	return r.httpsRSA(env)
-}
-
-func labCertCheckTUN(r *labRun) error {
-	env, done, err := r.tlsEnvTUN()
-	defer done()
-	if err != nil {
-		return err
-	}
-	return r.certCheck(env)
 }

@@ -1,23 +1,39 @@
-package main
+package lab
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"ustack/internal/ladder"
 )
 
 var updateLabDoc = flag.Bool("update-labs-doc", false, "rewrite docs/labs.md from the in-memory labs' output")
 
-// runLabCmd runs `ustack lab args...` and returns the exit code and output.
-func runLabCmd(t *testing.T, args ...string) (int, string, string) {
+// runLabCmd runs a lab (or all of them) as `ustack lab --no-color [flags]
+// NAME` would and returns the exit status, the output and the error.
+func runLabCmd(t *testing.T, opts Options, name string) (int, string, string) {
 	t.Helper()
-	var out, errb bytes.Buffer
-	code := run(append([]string{"lab", "--no-color"}, args...), &out, &errb)
-	return code, out.String(), errb.String()
+	if opts.Lang == "" {
+		opts.Lang = "en"
+	}
+	var out bytes.Buffer
+	var err error
+	if name == "all" {
+		err = All(&out, opts)
+	} else {
+		err = Run(&out, name, opts)
+	}
+	if err != nil {
+		return 1, out.String(), err.Error()
+	}
+	return 0, out.String(), ""
 }
 
 // TestLabInMemory: every scenario passes over the in-memory link, quickly.
@@ -26,7 +42,7 @@ func TestLabInMemory(t *testing.T) {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
 			start := time.Now()
-			code, out, errs := runLabCmd(t, sc.name)
+			code, out, errs := runLabCmd(t, Options{}, sc.name)
 			if code != 0 || !strings.HasSuffix(strings.TrimSpace(out), "PASS") {
 				t.Fatalf("exit %d, stderr %q:\n%s", code, errs, out)
 			}
@@ -58,7 +74,7 @@ func TestLabTUN(t *testing.T) {
 	}
 	for _, sc := range labScenarios {
 		t.Run(sc.name, func(t *testing.T) {
-			code, out, errs := runLabCmd(t, "--tun", sc.name)
+			code, out, errs := runLabCmd(t, Options{TUN: true}, sc.name)
 			if code != 0 || !strings.HasSuffix(strings.TrimSpace(out), "PASS") {
 				t.Fatalf("exit %d, stderr %q:\n%s", code, errs, out)
 			}
@@ -69,8 +85,9 @@ func TestLabTUN(t *testing.T) {
 	}
 }
 
-// TestLabBrokenStackFails: with the stack broken on purpose the matching
-// labs fail, exit status 1, naming the claim: they check something.
+// TestLabBrokenStackFails: with one end replaced by the lab's own TCP
+// that breaks the protocol on purpose (--break), the matching labs fail,
+// exit status 1, naming the claim: they check something.
 func TestLabBrokenStackFails(t *testing.T) {
 	cases := []struct {
 		brk, lab, claim string
@@ -81,7 +98,7 @@ func TestLabBrokenStackFails(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.lab+"/"+tc.brk, func(t *testing.T) {
-			code, out, errs := runLabCmd(t, "--break", tc.brk, tc.lab)
+			code, out, errs := runLabCmd(t, Options{Break: tc.brk}, tc.lab)
 			if code != 1 {
 				t.Fatalf("exit %d, want 1:\n%s", code, out)
 			}
@@ -91,7 +108,7 @@ func TestLabBrokenStackFails(t *testing.T) {
 		})
 	}
 	// The old segment reaches the new connection when TIME-WAIT is skipped.
-	_, out, _ := runLabCmd(t, "--break", "skip-time-wait", "time-wait")
+	_, out, _ := runLabCmd(t, Options{Break: breakSkipTimeWait}, "time-wait")
 	if !strings.Contains(out, "✘ the old segment does not reach the new connection") {
 		t.Fatalf("with TIME-WAIT skipped the old segment should corrupt the new connection:\n%s", out)
 	}
@@ -110,7 +127,7 @@ func TestLabChinese(t *testing.T) {
 	for name, words := range want {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			code, out, _ := runLabCmd(t, "--lang", "zh", name)
+			code, out, _ := runLabCmd(t, Options{Lang: "zh"}, name)
 			if code != 0 {
 				t.Fatalf("exit %d:\n%s", code, out)
 			}
@@ -123,30 +140,23 @@ func TestLabChinese(t *testing.T) {
 	}
 }
 
-// TestLabListAndUsage: no scenario lists them; an unknown one is a usage
-// error (exit 2) that lists them too.
-func TestLabListAndUsage(t *testing.T) {
-	code, out, _ := runLabCmd(t)
-	if code != 0 {
-		t.Fatalf("exit %d", code)
-	}
+// TestLabList: the list names every scenario.
+func TestLabList(t *testing.T) {
+	var out bytes.Buffer
+	List(&out, Options{Lang: "en"})
 	for _, sc := range labScenarios {
-		if !strings.Contains(out, sc.name) {
-			t.Errorf("list lacks %s:\n%s", sc.name, out)
+		if !strings.Contains(out.String(), sc.name) {
+			t.Errorf("list lacks %s:\n%s", sc.name, out.String())
 		}
 	}
-	code, _, errs := runLabCmd(t, "no-such-lab")
-	if code != 2 || !strings.Contains(errs, "unknown scenario") || !strings.Contains(errs, "handshake") {
-		t.Fatalf("exit %d, stderr:\n%s", code, errs)
-	}
-	if code, _, _ := runLabCmd(t, "--lang", "fr", "handshake"); code != 2 {
-		t.Fatalf("--lang fr: exit %d, want 2", code)
+	if err := Run(&out, "no-such-lab", Options{}); err == nil || !strings.Contains(err.Error(), "unknown scenario") {
+		t.Errorf("an unknown scenario: %v", err)
 	}
 }
 
 // TestLabAll runs every scenario and prints the summary.
 func TestLabAll(t *testing.T) {
-	code, out, errs := runLabCmd(t, "all")
+	code, out, errs := runLabCmd(t, Options{}, "all")
 	if code != 0 || !strings.Contains(out, "all 7 scenarios PASS") {
 		t.Fatalf("exit %d, stderr %q:\n%s", code, errs, out)
 	}
@@ -160,23 +170,23 @@ func TestLabDoc(t *testing.T) {
 		var b strings.Builder
 		b.WriteString(labDocIntro)
 		for _, sc := range labScenarios {
-			code, out, errs := runLabCmd(t, sc.name)
+			code, out, errs := runLabCmd(t, Options{}, sc.name)
 			if code != 0 {
 				t.Fatalf("%s: exit %d, %s", sc.name, code, errs)
 			}
 			b.WriteString("\n## " + sc.name + ": " + sc.title + "\n\n" + labDocNotes[sc.name] + "\n\n```\n$ ustack lab " + sc.name + "\n" + out + "```\n")
 		}
-		_, zh, _ := runLabCmd(t, "--lang", "zh", "close")
+		_, zh, _ := runLabCmd(t, Options{Lang: "zh"}, "close")
 		b.WriteString("\n## --lang zh\n\nThe same stories in Chinese, e.g. the close (四次挥手):\n\n```\n$ ustack lab --lang zh close\n" + zh + "```\n")
-		_, broken, _ := runLabCmd(t, "--break", "skip-time-wait", "time-wait")
-		b.WriteString("\n## A lab that fails\n\nWith TIME-WAIT skipped on purpose (a test-only switch), the time-wait lab shows what TIME-WAIT is for: the repeated FIN meets an RST, the new connection reuses the 4-tuple, and the old segment's bytes are read as new data (after which the two ends, out of step, ACK each other in a storm). The lab fails, exit status 1:\n\n```\n$ ustack lab --break skip-time-wait time-wait\n" + broken + "```\n")
+		_, broken, _ := runLabCmd(t, Options{Break: breakSkipTimeWait}, "time-wait")
+		b.WriteString("\n## A lab that fails\n\nWith a client that skips TIME-WAIT (a TCP the lab builds from raw segments, behind a test-only switch), the time-wait lab shows what TIME-WAIT is for: the repeated FIN meets an RST, the new connection reuses the 4-tuple, and the old segment's bytes are read as new data (after which the two ends, out of step, ACK each other in a storm). The lab fails, exit status 1:\n\n```\n$ ustack lab --break skip-time-wait time-wait\n" + broken + "```\n")
 		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	doc, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (run go test ./cmd/ustack -run TestLabDoc -update-labs-doc)", err)
+		t.Fatalf("%v (run go test ./internal/lab -run TestLabDoc -update-labs-doc)", err)
 	}
 	for _, sc := range labScenarios {
 		if !bytes.Contains(doc, []byte("━━ lab "+sc.name+":")) {
@@ -212,19 +222,69 @@ the same stories run in real time with short timers against Linux; the
 kernel's states, which ustack cannot see, are inferred from its packets and
 marked with ~.
 
-The tests (cmd/ustack/lab_test.go) run every lab in memory and, as root,
-with --tun, and show that the labs check something: with the stack broken on
-purpose (the hidden, test-only flag ` + "`--break skip-time-wait`" + ` or
-` + "`--break two-way-handshake`" + `) the time-wait, close and stale-syn labs FAIL.
-This file is generated: ` + "`go test ./cmd/ustack -run TestLabDoc -update-labs-doc`" + `.
+The tests (internal/lab/lab_test.go) run every lab in memory and, as root,
+with --tun, and show that the labs check something: with the hidden,
+test-only flag ` + "`--break skip-time-wait`" + ` the client is a TCP the lab
+builds itself from raw segments, which goes to CLOSED at once instead of
+waiting in TIME-WAIT, and with ` + "`--break two-way-handshake`" + ` the
+stale-syn lab's server is such a TCP that opens a connection on a SYN alone:
+the time-wait, close and stale-syn labs then FAIL. ustack itself is never
+broken on purpose. ` + "`--json`" + ` writes the stories as JSON events instead
+(docs/events.md).
+This file is generated: ` + "`go test ./internal/lab -run TestLabDoc -update-labs-doc`" + `.
 `
 
 var labDocNotes = map[string]string{
 	"handshake":  "SYN seq=x; SYN+ACK seq=y ack=x+1; ACK seq=x+1 ack=y+1 (RFC 9293 §3.5). The claims check the absolute numbers and the states of both sides.",
 	"close":      "The client closes first (FIN seq=u); the server acknowledges (ack=u+1), goes on sending while half-closed, then closes (FIN seq=w); the client's last ACK carries ack=w+1 and seq=u+1, because its FIN took a sequence number. The passive side is CLOSED first; the active side waits 2*MSL in TIME-WAIT.",
-	"time-wait":  "The client's last ACK is dropped. The server, in LAST-ACK, retransmits its FIN; the client, still in TIME-WAIT, acknowledges it again and restarts 2*MSL, so the server closes cleanly. Then the client connects again from the same port while a copy of its first request, delayed in the network, arrives late: because TIME-WAIT holds the 4-tuple, the new connection gets another port and the old segment is refused. (With `--break skip-time-wait` the repeated FIN meets an RST, the new connection reuses the 4-tuple, and the old bytes are read as the new connection's data.) Timestamps are off, so that PAWS does not stand in for TIME-WAIT.",
-	"stale-syn":  "An old duplicate SYN reaches the server, which answers SYN+ACK; the client never sent it and answers RST; the server goes back to LISTEN. On a second port with the lab-only two-way handshake, the same SYN alone gives the server's application a connection nobody asked for.",
+	"time-wait":  "The client's last ACK is dropped. The server, in LAST-ACK, retransmits its FIN; the client, still in TIME-WAIT, acknowledges it again and restarts 2*MSL, so the server closes cleanly. Then the client connects again from the same port while a copy of its first request, delayed in the network, arrives late: because TIME-WAIT holds the 4-tuple, the new connection gets another port and the old segment is refused. (With `--break skip-time-wait`, whose client skips TIME-WAIT, the repeated FIN meets an RST, the new connection reuses the 4-tuple, and the old bytes are read as the new connection's data.) Timestamps are off, so that PAWS does not stand in for TIME-WAIT.",
+	"stale-syn":  "An old duplicate SYN reaches the server, which answers SYN+ACK; the client never sent it and answers RST; the server goes back to LISTEN. On a second port, where the server is a TCP the lab builds from raw segments with a two-way handshake, the same SYN alone gives the server's application a connection nobody asked for.",
 	"keepalive":  "The server enables keepalive (idle 10 s, interval 5 s, 3 probes; RFC 1122 §4.2.3.6 says 2 h, and Linux uses 75 s and 9). A live client answers each probe (an ACK with seq=SND.NXT−1) and the connection survives; once the client's host is dead, three probes go unanswered, one interval apart, and the connection is closed with ETIMEDOUT.",
 	"https-rsa":  "The eight steps of an HTTPS connection with RSA key exchange, with their values, and the proof: the encrypted pre-master secret decrypts with the server's private key to the client's; both sides hold the same master secret; PRF(master, \"key expansion\", server random + client random) gives the session keys; and the AES-GCM records captured on the link decrypt with them to the HTTP request and response. The tlslite client offers RFC 7627's extended master secret, so the master secret is derived from the pre-master secret and the hash of the handshake (which contains both randoms).",
 	"cert-check": "The client trusts one CA. A valid certificate is accepted; an expired one, one for another host and one from another CA are refused, each with its reason and the alert the client sends.",
+}
+
+// TestLabJSON: with JSON every line is one event: the lab, the ladder's
+// segments and states with relative numbers, the claims and the verdict.
+func TestLabJSON(t *testing.T) {
+	code, out, errs := runLabCmd(t, Options{JSON: true}, "handshake")
+	if code != 0 {
+		t.Fatalf("exit %d, %s:\n%s", code, errs, out)
+	}
+	var ev []ladder.Event
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var e ladder.Event
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("not JSON: %q: %v", line, err)
+		}
+		ev = append(ev, e)
+	}
+	if ev[0].Kind != ladder.KindLab || ev[0].LabInfo == nil || ev[0].Lab != "handshake" {
+		t.Errorf("first event %+v", ev[0])
+	}
+	last := ev[len(ev)-1]
+	if last.Kind != ladder.KindVerdict || last.Outcome == nil || !last.OK || last.Lab != "handshake" {
+		t.Errorf("last event %+v", last)
+	}
+	var segs []string
+	claims := 0
+	for _, e := range ev {
+		switch e.Kind {
+		case ladder.KindSegment:
+			segs = append(segs, fmt.Sprintf("%s %s %d %d", e.Dir, e.Segment.Flags, e.Seq, e.Ack))
+		case ladder.KindClaim:
+			claims++
+			if !e.OK {
+				t.Errorf("claim failed: %s", e.Text)
+			}
+		}
+	}
+	want := []string{"to_server SYN 0 0", "to_client SYN|ACK 0 1", "to_server ACK 1 1"}
+	if strings.Join(segs, "; ") != strings.Join(want, "; ") || claims < 5 {
+		t.Errorf("segments %q (want %q), %d claims", segs, want, claims)
+	}
+	code, out, _ = runLabCmd(t, Options{JSON: true, Break: breakTwoWay}, "stale-syn")
+	if code != 1 || !strings.Contains(out, `"kind":"verdict"`) || !strings.Contains(out, `"ok":false`) {
+		t.Errorf("a failing lab's JSON: exit %d:\n%s", code, out)
+	}
 }

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"ustack/internal/gvpeer"
+	"ustack/internal/services"
 	"ustack/stack"
 	"ustack/stack/link"
 	"ustack/tlslite"
@@ -68,7 +69,7 @@ type benchEnv struct {
 	stack  string
 	client *tun.Namespace
 	server *tun.Namespace // kernel only
-	srv    *benchServer
+	srv    *services.Server
 	imp    *link.Impaired // on the path when loss > 0
 	ust    *stack.Stack
 	gv     *gvpeer.Host
@@ -122,73 +123,91 @@ func newBenchEnv(cfg envConfig) (env *benchEnv, err error) {
 	wrapTLS := cryptoTLSWrap(cfg.tls)
 	switch cfg.stack {
 	case stackKernel:
-		if env.server, err = tun.NewNamespace("bench_server"); err != nil {
-			return nil, err
-		}
-		env.onClose(func() { env.server.Close() })
-		if cfg.loss > 0 {
-			if err := env.kernelRelay(cfg, hostPrefix); err != nil {
-				return nil, err
-			}
-		} else if err := env.veth(); err != nil {
-			return nil, err
-		}
-		listen = func(port uint16) (net.Listener, error) {
-			var l net.Listener
-			err := env.server.Do(func() error {
-				var err error
-				l, err = net.Listen("tcp4", netip.AddrPortFrom(benchServerAddr, port).String())
-				return err
-			})
-			return l, err
-		}
+		listen, err = env.kernel(cfg, hostPrefix)
 	case stackUstack, stackGVisor:
-		dev, err := env.client.OpenTUN(tun.Config{Name: "bench0", MTU: benchMTU, HostAddr: hostPrefix})
-		if err != nil {
-			return nil, err
-		}
-		env.onClose(func() { dev.Close() })
-		var ep link.Endpoint = dev
-		if cfg.loss > 0 {
-			env.imp = benchImpair(dev, cfg)
-			ep = env.imp
-		}
+		listen, err = env.inProcess(cfg, hostPrefix)
 		if cfg.stack == stackUstack {
-			st, err := stack.New(ep, stack.Options{
-				Addr: benchServerAddr,
-				// As the kernel's: listen(2) backlog up to somaxconn (4096),
-				// and no connection limit below what the runs open.
-				Backlog:  4096,
-				MaxConns: 1 << 20,
-			})
-			if err != nil {
-				return nil, err
-			}
-			env.ust = st
-			env.onClose(func() { st.Close() })
-			listen = func(port uint16) (net.Listener, error) { return st.ListenTCP(port) }
 			wrapTLS = tlsliteWrap(cfg.tls)
-		} else {
-			// gVisor as wireguard-go's tun/netstack configures it: stock
-			// options plus SACK.
-			h, err := gvpeer.New(ep, benchServerAddr, gvpeer.Options{SACK: true, ModerateRecvBuf: true})
-			if err != nil {
-				return nil, err
-			}
-			env.gv = h
-			env.onClose(func() { h.Close() })
-			listen = func(port uint16) (net.Listener, error) { return h.Listen(port) }
 		}
 	default:
-		return nil, fmt.Errorf("bench: unknown stack %q", cfg.stack)
+		err = fmt.Errorf("bench: unknown stack %q", cfg.stack)
+	}
+	if err != nil {
+		return nil, err
 	}
 	srv, err := startBenchServer(listen, wrapTLS)
 	if err != nil {
 		return nil, err
 	}
 	env.srv = srv
-	env.onClose(srv.close)
+	env.onClose(srv.Close)
 	return env, nil
+}
+
+// kernel puts the kernel's TCP in a server namespace, joined to the
+// client's by a veth pair (or with loss by an impaired relay).
+func (env *benchEnv) kernel(cfg envConfig, hostPrefix netip.Prefix) (benchListen, error) {
+	var err error
+	if env.server, err = tun.NewNamespace("bench_server"); err != nil {
+		return nil, err
+	}
+	env.onClose(func() { env.server.Close() })
+	if cfg.loss > 0 {
+		err = env.kernelRelay(cfg, hostPrefix)
+	} else {
+		err = env.veth()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return func(port uint16) (net.Listener, error) {
+		var l net.Listener
+		err := env.server.Do(func() error {
+			var err error
+			l, err = net.Listen("tcp4", netip.AddrPortFrom(benchServerAddr, port).String())
+			return err
+		})
+		return l, err
+	}, nil
+}
+
+// inProcess runs ustack or gVisor's netstack in this process on a TUN in
+// the client namespace (impaired with loss).
+func (env *benchEnv) inProcess(cfg envConfig, hostPrefix netip.Prefix) (benchListen, error) {
+	dev, err := env.client.OpenTUN(tun.Config{Name: "bench0", MTU: benchMTU, HostAddr: hostPrefix})
+	if err != nil {
+		return nil, err
+	}
+	env.onClose(func() { dev.Close() })
+	var ep link.Endpoint = dev
+	if cfg.loss > 0 {
+		env.imp = benchImpair(dev, cfg)
+		ep = env.imp
+	}
+	if cfg.stack == stackUstack {
+		st, err := stack.New(ep, stack.Options{
+			Addr: benchServerAddr,
+			// As the kernel's: listen(2) backlog up to somaxconn (4096),
+			// and no connection limit below what the runs open.
+			Backlog:  4096,
+			MaxConns: 1 << 20,
+		})
+		if err != nil {
+			return nil, err
+		}
+		env.ust = st
+		env.onClose(func() { st.Close() })
+		return func(port uint16) (net.Listener, error) { return st.ListenTCP(port) }, nil
+	}
+	// gVisor as wireguard-go's tun/netstack configures it: stock options
+	// plus SACK.
+	h, err := gvpeer.New(ep, benchServerAddr, gvpeer.Options{SACK: true, ModerateRecvBuf: true})
+	if err != nil {
+		return nil, err
+	}
+	env.gv = h
+	env.onClose(func() { h.Close() })
+	return func(port uint16) (net.Listener, error) { return h.Listen(port) }, nil
 }
 
 func benchImpair(ep link.Endpoint, cfg envConfig) *link.Impaired {

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -15,18 +15,18 @@ import (
 )
 
 // benchMachine describes where and how the bench ran.
-func benchMachine(command string, p benchParams) map[string]any {
+func benchMachine(command string, p Params) map[string]any {
 	m := map[string]any{
 		"command":  command,
 		"date":     time.Now().UTC().Format(time.RFC3339),
 		"cpu":      cpuModel(),
 		"cpus":     runtime.NumCPU(),
 		"go":       runtime.Version(),
-		"runs":     p.runs,
-		"quick":    p.quick,
-		"bytes":    p.bytes,
-		"duration": p.duration.String(),
-		"conns":    p.conns,
+		"runs":     p.Runs,
+		"quick":    p.Quick,
+		"bytes":    p.Bytes,
+		"duration": p.Duration.String(),
+		"conns":    p.Conns,
 	}
 	m["loadavg_before"] = loadAvg()
 	if v := ustackVersion(); v != "" {
@@ -64,8 +64,8 @@ func benchMachine(command string, p benchParams) map[string]any {
 }
 
 // benchUstackVersion names the ustack code measured; a build can set it
-// with -ldflags "-X main.benchUstackVersion=...". Otherwise ustackVersion
-// asks git about the current directory.
+// with -ldflags "-X ustack/internal/bench.benchUstackVersion=...".
+// Otherwise ustackVersion asks git about the current directory.
 var benchUstackVersion string
 
 func ustackVersion() string {
@@ -177,7 +177,24 @@ func (b *bench) writeReport(dir string, machine map[string]any, rs []benchResult
 		return fmt.Errorf("--report: %w", err)
 	}
 	var w strings.Builder
-	p := func(format string, args ...any) { fmt.Fprintf(&w, format, args...) }
+	p := printer(func(format string, args ...any) { fmt.Fprintf(&w, format, args...) })
+	b.reportIntro(p, machine)
+	b.reportMachine(p, machine)
+	b.reportResults(p, rs)
+	b.reportTargets(p, rs, plots)
+	b.reportMethod(p)
+	b.reportRuns(p, rs)
+	if err := os.WriteFile(filepath.Join(dir, "benchmarks.md"), []byte(w.String()), 0o644); err != nil {
+		return fmt.Errorf("--report: %w", err)
+	}
+	return nil
+}
+
+// printer writes a formatted piece of the report.
+type printer func(format string, args ...any)
+
+// reportIntro writes the title, what was run and how.
+func (b *bench) reportIntro(p printer, machine map[string]any) {
 	p("# Benchmarks: the kernel, ustack and gVisor netstack\n\n")
 	p("`ustack bench` runs the same servers (Go code: echo, discard, a sized source, `net/http`,\n")
 	p("and `net/http` over TLS 1.2) on three TCP/IP stacks and reaches them with the same kernel-side\n")
@@ -189,12 +206,15 @@ func (b *bench) writeReport(dir string, machine map[string]any, rs []benchResult
 	p("  (stock options plus SACK), in the bench process.\n\n")
 	p("This page is the report of one run of:\n\n```\n%v\n```\n\n", machine["command"])
 	runs := "runs"
-	if b.p.runs == 1 {
+	if b.p.Runs == 1 {
 		runs = "run"
 	}
-	p("Each figure is the median of %d %s; the stacks take turns on every measurement, in an order\n", b.p.runs, runs)
+	p("Each figure is the median of %d %s; the stacks take turns on every measurement, in an order\n", b.p.Runs, runs)
 	p("that rotates from round to round, so that drift hits all of them.\n\n")
+}
 
+// reportMachine writes the machine the bench ran on.
+func (b *bench) reportMachine(p printer, machine map[string]any) {
 	p("## Machine\n\n| | |\n| --- | --- |\n")
 	row := func(k string, keys ...string) {
 		var vs []string
@@ -222,15 +242,18 @@ func (b *bench) writeReport(dir string, machine map[string]any, rs []benchResult
 	row("OpenSSL (wrk's TLS)", "openssl")
 	row("load average before, after (1, 5, 15 min)", "loadavg_before", "loadavg_after")
 	p("| sizes | %s per transfer, %v per timed run, %d idle connections, %d echo round trips per run |\n\n",
-		byteSize(b.p.bytes), b.p.duration, b.p.conns, b.p.echoCount)
+		byteSize(b.p.Bytes), b.p.Duration, b.p.Conns, b.p.EchoCount)
+}
 
+// reportResults writes the medians and ratios.
+func (b *bench) reportResults(p printer, rs []benchResult) {
 	p("## Results\n\n")
 	p("Medians. A ratio is ustack's figure divided by the other stack's: above 1 is better for ustack\n")
 	p("where more is better, below 1 is better where less is better (round trips, bytes).\n\n")
 	p("| metric | | kernel | ustack | gVisor | ustack / kernel | ustack / gVisor |\n")
 	p("| --- | --- | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, m := range benchMetrics {
-		if b.p.only != nil && !b.p.only[m.name] {
+		if b.p.Only != nil && !b.p.Only[m.name] {
 			continue
 		}
 		var cells []string
@@ -252,7 +275,10 @@ func (b *bench) writeReport(dir string, machine map[string]any, rs []benchResult
 		p("| %s<br>`%s` | %s, %s | %s | %s | %s | %s | %s |\n", m.label, m.name, m.unit, better, cells[0], cells[1], cells[2], rk, rg)
 	}
 	p("\n")
+}
 
+// reportTargets writes the targets and the plots.
+func (b *bench) reportTargets(p printer, rs []benchResult, plots []benchPlot) {
 	p("## Targets\n\n| target | ustack's ratio | |\n| --- | ---: | --- |\n")
 	for _, t := range benchTargets {
 		r, met, ok := t.check(rs)
@@ -273,26 +299,29 @@ func (b *bench) writeReport(dir string, machine map[string]any, rs []benchResult
 			p("### %s\n\n![%s](bench/%s)\n\n", pl.title, pl.title, pl.file)
 		}
 	}
+}
 
+// reportMethod writes how each figure is measured.
+func (b *bench) reportMethod(p printer) {
 	p("## How each figure is measured\n\n")
 	p("Every run builds fresh namespaces (unique names, 198.18.0.0/15 addresses only, deleted afterwards),\n")
 	p("starts the servers, measures, and tears everything down. The client side is always the kernel's TCP\n")
 	p("in the client namespace, in processes of their own (`wrk`, or `ustack bench client MODE`), so that\n")
 	p("the server process holds only the server: its CPU profile and its memory are the server's.\n\n")
-	p("- `upload_gbps`: one connection writes %s to the discard service, half-closes and waits for the\n", byteSize(b.p.bytes))
+	p("- `upload_gbps`: one connection writes %s to the discard service, half-closes and waits for the\n", byteSize(b.p.Bytes))
 	p("  server's close (so every byte was read by the server's application); bytes × 8 / elapsed.\n")
-	p("- `download_gbps`: one connection asks the source service for %s and reads them to the server's close.\n", byteSize(b.p.bytes))
-	p("- `http_rps`: `wrk -t 2 -c 64 -d %v` against `GET /` (a %d-byte page from `net/http`).\n", b.p.duration, len(benchPage))
+	p("- `download_gbps`: one connection asks the source service for %s and reads them to the server's close.\n", byteSize(b.p.Bytes))
+	p("- `http_rps`: `wrk -t 2 -c 64 -d %v` against `GET /` (a %d-byte page from `net/http`).\n", b.p.Duration, len(benchPage))
 	p("- `http_conn_per_s`: the same with `-c 32 -H 'Connection: close'`: one request per connection, the\n")
 	p("  server closes first (and holds TIME-WAIT). The client namespace's ephemeral port range is 1024-65535.\n")
-	p("- `https_handshakes_per_s`: 8 concurrent Go crypto/tls clients for %v, each connection a full\n", b.p.duration)
+	p("- `https_handshakes_per_s`: 8 concurrent Go crypto/tls clients for %v, each connection a full\n", b.p.Duration)
 	p("  TLS 1.2 handshake with `TLS_RSA_WITH_AES_128_GCM_SHA256` (RSA-2048 key exchange), no session\n")
 	p("  cache (a resumed session fails the run), then close. The server is tlslite on ustack and\n")
 	p("  crypto/tls (that suite only, TLS 1.2) on the kernel and gVisor; both serve `net/http`.\n")
 	p("- `https_rps`: `wrk -t 2 -c 64` over HTTPS (OpenSSL negotiates the same suite), keep-alive.\n")
-	p("- `echo_rtt_p50_us`, `echo_rtt_p99_us`: one connection, %d warm-up then %d 1-byte write/read round\n", b.p.echoCount/10, b.p.echoCount)
+	p("- `echo_rtt_p50_us`, `echo_rtt_p99_us`: one connection, %d warm-up then %d 1-byte write/read round\n", b.p.EchoCount/10, b.p.EchoCount)
 	p("  trips to the echo service, timed by the client; percentiles of each run, then the median of runs.\n")
-	p("- `bytes_per_idle_conn`: a client process opens %d connections to a service that accepts and keeps\n", b.p.conns)
+	p("- `bytes_per_idle_conn`: a client process opens %d connections to a service that accepts and keeps\n", b.p.Conns)
 	p("  them (no goroutine per connection). ustack and gVisor: growth of the bench process's Go heap in use\n")
 	p("  plus goroutine stacks (`runtime.MemStats` HeapInuse + StackInuse, after GC) per connection. The\n")
 	p("  kernel: the same for its Go server, plus the growth of the kernel's slab (`/proc/meminfo` Slab:\n")
@@ -304,7 +333,7 @@ func (b *bench) writeReport(dir string, machine map[string]any, rs []benchResult
 		p("  ustack and gVisor runs measure (there all slab growth is the client's). Slab is machine-wide, so\n")
 		p("  the kernel's figure is the noisiest.\n")
 	}
-	p("- `goodput_loss1_gbps`, `goodput_loss5_gbps`: the download, for %v, through a path on which\n", b.p.duration)
+	p("- `goodput_loss1_gbps`, `goodput_loss5_gbps`: the download, for %v, through a path on which\n", b.p.Duration)
 	p("  `link.Impair` (the same code for all three) drops 1%% or 5%% of the packets in each direction, seeded\n")
 	p("  per round. It sits on the client's TUN: ustack and gVisor run on `Impair(TUN)`; the kernel, which has\n")
 	p("  no link of ours, is reached through a relay that copies batches between `Impair(TUN)` in the client\n")
@@ -314,7 +343,10 @@ func (b *bench) writeReport(dir string, machine map[string]any, rs []benchResult
 	p("  process only reads and drops, through `tun.Device.ReadBatch` as ustack does; IP bytes read per second.\n")
 	p("  It is a property of the path, not of a stack: measured once per round and listed under every stack.\n")
 	p("  A TCP transfer's goodput is at most 1448/1500 (96.5%%) of it: IP and TCP headers with timestamps.\n\n")
+}
 
+// reportRuns writes every run, the counters seen and the profiles.
+func (b *bench) reportRuns(p printer, rs []benchResult) {
 	p("## All runs\n\n| metric | stack | runs |\n| --- | --- | --- |\n")
 	for _, r := range rs {
 		var vs []string
@@ -341,10 +373,6 @@ func (b *bench) writeReport(dir string, machine map[string]any, rs []benchResult
 		}
 		p("%s (`go tool pprof -top`).\n", strings.Join(names, ", "))
 	}
-	if err := os.WriteFile(filepath.Join(dir, "benchmarks.md"), []byte(w.String()), 0o644); err != nil {
-		return fmt.Errorf("--report: %w", err)
-	}
-	return nil
 }
 
 func byteSize(n int64) string {

@@ -1,4 +1,4 @@
-package main
+package lab
 
 // labZH is the Chinese narration (--lang zh), keyed by the English format
 // string; the verbs (%d, %v, ...) come in the same order. The terms are
@@ -6,10 +6,11 @@ package main
 // 会话密钥. A missing entry falls back to English.
 var labZH = map[string]string{
 	// Frame.
-	"in-memory: both ends on ustack, virtual time":                                        "内存链路：两端都是 ustack，虚拟时间",
-	"in-memory: both ends on ustack, real time":                                           "内存链路：两端都是 ustack，真实时间",
-	"--tun: the server on ustack behind a TUN, the client on the kernel's TCP, real time": "--tun：服务器是 TUN 后面的 ustack，客户是内核的 TCP，真实时间",
-	"(the stack is broken on purpose: --break %s)":                                        "（故意弄坏协议栈：--break %s）",
+	"in-memory: both ends on ustack, virtual time":                                                                                                          "内存链路：两端都是 ustack，虚拟时间",
+	"in-memory: both ends on ustack, real time":                                                                                                             "内存链路：两端都是 ustack，真实时间",
+	"--tun: the server on ustack behind a TUN, the client on the kernel's TCP, real time":                                                                   "--tun：服务器是 TUN 后面的 ustack，客户是内核的 TCP，真实时间",
+	"(broken on purpose, --break skip-time-wait: the client is a TCP the lab builds from raw segments, and it skips TIME-WAIT)":                             "（故意出错，--break skip-time-wait：客户是实验用原始报文段搭建的 TCP，它跳过 TIME_WAIT）",
+	"(broken on purpose, --break two-way-handshake: the stale-syn server is a TCP the lab builds from raw segments, and a SYN alone opens its connections)": "（故意出错，--break two-way-handshake：stale-syn 的服务器是实验用原始报文段搭建的 TCP，仅凭 SYN 就建立连接）",
 	"claims:":              "断言：",
 	"no claim was checked": "没有检查任何断言",
 	"Scenarios (ustack lab NAME; ustack lab all runs every one):":                 "实验（ustack lab 名称；ustack lab all 全部运行）：",
@@ -101,7 +102,7 @@ var labZH = map[string]string{
 	"the server cannot tell it is old: it answers SYN+ACK ack=z+1 and waits in SYN-RECEIVED":                                                      "服务器无法知道它已失效：回复 SYN+ACK ack=z+1，进入 SYN-RECEIVED",
 	"the client has no such connection: it answers the SYN+ACK with RST seq=z+1":                                                                  "客户没有这个连接：用 RST seq=z+1 回应这个 SYN+ACK",
 	"the RST takes the server back to LISTEN: no connection":                                                                                      "RST 使服务器回到 LISTEN：没有建立连接",
-	"the same, with a two-way handshake (a lab-only switch on port %d)":                                                                           "同样的情形，但使用两次握手（实验专用开关，端口 %d）",
+	"the same, with a two-way handshake (a TCP the lab builds from raw segments, on port %d)":                                                     "同样的情形，但使用两次握手（实验用原始报文段搭建的 TCP，端口 %d）",
 	"the same old duplicate SYN, to a server that trusts a SYN alone":                                                                             "同一个已失效的 SYN，发给只凭 SYN 就建立连接的服务器",
 	"the server is ESTABLISHED at once and hands its application a connection (%s) that nobody asked for; it waits for data that will never come": "服务器立即进入 ESTABLISHED，把一个没有人请求的连接（%s）交给应用进程；它一直等待永远不会到来的数据",
 	"here the client's RST happens to end it; had it been lost, the server would hold the connection and its buffers":                             "这里客户的 RST 碰巧结束了它；若 RST 丢失，服务器的资源就白白浪费了",

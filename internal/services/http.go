@@ -1,9 +1,10 @@
-package main
+package services
 
 import (
 	"context"
 	"fmt"
 	"html/template"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -13,25 +14,54 @@ import (
 	"ustack/tlslite"
 )
 
-type connKey struct{}
-
-// httpServe runs net/http unchanged on the stack's listener. The page shows
-// the visitor its own connection as ustack sees it.
-func (s *services) httpServe(l net.Listener) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", connPage)
-	mux.HandleFunc("/bytes/{n}", bytesPage)
+// HTTP serves Handler(page) with net/http on l until Close.
+func (s *Server) HTTP(l net.Listener, page string) {
 	srv := &http.Server{
-		Handler:           mux,
+		Handler:           Handler(page),
 		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          s.ErrorLog,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, c)
 		},
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if st != http.StateNew || !s.NoDelay {
+				return
+			}
+			if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
+				c = tc.NetConn()
+			}
+			noDelay(c)
+		},
 	}
 	s.mu.Lock()
-	s.httpSrv = srv
+	closed := s.closed
+	if !closed {
+		s.https = append(s.https, srv)
+	}
 	s.mu.Unlock()
+	if closed {
+		return
+	}
 	srv.Serve(l)
+}
+
+type connKey struct{}
+
+// Handler is the HTTP service. GET / answers page as plain text, or if
+// page is empty an HTML page that shows the visitor its own connection as
+// ustack sees it; GET /bytes/N answers N bytes of a fixed pattern.
+func Handler(page string) http.Handler {
+	mux := http.NewServeMux()
+	if page == "" {
+		mux.HandleFunc("/", connPage)
+	} else {
+		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			io.WriteString(w, page)
+		})
+	}
+	mux.HandleFunc("/bytes/{n}", bytesPage)
+	return mux
 }
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
@@ -79,23 +109,21 @@ func connPage(w http.ResponseWriter, r *http.Request) {
 	}{c.LocalAddr(), c.RemoteAddr(), c.Info(), tlsInfo})
 }
 
-// maxBytesPage bounds /bytes/N.
-const maxBytesPage = 16 << 30
+// MaxBytes bounds /bytes/N.
+const MaxBytes = 16 << 30
 
 // bytesPage serves N bytes of a fixed pattern (byte i is i mod 251), for
 // transfer tests that check what arrived: GET /bytes/104857600.
 func bytesPage(w http.ResponseWriter, r *http.Request) {
 	n, err := strconv.ParseInt(r.PathValue("n"), 10, 64)
-	if err != nil || n < 0 || n > maxBytesPage {
+	if err != nil || n < 0 || n > MaxBytes {
 		http.Error(w, "want /bytes/N with 0 <= N <= 17179869184", http.StatusBadRequest)
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
 	var buf [251 * 256]byte
-	for i := range buf {
-		buf[i] = byte(i % 251)
-	}
+	fillPattern(buf[:])
 	for n > 0 {
 		k := min(n, int64(len(buf)))
 		if _, err := w.Write(buf[:k]); err != nil {

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -67,16 +67,29 @@ type measurement struct {
 
 var benchMeasurements = []measurement{
 	{"tun_limit", []string{"tun_limit_gbps"}, false, (*bench).measureTUNLimit},
-	{"upload", []string{"upload_gbps"}, true, (*bench).measureUpload},
-	{"download", []string{"download_gbps"}, true, (*bench).measureDownload},
-	{"http", []string{"http_rps"}, true, (*bench).measureHTTP},
-	{"http_conn", []string{"http_conn_per_s"}, true, (*bench).measureHTTPConn},
-	{"https_handshakes", []string{"https_handshakes_per_s"}, true, (*bench).measureHandshakes},
-	{"https", []string{"https_rps"}, true, (*bench).measureHTTPS},
-	{"echo", []string{"echo_rtt_p50_us", "echo_rtt_p99_us"}, true, (*bench).measureEcho},
-	{"idle", []string{"bytes_per_idle_conn"}, true, (*bench).measureIdle},
+	{"upload", []string{"upload_gbps"}, true, onEnv((*bench).measureUpload)},
+	{"download", []string{"download_gbps"}, true, onEnv((*bench).measureDownload)},
+	{"http", []string{"http_rps"}, true, onEnv((*bench).measureHTTP)},
+	{"http_conn", []string{"http_conn_per_s"}, true, onEnv((*bench).measureHTTPConn)},
+	{"https_handshakes", []string{"https_handshakes_per_s"}, true, onEnv((*bench).measureHandshakes)},
+	{"https", []string{"https_rps"}, true, onEnv((*bench).measureHTTPS)},
+	{"echo", []string{"echo_rtt_p50_us", "echo_rtt_p99_us"}, true, onEnv((*bench).measureEcho)},
+	{"idle", []string{"bytes_per_idle_conn"}, true, onEnv((*bench).measureIdle)},
 	{"loss1", []string{"goodput_loss1_gbps"}, true, (*bench).measureLoss1},
 	{"loss5", []string{"goodput_loss5_gbps"}, true, (*bench).measureLoss5},
+}
+
+// onEnv runs a measurement in a fresh environment for the stack, without
+// loss, torn down afterwards.
+func onEnv(m func(b *bench, ctx context.Context, env *benchEnv) (map[string]float64, error)) func(*bench, context.Context, string, int) (map[string]float64, error) {
+	return func(b *bench, ctx context.Context, stack string, _ int) (map[string]float64, error) {
+		env, err := b.env(stack, 0, 0)
+		if err != nil {
+			return nil, err
+		}
+		defer env.Close()
+		return m(b, ctx, env)
+	}
 }
 
 func (b *bench) env(stack string, loss float64, seed int64) (*benchEnv, error) {
@@ -95,10 +108,10 @@ func gbps(bytes int64, seconds float64) float64 {
 // not in this process). The clients are other processes, so the profile is
 // the server stack's (and its Go servers').
 func (b *bench) profile(stack, what string, round int, f func() (map[string]float64, error)) (map[string]float64, error) {
-	if b.p.profileDir == "" || round != 0 || stack == stackKernel || stack == "" {
+	if b.p.ProfileDir == "" || round != 0 || stack == stackKernel || stack == "" {
 		return f()
 	}
-	name := filepath.Join(b.p.profileDir, stack+"-"+what+".pprof")
+	name := filepath.Join(b.p.ProfileDir, stack+"-"+what+".pprof")
 	pf, err := os.Create(name)
 	if err != nil {
 		return nil, err
@@ -113,13 +126,8 @@ func (b *bench) profile(stack, what string, round int, f func() (map[string]floa
 	return vals, err
 }
 
-func (b *bench) measureUpload(ctx context.Context, stack string, _ int) (map[string]float64, error) {
-	env, err := b.env(stack, 0, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer env.Close()
-	r, err := env.runClient(ctx, "upload", "--addr", env.serverAddr(benchPortDiscard), "--bytes", strconv.FormatInt(b.p.bytes, 10))
+func (b *bench) measureUpload(ctx context.Context, env *benchEnv) (map[string]float64, error) {
+	r, err := env.runClient(ctx, "upload", "--addr", env.serverAddr(benchPortDiscard), "--bytes", strconv.FormatInt(b.p.Bytes, 10))
 	if err != nil {
 		return nil, err
 	}
@@ -127,13 +135,8 @@ func (b *bench) measureUpload(ctx context.Context, stack string, _ int) (map[str
 	return map[string]float64{"upload_gbps": gbps(r.Bytes, r.Seconds)}, nil
 }
 
-func (b *bench) measureDownload(ctx context.Context, stack string, _ int) (map[string]float64, error) {
-	env, err := b.env(stack, 0, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer env.Close()
-	r, err := env.runClient(ctx, "download", "--addr", env.serverAddr(benchPortSource), "--bytes", strconv.FormatInt(b.p.bytes, 10))
+func (b *bench) measureDownload(ctx context.Context, env *benchEnv) (map[string]float64, error) {
+	r, err := env.runClient(ctx, "download", "--addr", env.serverAddr(benchPortSource), "--bytes", strconv.FormatInt(b.p.Bytes, 10))
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +176,7 @@ func (b *bench) measureLoss(ctx context.Context, stack string, round int, loss f
 		return 0, err
 	}
 	defer env.Close()
-	r, err := env.runClient(ctx, "download", "--addr", env.serverAddr(benchPortSource), "--duration", b.p.duration.String())
+	r, err := env.runClient(ctx, "download", "--addr", env.serverAddr(benchPortSource), "--duration", b.p.Duration.String())
 	if err != nil {
 		return 0, err
 	}
@@ -199,7 +202,7 @@ var (
 // Errors (refused or timed-out connections, non-2xx answers) beyond 1% of
 // the requests fail the run.
 func (b *bench) runWrk(ctx context.Context, env *benchEnv, url string, conns int, extra ...string) (float64, error) {
-	args := append([]string{"-t", "2", "-c", strconv.Itoa(conns), "-d", fmt.Sprintf("%ds", int(b.p.duration.Seconds())), "--timeout", "5s"}, extra...)
+	args := append([]string{"-t", "2", "-c", strconv.Itoa(conns), "-d", fmt.Sprintf("%ds", int(b.p.Duration.Seconds())), "--timeout", "5s"}, extra...)
 	args = append(args, url)
 	h, err := startHelper(ctx, env.client, "wrk", args...)
 	if err != nil {
@@ -234,22 +237,12 @@ func (b *bench) runWrk(ctx context.Context, env *benchEnv, url string, conns int
 	return rps, nil
 }
 
-func (b *bench) measureHTTP(ctx context.Context, stack string, _ int) (map[string]float64, error) {
-	env, err := b.env(stack, 0, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer env.Close()
+func (b *bench) measureHTTP(ctx context.Context, env *benchEnv) (map[string]float64, error) {
 	v, err := b.runWrk(ctx, env, "http://"+env.serverAddr(benchPortHTTP)+"/", 64)
 	return map[string]float64{"http_rps": v}, err
 }
 
-func (b *bench) measureHTTPConn(ctx context.Context, stack string, _ int) (map[string]float64, error) {
-	env, err := b.env(stack, 0, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer env.Close()
+func (b *bench) measureHTTPConn(ctx context.Context, env *benchEnv) (map[string]float64, error) {
 	v, err := b.runWrk(ctx, env, "http://"+env.serverAddr(benchPortHTTP)+"/", 32, "-H", "Connection: close")
 	if out, err := env.client.Command(ctx, "ss", "-Htan", "state", "time-wait").Output(); err == nil {
 		b.note("client side: %d connections in TIME-WAIT after the run", strings.Count(string(out), "\n"))
@@ -262,46 +255,31 @@ func (b *bench) measureHTTPConn(ctx context.Context, stack string, _ int) (map[s
 	return map[string]float64{"http_conn_per_s": v}, err
 }
 
-func (b *bench) measureHTTPS(ctx context.Context, stack string, _ int) (map[string]float64, error) {
-	env, err := b.env(stack, 0, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer env.Close()
+func (b *bench) measureHTTPS(ctx context.Context, env *benchEnv) (map[string]float64, error) {
 	v, err := b.runWrk(ctx, env, "https://"+env.serverAddr(benchPortHTTPS)+"/", 64)
 	return map[string]float64{"https_rps": v}, err
 }
 
-func (b *bench) measureHandshakes(ctx context.Context, stack string, _ int) (map[string]float64, error) {
-	env, err := b.env(stack, 0, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer env.Close()
-	r, err := env.runClient(ctx, "handshakes", "--addr", env.serverAddr(benchPortHTTPS), "--duration", b.p.duration.String(), "--conc", "8")
+func (b *bench) measureHandshakes(ctx context.Context, env *benchEnv) (map[string]float64, error) {
+	r, err := env.runClient(ctx, "handshakes", "--addr", env.serverAddr(benchPortHTTPS), "--duration", b.p.Duration.String(), "--conc", "8")
 	if err != nil {
 		return nil, err
 	}
 	if r.Errors*100 > r.Count {
-		return nil, fmt.Errorf("handshakes on %s: %d failed, %d completed", stack, r.Errors, r.Count)
+		return nil, fmt.Errorf("handshakes on %s: %d failed, %d completed", env.stack, r.Errors, r.Count)
 	}
 	return map[string]float64{"https_handshakes_per_s": float64(r.Count) / r.Seconds}, nil
 }
 
-func (b *bench) measureEcho(ctx context.Context, stack string, _ int) (map[string]float64, error) {
-	env, err := b.env(stack, 0, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer env.Close()
-	r, err := env.runClient(ctx, "echo", "--addr", env.serverAddr(benchPortEcho), "--count", strconv.Itoa(b.p.echoCount), "--warmup", strconv.Itoa(b.p.echoCount/10))
+func (b *bench) measureEcho(ctx context.Context, env *benchEnv) (map[string]float64, error) {
+	r, err := env.runClient(ctx, "echo", "--addr", env.serverAddr(benchPortEcho), "--count", strconv.Itoa(b.p.EchoCount), "--warmup", strconv.Itoa(b.p.EchoCount/10))
 	if err != nil {
 		return nil, err
 	}
 	if len(r.Samples) == 0 {
-		return nil, fmt.Errorf("echo on %s: no samples", stack)
+		return nil, fmt.Errorf("echo on %s: no samples", env.stack)
 	}
-	b.echoSamples[stack] = append(b.echoSamples[stack], r.Samples...)
+	b.echoSamples[env.stack] = append(b.echoSamples[env.stack], r.Samples...)
 	s := slices.Clone(r.Samples)
 	slices.Sort(s)
 	return map[string]float64{
@@ -369,13 +347,8 @@ func readMeminfo(key string) (int64, error) {
 // slab, less the client sockets' share of that growth, which the ustack
 // and gVisor runs measure (there the slab holds the client side only); see
 // finishIdle.
-func (b *bench) measureIdle(ctx context.Context, stack string, _ int) (map[string]float64, error) {
-	env, err := b.env(stack, 0, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer env.Close()
-	n := b.p.conns
+func (b *bench) measureIdle(ctx context.Context, env *benchEnv) (map[string]float64, error) {
+	n := b.p.Conns
 	before, err := takeMemSnapshot()
 	if err != nil {
 		return nil, err
@@ -388,12 +361,12 @@ func (b *bench) measureIdle(ctx context.Context, stack string, _ int) (map[strin
 	var r benchClientResult
 	if err := json.NewDecoder(h.stdout).Decode(&r); err != nil || !r.Ready {
 		h.kill()
-		return nil, fmt.Errorf("idle client on %s: not ready (%v): %s", stack, err, strings.TrimSpace(h.stderr.String()))
+		return nil, fmt.Errorf("idle client on %s: not ready (%v): %s", env.stack, err, strings.TrimSpace(h.stderr.String()))
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for env.srv.idleN.Load() < int64(n) {
+	for env.srv.Held() < int64(n) {
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return nil, fmt.Errorf("idle on %s: the server accepted %d of %d connections", stack, env.srv.idleN.Load(), n)
+			return nil, fmt.Errorf("idle on %s: the server accepted %d of %d connections", env.stack, env.srv.Held(), n)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -403,9 +376,9 @@ func (b *bench) measureIdle(ctx context.Context, stack string, _ int) (map[strin
 	}
 	goPer := float64(after.goBytes-before.goBytes) / float64(n)
 	slabPer := float64(after.slabBytes-before.slabBytes) / float64(n)
-	b.idleRaw = append(b.idleRaw, idleRaw{stack: stack, goPer: goPer, slabPer: slabPer})
+	b.idleRaw = append(b.idleRaw, idleRaw{stack: env.stack, goPer: goPer, slabPer: slabPer})
 	b.note("per connection: Go heap in use + stacks %.0f bytes, kernel slab %.0f bytes (machine-wide)", goPer, slabPer)
-	if stack == stackKernel {
+	if env.stack == stackKernel {
 		// Completed in finishIdle, once the client's share is known.
 		return map[string]float64{"bytes_per_idle_conn": goPer + slabPer}, nil
 	}
@@ -489,7 +462,7 @@ func (b *bench) measureTUNLimit(ctx context.Context, _ string, _ int) (map[strin
 	}
 	const warm = 500 * time.Millisecond
 	addr := netip.AddrPortFrom(benchServerAddr, benchPortDiscard).String()
-	h, err := startHelper(ctx, ns, exe, "bench", "client", "udpflood", "--addr", addr, "--duration", (warm + b.p.duration + 300*time.Millisecond).String())
+	h, err := startHelper(ctx, ns, exe, "bench", "client", "udpflood", "--addr", addr, "--duration", (warm + b.p.Duration + 300*time.Millisecond).String())
 	if err != nil {
 		return nil, err
 	}
@@ -501,7 +474,7 @@ func (b *bench) measureTUNLimit(ctx context.Context, _ string, _ int) (map[strin
 	}
 	c0, t0 := read.Load(), time.Now()
 	select {
-	case <-time.After(b.p.duration):
+	case <-time.After(b.p.Duration):
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}

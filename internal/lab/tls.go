@@ -1,4 +1,4 @@
-package main
+package lab
 
 import (
 	"bytes"
@@ -12,9 +12,11 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"ustack/stack/header"
 
+	"ustack/internal/ladder"
+	"ustack/internal/record"
 	"ustack/stack"
+	"ustack/stack/header"
 	"ustack/stack/link"
 	"ustack/tlslite"
 )
@@ -28,11 +30,24 @@ type labTLSEnv struct {
 	who  string // the client's TCP, for the ladder's header
 }
 
+// client opens the client's TCP connection and a TLS client on it, with
+// 10 s to finish; the function returned closes both.
+func (env *labTLSEnv) client(cfg *tlslite.Config) (*tlslite.Conn, context.Context, func(), error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	raw, err := env.dial(ctx)
+	if err != nil {
+		cancel()
+		return nil, nil, nil, err
+	}
+	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	return tlslite.Client(raw, cfg), ctx, func() { raw.Close(); cancel() }, nil
+}
+
 // tlsEnvMem joins a client and a server stack with a Pipe, in real time
 // (TLS needs no timers, and its blocking API wants goroutines).
 func (r *labRun) tlsEnvMem() (*labTLSEnv, func(), error) {
 	r.quiet = true
-	r.l = newLadder(r.w, r.opts.color, time.Now, labServer.String())
+	r.newLadder(time.Now)
 	a, b := link.Pipe(1500)
 	srv, err := stack.New(&labTap{Endpoint: b, r: r}, stack.Options{Addr: labServer.Addr(), Trace: r.trace})
 	if err != nil {
@@ -52,6 +67,20 @@ func (r *labRun) tlsEnvMem() (*labTLSEnv, func(), error) {
 	env := &labTLSEnv{srv: srv, ln: ln, who: "ustack",
 		dial: func(ctx context.Context) (net.Conn, error) { return cli.DialTCP(ctx, labServer) }}
 	return env, func() { cli.Close(); srv.Close() }, nil
+}
+
+// tlsStory runs a TLS lab's story in the environment env makes.
+func tlsStory(env func(*labRun) (*labTLSEnv, func(), error), story func(*labRun, *labTLSEnv) error) func(*labRun) error {
+	return func(r *labRun) error {
+		e, done, err := env(r)
+		if done != nil {
+			defer done()
+		}
+		if err != nil {
+			return err
+		}
+		return story(r, e)
+	}
 }
 
 // labTLSObserver draws the TLS messages one side sees and keeps the values.
@@ -78,7 +107,7 @@ func (o *labTLSObserver) observe(e tlslite.Event) {
 	toServer := e.Sent() == o.client
 	switch e := e.(type) {
 	case tlslite.HandshakeEvent:
-		r.l.arrow(toServer, "TLS "+e.Message(), cMag+cBold)
+		r.l.TLSArrow(toServer, e.Message(), "TLS "+e.Message(), 0)
 		if !o.steps {
 			return
 		}
@@ -96,15 +125,15 @@ func (o *labTLSObserver) observe(e tlslite.Event) {
 			r.say("[7] Finished: verify_data %s, a hash of every handshake message, already encrypted with the new keys", short(e.VerifyData))
 		}
 	case tlslite.ChangeCipherSpecEvent:
-		r.l.arrow(toServer, "TLS ChangeCipherSpec", cMag+cBold)
+		r.l.TLSArrow(toServer, "ChangeCipherSpec", "TLS ChangeCipherSpec", 0)
 	case tlslite.AlertEvent:
-		r.l.arrow(toServer, "TLS alert "+e.Alert.String(), cMag+cBold)
+		r.l.TLSArrow(toServer, "Alert", "TLS alert "+e.Alert.String(), 0)
 	case tlslite.ApplicationDataEvent:
 		what := r.T("encrypted request")
 		if !toServer {
 			what = r.T("encrypted response")
 		}
-		r.l.arrow(toServer, fmt.Sprintf("TLS %s, %d bytes", what, len(e.Record)), cMag)
+		r.l.TLSArrow(toServer, "ApplicationData", fmt.Sprintf("TLS %s, %d bytes", what, len(e.Record)), len(e.Record))
 		if !o.steps {
 			return
 		}
@@ -163,19 +192,20 @@ func labPubKey(c *x509.Certificate) string {
 	return "?"
 }
 
+// tlsLadder starts the ladder of a TLS story afresh and returns the
+// client's trusted roots: ca alone.
+func (r *labRun) tlsLadder(env *labTLSEnv, ca *tlslite.CA) *x509.CertPool {
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	r.l.Restart(labServer.String(), "", "")
+	r.l.Header("client ("+env.who+" TCP, tlslite)", "server (ustack "+labServer.String()+", tlslite)")
+	return roots
+}
+
 // labCA makes the lab's trusted CA and a leaf key shared by its leaves.
 func labCA(name string) (*tlslite.CA, error) { return tlslite.NewCA(name, nil) }
 
-// labHTTPSRSA tells the eight steps and proves them.
-func labHTTPSRSA(r *labRun) error {
-	env, done, err := r.tlsEnvMem()
-	if err != nil {
-		return err
-	}
-	defer done()
-	return r.httpsRSA(env)
-}
-
+// httpsRSA tells the eight steps and proves them.
 func (r *labRun) httpsRSA(env *labTLSEnv) error {
 	ca, err := labCA("ustack lab CA")
 	if err != nil {
@@ -185,12 +215,7 @@ func (r *labRun) httpsRSA(env *labTLSEnv) error {
 	if err != nil {
 		return err
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Cert)
-	r.l.mu.Lock()
-	r.l.cliState, r.l.srvState, r.l.start = "", "", time.Now()
-	r.l.mu.Unlock()
-	r.l.header("client ("+env.who+" TCP, tlslite)", "server (ustack "+labServer.String()+", tlslite)")
+	roots := r.tlsLadder(env, ca)
 	key := cert.PrivateKey
 	r.say("[1] the server's key pair: RSA-%d, public n=%s e=%d; the private key d=%s… never leaves the server",
 		key.N.BitLen(), short(key.N.Bytes()), key.E, short(key.D.Bytes())[:16])
@@ -201,40 +226,12 @@ func (r *labRun) httpsRSA(env *labTLSEnv) error {
 	cliObs := &labTLSObserver{r: r, client: true, draw: true, steps: true}
 	req := "GET / HTTP/1.1\r\nHost: " + labServer.Addr().String() + "\r\nConnection: close\r\n\r\n"
 	resp := "HTTP/1.1 200 OK\r\nContent-Length: 24\r\nConnection: close\r\n\r\nhello from ustack, lab!\n"
-	srvErr := make(chan error, 1)
-	var srvState tlslite.ConnectionState
-	go func() {
-		c, err := env.ln.Accept()
-		if err != nil {
-			srvErr <- err
-			return
-		}
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		s := tlslite.Server(c, &tlslite.Config{Certificates: []tlslite.Certificate{cert}, KeyExchange: tlslite.KeyExchangeRSA, Observer: srvObs.observe})
-		defer s.Close()
-		var got []byte
-		buf := make([]byte, 4096)
-		for !bytes.Contains(got, []byte("\r\n\r\n")) {
-			n, err := s.Read(buf)
-			got = append(got, buf[:n]...)
-			if err != nil {
-				srvErr <- err
-				return
-			}
-		}
-		srvState = s.ConnectionState()
-		_, err = io.WriteString(s, resp)
-		srvErr <- err
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	raw, err := env.dial(ctx)
+	srvState, srvErr := serveOneHTTPS(env, cert, srvObs, resp)
+	c, ctx, closeClient, err := env.client(&tlslite.Config{RootCAs: roots, ServerName: labServer.Addr().String(), KeyExchange: tlslite.KeyExchangeRSA, Observer: cliObs.observe})
 	if err != nil {
 		return err
 	}
-	defer raw.Close()
-	raw.SetDeadline(time.Now().Add(10 * time.Second))
-	c := tlslite.Client(raw, &tlslite.Config{RootCAs: roots, ServerName: labServer.Addr().String(), KeyExchange: tlslite.KeyExchangeRSA, Observer: cliObs.observe})
+	defer closeClient()
 	if err := c.Handshake(ctx); err != nil {
 		return fmt.Errorf("TLS handshake: %w", err)
 	}
@@ -250,11 +247,28 @@ func (r *labRun) httpsRSA(env *labTLSEnv) error {
 	}
 	c.Close()
 	cliState := c.ConnectionState()
+	hs := httpsRun{cert: cert, cli: cliObs, srv: srvObs, cliState: cliState, srvState: *srvState, req: req, resp: resp}
 	// Wait until the client's FIN has been recorded: every record is in.
-	r.rec.waitPkts(2*time.Second, anyPkt(func(p labPkt) bool { return p.toServer && p.has(header.FlagFIN) }))
+	r.rec.WaitPkts(2*time.Second, record.Any(func(p record.Pkt) bool { return p.ToServer && p.Has(header.FlagFIN) }))
 	r.say("the client decrypted the response: %q", firstLine(body))
 
-	// The proof.
+	r.proveHTTPS(hs)
+	return nil
+}
+
+// httpsRun is what the https-rsa lab's conversation left for its proof.
+type httpsRun struct {
+	cert               tlslite.Certificate
+	cli, srv           *labTLSObserver
+	cliState, srvState tlslite.ConnectionState
+	req, resp          string
+}
+
+// proveHTTPS checks the eight steps against the values both sides saw and
+// the records captured on the link.
+func (r *labRun) proveHTTPS(hs httpsRun) {
+	cliObs, srvObs, cert, key := hs.cli, hs.srv, hs.cert, hs.cert.PrivateKey
+	cliState, srvState, req, resp := hs.cliState, hs.srvState, hs.req, hs.resp
 	ch, _ := labFind[tlslite.ClientHelloEvent](cliObs)
 	sh, _ := labFind[tlslite.ServerHelloEvent](cliObs)
 	crt, _ := labFind[tlslite.CertificateEvent](cliObs)
@@ -294,7 +308,37 @@ func (r *labRun) httpsRSA(env *labTLSEnv) error {
 	} else {
 		r.check(false, "[8] the AES-GCM records captured on the link decrypt with those keys to the HTTP request and the HTTP response")
 	}
-	return nil
+}
+
+// serveOneHTTPS answers one HTTPS request with resp on env's listener; the
+// channel says how it went, after which the state is the server's.
+func serveOneHTTPS(env *labTLSEnv, cert tlslite.Certificate, obs *labTLSObserver, resp string) (*tlslite.ConnectionState, <-chan error) {
+	srvErr := make(chan error, 1)
+	srvState := new(tlslite.ConnectionState)
+	go func() {
+		c, err := env.ln.Accept()
+		if err != nil {
+			srvErr <- err
+			return
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		s := tlslite.Server(c, &tlslite.Config{Certificates: []tlslite.Certificate{cert}, KeyExchange: tlslite.KeyExchangeRSA, Observer: obs.observe})
+		defer s.Close()
+		var got []byte
+		buf := make([]byte, 4096)
+		for !bytes.Contains(got, []byte("\r\n\r\n")) {
+			n, err := s.Read(buf)
+			got = append(got, buf[:n]...)
+			if err != nil {
+				srvErr <- err
+				return
+			}
+		}
+		*srvState = s.ConnectionState()
+		_, err = io.WriteString(s, resp)
+		srvErr <- err
+	}()
+	return srvState, srvErr
 }
 
 func labSHA384(suite uint16) bool { return strings.HasSuffix(tlslite.CipherSuiteName(suite), "SHA384") }
@@ -304,37 +348,11 @@ func firstLine(b []byte) string {
 	return s
 }
 
-// stream reassembles the TCP payload one direction carried, from the
-// segments the lab recorded (SYN first, then by sequence number).
-func (r *labRun) stream(toServer bool) []byte {
-	pk := r.rec.packets()
-	var next uint32
-	have := false
-	data := map[uint32][]byte{}
-	for _, p := range pk {
-		if p.toServer != toServer || p.dropped {
-			continue
-		}
-		if p.flags&0x02 != 0 && !have {
-			next, have = p.seq+1, true
-		}
-		if len(p.payload) > 0 {
-			if old, ok := data[p.seq]; !ok || len(p.payload) > len(old) {
-				data[p.seq] = p.payload
-			}
-		}
-	}
-	var out []byte
-	for have {
-		d, ok := data[next]
-		if !ok {
-			break
-		}
-		out = append(out, d...)
-		next += uint32(len(d))
-	}
-	return out
-}
+// stream reassembles the TCP payload one direction carried.
+func (r *labRun) stream(toServer bool) []byte { return record.Stream(r.rec.Packets(), toServer) }
+
+// short renders the first bytes of b in hex.
+func short(b []byte) string { return ladder.Short(b) }
 
 // labDecryptCaptured walks the TLS records of one direction: after
 // ChangeCipherSpec each record is AES-GCM with sequence numbers from 0
@@ -370,17 +388,8 @@ func labDecryptCaptured(s []byte, key, iv []byte) (app []byte, finished bool) {
 	return app, finished
 }
 
-// labCertCheck: three bad certificates refused, each with its reason; a
-// good one accepted.
-func labCertCheck(r *labRun) error {
-	env, done, err := r.tlsEnvMem()
-	if err != nil {
-		return err
-	}
-	defer done()
-	return r.certCheck(env)
-}
-
+// certCheck: three bad certificates refused, each with its reason; a good
+// one accepted.
 func (r *labRun) certCheck(env *labTLSEnv) error {
 	ca, err := labCA("ustack lab CA")
 	if err != nil {
@@ -409,12 +418,7 @@ func (r *labRun) certCheck(env *labTLSEnv) error {
 	if err != nil {
 		return err
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Cert)
-	r.l.mu.Lock()
-	r.l.cliState, r.l.srvState, r.l.start = "", "", time.Now()
-	r.l.mu.Unlock()
-	r.l.header("client ("+env.who+" TCP, tlslite)", "server (ustack "+labServer.String()+", tlslite)")
+	roots := r.tlsLadder(env, ca)
 	r.say("the client trusts one CA, %q, and connects to %v", ca.Cert.Subject.CommonName, labServer.Addr())
 	cases := []struct {
 		title  string
@@ -470,15 +474,11 @@ func (r *labRun) tryCert(env *labTLSEnv, cert tlslite.Certificate, roots *x509.C
 		s.Close()
 	}()
 	defer func() { <-done }()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	raw, err := env.dial(ctx)
+	c, ctx, closeClient, err := env.client(&tlslite.Config{RootCAs: roots, ServerName: labServer.Addr().String(), Observer: obs.observe})
 	if err != nil {
 		return err
 	}
-	defer raw.Close()
-	raw.SetDeadline(time.Now().Add(10 * time.Second))
-	c := tlslite.Client(raw, &tlslite.Config{RootCAs: roots, ServerName: labServer.Addr().String(), Observer: obs.observe})
+	defer closeClient()
 	err = c.Handshake(ctx)
 	c.Close()
 	return err

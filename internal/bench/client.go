@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -35,39 +34,23 @@ type benchClientResult struct {
 	Ready   bool    `json:"ready,omitempty"`      // idle: all connections are up
 }
 
-type benchClientFlags struct {
-	addr     string
-	bytes    int64
-	duration time.Duration
-	count    int
-	warmup   int
-	conc     int
-	timeout  time.Duration
+// ClientConfig are the settings of a client mode (its flags).
+type ClientConfig struct {
+	Addr     string        // server IP:PORT
+	Bytes    int64         // bytes to move (0 with Duration: for that long)
+	Duration time.Duration // how long to run
+	Count    int           // round trips (echo) or connections (idle)
+	Warmup   int           // round trips not measured (echo)
+	Conc     int           // concurrent connections (handshakes, idle)
 }
 
-func cmdBenchClient(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usageErr("bench client: want a mode: upload, download, echo, handshakes, idle, udpflood")
-	}
-	mode := args[0]
-	fs := flag.NewFlagSet("ustack bench client "+mode, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var f benchClientFlags
-	fs.StringVar(&f.addr, "addr", "", "server `IP:PORT`")
-	fs.Int64Var(&f.bytes, "bytes", 0, "bytes to move (0 with --duration: for that long)")
-	fs.DurationVar(&f.duration, "duration", 0, "how long to run")
-	fs.IntVar(&f.count, "count", 0, "round trips (echo) or connections (idle)")
-	fs.IntVar(&f.warmup, "warmup", 0, "round trips not measured (echo)")
-	fs.IntVar(&f.conc, "conc", 1, "concurrent connections (handshakes, idle)")
-	fs.DurationVar(&f.timeout, "timeout", 5*time.Minute, "give up after this long")
-	if err := fs.Parse(args[1:]); err != nil {
-		return usageErr("bench client %s: %v", mode, err)
-	}
-	if f.addr == "" {
-		return usageErr("bench client %s: --addr is required", mode)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
-	defer cancel()
+// ClientModes are the modes of `ustack bench client`.
+var ClientModes = []string{"upload", "download", "echo", "handshakes", "idle", "udpflood"}
+
+// RunClient runs one client mode until it is done or ctx ends and prints
+// its result as one JSON object on stdout (idle: once every connection is
+// up, then it holds them until stdin closes).
+func RunClient(ctx context.Context, mode string, f ClientConfig, stdout io.Writer) error {
 	var r benchClientResult
 	var err error
 	switch mode {
@@ -84,7 +67,7 @@ func cmdBenchClient(args []string, stdout, stderr io.Writer) error {
 	case "udpflood":
 		r, err = clientUDPFlood(ctx, f)
 	default:
-		return usageErr("bench client: unknown mode %q", mode)
+		return fmt.Errorf("bench client: unknown mode %q", mode)
 	}
 	if err != nil {
 		return fmt.Errorf("bench client %s: %w", mode, err)
@@ -108,15 +91,15 @@ func benchDial(ctx context.Context, addr string) (*net.TCPConn, error) {
 // clientUpload writes --bytes to the discard service, half-closes, and
 // waits for the server's close: every byte has then been read by the
 // server's application.
-func clientUpload(ctx context.Context, f benchClientFlags) (benchClientResult, error) {
-	c, err := benchDial(ctx, f.addr)
+func clientUpload(ctx context.Context, f ClientConfig) (benchClientResult, error) {
+	c, err := benchDial(ctx, f.Addr)
 	if err != nil {
 		return benchClientResult{}, err
 	}
 	defer c.Close()
 	buf := make([]byte, 256<<10)
 	start := time.Now()
-	for left := f.bytes; left > 0; {
+	for left := f.Bytes; left > 0; {
 		n, err := c.Write(buf[:min(left, int64(len(buf)))])
 		if err != nil {
 			return benchClientResult{}, err
@@ -129,18 +112,18 @@ func clientUpload(ctx context.Context, f benchClientFlags) (benchClientResult, e
 	if _, err := io.Copy(io.Discard, c); err != nil {
 		return benchClientResult{}, err
 	}
-	return benchClientResult{Seconds: time.Since(start).Seconds(), Bytes: f.bytes}, nil
+	return benchClientResult{Seconds: time.Since(start).Seconds(), Bytes: f.Bytes}, nil
 }
 
 // clientDownload asks the source service for --bytes and reads them to the
 // server's close; with --duration (and no --bytes) it reads for that long.
-func clientDownload(ctx context.Context, f benchClientFlags) (benchClientResult, error) {
-	c, err := benchDial(ctx, f.addr)
+func clientDownload(ctx context.Context, f ClientConfig) (benchClientResult, error) {
+	c, err := benchDial(ctx, f.Addr)
 	if err != nil {
 		return benchClientResult{}, err
 	}
 	defer c.Close()
-	want := f.bytes
+	want := f.Bytes
 	if want == 0 {
 		want = 1 << 62
 	}
@@ -152,8 +135,8 @@ func clientDownload(ctx context.Context, f benchClientFlags) (benchClientResult,
 		return benchClientResult{}, err
 	}
 	var got int64
-	if f.bytes == 0 {
-		end := start.Add(f.duration)
+	if f.Bytes == 0 {
+		end := start.Add(f.Duration)
 		c.SetReadDeadline(end)
 		for {
 			n, err := c.Read(buf)
@@ -177,25 +160,25 @@ func clientDownload(ctx context.Context, f benchClientFlags) (benchClientResult,
 			return benchClientResult{}, fmt.Errorf("after %d bytes: %w", got, err)
 		}
 	}
-	if got != f.bytes {
-		return benchClientResult{}, fmt.Errorf("got %d bytes, want %d", got, f.bytes)
+	if got != f.Bytes {
+		return benchClientResult{}, fmt.Errorf("got %d bytes, want %d", got, f.Bytes)
 	}
 	return benchClientResult{Seconds: time.Since(start).Seconds(), Bytes: got}, nil
 }
 
 // clientEcho does --warmup then --count 1-byte round trips on one
 // connection to the echo service and reports each measured one.
-func clientEcho(ctx context.Context, f benchClientFlags) (benchClientResult, error) {
-	c, err := benchDial(ctx, f.addr)
+func clientEcho(ctx context.Context, f ClientConfig) (benchClientResult, error) {
+	c, err := benchDial(ctx, f.Addr)
 	if err != nil {
 		return benchClientResult{}, err
 	}
 	defer c.Close()
 	c.SetNoDelay(true)
 	var b [1]byte
-	samples := make([]int64, 0, f.count)
+	samples := make([]int64, 0, f.Count)
 	start := time.Now()
-	for i := 0; i < f.warmup+f.count; i++ {
+	for i := 0; i < f.Warmup+f.Count; i++ {
 		b[0] = byte(i)
 		t0 := time.Now()
 		if _, err := c.Write(b[:]); err != nil {
@@ -204,7 +187,7 @@ func clientEcho(ctx context.Context, f benchClientFlags) (benchClientResult, err
 		if _, err := io.ReadFull(c, b[:]); err != nil {
 			return benchClientResult{}, err
 		}
-		if i >= f.warmup {
+		if i >= f.Warmup {
 			samples = append(samples, int64(time.Since(t0)))
 		}
 	}
@@ -216,7 +199,7 @@ func clientEcho(ctx context.Context, f benchClientFlags) (benchClientResult, err
 // at a time for --duration. Each connection: TCP connect, handshake,
 // close_notify and close. The certificate is not verified, to keep the
 // client's CPU for the server.
-func clientHandshakes(ctx context.Context, f benchClientFlags) (benchClientResult, error) {
+func clientHandshakes(ctx context.Context, f ClientConfig) (benchClientResult, error) {
 	cfg := &tls.Config{
 		InsecureSkipVerify: true,
 		MinVersion:         tls.VersionTLS12,
@@ -226,15 +209,15 @@ func clientHandshakes(ctx context.Context, f benchClientFlags) (benchClientResul
 	var ok, bad atomic.Int64
 	var firstErr atomic.Value
 	start := time.Now()
-	end := start.Add(f.duration)
+	end := start.Add(f.Duration)
 	var wg sync.WaitGroup
-	for range max(f.conc, 1) {
+	for range max(f.Conc, 1) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for time.Now().Before(end) && ctx.Err() == nil {
 				hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				c, err := benchDial(hctx, f.addr)
+				c, err := benchDial(hctx, f.Addr)
 				if err == nil {
 					tc := tls.Client(c, cfg)
 					err = tc.HandshakeContext(hctx)
@@ -264,22 +247,22 @@ func clientHandshakes(ctx context.Context, f benchClientFlags) (benchClientResul
 
 // clientIdle opens --count connections (--conc at a time), prints a ready
 // result, and holds them until stdin closes.
-func clientIdle(ctx context.Context, f benchClientFlags, stdout io.Writer) error {
-	conns := make([]net.Conn, f.count)
+func clientIdle(ctx context.Context, f ClientConfig, stdout io.Writer) error {
+	conns := make([]net.Conn, f.Count)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
-	for range max(f.conc, 1) {
+	for range max(f.Conc, 1) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
 				i := next.Add(1) - 1
-				if i >= int64(f.count) {
+				if i >= int64(f.Count) {
 					return
 				}
 				var d net.Dialer
-				c, err := d.DialContext(ctx, "tcp4", f.addr)
+				c, err := d.DialContext(ctx, "tcp4", f.Addr)
 				if err != nil {
 					select {
 					case errc <- fmt.Errorf("connection %d: %w", i, err):
@@ -297,7 +280,7 @@ func clientIdle(ctx context.Context, f benchClientFlags, stdout io.Writer) error
 		return fmt.Errorf("bench client idle: %w", err)
 	default:
 	}
-	if err := json.NewEncoder(stdout).Encode(benchClientResult{Ready: true, Count: int64(f.count)}); err != nil {
+	if err := json.NewEncoder(stdout).Encode(benchClientResult{Ready: true, Count: int64(f.Count)}); err != nil {
 		return err
 	}
 	io.Copy(io.Discard, bufio.NewReader(os.Stdin))
@@ -314,9 +297,9 @@ const benchUDPSegment = 1500 - 28
 // clientUDPFlood sends UDP at full speed for --duration, with UDP GSO
 // (64 KiB per send, split into 1500-byte packets by the TUN reader), so
 // that the sender is not what limits the rate.
-func clientUDPFlood(ctx context.Context, f benchClientFlags) (benchClientResult, error) {
+func clientUDPFlood(ctx context.Context, f ClientConfig) (benchClientResult, error) {
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "udp4", f.addr)
+	c, err := d.DialContext(ctx, "udp4", f.Addr)
 	if err != nil {
 		return benchClientResult{}, err
 	}
@@ -338,7 +321,7 @@ func clientUDPFlood(ctx context.Context, f benchClientFlags) (benchClientResult,
 	}
 	buf := make([]byte, benchUDPSegment*44)
 	start := time.Now()
-	end := start.Add(f.duration)
+	end := start.Add(f.Duration)
 	var sent, errs int64
 	for i := 0; ; i++ {
 		if i%16 == 0 && time.Now().After(end) {

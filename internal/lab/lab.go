@@ -1,0 +1,344 @@
+// Package lab is `ustack lab`: the textbook stories, each run on the wire
+// and checked.
+//
+// A lab sets up a client and a server (both on ustack over an in-memory
+// link in virtual time, or with TUN the server on ustack behind a TUN in a
+// fresh namespace and the client on the kernel's TCP), uses link.Impair
+// rules to drop or delay the exact packet its story needs, draws the
+// conversation as a ladder diagram with narration (or writes it as JSON
+// events), and checks its claims. It ends with PASS or FAIL.
+//
+// ustack itself is never broken on purpose. Where a story needs a TCP that
+// misbehaves (a two-way handshake, a closer without TIME-WAIT), the lab
+// builds that TCP itself from raw segments (peer.go).
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"ustack/internal/ladder"
+	"ustack/internal/record"
+)
+
+// scenario is one story.
+type scenario struct {
+	name  string
+	title string // short title, translated
+	desc  string // one line for the list, translated
+	mem   func(r *labRun) error
+	tun   func(r *labRun) error
+	real  bool // the in-memory run is in real time (TLS)
+}
+
+// labScenarios in the order of the textbook.
+var labScenarios = []scenario{
+	{name: "handshake", title: "the three-way handshake", desc: "SYN, SYN+ACK, ACK: who sends which sequence number, and the states on each side", mem: labHandshake, tun: labHandshakeTUN},
+	{name: "close", title: "the four-way close", desc: "FIN, ACK, (half-closed data), FIN, ACK: the states of the active and the passive closer", mem: labClose, tun: labCloseTUN},
+	{name: "time-wait", title: "why TIME-WAIT lasts 2*MSL", desc: "the last ACK is lost: the FIN comes again and TIME-WAIT answers it; an old segment cannot reach a new connection", mem: labTimeWait, tun: labTimeWaitTUN},
+	{name: "stale-syn", title: "why three ways and not two", desc: "an old duplicate SYN arrives late: the client resets it; a two-way handshake would open a bogus connection", mem: labStaleSYN, tun: labStaleSYNTUN},
+	{name: "keepalive", title: "the keepalive timer", desc: "an idle peer is probed after the idle time, then every interval; a dead peer's connection is closed, a live one's survives", mem: labKeepalive, tun: labKeepaliveTUN},
+	{name: "https-rsa", title: "HTTPS with RSA key exchange", desc: "the eight steps of an HTTPS connection, with the values, and the proof that the derived keys decrypt the records", mem: tlsStory((*labRun).tlsEnvMem, (*labRun).httpsRSA), tun: tlsStory((*labRun).tlsEnvTUN, (*labRun).httpsRSA), real: true},
+	{name: "cert-check", title: "certificate checks", desc: "expired, wrong-host and untrusted-CA certificates are refused, each with its reason", mem: tlsStory((*labRun).tlsEnvMem, (*labRun).certCheck), tun: tlsStory((*labRun).tlsEnvTUN, (*labRun).certCheck), real: true},
+}
+
+func byName(name string) (scenario, bool) {
+	for _, s := range labScenarios {
+		if s.name == name {
+			return s, true
+		}
+	}
+	return scenario{}, false
+}
+
+// Exists reports whether name is a scenario.
+func Exists(name string) bool {
+	_, ok := byName(name)
+	return ok
+}
+
+// Options are the settings of a run.
+type Options struct {
+	TUN   bool   // the server behind a TUN, the client on the kernel's TCP (root)
+	Lang  string // "en" or "zh"
+	Color bool
+	JSON  bool // write the events as JSON lines instead of drawing the ladder
+	// Break (the hidden --break, for the tests that show a lab can fail)
+	// replaces one end of the in-memory labs by a TCP the lab builds from
+	// raw segments that breaks the protocol on purpose: one of Breaks.
+	Break string
+}
+
+// Breaks are the values Options.Break accepts.
+var Breaks = []string{breakSkipTimeWait, breakTwoWay}
+
+const (
+	breakSkipTimeWait = "skip-time-wait"
+	breakTwoWay       = "two-way-handshake"
+)
+
+// newSink is where a run's events go.
+func newSink(w io.Writer, opts Options) ladder.Sink {
+	if opts.JSON {
+		return ladder.NewJSON(w)
+	}
+	return ladder.NewText(w, opts.Color)
+}
+
+// List writes the scenarios (one event each with JSON).
+func List(w io.Writer, opts Options) {
+	if opts.JSON {
+		sink := ladder.NewJSON(w)
+		for _, s := range labScenarios {
+			sink.Emit(ladder.Event{Kind: ladder.KindScenario, Text: labT(opts.Lang, s.desc), LabInfo: &ladder.LabInfo{Lab: s.name, Title: labT(opts.Lang, s.title)}})
+		}
+		return
+	}
+	fmt.Fprintln(w, labT(opts.Lang, "Scenarios (ustack lab NAME; ustack lab all runs every one):"))
+	for _, s := range labScenarios {
+		fmt.Fprintf(w, "  %-11s %s\n", s.name, labT(opts.Lang, s.desc))
+	}
+	fmt.Fprintln(w, labT(opts.Lang, "Flags: --tun (root: the kernel's TCP through a TUN), --lang zh, --no-color."))
+}
+
+// Run runs one scenario and writes its story, claims and verdict to w; the
+// error says which claim failed first.
+func Run(w io.Writer, name string, opts Options) error {
+	sc, ok := byName(name)
+	if !ok {
+		return fmt.Errorf("unknown scenario %q", name)
+	}
+	if err := checkBreak(opts); err != nil {
+		return err
+	}
+	if ok, what := runLab(w, newSink(w, opts), sc, opts); !ok {
+		return fmt.Errorf("lab %s: FAIL: %s", sc.name, what)
+	}
+	return nil
+}
+
+func checkBreak(opts Options) error {
+	if opts.Break != "" && opts.TUN {
+		return errors.New("--break breaks the in-memory labs only (run it without --tun)")
+	}
+	return nil
+}
+
+// All runs every scenario and writes a summary.
+func All(w io.Writer, opts Options) error {
+	if err := checkBreak(opts); err != nil {
+		return err
+	}
+	type result struct {
+		name, what string
+		ok         bool
+	}
+	sink := newSink(w, opts)
+	var res []result
+	for _, sc := range labScenarios {
+		ok, what := runLab(w, sink, sc, opts)
+		res = append(res, result{sc.name, what, ok})
+		if !opts.JSON {
+			fmt.Fprintln(w)
+		}
+	}
+	failed := 0
+	for _, r := range res {
+		if !r.ok {
+			failed++
+		}
+	}
+	if opts.JSON {
+		sink.Emit(ladder.Event{Kind: ladder.KindSummary, Outcome: &ladder.Outcome{OK: failed == 0, Passed: len(res) - failed, Failed: failed}})
+	} else {
+		fmt.Fprintln(w, labT(opts.Lang, "Summary:"))
+		for _, r := range res {
+			mark := "PASS"
+			if !r.ok {
+				mark = "FAIL: " + r.what
+			}
+			fmt.Fprintf(w, "  %-11s %s\n", r.name, mark)
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("lab all: %d of %d scenarios failed", failed, len(res))
+	}
+	if !opts.JSON {
+		fmt.Fprintf(w, labT(opts.Lang, "all %d scenarios PASS")+"\n", len(res))
+	}
+	return nil
+}
+
+// labClaim is one checked statement.
+type labClaim struct {
+	ok   bool
+	text string
+}
+
+// runLab runs one scenario and prints its claims and verdict. It reports
+// whether every claim held, and if not the first that failed.
+func runLab(w io.Writer, sink ladder.Sink, sc scenario, opts Options) (bool, string) {
+	r := &labRun{w: w, sink: sink, opts: opts, name: sc.name}
+	fn := sc.mem
+	if opts.TUN {
+		fn = sc.tun
+	}
+	r.title(sc)
+	err := func() (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("panic: %v", p)
+			}
+		}()
+		return fn(r)
+	}()
+	if err != nil {
+		r.check(false, "the story ran to its end (%v)", err)
+	}
+	return r.verdict()
+}
+
+// title starts a scenario's story: its name, title and how it runs.
+func (r *labRun) title(sc scenario) {
+	mode := r.T("in-memory: both ends on ustack, virtual time")
+	if sc.real {
+		mode = r.T("in-memory: both ends on ustack, real time")
+	}
+	if r.opts.TUN {
+		mode = r.T("--tun: the server on ustack behind a TUN, the client on the kernel's TCP, real time")
+	}
+	broken := ""
+	switch r.opts.Break {
+	case breakSkipTimeWait:
+		broken = r.T("(broken on purpose, --break skip-time-wait: the client is a TCP the lab builds from raw segments, and it skips TIME-WAIT)")
+	case breakTwoWay:
+		broken = r.T("(broken on purpose, --break two-way-handshake: the stale-syn server is a TCP the lab builds from raw segments, and a SYN alone opens its connections)")
+	}
+	if r.opts.JSON {
+		r.sink.Emit(ladder.Event{Kind: ladder.KindLab, Text: broken, LabInfo: &ladder.LabInfo{Lab: sc.name, Title: r.T(sc.title), Mode: mode, Break: r.opts.Break}})
+		return
+	}
+	fmt.Fprintln(r.w, r.paint(ladder.Bold, fmt.Sprintf("━━ lab %s: %s ━━", sc.name, r.T(sc.title))))
+	fmt.Fprintf(r.w, "   (%s)\n", mode)
+	if broken != "" {
+		fmt.Fprintf(r.w, "   %s\n", broken)
+	}
+}
+
+// verdict writes the claims and PASS or FAIL; it reports whether every
+// claim held, and if not the first that failed.
+func (r *labRun) verdict() (bool, string) {
+	first := ""
+	for _, c := range r.claims {
+		if !c.ok && first == "" {
+			first = c.text
+		}
+	}
+	if len(r.claims) == 0 {
+		first = r.T("no claim was checked")
+	}
+	if r.opts.JSON {
+		for _, c := range r.claims {
+			r.sink.Emit(ladder.Event{T: r.stamp(), Kind: ladder.KindClaim, Text: c.text, Outcome: &ladder.Outcome{OK: c.ok}})
+		}
+		r.sink.Emit(ladder.Event{T: r.stamp(), Kind: ladder.KindVerdict, Text: first, Outcome: &ladder.Outcome{OK: first == ""}, LabInfo: &ladder.LabInfo{Lab: r.name}})
+		return first == "", first
+	}
+	fmt.Fprintln(r.w)
+	fmt.Fprintln(r.w, r.T("claims:"))
+	for _, c := range r.claims {
+		mark := r.paint(ladder.Green, "✔")
+		if !c.ok {
+			mark = r.paint(ladder.Red, "✘")
+		}
+		fmt.Fprintf(r.w, "  %s %s\n", mark, c.text)
+	}
+	if first != "" {
+		fmt.Fprintln(r.w, r.paint(ladder.Red+ladder.Bold, "FAIL: "+first))
+		return false, first
+	}
+	fmt.Fprintln(r.w, r.paint(ladder.Green+ladder.Bold, "PASS"))
+	return true, ""
+}
+
+// labRun is the state of one scenario run: output, language, claims, and
+// the world it runs in.
+type labRun struct {
+	w      io.Writer
+	sink   ladder.Sink
+	opts   Options
+	name   string
+	claims []labClaim
+	l      *ladder.Ladder
+	rec    record.Recorder
+	vw     *labVWorld // the in-memory world, if any
+	tw     *labTWorld // the --tun world, if any
+
+	quiet      bool // draw no TCP segments or states (the TLS labs draw TLS messages)
+	bmu        sync.Mutex
+	burstAt    time.Time // drawing of packet bursts: see burst
+	burstN     int
+	burstReset bool
+}
+
+func (r *labRun) paint(c, s string) string { return ladder.Paint(r.opts.Color, c, s) }
+
+// T translates an English message (a format string) into the run's language.
+func (r *labRun) T(s string) string { return labT(r.opts.Lang, s) }
+
+func labT(lang, s string) string {
+	if lang == "zh" {
+		if t, ok := labZH[s]; ok {
+			return t
+		}
+	}
+	return s
+}
+
+// newLadder starts the run's ladder on a clock.
+func (r *labRun) newLadder(now func() time.Time) {
+	r.l = ladder.New(r.sink, now, labServer.String())
+}
+
+// stamp is the time on the ladder, for the events written after it.
+func (r *labRun) stamp() float64 {
+	if r.l == nil {
+		return 0
+	}
+	return r.l.Elapsed()
+}
+
+// say prints a narration line on the ladder (or plainly before it exists).
+func (r *labRun) say(format string, args ...any) {
+	msg := fmt.Sprintf(r.T(format), args...)
+	r.bmu.Lock()
+	r.burstReset = true
+	r.bmu.Unlock()
+	switch {
+	case r.l != nil:
+		r.l.Note("%s", msg)
+	case r.opts.JSON:
+		r.sink.Emit(ladder.Event{Kind: ladder.KindNote, Text: msg})
+	default:
+		fmt.Fprintf(r.w, "   %s\n", msg)
+	}
+}
+
+// check records a claim.
+func (r *labRun) check(ok bool, format string, args ...any) bool {
+	r.claims = append(r.claims, labClaim{ok: ok, text: fmt.Sprintf(r.T(format), args...)})
+	return ok
+}
+
+// section prints a heading inside the story.
+func (r *labRun) section(format string, args ...any) {
+	text := fmt.Sprintf(r.T(format), args...)
+	if r.opts.JSON {
+		r.sink.Emit(ladder.Event{T: r.stamp(), Kind: ladder.KindSection, Text: text})
+		return
+	}
+	fmt.Fprintf(r.w, "\n%s\n", r.paint(ladder.Bold, "── "+text))
+}

@@ -1,0 +1,133 @@
+package record
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"ustack/stack/header"
+	"ustack/stack/link"
+	"ustack/stack/tcp"
+)
+
+var (
+	cli = netip.MustParseAddrPort("198.18.0.1:40000")
+	srv = netip.MustParseAddrPort("198.18.0.2:80")
+)
+
+// TestBuildParse: a built segment parses back to its fields, with valid
+// checksums, and a SYN carries its MSS option.
+func TestBuildParse(t *testing.T) {
+	for _, c := range []struct {
+		flags   uint8
+		payload string
+	}{
+		{header.FlagSYN, ""},
+		{header.FlagACK | header.FlagPSH, "hello"},
+		{header.FlagFIN | header.FlagACK, ""},
+	} {
+		b := Build(cli, srv, 1000, 2000, c.flags, []byte(c.payload))
+		pkt := b[link.Headroom:]
+		ip, err := header.ParseIPv4(pkt)
+		if err != nil {
+			t.Fatalf("%s: IPv4: %v", header.FlagString(c.flags), err)
+		}
+		if !header.TCPChecksumOK(ip.Payload(), ip.SrcBytes(), ip.DstBytes()) {
+			t.Errorf("%s: bad TCP checksum", header.FlagString(c.flags))
+		}
+		p, ok := Parse(pkt)
+		if !ok {
+			t.Fatalf("%s: does not parse", header.FlagString(c.flags))
+		}
+		if p.Flags != c.flags || p.Seq != 1000 || p.Ack != 2000 || string(p.Payload) != c.payload ||
+			p.Src != cli.Addr() || p.Dst != srv.Addr() || p.SrcPort != cli.Port() || p.DstPort != srv.Port() {
+			t.Errorf("%s: parsed %+v", header.FlagString(c.flags), p)
+		}
+		tcpHdr, _ := header.ParseTCP(ip.Payload())
+		var o header.TCPOptions
+		header.ParseTCPOptions(tcpHdr.Options(), &o)
+		if (c.flags&header.FlagSYN != 0) != (o.MSS == 1460) {
+			t.Errorf("%s: MSS option %d", header.FlagString(c.flags), o.MSS)
+		}
+	}
+}
+
+// TestParseRejects: what is not IPv4/TCP is not a segment.
+func TestParseRejects(t *testing.T) {
+	b := Build(cli, srv, 1, 2, header.FlagACK, nil)[link.Headroom:]
+	for name, pkt := range map[string][]byte{
+		"empty":     nil,
+		"truncated": b[:30],
+		"udp":       append([]byte(nil), b...),
+	} {
+		if name == "udp" {
+			pkt[9] = 17
+		}
+		if _, ok := Parse(pkt); ok {
+			t.Errorf("%s parses as TCP", name)
+		}
+	}
+}
+
+func TestIsHas(t *testing.T) {
+	p := Pkt{Flags: header.FlagSYN | header.FlagACK | header.FlagPSH}
+	if !p.Is(header.FlagSYN|header.FlagACK) || p.Is(header.FlagSYN) || !p.Has(header.FlagACK) || p.Has(header.FlagFIN) {
+		t.Errorf("Is/Has wrong for %s", header.FlagString(p.Flags))
+	}
+}
+
+// TestRecorder: states per side and port, the first entry into a state,
+// and WaitPkts returning as soon as its condition holds.
+func TestRecorder(t *testing.T) {
+	var rec Recorder
+	t0 := time.Unix(0, 0)
+	id := tcp.ID{Local: srv, Remote: cli}
+	rec.AddState(State{T: t0, Server: true, ID: id, From: tcp.Listen, To: tcp.SynReceived})
+	rec.AddState(State{T: t0.Add(time.Second), Server: true, ID: id, From: tcp.SynReceived, To: tcp.Established})
+	rec.AddState(State{T: t0, Server: false, ID: tcp.ID{Local: cli, Remote: srv}, From: tcp.Closed, To: tcp.SynSent})
+	if got := rec.States(true, 0); !HasRun(got, "LISTEN", "SYN-RECEIVED", "ESTABLISHED") || len(got) != 3 {
+		t.Errorf("server states %v", got)
+	}
+	if got := rec.States(true, 81); len(got) != 0 {
+		t.Errorf("states on another port: %v", got)
+	}
+	if at, s, ok := rec.StateAt(true, 80, tcp.Established); !ok || !at.Equal(t0.Add(time.Second)) || s.From != tcp.SynReceived {
+		t.Errorf("StateAt: %v %+v %v", at, s, ok)
+	}
+	if _, _, ok := rec.StateAt(false, 0, tcp.Established); ok {
+		t.Errorf("the client never was ESTABLISHED")
+	}
+	go func() {
+		time.Sleep(5 * time.Millisecond)
+		rec.AddPkt(Pkt{ToServer: true, Flags: header.FlagSYN})
+	}()
+	pk := rec.WaitPkts(5*time.Second, Any(func(p Pkt) bool { return p.Has(header.FlagSYN) }))
+	if len(pk) != 1 {
+		t.Errorf("WaitPkts: %d packets", len(pk))
+	}
+	if got := rec.WaitPkts(time.Millisecond, AtLeast(2)); len(got) != 1 {
+		t.Errorf("WaitPkts past its deadline: %d packets", len(got))
+	}
+}
+
+// TestStream reassembles one direction from out-of-order, duplicated and
+// dropped segments.
+func TestStream(t *testing.T) {
+	pk := []Pkt{
+		{ToServer: true, Flags: header.FlagSYN, Seq: 99},
+		{ToServer: true, Seq: 106, Payload: []byte("world")},
+		{ToServer: true, Seq: 100, Payload: []byte("hello ")},
+		{ToServer: true, Seq: 100, Payload: []byte("XXXXXX"), Dropped: true},
+		{ToServer: false, Seq: 100, Payload: []byte("other way")},
+		{ToServer: true, Seq: 106, Payload: []byte("wor")},
+	}
+	if got := string(Stream(pk, true)); got != "hello world" {
+		t.Errorf("Stream = %q", got)
+	}
+	if got := Where(pk, func(p Pkt) bool { return !p.ToServer }); len(got) != 1 {
+		t.Errorf("Where: %d", len(got))
+	}
+	if _, ok := First(pk, func(p Pkt) bool { return p.Has(header.FlagRST) }); ok {
+		t.Errorf("First found an RST")
+	}
+}

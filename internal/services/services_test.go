@@ -1,0 +1,159 @@
+package services
+
+import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+)
+
+// serve runs one service on a loopback listener and dials it.
+func serve(t *testing.T, s *Server, fn func(net.Listener)) net.Conn {
+	t.Helper()
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Go(l, fn)
+	c, err := net.Dial("tcp4", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestEcho(t *testing.T) {
+	s := &Server{NoDelay: true}
+	defer s.Close()
+	c := serve(t, s, s.Handle(Echo))
+	msg := bytes.Repeat([]byte("echo "), 20000)
+	go c.Write(msg)
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("echo: %v", err)
+	}
+	c.(*net.TCPConn).CloseWrite()
+	if n, err := c.Read(got); n != 0 || err != io.EOF {
+		t.Fatalf("after our FIN: %d, %v; want EOF", n, err)
+	}
+}
+
+func TestDiscard(t *testing.T) {
+	s := &Server{}
+	defer s.Close()
+	c := serve(t, s, s.Handle(Discard))
+	if _, err := c.Write(make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	c.(*net.TCPConn).CloseWrite()
+	if n, err := io.Copy(io.Discard, c); n != 0 || err != nil {
+		t.Fatalf("discard sent %d bytes, %v", n, err)
+	}
+}
+
+func TestSource(t *testing.T) {
+	s := &Server{}
+	defer s.Close()
+	c := serve(t, s, s.Handle(Source))
+	got := make([]byte, 200000)
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatal(err)
+	}
+	for i, b := range got {
+		if b != byte(i) {
+			t.Fatalf("byte %d is %d, want %d", i, b, byte(i))
+		}
+	}
+}
+
+func TestSized(t *testing.T) {
+	s := &Server{}
+	defer s.Close()
+	c := serve(t, s, s.Handle(Sized))
+	var hdr [8]byte
+	binary.BigEndian.PutUint64(hdr[:], 300000)
+	c.Write(hdr[:])
+	got, err := io.ReadAll(c)
+	if err != nil || len(got) != 300000 {
+		t.Fatalf("got %d bytes, %v", len(got), err)
+	}
+	for i, b := range got {
+		if b != byte(i%251) {
+			t.Fatalf("byte %d is %d", i, b)
+		}
+	}
+}
+
+// TestHoldAndClose: held connections are counted, and Close ends them
+// and every other connection.
+func TestHoldAndClose(t *testing.T) {
+	s := &Server{}
+	c := serve(t, s, s.Hold)
+	e := serve(t, s, s.Handle(Echo))
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Held() != 1 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if s.Held() != 1 {
+		t.Fatalf("held %d", s.Held())
+	}
+	e.Write([]byte("x"))
+	io.ReadFull(e, make([]byte, 1))
+	s.Close()
+	for _, conn := range []net.Conn{c, e} {
+		if _, err := conn.Read(make([]byte, 1)); err == nil {
+			t.Errorf("a connection outlived Close")
+		}
+	}
+}
+
+func TestHandler(t *testing.T) {
+	get := func(h http.Handler, path string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		return w
+	}
+	h := Handler("hello\n")
+	if w := get(h, "/"); w.Code != 200 || w.Body.String() != "hello\n" {
+		t.Errorf("GET /: %d %q", w.Code, w.Body.String())
+	}
+	w := get(h, "/bytes/1000")
+	if w.Code != 200 || w.Body.Len() != 1000 || w.Header().Get("Content-Length") != "1000" || w.Body.Bytes()[252] != 1 {
+		t.Errorf("GET /bytes/1000: %d, %d bytes", w.Code, w.Body.Len())
+	}
+	for _, bad := range []string{"/bytes/-1", "/bytes/x", "/bytes/17179869185"} {
+		if w := get(h, bad); w.Code != 400 {
+			t.Errorf("GET %s: %d, want 400", bad, w.Code)
+		}
+	}
+	// The connection page wants a ustack connection.
+	if w := get(Handler(""), "/"); w.Code != 500 {
+		t.Errorf("connection page off ustack: %d, want 500", w.Code)
+	}
+}
+
+// TestHTTP serves the handler through Server.HTTP.
+func TestHTTP(t *testing.T) {
+	s := &Server{}
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Go(l, func(l net.Listener) { s.HTTP(l, "page\n") })
+	resp, err := http.Get("http://" + l.Addr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	s.Close()
+	if string(body) != "page\n" {
+		t.Errorf("body %q", body)
+	}
+}
