@@ -98,15 +98,15 @@ func TestSendWindowLimitsData(t *testing.T) {
 	w.Wnd = 3000
 	s.in(w)
 	s.write(bytesN(10000))
-	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1, Payload: bytesN(1460)})
-	s.out(Segment{Flags: ACK, Seq: lISS + 1461, Ack: rISS + 1, Payload: bytesN(1460)})
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1, Payload: bytesAt(0, 1460)})
+	s.out(Segment{Flags: ACK, Seq: lISS + 1461, Ack: rISS + 1, Payload: bytesAt(1460, 1460)})
 	// 80 bytes left in the window: sender SWS avoidance holds them back.
 	s.none()
 	a := seg(ACK, rISS+1, lISS+1+2920)
 	a.Wnd = 3000
 	s.in(a)
-	s.out(Segment{Flags: ACK, Seq: lISS + 2921, Ack: rISS + 1, Payload: bytesN(1460)})
-	s.out(Segment{Flags: ACK, Seq: lISS + 4381, Ack: rISS + 1, Payload: bytesN(1460)})
+	s.out(Segment{Flags: ACK, Seq: lISS + 2921, Ack: rISS + 1, Payload: bytesAt(2920, 1460)})
+	s.out(Segment{Flags: ACK, Seq: lISS + 4381, Ack: rISS + 1, Payload: bytesAt(4380, 1460)})
 	s.none()
 }
 

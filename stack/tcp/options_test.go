@@ -199,8 +199,8 @@ func TestSACKRetransmitsOnlyHoles(t *testing.T) {
 	s.none() // two duplicate ACKs and 2000 bytes SACKed: not yet
 	s.in(sackAck(1, blk(3001, 6001), blk(1001, 2001)))
 	// Fast retransmit: the first hole, then the second, nothing SACKed.
-	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1, Payload: bytesN(m)})
-	s.out(Segment{Flags: ACK, Seq: lISS + 2001, Ack: rISS + 1, Payload: bytesN(m)})
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1, Payload: bytesAt(0, m)})
+	s.out(Segment{Flags: ACK, Seq: lISS + 2001, Ack: rISS + 1, Payload: bytesAt(2000, m)})
 	s.none()
 	if s.c.Stats.Retransmits != 2 || s.c.Stats.FastRetransmits != 1 {
 		t.Fatalf("retransmits %d, fast %d", s.c.Stats.Retransmits, s.c.Stats.FastRetransmits)
@@ -222,10 +222,10 @@ func TestNewRenoPartialACK(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		s.in(seg(ACK, rISS+1, lISS+1))
 	}
-	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1, Payload: bytesN(m)}) // fast retransmit
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1, Payload: bytesAt(0, m)}) // fast retransmit
 	s.none()
 	s.in(seg(ACK, rISS+1, lISS+2001)) // partial: the segment at 2001 was lost too
-	s.out(Segment{Flags: ACK, Seq: lISS + 2001, Ack: rISS + 1, Payload: bytesN(m)})
+	s.out(Segment{Flags: ACK, Seq: lISS + 2001, Ack: rISS + 1, Payload: bytesAt(2000, m)})
 	if !s.c.inRecover {
 		t.Fatal("a partial ACK ended recovery")
 	}
@@ -295,12 +295,12 @@ func TestTailLossProbe(t *testing.T) {
 	s := sackOpen(t, Config{NoDelay: true, MSS: m})
 	s.write(bytesN(3 * m))
 	for i := 0; i < 3; i++ {
-		s.out(Segment{Flags: ACK | map[bool]uint8{true: PSH}[i == 2], Seq: lISS + 1 + seqnumSize(i*m), Ack: rISS + 1, Payload: bytesN(m)})
+		s.out(Segment{Flags: ACK | map[bool]uint8{true: PSH}[i == 2], Seq: lISS + 1 + seqnumSize(i*m), Ack: rISS + 1, Payload: bytesAt(i*m, m)})
 	}
 	s.advance(10*time.Millisecond - time.Microsecond)
 	s.none()
 	s.advance(time.Microsecond)
-	s.out(Segment{Flags: ACK | PSH, Seq: lISS + 1 + 2*m, Ack: rISS + 1, Payload: bytesN(m)})
+	s.out(Segment{Flags: ACK | PSH, Seq: lISS + 1 + 2*m, Ack: rISS + 1, Payload: bytesAt(2*m, m)})
 	if s.c.Stats.TLPProbes != 1 {
 		t.Fatalf("probes %d", s.c.Stats.TLPProbes)
 	}
@@ -309,7 +309,7 @@ func TestTailLossProbe(t *testing.T) {
 	// resent at once.
 	s.advance(time.Millisecond)
 	s.in(sackAck(1, blk(2001, 3001)))
-	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1, Payload: bytesN(m)})
-	s.out(Segment{Flags: ACK, Seq: lISS + 1001, Ack: rISS + 1, Payload: bytesN(m)})
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1, Payload: bytesAt(0, m)})
+	s.out(Segment{Flags: ACK, Seq: lISS + 1001, Ack: rISS + 1, Payload: bytesAt(1000, m)})
 	s.none()
 }

@@ -92,7 +92,7 @@ func TestFastRetransmitAfterThreeDupACKs(t *testing.T) {
 	s.activeOpen()
 	s.write(bytesN(5 * 1460))
 	for i := 0; i < 5; i++ {
-		s.out(Segment{Flags: ACK | map[bool]uint8{true: PSH}[i == 4], Seq: lISS + 1 + seqnumSize(i*1460), Ack: rISS + 1, Payload: bytesN(1460)})
+		s.out(Segment{Flags: ACK | map[bool]uint8{true: PSH}[i == 4], Seq: lISS + 1 + seqnumSize(i*1460), Ack: rISS + 1, Payload: bytesAt(i*1460, 1460)})
 	}
 	for i := 0; i < 2; i++ {
 		s.in(seg(ACK, rISS+1, lISS+1))
