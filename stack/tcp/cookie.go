@@ -101,13 +101,12 @@ func SynAckForCookie(syn *Segment, iss seqnum.Value, ourMSS int) Segment {
 // SegmentArrives and completes the handshake.
 func (c *Conn) AcceptCookie(now time.Time, iss, irs seqnum.Value, mss int) {
 	c.passive = true
-	c.iss, c.irs = iss, irs
-	c.sndUna, c.sndNxt, c.sndMax = iss, iss.Add(1), iss.Add(1)
-	c.recover = iss
-	c.rcvNxt = irs.Add(1)
-	c.rcvAdv = c.rcvNxt.Add(maxWindow)
-	c.sndMSS = min(mss, c.cfg.MSS)
-	c.sndWl1, c.sndWl2 = irs, iss
+	c.snd.start(iss)
+	c.rec.start(iss)
+	c.rcv.start(irs)
+	c.rcv.adv = c.rcv.nxt.Add(maxWindow)
+	c.snd.mss = min(mss, c.cfg.MSS)
+	c.snd.wl1, c.snd.wl2 = irs, iss
 	c.state = Listen
 	c.setState(now, SynReceived, "syn cookie")
 }
@@ -121,7 +120,7 @@ func (c *Conn) ReopenFromTimeWait(now time.Time, seg *Segment) bool {
 	if c.state != TimeWait || seg.Flags&(flagSYN|flagACK|flagRST) != flagSYN {
 		return false
 	}
-	newer := seg.Seq.GreaterThan(c.rcvNxt)
+	newer := seg.Seq.GreaterThan(c.rcv.nxt)
 	if c.opt.ts && seg.Opts.TS {
 		newer = int32(seg.Opts.TSVal-c.opt.tsRecent) > 0
 	}

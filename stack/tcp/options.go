@@ -58,7 +58,7 @@ func (c *Conn) takeSynOptions(now time.Time, seg *Segment) {
 	if peer == 0 {
 		peer = DefaultPeerMSS
 	}
-	c.sndMSS = min(peer, c.cfg.MSS)
+	c.snd.mss = min(peer, c.cfg.MSS)
 	c.opt.ws = seg.Opts.WS >= 0 && !c.cfg.NoWindowScale
 	if c.opt.ws {
 		c.opt.sndShift, c.opt.rcvShift = uint8(seg.Opts.WS), c.ourShift()
@@ -70,6 +70,11 @@ func (c *Conn) takeSynOptions(now time.Time, seg *Segment) {
 		c.opt.tsRecent, c.opt.tsRecentAt = seg.Opts.TSVal, now
 	}
 	c.opt.sack = seg.Opts.SACKPermit && !c.cfg.NoSACK
+	if c.opt.sack {
+		// SACK is in use: RFC 6675 recovery with RACK-TLP instead of NewReno.
+		c.rec = &c.sack
+		c.rec.start(c.snd.iss)
+	}
 }
 
 // tsNow is our timestamp clock: milliseconds (RFC 7323 §5.4: 1 ms to 1 s
@@ -92,8 +97,8 @@ func (c *Conn) optionsFor(now time.Time, seg *Segment) {
 		seg.Opts.TS, seg.Opts.TSVal, seg.Opts.TSEcr = true, c.tsNow(now), c.opt.tsRecent
 		room -= 12
 	}
-	if c.opt.sack && seg.Flags&flagACK != 0 && c.ooo.len() > 0 {
-		c.fillSACK(&seg.Opts, (room-4)/8)
+	if c.opt.sack && seg.Flags&flagACK != 0 && c.rcv.ooo.len() > 0 {
+		c.rcv.fillSACK(&seg.Opts, (room-4)/8)
 	}
 }
 
@@ -103,8 +108,8 @@ func (c *Conn) optionBytes() int {
 	if c.opt.ts {
 		n += 12
 	}
-	if c.opt.sack && c.ooo.len() > 0 {
-		n += 4 + 8*min(c.ooo.len(), header.MaxSACKBlocks-boolInt(c.opt.ts))
+	if c.opt.sack && c.rcv.ooo.len() > 0 {
+		n += 4 + 8*min(c.rcv.ooo.len(), header.MaxSACKBlocks-boolInt(c.opt.ts))
 	}
 	return n
 }

@@ -107,8 +107,8 @@ func TestPAWSDropsOldTimestamp(t *testing.T) {
 	if got.Opts.TSEcr != 200 {
 		t.Fatalf("ACK echoes %d, want TS.Recent 200", got.Opts.TSEcr)
 	}
-	if s.c.Stats.PAWSDropped != 1 || s.c.Readable() != 1 {
-		t.Fatalf("PAWS dropped %d, readable %d", s.c.Stats.PAWSDropped, s.c.Readable())
+	if s.c.stats.pawsDropped != 1 || s.c.Readable() != 1 {
+		t.Fatalf("PAWS dropped %d, readable %d", s.c.stats.pawsDropped, s.c.Readable())
 	}
 }
 
@@ -202,11 +202,11 @@ func TestSACKRetransmitsOnlyHoles(t *testing.T) {
 	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1, Payload: bytesAt(0, m)})
 	s.out(Segment{Flags: ACK, Seq: lISS + 2001, Ack: rISS + 1, Payload: bytesAt(2000, m)})
 	s.none()
-	if s.c.Stats.Retransmits != 2 || s.c.Stats.FastRetransmits != 1 {
-		t.Fatalf("retransmits %d, fast %d", s.c.Stats.Retransmits, s.c.Stats.FastRetransmits)
+	if s.c.snd.stats.retransmits != 2 || s.c.Stats().FastRetransmits != 1 {
+		t.Fatalf("retransmits %d, fast %d", s.c.snd.stats.retransmits, s.c.Stats().FastRetransmits)
 	}
 	s.in(sackAck(6001))
-	if s.c.inRecover || s.c.sndUna != s.c.sndMax {
+	if s.c.rec.inRecovery() || s.c.snd.una != s.c.snd.max {
 		t.Fatal("recovery did not end on the full ACK")
 	}
 }
@@ -226,11 +226,11 @@ func TestNewRenoPartialACK(t *testing.T) {
 	s.none()
 	s.in(seg(ACK, rISS+1, lISS+2001)) // partial: the segment at 2001 was lost too
 	s.out(Segment{Flags: ACK, Seq: lISS + 2001, Ack: rISS + 1, Payload: bytesAt(2000, m)})
-	if !s.c.inRecover {
+	if !s.c.rec.inRecovery() {
 		t.Fatal("a partial ACK ended recovery")
 	}
 	s.in(seg(ACK, rISS+1, lISS+6001))
-	if s.c.inRecover {
+	if s.c.rec.inRecovery() {
 		t.Fatal("the full ACK did not end recovery")
 	}
 }
@@ -269,8 +269,8 @@ func TestChallengeACKRateLimited(t *testing.T) {
 	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1})
 	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1})
 	s.none()
-	if s.c.Stats.ChallengeACKsLimited != 3 {
-		t.Fatalf("limited %d, want 3", s.c.Stats.ChallengeACKsLimited)
+	if s.c.stats.challengeACKsLimited != 3 {
+		t.Fatalf("limited %d, want 3", s.c.stats.challengeACKsLimited)
 	}
 }
 
@@ -282,8 +282,8 @@ func TestOOOQueueBounded(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		s.in(seg(ACK, rISS+1+seqnumSize(2+3*i), lISS+1, 'x'))
 	}
-	if s.c.ooo.len() != 8 || s.c.Stats.OOODropped != 12 {
-		t.Fatalf("queue %d segments, dropped %d", s.c.ooo.len(), s.c.Stats.OOODropped)
+	if s.c.rcv.ooo.len() != 8 || s.c.rcv.stats.oooDropped != 12 {
+		t.Fatalf("queue %d segments, dropped %d", s.c.rcv.ooo.len(), s.c.rcv.stats.oooDropped)
 	}
 }
 
@@ -301,8 +301,8 @@ func TestTailLossProbe(t *testing.T) {
 	s.none()
 	s.advance(time.Microsecond)
 	s.out(Segment{Flags: ACK | PSH, Seq: lISS + 1 + 2*m, Ack: rISS + 1, Payload: bytesAt(2*m, m)})
-	if s.c.Stats.TLPProbes != 1 {
-		t.Fatalf("probes %d", s.c.Stats.TLPProbes)
+	if s.c.Stats().TLPProbes != 1 {
+		t.Fatalf("probes %d", s.c.Stats().TLPProbes)
 	}
 	// The probe's ACK SACKs the last segment: the two before it are lost
 	// (RACK: sent before a delivered segment, more than an RTT ago) and are

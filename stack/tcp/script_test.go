@@ -16,11 +16,6 @@ import (
 	"ustack/stack/seqnum"
 )
 
-func TestMain(m *testing.M) {
-	PanicOnIllegalTransition = true
-	os.Exit(m.Run())
-}
-
 // The scripted-test helper (docs/design.md, "Tests" 1): feed a segment in, assert the
 // exact segment out, in virtual time.
 
@@ -129,6 +124,7 @@ func newScript(t *testing.T, cfg Config) *script {
 	t.Helper()
 	s := &script{t: t, now: t0, n: goldenSeq[t]}
 	goldenSeq[t]++
+	cfg.StrictTransitions = true
 	if cfg.DelayedAck == 0 {
 		cfg.DelayedAck = -1 // one ACK per input batch unless a test is about delayed ACKs
 	}
