@@ -188,10 +188,15 @@ func (c *Conn) setState(now time.Time, to State, cause string) {
 	}
 }
 
-// Listen puts a CLOSED connection into LISTEN (passive open). The stack makes
-// one such TCB per arriving SYN, so that LISTEN→SYN-RECEIVED happens per
-// connection while the listener keeps listening.
+// Listen is the passive OPEN (RFC 9293 §3.10.1) of a new TCB: it starts
+// in LISTEN. The stack makes one such TCB per arriving SYN, so that
+// LISTEN→SYN-RECEIVED happens per connection while the listener keeps
+// listening. LISTEN is the TCB's initial state, not a transition: no
+// trace event, and a TCB that has left CLOSED cannot be put back.
 func (c *Conn) Listen(now time.Time) {
+	if c.state != Closed || c.rcv.irs != 0 || c.snd.max != 0 {
+		return
+	}
 	c.passive = true
 	c.state = Listen
 }

@@ -100,14 +100,13 @@ func SynAckForCookie(syn *Segment, iss seqnum.Value, ourMSS int) Segment {
 // cookie stood for; the ACK that carried the cookie is then processed with
 // SegmentArrives and completes the handshake.
 func (c *Conn) AcceptCookie(now time.Time, iss, irs seqnum.Value, mss int) {
-	c.passive = true
+	c.Listen(now)
 	c.snd.start(iss)
 	c.rec.start(iss)
 	c.rcv.start(irs)
 	c.rcv.adv = c.rcv.nxt.Add(maxWindow)
 	c.snd.mss = min(mss, c.cfg.MSS)
 	c.snd.wl1, c.snd.wl2 = irs, iss
-	c.state = Listen
 	c.setState(now, SynReceived, "syn cookie")
 }
 
