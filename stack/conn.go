@@ -18,7 +18,7 @@ import (
 type Conn struct {
 	s    *Stack
 	id   tcp.ID
-	mu   sync.Mutex
+	mu   sync.Mutex // guards what follows; lock order: see Stack
 	cond sync.Cond
 	tcb  *tcp.Conn
 
@@ -57,7 +57,7 @@ func (c *Conn) afterLocked() {
 	}
 	st := c.tcb.State()
 	if ev&tcp.EvEstablished != 0 {
-		c.s.cnt.established.Add(1)
+		c.s.cnt.ev.Inc(evEstablished)
 		if c.listener != nil && !c.queued {
 			c.queued = true
 			c.listener.established(c)
@@ -78,7 +78,7 @@ func (c *Conn) remove() {
 	c.gone = true
 	c.s.tm.schedule(c, time.Time{})
 	c.s.unregister(c)
-	c.s.cnt.retransmits.Add(c.tcb.Stats().Retransmits)
+	c.s.cnt.ev.Add(evRetransmits, c.tcb.Stats().Retransmits)
 	if c.halfOpen {
 		c.listener.leaveHalfOpen()
 		c.halfOpen = false
@@ -191,7 +191,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 			return done, nil
 		}
 		if n > 0 {
-			c.s.flush() // under c.mu: lock order c.mu → writeMu → txMu
+			c.s.flush() // under c.mu: allowed by the lock order (see Stack)
 		}
 		if c.tcb.SendSpace() == 0 || n == 0 {
 			c.cond.Wait()

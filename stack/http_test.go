@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"ustack/internal/gvpeer"
+	"ustack/internal/waitfor"
 	"ustack/stack/link"
 )
 
@@ -293,7 +294,7 @@ func TestHTTPServerOnUstack(t *testing.T) {
 			t.Run("connection-close", func(t *testing.T) {
 				// Client side: req.Close sends "Connection: close".
 				c.CloseIdleConnections()
-				waitFor(t, 5*time.Second, "idle server connections to close", func() bool {
+				waitfor.Cond(t, 5*time.Second, "idle server connections to close", func() bool {
 					a, cl := env.counts(peer)
 					return a == cl
 				})
@@ -302,7 +303,7 @@ func TestHTTPServerOnUstack(t *testing.T) {
 				if resp.StatusCode != 200 || len(body) != 0 || !resp.Close {
 					t.Fatalf("status %d, close %v", resp.StatusCode, resp.Close)
 				}
-				waitFor(t, 5*time.Second, "the server to close the connection", func() bool {
+				waitfor.Cond(t, 5*time.Second, "the server to close the connection", func() bool {
 					_, cl := env.counts(peer)
 					return cl == closed+1
 				})

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"ustack/internal/gvpeer"
+	"ustack/internal/waitfor"
 	"ustack/stack/header"
 	"ustack/stack/link"
 	"ustack/stack/tcp"
@@ -359,7 +360,7 @@ func (env *gvEnv) gvConnect(t *testing.T, ustackDials bool, port uint16) (*Conn,
 // waitGV polls gVisor's state of c until it is want.
 func waitGV(t *testing.T, c *gvpeer.Conn, want string) {
 	t.Helper()
-	waitFor(t, 5*time.Second, fmt.Sprintf("gVisor to reach %s (now %s)", want, c.State()), func() bool {
+	waitfor.Condf(t, 5*time.Second, func() string { return fmt.Sprintf("gVisor to reach %s (now %s)", want, c.State()) }, func() bool {
 		return c.State() == want
 	})
 }
@@ -367,7 +368,9 @@ func waitGV(t *testing.T, c *gvpeer.Conn, want string) {
 // waitUS polls ustack's trace until the connection reaches want.
 func (env *gvEnv) waitUS(t *testing.T, c *Conn, want tcp.State) {
 	t.Helper()
-	waitFor(t, 5*time.Second, fmt.Sprintf("ustack to reach %v (path %v)", want, env.trace.path(c.ID())), func() bool {
+	waitfor.Condf(t, 5*time.Second, func() string {
+		return fmt.Sprintf("ustack to reach %v (path %v)", want, env.trace.path(c.ID()))
+	}, func() bool {
 		return env.trace.reached(c.ID(), want)
 	})
 }
@@ -397,7 +400,7 @@ func TestGVisorTransfer32MiB(t *testing.T) {
 			uc.Close()
 			gc.Close()
 			env.waitUS(t, uc, tcp.Closed)
-			waitFor(t, 5*time.Second, "ustack to drop the connection", func() bool { return env.us.Stats().TCPConns == 0 })
+			waitfor.Cond(t, 5*time.Second, "ustack to drop the connection", func() bool { return env.us.Stats().TCPConns == 0 })
 			path := env.trace.path(uc.ID())
 			if n := len(path); n < 2 || path[n-1] != tcp.Closed || (path[n-2] != tcp.TimeWait && path[n-2] != tcp.LastAck) {
 				t.Errorf("ustack did not close gracefully: %v", path)
@@ -549,7 +552,7 @@ func BenchmarkGVisorStream(b *testing.B) {
 	mixed := func(b *testing.B) (*Stack, *gvpeer.Host) {
 		eu, eg := link.Pipe(1500)
 		b.Cleanup(func() {
-			b.ReportMetric(float64(eu.Dropped.Load()+eg.Dropped.Load())/float64(b.N), "linkdrops/op")
+			b.ReportMetric(float64(eu.Dropped()+eg.Dropped())/float64(b.N), "linkdrops/op")
 		})
 		us, err := New(eu, strict(Options{Addr: addrA}))
 		if err != nil {

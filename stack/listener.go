@@ -10,6 +10,7 @@ import (
 
 	"ustack/stack/seqnum"
 	"ustack/stack/tcp"
+	"ustack/stack/tcp/cc"
 )
 
 // Listener accepts TCP connections on a port. It implements net.Listener.
@@ -17,7 +18,7 @@ type Listener struct {
 	s       *Stack
 	port    uint16
 	cfg     tcp.Config
-	mu      sync.Mutex
+	mu      sync.Mutex // guards what follows; lock order: see Stack (after Conn.mu)
 	cond    sync.Cond
 	queue   []*Conn
 	half    int // connections in SYN-RECEIVED
@@ -35,6 +36,9 @@ func (s *Stack) ListenTCP(port uint16) (*Listener, error) {
 func (s *Stack) ListenTCPConfig(port uint16, cfg tcp.Config) (*Listener, error) {
 	if port == 0 {
 		return nil, fmt.Errorf("listen tcp %v:0: choose a port (1-65535)", s.opts.Addr)
+	}
+	if err := cc.Valid(cfg.CC); err != nil {
+		return nil, fmt.Errorf("listen tcp %v:%d: %w", s.opts.Addr, port, err)
 	}
 	if cfg.MSS == 0 || cfg.MSS > s.mtu-40 {
 		cfg.MSS = s.mtu - 40
@@ -57,67 +61,73 @@ func (s *Stack) ListenTCPConfig(port uint16, cfg tcp.Config) (*Listener, error) 
 }
 
 // newChild makes the TCB for a SYN to this listener (RFC 9293 §3.10.7.2).
-// It returns nil when the listener is closed, the connection limit is
-// reached, or the half-open queue is full (full reports the last, when a
-// SYN cookie can answer instead).
-func (l *Listener) newChild(now time.Time, id tcp.ID) (c *Conn, full bool) {
+// It returns nil and the reason when it cannot: the listener is closed,
+// the half-open queue is full (dropListenOverflow, when a SYN cookie can
+// answer instead), the connection limit is reached, or the 4-tuple is
+// taken.
+func (l *Listener) newChild(now time.Time, id tcp.ID) (*Conn, dropReason) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return nil, false
+		return nil, dropListenerClosed
 	}
 	if l.half >= l.backlog {
 		l.mu.Unlock()
-		if l.s.opts.NoSYNCookies {
-			l.s.cnt.listenOverflow.Add(1)
-		}
-		return nil, true
+		return nil, dropListenOverflow
 	}
 	l.half++
 	l.mu.Unlock()
-	s := l.s
-	s.mu.RLock()
-	n := len(s.conns)
-	s.mu.RUnlock()
-	c = s.newConn(id, l.cfg)
-	c.listener, c.halfOpen = l, true
-	if n >= s.opts.MaxConns || !s.register(c) {
-		if n >= s.opts.MaxConns {
-			s.cnt.connLimit.Add(1)
-		}
-		l.leaveHalfOpen()
-		return nil, false
+	c, why := l.register(id)
+	if c == nil {
+		return nil, why
 	}
-	s.cnt.passiveOpens.Add(1)
-	c.tcb.SetISS(s.isn.ISN(id, now))
+	c.tcb.SetISS(l.s.isn.ISN(id, now))
 	c.tcb.Listen(now)
-	return c, false
+	return c, 0
 }
 
 // newCookieChild makes the connection a valid SYN cookie stands for, in
-// SYN-RECEIVED, ready for the ACK that carried the cookie.
-func (l *Listener) newCookieChild(now time.Time, id tcp.ID, iss, irs seqnum.Value, mss int) *Conn {
+// SYN-RECEIVED, ready for the ACK that carried the cookie. It returns nil
+// and the reason when it cannot.
+func (l *Listener) newCookieChild(now time.Time, id tcp.ID, iss, irs seqnum.Value, mss int) (*Conn, dropReason) {
 	l.mu.Lock()
-	if l.closed || len(l.queue) >= l.backlog {
+	if l.closed {
 		l.mu.Unlock()
-		l.s.cnt.listenOverflow.Add(1)
-		return nil
+		return nil, dropListenerClosed
+	}
+	if len(l.queue) >= l.backlog {
+		l.mu.Unlock()
+		return nil, dropListenOverflow
 	}
 	l.half++
 	l.mu.Unlock()
+	c, why := l.register(id)
+	if c == nil {
+		return nil, why
+	}
+	c.tcb.AcceptCookie(now, iss, irs, mss)
+	return c, 0
+}
+
+// register makes and registers a half-open child for id, already counted
+// in l.half, or undoes that count and returns why it cannot.
+func (l *Listener) register(id tcp.ID) (*Conn, dropReason) {
 	s := l.s
 	s.mu.RLock()
 	n := len(s.conns)
 	s.mu.RUnlock()
+	if n >= s.opts.MaxConns {
+		l.leaveHalfOpen()
+		return nil, dropConnLimit
+	}
 	c := s.newConn(id, l.cfg)
 	c.listener, c.halfOpen = l, true
-	if n >= s.opts.MaxConns || !s.register(c) {
+	if !s.register(c) {
 		l.leaveHalfOpen()
-		return nil
+		return nil, dropTupleInUse
 	}
-	s.cnt.passiveOpens.Add(1)
-	c.tcb.AcceptCookie(now, iss, irs, mss)
-	return c
+	s.cnt.ev.Inc(evPassiveOpens)
+	return c, 0
 }
 
 func (l *Listener) leaveHalfOpen() {
@@ -134,7 +144,7 @@ func (l *Listener) established(c *Conn) {
 	if l.closed || len(l.queue) >= l.backlog {
 		l.mu.Unlock()
 		if !l.closed {
-			l.s.cnt.listenOverflow.Add(1)
+			l.s.cnt.drops.Inc(dropListenOverflow)
 		}
 		c.closed = true
 		c.tcb.Abort(c.s.clk.Now(), "listener closed or accept queue full")
@@ -209,6 +219,9 @@ func (s *Stack) DialTCPConfig(ctx context.Context, raddr netip.AddrPort, cfg tcp
 	if !raddr.Addr().Is4() {
 		return nil, opErr(fmt.Errorf("%v is not an IPv4 address", raddr.Addr()))
 	}
+	if err := cc.Valid(cfg.CC); err != nil {
+		return nil, opErr(err)
+	}
 	if cfg.MSS == 0 || cfg.MSS > s.mtu-40 {
 		cfg.MSS = s.mtu - 40
 	}
@@ -216,7 +229,7 @@ func (s *Stack) DialTCPConfig(ctx context.Context, raddr netip.AddrPort, cfg tcp
 	if err != nil {
 		return nil, opErr(err)
 	}
-	s.cnt.activeOpens.Add(1)
+	s.cnt.ev.Inc(evActiveOpens)
 	c.mu.Lock()
 	now := s.clk.Now()
 	c.tcb.Connect(now, s.isn.ISN(c.id, now))
@@ -252,7 +265,6 @@ func (s *Stack) bindEphemeral(raddr netip.AddrPort, cfg tcp.Config) (*Conn, erro
 }
 
 var _ net.Listener = (*Listener)(nil)
-var _ = context.Background
 
 // TryAccept returns a connection if one is waiting, else nil.
 func (l *Listener) TryAccept() *Conn {
@@ -274,6 +286,9 @@ func (s *Stack) DialTCPAsync(raddr netip.AddrPort, cfg tcp.Config) (*Conn, error
 	if !raddr.Addr().Is4() {
 		return nil, fmt.Errorf("%v is not an IPv4 address", raddr.Addr())
 	}
+	if err := cc.Valid(cfg.CC); err != nil {
+		return nil, err
+	}
 	if cfg.MSS == 0 || cfg.MSS > s.mtu-40 {
 		cfg.MSS = s.mtu - 40
 	}
@@ -281,7 +296,7 @@ func (s *Stack) DialTCPAsync(raddr netip.AddrPort, cfg tcp.Config) (*Conn, error
 	if err != nil {
 		return nil, err
 	}
-	s.cnt.activeOpens.Add(1)
+	s.cnt.ev.Inc(evActiveOpens)
 	c.mu.Lock()
 	now := s.clk.Now()
 	c.tcb.Connect(now, s.isn.ISN(c.id, now))

@@ -22,6 +22,7 @@ import (
 	"ustack/stack/ipv4"
 	"ustack/stack/link"
 	"ustack/stack/tcp"
+	"ustack/stack/tcp/cc"
 )
 
 // Options configure a Stack. Only Addr is required.
@@ -33,7 +34,8 @@ type Options struct {
 	// Rand seeds the ISN secret and ephemeral ports; crypto/rand by default.
 	Rand io.Reader
 	// TCP is the default configuration of every connection. MSS defaults
-	// to the link MTU minus 40.
+	// to the link MTU minus 40. New refuses a CC that cc.Lookup does not
+	// know (the TCB itself would fall back to NewReno).
 	TCP tcp.Config
 	// Trace, if set, is called on every TCP state transition, under the
 	// connection's lock: it must not block or call back into the stack.
@@ -55,37 +57,26 @@ type Options struct {
 	Manual bool
 }
 
-// Stats are the stack-wide counters.
-type Stats struct {
-	IP                map[string]uint64
-	TCPSegsIn         uint64
-	TCPSegsOut        uint64
-	TCPBadHeader      uint64 // too short or bad data offset
-	TCPBadChecksum    uint64
-	TCPBadOptions     uint64
-	TCPNoConnection   uint64 // segments for no connection or listener (answered with RST)
-	TCPResetsSent     uint64 // RSTs sent for segments with no connection
-	TCPListenOverflow uint64 // SYNs or cookie ACKs dropped: queue full
-	TCPSynCookiesSent uint64 // SYN-ACKs sent with a cookie
-	TCPSynCookiesOK   uint64 // connections made from a valid cookie
-	TCPConnLimit      uint64 // SYNs dropped: MaxConns reached
-	TCPActiveOpens    uint64
-	TCPPassiveOpens   uint64
-	TCPEstablished    uint64 // connections that reached ESTABLISHED
-	TCPRetransmits    uint64 // from connections that have ended
-	TCPConns          int    // connections with a TCB now
-	LinkWriteErrors   uint64
-	LinkReadErrors    uint64
-}
-
-type counters struct {
-	segsIn, segsOut, badHeader, badChecksum, badOptions, noConn, rstSent atomic.Uint64
-	listenOverflow, connLimit, activeOpens, passiveOpens, established    atomic.Uint64
-	retransmits, linkWriteErr, linkReadErr                               atomic.Uint64
-	cookiesSent, cookiesOK                                               atomic.Uint64
-}
-
 // Stack is one TCP/IPv4 host on a link.
+//
+// Lock order. A goroutine that holds more than one of the stack's locks
+// takes them in this order, never the reverse:
+//
+//	Stack.pollMu → Conn.mu → Listener.mu → Stack.mu → timerHeap.mu → Stack.writeMu → Stack.txMu
+//
+// The paths that nest them: Poll processes input under pollMu, which locks
+// each connection; under Conn.mu, the TCB's output queues packets (txMu),
+// afterLocked hands an established child to its listener (Listener.mu),
+// reschedules the connection's timer (timerHeap.mu) and, once CLOSED,
+// unregisters it (Stack.mu, then Listener.mu for the half-open count, one
+// after the other); Conn.Write flushes under Conn.mu (writeMu, then txMu).
+// No path holds Stack.mu, Listener.mu or timerHeap.mu while it locks a
+// connection: input, Close, Listener.Close and the timer's fire copy what
+// they need and unlock first. The locks below these are leaves, taken last
+// and never held while calling back into the stack: challengeLimiter.mu
+// (under Conn.mu), the clock's (Virtual runs its callbacks unlocked) and
+// the link endpoint's (WriteBatch under writeMu must not call into the
+// stack).
 type Stack struct {
 	ep   link.Endpoint
 	opts Options
@@ -98,23 +89,24 @@ type Stack struct {
 	mtu  int
 	cnt  counters
 
-	mu        sync.RWMutex // guards conns, listeners
+	mu        sync.RWMutex // guards conns, listeners; lock order above
 	conns     map[tcp.ID]*Conn
 	listeners map[uint16]*Listener
 	portRand  *mrand.Rand
 
-	txMu     sync.Mutex // guards txq
+	txMu     sync.Mutex // guards txq; the last lock of the order above
 	txq      [][]byte   // packets to write
 	txh      []*[]byte  // their pool handles, returned after the write
 	txSpareH []*[]byte
-	writeMu  sync.Mutex // serialises link writes, so packets leave in order
+	writeMu  sync.Mutex // serialises link writes, so packets leave in order; taken before txMu
 	txSpare  [][]byte
 	pool     sync.Pool
 
 	tm timerHeap
 
-	pollMu    sync.Mutex
+	pollMu    sync.Mutex // serialises Poll; the first lock of the order above
 	pollBatch rxBatch
+	rxBusy    atomic.Int32 // input batches being processed (see WaitIdle)
 
 	closeOnce sync.Once
 	closed    atomic.Bool
@@ -148,6 +140,10 @@ func New(ep link.Endpoint, opts Options) (*Stack, error) {
 	if opts.TCP.MSS == 0 || opts.TCP.MSS > mtu-40 {
 		opts.TCP.MSS = mtu - 40
 	}
+	if err := cc.Valid(opts.TCP.CC); err != nil {
+		// The TCB would fall back to NewReno silently: refuse instead.
+		return nil, fmt.Errorf("stack: %w", err)
+	}
 	opts.TCP = opts.TCP.WithDefaults()
 	isn, err := tcp.NewISNGenerator(opts.Rand, opts.Clock.Now())
 	if err != nil {
@@ -168,6 +164,7 @@ func New(ep link.Endpoint, opts Options) (*Stack, error) {
 		listeners: make(map[uint16]*Listener),
 		portRand:  mrand.New(mrand.NewChaCha8(*(*[32]byte)(append(seed[:], seed[:]...)))),
 		done:      make(chan struct{}),
+		cnt:       newCounters(),
 	}
 	s.chal.perSec = opts.ChallengeACKsPerSecond
 	s.opts.TCP.ChallengeACK = s.chal.allow
@@ -220,34 +217,6 @@ func (s *Stack) Close() error {
 	return nil
 }
 
-// Stats returns the stack's counters.
-func (s *Stack) Stats() Stats {
-	s.mu.RLock()
-	n := len(s.conns)
-	s.mu.RUnlock()
-	return Stats{
-		IP:                s.ip.Stats.Snapshot(),
-		TCPSegsIn:         s.cnt.segsIn.Load(),
-		TCPSegsOut:        s.cnt.segsOut.Load(),
-		TCPBadHeader:      s.cnt.badHeader.Load(),
-		TCPBadChecksum:    s.cnt.badChecksum.Load(),
-		TCPBadOptions:     s.cnt.badOptions.Load(),
-		TCPNoConnection:   s.cnt.noConn.Load(),
-		TCPResetsSent:     s.cnt.rstSent.Load(),
-		TCPListenOverflow: s.cnt.listenOverflow.Load(),
-		TCPSynCookiesSent: s.cnt.cookiesSent.Load(),
-		TCPSynCookiesOK:   s.cnt.cookiesOK.Load(),
-		TCPConnLimit:      s.cnt.connLimit.Load(),
-		TCPActiveOpens:    s.cnt.activeOpens.Load(),
-		TCPPassiveOpens:   s.cnt.passiveOpens.Load(),
-		TCPEstablished:    s.cnt.established.Load(),
-		TCPRetransmits:    s.cnt.retransmits.Load(),
-		TCPConns:          n,
-		LinkWriteErrors:   s.cnt.linkWriteErr.Load(),
-		LinkReadErrors:    s.cnt.linkReadErr.Load(),
-	}
-}
-
 // readLoop is the one receive path (docs/design.md "The hot path"): read a batch,
 // validate and demux each packet, process it under its connection's lock,
 // then let every touched connection send one ACK for the batch and write
@@ -262,7 +231,7 @@ func (s *Stack) readLoop() {
 			if s.closed.Load() || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			s.cnt.linkReadErr.Add(1)
+			s.cnt.ev.Inc(evLinkReadErr)
 			continue
 		}
 		b.process(s, n)
@@ -289,6 +258,8 @@ func (b *rxBatch) init(s *Stack) {
 // process handles n packets just read, then lets every touched connection
 // send one ACK for the batch and writes everything out at once.
 func (b *rxBatch) process(s *Stack, n int) {
+	s.rxBusy.Add(1)
+	defer s.rxBusy.Add(-1)
 	b.gen++
 	now := s.clk.Now()
 	b.touched = b.touched[:0]
@@ -345,20 +316,20 @@ func (s *Stack) input(now time.Time, pkt []byte) *Conn {
 	raw := h.Payload()
 	th, err := header.ParseTCP(raw)
 	if err != nil {
-		s.cnt.badHeader.Add(1)
+		s.cnt.drops.Inc(dropBadHeader)
 		return nil
 	}
 	src, dst := h.SrcBytes(), h.DstBytes()
 	if !header.TCPChecksumOK(raw, src, dst) {
-		s.cnt.badChecksum.Add(1)
+		s.cnt.drops.Inc(dropBadChecksum)
 		return nil
 	}
 	var seg tcp.Segment
 	if err := seg.FromHeader(th); err != nil {
-		s.cnt.badOptions.Add(1)
+		s.cnt.drops.Inc(dropBadOptions)
 		return nil
 	}
-	s.cnt.segsIn.Add(1)
+	s.cnt.ev.Inc(evSegsIn)
 	id := tcp.ID{
 		Local:  netip.AddrPortFrom(netip.AddrFrom4(dst), th.DstPort()),
 		Remote: netip.AddrPortFrom(netip.AddrFrom4(src), th.SrcPort()),
@@ -385,33 +356,37 @@ func (s *Stack) input(now time.Time, pkt []byte) *Conn {
 	if c == nil && l != nil {
 		switch seg.Flags & (header.FlagSYN | header.FlagACK | header.FlagRST) {
 		case header.FlagSYN:
-			var full bool
-			if c, full = l.newChild(now, id); c == nil {
-				if full && !s.opts.NoSYNCookies {
+			var why dropReason
+			if c, why = l.newChild(now, id); c == nil {
+				if why == dropListenOverflow && !s.opts.NoSYNCookies {
 					// RFC 4987 §3.6: answer statelessly.
 					iss := s.jar.Make(id, seg.Seq, seg.Opts.MSS, now)
 					sa := tcp.SynAckForCookie(&seg, iss, l.cfg.MSS)
-					s.cnt.cookiesSent.Add(1)
+					s.cnt.ev.Inc(evCookiesSent)
 					s.sendSegment(id, &sa)
+					return nil
 				}
+				s.cnt.drops.Inc(why)
 				return nil
 			}
 		case header.FlagACK:
 			if !s.opts.NoSYNCookies {
 				if mss, ok := s.jar.Check(id, &seg, now); ok {
-					if c = l.newCookieChild(now, id, seg.Ack-1, seg.Seq-1, mss); c == nil {
+					var why dropReason
+					if c, why = l.newCookieChild(now, id, seg.Ack-1, seg.Seq-1, mss); c == nil {
+						s.cnt.drops.Inc(why)
 						return nil
 					}
-					s.cnt.cookiesOK.Add(1)
+					s.cnt.ev.Inc(evCookiesOK)
 				}
 			}
 		}
 	}
 	if c == nil {
 		// RFC 9293 §3.10.7.1: no connection: reset.
-		s.cnt.noConn.Add(1)
+		s.cnt.drops.Inc(dropNoConnection)
 		if r, ok := tcp.ResetFor(&seg); ok {
-			s.cnt.rstSent.Add(1)
+			s.cnt.ev.Inc(evResetsSent)
 			s.sendSegment(id, &r)
 		}
 		return nil
@@ -442,7 +417,7 @@ func (s *Stack) sendSegment(id tcp.ID, seg *tcp.Segment) {
 	dst := id.Remote.Addr().As4()
 	header.SetTCPChecksum(t[:hl+n], s.addr, dst)
 	s.ip.PutHeader(p, dst, header.ProtoTCP, hl+n)
-	s.cnt.segsOut.Add(1)
+	s.cnt.ev.Inc(evSegsOut)
 	s.queue(bp, link.Headroom+header.IPv4MinHeaderLen+hl+n)
 }
 
@@ -478,7 +453,7 @@ func (s *Stack) flush() {
 	for i := 0; i < len(q); i += bs {
 		end := min(i+bs, len(q))
 		if _, err := s.ep.WriteBatch(q[i:end], link.Headroom); err != nil {
-			s.cnt.linkWriteErr.Add(1)
+			s.cnt.ev.Inc(evLinkWriteErr)
 		}
 	}
 	for i, bp := range h {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"ustack/internal/waitfor"
 	"ustack/stack/link"
 	"ustack/stack/tcp"
 )
@@ -154,21 +155,9 @@ func TestTransferBothWays64MiB(t *testing.T) {
 	sc.Close()
 	// Whoever closed first waits 2*MSL in TIME-WAIT (both, if the FINs
 	// crossed); then every TCB is gone.
-	waitFor(t, 5*time.Second, "both stacks to drop the connection", func() bool {
+	waitfor.Cond(t, 5*time.Second, "both stacks to drop the connection", func() bool {
 		return b.Stats().TCPConns == 0 && a.Stats().TCPConns == 0
 	})
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // echoServer serves echo on l until it is closed.

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"ustack/internal/waitfor"
 	"ustack/stack/header"
 	"ustack/stack/link"
 	"ustack/stack/tcp"
@@ -46,7 +47,7 @@ func TestSYNFloodRealClientConnectsThroughCookie(t *testing.T) {
 		flood = append(flood, rawSYN(spoof, addrB, uint16(10000+i), 80, uint32(i*7919)))
 	}
 	ea.WriteBatch(flood, link.Headroom)
-	waitFor(t, 5*time.Second, "the flood to be answered", func() bool {
+	waitfor.Cond(t, 5*time.Second, "the flood to be answered", func() bool {
 		st := srv.Stats()
 		return st.TCPPassiveOpens == 8 && st.TCPSynCookiesSent == 192
 	})

@@ -13,7 +13,7 @@ import (
 // armed for the earliest. A connection has at most one entry.
 type timerHeap struct {
 	s       *Stack
-	mu      sync.Mutex
+	mu      sync.Mutex // guards what follows and each Conn's tdl, tidx; lock order: see Stack
 	h       connHeap
 	t       clock.Timer
 	armedAt time.Time // deadline the clock timer is set for; zero if idle

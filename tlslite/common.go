@@ -100,10 +100,10 @@ const scsvFallback uint16 = 0x5600
 // downgradeTLS12 is the RFC 8446 §4.1.3 sentinel "DOWNGRD\x01" placed in the
 // last 8 bytes of ServerHello.random by TLS 1.3-capable servers that
 // negotiate TLS 1.2.
-var downgradeTLS12 = []byte("DOWNGRD\x01")
+const downgradeTLS12 = "DOWNGRD\x01"
 
 // downgradeTLS11 is the sentinel for TLS 1.1 and below.
-var downgradeTLS11 = []byte("DOWNGRD\x00")
+const downgradeTLS11 = "DOWNGRD\x00"
 
 // CurveID names a supported group (RFC 8422 §5.1.1).
 type CurveID uint16
@@ -248,11 +248,15 @@ type Config struct {
 	// the downgrade lab.
 	DowngradeSentinel bool
 
-	// KeyLogWriter receives NSS key log lines (SSLKEYLOGFILE format).
+	// KeyLogWriter receives NSS key log lines (SSLKEYLOGFILE format), which
+	// hold the master secrets.
 	KeyLogWriter io.Writer
-	// Observer is called for each handshake message, ChangeCipherSpec,
-	// alert and application-data record (see Event). It runs on the
-	// connection's goroutine and must not block for long.
+	// Observer, when set, receives an Event for each handshake message,
+	// ChangeCipherSpec, alert and application-data record, and a KeysEvent
+	// with the handshake's secrets (pre-master secret, master secret, keys
+	// and IVs). Secrets leave tlslite only through an Observer and a
+	// KeyLogWriter the caller set. Without an Observer no event is built.
+	// It runs on the connection's goroutine and must not block for long.
 	Observer func(Event)
 
 	serverOnce  sync.Once
@@ -266,6 +270,7 @@ type testHooks struct {
 	corruptFinished bool                                              // send a wrong verify_data
 	noEMS           bool                                              // neither offer nor accept RFC 7627
 	rsaCiphertext   func(pub *rsa.PublicKey, preMaster []byte) []byte // replace the RSA ClientKeyExchange ciphertext
+	eventBuilt      func(Event)                                       // sees every event built, before the Observer
 }
 
 func (c *Config) rand() io.Reader {
@@ -322,7 +327,8 @@ func (c *Config) Clone() *Config {
 	}
 }
 
-// ConnectionState describes a finished handshake.
+// ConnectionState describes a finished handshake. It holds no secret
+// (see Config.Observer).
 type ConnectionState struct {
 	Version              uint16
 	HandshakeComplete    bool

@@ -185,7 +185,7 @@ func TestTicketKeyRotation(t *testing.T) {
 	// Replay the first ticket after its key expired.
 	advance(2 * time.Hour)
 	ccfg.ClientSessionCache.Put("localhost", &ClientSessionState{Ticket: first, Version: VersionTLS12,
-		CipherSuite: st.CipherSuite, ExtendedMasterSecret: true, MasterSecret: st.MasterSecret, ReceivedAt: time.Now()})
+		CipherSuite: st.CipherSuite, ExtendedMasterSecret: true, masterSecret: st.masterSecret, ReceivedAt: time.Now()})
 	cli, _ = mustPair(t, ccfg, scfg)
 	if cli.ConnectionState().DidResume {
 		t.Fatal("ticket sealed by an expired key accepted")
@@ -270,7 +270,7 @@ func TestRenegotiationRefusedConnectionContinues(t *testing.T) {
 	var warned sync.WaitGroup
 	warned.Add(1)
 	ccfg.Observer = func(e Event) {
-		if e.Kind == EventAlert && !e.Sent && e.Alert == AlertNoRenegotiation && e.AlertLevel == AlertLevelWarning {
+		if a, ok := e.(AlertEvent); ok && !a.Sent() && a.Alert == AlertNoRenegotiation && a.Level == AlertLevelWarning {
 			warned.Done()
 		}
 	}

@@ -38,11 +38,15 @@
 //
 // Config.Rand and Config.Time are injectable, as in crypto/tls.
 // Config.KeyLogWriter writes NSS key log lines (SSLKEYLOGFILE) on both
-// sides. Config.Observer receives an Event for every handshake message
-// (with the randoms, the encrypted and plain pre-master secret, the master
-// secret, the write keys and IVs, the certificates), ChangeCipherSpec,
-// alert and application-data record, which is enough to draw a ladder
-// diagram and to decrypt captured records with OpenRecord.
+// sides. Config.Observer receives a typed Event for every handshake
+// message (ClientHelloEvent, ServerHelloEvent, CertificateEvent, ...,
+// FinishedEvent, with the randoms, the certificates, the encrypted
+// pre-master secret or the ECDHE shares), ChangeCipherSpec, alert and
+// application-data record, and a KeysEvent with the pre-master secret, the
+// master secret and the write keys and IVs: enough to draw a ladder
+// diagram and to decrypt captured records with OpenRecord. Events are
+// built only when an Observer is set, and secrets leave tlslite only
+// through the Observer and the KeyLogWriter the caller set.
 //
 // Errors: a fatal alert, sent or received, is an *AlertError (errors.Is
 // also matches the Alert value). A refused server certificate is a

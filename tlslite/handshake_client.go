@@ -42,16 +42,15 @@ func (c *Conn) clientHandshake() error {
 	if err := hs.readServerHello(); err != nil {
 		return err
 	}
-	resumed := hs.session != nil && len(hs.serverHello.sessionID) > 0 &&
-		bytes.Equal(hs.serverHello.sessionID, hs.hello.sessionID)
+	resumed := hs.resuming()
 	if resumed {
 		if err := hs.checkResumption(); err != nil {
 			return err
 		}
-		hs.master = hs.session.MasterSecret
+		hs.master = hs.session.masterSecret
 		hs.peerCerts = hs.session.ServerCertificates
 		hs.chains = hs.session.VerifiedChains
-		if err := hs.establishKeys(); err != nil {
+		if err := hs.establishKeys(nil); err != nil {
 			return err
 		}
 		if err := hs.readSessionTicket(); err != nil {
@@ -139,8 +138,17 @@ func (hs *clientHandshakeState) sendClientHello() error {
 		}
 	}
 	hs.hello = h
-	return c.writeHandshake(&hs.hs, h, Event{ClientRandom: slices.Clone(h.random), SessionID: slices.Clone(h.sessionID),
-		ServerName: h.serverName, ALPN: h.alpnProtocols})
+	return c.writeHandshake(&hs.hs, h, func(m message) Event {
+		return ClientHelloEvent{message: m, Random: slices.Clone(h.random), SessionID: slices.Clone(h.sessionID),
+			ServerName: h.serverName, ALPN: slices.Clone(h.alpnProtocols)}
+	})
+}
+
+// resuming reports whether ServerHello accepted the session we offered
+// (RFC 5246 §7.4.1.3: it echoes the session ID; RFC 5077 §3.4).
+func (hs *clientHandshakeState) resuming() bool {
+	return hs.session != nil && len(hs.serverHello.sessionID) > 0 &&
+		bytes.Equal(hs.serverHello.sessionID, hs.hello.sessionID)
 }
 
 func trimDot(s string) string {
@@ -152,7 +160,7 @@ func trimDot(s string) string {
 
 func (hs *clientHandshakeState) usable(s *ClientSessionState) bool {
 	cfg := hs.c.config
-	if s.Version != VersionTLS12 || len(s.MasterSecret) != masterSecretLen {
+	if s.Version != VersionTLS12 || len(s.masterSecret) != masterSecretLen {
 		return false
 	}
 	if cfg.now().Sub(s.ReceivedAt) > cfg.sessionLifetime() {
@@ -185,8 +193,10 @@ func (hs *clientHandshakeState) readServerHello() error {
 		return err
 	}
 	hs.serverHello = sh
-	c.observe(Event{Kind: EventHandshake, Message: "ServerHello", Length: len(raw), ServerRandom: slices.Clone(sh.random),
-		CipherSuite: sh.cipherSuite, SessionID: slices.Clone(sh.sessionID)})
+	c.observeMessage(false, raw, func(m message) Event {
+		return ServerHelloEvent{message: m, Random: slices.Clone(sh.random), CipherSuite: sh.cipherSuite,
+			SessionID: slices.Clone(sh.sessionID), Resumed: hs.resuming()}
+	})
 	if sh.vers != VersionTLS12 {
 		return c.sendAlert(AlertProtocolVersion, fmt.Errorf("server chose version %#04x", sh.vers))
 	}
@@ -194,7 +204,7 @@ func (hs *clientHandshakeState) readServerHello() error {
 	// RFC 8446 §4.1.3: we offered TLS 1.2 only, so "DOWNGRD\x01" from a
 	// TLS 1.3 server is legitimate; "DOWNGRD\x00" (TLS 1.1 or below) never
 	// is with a 1.2 ServerHello.
-	if bytes.Equal(sh.random[24:], downgradeTLS11) {
+	if string(sh.random[24:]) == downgradeTLS11 {
 		return c.sendAlert(AlertIllegalParameter, errors.New("downgrade sentinel for TLS 1.1 in a TLS 1.2 ServerHello"))
 	}
 	if sh.compressionMethod != 0 {
@@ -261,118 +271,46 @@ func (hs *clientHandshakeState) fullHandshake() error {
 	cfg := c.config
 	sh := hs.serverHello
 
-	certMsg := new(certificateMsg)
-	raw, err := c.readHandshake(&hs.hs, typeCertificate, certMsg)
+	pub, err := hs.readCertificate()
 	if err != nil {
 		return err
 	}
-	if len(certMsg.certificates) == 0 {
-		return c.sendAlert(AlertIllegalParameter, errors.New("server sent no certificate"))
-	}
-	for _, der := range certMsg.certificates {
-		cert, err := parseCertificateCached(der)
-		if err != nil {
-			return c.sendAlert(AlertBadCertificate, fmt.Errorf("parsing server certificate: %w", err))
-		}
-		hs.peerCerts = append(hs.peerCerts, cert)
-	}
-	c.observe(Event{Kind: EventHandshake, Message: "Certificate", Length: len(raw), Certificates: hs.peerCerts})
-	if !cfg.InsecureSkipVerify {
-		chains, verr := verifyServerCertificate(hs.peerCerts, cfg.RootCAs, cfg.ServerName, cfg.now())
-		if verr != nil {
-			return c.sendAlert(verr.alert(), verr)
-		}
-		hs.chains = chains
-	}
-	pub, ok := hs.peerCerts[0].PublicKey.(*rsa.PublicKey)
-	if !ok {
-		return c.sendAlert(AlertUnsupportedCertificate, fmt.Errorf("server key is %T, not RSA", hs.peerCerts[0].PublicKey))
-	}
-
-	var preMaster, ckeBody []byte
-	ev := Event{}
+	var preMaster, ckeBody, mine []byte
 	if hs.suite.ecdhe {
-		ske := new(serverKeyExchangeMsg)
-		raw, err := c.readHandshake(&hs.hs, typeServerKeyExchange, ske)
-		if err != nil {
+		if preMaster, mine, err = hs.readServerKeyExchange(pub); err != nil {
 			return err
 		}
-		c.observe(Event{Kind: EventHandshake, Message: "ServerKeyExchange", Length: len(raw), Curve: ske.curve, ECDHPublic: slices.Clone(ske.publicKey)})
-		if !slices.Contains(hs.hello.supportedGroups, ske.curve) || curveFor(ske.curve) == nil {
-			return c.sendAlert(AlertIllegalParameter, fmt.Errorf("server chose unoffered group %v", ske.curve))
-		}
-		if !slices.Contains(hs.hello.signatureSchemes, ske.sigScheme) {
-			return c.sendAlert(AlertIllegalParameter, fmt.Errorf("server used unoffered signature scheme %#04x", uint16(ske.sigScheme)))
-		}
-		h, _, _ := schemeHash(ske.sigScheme)
-		digest := signedDigest(h, hs.hello.random, sh.random, ske.params())
-		if err := verifyParams(pub, ske.sigScheme, digest, ske.signature); err != nil {
-			return c.sendAlert(AlertDecryptError, fmt.Errorf("ServerKeyExchange signature: %w", err))
-		}
-		curve := curveFor(ske.curve)
-		peer, err := curve.NewPublicKey(ske.publicKey)
-		if err != nil {
-			return c.sendAlert(AlertIllegalParameter, fmt.Errorf("server ECDHE share: %w", err))
-		}
-		priv, err := curve.GenerateKey(cfg.rand())
-		if err != nil {
-			return c.sendAlert(AlertInternalError, err)
-		}
-		preMaster, err = priv.ECDH(peer)
-		if err != nil {
-			return c.sendAlert(AlertIllegalParameter, err)
-		}
-		mine := priv.PublicKey().Bytes()
 		ckeBody = append([]byte{byte(len(mine))}, mine...)
-		ev.Curve, ev.ECDHPublic = ske.curve, mine
-		c.state.CurveID = ske.curve
 	}
-
-	// Optional CertificateRequest (we have no client certificate and answer
-	// with an empty Certificate, RFC 5246 §7.4.6), then ServerHelloDone.
-	data, err := c.readHandshakeBytes()
+	certRequested, err := hs.readServerHelloDone()
 	if err != nil {
 		return err
 	}
-	certRequested := false
-	if data[0] == typeCertificateRequest {
-		hs.hs.Write(data)
-		certRequested = true
-		c.observe(Event{Kind: EventHandshake, Message: "CertificateRequest", Length: len(data)})
-		if data, err = c.readHandshakeBytes(); err != nil {
-			return err
-		}
-	}
-	var done serverHelloDoneMsg
-	if data[0] != typeServerHelloDone {
-		return c.sendAlert(AlertUnexpectedMessage, fmt.Errorf("got %s, want ServerHelloDone", msgName(data[0])))
-	}
-	if !done.unmarshal(data) {
-		return c.sendAlert(AlertDecodeError, errors.New("malformed ServerHelloDone"))
-	}
-	hs.hs.Write(data)
-	c.observe(Event{Kind: EventHandshake, Message: "ServerHelloDone", Length: len(data)})
 
 	c.setBuffering()
 	if certRequested {
-		if err := c.writeHandshake(&hs.hs, &certificateMsg{}, Event{}); err != nil {
+		if err := c.writeHandshake(&hs.hs, &certificateMsg{}, func(m message) Event { return CertificateEvent{message: m} }); err != nil {
 			return err
 		}
 	}
+	var encrypted []byte // RSA key exchange: the encrypted pre-master secret
 	if !hs.suite.ecdhe {
-		var ct []byte
-		preMaster, ct, err = rsaEncryptPreMaster(cfg.rand(), pub, hs.hello.vers)
+		preMaster, encrypted, err = rsaEncryptPreMaster(cfg.rand(), pub, hs.hello.vers)
 		if err != nil {
 			return c.sendAlert(AlertInternalError, err)
 		}
 		if cfg.testHooks != nil && cfg.testHooks.rsaCiphertext != nil {
-			ct = cfg.testHooks.rsaCiphertext(pub, preMaster)
+			encrypted = cfg.testHooks.rsaCiphertext(pub, preMaster)
 		}
-		ckeBody = append([]byte{byte(len(ct) >> 8), byte(len(ct))}, ct...)
-		ev.EncryptedPreMaster = ct
+		ckeBody = append([]byte{byte(len(encrypted) >> 8), byte(len(encrypted))}, encrypted...)
 	}
-	ev.PreMasterSecret = slices.Clone(preMaster)
-	if err := c.writeHandshake(&hs.hs, &clientKeyExchangeMsg{body: ckeBody}, ev); err != nil {
+	if err := c.writeHandshake(&hs.hs, &clientKeyExchangeMsg{body: ckeBody}, func(m message) Event {
+		ev := ClientKeyExchangeEvent{message: m, EncryptedPreMaster: slices.Clone(encrypted), PublicKey: slices.Clone(mine)}
+		if hs.suite.ecdhe {
+			ev.Curve = c.state.CurveID
+		}
+		return ev
+	}); err != nil {
 		return err
 	}
 	if sh.extendedMasterSecret {
@@ -380,7 +318,7 @@ func (hs *clientHandshakeState) fullHandshake() error {
 	} else {
 		hs.master = masterFromPreMaster(hs.suite.hash, preMaster, hs.hello.random, sh.random)
 	}
-	if err := hs.establishKeys(); err != nil {
+	if err := hs.establishKeys(preMaster); err != nil {
 		return err
 	}
 	if err := hs.sendFinished(); err != nil {
@@ -392,7 +330,116 @@ func (hs *clientHandshakeState) fullHandshake() error {
 	return hs.readFinished()
 }
 
-func (hs *clientHandshakeState) establishKeys() error {
+// readCertificate reads the server's Certificate (RFC 5246 §7.4.2),
+// verifies the chain unless told not to, and returns the leaf's RSA key.
+func (hs *clientHandshakeState) readCertificate() (*rsa.PublicKey, error) {
+	c := hs.c
+	cfg := c.config
+	certMsg := new(certificateMsg)
+	raw, err := c.readHandshake(&hs.hs, typeCertificate, certMsg)
+	if err != nil {
+		return nil, err
+	}
+	if len(certMsg.certificates) == 0 {
+		return nil, c.sendAlert(AlertIllegalParameter, errors.New("server sent no certificate"))
+	}
+	for _, der := range certMsg.certificates {
+		cert, err := parseCertificateCached(der)
+		if err != nil {
+			return nil, c.sendAlert(AlertBadCertificate, fmt.Errorf("parsing server certificate: %w", err))
+		}
+		hs.peerCerts = append(hs.peerCerts, cert)
+	}
+	c.observeMessage(false, raw, func(m message) Event {
+		return CertificateEvent{message: m, Certificates: slices.Clone(hs.peerCerts)}
+	})
+	if !cfg.InsecureSkipVerify {
+		chains, verr := verifyServerCertificate(hs.peerCerts, cfg.RootCAs, cfg.ServerName, cfg.now())
+		if verr != nil {
+			return nil, c.sendAlert(verr.alert(), verr)
+		}
+		hs.chains = chains
+	}
+	pub, ok := hs.peerCerts[0].PublicKey.(*rsa.PublicKey)
+	if !ok {
+		return nil, c.sendAlert(AlertUnsupportedCertificate, fmt.Errorf("server key is %T, not RSA", hs.peerCerts[0].PublicKey))
+	}
+	return pub, nil
+}
+
+// readServerKeyExchange reads and verifies the server's ECDHE share
+// (RFC 8422 §5.4) and computes the pre-master secret with a fresh share of
+// our own (§5.10), which it returns as mine.
+func (hs *clientHandshakeState) readServerKeyExchange(pub *rsa.PublicKey) (preMaster, mine []byte, err error) {
+	c := hs.c
+	ske := new(serverKeyExchangeMsg)
+	raw, err := c.readHandshake(&hs.hs, typeServerKeyExchange, ske)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.observeMessage(false, raw, func(m message) Event {
+		return ServerKeyExchangeEvent{message: m, Curve: ske.curve, PublicKey: slices.Clone(ske.publicKey)}
+	})
+	if !slices.Contains(hs.hello.supportedGroups, ske.curve) || curveFor(ske.curve) == nil {
+		return nil, nil, c.sendAlert(AlertIllegalParameter, fmt.Errorf("server chose unoffered group %v", ske.curve))
+	}
+	if !slices.Contains(hs.hello.signatureSchemes, ske.sigScheme) {
+		return nil, nil, c.sendAlert(AlertIllegalParameter, fmt.Errorf("server used unoffered signature scheme %#04x", uint16(ske.sigScheme)))
+	}
+	h, _, _ := schemeHash(ske.sigScheme)
+	digest := signedDigest(h, hs.hello.random, hs.serverHello.random, ske.params())
+	if err := verifyParams(pub, ske.sigScheme, digest, ske.signature); err != nil {
+		return nil, nil, c.sendAlert(AlertDecryptError, fmt.Errorf("ServerKeyExchange signature: %w", err))
+	}
+	curve := curveFor(ske.curve)
+	peer, err := curve.NewPublicKey(ske.publicKey)
+	if err != nil {
+		return nil, nil, c.sendAlert(AlertIllegalParameter, fmt.Errorf("server ECDHE share: %w", err))
+	}
+	priv, err := curve.GenerateKey(c.config.rand())
+	if err != nil {
+		return nil, nil, c.sendAlert(AlertInternalError, err)
+	}
+	preMaster, err = priv.ECDH(peer)
+	if err != nil {
+		return nil, nil, c.sendAlert(AlertIllegalParameter, err)
+	}
+	c.state.CurveID = ske.curve
+	return preMaster, priv.PublicKey().Bytes(), nil
+}
+
+// readServerHelloDone reads an optional CertificateRequest (we have no
+// client certificate and answer with an empty Certificate, RFC 5246
+// §7.4.6), then ServerHelloDone (§7.4.5).
+func (hs *clientHandshakeState) readServerHelloDone() (certRequested bool, err error) {
+	c := hs.c
+	data, err := c.readHandshakeBytes()
+	if err != nil {
+		return false, err
+	}
+	if data[0] == typeCertificateRequest {
+		hs.hs.Write(data)
+		certRequested = true
+		c.observeMessage(false, data, func(m message) Event { return CertificateRequestEvent{m} })
+		if data, err = c.readHandshakeBytes(); err != nil {
+			return false, err
+		}
+	}
+	var done serverHelloDoneMsg
+	if data[0] != typeServerHelloDone {
+		return false, c.sendAlert(AlertUnexpectedMessage, fmt.Errorf("got %s, want ServerHelloDone", msgName(data[0])))
+	}
+	if !done.unmarshal(data) {
+		return false, c.sendAlert(AlertDecodeError, errors.New("malformed ServerHelloDone"))
+	}
+	hs.hs.Write(data)
+	c.observeMessage(false, data, func(m message) Event { return ServerHelloDoneEvent{m} })
+	return certRequested, nil
+}
+
+// establishKeys derives the key block (RFC 5246 §6.3) and readies both
+// directions' pending states. preMaster is nil when resuming.
+func (hs *clientHandshakeState) establishKeys(preMaster []byte) error {
 	c := hs.c
 	sh := hs.serverHello
 	km := keysFromMaster(hs.suite.hash, hs.master, hs.hello.random, sh.random, hs.suite.keyLen, gcmImplicitNonce)
@@ -404,8 +451,11 @@ func (hs *clientHandshakeState) establishKeys() error {
 		return c.sendAlert(AlertInternalError, err)
 	}
 	c.writeKeyLog(hs.hello.random, hs.master)
-	c.observe(Event{Kind: EventKeys, ClientRandom: slices.Clone(hs.hello.random), ServerRandom: slices.Clone(sh.random),
-		CipherSuite: hs.suite.id, ExtendedMasterSecret: sh.extendedMasterSecret, MasterSecret: slices.Clone(hs.master), Keys: &km})
+	c.observe(false, func(e endpoint) Event {
+		return KeysEvent{endpoint: e, ClientRandom: slices.Clone(hs.hello.random), ServerRandom: slices.Clone(sh.random),
+			CipherSuite: hs.suite.id, ExtendedMasterSecret: sh.extendedMasterSecret,
+			PreMasterSecret: slices.Clone(preMaster), MasterSecret: slices.Clone(hs.master), Keys: km.clone()}
+	})
 	return nil
 }
 
@@ -421,7 +471,9 @@ func (hs *clientHandshakeState) readSessionTicket() error {
 	if err != nil {
 		return err
 	}
-	c.observe(Event{Kind: EventHandshake, Message: "NewSessionTicket", Length: len(raw)})
+	c.observeMessage(false, raw, func(msg message) Event {
+		return NewSessionTicketEvent{message: msg, LifetimeHint: m.lifetimeHint, Ticket: slices.Clone(m.ticket)}
+	})
 	hs.ticket = m.ticket
 	return nil
 }
@@ -436,7 +488,9 @@ func (hs *clientHandshakeState) sendFinished() error {
 	if c.config.testHooks != nil && c.config.testHooks.corruptFinished {
 		vd[0] ^= 1
 	}
-	if err := c.writeHandshake(&hs.hs, &finishedMsg{verifyData: vd}, Event{VerifyData: slices.Clone(vd)}); err != nil {
+	if err := c.writeHandshake(&hs.hs, &finishedMsg{verifyData: vd}, func(m message) Event {
+		return FinishedEvent{message: m, VerifyData: slices.Clone(vd)}
+	}); err != nil {
 		return err
 	}
 	return c.flush()
@@ -457,7 +511,9 @@ func (hs *clientHandshakeState) readFinished() error {
 	}
 	raw, _ := fin.marshal()
 	hs.hs.Write(raw)
-	c.observe(Event{Kind: EventHandshake, Message: "Finished", Length: len(raw), VerifyData: slices.Clone(fin.verifyData)})
+	c.observeMessage(false, raw, func(m message) Event {
+		return FinishedEvent{message: m, VerifyData: slices.Clone(fin.verifyData)}
+	})
 	return nil
 }
 
@@ -476,7 +532,7 @@ func (hs *clientHandshakeState) saveSession(resumed bool) {
 		Version:              VersionTLS12,
 		CipherSuite:          hs.suite.id,
 		ExtendedMasterSecret: hs.serverHello.extendedMasterSecret,
-		MasterSecret:         hs.master,
+		masterSecret:         hs.master,
 		ServerCertificates:   hs.peerCerts,
 		VerifiedChains:       hs.chains,
 		ReceivedAt:           cfg.now(),

@@ -46,7 +46,7 @@ func (c *Conn) serverHandshake() error {
 			return err
 		}
 		hs.master = hs.session.masterSecret
-		if err := hs.establishKeys(); err != nil {
+		if err := hs.establishKeys(nil); err != nil {
 			return err
 		}
 		if err := hs.sendFinished(); err != nil {
@@ -83,8 +83,10 @@ func (hs *serverHandshakeState) readClientHello() error {
 		return err
 	}
 	h := hs.hello
-	c.observe(Event{Kind: EventHandshake, Message: "ClientHello", Length: len(raw), ClientRandom: slices.Clone(h.random),
-		SessionID: slices.Clone(h.sessionID), ServerName: h.serverName, ALPN: h.alpnProtocols})
+	c.observeMessage(false, raw, func(m message) Event {
+		return ClientHelloEvent{message: m, Random: slices.Clone(h.random), SessionID: slices.Clone(h.sessionID),
+			ServerName: h.serverName, ALPN: slices.Clone(h.alpnProtocols)}
+	})
 
 	// Version: TLS 1.2 only. A TLS 1.3 client says 0x0303 in
 	// legacy_version and lists 1.3 in supported_versions (RFC 8446 §4.1.2);
@@ -244,8 +246,10 @@ func (hs *serverHandshakeState) sendServerHello() error {
 		m.ecPointFormats = []uint8{0}
 	}
 	hs.hs.setHash(hs.suite.hash)
-	return c.writeHandshake(&hs.hs, m, Event{ServerRandom: slices.Clone(hs.random), CipherSuite: hs.suite.id,
-		SessionID: slices.Clone(hs.sessionID), Resumed: hs.session != nil})
+	return c.writeHandshake(&hs.hs, m, func(msg message) Event {
+		return ServerHelloEvent{message: msg, Random: slices.Clone(hs.random), CipherSuite: hs.suite.id,
+			SessionID: slices.Clone(hs.sessionID), Resumed: hs.session != nil}
+	})
 }
 
 // fullHandshake is RFC 5246 §7.3 Figure 1 from the server's side.
@@ -268,11 +272,9 @@ func (hs *serverHandshakeState) fullHandshake() error {
 		return err
 	}
 	// RFC 5246 §7.4.2: Certificate.
-	var certEv Event
-	if c.config.Observer != nil {
-		certEv.Certificates = leafChain(hs.cert)
-	}
-	if err := c.writeHandshake(&hs.hs, &certificateMsg{certificates: hs.cert.Chain}, certEv); err != nil {
+	if err := c.writeHandshake(&hs.hs, &certificateMsg{certificates: hs.cert.Chain}, func(m message) Event {
+		return CertificateEvent{message: m, Certificates: leafChain(hs.cert)}
+	}); err != nil {
 		return err
 	}
 	// RFC 8422 §5.4: ServerKeyExchange for ECDHE only.
@@ -289,61 +291,30 @@ func (hs *serverHandshakeState) fullHandshake() error {
 		if err != nil {
 			return c.sendAlert(AlertInternalError, err)
 		}
-		if err := c.writeHandshake(&hs.hs, ske, Event{Curve: hs.curve, ECDHPublic: slices.Clone(ske.publicKey)}); err != nil {
+		if err := c.writeHandshake(&hs.hs, ske, func(m message) Event {
+			return ServerKeyExchangeEvent{message: m, Curve: hs.curve, PublicKey: slices.Clone(ske.publicKey)}
+		}); err != nil {
 			return err
 		}
 	}
 	// RFC 5246 §7.4.5: ServerHelloDone ends the flight.
-	if err := c.writeHandshake(&hs.hs, &serverHelloDoneMsg{}, Event{}); err != nil {
+	if err := c.writeHandshake(&hs.hs, &serverHelloDoneMsg{}, func(m message) Event { return ServerHelloDoneEvent{m} }); err != nil {
 		return err
 	}
 	if err := c.flush(); err != nil {
 		return err
 	}
 
-	// RFC 5246 §7.4.7: ClientKeyExchange.
-	cke := new(clientKeyExchangeMsg)
-	if _, err := c.readHandshake(&hs.hs, typeClientKeyExchange, cke); err != nil {
+	preMaster, err := hs.readClientKeyExchange()
+	if err != nil {
 		return err
 	}
-	ev := Event{Kind: EventHandshake, Message: "ClientKeyExchange", Length: 4 + len(cke.body)}
-	var preMaster []byte
-	if hs.suite.ecdhe {
-		pub, ok := cke.ecdhPublic()
-		if !ok {
-			return c.sendAlert(AlertDecodeError, errors.New("malformed ECDHE ClientKeyExchange"))
-		}
-		peer, err := curveFor(hs.curve).NewPublicKey(pub)
-		if err != nil {
-			return c.sendAlert(AlertIllegalParameter, fmt.Errorf("client ECDHE share: %w", err))
-		}
-		preMaster, err = hs.ecdhKey.ECDH(peer)
-		if err != nil {
-			return c.sendAlert(AlertIllegalParameter, fmt.Errorf("ECDH: %w", err))
-		}
-		ev.Curve, ev.ECDHPublic = hs.curve, slices.Clone(pub)
-	} else {
-		ct, ok := cke.rsaCiphertext()
-		if !ok {
-			// The framing is public; only the content must not leak.
-			return c.sendAlert(AlertDecodeError, errors.New("malformed RSA ClientKeyExchange"))
-		}
-		var err error
-		preMaster, err = rsaPreMasterSecret(c.config.rand(), hs.cert.PrivateKey, ct, h.vers)
-		if err != nil {
-			return c.sendAlert(AlertInternalError, err)
-		}
-		ev.EncryptedPreMaster = slices.Clone(ct)
-	}
-	ev.PreMasterSecret = slices.Clone(preMaster)
-	c.observe(ev)
-
 	if hs.ems {
 		hs.master = extendedMasterFromPreMaster(hs.suite.hash, preMaster, hs.hs.sum())
 	} else {
 		hs.master = masterFromPreMaster(hs.suite.hash, preMaster, h.random, hs.random)
 	}
-	if err := hs.establishKeys(); err != nil {
+	if err := hs.establishKeys(preMaster); err != nil {
 		return err
 	}
 	if err := hs.readFinished(); err != nil {
@@ -358,14 +329,61 @@ func (hs *serverHandshakeState) fullHandshake() error {
 			return c.sendAlert(AlertInternalError, err)
 		}
 		c.setBuffering()
-		if err := c.writeHandshake(&hs.hs, &newSessionTicketMsg{
-			lifetimeHint: uint32(c.config.sessionLifetime().Seconds()), ticket: ticket}, Event{}); err != nil {
+		nst := &newSessionTicketMsg{lifetimeHint: uint32(c.config.sessionLifetime().Seconds()), ticket: ticket}
+		if err := c.writeHandshake(&hs.hs, nst, func(m message) Event {
+			return NewSessionTicketEvent{message: m, LifetimeHint: nst.lifetimeHint, Ticket: slices.Clone(ticket)}
+		}); err != nil {
 			return err
 		}
 	} else if cache := c.config.server().cache; cache != nil && len(hs.sessionID) > 0 {
 		cache.put(string(hs.sessionID), state)
 	}
 	return hs.sendFinished()
+}
+
+// readClientKeyExchange reads ClientKeyExchange (RFC 5246 §7.4.7) and
+// returns the pre-master secret: the ECDH shared secret (RFC 8422 §5.10)
+// or the decrypted RSA one (RFC 5246 §7.4.7.1).
+func (hs *serverHandshakeState) readClientKeyExchange() ([]byte, error) {
+	c := hs.c
+	cke := new(clientKeyExchangeMsg)
+	raw, err := c.readHandshake(&hs.hs, typeClientKeyExchange, cke)
+	if err != nil {
+		return nil, err
+	}
+	var preMaster, pub, ct []byte
+	if hs.suite.ecdhe {
+		var ok bool
+		if pub, ok = cke.ecdhPublic(); !ok {
+			return nil, c.sendAlert(AlertDecodeError, errors.New("malformed ECDHE ClientKeyExchange"))
+		}
+		peer, err := curveFor(hs.curve).NewPublicKey(pub)
+		if err != nil {
+			return nil, c.sendAlert(AlertIllegalParameter, fmt.Errorf("client ECDHE share: %w", err))
+		}
+		preMaster, err = hs.ecdhKey.ECDH(peer)
+		if err != nil {
+			return nil, c.sendAlert(AlertIllegalParameter, fmt.Errorf("ECDH: %w", err))
+		}
+	} else {
+		var ok bool
+		if ct, ok = cke.rsaCiphertext(); !ok {
+			// The framing is public; only the content must not leak.
+			return nil, c.sendAlert(AlertDecodeError, errors.New("malformed RSA ClientKeyExchange"))
+		}
+		preMaster, err = rsaPreMasterSecret(c.config.rand(), hs.cert.PrivateKey, ct, hs.hello.vers)
+		if err != nil {
+			return nil, c.sendAlert(AlertInternalError, err)
+		}
+	}
+	c.observeMessage(false, raw, func(m message) Event {
+		ev := ClientKeyExchangeEvent{message: m, EncryptedPreMaster: slices.Clone(ct), PublicKey: slices.Clone(pub)}
+		if hs.suite.ecdhe {
+			ev.Curve = hs.curve
+		}
+		return ev
+	})
+	return preMaster, nil
 }
 
 func leafChain(cert *Certificate) []*x509.Certificate {
@@ -379,8 +397,8 @@ func leafChain(cert *Certificate) []*x509.Certificate {
 }
 
 // establishKeys derives the key block (RFC 5246 §6.3) and readies both
-// directions' pending states.
-func (hs *serverHandshakeState) establishKeys() error {
+// directions' pending states. preMaster is nil when resuming.
+func (hs *serverHandshakeState) establishKeys(preMaster []byte) error {
 	c := hs.c
 	km := keysFromMaster(hs.suite.hash, hs.master, hs.hello.random, hs.random, hs.suite.keyLen, gcmImplicitNonce)
 	var err error
@@ -391,8 +409,11 @@ func (hs *serverHandshakeState) establishKeys() error {
 		return c.sendAlert(AlertInternalError, err)
 	}
 	c.writeKeyLog(hs.hello.random, hs.master)
-	c.observe(Event{Kind: EventKeys, ClientRandom: slices.Clone(hs.hello.random), ServerRandom: slices.Clone(hs.random),
-		CipherSuite: hs.suite.id, ExtendedMasterSecret: hs.ems, MasterSecret: slices.Clone(hs.master), Keys: &km})
+	c.observe(false, func(e endpoint) Event {
+		return KeysEvent{endpoint: e, ClientRandom: slices.Clone(hs.hello.random), ServerRandom: slices.Clone(hs.random),
+			CipherSuite: hs.suite.id, ExtendedMasterSecret: hs.ems,
+			PreMasterSecret: slices.Clone(preMaster), MasterSecret: slices.Clone(hs.master), Keys: km.clone()}
+	})
 	return nil
 }
 
@@ -414,7 +435,9 @@ func (hs *serverHandshakeState) readFinished() error {
 	raw, _ := fin.marshal()
 	hs.hs.Write(raw)
 	hs.clientFinal = fin.verifyData
-	c.observe(Event{Kind: EventHandshake, Message: "Finished", Length: len(raw), VerifyData: slices.Clone(fin.verifyData)})
+	c.observeMessage(false, raw, func(m message) Event {
+		return FinishedEvent{message: m, VerifyData: slices.Clone(fin.verifyData)}
+	})
 	return nil
 }
 
@@ -428,7 +451,9 @@ func (hs *serverHandshakeState) sendFinished() error {
 	if c.config.testHooks != nil && c.config.testHooks.corruptFinished {
 		vd[0] ^= 1
 	}
-	if err := c.writeHandshake(&hs.hs, &finishedMsg{verifyData: vd}, Event{VerifyData: slices.Clone(vd)}); err != nil {
+	if err := c.writeHandshake(&hs.hs, &finishedMsg{verifyData: vd}, func(m message) Event {
+		return FinishedEvent{message: m, VerifyData: slices.Clone(vd)}
+	}); err != nil {
 		return err
 	}
 	return c.flush()

@@ -1,7 +1,6 @@
 package tlslite
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -191,7 +190,7 @@ func TestOpenSSLRenegotiationRefused(t *testing.T) {
 	cfg := serverConfig(t)
 	refused := make(chan struct{}, 4)
 	cfg.Observer = func(e Event) {
-		if e.Kind == EventAlert && e.Sent && e.Alert == AlertNoRenegotiation {
+		if a, ok := e.(AlertEvent); ok && a.Sent() && a.Alert == AlertNoRenegotiation {
 			refused <- struct{}{}
 		}
 	}
@@ -424,5 +423,3 @@ func TestTsharkDecrypts(t *testing.T) {
 		t.Fatalf("request visible without keys")
 	}
 }
-
-var _ = bufio.NewReader

@@ -234,8 +234,8 @@ func TestEncryptedRecordLimits(t *testing.T) {
 			var keys *KeyMaterial
 			ccfg := clientConfig(t)
 			ccfg.Observer = func(e Event) {
-				if e.Kind == EventKeys {
-					keys = e.Keys
+				if k, ok := e.(KeysEvent); ok {
+					keys = k.Keys
 				}
 			}
 			cr, sr := tcpPair(t)

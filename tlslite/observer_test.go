@@ -64,84 +64,105 @@ func TestObserverLadderAndLabDecrypt(t *testing.T) {
 
 			mu.Lock()
 			defer mu.Unlock()
-			var ladder []string
-			var keys *KeyMaterial
-			var master, cliPre, srvPre, encPre []byte
-			var clientRandom, serverRandom []byte
-			for _, e := range sev {
-				dir := "<-"
-				if e.Sent {
-					dir = "->"
-				}
-				switch e.Kind {
-				case EventHandshake:
-					ladder = append(ladder, dir+e.Message)
-				case EventChangeCipherSpec, EventAlert, EventApplicationData:
-					name := e.Kind.String()
-					if e.Kind == EventAlert {
-						name = e.Alert.String()
-					}
-					ladder = append(ladder, dir+name)
-				case EventKeys:
-					keys, master = e.Keys, e.MasterSecret
-					clientRandom, serverRandom = e.ClientRandom, e.ServerRandom
-				}
-				if e.Message == "ClientKeyExchange" {
-					srvPre, encPre = e.PreMasterSecret, e.EncryptedPreMaster
-				}
-			}
-			for _, e := range cev {
-				if e.Message == "ClientKeyExchange" {
-					cliPre = e.PreMasterSecret
-				}
-			}
 			want := "<-ClientHello ->ServerHello ->Certificate ->ServerKeyExchange ->ServerHelloDone <-ClientKeyExchange <-ChangeCipherSpec <-Finished ->NewSessionTicket ->ChangeCipherSpec ->Finished ->application_data <-close_notify"
 			if suite == TLS_RSA_WITH_AES_128_GCM_SHA256 {
 				want = strings.Replace(want, "->ServerKeyExchange ", "", 1)
-				if len(encPre) != 256 {
-					t.Errorf("encrypted pre-master secret: %d bytes", len(encPre))
-				}
 			}
-			if got := strings.Join(ladder, " "); got != want {
+			if got := ladderOf(sev); got != want {
 				t.Errorf("ladder\n got %s\nwant %s", got, want)
 			}
-			if len(srvPre) == 0 || !bytes.Equal(srvPre, cliPre) {
+			for _, e := range sev {
+				if e.Client() {
+					t.Fatalf("server's %T says client", e)
+				}
+			}
+			for _, e := range cev {
+				if !e.Client() {
+					t.Fatalf("client's %T says server", e)
+				}
+			}
+			cke, _ := findEvent[ClientKeyExchangeEvent](sev)
+			if rsa := suite == TLS_RSA_WITH_AES_128_GCM_SHA256; rsa && len(cke.EncryptedPreMaster) != 256 ||
+				!rsa && (cke.Curve != X25519 || len(cke.PublicKey) != 32) {
+				t.Errorf("ClientKeyExchange %+v", cke)
+			}
+			sk, _ := findEvent[KeysEvent](sev)
+			ck, _ := findEvent[KeysEvent](cev)
+			if len(sk.PreMasterSecret) == 0 || !bytes.Equal(sk.PreMasterSecret, ck.PreMasterSecret) {
 				t.Error("pre-master secrets differ or missing")
 			}
-			if keylog.String() != fmt.Sprintf("CLIENT_RANDOM %x %x\n", clientRandom, master) {
+			if keylog.String() != fmt.Sprintf("CLIENT_RANDOM %x %x\n", sk.ClientRandom, sk.MasterSecret) {
 				t.Errorf("key log %q", keylog.String())
 			}
 			// The key block is the exported PRF (RFC 5246 §6.3).
-			kb := PRF(suite == TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, master, "key expansion", append(append([]byte(nil), serverRandom...), clientRandom...), 2*len(keys.ClientKey)+8)
+			keys := sk.Keys
+			kb := PRF(suite == TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, sk.MasterSecret, "key expansion", append(append([]byte(nil), sk.ServerRandom...), sk.ClientRandom...), 2*len(keys.ClientKey)+8)
 			if !bytes.Equal(kb[:len(keys.ClientKey)], keys.ClientKey) {
 				t.Error("PRF does not reproduce the client write key")
 			}
-			// Decrypt what the client received on the wire: after the
-			// server's ChangeCipherSpec come Finished (seq 0) and the
-			// application data (seq 1).
-			recs := splitRecords(rec.got.Bytes())
-			seq, found := uint64(0), false
-			afterCCS := false
-			for _, r := range recs {
-				if recordType(r[0]) == recordTypeChangeCipherSpec {
-					afterCCS = true
-					continue
-				}
-				if !afterCCS {
-					continue
-				}
-				pt, err := OpenRecord(keys.ServerKey, keys.ServerIV, seq, r)
-				if err != nil {
-					t.Fatalf("record seq %d: %v", seq, err)
-				}
-				if recordType(r[0]) == recordTypeApplicationData && string(pt) == "the secret payload" {
-					found = true
-				}
-				seq++
-			}
-			if !found {
+			if !decryptsPayload(t, rec.got.Bytes(), keys, "the secret payload") {
 				t.Fatal("application data not decrypted with the observed keys")
 			}
 		})
 	}
+}
+
+// ladderOf draws events as "<-ClientHello ->ServerHello ...", from the
+// observer's side: -> sent, <- received.
+func ladderOf(events []Event) string {
+	var ladder []string
+	for _, e := range events {
+		dir := "<-"
+		if e.Sent() {
+			dir = "->"
+		}
+		switch e := e.(type) {
+		case HandshakeEvent:
+			ladder = append(ladder, dir+e.Message())
+		case ChangeCipherSpecEvent:
+			ladder = append(ladder, dir+"ChangeCipherSpec")
+		case AlertEvent:
+			ladder = append(ladder, dir+e.Alert.String())
+		case ApplicationDataEvent:
+			ladder = append(ladder, dir+"application_data")
+		}
+	}
+	return strings.Join(ladder, " ")
+}
+
+func findEvent[T Event](events []Event) (T, bool) {
+	for _, e := range events {
+		if t, ok := e.(T); ok {
+			return t, true
+		}
+	}
+	var zero T
+	return zero, false
+}
+
+// decryptsPayload decrypts what the client received on the wire with the
+// server's write key: after the server's ChangeCipherSpec come Finished
+// (seq 0) and the application data (seq 1). It reports whether payload
+// was among the application data.
+func decryptsPayload(t *testing.T, wire []byte, keys *KeyMaterial, payload string) bool {
+	t.Helper()
+	seq, found, afterCCS := uint64(0), false, false
+	for _, r := range splitRecords(wire) {
+		if recordType(r[0]) == recordTypeChangeCipherSpec {
+			afterCCS = true
+			continue
+		}
+		if !afterCCS {
+			continue
+		}
+		pt, err := OpenRecord(keys.ServerKey, keys.ServerIV, seq, r)
+		if err != nil {
+			t.Fatalf("record seq %d: %v", seq, err)
+		}
+		if recordType(r[0]) == recordTypeApplicationData && string(pt) == payload {
+			found = true
+		}
+		seq++
+	}
+	return found
 }

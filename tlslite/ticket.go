@@ -229,32 +229,26 @@ func (sc *sessionCache) get(key string) *sessionState {
 	return e.Value.(*cacheEntry).state
 }
 
-func (sc *sessionCache) remove(key string) {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	if e, ok := sc.m[key]; ok {
-		sc.order.Remove(e)
-		delete(sc.m, key)
-	}
-}
-
 func (sc *sessionCache) len() int {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	return sc.order.Len()
 }
 
-// ClientSessionState is a client's resumable session.
+// ClientSessionState is a client's resumable session. Its master secret is
+// unexported: secrets leave tlslite only through the Config.KeyLogWriter
+// and Config.Observer the caller set, not through a session cache.
 type ClientSessionState struct {
 	SessionID            []byte // RFC 5246 §7.4.1.2 session_id (may be empty with a ticket)
 	Ticket               []byte // RFC 5077 ticket, opaque to the client
 	Version              uint16
 	CipherSuite          uint16
 	ExtendedMasterSecret bool
-	MasterSecret         []byte
 	ServerCertificates   []*x509.Certificate
 	VerifiedChains       [][]*x509.Certificate
 	ReceivedAt           time.Time
+
+	masterSecret []byte
 }
 
 // ClientSessionCache stores sessions for resumption, keyed by server name

@@ -53,6 +53,10 @@ const (
 	writeBufCap = 2*writeOffset + link.MaxPacket
 )
 
+// writeOffset >= virtioNetHdrLen, checked by the compiler: a negative
+// constant does not convert to uint.
+const _ = uint(writeOffset - virtioNetHdrLen)
+
 // Device is a TUN device adapted to link.Endpoint. ReadBatch and WriteBatch
 // may be called concurrently with each other; calls of the same kind are
 // serialized.
@@ -80,14 +84,13 @@ type Device struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	stats struct {
-		rxPackets, rxSplits, rxDropped, txPackets, txErrors atomic.Uint64
-	}
+	cnt counters
 }
 
 var _ link.Endpoint = (*Device)(nil)
 
-// Stats counts what went through a Device.
+// Stats counts what went through a Device (Each lists the same, with the
+// drops by reason).
 type Stats struct {
 	RxPackets uint64 // packets handed to ReadBatch callers
 	RxSplits  uint64 // super-packets split into segments (TSO on read)
@@ -140,6 +143,7 @@ func Open(cfg Config) (*Device, error) {
 		batch:   dev.BatchSize(),
 		offload: !cfg.NoOffload && dev.BatchSize() > 1,
 		host:    cfg.HostAddr,
+		cnt:     newCounters(),
 	}
 	if err := d.configure(); err != nil {
 		_ = d.Close()
@@ -329,17 +333,6 @@ func (d *Device) MTU() int { return d.mtu }
 // split super-packet for a later call.
 func (d *Device) BatchSize() int { return d.batch }
 
-// Stats returns the device's counters.
-func (d *Device) Stats() Stats {
-	return Stats{
-		RxPackets: d.stats.rxPackets.Load(),
-		RxSplits:  d.stats.rxSplits.Load(),
-		RxDropped: d.stats.rxDropped.Load(),
-		TxPackets: d.stats.txPackets.Load(),
-		TxErrors:  d.stats.txErrors.Load(),
-	}
-}
-
 // ReadBatch implements link.Endpoint. See the package documentation for
 // when it copies through internal buffers.
 func (d *Device) ReadBatch(bufs [][]byte, sizes []int, offset int) (int, error) {
@@ -374,10 +367,10 @@ func (d *Device) ReadBatch(bufs [][]byte, sizes []int, offset int) (int, error) 
 			continue
 		}
 		if n > 1 {
-			d.stats.rxSplits.Add(1)
+			d.cnt.ev.Inc(evRxSplits)
 		}
 		if direct {
-			d.stats.rxPackets.Add(uint64(n))
+			d.cnt.ev.Add(evRxPackets, uint64(n))
 			return n, nil
 		}
 		d.pendI, d.pendN = 0, n
@@ -405,7 +398,7 @@ func (d *Device) readResult(n int, err error) (int, error) {
 	case errors.Is(err, wgtun.ErrTooManySegments):
 		// The segments that fit are good; the rest of the super-packet is
 		// lost, and TCP will retransmit it.
-		d.stats.rxDropped.Add(1)
+		d.cnt.drops.Inc(dropTooManySegments)
 		return max(n, 0), nil
 	}
 	var errno syscall.Errno
@@ -415,7 +408,7 @@ func (d *Device) readResult(n int, err error) (int, error) {
 	}
 	// A malformed virtio-net header, an unsupported GSO type, a packet too
 	// big for the buffer: wireguard's parse errors.
-	d.stats.rxDropped.Add(1)
+	d.cnt.drops.Inc(dropMalformed)
 	return 0, nil
 }
 
@@ -429,14 +422,14 @@ func (d *Device) handOut(bufs [][]byte, sizes []int, offset int) (int, error) {
 				break // try it as the first packet of the next call
 			}
 			d.pendI++
-			d.stats.rxDropped.Add(1)
+			d.cnt.drops.Inc(dropShortBuffer)
 			return 0, link.ErrShortBuffer
 		}
 		sizes[n] = copy(bufs[n][offset:], pkt)
 		d.pendI++
 		n++
 	}
-	d.stats.rxPackets.Add(uint64(n))
+	d.cnt.ev.Add(evRxPackets, uint64(n))
 	return n, nil
 }
 
@@ -464,10 +457,10 @@ func (d *Device) WriteBatch(bufs [][]byte, offset int) (int, error) {
 			if d.closed.Load() || errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) {
 				return start, net.ErrClosed
 			}
-			d.stats.txErrors.Add(1)
+			d.cnt.ev.Inc(evTxErrors)
 			errs = errors.Join(errs, err)
 		}
-		d.stats.txPackets.Add(uint64(len(q)))
+		d.cnt.ev.Add(evTxPackets, uint64(len(q)))
 	}
 	if errs != nil {
 		return len(bufs), fmt.Errorf("tun: writing to %s: %w", d.name, errs)

@@ -69,42 +69,37 @@ func (o *labTLSObserver) observe(e tlslite.Event) {
 	o.ev = append(o.ev, e)
 	o.mu.Unlock()
 	r := o.r
-	if !o.client && o.steps && e.Kind == tlslite.EventHandshake && e.Message == "ClientKeyExchange" && len(e.PreMasterSecret) > 0 {
-		r.say("[5] the server decrypts it with its private key: %s, the same 48 bytes", short(e.PreMasterSecret))
+	if k, ok := e.(tlslite.KeysEvent); ok && !o.client && o.steps && len(k.PreMasterSecret) > 0 {
+		r.say("[5] the server decrypts it with its private key: %s, the same 48 bytes", short(k.PreMasterSecret))
 	}
 	if !o.draw {
 		return
 	}
-	toServer := e.Sent == o.client
-	switch e.Kind {
-	case tlslite.EventHandshake:
-		r.l.arrow(toServer, "TLS "+e.Message, cMag+cBold)
+	toServer := e.Sent() == o.client
+	switch e := e.(type) {
+	case tlslite.HandshakeEvent:
+		r.l.arrow(toServer, "TLS "+e.Message(), cMag+cBold)
 		if !o.steps {
 			return
 		}
-		switch e.Message {
-		case "ClientHello":
-			r.say("[3] client random: 32 bytes %s", short(e.ClientRandom))
-		case "ServerHello":
-			r.say("[4] server random: 32 bytes %s; suite %s (RSA key exchange)", short(e.ServerRandom), tlslite.CipherSuiteName(e.CipherSuite))
-		case "Certificate":
+		switch e := e.(type) {
+		case tlslite.ClientHelloEvent:
+			r.say("[3] client random: 32 bytes %s", short(e.Random))
+		case tlslite.ServerHelloEvent:
+			r.say("[4] server random: 32 bytes %s; suite %s (RSA key exchange)", short(e.Random), tlslite.CipherSuiteName(e.CipherSuite))
+		case tlslite.CertificateEvent:
 			if len(e.Certificates) > 0 {
 				c := e.Certificates[0]
 				r.say("[2] certificate: %s, RSA public key %s, signed by %q", labCertName(c), labPubKey(c), c.Issuer.CommonName)
 			}
-		case "ClientKeyExchange":
-			if o.client && len(e.PreMasterSecret) > 0 {
-				r.say("[5] the client makes a 48-byte pre-master secret %s (it starts with the version, 03 03)", short(e.PreMasterSecret))
-				r.say("[5] and encrypts it with the server's public key: %d bytes %s", len(e.EncryptedPreMaster), short(e.EncryptedPreMaster))
-			}
-		case "Finished":
+		case tlslite.FinishedEvent:
 			r.say("[7] Finished: verify_data %s, a hash of every handshake message, already encrypted with the new keys", short(e.VerifyData))
 		}
-	case tlslite.EventChangeCipherSpec:
+	case tlslite.ChangeCipherSpecEvent:
 		r.l.arrow(toServer, "TLS ChangeCipherSpec", cMag+cBold)
-	case tlslite.EventAlert:
+	case tlslite.AlertEvent:
 		r.l.arrow(toServer, "TLS alert "+e.Alert.String(), cMag+cBold)
-	case tlslite.EventApplicationData:
+	case tlslite.ApplicationDataEvent:
 		what := r.T("encrypted request")
 		if !toServer {
 			what = r.T("encrypted response")
@@ -116,9 +111,16 @@ func (o *labTLSObserver) observe(e tlslite.Event) {
 		if len(e.Record) > 13 {
 			r.say("[8] an AES-GCM record, seq %d: nonce %x, ciphertext %s", e.Seq, e.Record[5:13], short(e.Record[13:]))
 		}
-	case tlslite.EventKeys:
+	case tlslite.KeysEvent:
 		if !o.steps {
 			return
+		}
+		// tlslite reports the pre-master secret with the keys, right after
+		// the ClientKeyExchange that carried it.
+		if o.client && len(e.PreMasterSecret) > 0 {
+			cke, _ := labFind[tlslite.ClientKeyExchangeEvent](o)
+			r.say("[5] the client makes a 48-byte pre-master secret %s (it starts with the version, 03 03)", short(e.PreMasterSecret))
+			r.say("[5] and encrypts it with the server's public key: %d bytes %s", len(cke.EncryptedPreMaster), short(cke.EncryptedPreMaster))
 		}
 		if e.ExtendedMasterSecret {
 			r.say("[6] master secret = PRF(pre-master, \"extended master secret\", hash of the handshake so far, both randoms included) = %s", short(e.MasterSecret))
@@ -132,16 +134,17 @@ func (o *labTLSObserver) observe(e tlslite.Event) {
 	}
 }
 
-// find returns the first event of kind (and message, for handshakes).
-func (o *labTLSObserver) find(kind tlslite.EventKind, msg string) (tlslite.Event, bool) {
+// labFind returns the first event of type T the observer kept.
+func labFind[T tlslite.Event](o *labTLSObserver) (T, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, e := range o.ev {
-		if e.Kind == kind && (msg == "" || e.Message == msg) {
-			return e, true
+		if t, ok := e.(T); ok {
+			return t, true
 		}
 	}
-	return tlslite.Event{}, false
+	var zero T
+	return zero, false
 }
 
 func labCertName(c *x509.Certificate) string {
@@ -252,31 +255,30 @@ func (r *labRun) httpsRSA(env *labTLSEnv) error {
 	r.say("the client decrypted the response: %q", firstLine(body))
 
 	// The proof.
-	ch, _ := cliObs.find(tlslite.EventHandshake, "ClientHello")
-	sh, _ := cliObs.find(tlslite.EventHandshake, "ServerHello")
-	crt, _ := cliObs.find(tlslite.EventHandshake, "Certificate")
-	cke, _ := cliObs.find(tlslite.EventHandshake, "ClientKeyExchange")
-	skx, _ := srvObs.find(tlslite.EventHandshake, "ClientKeyExchange")
-	ck, _ := cliObs.find(tlslite.EventKeys, "")
-	sk, _ := srvObs.find(tlslite.EventKeys, "")
+	ch, _ := labFind[tlslite.ClientHelloEvent](cliObs)
+	sh, _ := labFind[tlslite.ServerHelloEvent](cliObs)
+	crt, _ := labFind[tlslite.CertificateEvent](cliObs)
+	cke, _ := labFind[tlslite.ClientKeyExchangeEvent](cliObs)
+	ck, _ := labFind[tlslite.KeysEvent](cliObs)
+	sk, _ := labFind[tlslite.KeysEvent](srvObs)
 	r.check(len(crt.Certificates) > 0 && bytes.Equal(crt.Certificates[0].Raw, cert.Leaf.Raw) && cliState.HandshakeComplete,
 		"[2] the client received the server's certificate and accepted it: signed by the CA it trusts, valid now, for %v", labServer.Addr())
-	r.check(len(ch.ClientRandom) == 32 && len(sh.ServerRandom) == 32 && !bytes.Equal(ch.ClientRandom, sh.ServerRandom),
+	r.check(len(ch.Random) == 32 && len(sh.Random) == 32 && !bytes.Equal(ch.Random, sh.Random),
 		"[3][4] client random and server random: 32 bytes each, one from each side")
-	pm := cke.PreMasterSecret
+	pm := ck.PreMasterSecret
 	dec, derr := rsa.DecryptPKCS1v15(nil, key, cke.EncryptedPreMaster)
-	r.check(len(pm) == 48 && pm[0] == 3 && pm[1] == 3 && derr == nil && bytes.Equal(dec, pm) && bytes.Equal(skx.PreMasterSecret, pm),
+	r.check(len(pm) == 48 && pm[0] == 3 && pm[1] == 3 && derr == nil && bytes.Equal(dec, pm) && bytes.Equal(sk.PreMasterSecret, pm),
 		"[5] the encrypted pre-master secret decrypts with the server's private key to the client's 48 bytes, and the server has the same")
 	masterOK := len(ck.MasterSecret) == 48 && bytes.Equal(ck.MasterSecret, sk.MasterSecret)
 	if masterOK && !ck.ExtendedMasterSecret {
-		want := tlslite.PRF(labSHA384(sh.CipherSuite), pm, "master secret", append(append([]byte(nil), ch.ClientRandom...), sh.ServerRandom...), 48)
+		want := tlslite.PRF(labSHA384(sh.CipherSuite), pm, "master secret", append(append([]byte(nil), ch.Random...), sh.Random...), 48)
 		masterOK = bytes.Equal(want, ck.MasterSecret)
 	}
 	r.check(masterOK, "[6] both sides hold the same master secret, derived from the pre-master secret and the randoms")
 	keysOK := false
 	if ck.Keys != nil && sk.Keys != nil {
 		kl, il := len(ck.Keys.ClientKey), len(ck.Keys.ClientIV)
-		kb := tlslite.PRF(labSHA384(sh.CipherSuite), ck.MasterSecret, "key expansion", append(append([]byte(nil), sh.ServerRandom...), ch.ClientRandom...), 2*kl+2*il)
+		kb := tlslite.PRF(labSHA384(sh.CipherSuite), ck.MasterSecret, "key expansion", append(append([]byte(nil), sh.Random...), ch.Random...), 2*kl+2*il)
 		keysOK = bytes.Equal(kb[:kl], ck.Keys.ClientKey) && bytes.Equal(kb[kl:2*kl], ck.Keys.ServerKey) &&
 			bytes.Equal(kb[2*kl:2*kl+il], ck.Keys.ClientIV) && bytes.Equal(kb[2*kl+il:], ck.Keys.ServerIV) &&
 			bytes.Equal(ck.Keys.ClientKey, sk.Keys.ClientKey) && bytes.Equal(ck.Keys.ServerKey, sk.Keys.ServerKey)

@@ -215,54 +215,49 @@ func (l *ladder) inferLocked(fromClient bool, f uint8) {
 // tls draws a TLS event seen by the server (tlslite's observer): what the
 // server sent goes to the client, what it received came from it.
 func (l *ladder) tls(e tlslite.Event) {
-	toServer := !e.Sent
-	switch e.Kind {
-	case tlslite.EventHandshake:
-		label := "TLS " + e.Message
+	toServer := !e.Sent()
+	switch e := e.(type) {
+	case tlslite.HandshakeEvent:
+		label := "TLS " + e.Message()
 		var detail string
-		switch e.Message {
-		case "ClientHello":
-			detail = "client random " + short(e.ClientRandom)
-		case "ServerHello":
-			detail = "server random " + short(e.ServerRandom) + ", " + tlslite.CipherSuiteName(e.CipherSuite)
-		case "Certificate":
+		switch e := e.(type) {
+		case tlslite.ClientHelloEvent:
+			detail = "client random " + short(e.Random)
+		case tlslite.ServerHelloEvent:
+			detail = "server random " + short(e.Random) + ", " + tlslite.CipherSuiteName(e.CipherSuite)
+		case tlslite.CertificateEvent:
 			if len(e.Certificates) > 0 {
 				c := e.Certificates[0]
 				detail = fmt.Sprintf("%s, RSA public key (%d bits), signed by %s", c.Subject.CommonName, c.PublicKey.(interface{ Size() int }).Size()*8, c.Issuer.CommonName)
 			}
-		case "ClientKeyExchange":
-			if len(e.PreMasterSecret) > 0 {
-				l.mu.Lock()
-				l.preMaster = e.PreMasterSecret
-				l.mu.Unlock()
-			}
+		case tlslite.ClientKeyExchangeEvent:
 			if len(e.EncryptedPreMaster) > 0 {
 				detail = fmt.Sprintf("pre-master secret encrypted with the server's public key (%d bytes) %s", len(e.EncryptedPreMaster), short(e.EncryptedPreMaster))
 			}
-		case "Finished":
+		case tlslite.FinishedEvent:
 			detail = "verify_data " + short(e.VerifyData) + " (encrypted)"
 		}
 		l.arrow(toServer, label, cMag+cBold)
 		if detail != "" {
 			l.note("%s", detail)
 		}
-	case tlslite.EventChangeCipherSpec:
+	case tlslite.ChangeCipherSpecEvent:
 		l.arrow(toServer, "TLS ChangeCipherSpec", cMag+cBold)
-	case tlslite.EventAlert:
+	case tlslite.AlertEvent:
 		l.arrow(toServer, "TLS alert "+e.Alert.String()+" (encrypted)", cMag+cBold)
-	case tlslite.EventApplicationData:
+	case tlslite.ApplicationDataEvent:
 		what := "encrypted request"
-		if e.Sent {
+		if e.Sent() {
 			what = "encrypted response"
 		}
 		l.arrow(toServer, fmt.Sprintf("TLS %s, %d bytes AES-GCM", what, len(e.Record)), cMag)
-	case tlslite.EventKeys:
+	case tlslite.KeysEvent:
 		l.mu.Lock()
+		if len(e.PreMasterSecret) > 0 {
+			l.preMaster = e.PreMasterSecret
+		}
 		pm := l.preMaster
 		l.mu.Unlock()
-		if len(e.PreMasterSecret) > 0 {
-			pm = e.PreMasterSecret
-		}
 		l.note("server decrypted the pre-master secret %s with its private key", short(pm))
 		l.note("both sides: master secret = PRF(pre-master, client random + server random) = %s", short(e.MasterSecret))
 		if e.Keys != nil {

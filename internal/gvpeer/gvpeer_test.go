@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"ustack/internal/waitfor"
 )
 
 var (
@@ -31,13 +34,9 @@ func pair(t *testing.T, opts Options) (*Host, *Host) {
 
 func waitState(t *testing.T, c *Conn, want string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for c.State() != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("gVisor state %s, want %s", c.State(), want)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitfor.Condf(t, 5*time.Second, func() string { return fmt.Sprintf("gVisor state %s (now %s)", want, c.State()) }, func() bool {
+		return c.State() == want
+	})
 }
 
 // TestPairTransferAndClose: gVisor on both ends of a Pipe moves 4 MiB,

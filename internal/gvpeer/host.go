@@ -146,12 +146,6 @@ func (h *Host) setOptions() tcpip.Error {
 	return set(&delay)
 }
 
-// Addr is the host's address.
-func (h *Host) Addr() netip.Addr { return h.addr }
-
-// Stack is the underlying gVisor stack, for what this package does not wrap.
-func (h *Host) Stack() *stack.Stack { return h.s }
-
 // Close aborts every endpoint (RST), closes the link and waits for gVisor's
 // and the link reader's goroutines to stop.
 func (h *Host) Close() error {

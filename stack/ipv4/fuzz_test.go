@@ -29,7 +29,7 @@ func FuzzInput(f *testing.F) {
 		if v == DeliverTCP && !bytes.Equal(b, pkt) {
 			t.Fatal("a delivered packet was modified")
 		}
-		if got, want := l.Stats.Received.Load(), l.Stats.Delivered.Load()+l.Stats.ICMPEchoReplied.Load()+l.Stats.Dropped(); got != 1 || want != 1 {
+		if got, want := l.Stats.Load(Received), l.Stats.Load(Delivered)+l.Stats.Load(ICMPEchoReplied)+l.Stats.Dropped(); got != 1 || want != 1 {
 			t.Fatalf("received %d, delivered+replied+dropped %d", got, want)
 		}
 	})

@@ -23,6 +23,7 @@ import (
 	"net/netip"
 	"sync/atomic"
 
+	"ustack/stack/counter"
 	"ustack/stack/header"
 )
 
@@ -55,78 +56,84 @@ func (v Verdict) String() string {
 	return fmt.Sprintf("verdict(%d)", uint8(v))
 }
 
-// Stats counts what Input saw. Every packet passed to Input increments
-// Received and then exactly one of Delivered, ICMPEchoReplied or a drop
-// counter, so Received == Delivered + ICMPEchoReplied + Dropped() once the
+// Event is something the layer counts that is not a drop.
+type Event uint8
+
+const (
+	Received        Event = iota // packets passed to Input
+	Delivered                    // handed to TCP
+	Sent                         // headers written by PutHeader, and echo replies
+	ICMPEchoReplied              // echo requests turned into replies
+	numEvents
+)
+
+var eventNames = [numEvents]string{
+	Received: "received", Delivered: "delivered", Sent: "sent", ICMPEchoReplied: "icmp_echo_replied",
+}
+
+func (e Event) String() string { return counter.Name(eventNames[:], e, "event") }
+
+// Reason is why Input dropped a packet. Stats lists each as "drop_" and
+// its name.
+type Reason uint8
+
+const (
+	TooShort         Reason = iota // shorter than 20 bytes
+	BadVersion                     // version != 4 (RFC 1122 §3.2.1.1)
+	BadIHL                         // IHL < 5 or header beyond the packet
+	BadTotalLength                 // total length < IHL or > packet length
+	BadChecksum                    // header checksum (RFC 1122 §3.2.1.2)
+	TTLZero                        // TTL 0 (RFC 791 §3.2 "Time to Live")
+	Fragment                       // MF or offset set: no reassembly yet
+	NotForUs                       // destination is not Addr
+	BadSource                      // source 0.0.0.0, broadcast, multicast or loopback (RFC 1122 §3.2.1.3)
+	UnknownProtocol                // neither TCP nor ICMP
+	ICMPBad                        // ICMP message too short or bad checksum
+	ICMPOtherDropped               // ICMP types other than echo request
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	TooShort: "too_short", BadVersion: "bad_version", BadIHL: "bad_ihl",
+	BadTotalLength: "bad_total_length", BadChecksum: "bad_checksum", TTLZero: "ttl_zero",
+	Fragment: "fragment", NotForUs: "not_for_us", BadSource: "bad_source",
+	UnknownProtocol: "unknown_protocol", ICMPBad: "icmp_bad", ICMPOtherDropped: "icmp_other",
+}
+
+func (r Reason) String() string { return counter.Name(reasonNames[:], r, "reason") }
+
+// Stats counts what Input saw. Every packet passed to Input counts as
+// Received and then as exactly one of Delivered, ICMPEchoReplied or a drop
+// reason, so Received == Delivered + ICMPEchoReplied + Dropped() once the
 // callers are quiet.
 type Stats struct {
-	Received        atomic.Uint64 // packets passed to Input
-	Delivered       atomic.Uint64 // handed to TCP
-	Sent            atomic.Uint64 // headers written by PutHeader, and echo replies
-	ICMPEchoReplied atomic.Uint64 // echo requests turned into replies
-
-	// Drop reasons.
-	TooShort         atomic.Uint64 // shorter than 20 bytes
-	BadVersion       atomic.Uint64 // version != 4 (RFC 1122 §3.2.1.1)
-	BadIHL           atomic.Uint64 // IHL < 5 or header beyond the packet
-	BadTotalLength   atomic.Uint64 // total length < IHL or > packet length
-	BadChecksum      atomic.Uint64 // header checksum (RFC 1122 §3.2.1.2)
-	TTLZero          atomic.Uint64 // TTL 0 (RFC 791 §3.2 "Time to Live")
-	Fragment         atomic.Uint64 // MF or offset set: no reassembly yet
-	NotForUs         atomic.Uint64 // destination is not Addr
-	BadSource        atomic.Uint64 // source 0.0.0.0, broadcast, multicast or loopback (RFC 1122 §3.2.1.3)
-	UnknownProtocol  atomic.Uint64 // neither TCP nor ICMP
-	ICMPBad          atomic.Uint64 // ICMP message too short or bad checksum
-	ICMPOtherDropped atomic.Uint64 // ICMP types other than echo request
+	events *counter.Set[Event]
+	drops  *counter.Set[Reason]
 }
 
-type counter struct {
-	name string
-	drop bool
-	get  func(*Stats) *atomic.Uint64
+func newStats() Stats {
+	return Stats{events: counter.NewSet("", numEvents), drops: counter.NewSet("drop_", numReasons)}
 }
 
-// counters lists every counter once, under the name Snapshot reports.
-var counters = [...]counter{
-	{"received", false, func(s *Stats) *atomic.Uint64 { return &s.Received }},
-	{"delivered", false, func(s *Stats) *atomic.Uint64 { return &s.Delivered }},
-	{"sent", false, func(s *Stats) *atomic.Uint64 { return &s.Sent }},
-	{"icmp_echo_replied", false, func(s *Stats) *atomic.Uint64 { return &s.ICMPEchoReplied }},
-	{"drop_too_short", true, func(s *Stats) *atomic.Uint64 { return &s.TooShort }},
-	{"drop_bad_version", true, func(s *Stats) *atomic.Uint64 { return &s.BadVersion }},
-	{"drop_bad_ihl", true, func(s *Stats) *atomic.Uint64 { return &s.BadIHL }},
-	{"drop_bad_total_length", true, func(s *Stats) *atomic.Uint64 { return &s.BadTotalLength }},
-	{"drop_bad_checksum", true, func(s *Stats) *atomic.Uint64 { return &s.BadChecksum }},
-	{"drop_ttl_zero", true, func(s *Stats) *atomic.Uint64 { return &s.TTLZero }},
-	{"drop_fragment", true, func(s *Stats) *atomic.Uint64 { return &s.Fragment }},
-	{"drop_not_for_us", true, func(s *Stats) *atomic.Uint64 { return &s.NotForUs }},
-	{"drop_bad_source", true, func(s *Stats) *atomic.Uint64 { return &s.BadSource }},
-	{"drop_unknown_protocol", true, func(s *Stats) *atomic.Uint64 { return &s.UnknownProtocol }},
-	{"drop_icmp_bad", true, func(s *Stats) *atomic.Uint64 { return &s.ICMPBad }},
-	{"drop_icmp_other", true, func(s *Stats) *atomic.Uint64 { return &s.ICMPOtherDropped }},
-}
+// Load returns the count of event e.
+func (s *Stats) Load(e Event) uint64 { return s.events.Load(e) }
+
+// Drops returns the packets dropped for reason r.
+func (s *Stats) Drops(r Reason) uint64 { return s.drops.Load(r) }
 
 // Dropped is the sum of all drop counters.
-func (s *Stats) Dropped() uint64 {
-	var n uint64
-	for _, c := range counters {
-		if c.drop {
-			n += c.get(s).Load()
-		}
-	}
-	return n
+func (s *Stats) Dropped() uint64 { return s.drops.Sum() }
+
+// Each lists every counter by name ("received", ..., "drop_bad_checksum",
+// ...), then "dropped", the sum of the drop counters.
+func (s *Stats) Each(f func(name string, v uint64)) {
+	s.events.Each(f)
+	s.drops.Each(f)
+	f("dropped", s.Dropped())
 }
 
-// Snapshot returns every counter by name ("received", "drop_bad_checksum",
-// ...), plus "dropped", the sum of the drop counters.
-func (s *Stats) Snapshot() map[string]uint64 {
-	m := make(map[string]uint64, len(counters)+1)
-	for _, c := range counters {
-		m[c.name] = c.get(s).Load()
-	}
-	m["dropped"] = s.Dropped()
-	return m
-}
+// Snapshot returns what Each lists, as a map.
+func (s *Stats) Snapshot() map[string]uint64 { return counter.Snapshot(s) }
 
 // Layer is the IPv4 layer of one stack with one address. Input and PutHeader
 // may be called from any number of goroutines.
@@ -144,11 +151,11 @@ func New(addr netip.Addr) *Layer {
 	if !addr.Is4() {
 		panic(fmt.Sprintf("ipv4: New(%v): not an IPv4 address", addr))
 	}
-	return &Layer{Addr: addr.As4()}
+	return &Layer{Addr: addr.As4(), Stats: newStats()}
 }
 
-func (l *Layer) drop(c *atomic.Uint64) (Verdict, header.IPv4) {
-	c.Add(1)
+func (l *Layer) drop(r Reason) (Verdict, header.IPv4) {
+	l.Stats.drops.Inc(r)
 	return Drop, nil
 }
 
@@ -165,61 +172,61 @@ func (l *Layer) drop(c *atomic.Uint64) (Verdict, header.IPv4) {
 //
 // Input never panics, whatever pkt holds, and does not allocate.
 func (l *Layer) Input(pkt []byte) (Verdict, header.IPv4) {
-	l.Stats.Received.Add(1)
+	l.Stats.events.Inc(Received)
 	h, err := header.ParseIPv4(pkt)
 	switch err {
 	case nil:
 	case header.ErrTooShort:
-		return l.drop(&l.Stats.TooShort)
+		return l.drop(TooShort)
 	case header.ErrBadVersion:
 		// RFC 1122 §3.2.1.1: a datagram whose version number is not 4
 		// MUST be silently discarded.
-		return l.drop(&l.Stats.BadVersion)
+		return l.drop(BadVersion)
 	case header.ErrBadIHL:
-		return l.drop(&l.Stats.BadIHL)
+		return l.drop(BadIHL)
 	case header.ErrBadTotalLength:
-		return l.drop(&l.Stats.BadTotalLength)
+		return l.drop(BadTotalLength)
 	default: // header.ErrBadChecksum
 		// RFC 1122 §3.2.1.2: a host MUST verify the header checksum and
 		// silently discard a datagram that fails.
-		return l.drop(&l.Stats.BadChecksum)
+		return l.drop(BadChecksum)
 	}
 	// RFC 791 §3.1 "Time to Live": a datagram whose TTL is zero must be
 	// destroyed. (A host does not decrement TTL, and RFC 1122 §3.2.1.7
 	// forbids discarding for TTL 1.)
 	if h.TTL() == 0 {
-		return l.drop(&l.Stats.TTLZero)
+		return l.drop(TTLZero)
 	}
 	// RFC 1122 §3.2.1.3: we have one address and no broadcast or multicast
 	// membership, so everything else is not ours (we do not forward).
 	if h.DstBytes() != l.Addr {
-		return l.drop(&l.Stats.NotForUs)
+		return l.drop(NotForUs)
 	}
 	// RFC 1122 §3.2.1.3: a host MUST silently discard a datagram whose
 	// source address is invalid: 0.0.0.0, limited broadcast, class D, or
 	// loopback (127/8 "MUST NOT appear outside a host").
 	if badSource(h.SrcBytes()) {
-		return l.drop(&l.Stats.BadSource)
+		return l.drop(BadSource)
 	}
 	// RFC 791 §3.2 "Fragmentation and Reassembly": MF set or a nonzero
 	// offset marks a fragment. Divergence: RFC 1122 §3.3.2 requires
 	// reassembly; until it exists fragments are dropped and counted. Our
 	// peers send with DF and honour our MSS, so this is rare.
 	if h.IsFragment() {
-		return l.drop(&l.Stats.Fragment)
+		return l.drop(Fragment)
 	}
 	// RFC 1122 §3.2.1.8: options are passed up untouched; the transport
 	// layer reads the payload after HeaderLen.
 	switch h.Protocol() {
 	case header.ProtoTCP:
-		l.Stats.Delivered.Add(1)
+		l.Stats.events.Inc(Delivered)
 		return DeliverTCP, h
 	case header.ProtoICMP:
 		return l.icmp(h)
 	}
 	// Divergence: RFC 1122 §3.2.2.1 says a host SHOULD answer with ICMP
 	// protocol unreachable; we only count.
-	return l.drop(&l.Stats.UnknownProtocol)
+	return l.drop(UnknownProtocol)
 }
 
 // badSource reports source addresses RFC 1122 §3.2.1.3 forbids.
@@ -242,12 +249,12 @@ func (l *Layer) icmp(h header.IPv4) (Verdict, header.IPv4) {
 	// RFC 792: the checksum covers the whole ICMP message.
 	m, err := header.ParseICMPv4(h.Payload())
 	if err != nil {
-		return l.drop(&l.Stats.ICMPBad)
+		return l.drop(ICMPBad)
 	}
 	if m.Type() != header.ICMPEcho {
 		// Echo replies (we send no requests), destination unreachable and
 		// the rest: nobody consumes them yet.
-		return l.drop(&l.Stats.ICMPOtherDropped)
+		return l.drop(ICMPOtherDropped)
 	}
 	return l.echoReply(h), h[:header.IPv4MinHeaderLen+len(m)]
 }
@@ -277,8 +284,8 @@ func (l *Layer) echoReply(h header.IPv4) Verdict {
 	m.SetCode(0)
 	m.UpdateChecksum()
 	l.put(h, dst, src, header.ProtoICMP, n)
-	l.Stats.ICMPEchoReplied.Add(1)
-	l.Stats.Sent.Add(1)
+	l.Stats.events.Inc(ICMPEchoReplied)
+	l.Stats.events.Inc(Sent)
 	return Reply
 }
 
@@ -291,7 +298,7 @@ func (l *Layer) PutHeader(b []byte, dst [4]byte, proto uint8, payloadLen int) {
 		panic(fmt.Sprintf("ipv4: PutHeader: payload length %d out of range", payloadLen))
 	}
 	l.put(b, l.Addr, dst, proto, payloadLen)
-	l.Stats.Sent.Add(1)
+	l.Stats.events.Inc(Sent)
 }
 
 func (l *Layer) put(b []byte, src, dst [4]byte, proto uint8, payloadLen int) {

@@ -3,9 +3,11 @@ package ipv4
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"testing"
 
+	"ustack/stack/counter"
 	"ustack/stack/header"
 )
 
@@ -176,7 +178,9 @@ func TestInputDropReasons(t *testing.T) {
 		{name: "ICMP echo reply", counter: "drop_icmp_other", pkt: func() []byte { return icmpPacket(header.ICMPEchoReply, nil) }},
 		{name: "ICMP dest unreachable", counter: "drop_icmp_other", pkt: func() []byte { return icmpPacket(header.ICMPDestUnreach, make([]byte, 28)) }},
 	}
+	covered := map[string]bool{}
 	for _, tt := range tests {
+		covered[tt.counter] = true
 		t.Run(tt.name, func(t *testing.T) {
 			l := newLayer()
 			pkt := tt.pkt()
@@ -199,6 +203,25 @@ func TestInputDropReasons(t *testing.T) {
 				}
 			}
 		})
+	}
+	for r := Reason(0); r < numReasons; r++ {
+		if !covered["drop_"+r.String()] {
+			t.Errorf("no packet in this test is dropped for %v", r)
+		}
+	}
+}
+
+// TestEveryCounterIsNamed: no event or drop reason lacks a name, so none
+// is counted unnamed.
+func TestEveryCounterIsNamed(t *testing.T) {
+	if err := counter.Validate(numEvents); err != nil {
+		t.Error(err)
+	}
+	if err := counter.Validate(numReasons); err != nil {
+		t.Error(err)
+	}
+	if got := Reason(numReasons).String(); got != fmt.Sprintf("reason(%d)", numReasons) {
+		t.Errorf("String of an unknown reason = %q", got)
 	}
 }
 
@@ -235,7 +258,7 @@ func TestInputDeliversTCP(t *testing.T) {
 	if err != nil || seg.DstPort() != 80 || !header.TCPChecksumOK(seg, h.SrcBytes(), h.DstBytes()) {
 		t.Fatalf("delivered segment: err %v, port %d", err, seg.DstPort())
 	}
-	if l.Stats.Delivered.Load() != 1 || l.Stats.Received.Load() != 1 || l.Stats.Dropped() != 0 {
+	if l.Stats.Load(Delivered) != 1 || l.Stats.Load(Received) != 1 || l.Stats.Dropped() != 0 {
 		t.Fatalf("stats %v", l.Stats.Snapshot())
 	}
 }
@@ -300,7 +323,7 @@ func TestInputEchoReply(t *testing.T) {
 		t.Fatalf("reply is %d bytes (in place: %v), want %d in place", len(reply), &reply[0] == &pkt[0], n)
 	}
 	checkEchoReply(t, reply, data)
-	if l.Stats.ICMPEchoReplied.Load() != 1 || l.Stats.Sent.Load() != 1 || l.Stats.Dropped() != 0 || l.Stats.Delivered.Load() != 0 {
+	if l.Stats.Load(ICMPEchoReplied) != 1 || l.Stats.Load(Sent) != 1 || l.Stats.Dropped() != 0 || l.Stats.Load(Delivered) != 0 {
 		t.Fatalf("stats %v", l.Stats.Snapshot())
 	}
 }
@@ -359,8 +382,8 @@ func TestPutHeader(t *testing.T) {
 			t.Fatalf("header %x", b[:20])
 		}
 	}
-	if l.Stats.Sent.Load() != 3 {
-		t.Fatalf("Sent = %d", l.Stats.Sent.Load())
+	if l.Stats.Load(Sent) != 3 {
+		t.Fatalf("Sent = %d", l.Stats.Load(Sent))
 	}
 }
 
@@ -383,7 +406,7 @@ func TestInputTruncationsNeverPanic(t *testing.T) {
 			checkInvariants(t, l, b, v, h)
 		}
 	}
-	if got, want := l.Stats.Received.Load(), l.Stats.Delivered.Load()+l.Stats.ICMPEchoReplied.Load()+l.Stats.Dropped(); got != want {
+	if got, want := l.Stats.Load(Received), l.Stats.Load(Delivered)+l.Stats.Load(ICMPEchoReplied)+l.Stats.Dropped(); got != want {
 		t.Fatalf("received %d != delivered+replied+dropped %d", got, want)
 	}
 }

@@ -88,22 +88,6 @@ type ImpairConfig struct {
 	Rule Rule
 }
 
-// DirStats counts what happened to the packets of one direction.
-type DirStats struct {
-	Offered      uint64 // packets that entered the direction
-	Passed       uint64 // packets handed on (written to the endpoint, or returned by ReadBatch); duplicates count
-	DroppedLoss  uint64 // dropped by Loss
-	DroppedQueue uint64 // dropped because Queue packets were held already
-	DroppedRule  uint64 // dropped by the Rule
-	Duplicated   uint64 // extra copies made by Dup
-	Reordered    uint64 // packets released after a later packet overtook them
-	Corrupted    uint64 // packets with a flipped bit
-	Delayed      uint64 // packets (copies) held for a time > 0: delay, jitter, rate, or Rule
-}
-
-// ImpairStats are the counters of both directions.
-type ImpairStats struct{ In, Out DirStats }
-
 // Impaired is an Endpoint that impairs the traffic of another; see Impair.
 type Impaired struct {
 	ep    Endpoint
@@ -152,11 +136,6 @@ func (i *Impaired) MTU() int { return i.ep.MTU() }
 // BatchSize implements Endpoint.
 func (i *Impaired) BatchSize() int { return i.ep.BatchSize() }
 
-// Stats returns the counters of both directions.
-func (i *Impaired) Stats() ImpairStats {
-	return ImpairStats{In: i.in.snapshot(), Out: i.out.snapshot()}
-}
-
 // WriteBatch implements Endpoint. Every packet is accepted (a lossy link
 // loses silently); the error is the wrapped endpoint's, for packets due at
 // once.
@@ -164,10 +143,8 @@ func (i *Impaired) WriteBatch(bufs [][]byte, offset int) (int, error) {
 	d := i.out
 	if d.passthrough {
 		n, err := i.ep.WriteBatch(bufs, offset)
-		d.mu.Lock()
-		d.stats.Offered += uint64(len(bufs))
-		d.stats.Passed += uint64(n)
-		d.mu.Unlock()
+		d.cnt.ev.Add(evOffered, uint64(len(bufs)))
+		d.cnt.ev.Add(evPassed, uint64(n))
 		return n, err
 	}
 	d.mu.Lock()
@@ -190,10 +167,8 @@ func (i *Impaired) ReadBatch(bufs [][]byte, sizes []int, offset int) (int, error
 	d := i.in
 	if d.passthrough {
 		n, err := i.ep.ReadBatch(bufs, sizes, offset)
-		d.mu.Lock()
-		d.stats.Offered += uint64(n)
-		d.stats.Passed += uint64(n)
-		d.mu.Unlock()
+		d.cnt.ev.Add(evOffered, uint64(n))
+		d.cnt.ev.Add(evPassed, uint64(n))
 		return n, err
 	}
 	d.mu.Lock()
@@ -220,7 +195,7 @@ func (i *Impaired) ReadBatch(bufs [][]byte, sizes []int, offset int) (int, error
 			break
 		}
 		sizes[n] = copy(bufs[n][offset:], data)
-		d.stats.Passed++
+		d.cnt.ev.Inc(evPassed)
 		d.recycle(p)
 		n++
 	}
@@ -326,7 +301,7 @@ type impairDir struct {
 	batch   []*heldPkt // scratch: packets released together
 	bufs    [][]byte   // scratch: their buffers, for WriteBatch
 	free    []*heldPkt
-	stats   DirStats
+	cnt     dirCounters
 }
 
 type heldPkt struct {
@@ -338,7 +313,7 @@ type heldPkt struct {
 }
 
 func newImpairDir(i *Impaired, dir Direction, s Spec, seed int64) *impairDir {
-	d := &impairDir{imp: i, dir: dir, spec: s, limit: s.Queue}
+	d := &impairDir{imp: i, dir: dir, spec: s, limit: s.Queue, cnt: newDirCounters()}
 	if d.limit == 0 {
 		d.limit = DefaultImpairQueue
 	}
@@ -350,12 +325,6 @@ func newImpairDir(i *Impaired, dir Direction, s Spec, seed int64) *impairDir {
 	d.loss, d.dup, d.reorder = stream(streamLoss), stream(streamDup), stream(streamReorder)
 	d.corrupt, d.jitter = stream(streamCorrupt), stream(streamJitter)
 	return d
-}
-
-func (d *impairDir) snapshot() DirStats {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.stats
 }
 
 func (d *impairDir) held() int {
@@ -399,7 +368,7 @@ func jitterDraw(r *rand.Rand, j time.Duration) time.Duration {
 // only on the seed and the packet's position.
 func (d *impairDir) offer(now time.Time, data []byte) {
 	s := &d.spec
-	d.stats.Offered++
+	d.cnt.ev.Inc(evOffered)
 	lost := s.Loss > 0 && d.loss.Float64() < s.Loss
 	dup := s.Dup > 0 && d.dup.Float64() < s.Dup
 	var dupJitter time.Duration
@@ -418,26 +387,26 @@ func (d *impairDir) offer(now time.Time, data []byte) {
 	if d.imp.rule != nil {
 		switch a := d.imp.rule(d.dir, data); {
 		case a == Drop:
-			d.stats.DroppedRule++
+			d.cnt.drops.Inc(dropRule)
 			return
 		case a > 0:
 			if d.held() >= d.limit {
-				d.stats.DroppedQueue++
+				d.cnt.drops.Inc(dropQueue)
 				return
 			}
 			p := d.newPkt(data)
 			p.when = now.Add(time.Duration(a))
-			d.stats.Delayed++
+			d.cnt.ev.Inc(evDelayed)
 			d.push(p)
 			return
 		}
 	}
 	if lost {
-		d.stats.DroppedLoss++
+		d.cnt.drops.Inc(dropLoss)
 		return
 	}
 	if corrupt {
-		d.stats.Corrupted++
+		d.cnt.ev.Inc(evCorrupted)
 	}
 	copies := 1
 	if dup {
@@ -445,11 +414,11 @@ func (d *impairDir) offer(now time.Time, data []byte) {
 	}
 	for c := range copies {
 		if d.held() >= d.limit {
-			d.stats.DroppedQueue++
+			d.cnt.drops.Inc(dropQueue)
 			continue
 		}
 		if c == 1 {
-			d.stats.Duplicated++
+			d.cnt.ev.Inc(evDuplicated)
 			jitter = dupJitter
 		}
 		p := d.newPkt(data)
@@ -471,7 +440,7 @@ func (d *impairDir) offer(now time.Time, data []byte) {
 		}
 		d.last = when
 		if when.After(now) {
-			d.stats.Delayed++
+			d.cnt.ev.Inc(evDelayed)
 		}
 		p.when = when
 		p.reorder = reorder && c == 0
@@ -499,7 +468,7 @@ func (d *impairDir) releaseDue(now time.Time) error {
 		if d.slot != nil {
 			batch = append(batch, d.slot)
 			d.slot = nil
-			d.stats.Reordered++
+			d.cnt.ev.Inc(evReordered)
 		}
 	}
 	if d.slot != nil && !d.slotAt.After(now) {
@@ -527,7 +496,7 @@ func (d *impairDir) deliver(batch []*heldPkt) error {
 		bufs = append(bufs, p.buf)
 	}
 	n, err := d.imp.ep.WriteBatch(bufs, Headroom)
-	d.stats.Passed += uint64(n)
+	d.cnt.ev.Add(evPassed, uint64(n))
 	clear(bufs)
 	d.bufs = bufs[:0]
 	for _, p := range batch {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/bits"
 	"net"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"ustack/internal/waitfor"
 	"ustack/stack/clock"
 )
 
@@ -575,13 +577,7 @@ func TestImpairInVirtualTime(t *testing.T) {
 	imp := Impair(b, ImpairConfig{In: Spec{Delay: time.Second, Dup: 1}, Clock: v})
 	defer imp.Close()
 	write(t, a, 0, 3)
-	deadline := time.Now().Add(5 * time.Second)
-	for imp.Stats().In.Offered < 3 {
-		if time.Now().After(deadline) {
-			t.Fatal("reader did not pick up the packets")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitfor.Cond(t, 5*time.Second, "the reader to pick up the packets", func() bool { return imp.Stats().In.Offered >= 3 })
 	v.Advance(time.Second - time.Nanosecond)
 	imp.in.mu.Lock()
 	ready := len(imp.in.ready)
@@ -676,20 +672,13 @@ func TestImpairConcurrentRealTime(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		st := imp.Stats().Out
-		if st.Offered != writers*each {
-			t.Fatalf("offered %d", st.Offered)
-		}
-		if st.Passed == st.Offered-st.DroppedLoss+st.Duplicated {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("packets still held: %+v", st)
-		}
-		time.Sleep(time.Millisecond)
+	if st := imp.Stats().Out; st.Offered != writers*each {
+		t.Fatalf("offered %d", st.Offered)
 	}
+	waitfor.Condf(t, 5*time.Second, func() string { return fmt.Sprintf("the held packets to go (%+v)", imp.Stats().Out) }, func() bool {
+		st := imp.Stats().Out
+		return st.Passed == st.Offered-st.DroppedLoss+st.Duplicated
+	})
 	st := imp.Stats().Out
 	ids, _ := readAll(t, b, int(st.Passed), 5*time.Second)
 	if len(ids) != int(st.Passed) {
@@ -740,13 +729,7 @@ func TestImpairInShortBuffer(t *testing.T) {
 	imp := Impair(b, ImpairConfig{Rule: func(Direction, []byte) Action { return Pass }})
 	defer imp.Close()
 	write(t, a, 1, 3)
-	deadline := time.Now().Add(5 * time.Second)
-	for imp.Stats().In.Offered < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("reader did not pick up the packets")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitfor.Cond(t, 5*time.Second, "the reader to pick up the packets", func() bool { return imp.Stats().In.Offered >= 2 })
 	if _, err := imp.ReadBatch([][]byte{make([]byte, Headroom+50)}, []int{0}, Headroom); err != ErrShortBuffer {
 		t.Fatalf("err %v, want ErrShortBuffer", err)
 	}

@@ -3,7 +3,8 @@ package link
 import (
 	"net"
 	"sync"
-	"sync/atomic"
+
+	"ustack/stack/counter"
 )
 
 // PipeEnd is one end of an in-memory link made by Pipe. What one end writes,
@@ -15,7 +16,7 @@ type PipeEnd struct {
 	in   *pipeQueue // packets for this end to read
 	peer *PipeEnd
 
-	Dropped atomic.Uint64 // packets dropped because the peer's queue was full
+	drops *counter.Set[pipeDrop] // packets this end could not write; see Each
 }
 
 type pipeQueue struct {
@@ -36,8 +37,8 @@ func Pipe(mtu int) (*PipeEnd, *PipeEnd) { return PipeWithQueue(mtu, DefaultPipeQ
 
 // PipeWithQueue is Pipe with a chosen queue length.
 func PipeWithQueue(mtu, queue int) (*PipeEnd, *PipeEnd) {
-	a := &PipeEnd{mtu: mtu, in: newPipeQueue(queue)}
-	b := &PipeEnd{mtu: mtu, in: newPipeQueue(queue)}
+	a := &PipeEnd{mtu: mtu, in: newPipeQueue(queue), drops: counter.NewSet("drop_", numPipeDrops)}
+	b := &PipeEnd{mtu: mtu, in: newPipeQueue(queue), drops: counter.NewSet("drop_", numPipeDrops)}
 	a.peer, b.peer = b, a
 	return a, b
 }
@@ -65,8 +66,12 @@ func (p *PipeEnd) WriteBatch(bufs [][]byte, offset int) (int, error) {
 	}
 	for _, b := range bufs {
 		pkt := b[offset:]
-		if len(pkt) > p.mtu || len(q.pkts) >= q.limit {
-			p.Dropped.Add(1)
+		if len(pkt) > p.mtu {
+			p.drops.Inc(dropTooBig)
+			continue
+		}
+		if len(q.pkts) >= q.limit {
+			p.drops.Inc(dropPeerFull)
 			continue
 		}
 		var c []byte

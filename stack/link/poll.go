@@ -34,10 +34,7 @@ func (i *Impaired) TryReadBatch(bufs [][]byte, sizes []int, offset int) (int, er
 		return 0, ErrNotPoller
 	}
 	n, err := p.TryReadBatch(bufs, sizes, offset)
-	d := i.in
-	d.mu.Lock()
-	d.stats.Offered += uint64(n)
-	d.stats.Passed += uint64(n)
-	d.mu.Unlock()
+	i.in.cnt.ev.Add(evOffered, uint64(n))
+	i.in.cnt.ev.Add(evPassed, uint64(n))
 	return n, err
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"ustack/internal/gvpeer"
+	"ustack/internal/waitfor"
 	"ustack/stack"
 	"ustack/stack/link"
 	"ustack/stack/tcp"
@@ -279,22 +280,18 @@ func runGVisor(seed uint64, p Profile) (string, error) {
 	// TIME-WAIT, CLOSING or LAST-ACK: allowed when ustack's TCB had ended
 	// cleanly and it answered a late segment (a duplicated final ACK, a FIN
 	// retransmitted after a lost ACK) from its closed port.
-	deadline := time.Now().Add(gvDeadline)
 	var werr error
-	for {
-		gs := gc.State()
-		if uc.State() == tcp.Closed && us.Stats().TCPConns == 0 && (gs == "CLOSED" || gs == "ERROR") {
-			if gs == "ERROR" && us.Stats().TCPResetsSent == 0 {
-				werr = errors.New("gVisor's connection failed (state ERROR) and ustack sent no RST")
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			werr = fmt.Errorf("not CLOSED within %v: ustack %v (%s), gVisor %s, ustack TCBs %d",
-				gvDeadline, uc.State(), infoString(uc), gc.State(), us.Stats().TCPConns)
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
+	var gs string
+	closed := waitfor.Within(gvDeadline, func() bool {
+		gs = gc.State()
+		return uc.State() == tcp.Closed && us.Stats().TCPConns == 0 && (gs == "CLOSED" || gs == "ERROR")
+	})
+	switch {
+	case !closed:
+		werr = fmt.Errorf("not CLOSED within %v: ustack %v (%s), gVisor %s, ustack TCBs %d",
+			gvDeadline, uc.State(), infoString(uc), gc.State(), us.Stats().TCPConns)
+	case gs == "ERROR" && us.Stats().TCPResetsSent == 0:
+		werr = errors.New("gVisor's connection failed (state ERROR) and ustack sent no RST")
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -6,6 +6,7 @@ package cc
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -30,12 +31,16 @@ type Controller interface {
 // segments as RFC 6928 allows.
 func InitialWindow(mss int) int { return 10 * mss }
 
-// ErrUnknown is returned (wrapped) by Lookup for a name it does not know.
-var ErrUnknown = errors.New("cc: unknown congestion control")
+// ErrUnknown is returned (wrapped) by Lookup and Valid for a name they do
+// not know.
+var ErrUnknown = errors.New("unknown congestion control")
+
+// Known lists the names Lookup accepts (besides "", the default), sorted.
+func Known() []string { return []string{"cubic", "newreno", "reno"} }
 
 // Lookup returns the constructor for the named algorithm: "cubic" (also
 // the default, for ""; docs/design.md "Defaults"), or "newreno" (alias "reno").
-// Any other name is an error wrapping ErrUnknown that lists the valid names,
+// Any other name is an error wrapping ErrUnknown that lists the known names,
 // so a configuration can be checked before the first connection.
 func Lookup(name string) (func(mss int) Controller, error) {
 	switch name {
@@ -44,7 +49,15 @@ func Lookup(name string) (func(mss int) Controller, error) {
 	case "newreno", "reno":
 		return newReno, nil
 	}
-	return nil, fmt.Errorf("%w %q (valid: cubic, newreno, reno)", ErrUnknown, name)
+	return nil, fmt.Errorf("%w %q (known: %s)", ErrUnknown, name, strings.Join(Known(), ", "))
+}
+
+// Valid reports whether Lookup knows name: nil, or the error Lookup
+// returns, e.g. `unknown congestion control "cubc" (known: cubic, newreno,
+// reno)`.
+func Valid(name string) error {
+	_, err := Lookup(name)
+	return err
 }
 
 func newCubic(mss int) Controller { return NewCubic(mss) }

@@ -67,6 +67,18 @@ func TestLookupUnknownListsValidNames(t *testing.T) {
 	}
 }
 
+func TestValid(t *testing.T) {
+	for _, name := range append(Known(), "") {
+		if err := Valid(name); err != nil {
+			t.Errorf("Valid(%q) = %v", name, err)
+		}
+	}
+	err := Valid("cubc")
+	if want := `unknown congestion control "cubc" (known: cubic, newreno, reno)`; err == nil || err.Error() != want || !errors.Is(err, ErrUnknown) {
+		t.Fatalf("Valid(cubc) = %v, want %s (wrapping ErrUnknown)", err, want)
+	}
+}
+
 // TestNewUnknownFallsBackToReno documents New's fallback for names Lookup
 // rejects.
 func TestNewUnknownFallsBackToReno(t *testing.T) {

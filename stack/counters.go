@@ -1,0 +1,136 @@
+package stack
+
+import "ustack/stack/counter"
+
+// Stats are the stack-wide counters (Each lists the same, and more, by
+// name).
+type Stats struct {
+	IP                map[string]uint64
+	TCPSegsIn         uint64
+	TCPSegsOut        uint64
+	TCPBadHeader      uint64 // too short or bad data offset
+	TCPBadChecksum    uint64
+	TCPBadOptions     uint64
+	TCPNoConnection   uint64 // segments for no connection or listener (answered with RST)
+	TCPResetsSent     uint64 // RSTs sent for segments with no connection
+	TCPListenOverflow uint64 // SYNs or cookie ACKs dropped: queue full
+	TCPSynCookiesSent uint64 // SYN-ACKs sent with a cookie
+	TCPSynCookiesOK   uint64 // connections made from a valid cookie
+	TCPConnLimit      uint64 // SYNs dropped: MaxConns reached
+	TCPActiveOpens    uint64
+	TCPPassiveOpens   uint64
+	TCPEstablished    uint64 // connections that reached ESTABLISHED
+	TCPRetransmits    uint64 // from connections that have ended
+	TCPConns          int    // connections with a TCB now
+	LinkWriteErrors   uint64
+	LinkReadErrors    uint64
+}
+
+// event is a stack-wide count that is not a drop.
+type event uint8
+
+const (
+	evSegsIn       event = iota // TCP segments that passed the checks
+	evSegsOut                   // TCP segments sent
+	evResetsSent                // RSTs sent for segments with no connection
+	evCookiesSent               // SYN-ACKs sent with a cookie
+	evCookiesOK                 // connections made from a valid cookie
+	evActiveOpens               // DialTCP and DialTCPAsync
+	evPassiveOpens              // connections made for a listener
+	evEstablished               // connections that reached ESTABLISHED
+	evRetransmits               // retransmissions of connections that have ended
+	evLinkWriteErr              // WriteBatch errors
+	evLinkReadErr               // ReadBatch errors
+	numEvents
+)
+
+var eventNames = [numEvents]string{
+	evSegsIn: "segs_in", evSegsOut: "segs_out", evResetsSent: "resets_sent",
+	evCookiesSent: "syn_cookies_sent", evCookiesOK: "syn_cookies_ok",
+	evActiveOpens: "active_opens", evPassiveOpens: "passive_opens", evEstablished: "established",
+	evRetransmits: "retransmits", evLinkWriteErr: "link_write_errors", evLinkReadErr: "link_read_errors",
+}
+
+func (e event) String() string { return counter.Name(eventNames[:], e, "event") }
+
+// dropReason is why the stack dropped a TCP segment (or a connection in
+// the making) after the IPv4 layer delivered it.
+type dropReason uint8
+
+const (
+	dropBadHeader      dropReason = iota // too short or bad data offset
+	dropBadChecksum                      // TCP checksum
+	dropBadOptions                       // malformed TCP options
+	dropNoConnection                     // no connection or listener (answered with RST)
+	dropListenOverflow                   // a listener's queue is full (and no SYN cookie answers)
+	dropConnLimit                        // Options.MaxConns reached
+	dropListenerClosed                   // the listener closed while the segment was handled
+	dropTupleInUse                       // another connection took the 4-tuple meanwhile
+	numDropReasons
+)
+
+var dropReasonNames = [numDropReasons]string{
+	dropBadHeader: "bad_header", dropBadChecksum: "bad_checksum", dropBadOptions: "bad_options",
+	dropNoConnection: "no_connection", dropListenOverflow: "listen_overflow", dropConnLimit: "conn_limit",
+	dropListenerClosed: "listener_closed", dropTupleInUse: "tuple_in_use",
+}
+
+func (r dropReason) String() string { return counter.Name(dropReasonNames[:], r, "reason") }
+
+// counters are the stack's own counters.
+type counters struct {
+	ev    *counter.Set[event]
+	drops *counter.Set[dropReason]
+}
+
+func newCounters() counters {
+	return counters{ev: counter.NewSet("", numEvents), drops: counter.NewSet("drop_", numDropReasons)}
+}
+
+// Stats returns the stack's counters.
+func (s *Stack) Stats() Stats {
+	s.mu.RLock()
+	n := len(s.conns)
+	s.mu.RUnlock()
+	ev, dr := s.cnt.ev.Load, s.cnt.drops.Load
+	return Stats{
+		IP:                s.ip.Stats.Snapshot(),
+		TCPSegsIn:         ev(evSegsIn),
+		TCPSegsOut:        ev(evSegsOut),
+		TCPBadHeader:      dr(dropBadHeader),
+		TCPBadChecksum:    dr(dropBadChecksum),
+		TCPBadOptions:     dr(dropBadOptions),
+		TCPNoConnection:   dr(dropNoConnection),
+		TCPResetsSent:     ev(evResetsSent),
+		TCPListenOverflow: dr(dropListenOverflow),
+		TCPSynCookiesSent: ev(evCookiesSent),
+		TCPSynCookiesOK:   ev(evCookiesOK),
+		TCPConnLimit:      dr(dropConnLimit),
+		TCPActiveOpens:    ev(evActiveOpens),
+		TCPPassiveOpens:   ev(evPassiveOpens),
+		TCPEstablished:    ev(evEstablished),
+		TCPRetransmits:    ev(evRetransmits),
+		TCPConns:          n,
+		LinkWriteErrors:   ev(evLinkWriteErr),
+		LinkReadErrors:    ev(evLinkReadErr),
+	}
+}
+
+// Each lists every counter of the stack by name, layer by layer: "ip."
+// then the IPv4 layer's (ip.received, ..., ip.drop_bad_checksum, ...),
+// "tcp." then the stack's own (tcp.segs_in, ..., tcp.drop_no_connection,
+// ..., and tcp.conns, the connections with a TCB now), and "link." then
+// the link endpoint's, if it lists counters (a counter.Lister, as
+// link.Impaired and link.PipeEnd are).
+func (s *Stack) Each(f func(name string, v uint64)) {
+	counter.Prefixed("ip.", &s.ip.Stats).Each(f)
+	counter.Prefixed("tcp.", s.cnt.ev).Each(f)
+	counter.Prefixed("tcp.", s.cnt.drops).Each(f)
+	s.mu.RLock()
+	n := len(s.conns)
+	s.mu.RUnlock()
+	f("tcp.conns", uint64(n))
+	if l, ok := s.ep.(counter.Lister); ok {
+		counter.Prefixed("link.", l).Each(f)
+	}
+}

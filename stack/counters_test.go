@@ -1,0 +1,122 @@
+package stack
+
+import (
+	"strings"
+	"testing"
+
+	"ustack/stack/clock"
+	"ustack/stack/counter"
+	"ustack/stack/header"
+	"ustack/stack/link"
+)
+
+// rawSeg builds an IPv4/TCP packet from addrA:sport to addrB:dport with
+// the raw TCP options opts (a multiple of 4 bytes), then lets edit spoil
+// it after the checksums are set.
+func rawSeg(sport, dport uint16, flags uint8, opts []byte, edit func(ip, tcp []byte)) []byte {
+	b := make([]byte, link.Headroom+40+len(opts))
+	p := b[link.Headroom:]
+	t := p[20:]
+	copy(t[20:], opts)
+	header.PutTCP(t, header.TCPFields{SrcPort: sport, DstPort: dport, Seq: 1000, Flags: flags, Window: 65535, OptLen: len(opts)})
+	header.SetTCPChecksum(t, addrA.As4(), addrB.As4())
+	header.PutIPv4(p, header.IPv4Fields{TotalLen: uint16(len(p)), TTL: 64, Protocol: header.ProtoTCP, Src: addrA.As4(), Dst: addrB.As4()})
+	if edit != nil {
+		edit(p, t)
+	}
+	return b
+}
+
+// drops returns the drop counters of every layer of s, by name.
+func drops(s *Stack) map[string]uint64 {
+	m := map[string]uint64{}
+	s.Each(func(name string, v uint64) {
+		if strings.Contains(name, ".drop_") {
+			m[name] = v
+		}
+	})
+	return m
+}
+
+// TestMalformedPacketCountsItsReason: each bad packet moves exactly one
+// drop counter of the whole stack, the one named for its fault.
+func TestMalformedPacketCountsItsReason(t *testing.T) {
+	badMSS := []byte{header.OptMSS, 3, 0, 0} // MSS option of length 3
+	tests := []struct {
+		name, counter string
+		opts          Options
+		pkts          [][]byte // the last one is the bad one
+	}{
+		{name: "IP checksum", counter: "ip.drop_bad_checksum", pkts: [][]byte{rawSeg(5000, 80, header.FlagSYN, nil, func(ip, _ []byte) { ip[10] ^= 0xff })}},
+		{name: "TCP checksum", counter: "tcp.drop_bad_checksum", pkts: [][]byte{rawSeg(5000, 80, header.FlagSYN, nil, func(_, tcp []byte) { tcp[16] ^= 0xff })}},
+		{name: "data offset", counter: "tcp.drop_bad_header", pkts: [][]byte{rawSeg(5000, 80, header.FlagSYN, nil, func(_, tcp []byte) { tcp[12] = 4 << 4 })}},
+		{name: "TCP option", counter: "tcp.drop_bad_options", pkts: [][]byte{rawSeg(5000, 80, header.FlagSYN, badMSS, nil)}},
+		{name: "closed port", counter: "tcp.drop_no_connection", pkts: [][]byte{rawSeg(5000, 81, header.FlagSYN, nil, nil)}},
+		{name: "listen overflow", counter: "tcp.drop_listen_overflow", opts: Options{Backlog: 1, NoSYNCookies: true},
+			pkts: [][]byte{rawSeg(5000, 80, header.FlagSYN, nil, nil), rawSeg(5001, 80, header.FlagSYN, nil, nil)}},
+		{name: "connection limit", counter: "tcp.drop_conn_limit", opts: Options{MaxConns: 1},
+			pkts: [][]byte{rawSeg(5000, 80, header.FlagSYN, nil, nil), rawSeg(5001, 80, header.FlagSYN, nil, nil)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ea, eb := link.Pipe(1500)
+			tt.opts.Addr, tt.opts.Clock, tt.opts.Manual = addrB, clock.NewVirtual(), true
+			s, err := New(eb, tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			defer ea.Close()
+			if _, err := s.ListenTCP(80); err != nil {
+				t.Fatal(err)
+			}
+			last := len(tt.pkts) - 1
+			ea.WriteBatch(tt.pkts[:last], link.Headroom)
+			s.Poll()
+			before := drops(s)
+			ea.WriteBatch(tt.pkts[last:], link.Headroom)
+			s.Poll()
+			after := drops(s)
+			if _, ok := after[tt.counter]; !ok {
+				t.Fatalf("no counter %q among %v", tt.counter, after)
+			}
+			for name, v := range after {
+				want := before[name]
+				if name == tt.counter {
+					want++
+				}
+				if v != want {
+					t.Errorf("%s = %d, want %d", name, v, want)
+				}
+			}
+		})
+	}
+}
+
+// TestEveryStackCounterIsNamed: no event or drop reason of the stack lacks
+// a name, and Each lists every layer, with no name twice.
+func TestEveryStackCounterIsNamed(t *testing.T) {
+	if err := counter.Validate(numEvents); err != nil {
+		t.Error(err)
+	}
+	if err := counter.Validate(numDropReasons); err != nil {
+		t.Error(err)
+	}
+	a, _ := pair(t, Options{}, Options{})
+	seen := map[string]bool{}
+	a.Each(func(name string, _ uint64) {
+		if seen[name] {
+			t.Errorf("%s listed twice", name)
+		}
+		seen[name] = true
+	})
+	for _, name := range []string{"ip.received", "ip.drop_bad_checksum", "ip.dropped", "tcp.segs_in",
+		"tcp.drop_no_connection", "tcp.drop_tuple_in_use", "tcp.conns", "link.drop_queue_full"} {
+		if !seen[name] {
+			t.Errorf("Each does not list %s", name)
+		}
+	}
+	if want := 17 + int(numEvents) + int(numDropReasons) + 1 + 2; len(seen) != want {
+		t.Errorf("Each listed %d counters, want %d", len(seen), want)
+	}
+}

@@ -1,0 +1,63 @@
+package tun
+
+import "ustack/stack/counter"
+
+// event is what a Device counts besides drops.
+type event uint8
+
+const (
+	evRxPackets event = iota // packets handed to ReadBatch callers
+	evRxSplits               // super-packets split into segments (TSO on read)
+	evTxPackets              // packets handed to the kernel (before GRO coalescing)
+	evTxErrors               // writes in which the kernel refused some packets
+	numEvents
+)
+
+var eventNames = [numEvents]string{
+	evRxPackets: "rx_packets", evRxSplits: "rx_splits", evTxPackets: "tx_packets", evTxErrors: "tx_errors",
+}
+
+func (e event) String() string { return counter.Name(eventNames[:], e, "event") }
+
+// dropReason is why a Device dropped a packet it read.
+type dropReason uint8
+
+const (
+	dropTooManySegments dropReason = iota // a super-packet split into more segments than buffers
+	dropMalformed                         // wireguard could not parse it: virtio header, GSO type, size
+	dropShortBuffer                       // the caller's buffer was too small
+	numDropReasons
+)
+
+var dropReasonNames = [numDropReasons]string{
+	dropTooManySegments: "too_many_segments", dropMalformed: "malformed", dropShortBuffer: "short_buffer",
+}
+
+func (r dropReason) String() string { return counter.Name(dropReasonNames[:], r, "reason") }
+
+type counters struct {
+	ev    *counter.Set[event]
+	drops *counter.Set[dropReason]
+}
+
+func newCounters() counters {
+	return counters{ev: counter.NewSet("", numEvents), drops: counter.NewSet("rx_drop_", numDropReasons)}
+}
+
+// Stats returns the device's counters.
+func (d *Device) Stats() Stats {
+	return Stats{
+		RxPackets: d.cnt.ev.Load(evRxPackets),
+		RxSplits:  d.cnt.ev.Load(evRxSplits),
+		RxDropped: d.cnt.drops.Sum(),
+		TxPackets: d.cnt.ev.Load(evTxPackets),
+		TxErrors:  d.cnt.ev.Load(evTxErrors),
+	}
+}
+
+// Each lists the device's counters by name: rx_packets, ..., and the read
+// drops by reason, rx_drop_too_many_segments, ...
+func (d *Device) Each(f func(name string, v uint64)) {
+	d.cnt.ev.Each(f)
+	d.cnt.drops.Each(f)
+}
