@@ -16,7 +16,7 @@ func rawSYN(src, dst netip.Addr, sport, dport uint16, seq uint32) []byte {
 	b := make([]byte, link.Headroom+40+4)
 	p := b[link.Headroom:]
 	t := p[20:]
-	o := header.TCPOptions{MSS: 1460, WS: -1}
+	o := header.TCPOptions{MSS: 1460}
 	n := header.PutTCPOptions(t[20:], &o)
 	header.PutTCP(t, header.TCPFields{SrcPort: sport, DstPort: dport, Seq: seq, Flags: header.FlagSYN, Window: 65535, OptLen: n})
 	header.SetTCPChecksum(t[:20+n], src.As4(), dst.As4())

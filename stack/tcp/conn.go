@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"ustack/stack/header"
 	"ustack/stack/seqnum"
 )
 
@@ -341,7 +342,7 @@ type Info struct {
 	SndUna, SndNxt   seqnum.Value
 	RcvNxt, ISS, IRS seqnum.Value
 	CC               string
-	WindowScale      [2]int // ours, the peer's; -1 when not in use
+	WindowScale      [2]header.WindowScale // ours, the peer's; not Present when scaling is off
 	Timestamps, SACK bool
 	Stats            Stats
 }
@@ -358,9 +359,8 @@ func (c *Conn) Info() Info {
 	if c.snd.cc != nil {
 		i.Cwnd, i.Ssthresh, i.CC = c.snd.cc.Cwnd(), c.snd.cc.Ssthresh(), c.snd.cc.Name()
 	}
-	i.WindowScale = [2]int{-1, -1}
 	if c.opt.ws {
-		i.WindowScale = [2]int{int(c.opt.rcvShift), int(c.opt.sndShift)}
+		i.WindowScale = [2]header.WindowScale{header.WS(c.opt.rcvShift), header.WS(c.opt.sndShift)}
 	}
 	i.Timestamps, i.SACK = c.opt.ts, c.opt.sack
 	return i

@@ -92,7 +92,7 @@ func (j *CookieJar) Check(id ID, seg *Segment, now time.Time) (mss int, ok bool)
 func SynAckForCookie(syn *Segment, iss seqnum.Value, ourMSS int) Segment {
 	return Segment{
 		Seq: iss, Ack: syn.Seq.Add(1), Flags: flagSYN | flagACK, Wnd: maxWindow,
-		Opts: header.TCPOptions{MSS: uint16(ourMSS), WS: -1},
+		Opts: header.TCPOptions{MSS: uint16(ourMSS)},
 	}
 }
 

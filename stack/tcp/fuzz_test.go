@@ -34,7 +34,7 @@ func FuzzEstablishedSegments(f *testing.F) {
 				Seq:   s.c.rcv.nxt.Add(seqnum.Size(int32(int16(binary.BigEndian.Uint16(d[1:]))))),
 				Ack:   s.c.snd.una.Add(seqnum.Size(int32(int16(binary.BigEndian.Uint16(d[3:]))))),
 				Wnd:   binary.BigEndian.Uint16(d[5:]),
-				Opts:  header.TCPOptions{WS: -1},
+				Opts:  header.TCPOptions{},
 			}
 			g.Payload = payload[:int(binary.BigEndian.Uint16(d[7:]))%len(payload)]
 			s.in(g)

@@ -35,9 +35,9 @@ func (c *Conn) ourShift() uint8 {
 // synOptions are the options of our SYN or SYN-ACK. A SYN-ACK carries an
 // option only if the peer's SYN offered it (RFC 7323 §1.3, RFC 2018 §2).
 func (c *Conn) synOptions(now time.Time, synAck bool) header.TCPOptions {
-	o := header.TCPOptions{MSS: uint16(c.cfg.MSS), WS: -1}
+	o := header.TCPOptions{MSS: uint16(c.cfg.MSS)}
 	if !c.cfg.NoWindowScale && (!synAck || c.opt.ws) {
-		o.WS = int8(c.ourShift())
+		o.WS = header.WS(c.ourShift())
 	}
 	if !c.cfg.NoTimestamps && (!synAck || c.opt.ts) {
 		o.TS, o.TSVal = true, c.tsNow(now)
@@ -59,9 +59,9 @@ func (c *Conn) takeSynOptions(now time.Time, seg *Segment) {
 		peer = DefaultPeerMSS
 	}
 	c.snd.mss = min(peer, c.cfg.MSS)
-	c.opt.ws = seg.Opts.WS >= 0 && !c.cfg.NoWindowScale
+	c.opt.ws = seg.Opts.WS.Present && !c.cfg.NoWindowScale
 	if c.opt.ws {
-		c.opt.sndShift, c.opt.rcvShift = uint8(seg.Opts.WS), c.ourShift()
+		c.opt.sndShift, c.opt.rcvShift = seg.Opts.WS.Shift, c.ourShift()
 	} else {
 		c.opt.sndShift, c.opt.rcvShift = 0, 0
 	}
@@ -88,7 +88,7 @@ func (c *Conn) SetTSOffset(off uint32) { c.opt.tsOffset = off }
 // optionsFor fills the options of a non-SYN segment: the timestamp and,
 // while data is missing, SACK blocks (as many as fit in room bytes).
 func (c *Conn) optionsFor(now time.Time, seg *Segment) {
-	seg.Opts = header.TCPOptions{WS: -1}
+	seg.Opts = header.TCPOptions{}
 	if seg.Flags&flagRST != 0 {
 		return
 	}

@@ -9,11 +9,15 @@ import (
 
 // synWith is a peer SYN(-ACK) with the given options.
 func synWith(flags uint8, ack, seq uint32, ws int8, ts, sack bool) Segment {
+	var w header.WindowScale
+	if ws >= 0 {
+		w = header.WS(uint8(ws))
+	}
 	g := seg(flags, rISS, lISS+1)
 	if flags&ACK == 0 {
 		g.Ack = 0
 	}
-	g.Opts = header.TCPOptions{MSS: 1460, WS: ws, TS: ts, TSVal: seq, TSEcr: ack, SACKPermit: sack}
+	g.Opts = header.TCPOptions{MSS: 1460, WS: w, TS: ts, TSVal: seq, TSEcr: ack, SACKPermit: sack}
 	return g
 }
 
@@ -34,8 +38,8 @@ func TestWindowScaleUsedOnlyWhenBothOffer(t *testing.T) {
 		s.in(a)
 		i := s.c.Info()
 		if peerWS < 0 {
-			if sa.Opts.WS >= 0 || i.WindowScale != [2]int{-1, -1} || i.SndWnd != 100 {
-				t.Fatalf("peer without WS: SYN-ACK WS %d, info %v, snd wnd %d", sa.Opts.WS, i.WindowScale, i.SndWnd)
+			if sa.Opts.WS.Present || i.WindowScale[0].Present || i.WindowScale[1].Present || i.SndWnd != 100 {
+				t.Fatalf("peer without WS: SYN-ACK WS %v, info %v, snd wnd %d", sa.Opts.WS, i.WindowScale, i.SndWnd)
 			}
 			s.write(bytesN(10))
 			got := s.out(Segment{Flags: ACK | PSH, Seq: lISS + 1, Ack: rISS + 1, Payload: bytesN(10)})
@@ -44,8 +48,8 @@ func TestWindowScaleUsedOnlyWhenBothOffer(t *testing.T) {
 			}
 			continue
 		}
-		if sa.Opts.WS != 5 { // 1 MiB >> 5 = 32 KiB fits the 16-bit field
-			t.Fatalf("SYN-ACK WS %d, want 5 for a 1 MiB buffer", sa.Opts.WS)
+		if sa.Opts.WS != header.WS(5) { // 1 MiB >> 5 = 32 KiB fits the 16-bit field
+			t.Fatalf("SYN-ACK WS %v, want 5 for a 1 MiB buffer", sa.Opts.WS)
 		}
 		if i.SndWnd != 100<<7 {
 			t.Fatalf("send window %d, want 100<<7", i.SndWnd)
@@ -64,12 +68,12 @@ func TestActiveOpenOffersOptions(t *testing.T) {
 	s := newScript(t, Config{})
 	s.c.Connect(s.now, lISS)
 	syn := s.out(Segment{Flags: SYN, Seq: lISS})
-	if syn.Opts.WS < 0 || !syn.Opts.TS || !syn.Opts.SACKPermit || syn.Opts.MSS == 0 {
+	if !syn.Opts.WS.Present || !syn.Opts.TS || !syn.Opts.SACKPermit || syn.Opts.MSS == 0 {
 		t.Fatalf("SYN options %+v", syn.Opts)
 	}
 	s.in(seg(SYN|ACK, rISS, lISS+1))
 	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1})
-	if i := s.c.Info(); i.Timestamps || i.SACK || i.WindowScale[0] != -1 {
+	if i := s.c.Info(); i.Timestamps || i.SACK || i.WindowScale[0].Present {
 		t.Fatalf("options in use after a bare SYN-ACK: %+v", i)
 	}
 }

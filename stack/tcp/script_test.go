@@ -62,7 +62,11 @@ func (s *script) Send(_ *Conn, seg *Segment) {
 func (s *script) record(dir string, g *Segment) {
 	fmt.Fprintf(&s.log, "+%v %s %s seq=%d ack=%d win=%d", s.now.Sub(t0), dir, header.FlagString(g.Flags), uint32(g.Seq), uint32(g.Ack), g.Wnd)
 	o := &g.Opts
-	fmt.Fprintf(&s.log, " mss=%d ws=%d sackok=%v", o.MSS, o.WS, o.SACKPermit)
+	ws := -1 // absent
+	if o.WS.Present {
+		ws = int(o.WS.Shift)
+	}
+	fmt.Fprintf(&s.log, " mss=%d ws=%d sackok=%v", o.MSS, ws, o.SACKPermit)
 	if o.TS {
 		fmt.Fprintf(&s.log, " ts=%d/%d", o.TSVal, o.TSEcr)
 	}
@@ -141,7 +145,7 @@ func newScript(t *testing.T, cfg Config) *script {
 
 // seg builds a segment from the peer with no options.
 func seg(flags uint8, seq, ack seqnum.Value, payload ...byte) Segment {
-	return Segment{Seq: seq, Ack: ack, Flags: flags, Wnd: 65535, Opts: header.TCPOptions{WS: -1}, Payload: payload}
+	return Segment{Seq: seq, Ack: ack, Flags: flags, Wnd: 65535, Opts: header.TCPOptions{}, Payload: payload}
 }
 
 const (
