@@ -16,10 +16,10 @@ func manualPair(tb testing.TB) (a, b *Stack, ca, cb *Conn, v *clock.Virtual) {
 	v = clock.NewVirtual()
 	ea, eb := link.Pipe(1500)
 	var err error
-	if a, err = New(ea, Options{Addr: addrA, Clock: v, Manual: true}); err != nil {
+	if a, err = New(ea, strict(Options{Addr: addrA, Clock: v, Manual: true})); err != nil {
 		tb.Fatal(err)
 	}
-	if b, err = New(eb, Options{Addr: addrB, Clock: v, Manual: true}); err != nil {
+	if b, err = New(eb, strict(Options{Addr: addrB, Clock: v, Manual: true})); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { a.Close(); b.Close() })

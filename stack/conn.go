@@ -78,7 +78,7 @@ func (c *Conn) remove() {
 	c.gone = true
 	c.s.tm.schedule(c, time.Time{})
 	c.s.unregister(c)
-	c.s.cnt.ev.Add(evRetransmits, c.tcb.Stats.Retransmits)
+	c.s.cnt.ev.Add(evRetransmits, c.tcb.Stats().Retransmits)
 	if c.halfOpen {
 		c.listener.leaveHalfOpen()
 		c.halfOpen = false

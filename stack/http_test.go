@@ -60,7 +60,7 @@ func httpSetup(t *testing.T) *httpEnv {
 	uc, us := pair(t, Options{}, Options{})
 	// gVisor client ↔ ustack server.
 	eg, es := link.Pipe(1500)
-	gs, err := New(es, Options{Addr: httpAddrGVServer})
+	gs, err := New(es, strict(Options{Addr: httpAddrGVServer}))
 	if err != nil {
 		t.Fatal(err)
 	}

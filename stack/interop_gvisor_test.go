@@ -39,7 +39,7 @@ func gvSetup(t testing.TB, cfg tcp.Config, gopts gvpeer.Options) *gvEnv {
 	t.Helper()
 	eu, eg := link.Pipe(1500)
 	env := &gvEnv{gate: &gvGate{Endpoint: eu}, trace: &gvTrace{}}
-	us, err := New(env.gate, Options{Addr: addrA, TCP: cfg, Trace: env.trace.add})
+	us, err := New(env.gate, strict(Options{Addr: addrA, TCP: cfg, Trace: env.trace.add}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -554,7 +554,7 @@ func BenchmarkGVisorStream(b *testing.B) {
 		b.Cleanup(func() {
 			b.ReportMetric(float64(eu.Dropped()+eg.Dropped())/float64(b.N), "linkdrops/op")
 		})
-		us, err := New(eu, Options{Addr: addrA})
+		us, err := New(eu, strict(Options{Addr: addrA}))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -16,7 +16,7 @@ func rawSYN(src, dst netip.Addr, sport, dport uint16, seq uint32) []byte {
 	b := make([]byte, link.Headroom+40+4)
 	p := b[link.Headroom:]
 	t := p[20:]
-	o := header.TCPOptions{MSS: 1460, WS: -1}
+	o := header.TCPOptions{MSS: 1460}
 	n := header.PutTCPOptions(t[20:], &o)
 	header.PutTCP(t, header.TCPFields{SrcPort: sport, DstPort: dport, Seq: seq, Flags: header.FlagSYN, Window: 65535, OptLen: n})
 	header.SetTCPChecksum(t[:20+n], src.As4(), dst.As4())
@@ -29,13 +29,13 @@ func rawSYN(src, dst netip.Addr, sport, dport uint16, seq uint32) []byte {
 // connects, and the MSS it announced survives the cookie (RFC 4987 §3.6).
 func TestSYNFloodRealClientConnectsThroughCookie(t *testing.T) {
 	ea, eb := link.Pipe(1500)
-	srv, err := New(eb, Options{Addr: addrB, Backlog: 8})
+	srv, err := New(eb, strict(Options{Addr: addrB, Backlog: 8}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Close()
 	// The client announces MSS 1200 (its MTU is smaller).
-	cli, err := New(ea, Options{Addr: addrA, TCP: tcp.Config{MSS: 1200}})
+	cli, err := New(ea, strict(Options{Addr: addrA, TCP: tcp.Config{MSS: 1200}}))
 	if err != nil {
 		t.Fatal(err)
 	}

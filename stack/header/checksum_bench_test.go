@@ -18,7 +18,7 @@ func BenchmarkChecksum1460(b *testing.B) {
 // BenchmarkBuildSegment: options, header and checksum of a data segment.
 func BenchmarkBuildSegment(b *testing.B) {
 	buf := make([]byte, 1500)
-	o := TCPOptions{WS: -1, TS: true, TSVal: 1, TSEcr: 2}
+	o := TCPOptions{TS: true, TSVal: 1, TSEcr: 2}
 	src, dst := [4]byte{198, 18, 0, 2}, [4]byte{198, 18, 0, 1}
 	b.SetBytes(1448)
 	b.ReportAllocs()

@@ -1,6 +1,9 @@
 package header
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"strconv"
+)
 
 // TCP header constants (RFC 9293 §3.1).
 const (
@@ -83,10 +86,28 @@ func (t TCP) Payload() []byte { return t[t.DataOffset():] }
 // SACKBlock is one SACK block [Start, End) (RFC 2018).
 type SACKBlock struct{ Start, End uint32 }
 
-// TCPOptions are the options the stack understands.
+// WindowScale is the window scale option (RFC 7323 §2.2): whether the
+// segment carries it, and its shift count. The zero value is absent.
+type WindowScale struct {
+	Shift   uint8
+	Present bool
+}
+
+func (w WindowScale) String() string {
+	if !w.Present {
+		return "off"
+	}
+	return strconv.Itoa(int(w.Shift))
+}
+
+// WS is a present window scale option with the given shift.
+func WS(shift uint8) WindowScale { return WindowScale{Shift: shift, Present: true} }
+
+// TCPOptions are the options the stack understands. The zero value carries
+// none.
 type TCPOptions struct {
 	MSS          uint16 // 0: absent
-	WS           int8   // -1: absent; else the shift count
+	WS           WindowScale
 	SACKPermit   bool
 	TS           bool
 	TSVal, TSEcr uint32
@@ -97,7 +118,7 @@ type TCPOptions struct {
 // ParseTCPOptions parses option bytes (RFC 9293 §3.2). Unknown options are
 // skipped by their length; a malformed length is an error.
 func ParseTCPOptions(b []byte, o *TCPOptions) error {
-	*o = TCPOptions{WS: -1}
+	*o = TCPOptions{}
 	for i := 0; i < len(b); {
 		kind := b[i]
 		switch kind {
@@ -129,7 +150,7 @@ func ParseTCPOptions(b []byte, o *TCPOptions) error {
 			if ws > 14 { // RFC 7323 §2.3: treat as 14
 				ws = 14
 			}
-			o.WS = int8(ws)
+			o.WS = WS(ws)
 		case OptSACKPerm:
 			if l != 2 {
 				return ErrBadOption
@@ -178,8 +199,8 @@ func PutTCPOptions(b []byte, o *TCPOptions) int {
 		b[n], b[n+1], b[n+2], b[n+3] = OptNOP, OptNOP, OptSACKPerm, 2
 		n += 4
 	}
-	if o.WS >= 0 {
-		b[n], b[n+1], b[n+2], b[n+3] = OptNOP, OptWS, 3, byte(o.WS)
+	if o.WS.Present {
+		b[n], b[n+1], b[n+2], b[n+3] = OptNOP, OptWS, 3, o.WS.Shift
 		n += 4
 	}
 	// SACK blocks: as many as fit in the 40 bytes of option space (RFC 2018

@@ -114,7 +114,7 @@ const putBufLen = 56
 
 func checkOptionsRoundTrip(t *testing.T, o *TCPOptions) {
 	t.Helper()
-	if o.WS < -1 || o.WS > 14 || o.NumSACK < 0 || o.NumSACK > MaxSACKBlocks {
+	if o.WS.Shift > 14 || !o.WS.Present && o.WS.Shift != 0 || o.NumSACK < 0 || o.NumSACK > MaxSACKBlocks {
 		t.Fatalf("parsed out-of-range values: %+v", *o)
 	}
 	var buf [putBufLen]byte
@@ -137,20 +137,20 @@ func TestTCPOptionsRoundTrip(t *testing.T) {
 		o    TCPOptions
 		want []byte // exact wire form, when it matters
 	}{
-		{name: "none", o: TCPOptions{WS: -1}, want: []byte{}},
-		{name: "MSS only", o: TCPOptions{MSS: 1460, WS: -1}, want: []byte{2, 4, 0x05, 0xb4}},
-		{name: "SYN all", o: TCPOptions{MSS: 1460, WS: 7, SACKPermit: true, TS: true, TSVal: 0x1234, TSEcr: 0},
+		{name: "none", o: TCPOptions{}, want: []byte{}},
+		{name: "MSS only", o: TCPOptions{MSS: 1460}, want: []byte{2, 4, 0x05, 0xb4}},
+		{name: "SYN all", o: TCPOptions{MSS: 1460, WS: WS(7), SACKPermit: true, TS: true, TSVal: 0x1234, TSEcr: 0},
 			want: []byte{2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0x12, 0x34, 0, 0, 0, 0, 1, 3, 3, 7}},
-		{name: "SACK-perm no TS", o: TCPOptions{MSS: 536, WS: 0, SACKPermit: true},
+		{name: "SACK-perm no TS", o: TCPOptions{MSS: 536, WS: WS(0), SACKPermit: true},
 			want: []byte{2, 4, 2, 24, 1, 1, 4, 2, 1, 3, 3, 0}},
-		{name: "TS only", o: TCPOptions{WS: -1, TS: true, TSVal: 0xffffffff, TSEcr: 1},
+		{name: "TS only", o: TCPOptions{TS: true, TSVal: 0xffffffff, TSEcr: 1},
 			want: []byte{1, 1, 8, 10, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1}},
-		{name: "WS 14", o: TCPOptions{WS: 14}, want: []byte{1, 3, 3, 14}},
-		{name: "TS + 3 SACK", o: TCPOptions{WS: -1, TS: true, TSVal: 9, TSEcr: 8, NumSACK: 3,
+		{name: "WS 14", o: TCPOptions{WS: WS(14)}, want: []byte{1, 3, 3, 14}},
+		{name: "TS + 3 SACK", o: TCPOptions{TS: true, TSVal: 9, TSEcr: 8, NumSACK: 3,
 			SACK: [MaxSACKBlocks]SACKBlock{{0x1000, 0x2000}, {0x3000, 0x4000}, {0x5000, 0x6000}}}, want: tsSACKOpts},
-		{name: "4 SACK", o: TCPOptions{WS: -1, NumSACK: 4,
+		{name: "4 SACK", o: TCPOptions{NumSACK: 4,
 			SACK: [MaxSACKBlocks]SACKBlock{{1, 2}, {3, 4}, {5, 6}, {7, 8}}}, want: fourSACKOpts},
-		{name: "1 SACK wrapping", o: TCPOptions{WS: -1, NumSACK: 1, SACK: [MaxSACKBlocks]SACKBlock{{0xfffffff0, 0x10}}}},
+		{name: "1 SACK wrapping", o: TCPOptions{NumSACK: 1, SACK: [MaxSACKBlocks]SACKBlock{{0xfffffff0, 0x10}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -198,7 +198,7 @@ func TestParseTCPOptionsTolerates(t *testing.T) {
 	if err := ParseTCPOptions([]byte{30, 4, 9, 9, 3, 3, 99, 1, 0, 2, 9}, &o); err != nil {
 		t.Fatal(err)
 	}
-	if o.WS != 14 || o.MSS != 0 {
+	if o.WS != WS(14) || o.MSS != 0 {
 		t.Fatalf("%+v", o)
 	}
 }

@@ -19,7 +19,7 @@ func TestPutTCPOptionsTSAndFourSACKFitsIn40(t *testing.T) {
 			t.Fatalf("PutTCPOptions(TS + 4 SACK blocks) into 40 bytes panicked: %v", r)
 		}
 	}()
-	o := TCPOptions{WS: -1, TS: true, TSVal: 1, TSEcr: 2, NumSACK: 4,
+	o := TCPOptions{TS: true, TSVal: 1, TSEcr: 2, NumSACK: 4,
 		SACK: [MaxSACKBlocks]SACKBlock{{1, 2}, {3, 4}, {5, 6}, {7, 8}}}
 	var buf [40]byte
 	n := PutTCPOptions(buf[:], &o)

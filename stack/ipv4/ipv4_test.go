@@ -38,7 +38,7 @@ func ipPacket(proto uint8, payload []byte) []byte {
 // tcpPacket is a SYN from peer:40000 to us:80 with a valid TCP checksum.
 func tcpPacket() []byte {
 	seg := make([]byte, header.TCPMinHeaderLen+4)
-	o := header.TCPOptions{MSS: 1460, WS: -1}
+	o := header.TCPOptions{MSS: 1460}
 	n := header.PutTCPOptions(seg[header.TCPMinHeaderLen:], &o)
 	header.PutTCP(seg, header.TCPFields{SrcPort: 40000, DstPort: 80, Seq: 1000, Flags: header.FlagSYN, Window: 65535, OptLen: n})
 	header.SetTCPChecksum(seg, peerAddr, ourAddr)

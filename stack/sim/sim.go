@@ -385,11 +385,13 @@ func (r *run) setup() error {
 		})
 		var key [32]byte
 		copy(key[:], fmt.Sprintf("ustack sim %d %d", r.Seed, k))
+		cfg := r.TCP[k]
+		cfg.StrictTransitions = true // an illegal transition fails the run
 		s, err := stack.New(r.ends[k], stack.Options{
 			Addr:   addrs[k],
 			Clock:  r.v,
 			Rand:   rand.NewChaCha8(key),
-			TCP:    r.TCP[k],
+			TCP:    cfg,
 			Manual: true,
 			Trace: func(ev tcp.TraceEvent) {
 				r.res.Events = append(r.res.Events, Event{Stack: k, At: ev.Time.Sub(clock.Epoch), TraceEvent: ev})

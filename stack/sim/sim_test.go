@@ -3,13 +3,10 @@ package sim
 import (
 	"flag"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"ustack/stack/tcp"
 )
 
 var (
@@ -45,11 +42,6 @@ var regressionSeeds = map[string][]uint64{
 	// (reneging on SACKed data), and the sender, which keeps its SACK
 	// scoreboard across an RTO (RFC 2018 §8 says to ignore it), never
 	// resends those bytes: "connection reset by peer" at the retry limit.
-}
-
-func TestMain(m *testing.M) {
-	tcp.PanicOnIllegalTransition = true
-	os.Exit(m.Run())
 }
 
 func profileNames() string {

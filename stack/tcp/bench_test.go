@@ -60,7 +60,7 @@ func BenchmarkSendAndAck(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		c.Write(now, payload)
-		a := seg(ACK, rISS+1, c.sndNxt)
+		a := seg(ACK, rISS+1, c.snd.nxt)
 		c.SegmentArrives(now, &a)
 		now = now.Add(time.Microsecond)
 	}
@@ -90,8 +90,8 @@ func TestSteadyStateAllocatesNothing(t *testing.T) {
 	c.cfg.NoDelay = true
 	send := func() {
 		c.Write(t0, payload)
-		a := seg(ACK, rISS+1, c.sndNxt)
-		a.Seq = c.rcvNxt
+		a := seg(ACK, rISS+1, c.snd.nxt)
+		a.Seq = c.rcv.nxt
 		c.SegmentArrives(t0, &a)
 	}
 	for i := 0; i < 100; i++ {

@@ -48,17 +48,10 @@ type Config struct {
 	// ChallengeACK, if set, is asked before each challenge ACK (RFC 5961
 	// §7): the stack-wide rate limit.
 	ChallengeACK func(now time.Time) bool
-
-	// Lab switches break the protocol on purpose, so that `ustack lab` can
-	// show what the rule they break is for. Never set them otherwise.
-	//
-	// LabTwoWayHandshake: a passive open is ESTABLISHED as soon as its
-	// SYN-ACK is sent, without waiting for the ACK (what an old duplicate SYN
-	// would do to a two-way handshake).
-	LabTwoWayHandshake bool
-	// LabSkipTimeWait: the active closer goes to CLOSED at once instead of
-	// waiting 2*MSL in TIME-WAIT.
-	LabSkipTimeWait bool
+	// StrictTransitions makes an illegal state transition panic instead of
+	// being counted (Stats.IllegalTransitions): for tests and the
+	// simulator, which must never see one.
+	StrictTransitions bool
 }
 
 // Defaults (docs/design.md).

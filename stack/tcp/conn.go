@@ -14,7 +14,6 @@ import (
 
 	"ustack/stack/header"
 	"ustack/stack/seqnum"
-	"ustack/stack/tcp/cc"
 )
 
 // Sender takes the segments a connection emits. Payload aliases the
@@ -66,7 +65,10 @@ type Stats struct {
 	InvalidOptionSegments uint64
 }
 
-// Conn is a transmission control block.
+// Conn is a transmission control block. It keeps the state machine and
+// the order of RFC 9293 §3.10.7 (input.go); the send side (snd.go), the
+// receive side (rcv.go) and loss recovery (recovery.go, sack.go, rack.go)
+// each own their state, their timers and their counters.
 type Conn struct {
 	ID      ID
 	cfg     Config
@@ -76,56 +78,62 @@ type Conn struct {
 	passive bool  // created by a listener: RST in SYN-RECEIVED returns to LISTEN
 	err     error // sticky error reported to the application
 	events  Events
-	Stats   Stats
 
 	// Application side.
 	rdShut bool // the application will read no more (Close)
 	wrShut bool // the application will write no more (Close or CloseWrite)
 
-	// Send sequence space (RFC 9293 §3.3.1).
-	iss       seqnum.Value
-	sndUna    seqnum.Value
-	sndNxt    seqnum.Value
-	sndMax    seqnum.Value // highest sequence number sent + 1
-	sndWnd    uint32       // peer's window (scaled)
-	maxSndWnd uint32
-	sndWl1    seqnum.Value
-	sndWl2    seqnum.Value
-	sndMSS    int          // largest payload we send: min(peer MSS, our MSS)
-	sndBuf    buffer       // unacknowledged and unsent data, starting at dataUna
-	finQueued bool         // the application closed: a FIN follows the last byte of sndBuf
-	finSeq    seqnum.Value // the sequence number the FIN occupies (valid when finQueued)
-	cc        cc.Controller
-	dupAcks   int
-	recover   seqnum.Value // RFC 6582 / RFC 6675 RecoveryPoint
-	inRecover bool
-	highRxt   seqnum.Value // RFC 6675 HighRxt: highest retransmitted in recovery
-	sb        scoreboard   // SACKed ranges above SND.UNA
-	rack      rackState    // RFC 8985 time-based loss detection
-	opt       negotiated   // window scale, timestamps, SACK
+	opt negotiated // window scale, timestamps, SACK
+	snd sender     // send sequence space, send buffer, RTO, persist, congestion control
+	rcv receiver   // receive sequence space, buffers, window and ACK policy
 
-	// Receive sequence space.
-	irs       seqnum.Value
-	rcvNxt    seqnum.Value
-	rcvAdv    seqnum.Value // right edge of the window last advertised
-	rcvBuf    buffer
-	ooo       oooQueue
-	finRcvd   bool         // the peer's FIN was processed: EOF after rcvBuf
-	lastOOO   seqnum.Value // where the latest out-of-order segment began
-	sackSent  [header.MaxSACKBlocks]seqnum.Value
-	nSackSent int
+	// rec is the loss recovery in use: reno until the handshake shows the
+	// peer does SACK, then sack.
+	rec  lossRecovery
+	reno renoRecovery
+	sack sackRecovery
 
-	ackNow     bool // an ACK must go out at the next output
-	ackPending int  // in-order segments received and not yet acknowledged
+	tm         connTimers // the timers of the connection as a whole
+	keepProbes int        // keepalive probes sent without an answer
+	stats      connStats
 
-	tx     Segment // scratch for the segment being sent
-	rtt    rttState
-	tm     timers
-	synRtx int // SYN / SYN-ACK retransmissions
-	rtx    int // consecutive RTO expiries for data/FIN
+	tx Segment // scratch for the segment being sent
+}
 
-	keepProbes     int
-	persistBackoff int
+// connTimers are the deadlines the connection as a whole owns; the sender,
+// the receiver and loss recovery own theirs (timers.go lists them all).
+type connTimers struct {
+	keepalive time.Time // RFC 1122 §4.2.3.6
+	finWait2  time.Time // orphaned FIN-WAIT-2
+	timeWait  time.Time // 2*MSL (RFC 9293 §3.10.7.4)
+}
+
+// connStats are the counters of segment processing as a whole.
+type connStats struct {
+	segsIn, segsOut       uint64
+	challengeAcks         uint64
+	challengeACKsLimited  uint64
+	droppedUnacceptable   uint64
+	pawsDropped           uint64
+	keepaliveProbes       uint64
+	illegalTransitions    uint64
+	badAcks               uint64
+	invalidOptionSegments uint64
+}
+
+// Stats returns the connection's counters, gathered from its parts.
+func (c *Conn) Stats() Stats {
+	st := Stats{
+		SegsIn: c.stats.segsIn, SegsOut: c.stats.segsOut,
+		ChallengeAcks: c.stats.challengeAcks, ChallengeACKsLimited: c.stats.challengeACKsLimited,
+		DroppedUnacceptable: c.stats.droppedUnacceptable, PAWSDropped: c.stats.pawsDropped,
+		KeepaliveProbes: c.stats.keepaliveProbes, IllegalTransitions: c.stats.illegalTransitions,
+		BadAcks: c.stats.badAcks, InvalidOptionSegments: c.stats.invalidOptionSegments,
+	}
+	c.snd.addStats(&st)
+	c.rcv.addStats(&st)
+	c.rec.addStats(&st)
+	return st
 }
 
 // NewConn makes a TCB for id in state CLOSED. Call Connect (active open) or
@@ -133,8 +141,10 @@ type Conn struct {
 func NewConn(id ID, cfg Config, out Sender, trace func(TraceEvent)) *Conn {
 	cfg = cfg.WithDefaults()
 	c := &Conn{ID: id, cfg: cfg, out: out, trace: trace}
-	c.sndMSS = DefaultPeerMSS
-	c.rtt.init(cfg)
+	c.snd.mss = DefaultPeerMSS
+	c.snd.rtt.init(cfg)
+	c.reno.c, c.sack.c = c, c
+	c.rec = &c.reno
 	return c
 }
 
@@ -156,8 +166,8 @@ func (c *Conn) setState(now time.Time, to State, cause string) {
 		return
 	}
 	if !Legal(from, to) {
-		c.Stats.IllegalTransitions++
-		if PanicOnIllegalTransition {
+		c.stats.illegalTransitions++
+		if c.cfg.StrictTransitions {
 			panic("tcp: illegal transition " + from.String() + " -> " + to.String() + " (" + cause + ")")
 		}
 	}
@@ -168,9 +178,9 @@ func (c *Conn) setState(now time.Time, to State, cause string) {
 		c.events |= EvEstablished | EvWritable
 	case Closed:
 		c.events |= EvClosed | EvReadable | EvWritable
-		c.tm = timers{}
-		c.sndBuf.release()
-		c.ooo.clear()
+		c.stopTimers()
+		c.snd.buf.release()
+		c.rcv.ooo.clear()
 	case CloseWait, TimeWait, Closing:
 		c.events |= EvReadable
 	}
@@ -179,10 +189,15 @@ func (c *Conn) setState(now time.Time, to State, cause string) {
 	}
 }
 
-// Listen puts a CLOSED connection into LISTEN (passive open). The stack makes
-// one such TCB per arriving SYN, so that LISTEN→SYN-RECEIVED happens per
-// connection while the listener keeps listening.
+// Listen is the passive OPEN (RFC 9293 §3.10.1) of a new TCB: it starts
+// in LISTEN. The stack makes one such TCB per arriving SYN, so that
+// LISTEN→SYN-RECEIVED happens per connection while the listener keeps
+// listening. LISTEN is the TCB's initial state, not a transition: no
+// trace event, and a TCB that has left CLOSED cannot be put back.
 func (c *Conn) Listen(now time.Time) {
+	if c.state != Closed || c.rcv.irs != 0 || c.snd.max != 0 {
+		return
+	}
 	c.passive = true
 	c.state = Listen
 }
@@ -190,9 +205,8 @@ func (c *Conn) Listen(now time.Time) {
 // Connect performs an active open (RFC 9293 §3.10.1): choose the ISS, send
 // SYN, enter SYN-SENT.
 func (c *Conn) Connect(now time.Time, iss seqnum.Value) {
-	c.iss = iss
-	c.sndUna, c.sndNxt, c.sndMax = iss, iss.Add(1), iss.Add(1)
-	c.recover = iss
+	c.snd.start(iss)
+	c.rec.start(iss)
 	c.setState(now, SynSent, "app connect")
 	c.sendSYN(now)
 }
@@ -211,7 +225,7 @@ func (c *Conn) Write(now time.Time, p []byte) (int, error) {
 	default:
 		return 0, syscall.ENOTCONN
 	}
-	n := c.sndBuf.Append(p, c.cfg.SndBuf)
+	n := c.snd.buf.Append(p, c.cfg.SndBuf)
 	if c.state.Synchronized() {
 		c.output(now)
 	}
@@ -219,30 +233,30 @@ func (c *Conn) Write(now time.Time, p []byte) (int, error) {
 }
 
 // SendSpace is how many more bytes Write would accept now.
-func (c *Conn) SendSpace() int { return c.cfg.SndBuf - c.sndBuf.Len() }
+func (c *Conn) SendSpace() int { return c.cfg.SndBuf - c.snd.buf.Len() }
 
 // Unsent is the number of bytes written but not yet acknowledged.
-func (c *Conn) Unsent() int { return c.sndBuf.Len() }
+func (c *Conn) Unsent() int { return c.snd.buf.Len() }
 
 // Read moves received in-order data into p (RFC 9293 §3.10.3). At EOF (the
 // peer's FIN and nothing left) it returns 0, true. A read that opens the
 // window enough sends a window update.
 func (c *Conn) Read(now time.Time, p []byte) (n int, eof bool) {
-	n = c.rcvBuf.Read(p)
+	n = c.rcv.buf.Read(p)
 	// A window update matters only while the peer may still send: not
 	// after its FIN (CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT).
-	if n > 0 && !c.finRcvd && c.state.Synchronized() && c.windowUpdateDue() {
-		c.ackNow = true
+	if n > 0 && !c.rcv.finRcvd && c.state.Synchronized() && c.windowUpdateDue() {
+		c.rcv.ackNow = true
 		c.output(now)
 	}
-	return n, c.rcvBuf.Len() == 0 && c.finRcvd
+	return n, c.rcv.buf.Len() == 0 && c.rcv.finRcvd
 }
 
 // Readable is the number of bytes ready to read.
-func (c *Conn) Readable() int { return c.rcvBuf.Len() }
+func (c *Conn) Readable() int { return c.rcv.buf.Len() }
 
 // EOF reports whether the peer's FIN has been received and all data read.
-func (c *Conn) EOF() bool { return c.finRcvd && c.rcvBuf.Len() == 0 }
+func (c *Conn) EOF() bool { return c.rcv.finRcvd && c.rcv.buf.Len() == 0 }
 
 // CloseWrite shuts down the sending direction: a FIN follows the queued
 // data (RFC 9293 §3.10.4). Receiving goes on (half-close).
@@ -258,28 +272,19 @@ func (c *Conn) CloseWrite(now time.Time) {
 	case SynReceived:
 		// RFC 9293 §3.10.4: the FIN waits until the handshake completes;
 		// the ACK of our SYN then takes us to FIN-WAIT-1.
-		c.queueFIN()
+		c.snd.queueFIN()
 		return
 	case Established:
-		c.queueFIN()
+		c.snd.queueFIN()
 		c.setState(now, FinWait1, "app close")
 	case CloseWait:
-		c.queueFIN()
+		c.snd.queueFIN()
 		c.setState(now, LastAck, "app close")
 	default:
 		return
 	}
 	c.output(now)
 }
-
-// queueFIN fixes the FIN's place: right after the last byte written.
-func (c *Conn) queueFIN() {
-	c.finQueued = true
-	c.finSeq = c.bufSeq().Add(seqnum.Size(c.sndBuf.Len()))
-}
-
-// finAcked reports whether the peer has acknowledged our FIN.
-func (c *Conn) finAcked() bool { return c.finQueued && c.sndUna.GreaterThan(c.finSeq) }
 
 // Close closes both directions. Unread received data makes it an abort
 // with RST (RFC 2525 §2.17, as Linux does); otherwise it is CloseWrite and
@@ -289,11 +294,11 @@ func (c *Conn) Close(now time.Time) {
 		return
 	}
 	c.rdShut = true
-	if c.rcvBuf.Len() > 0 && c.state.Synchronized() {
+	if c.rcv.buf.Len() > 0 && c.state.Synchronized() {
 		c.Abort(now, "app close with unread data")
 		return
 	}
-	c.rcvBuf.release()
+	c.rcv.buf.release()
 	c.CloseWrite(now)
 	if c.state == FinWait2 {
 		c.tm.finWait2 = now.Add(c.cfg.FinWait2Timeout)
@@ -309,7 +314,7 @@ func (c *Conn) Abort(now time.Time, why string) {
 		return
 	case Listen, SynSent:
 	default:
-		c.sendRST(now, c.sndMax)
+		c.sendRST(now, c.snd.max)
 	}
 	if c.err == nil {
 		c.err = ErrAborted
@@ -337,7 +342,7 @@ type Info struct {
 	SndUna, SndNxt   seqnum.Value
 	RcvNxt, ISS, IRS seqnum.Value
 	CC               string
-	WindowScale      [2]int // ours, the peer's; -1 when not in use
+	WindowScale      [2]header.WindowScale // ours, the peer's; not Present when scaling is off
 	Timestamps, SACK bool
 	Stats            Stats
 }
@@ -345,29 +350,24 @@ type Info struct {
 // Info returns the connection's current figures.
 func (c *Conn) Info() Info {
 	i := Info{
-		State: c.state, SRTT: c.rtt.srtt, RTTVar: c.rtt.rttvar, RTO: c.rtt.rto,
-		SndWnd: c.sndWnd, RcvWnd: c.rcvWindow(), SndMSS: c.sndMSS,
-		Unacked: int(c.sndUna.Size(c.sndNxt)), Unsent: c.sndBuf.Len(),
-		SndUna: c.sndUna, SndNxt: c.sndNxt, RcvNxt: c.rcvNxt, ISS: c.iss, IRS: c.irs,
-		Stats: c.Stats,
+		State: c.state, SRTT: c.snd.rtt.srtt, RTTVar: c.snd.rtt.rttvar, RTO: c.snd.rtt.rto,
+		SndWnd: c.snd.wnd, RcvWnd: c.rcvWindow(), SndMSS: c.snd.mss,
+		Unacked: int(c.snd.una.Size(c.snd.nxt)), Unsent: c.snd.buf.Len(),
+		SndUna: c.snd.una, SndNxt: c.snd.nxt, RcvNxt: c.rcv.nxt, ISS: c.snd.iss, IRS: c.rcv.irs,
+		Stats: c.Stats(),
 	}
-	if c.cc != nil {
-		i.Cwnd, i.Ssthresh, i.CC = c.cc.Cwnd(), c.cc.Ssthresh(), c.cc.Name()
+	if c.snd.cc != nil {
+		i.Cwnd, i.Ssthresh, i.CC = c.snd.cc.Cwnd(), c.snd.cc.Ssthresh(), c.snd.cc.Name()
 	}
-	i.WindowScale = [2]int{-1, -1}
 	if c.opt.ws {
-		i.WindowScale = [2]int{int(c.opt.rcvShift), int(c.opt.sndShift)}
+		i.WindowScale = [2]header.WindowScale{header.WS(c.opt.rcvShift), header.WS(c.opt.sndShift)}
 	}
 	i.Timestamps, i.SACK = c.opt.ts, c.opt.sack
 	return i
 }
 
 // MemoryUsed is the bytes of data buffers the connection holds.
-func (c *Conn) MemoryUsed() int { return c.sndBuf.Cap() + c.rcvBuf.Cap() + c.ooo.bytes }
+func (c *Conn) MemoryUsed() int { return c.snd.buf.Cap() + c.rcv.buf.Cap() + c.rcv.ooo.bytes }
 
 // ErrAborted is the error after a local Abort.
 var ErrAborted = syscall.ECONNABORTED
-
-func hasFlag(f, x uint8) bool { return f&x != 0 }
-
-var _ = header.FlagACK

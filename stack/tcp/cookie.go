@@ -92,7 +92,7 @@ func (j *CookieJar) Check(id ID, seg *Segment, now time.Time) (mss int, ok bool)
 func SynAckForCookie(syn *Segment, iss seqnum.Value, ourMSS int) Segment {
 	return Segment{
 		Seq: iss, Ack: syn.Seq.Add(1), Flags: flagSYN | flagACK, Wnd: maxWindow,
-		Opts: header.TCPOptions{MSS: uint16(ourMSS), WS: -1},
+		Opts: header.TCPOptions{MSS: uint16(ourMSS)},
 	}
 }
 
@@ -100,15 +100,13 @@ func SynAckForCookie(syn *Segment, iss seqnum.Value, ourMSS int) Segment {
 // cookie stood for; the ACK that carried the cookie is then processed with
 // SegmentArrives and completes the handshake.
 func (c *Conn) AcceptCookie(now time.Time, iss, irs seqnum.Value, mss int) {
-	c.passive = true
-	c.iss, c.irs = iss, irs
-	c.sndUna, c.sndNxt, c.sndMax = iss, iss.Add(1), iss.Add(1)
-	c.recover = iss
-	c.rcvNxt = irs.Add(1)
-	c.rcvAdv = c.rcvNxt.Add(maxWindow)
-	c.sndMSS = min(mss, c.cfg.MSS)
-	c.sndWl1, c.sndWl2 = irs, iss
-	c.state = Listen
+	c.Listen(now)
+	c.snd.start(iss)
+	c.rec.start(iss)
+	c.rcv.start(irs)
+	c.rcv.adv = c.rcv.nxt.Add(maxWindow)
+	c.snd.mss = min(mss, c.cfg.MSS)
+	c.snd.wl1, c.snd.wl2 = irs, iss
 	c.setState(now, SynReceived, "syn cookie")
 }
 
@@ -121,7 +119,7 @@ func (c *Conn) ReopenFromTimeWait(now time.Time, seg *Segment) bool {
 	if c.state != TimeWait || seg.Flags&(flagSYN|flagACK|flagRST) != flagSYN {
 		return false
 	}
-	newer := seg.Seq.GreaterThan(c.rcvNxt)
+	newer := seg.Seq.GreaterThan(c.rcv.nxt)
 	if c.opt.ts && seg.Opts.TS {
 		newer = int32(seg.Opts.TSVal-c.opt.tsRecent) > 0
 	}

@@ -98,15 +98,15 @@ func TestSendWindowLimitsData(t *testing.T) {
 	w.Wnd = 3000
 	s.in(w)
 	s.write(bytesN(10000))
-	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1, Payload: bytesN(1460)})
-	s.out(Segment{Flags: ACK, Seq: lISS + 1461, Ack: rISS + 1, Payload: bytesN(1460)})
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1, Payload: bytesAt(0, 1460)})
+	s.out(Segment{Flags: ACK, Seq: lISS + 1461, Ack: rISS + 1, Payload: bytesAt(1460, 1460)})
 	// 80 bytes left in the window: sender SWS avoidance holds them back.
 	s.none()
 	a := seg(ACK, rISS+1, lISS+1+2920)
 	a.Wnd = 3000
 	s.in(a)
-	s.out(Segment{Flags: ACK, Seq: lISS + 2921, Ack: rISS + 1, Payload: bytesN(1460)})
-	s.out(Segment{Flags: ACK, Seq: lISS + 4381, Ack: rISS + 1, Payload: bytesN(1460)})
+	s.out(Segment{Flags: ACK, Seq: lISS + 2921, Ack: rISS + 1, Payload: bytesAt(2920, 1460)})
+	s.out(Segment{Flags: ACK, Seq: lISS + 4381, Ack: rISS + 1, Payload: bytesAt(4380, 1460)})
 	s.none()
 }
 
@@ -133,8 +133,8 @@ func TestZeroWindowPersistProbes(t *testing.T) {
 		s.none()
 		at += gap
 	}
-	if s.c.Stats.ZeroWindowProbes != 4 {
-		t.Fatalf("%d probes", s.c.Stats.ZeroWindowProbes)
+	if s.c.snd.stats.zeroWindowProbes != 4 {
+		t.Fatalf("%d probes", s.c.snd.stats.zeroWindowProbes)
 	}
 	open := seg(ACK, rISS+1, lISS+1)
 	open.Wnd = 1000
@@ -207,16 +207,16 @@ func TestScaledWindowNeverShrinks(t *testing.T) {
 	s.in(synWith(SYN, 0, 0, 7, false, false))
 	s.out(Segment{Flags: SYN | ACK, Seq: lISS, Ack: rISS + 1})
 	s.in(seg(ACK, rISS+1, lISS+1))
-	edge := s.c.rcvAdv
+	edge := s.c.rcv.adv
 	seq := rISS + 1
 	for i := 0; i < 200; i++ {
 		n := 1 + (i*37)%999 // odd sizes, never read by the application
 		s.in(seg(ACK, seq, lISS+1, bytesN(n)...))
 		seq = seq.Add(seqnum.Size(n))
-		if s.c.rcvAdv.LessThan(edge) {
-			t.Fatalf("segment %d: right edge moved left from %d to %d", i, edge, s.c.rcvAdv)
+		if s.c.rcv.adv.LessThan(edge) {
+			t.Fatalf("segment %d: right edge moved left from %d to %d", i, edge, s.c.rcv.adv)
 		}
-		edge = s.c.rcvAdv
+		edge = s.c.rcv.adv
 		s.sent = s.sent[:0]
 	}
 }
@@ -237,8 +237,8 @@ func TestZeroWindowStillTakesACKs(t *testing.T) {
 	// The peer acknowledges our reply with a segment that also carries
 	// data, at RCV.NXT, into our zero window.
 	s.in(seg(ACK, rISS+2001, lISS+6, 'z'))
-	if s.c.sndUna != lISS+6 {
-		t.Fatalf("SND.UNA %d: the ACK in a zero-window segment was ignored", s.c.sndUna)
+	if s.c.snd.una != lISS+6 {
+		t.Fatalf("SND.UNA %d: the ACK in a zero-window segment was ignored", s.c.snd.una)
 	}
 	s.out(Segment{Flags: ACK, Seq: lISS + 6, Ack: rISS + 2001, Wnd: 0})
 }

@@ -31,10 +31,10 @@ func FuzzEstablishedSegments(f *testing.F) {
 			data = data[12:]
 			g := Segment{
 				Flags: d[0],
-				Seq:   s.c.rcvNxt.Add(seqnum.Size(int32(int16(binary.BigEndian.Uint16(d[1:]))))),
-				Ack:   s.c.sndUna.Add(seqnum.Size(int32(int16(binary.BigEndian.Uint16(d[3:]))))),
+				Seq:   s.c.rcv.nxt.Add(seqnum.Size(int32(int16(binary.BigEndian.Uint16(d[1:]))))),
+				Ack:   s.c.snd.una.Add(seqnum.Size(int32(int16(binary.BigEndian.Uint16(d[3:]))))),
 				Wnd:   binary.BigEndian.Uint16(d[5:]),
-				Opts:  header.TCPOptions{WS: -1},
+				Opts:  header.TCPOptions{},
 			}
 			g.Payload = payload[:int(binary.BigEndian.Uint16(d[7:]))%len(payload)]
 			s.in(g)
@@ -47,12 +47,12 @@ func FuzzEstablishedSegments(f *testing.F) {
 			}
 			c := s.c
 			if c.state != Closed && c.state != Listen {
-				if c.sndNxt.LessThan(c.sndUna) || c.sndMax.LessThan(c.sndNxt) {
-					t.Fatalf("sequence invariant broken: una %d nxt %d max %d", c.sndUna, c.sndNxt, c.sndMax)
+				if c.snd.nxt.LessThan(c.snd.una) || c.snd.max.LessThan(c.snd.nxt) {
+					t.Fatalf("sequence invariant broken: una %d nxt %d max %d", c.snd.una, c.snd.nxt, c.snd.max)
 				}
 			}
-			if c.rcvBuf.Len() > 8192 {
-				t.Fatalf("receive buffer %d beyond its 8192 bound", c.rcvBuf.Len())
+			if c.rcv.buf.Len() > 8192 {
+				t.Fatalf("receive buffer %d beyond its 8192 bound", c.rcv.buf.Len())
 			}
 			s.sent = s.sent[:0]
 		}

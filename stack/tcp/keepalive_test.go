@@ -34,8 +34,8 @@ func TestKeepaliveDeadPeer(t *testing.T) {
 	if !errors.Is(s.c.Err(), syscall.ETIMEDOUT) {
 		t.Fatalf("err %v, want ETIMEDOUT", s.c.Err())
 	}
-	if s.c.Stats.KeepaliveProbes != count {
-		t.Fatalf("%d probes, want %d", s.c.Stats.KeepaliveProbes, count)
+	if s.c.stats.keepaliveProbes != count {
+		t.Fatalf("%d probes, want %d", s.c.stats.keepaliveProbes, count)
 	}
 }
 

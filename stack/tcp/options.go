@@ -35,9 +35,9 @@ func (c *Conn) ourShift() uint8 {
 // synOptions are the options of our SYN or SYN-ACK. A SYN-ACK carries an
 // option only if the peer's SYN offered it (RFC 7323 §1.3, RFC 2018 §2).
 func (c *Conn) synOptions(now time.Time, synAck bool) header.TCPOptions {
-	o := header.TCPOptions{MSS: uint16(c.cfg.MSS), WS: -1}
+	o := header.TCPOptions{MSS: uint16(c.cfg.MSS)}
 	if !c.cfg.NoWindowScale && (!synAck || c.opt.ws) {
-		o.WS = int8(c.ourShift())
+		o.WS = header.WS(c.ourShift())
 	}
 	if !c.cfg.NoTimestamps && (!synAck || c.opt.ts) {
 		o.TS, o.TSVal = true, c.tsNow(now)
@@ -58,10 +58,10 @@ func (c *Conn) takeSynOptions(now time.Time, seg *Segment) {
 	if peer == 0 {
 		peer = DefaultPeerMSS
 	}
-	c.sndMSS = min(peer, c.cfg.MSS)
-	c.opt.ws = seg.Opts.WS >= 0 && !c.cfg.NoWindowScale
+	c.snd.mss = min(peer, c.cfg.MSS)
+	c.opt.ws = seg.Opts.WS.Present && !c.cfg.NoWindowScale
 	if c.opt.ws {
-		c.opt.sndShift, c.opt.rcvShift = uint8(seg.Opts.WS), c.ourShift()
+		c.opt.sndShift, c.opt.rcvShift = seg.Opts.WS.Shift, c.ourShift()
 	} else {
 		c.opt.sndShift, c.opt.rcvShift = 0, 0
 	}
@@ -70,6 +70,11 @@ func (c *Conn) takeSynOptions(now time.Time, seg *Segment) {
 		c.opt.tsRecent, c.opt.tsRecentAt = seg.Opts.TSVal, now
 	}
 	c.opt.sack = seg.Opts.SACKPermit && !c.cfg.NoSACK
+	if c.opt.sack {
+		// SACK is in use: RFC 6675 recovery with RACK-TLP instead of NewReno.
+		c.rec = &c.sack
+		c.rec.start(c.snd.iss)
+	}
 }
 
 // tsNow is our timestamp clock: milliseconds (RFC 7323 §5.4: 1 ms to 1 s
@@ -83,7 +88,7 @@ func (c *Conn) SetTSOffset(off uint32) { c.opt.tsOffset = off }
 // optionsFor fills the options of a non-SYN segment: the timestamp and,
 // while data is missing, SACK blocks (as many as fit in room bytes).
 func (c *Conn) optionsFor(now time.Time, seg *Segment) {
-	seg.Opts = header.TCPOptions{WS: -1}
+	seg.Opts = header.TCPOptions{}
 	if seg.Flags&flagRST != 0 {
 		return
 	}
@@ -92,8 +97,8 @@ func (c *Conn) optionsFor(now time.Time, seg *Segment) {
 		seg.Opts.TS, seg.Opts.TSVal, seg.Opts.TSEcr = true, c.tsNow(now), c.opt.tsRecent
 		room -= 12
 	}
-	if c.opt.sack && seg.Flags&flagACK != 0 && c.ooo.len() > 0 {
-		c.fillSACK(&seg.Opts, (room-4)/8)
+	if c.opt.sack && seg.Flags&flagACK != 0 && c.rcv.ooo.len() > 0 {
+		c.rcv.fillSACK(&seg.Opts, (room-4)/8)
 	}
 }
 
@@ -103,8 +108,8 @@ func (c *Conn) optionBytes() int {
 	if c.opt.ts {
 		n += 12
 	}
-	if c.opt.sack && c.ooo.len() > 0 {
-		n += 4 + 8*min(c.ooo.len(), header.MaxSACKBlocks-boolInt(c.opt.ts))
+	if c.opt.sack && c.rcv.ooo.len() > 0 {
+		n += 4 + 8*min(c.rcv.ooo.len(), header.MaxSACKBlocks-boolInt(c.opt.ts))
 	}
 	return n
 }

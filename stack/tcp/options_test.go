@@ -9,11 +9,15 @@ import (
 
 // synWith is a peer SYN(-ACK) with the given options.
 func synWith(flags uint8, ack, seq uint32, ws int8, ts, sack bool) Segment {
+	var w header.WindowScale
+	if ws >= 0 {
+		w = header.WS(uint8(ws))
+	}
 	g := seg(flags, rISS, lISS+1)
 	if flags&ACK == 0 {
 		g.Ack = 0
 	}
-	g.Opts = header.TCPOptions{MSS: 1460, WS: ws, TS: ts, TSVal: seq, TSEcr: ack, SACKPermit: sack}
+	g.Opts = header.TCPOptions{MSS: 1460, WS: w, TS: ts, TSVal: seq, TSEcr: ack, SACKPermit: sack}
 	return g
 }
 
@@ -34,8 +38,8 @@ func TestWindowScaleUsedOnlyWhenBothOffer(t *testing.T) {
 		s.in(a)
 		i := s.c.Info()
 		if peerWS < 0 {
-			if sa.Opts.WS >= 0 || i.WindowScale != [2]int{-1, -1} || i.SndWnd != 100 {
-				t.Fatalf("peer without WS: SYN-ACK WS %d, info %v, snd wnd %d", sa.Opts.WS, i.WindowScale, i.SndWnd)
+			if sa.Opts.WS.Present || i.WindowScale[0].Present || i.WindowScale[1].Present || i.SndWnd != 100 {
+				t.Fatalf("peer without WS: SYN-ACK WS %v, info %v, snd wnd %d", sa.Opts.WS, i.WindowScale, i.SndWnd)
 			}
 			s.write(bytesN(10))
 			got := s.out(Segment{Flags: ACK | PSH, Seq: lISS + 1, Ack: rISS + 1, Payload: bytesN(10)})
@@ -44,8 +48,8 @@ func TestWindowScaleUsedOnlyWhenBothOffer(t *testing.T) {
 			}
 			continue
 		}
-		if sa.Opts.WS != 5 { // 1 MiB >> 5 = 32 KiB fits the 16-bit field
-			t.Fatalf("SYN-ACK WS %d, want 5 for a 1 MiB buffer", sa.Opts.WS)
+		if sa.Opts.WS != header.WS(5) { // 1 MiB >> 5 = 32 KiB fits the 16-bit field
+			t.Fatalf("SYN-ACK WS %v, want 5 for a 1 MiB buffer", sa.Opts.WS)
 		}
 		if i.SndWnd != 100<<7 {
 			t.Fatalf("send window %d, want 100<<7", i.SndWnd)
@@ -64,12 +68,12 @@ func TestActiveOpenOffersOptions(t *testing.T) {
 	s := newScript(t, Config{})
 	s.c.Connect(s.now, lISS)
 	syn := s.out(Segment{Flags: SYN, Seq: lISS})
-	if syn.Opts.WS < 0 || !syn.Opts.TS || !syn.Opts.SACKPermit || syn.Opts.MSS == 0 {
+	if !syn.Opts.WS.Present || !syn.Opts.TS || !syn.Opts.SACKPermit || syn.Opts.MSS == 0 {
 		t.Fatalf("SYN options %+v", syn.Opts)
 	}
 	s.in(seg(SYN|ACK, rISS, lISS+1))
 	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1})
-	if i := s.c.Info(); i.Timestamps || i.SACK || i.WindowScale[0] != -1 {
+	if i := s.c.Info(); i.Timestamps || i.SACK || i.WindowScale[0].Present {
 		t.Fatalf("options in use after a bare SYN-ACK: %+v", i)
 	}
 }
@@ -107,8 +111,8 @@ func TestPAWSDropsOldTimestamp(t *testing.T) {
 	if got.Opts.TSEcr != 200 {
 		t.Fatalf("ACK echoes %d, want TS.Recent 200", got.Opts.TSEcr)
 	}
-	if s.c.Stats.PAWSDropped != 1 || s.c.Readable() != 1 {
-		t.Fatalf("PAWS dropped %d, readable %d", s.c.Stats.PAWSDropped, s.c.Readable())
+	if s.c.stats.pawsDropped != 1 || s.c.Readable() != 1 {
+		t.Fatalf("PAWS dropped %d, readable %d", s.c.stats.pawsDropped, s.c.Readable())
 	}
 }
 
@@ -199,14 +203,14 @@ func TestSACKRetransmitsOnlyHoles(t *testing.T) {
 	s.none() // two duplicate ACKs and 2000 bytes SACKed: not yet
 	s.in(sackAck(1, blk(3001, 6001), blk(1001, 2001)))
 	// Fast retransmit: the first hole, then the second, nothing SACKed.
-	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1, Payload: bytesN(m)})
-	s.out(Segment{Flags: ACK, Seq: lISS + 2001, Ack: rISS + 1, Payload: bytesN(m)})
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1, Payload: bytesAt(0, m)})
+	s.out(Segment{Flags: ACK, Seq: lISS + 2001, Ack: rISS + 1, Payload: bytesAt(2000, m)})
 	s.none()
-	if s.c.Stats.Retransmits != 2 || s.c.Stats.FastRetransmits != 1 {
-		t.Fatalf("retransmits %d, fast %d", s.c.Stats.Retransmits, s.c.Stats.FastRetransmits)
+	if s.c.snd.stats.retransmits != 2 || s.c.Stats().FastRetransmits != 1 {
+		t.Fatalf("retransmits %d, fast %d", s.c.snd.stats.retransmits, s.c.Stats().FastRetransmits)
 	}
 	s.in(sackAck(6001))
-	if s.c.inRecover || s.c.sndUna != s.c.sndMax {
+	if s.c.rec.inRecovery() || s.c.snd.una != s.c.snd.max {
 		t.Fatal("recovery did not end on the full ACK")
 	}
 }
@@ -222,15 +226,15 @@ func TestNewRenoPartialACK(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		s.in(seg(ACK, rISS+1, lISS+1))
 	}
-	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1, Payload: bytesN(m)}) // fast retransmit
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1, Payload: bytesAt(0, m)}) // fast retransmit
 	s.none()
 	s.in(seg(ACK, rISS+1, lISS+2001)) // partial: the segment at 2001 was lost too
-	s.out(Segment{Flags: ACK, Seq: lISS + 2001, Ack: rISS + 1, Payload: bytesN(m)})
-	if !s.c.inRecover {
+	s.out(Segment{Flags: ACK, Seq: lISS + 2001, Ack: rISS + 1, Payload: bytesAt(2000, m)})
+	if !s.c.rec.inRecovery() {
 		t.Fatal("a partial ACK ended recovery")
 	}
 	s.in(seg(ACK, rISS+1, lISS+6001))
-	if s.c.inRecover {
+	if s.c.rec.inRecovery() {
 		t.Fatal("the full ACK did not end recovery")
 	}
 }
@@ -269,8 +273,8 @@ func TestChallengeACKRateLimited(t *testing.T) {
 	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1})
 	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1})
 	s.none()
-	if s.c.Stats.ChallengeACKsLimited != 3 {
-		t.Fatalf("limited %d, want 3", s.c.Stats.ChallengeACKsLimited)
+	if s.c.stats.challengeACKsLimited != 3 {
+		t.Fatalf("limited %d, want 3", s.c.stats.challengeACKsLimited)
 	}
 }
 
@@ -282,8 +286,8 @@ func TestOOOQueueBounded(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		s.in(seg(ACK, rISS+1+seqnumSize(2+3*i), lISS+1, 'x'))
 	}
-	if s.c.ooo.len() != 8 || s.c.Stats.OOODropped != 12 {
-		t.Fatalf("queue %d segments, dropped %d", s.c.ooo.len(), s.c.Stats.OOODropped)
+	if s.c.rcv.ooo.len() != 8 || s.c.rcv.stats.oooDropped != 12 {
+		t.Fatalf("queue %d segments, dropped %d", s.c.rcv.ooo.len(), s.c.rcv.stats.oooDropped)
 	}
 }
 
@@ -295,21 +299,21 @@ func TestTailLossProbe(t *testing.T) {
 	s := sackOpen(t, Config{NoDelay: true, MSS: m})
 	s.write(bytesN(3 * m))
 	for i := 0; i < 3; i++ {
-		s.out(Segment{Flags: ACK | map[bool]uint8{true: PSH}[i == 2], Seq: lISS + 1 + seqnumSize(i*m), Ack: rISS + 1, Payload: bytesN(m)})
+		s.out(Segment{Flags: ACK | map[bool]uint8{true: PSH}[i == 2], Seq: lISS + 1 + seqnumSize(i*m), Ack: rISS + 1, Payload: bytesAt(i*m, m)})
 	}
 	s.advance(10*time.Millisecond - time.Microsecond)
 	s.none()
 	s.advance(time.Microsecond)
-	s.out(Segment{Flags: ACK | PSH, Seq: lISS + 1 + 2*m, Ack: rISS + 1, Payload: bytesN(m)})
-	if s.c.Stats.TLPProbes != 1 {
-		t.Fatalf("probes %d", s.c.Stats.TLPProbes)
+	s.out(Segment{Flags: ACK | PSH, Seq: lISS + 1 + 2*m, Ack: rISS + 1, Payload: bytesAt(2*m, m)})
+	if s.c.Stats().TLPProbes != 1 {
+		t.Fatalf("probes %d", s.c.Stats().TLPProbes)
 	}
 	// The probe's ACK SACKs the last segment: the two before it are lost
 	// (RACK: sent before a delivered segment, more than an RTT ago) and are
 	// resent at once.
 	s.advance(time.Millisecond)
 	s.in(sackAck(1, blk(2001, 3001)))
-	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1, Payload: bytesN(m)})
-	s.out(Segment{Flags: ACK, Seq: lISS + 1001, Ack: rISS + 1, Payload: bytesN(m)})
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1, Payload: bytesAt(0, m)})
+	s.out(Segment{Flags: ACK, Seq: lISS + 1001, Ack: rISS + 1, Payload: bytesAt(1000, m)})
 	s.none()
 }

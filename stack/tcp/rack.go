@@ -13,6 +13,11 @@ import (
 // segment when ACKs stop, so that losses at the end of a flight are found
 // without waiting for the retransmission timer.
 
+// wcDelAckT is RFC 8985 §7.2's WCDelAckT, the worst-case delayed-ACK
+// timer that the probe timeout allows for when one segment is in flight:
+// 200 ms.
+const wcDelAckT = 200 * time.Millisecond
+
 // sentRec is one transmitted segment, kept until cumulatively acknowledged.
 type sentRec struct {
 	start, end seqnum.Value
@@ -35,17 +40,13 @@ type rackState struct {
 
 func (r *rackState) live() []sentRec { return r.recs[r.head:] }
 
-func (r *rackState) reset() {
-	r.recs, r.head, r.lostBytes, r.tlpOut = r.recs[:0], 0, 0, false
-}
-
-// rackSent records a transmission of [seq, end).
-func (c *Conn) rackSent(now time.Time, seq, end seqnum.Value) {
-	if !c.opt.sack || !seq.LessThan(end) {
+// onSent records a transmission of [seq, end).
+func (k *sackRecovery) onSent(now time.Time, seq, end seqnum.Value) {
+	if !seq.LessThan(end) {
 		return
 	}
-	r := &c.rack
-	if seq.LessThan(c.sndMax) {
+	r := &k.rack
+	if seq.LessThan(k.c.snd.max) {
 		// A retransmission: refresh every record it overlaps.
 		live := r.live()
 		i := sort.Search(len(live), func(i int) bool { return seq.LessThan(live[i].end) })
@@ -57,10 +58,10 @@ func (c *Conn) rackSent(now time.Time, seq, end seqnum.Value) {
 				r.lostBytes -= int(rec.start.Size(rec.end))
 			}
 		}
-		if end.LessThanEq(c.sndMax) {
+		if end.LessThanEq(k.c.snd.max) {
 			return
 		}
-		seq = c.sndMax
+		seq = k.c.snd.max
 	}
 	if r.head > 0 && r.head >= len(r.recs)/2 {
 		n := copy(r.recs, r.recs[r.head:])
@@ -70,8 +71,8 @@ func (c *Conn) rackSent(now time.Time, seq, end seqnum.Value) {
 }
 
 // rackDelivered notes that rec reached the peer (RFC 8985 §6.2 step 2).
-func (c *Conn) rackDelivered(now time.Time, rec *sentRec) {
-	r := &c.rack
+func (k *sackRecovery) rackDelivered(now time.Time, rec *sentRec) {
+	r := &k.rack
 	rtt := now.Sub(rec.at)
 	if rec.rtx && rtt < r.minRTT {
 		return // may be the ACK of the original: no information
@@ -85,21 +86,21 @@ func (c *Conn) rackDelivered(now time.Time, rec *sentRec) {
 }
 
 // rackAcked drops the records below SND.UNA, taking them as delivered.
-func (c *Conn) rackAcked(now time.Time) {
-	r := &c.rack
+func (k *sackRecovery) rackAcked(now time.Time) {
+	r := &k.rack
 	for r.head < len(r.recs) {
 		rec := &r.recs[r.head]
-		if c.sndUna.LessThan(rec.end) {
-			if rec.start.LessThan(c.sndUna) {
+		if k.c.snd.una.LessThan(rec.end) {
+			if rec.start.LessThan(k.c.snd.una) {
 				if rec.lost {
-					r.lostBytes -= int(rec.start.Size(c.sndUna))
+					r.lostBytes -= int(rec.start.Size(k.c.snd.una))
 				}
-				rec.start = c.sndUna
+				rec.start = k.c.snd.una
 			}
 			break
 		}
 		if !rec.sacked {
-			c.rackDelivered(now, rec)
+			k.rackDelivered(now, rec)
 		}
 		if rec.lost {
 			r.lostBytes -= int(rec.start.Size(rec.end))
@@ -113,16 +114,16 @@ func (c *Conn) rackAcked(now time.Time) {
 }
 
 // rackSACKed marks the records the scoreboard now covers as delivered.
-func (c *Conn) rackSACKed(now time.Time) {
-	r := &c.rack
-	high := c.sb.highest(c.sndUna)
+func (k *sackRecovery) rackSACKed(now time.Time) {
+	r := &k.rack
+	high := k.sb.highest(k.c.snd.una)
 	live := r.live()
 	for i := range live {
 		rec := &live[i]
 		if !rec.start.LessThan(high) {
 			break
 		}
-		if rec.sacked || c.sb.sackedBetween(rec.start, rec.end) != int(rec.start.Size(rec.end)) {
+		if rec.sacked || k.sb.sackedBetween(rec.start, rec.end) != int(rec.start.Size(rec.end)) {
 			continue
 		}
 		rec.sacked = true
@@ -130,7 +131,7 @@ func (c *Conn) rackSACKed(now time.Time) {
 			rec.lost = false
 			r.lostBytes -= int(rec.start.Size(rec.end))
 		}
-		c.rackDelivered(now, rec)
+		k.rackDelivered(now, rec)
 	}
 }
 
@@ -138,9 +139,9 @@ func (c *Conn) rackSACKed(now time.Time) {
 // one by more than the reordering window (RFC 8985 §6.2 step 5), and arms
 // the reordering timer for those not yet due. It reports whether any
 // segment is marked lost.
-func (c *Conn) rackDetect(now time.Time) bool {
-	r := &c.rack
-	c.tm.reo = time.Time{}
+func (k *sackRecovery) rackDetect(now time.Time) bool {
+	r := &k.rack
+	k.reoAt = time.Time{}
 	if r.xmitTS.IsZero() {
 		return r.lostBytes > 0
 	}
@@ -155,19 +156,19 @@ func (c *Conn) rackDetect(now time.Time) bool {
 		if !now.Before(due) {
 			rec.lost = true
 			r.lostBytes += int(rec.start.Size(rec.end))
-		} else if c.tm.reo.IsZero() || due.Before(c.tm.reo) {
-			c.tm.reo = due
+		} else if k.reoAt.IsZero() || due.Before(k.reoAt) {
+			k.reoAt = due
 		}
 	}
 	return r.lostBytes > 0
 }
 
 // firstLost returns the first segment marked lost.
-func (c *Conn) firstLost() (seqnum.Value, bool) {
-	if c.rack.lostBytes <= 0 {
+func (k *sackRecovery) firstLost() (seqnum.Value, bool) {
+	if k.rack.lostBytes <= 0 {
 		return 0, false
 	}
-	for _, rec := range c.rack.live() {
+	for _, rec := range k.rack.live() {
 		if rec.lost {
 			return rec.start, true
 		}
@@ -178,64 +179,64 @@ func (c *Conn) firstLost() (seqnum.Value, bool) {
 // armTLP schedules a tail loss probe (RFC 8985 §7.2): PTO = 2*SRTT (at least
 // 10 ms), plus a delayed-ACK allowance when a single segment is in flight;
 // not if the retransmission timer would fire first.
-func (c *Conn) armTLP(now time.Time) {
-	c.tm.tlp = time.Time{}
-	if !c.opt.sack || c.inRecover || c.rack.tlpOut || !c.rtt.measured || c.sndUna == c.sndMax {
+func (k *sackRecovery) armTLP(now time.Time) {
+	k.tlpAt = time.Time{}
+	if k.inRecover || k.rack.tlpOut || !k.c.snd.rtt.measured || k.c.snd.una == k.c.snd.max {
 		return
 	}
-	pto := max(2*c.rtt.srtt, 10*time.Millisecond)
-	if int(c.sndUna.Size(c.sndMax)) <= c.sndMSS {
-		pto += DefaultMinRTO
+	pto := max(2*k.c.snd.rtt.srtt, 10*time.Millisecond)
+	if int(k.c.snd.una.Size(k.c.snd.max)) <= k.c.snd.mss {
+		pto += wcDelAckT
 	}
 	at := now.Add(pto)
-	if !c.tm.rtx.IsZero() && !at.Before(c.tm.rtx) {
+	if !k.c.snd.rtxAt.IsZero() && !at.Before(k.c.snd.rtxAt) {
 		return
 	}
-	c.tm.tlp = at
+	k.tlpAt = at
 }
 
 // onTLP sends the probe: the last segment again (RFC 8985 §7.3), and
 // restarts the retransmission timer.
-func (c *Conn) onTLP(now time.Time) {
-	if c.inRecover || c.sndUna == c.sndMax || c.rack.tlpOut {
+func (k *sackRecovery) onTLP(now time.Time) {
+	if k.inRecover || k.c.snd.una == k.c.snd.max || k.rack.tlpOut {
 		return
 	}
-	live := c.rack.live()
+	live := k.rack.live()
 	if len(live) == 0 {
 		return
 	}
 	last := live[len(live)-1]
-	c.Stats.TLPProbes++
-	c.rack.tlpOut = true
-	off := int(c.bufSeq().Size(last.start))
-	n := min(int(last.start.Size(last.end)), c.sndBuf.Len()-off)
-	fin := c.finQueued && last.end == c.finSeq.Add(1)
+	k.sstat.tlpProbes++
+	k.rack.tlpOut = true
+	off := int(k.c.snd.bufSeq().Size(last.start))
+	n := min(int(last.start.Size(last.end)), k.c.snd.buf.Len()-off)
+	fin := k.c.snd.finQueued && last.end == k.c.snd.finSeq.Add(1)
 	if fin {
-		n = int(last.start.Size(c.finSeq))
+		n = int(last.start.Size(k.c.snd.finSeq))
 	}
 	if n < 0 || (n == 0 && !fin) {
 		return
 	}
-	c.sendRange(now, last.start, n, fin)
-	c.tm.rtx = now.Add(c.rtt.rto)
+	k.c.sendRange(now, last.start, n, fin)
+	k.c.snd.rtxAt = now.Add(k.c.snd.rtt.rto)
 }
 
-// rackCheck runs RACK's detection after an ACK with news and starts or
+// check runs RACK's detection after an ACK with news and starts or
 // feeds recovery when it finds losses.
-func (c *Conn) rackCheck(now time.Time) {
-	if !c.opt.sack || c.sb.bytes == 0 && c.rack.lostBytes == 0 {
+func (k *sackRecovery) check(now time.Time) {
+	if k.sb.bytes == 0 && k.rack.lostBytes == 0 {
 		return
 	}
-	before := c.rack.lostBytes
-	if !c.rackDetect(now) {
+	before := k.rack.lostBytes
+	if !k.rackDetect(now) {
 		return
 	}
-	if c.rack.lostBytes > before {
-		c.Stats.RACKLost++
+	if k.rack.lostBytes > before {
+		k.sstat.rackLost++
 	}
-	if !c.inRecover {
-		c.enterRecovery(now)
+	if !k.inRecover {
+		k.enterRecovery(now)
 		return
 	}
-	c.recoverySend(now)
+	k.recoverySend(now)
 }

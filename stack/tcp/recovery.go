@@ -3,178 +3,195 @@ package tcp
 import (
 	"time"
 
+	"ustack/stack/header"
 	"ustack/stack/seqnum"
 )
 
 // Loss recovery: fast retransmit and fast recovery (RFC 5681 §3.2) with
-// NewReno's partial ACKs (RFC 6582) when the peer does not SACK, and the
-// conservative SACK-based recovery of RFC 6675 when it does.
+// NewReno's partial ACKs (RFC 6582) when the peer does not SACK (reno,
+// below), and the conservative SACK-based recovery of RFC 6675 with
+// RACK-TLP (RFC 8985) when it does (sack.go, rack.go). A connection starts
+// with reno and switches once, when the handshake shows SACK is in use.
+
+// sackBlocks are the SACK blocks of one segment.
+type sackBlocks = [header.MaxSACKBlocks]header.SACKBlock
 
 // dupThresh is RFC 5681's and RFC 6675's DupThresh.
 const dupThresh = 3
 
-// pipe estimates the bytes in the network (RFC 6675 §4 SetPipe). Outside
-// recovery it is the data sent and neither ACKed nor SACKed. In SACK
-// recovery every hole below the highest SACKed byte counts as lost (RFC
-// 6675 IsLost, simplified), so the pipe is what lies beyond the highest
-// SACK plus what was retransmitted and not yet SACKed. In NewReno recovery,
-// each duplicate ACK stands for one segment that left the network (the
-// window inflation of RFC 5681 step 4).
-func (c *Conn) pipe() int {
-	if !c.inRecover {
-		return int(c.sndUna.Size(c.sndNxt)) - c.sb.sackedBetween(c.sndUna, c.sndNxt)
-	}
-	if c.opt.sack {
-		// Outstanding, less what was SACKed and what is marked lost and
-		// not yet sent again (RFC 6675 SetPipe with RACK's IsLost).
-		return max(int(c.sndUna.Size(c.sndMax))-c.sb.bytes-c.rack.lostBytes, 0)
-	}
-	return max(int(c.sndUna.Size(c.sndMax))-c.dupAcks*c.sndMSS, 0)
+// lossRecovery is what the state machine and the sender ask of loss
+// recovery. Each implementation owns its timers and counters.
+type lossRecovery interface {
+	// start sets RFC 6582's "recover" to the ISS: no recovery yet.
+	start(iss seqnum.Value)
+	inRecovery() bool
+	// pipe estimates the bytes in the network (RFC 6675 §4 SetPipe).
+	pipe() int
+	// sackedAt and nextSACKed tell the sender what the peer holds above
+	// SND.UNA: the end of the SACKed range holding v, and the start of the
+	// first SACKed range above v.
+	sackedAt(v seqnum.Value) (end seqnum.Value, ok bool)
+	nextSACKed(v seqnum.Value) (start seqnum.Value, ok bool)
+
+	// onSent records a transmission of [seq, end).
+	onSent(now time.Time, seq, end seqnum.Value)
+	// onDataSent runs after data left; onAckAdvanced after SND.UNA moved
+	// and the retransmission timer was restarted or stopped.
+	onDataSent(now time.Time)
+	onAckAdvanced(now time.Time)
+	// takeSACK takes the n SACK blocks of an acceptable ACK and reports
+	// whether they SACKed anything new. The blocks come by value, so that
+	// the segment does not escape through the interface.
+	takeSACK(now time.Time, blocks sackBlocks, n int) bool
+	// acked runs when SND.UNA has moved, before the RTT sample.
+	acked(now time.Time)
+	// ackAdvanced handles a new cumulative ACK in recovery and reports
+	// whether recovery was in progress (then congestion control does not
+	// grow the window).
+	ackAdvanced(now time.Time) bool
+	// onDupAck handles a duplicate ACK (RFC 5681 §2, RFC 6675 §2).
+	onDupAck(now time.Time)
+	// check looks for lost segments after an ACK (RACK).
+	check(now time.Time)
+	// onRTO forgets recovery after a retransmission timeout.
+	onRTO()
+
+	deadline() time.Time // the earliest of its timers, or zero
+	tick(now time.Time)  // runs its timers that are due
+	stopTimers()
+	addStats(st *Stats)
 }
 
-// takeSACK records the SACK blocks of an ACK in the scoreboard and
-// reports whether they SACKed anything new.
-func (c *Conn) takeSACK(seg *Segment) bool {
-	if !c.opt.sack || seg.Opts.NumSACK == 0 {
-		return false
-	}
-	before := c.sb.bytes
-	for i := 0; i < seg.Opts.NumSACK; i++ {
-		b := seg.Opts.SACK[i]
-		s, e := seqnum.Value(b.Start), seqnum.Value(b.End)
-		// RFC 2018 §4 / RFC 6675 §5: ignore blocks that are empty, below
-		// SND.UNA (D-SACK) or beyond what was sent.
-		if !s.LessThan(e) || e.LessThanEq(c.sndUna) || e.GreaterThan(c.sndMax) {
-			continue
-		}
-		c.sb.add(seqnum.Max(s, c.sndUna), e)
-	}
-	return c.sb.bytes != before
+// recoveryBase is the state both recoveries keep.
+type recoveryBase struct {
+	c         *Conn
+	dupAcks   int
+	recover   seqnum.Value // RFC 6582 / RFC 6675 RecoveryPoint
+	inRecover bool
+	highRxt   seqnum.Value // RFC 6675 HighRxt: highest retransmitted in recovery
+	stats     struct{ dupAcks, fastRetransmits uint64 }
 }
 
-// onDupAck counts a duplicate ACK (RFC 5681 §2, or RFC 6675's ACK that
-// SACKs new data) and starts recovery at DupThresh or when more than
-// (DupThresh-1)*SMSS bytes are SACKed above SND.UNA.
-func (c *Conn) onDupAck(now time.Time) {
-	c.Stats.DupAcks++
-	c.dupAcks++
-	if c.inRecover {
-		if c.opt.sack {
-			c.recoverySend(now)
-		}
-		return // NewReno: the inflated pipe lets output send new data
-	}
-	lost := c.dupAcks >= dupThresh || (c.opt.sack && c.sb.bytes > (dupThresh-1)*c.sndMSS)
-	// RFC 6582 §3.2 step 1: one reduction per window of data; the guard
-	// keeps duplicate ACKs caused by a timeout's go-back-N from starting a
-	// false fast retransmit. With SACK a duplicate ACK that SACKs new data
-	// is real news, so a loss found that way after a timeout (a lost
-	// retransmission, say) is repaired at once instead of by another,
-	// backed-off timeout.
-	if lost && (c.sndUna.GreaterThan(c.recover) || c.recover == c.iss || c.opt.sack && c.sb.bytes > (dupThresh-1)*c.sndMSS) {
-		c.enterRecovery(now)
-	}
-}
+func (b *recoveryBase) start(iss seqnum.Value) { b.recover = iss }
+func (b *recoveryBase) inRecovery() bool       { return b.inRecover }
 
-// enterRecovery is fast retransmit: remember the recovery point, let the
-// congestion control reduce the window, resend the first lost segment.
-func (c *Conn) enterRecovery(now time.Time) {
-	c.Stats.FastRetransmits++
-	c.inRecover = true
-	c.recover = c.sndMax
-	c.highRxt = c.sndUna
-	if c.cc != nil {
-		c.cc.OnLoss(now, int(c.sndUna.Size(c.sndMax)))
-	}
-	c.tm.tlp = time.Time{}
-	if c.opt.sack {
-		c.markHolesLost()
-		if s, ok := c.firstLost(); ok {
-			c.retransmitAt(now, s)
-		}
-		c.recoverySend(now)
-		return
-	}
-	c.retransmitAt(now, c.sndUna)
-}
-
-// markHolesLost is RFC 6675's IsLost for a recovery started by duplicate
-// ACKs: every unSACKed segment below the highest SACKed one (and the one at
-// SND.UNA) counts as lost, unless already sent again.
-func (c *Conn) markHolesLost() {
-	high := c.sb.highest(c.sndUna)
-	live := c.rack.live()
-	for i := range live {
-		rec := &live[i]
-		if i > 0 && !rec.start.LessThan(high) {
-			break
-		}
-		if rec.sacked || rec.lost || rec.rtx && i > 0 {
-			continue
-		}
-		rec.lost = true
-		c.rack.lostBytes += int(rec.start.Size(rec.end))
+// enter starts a recovery episode (RFC 6582 §3.2 step 2, RFC 6675 §5
+// step 4): remember the recovery point and reduce the congestion window.
+func (b *recoveryBase) enter(now time.Time) {
+	s := &b.c.snd
+	b.stats.fastRetransmits++
+	b.inRecover = true
+	b.recover = s.max
+	b.highRxt = s.una
+	if s.cc != nil {
+		s.cc.OnLoss(now, s.flight())
 	}
 }
 
-// retransmitAt resends one segment starting at seq, up to the next SACKed
-// range.
-func (c *Conn) retransmitAt(now time.Time, seq seqnum.Value) {
-	base := c.bufSeq()
-	off := int(base.Size(seq))
-	n := min(c.sndBuf.Len()-off, c.effMSS())
-	if s, _, ok := c.sb.nextSACKed(seq); ok {
-		n = min(n, int(seq.Size(s)))
+// leave ends recovery after a timeout (RFC 6582 §4, RFC 6675 §5.1): a later
+// loss in this window does not reduce again.
+func (b *recoveryBase) leave() {
+	s := &b.c.snd
+	b.inRecover = false
+	b.dupAcks = 0
+	b.recover = s.max
+	b.highRxt = s.una
+}
+
+// fullyAcked reports whether the cumulative ACK has reached the recovery
+// point, which ends recovery (RFC 6582 §3.2 step 3, RFC 6675 §5).
+func (b *recoveryBase) fullyAcked() bool {
+	s := &b.c.snd
+	if s.una.GreaterThanEq(b.recover) {
+		b.inRecover = false
+		b.dupAcks = 0
+		return true
 	}
-	fin := c.finQueued && off+max(n, 0) == c.sndBuf.Len() && seq.Add(seqnum.Size(max(n, 0))) == c.finSeq
+	if b.highRxt.LessThan(s.una) {
+		b.highRxt = s.una
+	}
+	return false
+}
+
+// retransmitAt resends one segment's worth at seq, stopping at the next
+// SACKed range, with the FIN if it is next.
+func (b *recoveryBase) retransmitAt(now time.Time, seq seqnum.Value) {
+	c := b.c
+	s := &c.snd
+	off := int(s.bufSeq().Size(seq))
+	n := min(s.buf.Len()-off, c.effMSS())
+	if start, ok := c.rec.nextSACKed(seq); ok {
+		n = min(n, int(seq.Size(start)))
+	}
+	fin := s.finQueued && off+max(n, 0) == s.buf.Len() && seq.Add(seqnum.Size(max(n, 0))) == s.finSeq
 	if n <= 0 && !fin {
 		return
 	}
 	end := c.sendRange(now, seq, max(n, 0), fin)
-	if end.GreaterThan(c.highRxt) {
-		c.highRxt = end
+	if end.GreaterThan(b.highRxt) {
+		b.highRxt = end
 	}
 }
 
-// recoverySend retransmits holes while the congestion window has room
-// (RFC 6675 §5 steps 4.x, NextSeg rule 1). New data (rule 2) follows in
-// sendData, under the same pipe.
-func (c *Conn) recoverySend(now time.Time) {
-	if c.cc == nil {
-		return
-	}
-	for i := 0; i < 64; i++ {
-		if c.cc.Cwnd()-c.pipe() < c.effMSS() {
-			return
-		}
-		s, ok := c.firstLost()
-		if !ok {
-			return
-		}
-		before := c.rack.lostBytes
-		c.retransmitAt(now, s)
-		if c.rack.lostBytes == before {
-			return // nothing could be sent
-		}
-	}
+func (b *recoveryBase) addStats(st *Stats) {
+	st.DupAcks, st.FastRetransmits = b.stats.dupAcks, b.stats.fastRetransmits
 }
 
-// ackInRecovery handles an ACK that advanced SND.UNA during recovery:
-// a full ACK ends it (RFC 6582 §3.2 step 3); a partial ACK resends the next
-// hole (NewReno) or goes on with the scoreboard (SACK).
-func (c *Conn) ackInRecovery(now time.Time) {
-	if c.sndUna.GreaterThanEq(c.recover) {
-		c.inRecover = false
-		c.dupAcks = 0
-		return
+// renoRecovery is NewReno (RFC 6582) for a peer without SACK: three
+// duplicate ACKs start recovery; each partial ACK resends the next
+// unacknowledged segment. It has no timers of its own.
+type renoRecovery struct{ recoveryBase }
+
+// pipe: in NewReno recovery each duplicate ACK stands for one segment that
+// left the network (the window inflation of RFC 5681 step 4).
+func (r *renoRecovery) pipe() int {
+	s := &r.c.snd
+	if !r.inRecover {
+		return int(s.una.Size(s.nxt))
 	}
-	if c.highRxt.LessThan(c.sndUna) {
-		c.highRxt = c.sndUna
+	return max(s.flight()-r.dupAcks*s.mss, 0)
+}
+
+func (r *renoRecovery) sackedAt(seqnum.Value) (seqnum.Value, bool)   { return 0, false }
+func (r *renoRecovery) nextSACKed(seqnum.Value) (seqnum.Value, bool) { return 0, false }
+func (r *renoRecovery) onSent(time.Time, seqnum.Value, seqnum.Value) {}
+func (r *renoRecovery) onDataSent(time.Time)                         {}
+func (r *renoRecovery) onAckAdvanced(time.Time)                      {}
+func (r *renoRecovery) takeSACK(time.Time, sackBlocks, int) bool     { return false }
+func (r *renoRecovery) acked(time.Time)                              {}
+func (r *renoRecovery) check(time.Time)                              {}
+func (r *renoRecovery) onRTO()                                       { r.leave() }
+func (r *renoRecovery) deadline() time.Time                          { return time.Time{} }
+func (r *renoRecovery) tick(time.Time)                               {}
+func (r *renoRecovery) stopTimers()                                  {}
+
+// ackAdvanced: a partial ACK resends the next unacknowledged segment at
+// once (RFC 6582 §3.2 step 3).
+func (r *renoRecovery) ackAdvanced(now time.Time) bool {
+	if !r.inRecover {
+		r.dupAcks = 0
+		return false
 	}
-	if c.opt.sack {
-		c.recoverySend(now)
-		return
+	if r.fullyAcked() {
+		return true
 	}
-	c.dupAcks = 0
-	c.retransmitAt(now, c.sndUna)
+	r.dupAcks = 0
+	r.retransmitAt(now, r.c.snd.una)
+	return true
+}
+
+// onDupAck: the third duplicate ACK resends the first unacknowledged
+// segment (RFC 5681 §3.2), unless this window already had a recovery
+// (RFC 6582 §4: SND.UNA must be beyond "recover").
+func (r *renoRecovery) onDupAck(now time.Time) {
+	r.stats.dupAcks++
+	r.dupAcks++
+	if r.inRecover {
+		return // the inflated pipe lets output send new data
+	}
+	s := &r.c.snd
+	if r.dupAcks >= dupThresh && (s.una.GreaterThan(r.recover) || r.recover == s.iss) {
+		r.enter(now)
+		r.retransmitAt(now, s.una)
+	}
 }

@@ -39,8 +39,8 @@ func TestDataRetransmissionDoublesRTOAndAborts(t *testing.T) {
 	if !errors.Is(s.c.Err(), syscall.ETIMEDOUT) {
 		t.Fatalf("err %v, want ETIMEDOUT", s.c.Err())
 	}
-	if s.c.Stats.Retransmits != 4 {
-		t.Fatalf("retransmits %d, want 4", s.c.Stats.Retransmits)
+	if s.c.snd.stats.retransmits != 4 {
+		t.Fatalf("retransmits %d, want 4", s.c.snd.stats.retransmits)
 	}
 }
 
@@ -92,7 +92,7 @@ func TestFastRetransmitAfterThreeDupACKs(t *testing.T) {
 	s.activeOpen()
 	s.write(bytesN(5 * 1460))
 	for i := 0; i < 5; i++ {
-		s.out(Segment{Flags: ACK | map[bool]uint8{true: PSH}[i == 4], Seq: lISS + 1 + seqnumSize(i*1460), Ack: rISS + 1, Payload: bytesN(1460)})
+		s.out(Segment{Flags: ACK | map[bool]uint8{true: PSH}[i == 4], Seq: lISS + 1 + seqnumSize(i*1460), Ack: rISS + 1, Payload: bytesAt(i*1460, 1460)})
 	}
 	for i := 0; i < 2; i++ {
 		s.in(seg(ACK, rISS+1, lISS+1))
@@ -100,7 +100,7 @@ func TestFastRetransmitAfterThreeDupACKs(t *testing.T) {
 	}
 	s.in(seg(ACK, rISS+1, lISS+1))
 	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1, Payload: bytesN(1460)})
-	if s.c.Stats.Retransmits != 1 {
-		t.Fatalf("retransmits %d", s.c.Stats.Retransmits)
+	if s.c.snd.stats.retransmits != 1 {
+		t.Fatalf("retransmits %d", s.c.snd.stats.retransmits)
 	}
 }

@@ -1,65 +1,10 @@
 package tcp
 
 import (
-	"ustack/stack/header"
+	"time"
+
 	"ustack/stack/seqnum"
 )
-
-// The receiver's side of RFC 2018: SACK blocks for every hole, the block
-// holding the most recent arrival first, then the blocks reported most
-// recently (§4).
-
-// fillSACK writes up to max blocks describing the out-of-order queue.
-func (c *Conn) fillSACK(o *header.TCPOptions, max int) {
-	max = min(max, header.MaxSACKBlocks)
-	if max <= 0 {
-		return
-	}
-	// Merge the queue into contiguous blocks.
-	var blocks [16]header.SACKBlock
-	nb := 0
-	for _, s := range c.ooo.segs {
-		start, end := s.seq, s.seq.Add(seqnum.Size(len(s.data)))
-		if nb > 0 && seqnum.Value(blocks[nb-1].End) == start {
-			blocks[nb-1].End = uint32(end)
-			continue
-		}
-		if nb == len(blocks) {
-			break
-		}
-		blocks[nb] = header.SACKBlock{Start: uint32(start), End: uint32(end)}
-		nb++
-	}
-	n := 0
-	used := [16]bool{}
-	pick := func(i int) {
-		if i >= 0 && i < nb && !used[i] && n < max {
-			used[i] = true
-			o.SACK[n] = blocks[i]
-			n++
-		}
-	}
-	find := func(v seqnum.Value) int {
-		for i := 0; i < nb; i++ {
-			if v.InRange(seqnum.Value(blocks[i].Start), seqnum.Value(blocks[i].End)) {
-				return i
-			}
-		}
-		return -1
-	}
-	pick(find(c.lastOOO))
-	for _, v := range c.sackSent[:c.nSackSent] {
-		pick(find(v))
-	}
-	for i := nb - 1; i >= 0; i-- {
-		pick(i)
-	}
-	o.NumSACK = n
-	c.nSackSent = n
-	for i := 0; i < n; i++ {
-		c.sackSent[i] = seqnum.Value(o.SACK[i].Start)
-	}
-}
 
 // scoreboard is the sender's record of SACKed ranges above SND.UNA
 // (RFC 6675 §3), sorted and merged.
@@ -144,20 +89,6 @@ func (sb *scoreboard) sackedBetween(a, b seqnum.Value) int {
 	return n
 }
 
-// nextHole finds the first unSACKed sequence number at or above from and
-// below the highest SACKed byte, with the hole's end.
-func (sb *scoreboard) nextHole(from seqnum.Value) (seqnum.Value, seqnum.Value, bool) {
-	for _, r := range sb.r {
-		if from.LessThan(r.start) {
-			return from, r.start, true
-		}
-		if from.LessThan(r.end) {
-			from = r.end
-		}
-	}
-	return 0, 0, false
-}
-
 // nextSACKed returns the first SACKed range that starts above v.
 func (sb *scoreboard) nextSACKed(v seqnum.Value) (seqnum.Value, seqnum.Value, bool) {
 	for _, r := range sb.r {
@@ -166,4 +97,206 @@ func (sb *scoreboard) nextSACKed(v seqnum.Value) (seqnum.Value, seqnum.Value, bo
 		}
 	}
 	return 0, 0, false
+}
+
+// sackRecovery is the conservative SACK-based loss recovery of RFC 6675,
+// with losses found by RACK (RFC 8985 §6) and tail loss probes (§7). It
+// owns the scoreboard, RACK's records and two timers: the probe timeout
+// and the reordering window.
+type sackRecovery struct {
+	recoveryBase
+	sb    scoreboard // SACKed ranges above SND.UNA
+	rack  rackState
+	tlpAt time.Time // tail loss probe (RFC 8985 §7)
+	reoAt time.Time // RACK reordering window (RFC 8985 §6.2)
+	sstat struct{ tlpProbes, rackLost uint64 }
+}
+
+// pipe: outside recovery, the data sent and neither ACKed nor SACKed; in
+// recovery, what is outstanding less what was SACKed and what is marked
+// lost and not yet sent again (RFC 6675 SetPipe with RACK's IsLost).
+func (k *sackRecovery) pipe() int {
+	s := &k.c.snd
+	if !k.inRecover {
+		return int(s.una.Size(s.nxt)) - k.sb.sackedBetween(s.una, s.nxt)
+	}
+	return max(s.flight()-k.sb.bytes-k.rack.lostBytes, 0)
+}
+
+func (k *sackRecovery) sackedAt(v seqnum.Value) (seqnum.Value, bool) { return k.sb.sackedAt(v) }
+
+func (k *sackRecovery) nextSACKed(v seqnum.Value) (seqnum.Value, bool) {
+	s, _, ok := k.sb.nextSACKed(v)
+	return s, ok
+}
+
+// takeSACK adds the ACK's SACK blocks to the scoreboard (RFC 6675 §5:
+// blocks below SND.UNA or above SND.MAX are ignored) and marks the newly
+// covered records delivered.
+func (k *sackRecovery) takeSACK(now time.Time, blocks sackBlocks, n int) bool {
+	if n == 0 {
+		return false
+	}
+	s := &k.c.snd
+	before := k.sb.bytes
+	for _, b := range blocks[:n] {
+		start, end := seqnum.Value(b.Start), seqnum.Value(b.End)
+		if !start.LessThan(end) || end.LessThanEq(s.una) || end.GreaterThan(s.max) {
+			continue
+		}
+		k.sb.add(seqnum.Max(start, s.una), end)
+	}
+	if k.sb.bytes == before {
+		return false
+	}
+	k.rackSACKed(now)
+	return true
+}
+
+// acked drops the scoreboard and RACK's records below SND.UNA.
+func (k *sackRecovery) acked(now time.Time) {
+	k.sb.ackedTo(k.c.snd.una)
+	k.rackAcked(now)
+}
+
+// ackAdvanced: in recovery, a partial ACK lets more lost segments go out as
+// the pipe allows (RFC 6675 §5 step C).
+func (k *sackRecovery) ackAdvanced(now time.Time) bool {
+	if !k.inRecover {
+		k.dupAcks = 0
+		return false
+	}
+	if !k.fullyAcked() {
+		k.recoverySend(now)
+	}
+	return true
+}
+
+// onDupAck: recovery starts at the third duplicate ACK or once more than
+// (DupThresh-1)*SMSS bytes are SACKed (RFC 6675 §5 IsLost); in recovery,
+// each one may let a lost segment go out.
+func (k *sackRecovery) onDupAck(now time.Time) {
+	k.stats.dupAcks++
+	k.dupAcks++
+	if k.inRecover {
+		k.recoverySend(now)
+		return
+	}
+	s := &k.c.snd
+	sacked := k.sb.bytes > (dupThresh-1)*s.mss
+	if (k.dupAcks >= dupThresh || sacked) && (s.una.GreaterThan(k.recover) || k.recover == s.iss || sacked) {
+		k.enterRecovery(now)
+	}
+}
+
+// enterRecovery starts RFC 6675 recovery: every hole below the highest
+// SACK is lost; the first goes out at once, then as much as the pipe allows.
+func (k *sackRecovery) enterRecovery(now time.Time) {
+	k.enter(now)
+	k.tlpAt = time.Time{}
+	k.markHolesLost()
+	if s, ok := k.firstLost(); ok {
+		k.retransmitAt(now, s)
+	}
+	k.recoverySend(now)
+}
+
+// markHolesLost is RFC 6675's IsLost for a recovery started by duplicate
+// ACKs: every unSACKed segment below the highest SACKed one (and the one at
+// SND.UNA) counts as lost, unless already sent again.
+func (k *sackRecovery) markHolesLost() {
+	high := k.sb.highest(k.c.snd.una)
+	live := k.rack.live()
+	for i := range live {
+		rec := &live[i]
+		if i > 0 && !rec.start.LessThan(high) {
+			break
+		}
+		if rec.sacked || rec.lost || rec.rtx && i > 0 {
+			continue
+		}
+		rec.lost = true
+		k.rack.lostBytes += int(rec.start.Size(rec.end))
+	}
+}
+
+// recoverySend resends lost segments while the congestion window leaves
+// room beside the pipe (RFC 6675 §5 NextSeg rule 1).
+func (k *sackRecovery) recoverySend(now time.Time) {
+	c := k.c
+	if c.snd.cc == nil {
+		return
+	}
+	for i := 0; i < 64; i++ {
+		if c.snd.cc.Cwnd()-k.pipe() < c.effMSS() {
+			return
+		}
+		s, ok := k.firstLost()
+		if !ok {
+			return
+		}
+		before := k.rack.lostBytes
+		k.retransmitAt(now, s)
+		if k.rack.lostBytes == before {
+			return // nothing could be sent
+		}
+	}
+}
+
+// onRTO: RFC 2018 §8: after a timeout, SACK information is not trusted (the
+// receiver may have reneged): forget the scoreboard and RACK's marks, so
+// that everything from SND.UNA is resent.
+func (k *sackRecovery) onRTO() {
+	k.leave()
+	k.sb.reset()
+	live := k.rack.live()
+	for i := range live {
+		live[i].lost, live[i].sacked = false, false
+	}
+	k.rack.lostBytes, k.rack.tlpOut = 0, false
+	k.stopTimers()
+}
+
+func (k *sackRecovery) stopTimers() { k.tlpAt, k.reoAt = time.Time{}, time.Time{} }
+
+func (k *sackRecovery) deadline() time.Time { return earliest(k.tlpAt, k.reoAt) }
+
+// tick runs the probe timer, then the reordering timer: segments whose
+// reordering window has passed are lost.
+func (k *sackRecovery) tick(now time.Time) {
+	if due(k.tlpAt, now) {
+		k.tlpAt = time.Time{}
+		k.onTLP(now)
+	}
+	if due(k.reoAt, now) {
+		k.reoAt = time.Time{}
+		if k.rackDetect(now) && !k.inRecover {
+			k.enterRecovery(now)
+		} else if k.inRecover {
+			k.recoverySend(now)
+		}
+	}
+}
+
+// onDataSent arms the probe timer if it is not running.
+func (k *sackRecovery) onDataSent(now time.Time) {
+	if k.tlpAt.IsZero() {
+		k.armTLP(now)
+	}
+}
+
+// onAckAdvanced: an ACK that moves SND.UNA answers any probe; the probe
+// timer restarts while data is outstanding (RFC 8985 §7.2).
+func (k *sackRecovery) onAckAdvanced(now time.Time) {
+	k.rack.tlpOut = false
+	if k.c.snd.una == k.c.snd.max {
+		k.tlpAt = time.Time{}
+	} else {
+		k.armTLP(now)
+	}
+}
+
+func (k *sackRecovery) addStats(st *Stats) {
+	k.recoveryBase.addStats(st)
+	st.TLPProbes, st.RACKLost = k.sstat.tlpProbes, k.sstat.rackLost
 }

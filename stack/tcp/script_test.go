@@ -1,20 +1,20 @@
 package tcp
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"flag"
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"ustack/stack/header"
 	"ustack/stack/seqnum"
 )
-
-func TestMain(m *testing.M) {
-	PanicOnIllegalTransition = true
-	os.Exit(m.Run())
-}
 
 // The scripted-test helper (docs/design.md, "Tests" 1): feed a segment in, assert the
 // exact segment out, in virtual time.
@@ -38,18 +38,97 @@ type script struct {
 	now   time.Time
 	sent  []Segment
 	trace []TraceEvent
+	n     int             // which script of its test (0 for the first)
+	log   strings.Builder // the transcript: every segment in and out, whole, and every transition
 }
+
+// goldenSeq numbers the scripts of one test, for tests that run several.
+var goldenSeq = map[*testing.T]int{}
+
+var updateGolden = flag.Bool("update-golden", false, "rewrite testdata/golden/*.txt from this run")
 
 // Send implements Sender: it records a copy of the segment.
 func (s *script) Send(_ *Conn, seg *Segment) {
 	cp := *seg
 	cp.Payload = append([]byte(nil), seg.Payload...)
 	s.sent = append(s.sent, cp)
+	s.record(">", &cp)
+}
+
+// record adds one segment to the transcript in full: flags, seq, ack,
+// window, every option (MSS, WS, SACK-permitted, timestamps, each SACK
+// block) and the payload bytes (in hex up to 32 bytes, else length and
+// SHA-256).
+func (s *script) record(dir string, g *Segment) {
+	fmt.Fprintf(&s.log, "+%v %s %s seq=%d ack=%d win=%d", s.now.Sub(t0), dir, header.FlagString(g.Flags), uint32(g.Seq), uint32(g.Ack), g.Wnd)
+	o := &g.Opts
+	ws := -1 // absent
+	if o.WS.Present {
+		ws = int(o.WS.Shift)
+	}
+	fmt.Fprintf(&s.log, " mss=%d ws=%d sackok=%v", o.MSS, ws, o.SACKPermit)
+	if o.TS {
+		fmt.Fprintf(&s.log, " ts=%d/%d", o.TSVal, o.TSEcr)
+	}
+	for i := 0; i < o.NumSACK; i++ {
+		fmt.Fprintf(&s.log, " sack=%d-%d", uint32(o.SACK[i].Start), uint32(o.SACK[i].End))
+	}
+	if n := len(g.Payload); n <= 32 {
+		fmt.Fprintf(&s.log, " data=%x\n", g.Payload)
+	} else {
+		fmt.Fprintf(&s.log, " len=%d sha256=%x\n", n, sha256.Sum256(g.Payload))
+	}
+}
+
+// checkGolden compares the test's whole transcript with
+// testdata/golden/<test>.txt (written with -update-golden). Every segment
+// the TCB emitted is compared whole, including those the test does not
+// assert one by one, so that a change of behaviour cannot pass unseen.
+func (s *script) checkGolden() {
+	if s.t.Failed() || s.t.Skipped() {
+		return
+	}
+	name := strings.NewReplacer("/", "__", " ", "_").Replace(s.t.Name())
+	if s.n > 0 {
+		name += fmt.Sprintf(".%d", s.n)
+	}
+	path := filepath.Join("testdata", "golden", name+".txt")
+	got := []byte(s.log.String())
+	if *updateGolden {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			s.t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			s.t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		s.t.Fatalf("golden transcript: %v (run go test ./stack/tcp -update-golden once to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		gl, wl := strings.Split(string(got), "\n"), strings.Split(string(want), "\n")
+		for i := 0; i < max(len(gl), len(wl)); i++ {
+			var g, w string
+			if i < len(gl) {
+				g = gl[i]
+			}
+			if i < len(wl) {
+				w = wl[i]
+			}
+			if g != w {
+				s.t.Fatalf("transcript differs from %s at line %d:\n got  %s\n want %s", path, i+1, g, w)
+			}
+		}
+	}
 }
 
 func newScript(t *testing.T, cfg Config) *script {
 	t.Helper()
-	s := &script{t: t, now: t0}
+	s := &script{t: t, now: t0, n: goldenSeq[t]}
+	goldenSeq[t]++
+	cfg.StrictTransitions = true
 	if cfg.DelayedAck == 0 {
 		cfg.DelayedAck = -1 // one ACK per input batch unless a test is about delayed ACKs
 	}
@@ -58,13 +137,15 @@ func newScript(t *testing.T, cfg Config) *script {
 			t.Errorf("illegal transition %v -> %v (%s)", e.From, e.To, e.Cause)
 		}
 		s.trace = append(s.trace, e)
+		fmt.Fprintf(&s.log, "+%v %v -> %v (%s)\n", s.now.Sub(t0), e.From, e.To, e.Cause)
 	})
+	t.Cleanup(s.checkGolden)
 	return s
 }
 
 // seg builds a segment from the peer with no options.
 func seg(flags uint8, seq, ack seqnum.Value, payload ...byte) Segment {
-	return Segment{Seq: seq, Ack: ack, Flags: flags, Wnd: 65535, Opts: header.TCPOptions{WS: -1}, Payload: payload}
+	return Segment{Seq: seq, Ack: ack, Flags: flags, Wnd: 65535, Opts: header.TCPOptions{}, Payload: payload}
 }
 
 const (
@@ -79,6 +160,7 @@ const (
 // end of an input batch.
 func (s *script) in(g Segment) {
 	s.t.Helper()
+	s.record("<", &g)
 	s.c.SegmentArrives(s.now, &g)
 	s.c.Flush(s.now)
 }
@@ -86,13 +168,16 @@ func (s *script) in(g Segment) {
 // inBatch delivers several segments as one input batch: one flush at the end.
 func (s *script) inBatch(gs ...Segment) {
 	for i := range gs {
+		s.record("<", &gs[i])
 		s.c.SegmentArrives(s.now, &gs[i])
 	}
 	s.c.Flush(s.now)
 }
 
 // out asserts the next emitted segment: flags, seq, ack and payload length
-// always; window and MSS when the template sets them.
+// always; window, MSS, timestamps, SACK blocks and the payload bytes when the
+// template sets them. The golden transcript (checkGolden) compares every
+// segment whole in any case.
 func (s *script) out(want Segment) Segment {
 	s.t.Helper()
 	if len(s.sent) == 0 {
@@ -108,6 +193,15 @@ func (s *script) out(want Segment) Segment {
 		bad = true
 	}
 	if want.Opts.MSS != 0 && got.Opts.MSS != want.Opts.MSS {
+		bad = true
+	}
+	if want.Payload != nil && !bytes.Equal(got.Payload, want.Payload) {
+		bad = true
+	}
+	if want.Opts.TS && (!got.Opts.TS || got.Opts.TSVal != want.Opts.TSVal || got.Opts.TSEcr != want.Opts.TSEcr) {
+		bad = true
+	}
+	if want.Opts.NumSACK > 0 && (got.Opts.NumSACK != want.Opts.NumSACK || got.Opts.SACK != want.Opts.SACK) {
 		bad = true
 	}
 	if bad {
@@ -203,6 +297,16 @@ func bytesN(n int) []byte {
 	b := make([]byte, n)
 	for i := range b {
 		b[i] = byte(i)
+	}
+	return b
+}
+
+// bytesAt is bytesN's pattern from offset off: the n bytes a segment
+// starting off bytes into a bytesN write carries.
+func bytesAt(off, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(off + i)
 	}
 	return b
 }

@@ -45,8 +45,8 @@ func (s *Segment) String() string {
 	if s.Opts.MSS != 0 {
 		str += fmt.Sprintf(" mss=%d", s.Opts.MSS)
 	}
-	if s.Opts.WS >= 0 {
-		str += fmt.Sprintf(" ws=%d", s.Opts.WS)
+	if s.Opts.WS.Present {
+		str += fmt.Sprintf(" ws=%d", s.Opts.WS.Shift)
 	}
 	if s.Opts.SACKPermit {
 		str += " sackOK"
@@ -79,7 +79,7 @@ func ResetFor(seg *Segment) (Segment, bool) {
 	if seg.Flags&header.FlagRST != 0 {
 		return Segment{}, false
 	}
-	r := Segment{Opts: header.TCPOptions{WS: -1}}
+	r := Segment{Opts: header.TCPOptions{}}
 	if seg.Flags&header.FlagACK != 0 {
 		r.Seq = seg.Ack
 		r.Flags = header.FlagRST

@@ -55,7 +55,3 @@ var legal = [numStates][numStates]bool{
 
 // Legal reports whether from→to is an edge of the state diagram.
 func Legal(from, to State) bool { return from < numStates && to < numStates && legal[from][to] }
-
-// PanicOnIllegalTransition makes setState panic on an edge that Legal
-// rejects. Tests set it; in production the transition is counted instead.
-var PanicOnIllegalTransition = false

@@ -173,18 +173,6 @@ func TestOrphanFinWait2TimesOut(t *testing.T) {
 	s.state(Closed)
 }
 
-// TestLabSkipTimeWait: the lab switch closes at once where TIME-WAIT would
-// hold the connection.
-func TestLabSkipTimeWait(t *testing.T) {
-	s := newScript(t, Config{LabSkipTimeWait: true})
-	s.activeOpen()
-	s.c.Close(s.now)
-	s.out(Segment{Flags: FIN | ACK, Seq: lISS + 1, Ack: rISS + 1})
-	s.in(seg(FIN|ACK, rISS+1, lISS+2))
-	s.out(Segment{Flags: ACK, Seq: lISS + 2, Ack: rISS + 2})
-	s.state(Closed)
-}
-
 // TestNoWindowUpdateAfterPeerFIN: reading data that arrived before the
 // peer's FIN sends no window update: the peer will send nothing more.
 func TestNoWindowUpdateAfterPeerFIN(t *testing.T) {

@@ -195,15 +195,3 @@ func TestSynReceivedRetransmitsSynAckOnDuplicateSYN(t *testing.T) {
 	s.out(Segment{Flags: SYN | ACK, Seq: lISS, Ack: rISS + 1})
 	s.state(SynReceived)
 }
-
-// TestLabTwoWayHandshakeEstablishesOnSYN: the lab switch makes a passive
-// open ESTABLISHED on the SYN alone (so the stale-syn lab can show why the
-// third segment exists).
-func TestLabTwoWayHandshakeEstablishesOnSYN(t *testing.T) {
-	s := newScript(t, Config{LabTwoWayHandshake: true})
-	s.c.SetISS(lISS)
-	s.c.Listen(s.now)
-	s.in(seg(SYN, rISS, 0))
-	s.out(Segment{Flags: SYN | ACK, Seq: lISS, Ack: rISS + 1})
-	s.state(Established)
-}

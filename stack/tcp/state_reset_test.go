@@ -27,8 +27,8 @@ func TestInWindowRSTGetsChallengeACK(t *testing.T) {
 	s.in(seg(RST, rISS+1000, 0))
 	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1})
 	s.state(Established)
-	if s.c.Stats.ChallengeAcks != 1 {
-		t.Fatalf("challenge ACKs %d", s.c.Stats.ChallengeAcks)
+	if s.c.stats.challengeAcks != 1 {
+		t.Fatalf("challenge ACKs %d", s.c.stats.challengeAcks)
 	}
 }
 

@@ -2,24 +2,28 @@ package tcp
 
 import "time"
 
-// timers are every timer of a connection, as deadlines (docs/design.md "The hot path"). A
-// zero deadline is disarmed. The stack keeps one entry per connection keyed
-// by NextDeadline and calls Tick when it passes.
-type timers struct {
-	rtx       time.Time // retransmission of SYN, data or FIN (RFC 6298)
-	persist   time.Time // zero-window probe (RFC 9293 §3.8.6.1)
-	delack    time.Time // delayed ACK (RFC 9293 §3.8.6.3)
-	keepalive time.Time // RFC 1122 §4.2.3.6
-	tlp       time.Time // tail loss probe (RFC 8985 §7)
-	reo       time.Time // RACK reordering window (RFC 8985 §6.2)
-	finWait2  time.Time // orphaned FIN-WAIT-2
-	timeWait  time.Time // 2*MSL (RFC 9293 §3.10.7.4)
-}
+// The timers of a connection are deadlines, each kept by the part that
+// owns it (docs/design.md "The hot path"); a zero deadline is disarmed:
+//
+//	sender:        retransmission (RFC 6298), persist (RFC 9293 §3.8.6.1)
+//	receiver:      delayed ACK (RFC 9293 §3.8.6.3)
+//	sack recovery: tail loss probe (RFC 8985 §7), reordering window (§6.2)
+//	connection:    keepalive (RFC 1122 §4.2.3.6), orphaned FIN-WAIT-2,
+//	               TIME-WAIT's 2*MSL (RFC 9293 §3.10.7.4)
+//
+// The stack keeps one entry per connection keyed by NextDeadline and calls
+// Tick when it passes.
 
 // NextDeadline is the earliest armed timer, or the zero time.
 func (c *Conn) NextDeadline() time.Time {
+	return earliest(c.snd.rtxAt, c.rec.deadline(), c.snd.persistAt, c.rcv.delackAt,
+		c.tm.keepalive, c.tm.finWait2, c.tm.timeWait)
+}
+
+// earliest is the earliest non-zero time, or zero.
+func earliest(ts ...time.Time) time.Time {
 	var d time.Time
-	for _, t := range [...]time.Time{c.tm.rtx, c.tm.tlp, c.tm.reo, c.tm.persist, c.tm.delack, c.tm.keepalive, c.tm.finWait2, c.tm.timeWait} {
+	for _, t := range ts {
 		if !t.IsZero() && (d.IsZero() || t.Before(d)) {
 			d = t
 		}
@@ -27,9 +31,19 @@ func (c *Conn) NextDeadline() time.Time {
 	return d
 }
 
+// stopTimers disarms every timer.
+func (c *Conn) stopTimers() {
+	c.snd.stopTimers()
+	c.rcv.delackAt = time.Time{}
+	c.rec.stopTimers()
+	c.tm = connTimers{}
+}
+
 func due(t, now time.Time) bool { return !t.IsZero() && !now.Before(t) }
 
-// Tick runs every timer that is due at now.
+// Tick runs every timer that is due at now, in a fixed order: the ends of
+// TIME-WAIT and FIN-WAIT-2 first, then retransmission, loss recovery's
+// timers, persist, delayed ACK and keepalive; then it sends what is due.
 func (c *Conn) Tick(now time.Time) {
 	if due(c.tm.timeWait, now) {
 		c.tm.timeWait = time.Time{}
@@ -43,34 +57,20 @@ func (c *Conn) Tick(now time.Time) {
 			return
 		}
 	}
-	if due(c.tm.rtx, now) {
-		c.tm.rtx = time.Time{}
+	if due(c.snd.rtxAt, now) {
+		c.snd.rtxAt = time.Time{}
 		c.onRetransmitTimeout(now)
 		if c.state == Closed {
 			return
 		}
 	}
-	if due(c.tm.tlp, now) {
-		c.tm.tlp = time.Time{}
-		c.onTLP(now)
-	}
-	if due(c.tm.reo, now) {
-		c.tm.reo = time.Time{}
-		if c.rackDetect(now) && !c.inRecover {
-			c.enterRecovery(now)
-		} else if c.inRecover {
-			c.recoverySend(now)
-		}
-	}
-	if due(c.tm.persist, now) {
-		c.tm.persist = time.Time{}
+	c.rec.tick(now)
+	if due(c.snd.persistAt, now) {
+		c.snd.persistAt = time.Time{}
 		c.onPersist(now)
 	}
-	if due(c.tm.delack, now) {
-		c.tm.delack = time.Time{}
-		if c.ackPending > 0 {
-			c.ackNow = true
-		}
+	if due(c.rcv.delackAt, now) {
+		c.rcv.onDelayedAck()
 	}
 	if due(c.tm.keepalive, now) {
 		c.tm.keepalive = time.Time{}
@@ -80,31 +80,6 @@ func (c *Conn) Tick(now time.Time) {
 		}
 	}
 	c.output(now)
-}
-
-// onDataSent arms the retransmission timer if it is not running
-// (RFC 6298 §5.1).
-func (c *Conn) onDataSent(now time.Time) {
-	if c.tm.rtx.IsZero() {
-		c.tm.rtx = now.Add(c.rtt.rto)
-	}
-	c.tm.persist = time.Time{}
-	if c.tm.tlp.IsZero() {
-		c.armTLP(now)
-	}
-}
-
-// onAckAdvanced restarts or stops the retransmission timer (RFC 6298 §5.2,
-// §5.3) and notes activity for keepalive.
-func (c *Conn) onAckAdvanced(now time.Time) {
-	c.rtx = 0
-	c.rack.tlpOut = false
-	if c.sndUna == c.sndMax {
-		c.tm.rtx, c.tm.tlp = time.Time{}, time.Time{}
-	} else {
-		c.tm.rtx = now.Add(c.rtt.rto)
-		c.armTLP(now)
-	}
 }
 
 // onSegmentReceived notes activity from the peer: it resets the keepalive
@@ -153,100 +128,63 @@ func (c *Conn) onKeepalive(now time.Time) {
 	if !c.cfg.KeepAlive || !c.state.Synchronized() || c.state == TimeWait {
 		return
 	}
-	if c.sndUna != c.sndMax || c.sndBuf.Len() > 0 && c.state != FinWait2 {
+	if c.snd.una != c.snd.max || c.snd.buf.Len() > 0 && c.state != FinWait2 {
 		// Data in flight or waiting: the retransmission and persist timers
 		// watch the peer; look again after an interval.
 		c.tm.keepalive = now.Add(c.cfg.KeepInterval)
 		return
 	}
 	if c.keepProbes >= c.cfg.KeepCount {
-		c.sendRST(now, c.sndMax)
+		c.sendRST(now, c.snd.max)
 		c.fail(now, ErrTimedOut, "timer keepalive: no answer to "+itoa(c.keepProbes)+" probes")
 		return
 	}
 	c.keepProbes++
-	c.Stats.KeepaliveProbes++
-	c.send(now, Segment{Seq: c.sndNxt.Sub(1), Flags: flagACK})
+	c.stats.keepaliveProbes++
+	c.send(now, Segment{Seq: c.snd.nxt.Sub(1), Flags: flagACK})
 	c.tm.keepalive = now.Add(c.cfg.KeepInterval)
-}
-
-// onPersist sends a zero-window probe: one octet of new data beyond the
-// window (RFC 9293 §3.8.6.1), and backs the timer off exponentially.
-func (c *Conn) onPersist(now time.Time) {
-	if c.sndWnd != 0 || !c.state.Synchronized() {
-		return
-	}
-	off := int(c.bufSeq().Size(c.sndNxt))
-	if off >= c.sndBuf.Len() {
-		return
-	}
-	c.Stats.ZeroWindowProbes++
-	end := c.sndNxt.Add(1)
-	if end.GreaterThan(c.sndMax) {
-		c.sndMax = end
-	}
-	c.send(now, Segment{Seq: c.sndNxt, Flags: flagACK, Payload: c.sndBuf.Bytes()[off : off+1]})
-	c.persistBackoff++
-	c.armPersist(now)
-}
-
-func (c *Conn) armPersist(now time.Time) {
-	d := c.rtt.rto << min(c.persistBackoff, 16)
-	d = min(max(d, c.cfg.MinRTO), c.cfg.MaxPersist)
-	c.tm.persist = now.Add(d)
 }
 
 // onRetransmitTimeout handles an RTO expiry (RFC 6298 §5.4–5.6).
 func (c *Conn) onRetransmitTimeout(now time.Time) {
-	c.Stats.Timeouts++
-	c.rtt.cancel()
+	c.snd.stats.timeouts++
+	c.snd.rtt.cancel()
 	switch c.state {
 	case SynSent, SynReceived:
-		if c.synRtx >= c.cfg.MaxSynRetries {
+		if c.snd.synRtx >= c.cfg.MaxSynRetries {
 			if c.state == SynReceived {
-				c.sendRST(now, c.sndMax)
+				c.sendRST(now, c.snd.max)
 			}
 			c.fail(now, ErrTimedOut, "timer SYN retries exhausted")
 			return
 		}
-		c.synRtx++
-		c.rtt.backoff()
-		c.Stats.Retransmits++
+		c.snd.synRtx++
+		c.snd.rtt.backoff()
+		c.snd.stats.retransmits++
 		c.sendSYN(now)
 		return
 	}
-	if c.sndUna == c.sndMax {
+	if c.snd.una == c.snd.max {
 		return
 	}
-	if c.rtx >= c.cfg.MaxRetries {
-		c.sendRST(now, c.sndMax)
+	if c.snd.rtxCount >= c.cfg.MaxRetries {
+		c.sendRST(now, c.snd.max)
 		c.fail(now, ErrTimedOut, "timer retransmission limit")
 		return
 	}
-	c.rtx++
-	if c.cc != nil {
-		c.cc.OnRTO(now, int(c.sndUna.Size(c.sndMax)))
+	c.snd.rtxCount++
+	if c.snd.cc != nil {
+		c.snd.cc.OnRTO(now, int(c.snd.una.Size(c.snd.max)))
 	}
-	// RFC 6582 §4 / RFC 6675 §5.1: leave recovery; a later loss in this
-	// window does not reduce again. SACKed data is not resent.
-	c.inRecover = false
-	c.dupAcks = 0
-	c.recover = c.sndMax
-	c.highRxt = c.sndUna
-	// RFC 2018 §8: after a timeout, SACK information is not trusted (the
-	// receiver may have reneged): resend everything from SND.UNA.
-	c.sb.reset()
-	for i := range c.rack.live() {
-		rec := &c.rack.live()[i]
-		rec.lost, rec.sacked = false, false
-	}
-	c.rack.lostBytes, c.rack.tlpOut = 0, false
-	c.tm.tlp, c.tm.reo = time.Time{}, time.Time{}
-	c.rtt.backoff()
+	// Leave recovery (RFC 6582 §4, RFC 6675 §5.1); with SACK, forget the
+	// scoreboard too (RFC 2018 §8), so that everything from SND.UNA is
+	// resent.
+	c.rec.onRTO()
+	c.snd.rtt.backoff()
 	// Go back to SND.UNA and resend from there as the window allows.
-	c.sndNxt = c.sndUna
+	c.snd.nxt = c.snd.una
 	c.output(now)
-	c.tm.rtx = now.Add(c.rtt.rto)
+	c.snd.rtxAt = now.Add(c.snd.rtt.rto)
 }
 
 func itoa(n int) string {

@@ -1,0 +1,289 @@
+package tcp
+
+import (
+	"time"
+
+	"ustack/stack/header"
+	"ustack/stack/seqnum"
+)
+
+// receiver is the receive side of a connection: the receive sequence space
+// (RFC 9293 §3.3.1), the receive buffer and the reassembly queue, the
+// window it offers (with receiver SWS avoidance) and when it acknowledges
+// (delayed ACK, RFC 9293 §3.8.6.3).
+type receiver struct {
+	irs     seqnum.Value
+	nxt     seqnum.Value // RCV.NXT
+	adv     seqnum.Value // right edge of the window last advertised
+	buf     buffer
+	ooo     oooQueue
+	finRcvd bool // the peer's FIN was processed: EOF after buf
+
+	lastOOO   seqnum.Value // where the latest out-of-order segment began
+	sackSent  [header.MaxSACKBlocks]seqnum.Value
+	nSackSent int
+
+	ackNow     bool      // an ACK must go out at the next output
+	ackPending int       // in-order segments received and not yet acknowledged
+	delackAt   time.Time // delayed ACK (RFC 9293 §3.8.6.3)
+
+	stats struct {
+		bytesIn, outOfOrder, oooDropped uint64
+	}
+}
+
+func (r *receiver) addStats(st *Stats) {
+	st.BytesIn, st.OutOfOrder, st.OOODropped = r.stats.bytesIn, r.stats.outOfOrder, r.stats.oooDropped
+}
+
+// start sets the receive sequence space from the peer's SYN.
+func (r *receiver) start(irs seqnum.Value) {
+	r.irs = irs
+	r.nxt = irs.Add(1)
+	r.adv = r.nxt
+}
+
+// window is RCV.WND: what remains of the last advertised window.
+func (r *receiver) window() uint32 {
+	if r.adv.LessThanEq(r.nxt) {
+		return 0
+	}
+	return uint32(r.nxt.Size(r.adv))
+}
+
+// acked notes that an ACK of RCV.NXT went out: nothing is owed any more.
+func (r *receiver) acked() {
+	r.ackNow, r.ackPending = false, 0
+	r.delackAt = time.Time{}
+}
+
+// endBatch applies the delayed-ACK policy at the end of an input batch: a
+// lone unacknowledged segment starts the delayed-ACK timer (RFC 9293
+// §3.8.6.3); with delayed ACKs off (delay < 0), or two segments owed, the
+// ACK goes out now, so that one ACK covers the whole batch.
+func (r *receiver) endBatch(now time.Time, delay time.Duration) {
+	if r.ackPending == 0 {
+		return
+	}
+	if delay < 0 || r.ackPending >= 2 {
+		r.ackNow = true
+	} else if r.delackAt.IsZero() {
+		r.delackAt = now.Add(delay)
+	}
+}
+
+// onDelayedAck runs when the delayed-ACK timer expires.
+func (r *receiver) onDelayedAck() {
+	r.delackAt = time.Time{}
+	if r.ackPending > 0 {
+		r.ackNow = true
+	}
+}
+
+// ackDue reports whether an ACK must go out now: one was asked for, or
+// ackEvery segments are pending.
+func (r *receiver) ackDue() bool {
+	if r.ackPending >= ackEvery {
+		r.ackNow = true // RFC 9293 §3.8.6.3: at least every second full segment
+	}
+	return r.ackNow
+}
+
+// The receiver's side of RFC 2018: SACK blocks for every hole, the block
+// holding the most recent arrival first, then the blocks reported most
+// recently (§4).
+
+// fillSACK writes up to max blocks describing the out-of-order queue.
+func (r *receiver) fillSACK(o *header.TCPOptions, max int) {
+	max = min(max, header.MaxSACKBlocks)
+	if max <= 0 {
+		return
+	}
+	// Merge the queue into contiguous blocks.
+	var blocks [16]header.SACKBlock
+	nb := 0
+	for _, s := range r.ooo.segs {
+		start, end := s.seq, s.seq.Add(seqnum.Size(len(s.data)))
+		if nb > 0 && seqnum.Value(blocks[nb-1].End) == start {
+			blocks[nb-1].End = uint32(end)
+			continue
+		}
+		if nb == len(blocks) {
+			break
+		}
+		blocks[nb] = header.SACKBlock{Start: uint32(start), End: uint32(end)}
+		nb++
+	}
+	n := 0
+	used := [16]bool{}
+	pick := func(i int) {
+		if i >= 0 && i < nb && !used[i] && n < max {
+			used[i] = true
+			o.SACK[n] = blocks[i]
+			n++
+		}
+	}
+	find := func(v seqnum.Value) int {
+		for i := 0; i < nb; i++ {
+			if v.InRange(seqnum.Value(blocks[i].Start), seqnum.Value(blocks[i].End)) {
+				return i
+			}
+		}
+		return -1
+	}
+	pick(find(r.lastOOO))
+	for _, v := range r.sackSent[:r.nSackSent] {
+		pick(find(v))
+	}
+	for i := nb - 1; i >= 0; i-- {
+		pick(i)
+	}
+	o.NumSACK = n
+	r.nSackSent = n
+	for i := 0; i < n; i++ {
+		r.sackSent[i] = seqnum.Value(o.SACK[i].Start)
+	}
+}
+
+// rcvLimit is the largest window the window field can express.
+func (c *Conn) rcvLimit(syn bool) int {
+	if syn {
+		return maxWindow // RFC 7323 §2.2: the window in a SYN is never scaled
+	}
+	return maxWindow << c.opt.rcvShift
+}
+
+// advertise returns the window field for an outgoing segment and records
+// the right edge it offers. The window never shrinks (RFC 9293 §3.8.6.2.2)
+// and opens only in steps of min(RcvBuf/2, MSS) (receiver SWS avoidance).
+func (c *Conn) advertise(syn bool) uint16 {
+	free := min(c.cfg.RcvBuf-c.rcv.buf.Len(), c.rcvLimit(syn))
+	cur := int(c.rcvWindow())
+	w := cur
+	if free > cur && (syn || free-cur >= min(c.cfg.RcvBuf/2, c.cfg.MSS)) {
+		w = free
+	}
+	shift := c.opt.rcvShift
+	if syn {
+		shift = 0
+	}
+	field := w >> shift
+	if w == cur && field<<shift < w {
+		// Keeping the window: round up, or the right edge would creep left
+		// by up to 2^shift-1 bytes on every segment and shrink the window
+		// under data the peer may already have sent (RFC 9293 §3.8.6.2.2;
+		// Linux aligns the same way). The receive buffer takes that slack.
+		field++
+	}
+	field = min(field, maxWindow)
+	c.rcv.adv = c.rcv.nxt.Add(seqnum.Size(field << shift))
+	return uint16(field)
+}
+
+// rcvWindow is RCV.WND: what remains of the last advertised window.
+func (c *Conn) rcvWindow() uint32 {
+	if c.rcv.adv.LessThanEq(c.rcv.nxt) {
+		return 0
+	}
+	return uint32(c.rcv.nxt.Size(c.rcv.adv))
+}
+
+// windowUpdateDue reports whether the window has opened enough since the
+// last advertisement to be worth a segment of its own: at least one MSS and
+// at least double what the peer sees now.
+func (c *Conn) windowUpdateDue() bool {
+	free := min(c.cfg.RcvBuf-c.rcv.buf.Len(), c.rcvLimit(false))
+	cur := int(c.rcvWindow())
+	return free-cur >= min(c.cfg.RcvBuf/2, c.cfg.MSS) && free >= 2*cur
+}
+
+// ackEvery is how many in-order segments may wait, within one input batch,
+// before an ACK goes out. RFC 9293 §3.8.6.3 asks for an ACK at least every
+// second full segment; like Linux with GRO, which acknowledges each
+// aggregated super-packet, the stack treats a batch as one arrival and
+// acknowledges at its end (Flush), sending an ACK mid-batch only when this
+// many segments are pending, so that a long batch still clocks the sender.
+const ackEvery = 8
+
+// processText is the seventh step of §3.10.7.4: in-order data goes to the
+// receive buffer, out-of-order data to the reassembly queue.
+func (c *Conn) processText(now time.Time, seg *Segment) bool {
+	if len(seg.Payload) == 0 {
+		if seg.Has(flagFIN) && seg.Seq != c.rcv.nxt && c.state.Synchronized() && c.state != TimeWait {
+			c.rcv.ooo.insert(seg.Seq, nil, true) // a FIN ahead of missing data
+			seg.Flags &^= flagFIN
+			c.rcv.ackNow = true
+		}
+		return true
+	}
+	switch c.state {
+	case Established, FinWait1, FinWait2:
+	default:
+		return true // the peer's FIN came before: ignore text
+	}
+	if c.rdShut {
+		// The application closed and will never read this (RFC 2525 §2.17).
+		c.Abort(now, "data after close")
+		return false
+	}
+	if seg.Seq != c.rcv.nxt {
+		c.rcv.ackNow = true // RFC 5681 §4.2: a duplicate ACK at once for out-of-order data
+		if c.rcv.ooo.len() >= c.cfg.MaxOOOSegments {
+			c.rcv.stats.oooDropped++ // bounded: hostile input cannot grow it
+			seg.Flags &^= flagFIN
+			return true
+		}
+		c.rcv.stats.outOfOrder++
+		c.rcv.lastOOO = seg.Seq
+		c.rcv.ooo.insert(seg.Seq, seg.Payload, seg.Has(flagFIN))
+		seg.Flags &^= flagFIN
+		c.rcv.ackNow = true // RFC 5681 §4.2: a duplicate ACK at once for out-of-order data
+		return true
+	}
+	n := c.rcv.buf.Append(seg.Payload, c.rcvBufLimit())
+	c.rcv.nxt = c.rcv.nxt.Add(seqnum.Size(n))
+	c.rcv.stats.bytesIn += uint64(n)
+	c.rcv.ackPending++
+	c.events |= EvReadable
+	if c.rcv.ooo.len() > 0 {
+		c.rcv.ackNow = true // filling a hole: ACK at once
+		if c.drainOOO(now) {
+			seg.Flags |= flagFIN
+			seg.Payload = seg.Payload[:n]
+			seg.Seq = c.rcv.nxt.Sub(seqnum.Size(n))
+		}
+	}
+	return true
+}
+
+// rcvBufLimit is the receive buffer's bound: RcvBuf, or more if the window
+// we advertised promised more (advertise rounds a kept window up to the
+// window-scale unit rather than shrink it). Every byte inside the offered
+// window is taken, so the window closes exactly at its edge.
+func (c *Conn) rcvBufLimit() int { return max(c.cfg.RcvBuf, c.rcv.buf.Len()+int(c.rcvWindow())) }
+
+// drainOOO moves queued segments that became in-order into the receive
+// buffer. It reports whether a queued FIN became in-order.
+func (c *Conn) drainOOO(now time.Time) (fin bool) {
+	for {
+		e, ok := c.rcv.ooo.first()
+		if !ok || e.seq.GreaterThan(c.rcv.nxt) {
+			return false
+		}
+		end := e.seq.Add(seqnum.Size(len(e.data)))
+		if end.GreaterThan(c.rcv.nxt) {
+			part := e.data[e.seq.Size(c.rcv.nxt):]
+			n := c.rcv.buf.Append(part, c.rcvBufLimit())
+			c.rcv.nxt = c.rcv.nxt.Add(seqnum.Size(n))
+			c.rcv.stats.bytesIn += uint64(n)
+			if n < len(part) {
+				return false // the buffer is full: the rest stays queued
+			}
+		}
+		c.rcv.ooo.pop()
+		if e.fin && end == c.rcv.nxt {
+			c.rcv.ooo.clear()
+			return true
+		}
+	}
+}

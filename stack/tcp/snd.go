@@ -1,0 +1,287 @@
+package tcp
+
+import (
+	"time"
+
+	"ustack/stack/seqnum"
+	"ustack/stack/tcp/cc"
+)
+
+// sender is the send side of a connection: the send sequence space
+// (RFC 9293 §3.3.1), the send buffer, the retransmission timer with its
+// RTT estimator (RFC 6298), the persist timer (RFC 9293 §3.8.6.1) and the
+// congestion controller. Loss recovery (recovery.go) decides what to
+// resend; the sender decides how much may leave.
+type sender struct {
+	iss    seqnum.Value
+	una    seqnum.Value // SND.UNA
+	nxt    seqnum.Value // SND.NXT
+	max    seqnum.Value // highest sequence number sent + 1
+	wnd    uint32       // SND.WND: the peer's window (scaled)
+	maxWnd uint32       // the largest window the peer has offered
+	wl1    seqnum.Value // SND.WL1
+	wl2    seqnum.Value // SND.WL2
+	mss    int          // largest payload we send: min(peer MSS, our MSS)
+
+	buf       buffer       // unacknowledged and unsent data, starting at bufSeq()
+	finQueued bool         // the application closed: a FIN follows the last byte of buf
+	finSeq    seqnum.Value // the sequence number the FIN occupies (valid when finQueued)
+
+	cc  cc.Controller
+	rtt rttState
+
+	rtxAt          time.Time // retransmission of SYN, data or FIN (RFC 6298)
+	persistAt      time.Time // zero-window probe (RFC 9293 §3.8.6.1)
+	rtxCount       int       // consecutive RTO expiries for data or FIN
+	synRtx         int       // SYN / SYN-ACK retransmissions
+	persistBackoff int
+
+	stats struct {
+		bytesOut, retransmits, timeouts, zeroWindowProbes uint64
+	}
+}
+
+func (s *sender) addStats(st *Stats) {
+	st.BytesOut, st.Retransmits = s.stats.bytesOut, s.stats.retransmits
+	st.Timeouts, st.ZeroWindowProbes = s.stats.timeouts, s.stats.zeroWindowProbes
+}
+
+// stopTimers disarms the sender's timers.
+func (s *sender) stopTimers() { s.rtxAt, s.persistAt = time.Time{}, time.Time{} }
+
+// bufSeq is the sequence number of the first byte in buf: data starts one
+// after the ISS, which the SYN occupies.
+func (s *sender) bufSeq() seqnum.Value {
+	if s.una == s.iss {
+		return s.iss.Add(1)
+	}
+	return s.una
+}
+
+// start sets the send sequence space for an ISS: SND.UNA = ISS, and the
+// SYN takes one sequence number.
+func (s *sender) start(iss seqnum.Value) {
+	s.iss = iss
+	s.una, s.nxt, s.max = iss, iss.Add(1), iss.Add(1)
+}
+
+// queueFIN fixes the FIN's place: right after the last byte written.
+func (s *sender) queueFIN() {
+	s.finQueued = true
+	s.finSeq = s.bufSeq().Add(seqnum.Size(s.buf.Len()))
+}
+
+// finAcked reports whether the peer has acknowledged our FIN.
+func (s *sender) finAcked() bool { return s.finQueued && s.una.GreaterThan(s.finSeq) }
+
+// flight is the sequence space sent and not acknowledged.
+func (s *sender) flight() int { return int(s.una.Size(s.max)) }
+
+// setWnd takes the peer's window field, scaled by shift (RFC 7323 §2.2:
+// never for a SYN, whose caller passes 0).
+func (s *sender) setWnd(wnd uint16, shift uint8) {
+	s.wnd = uint32(wnd) << shift
+	s.maxWnd = max(s.maxWnd, s.wnd)
+}
+
+// startCC makes the congestion controller once the handshake is done.
+func (s *sender) startCC(name string) {
+	if s.cc == nil {
+		s.cc = cc.New(name, s.mss)
+	}
+}
+
+// sendData segments the send buffer (RFC 9293 §3.8.6.2.1 sender SWS
+// avoidance, §3.7.4 Nagle), bounded by the peer's MSS, the send window and
+// what the congestion window leaves beside the data in flight.
+func (c *Conn) sendData(now time.Time) {
+	if c.snd.una == c.snd.iss {
+		return // our SYN is not acknowledged yet
+	}
+	for {
+		if c.snd.finQueued && c.snd.nxt.GreaterThan(c.snd.finSeq) {
+			return // the FIN has been sent
+		}
+		limit := c.snd.max
+		if c.snd.nxt.LessThan(c.snd.max) {
+			// Resending after a timeout: skip what the peer has SACKed,
+			// and stop at the next SACKed range.
+			if end, ok := c.rec.sackedAt(c.snd.nxt); ok {
+				c.snd.nxt = seqnum.Min(end, c.snd.max)
+				continue
+			}
+			if s, ok := c.rec.nextSACKed(c.snd.nxt); ok {
+				limit = s
+			}
+		}
+		base := c.snd.bufSeq()
+		buffered := c.snd.buf.Len()
+		off := int(base.Size(c.snd.nxt))
+		avail := buffered - off
+		if avail <= 0 {
+			if c.snd.finQueued && c.snd.nxt == c.snd.finSeq {
+				c.sendSegment(now, 0, true)
+			}
+			return
+		}
+		mss := c.effMSS()
+		room := c.sendRoom()
+		n := min(avail, mss, room)
+		if c.snd.nxt.LessThan(limit) && limit != c.snd.max {
+			n = min(n, int(c.snd.nxt.Size(limit)))
+		}
+		if n <= 0 {
+			if c.snd.wnd == 0 && c.snd.una == c.snd.max && c.snd.persistAt.IsZero() {
+				c.armPersist(now)
+			}
+			return
+		}
+		inFlight := c.snd.nxt != c.snd.una
+		if n < mss && n < avail && inFlight && n < int(c.snd.maxWnd/2) {
+			return // sender SWS avoidance: wait for a usable window
+		}
+		fin := c.snd.finQueued && n == avail
+		if n < mss && n == avail && !fin && !c.cfg.NoDelay && inFlight {
+			return // Nagle: one small segment in flight at a time
+		}
+		c.sendSegment(now, n, fin)
+		if fin {
+			return
+		}
+	}
+}
+
+// effMSS is the payload that fits in one segment with the options it
+// carries (RFC 9293 §3.7.1: the MSS counts no TCP options).
+func (c *Conn) effMSS() int { return max(c.snd.mss-c.optionBytes(), 1) }
+
+// sendRoom is how many more bytes may leave at SND.NXT: the least of the
+// send window's room and the congestion window minus the pipe.
+func (c *Conn) sendRoom() int {
+	rwnd := 0
+	if edge := c.snd.una.Add(seqnum.Size(c.snd.wnd)); c.snd.nxt.LessThan(edge) {
+		rwnd = int(c.snd.nxt.Size(edge))
+	}
+	if c.snd.cc == nil {
+		return rwnd
+	}
+	return min(rwnd, max(c.snd.cc.Cwnd()-c.rec.pipe(), 0))
+}
+
+// sendSegment sends n bytes at SND.NXT (with FIN if fin) and advances it.
+func (c *Conn) sendSegment(now time.Time, n int, fin bool) {
+	end := c.sendRange(now, c.snd.nxt, n, fin)
+	if end.GreaterThan(c.snd.nxt) {
+		c.snd.nxt = end
+	}
+}
+
+// sendRange sends n bytes of the send buffer starting at seq, with FIN if
+// fin, and returns the sequence number after it. SND.NXT is the caller's.
+func (c *Conn) sendRange(now time.Time, seq seqnum.Value, n int, fin bool) seqnum.Value {
+	off := int(c.snd.bufSeq().Size(seq))
+	seg := Segment{Seq: seq, Flags: flagACK}
+	if n > 0 {
+		seg.Payload = c.snd.buf.Bytes()[off : off+n]
+		if off+n == c.snd.buf.Len() {
+			seg.Flags |= flagPSH
+		}
+	}
+	if fin {
+		seg.Flags |= flagFIN
+	}
+	end := seq.Add(seg.Len())
+	if seq.LessThan(c.snd.max) {
+		c.snd.stats.retransmits++
+		c.snd.rtt.cancel() // Karn: no sample across a retransmission
+	} else {
+		c.snd.stats.bytesOut += uint64(n)
+	}
+	c.send(now, seg)
+	c.rec.onSent(now, seq, end)
+	if end.GreaterThan(c.snd.max) {
+		c.snd.max = end
+		c.snd.rtt.start(now, end)
+	}
+	c.onDataSent(now)
+	return end
+}
+
+// onDataSent arms the retransmission timer if it is not running
+// (RFC 6298 §5.1).
+func (c *Conn) onDataSent(now time.Time) {
+	if c.snd.rtxAt.IsZero() {
+		c.snd.rtxAt = now.Add(c.snd.rtt.rto)
+	}
+	c.snd.persistAt = time.Time{}
+	c.rec.onDataSent(now)
+}
+
+// onAckAdvanced restarts or stops the retransmission timer (RFC 6298 §5.2,
+// §5.3) and notes activity for keepalive.
+func (c *Conn) onAckAdvanced(now time.Time) {
+	c.snd.rtxCount = 0
+	if c.snd.una == c.snd.max {
+		c.snd.rtxAt = time.Time{}
+	} else {
+		c.snd.rtxAt = now.Add(c.snd.rtt.rto)
+	}
+	c.rec.onAckAdvanced(now)
+}
+
+// onPersist sends a zero-window probe: one octet of new data beyond the
+// window (RFC 9293 §3.8.6.1), and backs the timer off exponentially.
+func (c *Conn) onPersist(now time.Time) {
+	if c.snd.wnd != 0 || !c.state.Synchronized() {
+		return
+	}
+	off := int(c.snd.bufSeq().Size(c.snd.nxt))
+	if off >= c.snd.buf.Len() {
+		return
+	}
+	c.snd.stats.zeroWindowProbes++
+	end := c.snd.nxt.Add(1)
+	if end.GreaterThan(c.snd.max) {
+		c.snd.max = end
+	}
+	c.send(now, Segment{Seq: c.snd.nxt, Flags: flagACK, Payload: c.snd.buf.Bytes()[off : off+1]})
+	c.snd.persistBackoff++
+	c.armPersist(now)
+}
+
+func (c *Conn) armPersist(now time.Time) {
+	d := c.snd.rtt.rto << min(c.snd.persistBackoff, 16)
+	d = min(max(d, c.cfg.MinRTO), c.cfg.MaxPersist)
+	c.snd.persistAt = now.Add(d)
+}
+
+// ackAdvanced handles SND.UNA < SEG.ACK =< SND.MAX: drop acknowledged data,
+// take an RTT sample, restart the retransmission timer.
+func (c *Conn) ackAdvanced(now time.Time, seg *Segment) {
+	acked := int(c.snd.una.Size(seg.Ack))
+	data := acked
+	if c.snd.finQueued && seg.Ack.GreaterThan(c.snd.finSeq) {
+		data-- // the FIN's sequence number is not data
+	}
+	data = min(data, c.snd.buf.Len())
+	c.snd.buf.Discard(data)
+	c.snd.una = seg.Ack
+	if c.snd.nxt.LessThan(c.snd.una) {
+		c.snd.nxt = c.snd.una
+	}
+	c.rec.acked(now)
+	rtt := c.snd.rtt.acked(now, seg.Ack)
+	if rtt == 0 && c.opt.ts && seg.Opts.TS && seg.Opts.TSEcr != 0 {
+		// RFC 7323 §4: the echoed timestamp measures the RTT, even across
+		// retransmissions, where Karn's rule forbids the timed segment.
+		if ms := int32(c.tsNow(now) - seg.Opts.TSEcr); ms >= 0 {
+			rtt = max(time.Duration(ms)*time.Millisecond, time.Microsecond)
+			c.snd.rtt.sample(rtt)
+		}
+	}
+	c.onAckAdvanced(now)
+	if !c.rec.ackAdvanced(now) && c.snd.cc != nil {
+		c.snd.cc.OnAck(now, acked, rtt)
+	}
+	c.events |= EvWritable
+}
