@@ -59,7 +59,7 @@ func Build(src, dst netip.AddrPort, seq, ack uint32, flags uint8, payload []byte
 	t := p[20:]
 	optLen := 0
 	if flags&header.FlagSYN != 0 {
-		o := header.TCPOptions{MSS: 1460, WS: -1}
+		o := header.TCPOptions{MSS: 1460}
 		optLen = header.PutTCPOptions(t[20:], &o)
 	}
 	copy(t[20+optLen:], payload)
