@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+	"ustack/internal/waitfor"
 )
 
 // TestZeroWindowReopens guards against a bug it found: stack/tcp's
@@ -53,13 +54,8 @@ func TestZeroWindowReopens(t *testing.T) {
 	}()
 
 	// Wait, without reading, until ustack advertises a zero window.
-	deadline := time.Now().Add(30 * time.Second)
-	for !zeroWindowSeen(t, pcap, kernel) {
-		if time.Now().After(deadline) {
-			t.Fatal("ustack advertised no zero window within 30 s while the client did not read")
-		}
-		time.Sleep(100 * time.Millisecond) // polling the capture file
-	}
+	waitfor.Cond(t, 30*time.Second, "ustack to advertise a zero window while the client does not read",
+		func() bool { return zeroWindowSeen(t, pcap, kernel) })
 	t.Log("ustack's window is closed; the client reads now")
 	c.SetDeadline(time.Now().Add(30 * time.Second)) // moving 16 MiB takes well under a second
 

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"ustack/internal/waitfor"
 	"ustack/tlslite"
 	"ustack/tun"
 )
@@ -509,11 +510,8 @@ func TestGetHTTPS(t *testing.T) {
 				t.Errorf("stderr does not name the reason %q:\n%s", c.want, stderr)
 			}
 			// The server learns why from the client's alert.
-			deadline := time.Now().Add(5 * time.Second)
-			for !strings.Contains(c.log.String(), c.alert) && time.Now().Before(deadline) {
-				time.Sleep(20 * time.Millisecond) // the server logs after its handshake fails
-			}
-			if !strings.Contains(c.log.String(), c.alert) {
+			// The server logs after its handshake fails.
+			if !waitfor.Within(5*time.Second, func() bool { return strings.Contains(c.log.String(), c.alert) }) {
 				t.Errorf("the server's log does not show the alert %q:\n%s", c.alert, c.log)
 			}
 		})

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"ustack/internal/waitfor"
 )
 
 // TestTimeWaitLasts2MSL: when ustack closes first (net/http closes a
@@ -88,27 +89,19 @@ func TestKeepaliveAnswered(t *testing.T) {
 	const want = 4
 	var probes []packet
 	var answered []bool
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		pkts, err := readPcapng(pcap)
-		if err != nil {
-			t.Fatal(err)
-		}
-		probes, answered = keepaliveProbes(flow(pkts, kernel), stack)
-		n := 0
+	n := 0
+	waitfor.Condf(t, 30*time.Second, func() string {
+		return fmt.Sprintf("%d answered keepalive probes from ustack in the capture (it shows %d probes, %d answered)", want, len(probes), n)
+	}, func() bool {
+		probes, answered = keepaliveProbes(flow(mustReadPcapng(t, pcap), kernel), stack)
+		n = 0
 		for _, a := range answered {
 			if a {
 				n++
 			}
 		}
-		if n >= want {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 30 s idle the capture shows %d keepalive probes from ustack, %d answered; want %d answered", len(probes), n, want)
-		}
-		time.Sleep(100 * time.Millisecond) // polling the capture file
-	}
+		return n >= want
+	})
 	for i, p := range probes {
 		t.Logf("probe %d: %v (answered %v)", i+1, p, answered[i])
 	}

@@ -334,53 +334,9 @@ func (s *Stack) input(now time.Time, pkt []byte) *Conn {
 		Local:  netip.AddrPortFrom(netip.AddrFrom4(dst), th.DstPort()),
 		Remote: netip.AddrPortFrom(netip.AddrFrom4(src), th.SrcPort()),
 	}
-	s.mu.RLock()
-	c := s.conns[id]
-	l := s.listeners[th.DstPort()]
-	s.mu.RUnlock()
-	if c != nil && l != nil && seg.Flags&header.FlagSYN != 0 {
-		// A new SYN may end a TIME-WAIT on this 4-tuple (RFC 6191).
-		c.mu.Lock()
-		reopened := c.tcb.ReopenFromTimeWait(now, &seg)
-		if reopened {
-			c.afterLocked()
-		}
-		c.mu.Unlock()
-		if reopened {
-			c = nil
-		}
-	}
-	if c != nil {
-		l = nil
-	}
-	if c == nil && l != nil {
-		switch seg.Flags & (header.FlagSYN | header.FlagACK | header.FlagRST) {
-		case header.FlagSYN:
-			var why dropReason
-			if c, why = l.newChild(now, id); c == nil {
-				if why == dropListenOverflow && !s.opts.NoSYNCookies {
-					// RFC 4987 §3.6: answer statelessly.
-					iss := s.jar.Make(id, seg.Seq, seg.Opts.MSS, now)
-					sa := tcp.SynAckForCookie(&seg, iss, l.cfg.MSS)
-					s.cnt.ev.Inc(evCookiesSent)
-					s.sendSegment(id, &sa)
-					return nil
-				}
-				s.cnt.drops.Inc(why)
-				return nil
-			}
-		case header.FlagACK:
-			if !s.opts.NoSYNCookies {
-				if mss, ok := s.jar.Check(id, &seg, now); ok {
-					var why dropReason
-					if c, why = l.newCookieChild(now, id, seg.Ack-1, seg.Seq-1, mss); c == nil {
-						s.cnt.drops.Inc(why)
-						return nil
-					}
-					s.cnt.ev.Inc(evCookiesOK)
-				}
-			}
-		}
+	c, stop := s.demux(now, id, &seg)
+	if stop {
+		return nil
 	}
 	if c == nil {
 		// RFC 9293 §3.10.7.1: no connection: reset.
@@ -396,6 +352,62 @@ func (s *Stack) input(now time.Time, pkt []byte) *Conn {
 	c.afterLocked()
 	c.mu.Unlock()
 	return c
+}
+
+// demux finds the connection seg is for: an existing one (unless a new SYN
+// ends its TIME-WAIT, RFC 6191), or a new child of the listener on the
+// port, from a SYN or from the ACK of a valid SYN cookie. stop says the
+// segment has been dealt with (answered with a cookie, or dropped and
+// counted); a nil connection without stop means there is none.
+func (s *Stack) demux(now time.Time, id tcp.ID, seg *tcp.Segment) (c *Conn, stop bool) {
+	s.mu.RLock()
+	c = s.conns[id]
+	l := s.listeners[id.Local.Port()]
+	s.mu.RUnlock()
+	if c != nil && l != nil && seg.Flags&header.FlagSYN != 0 {
+		// A new SYN may end a TIME-WAIT on this 4-tuple (RFC 6191).
+		c.mu.Lock()
+		reopened := c.tcb.ReopenFromTimeWait(now, seg)
+		if reopened {
+			c.afterLocked()
+		}
+		c.mu.Unlock()
+		if reopened {
+			c = nil
+		}
+	}
+	if c != nil || l == nil {
+		return c, false
+	}
+	switch seg.Flags & (header.FlagSYN | header.FlagACK | header.FlagRST) {
+	case header.FlagSYN:
+		var why dropReason
+		if c, why = l.newChild(now, id); c == nil {
+			if why == dropListenOverflow && !s.opts.NoSYNCookies {
+				// RFC 4987 §3.6: answer statelessly.
+				iss := s.jar.Make(id, seg.Seq, seg.Opts.MSS, now)
+				sa := tcp.SynAckForCookie(seg, iss, l.cfg.MSS)
+				s.cnt.ev.Inc(evCookiesSent)
+				s.sendSegment(id, &sa)
+				return nil, true
+			}
+			s.cnt.drops.Inc(why)
+			return nil, true
+		}
+	case header.FlagACK:
+		if s.opts.NoSYNCookies {
+			break
+		}
+		if mss, ok := s.jar.Check(id, seg, now); ok {
+			var why dropReason
+			if c, why = l.newCookieChild(now, id, seg.Ack-1, seg.Seq-1, mss); c == nil {
+				s.cnt.drops.Inc(why)
+				return nil, true
+			}
+			s.cnt.ev.Inc(evCookiesOK)
+		}
+	}
+	return c, false
 }
 
 // Send implements tcp.Sender.

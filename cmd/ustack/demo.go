@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"ustack/internal/ladder"
+	"ustack/internal/waitfor"
 	"ustack/stack"
 	"ustack/stack/link"
 	"ustack/stack/tcp"
@@ -211,12 +212,8 @@ func demoStory(l *ladder.Ladder, ln *stack.Listener, dial func(context.Context) 
 	_, body, _ := strings.Cut(string(resp), "\r\n\r\n")
 	l.Note("client decrypted the response: %q, body %q", status, body)
 	l.Note("the server closed first, so it is the side that waits in TIME-WAIT, for 2*MSL = %v", 2*demoMSL)
-	deadline := time.Now().Add(2*demoMSL + 3*time.Second)
-	for srv.Stats().TCPConns > 0 {
-		if time.Now().After(deadline) {
-			return errors.New("demo: the server's connection did not reach CLOSED after 2*MSL")
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !waitfor.Within(2*demoMSL+3*time.Second, func() bool { return srv.Stats().TCPConns == 0 }) {
+		return errors.New("demo: the server's connection did not reach CLOSED after 2*MSL")
 	}
 	l.Note("done: every connection is CLOSED")
 	return nil

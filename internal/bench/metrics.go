@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"ustack/internal/waitfor"
 	"ustack/stack/link"
 	"ustack/tun"
 )
@@ -363,12 +364,8 @@ func (b *bench) measureIdle(ctx context.Context, env *benchEnv) (map[string]floa
 		h.kill()
 		return nil, fmt.Errorf("idle client on %s: not ready (%v): %s", env.stack, err, strings.TrimSpace(h.stderr.String()))
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for env.srv.Held() < int64(n) {
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return nil, fmt.Errorf("idle on %s: the server accepted %d of %d connections", env.stack, env.srv.Held(), n)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !waitfor.Within(30*time.Second, func() bool { return env.srv.Held() >= int64(n) || ctx.Err() != nil }) || ctx.Err() != nil {
+		return nil, fmt.Errorf("idle on %s: the server accepted %d of %d connections", env.stack, env.srv.Held(), n)
 	}
 	after, err := takeMemSnapshot()
 	if err != nil {

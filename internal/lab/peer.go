@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"ustack/internal/record"
+	"ustack/internal/waitfor"
 	"ustack/stack/header"
 	"ustack/stack/link"
 	"ustack/stack/tcp"
@@ -143,13 +144,9 @@ func (p *peer) acceptedOn(port uint16) *peerConn {
 
 // waitAccepted waits up to d for a connection on port (real time).
 func (p *peer) waitAccepted(port uint16, d time.Duration) *peerConn {
-	deadline := time.Now().Add(d)
-	for {
-		if c := p.acceptedOn(port); c != nil || time.Now().After(deadline) {
-			return c
-		}
-		time.Sleep(time.Millisecond) // polling, bounded by the deadline
-	}
+	var c *peerConn
+	waitfor.Within(d, func() bool { c = p.acceptedOn(port); return c != nil })
+	return c
 }
 
 // send writes one segment from local to remote through the tap. It is

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"ustack/internal/record"
+	"ustack/internal/waitfor"
 	"ustack/stack"
 	"ustack/stack/header"
 	"ustack/stack/link"
@@ -262,10 +263,7 @@ func labCloseTUN(r *labRun) error {
 	r.say("the server closes: FIN seq=w, LAST-ACK")
 	sc.Close()
 	c.Read(make([]byte, 1)) // EOF
-	deadline := time.Now().Add(3 * time.Second)
-	for w.srv.Stats().TCPConns > 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitfor.Within(3*time.Second, func() bool { return w.srv.Stats().TCPConns == 0 })
 	tw := w.kernelTCP("time-wait")
 	r.say("the kernel's socket: %s (Linux keeps TIME-WAIT 60 s)", strings.Join(tw, "; "))
 
@@ -321,10 +319,7 @@ func labTimeWaitTUN(r *labRun) error {
 	io.ReadAll(c)
 	r.say("the kernel read the reply and EOF; it closes too")
 	c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for w.srv.Stats().TCPConns > 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitfor.Within(10*time.Second, func() bool { return w.srv.Stats().TCPConns == 0 })
 	cliEnd, _, _ := r.rec.StateAt(true, 0, tcp.Closed)
 	pk := r.rec.Packets()
 	fins := record.Where(pk, func(p record.Pkt) bool { return p.ToServer && p.Has(header.FlagFIN) })

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"ustack/internal/waitfor"
 	"ustack/stack/header"
 	"ustack/stack/link"
 	"ustack/stack/tcp"
@@ -105,14 +106,9 @@ func (rec *Recorder) Packets() []Pkt {
 // and returns them (as they are at the deadline if it never holds): a
 // real-time lab waits for the segment its story needs, not for a guess.
 func (rec *Recorder) WaitPkts(d time.Duration, cond func([]Pkt) bool) []Pkt {
-	deadline := time.Now().Add(d)
-	for {
-		pk := rec.Packets()
-		if cond(pk) || time.Now().After(deadline) {
-			return pk
-		}
-		time.Sleep(time.Millisecond) // polling the recorder, bounded by the deadline
-	}
+	var pk []Pkt
+	waitfor.Within(d, func() bool { pk = rec.Packets(); return cond(pk) })
+	return pk
 }
 
 // AddState records a state transition.

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+	"ustack/internal/waitfor"
 )
 
 // serve runs one service on a loopback listener and dials it.
@@ -96,11 +97,7 @@ func TestHoldAndClose(t *testing.T) {
 	s := &Server{}
 	c := serve(t, s, s.Hold)
 	e := serve(t, s, s.Handle(Echo))
-	deadline := time.Now().Add(5 * time.Second)
-	for s.Held() != 1 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	if s.Held() != 1 {
+	if !waitfor.Within(5*time.Second, func() bool { return s.Held() == 1 }) {
 		t.Fatalf("held %d", s.Held())
 	}
 	e.Write([]byte("x"))

@@ -4,7 +4,6 @@
 package waitfor
 
 import (
-	"testing"
 	"time"
 )
 
@@ -18,7 +17,14 @@ const (
 // Cond polls cond until it returns true, and fails t (Fatalf) when timeout
 // passes first, with the message "timed out after <timeout> waiting for
 // <what>". cond is called from t's goroutine.
-func Cond(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+// TB is the part of testing.TB that Cond uses; the package does not import
+// testing, so that programs (the labs, the demo, the bench) can use Within.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
+func Cond(t TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	if !Within(timeout, cond) {
 		t.Fatalf("timed out after %v waiting for %s", timeout, what)
@@ -27,7 +33,7 @@ func Cond(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 
 // Condf is Cond with what computed when the wait fails, so that the
 // message can show the state at the end (what is called once, then).
-func Condf(t testing.TB, timeout time.Duration, what func() string, cond func() bool) {
+func Condf(t TB, timeout time.Duration, what func() string, cond func() bool) {
 	t.Helper()
 	if !Within(timeout, cond) {
 		t.Fatalf("timed out after %v waiting for %s", timeout, what())

@@ -355,63 +355,27 @@ func (d *impairDir) recycle(p *heldPkt) {
 	}
 }
 
-// jitterDraw is a uniform offset in [-Jitter, +Jitter].
-func jitterDraw(r *rand.Rand, j time.Duration) time.Duration {
-	if j <= 0 {
-		return 0
-	}
-	return time.Duration(r.Uint64N(2*uint64(j)+1) - uint64(j))
-}
-
 // offer runs one packet through the direction at time now. Every draw is made
 // for every packet, whatever the outcome, so that each kind's pattern depends
 // only on the seed and the packet's position.
 func (d *impairDir) offer(now time.Time, data []byte) {
-	s := &d.spec
 	d.cnt.ev.Inc(evOffered)
-	lost := s.Loss > 0 && d.loss.Float64() < s.Loss
-	dup := s.Dup > 0 && d.dup.Float64() < s.Dup
-	var dupJitter time.Duration
-	if dup {
-		dupJitter = jitterDraw(d.dup, s.Jitter)
+	f := d.draw(len(data))
+	if d.imp.rule != nil && d.byRule(now, data) {
+		return
 	}
-	reorder := s.Reorder > 0 && d.reorder.Float64() < s.Reorder
-	corrupt := s.Corrupt > 0 && d.corrupt.Float64() < s.Corrupt
-	var flipByte, flipBit int
-	if corrupt {
-		flipByte, flipBit = d.corrupt.IntN(max(len(data), 1)), d.corrupt.IntN(8)
-		corrupt = len(data) > 0
-	}
-	jitter := jitterDraw(d.jitter, s.Jitter)
-
-	if d.imp.rule != nil {
-		switch a := d.imp.rule(d.dir, data); {
-		case a == Drop:
-			d.cnt.drops.Inc(dropRule)
-			return
-		case a > 0:
-			if d.held() >= d.limit {
-				d.cnt.drops.Inc(dropQueue)
-				return
-			}
-			p := d.newPkt(data)
-			p.when = now.Add(time.Duration(a))
-			d.cnt.ev.Inc(evDelayed)
-			d.push(p)
-			return
-		}
-	}
-	if lost {
+	if f.lost {
 		d.cnt.drops.Inc(dropLoss)
 		return
 	}
-	if corrupt {
+	if f.corrupt {
 		d.cnt.ev.Inc(evCorrupted)
 	}
 	copies := 1
-	if dup {
+	if f.dup {
 		copies = 2
 	}
+	jitter := f.jitter
 	for c := range copies {
 		if d.held() >= d.limit {
 			d.cnt.drops.Inc(dropQueue)
@@ -419,31 +383,14 @@ func (d *impairDir) offer(now time.Time, data []byte) {
 		}
 		if c == 1 {
 			d.cnt.ev.Inc(evDuplicated)
-			jitter = dupJitter
+			jitter = f.dupJitter
 		}
 		p := d.newPkt(data)
-		if corrupt {
-			p.buf[Headroom+flipByte] ^= 1 << flipBit
+		if f.corrupt {
+			p.buf[Headroom+f.flipByte] ^= 1 << f.flipBit
 		}
-		when := now
-		if s.Rate > 0 {
-			// Serialization on the bottleneck, then propagation delay.
-			if d.busy.After(when) {
-				when = d.busy
-			}
-			when = when.Add(time.Duration(int64(len(data)) * 8 * int64(time.Second) / s.Rate))
-			d.busy = when
-		}
-		when = when.Add(max(s.Delay+jitter, 0))
-		if when.Before(d.last) {
-			when = d.last // jitter does not reorder
-		}
-		d.last = when
-		if when.After(now) {
-			d.cnt.ev.Inc(evDelayed)
-		}
-		p.when = when
-		p.reorder = reorder && c == 0
+		p.when = d.schedule(now, len(data), jitter)
+		p.reorder = f.reorder && c == 0
 		d.push(p)
 	}
 }

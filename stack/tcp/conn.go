@@ -351,7 +351,7 @@ type Info struct {
 func (c *Conn) Info() Info {
 	i := Info{
 		State: c.state, SRTT: c.snd.rtt.srtt, RTTVar: c.snd.rtt.rttvar, RTO: c.snd.rtt.rto,
-		SndWnd: c.snd.wnd, RcvWnd: c.rcvWindow(), SndMSS: c.snd.mss,
+		SndWnd: c.snd.wnd, RcvWnd: c.rcv.window(), SndMSS: c.snd.mss,
 		Unacked: int(c.snd.una.Size(c.snd.nxt)), Unsent: c.snd.buf.Len(),
 		SndUna: c.snd.una, SndNxt: c.snd.nxt, RcvNxt: c.rcv.nxt, ISS: c.snd.iss, IRS: c.rcv.irs,
 		Stats: c.Stats(),

@@ -147,7 +147,7 @@ func (c *Conn) checkSeq(now time.Time, seg *Segment) bool {
 		return false
 	}
 	l := seg.Len()
-	wnd := c.rcvWindow()
+	wnd := c.rcv.window()
 	var ok bool
 	switch {
 	case wnd == 0:

@@ -158,7 +158,7 @@ func (c *Conn) rcvLimit(syn bool) int {
 // and opens only in steps of min(RcvBuf/2, MSS) (receiver SWS avoidance).
 func (c *Conn) advertise(syn bool) uint16 {
 	free := min(c.cfg.RcvBuf-c.rcv.buf.Len(), c.rcvLimit(syn))
-	cur := int(c.rcvWindow())
+	cur := int(c.rcv.window())
 	w := cur
 	if free > cur && (syn || free-cur >= min(c.cfg.RcvBuf/2, c.cfg.MSS)) {
 		w = free
@@ -180,20 +180,12 @@ func (c *Conn) advertise(syn bool) uint16 {
 	return uint16(field)
 }
 
-// rcvWindow is RCV.WND: what remains of the last advertised window.
-func (c *Conn) rcvWindow() uint32 {
-	if c.rcv.adv.LessThanEq(c.rcv.nxt) {
-		return 0
-	}
-	return uint32(c.rcv.nxt.Size(c.rcv.adv))
-}
-
 // windowUpdateDue reports whether the window has opened enough since the
 // last advertisement to be worth a segment of its own: at least one MSS and
 // at least double what the peer sees now.
 func (c *Conn) windowUpdateDue() bool {
 	free := min(c.cfg.RcvBuf-c.rcv.buf.Len(), c.rcvLimit(false))
-	cur := int(c.rcvWindow())
+	cur := int(c.rcv.window())
 	return free-cur >= min(c.cfg.RcvBuf/2, c.cfg.MSS) && free >= 2*cur
 }
 
@@ -260,7 +252,7 @@ func (c *Conn) processText(now time.Time, seg *Segment) bool {
 // we advertised promised more (advertise rounds a kept window up to the
 // window-scale unit rather than shrink it). Every byte inside the offered
 // window is taken, so the window closes exactly at its edge.
-func (c *Conn) rcvBufLimit() int { return max(c.cfg.RcvBuf, c.rcv.buf.Len()+int(c.rcvWindow())) }
+func (c *Conn) rcvBufLimit() int { return max(c.cfg.RcvBuf, c.rcv.buf.Len()+int(c.rcv.window())) }
 
 // drainOOO moves queued segments that became in-order into the receive
 // buffer. It reports whether a queued FIN became in-order.

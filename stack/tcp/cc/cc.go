@@ -93,7 +93,9 @@ func (r *Reno) Name() string { return "newreno" }
 // OnAck implements Controller (RFC 5681 §3.1).
 func (r *Reno) OnAck(_ time.Time, acked int, _ time.Duration) {
 	if r.cwnd < r.ssthresh {
-		// Slow start: increase by at most one SMSS per ACK (appropriate byte counting, L=2).
+		// Slow start: grow by the bytes acknowledged, at most 2*SMSS per ACK
+		// (RFC 3465 appropriate byte counting with L = 2; RFC 5681 §3.1
+		// allows one SMSS, RFC 3465 §2.3 allows L = 2).
 		r.cwnd += min(acked, 2*r.mss)
 		return
 	}
