@@ -63,6 +63,7 @@ type Stats struct {
 	IllegalTransitions    uint64
 	BadAcks               uint64 // ACK of unsent data or too old
 	InvalidOptionSegments uint64
+	ICMPOutOfWindow       uint64 // ICMP errors quoting a sequence number not outstanding (RFC 5927 §4.1)
 }
 
 // Conn is a transmission control block. It keeps the state machine and
@@ -93,6 +94,9 @@ type Conn struct {
 	reno renoRecovery
 	sack sackRecovery
 
+	softErr syscall.Errno // the last ICMP error in a synchronized state (icmp.go)
+	pmtu    int           // path MTU from ICMP, 0 until one arrives
+
 	tm         connTimers // the timers of the connection as a whole
 	keepProbes int        // keepalive probes sent without an answer
 	stats      connStats
@@ -119,6 +123,7 @@ type connStats struct {
 	illegalTransitions    uint64
 	badAcks               uint64
 	invalidOptionSegments uint64
+	icmpOutOfWindow       uint64
 }
 
 // Stats returns the connection's counters, gathered from its parts.
@@ -129,6 +134,7 @@ func (c *Conn) Stats() Stats {
 		DroppedUnacceptable: c.stats.droppedUnacceptable, PAWSDropped: c.stats.pawsDropped,
 		KeepaliveProbes: c.stats.keepaliveProbes, IllegalTransitions: c.stats.illegalTransitions,
 		BadAcks: c.stats.badAcks, InvalidOptionSegments: c.stats.invalidOptionSegments,
+		ICMPOutOfWindow: c.stats.icmpOutOfWindow,
 	}
 	c.snd.addStats(&st)
 	c.rcv.addStats(&st)

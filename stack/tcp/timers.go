@@ -155,7 +155,7 @@ func (c *Conn) onRetransmitTimeout(now time.Time) {
 			if c.state == SynReceived {
 				c.sendRST(now, c.snd.max)
 			}
-			c.fail(now, ErrTimedOut, "timer SYN retries exhausted")
+			c.fail(now, c.timeoutErr(), "timer SYN retries exhausted")
 			return
 		}
 		c.snd.synRtx++
@@ -169,7 +169,7 @@ func (c *Conn) onRetransmitTimeout(now time.Time) {
 	}
 	if c.snd.rtxCount >= c.cfg.MaxRetries {
 		c.sendRST(now, c.snd.max)
-		c.fail(now, ErrTimedOut, "timer retransmission limit")
+		c.fail(now, c.timeoutErr(), "timer retransmission limit")
 		return
 	}
 	c.snd.rtxCount++
@@ -199,4 +199,13 @@ func itoa(n int) string {
 		n /= 10
 	}
 	return string(b[i:])
+}
+
+// timeoutErr is the error a connection that timed out reports: the last
+// ICMP soft error if there was one, else ETIMEDOUT (Linux's tcp_write_err).
+func (c *Conn) timeoutErr() error {
+	if c.softErr != 0 {
+		return c.softErr
+	}
+	return ErrTimedOut
 }
