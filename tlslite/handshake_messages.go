@@ -502,18 +502,6 @@ func (m *serverHelloDoneMsg) unmarshal(data []byte) bool {
 	return ok && s.Empty()
 }
 
-// helloRequestMsg is RFC 5246 §7.4.1.1 (empty body).
-type helloRequestMsg struct{}
-
-func (m *helloRequestMsg) marshal() ([]byte, error) {
-	return []byte{typeHelloRequest, 0, 0, 0}, nil
-}
-
-func (m *helloRequestMsg) unmarshal(data []byte) bool {
-	s, ok := readHeader(data, typeHelloRequest)
-	return ok && s.Empty()
-}
-
 // clientKeyExchangeMsg is RFC 5246 §7.4.7. Its body depends on the key
 // exchange: RSA sends EncryptedPreMasterSecret as opaque<0..2^16-1>
 // (§7.4.7.1), ECDHE sends ClientECDiffieHellmanPublic as opaque<1..2^8-1>
