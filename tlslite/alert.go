@@ -4,7 +4,6 @@ package tlslite
 // RFC 7301 §3.2 (no_application_protocol), RFC 5746 §4 (no_renegotiation).
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 )
@@ -123,7 +122,3 @@ func (e *AlertError) Is(target error) bool {
 
 // Error makes Alert usable as an errors.Is target.
 func (a Alert) Error() string { return "tlslite: alert " + a.String() }
-
-// errCloseNotify is never returned to users: a received close_notify turns
-// into io.EOF.
-var errCloseNotify = errors.New("tlslite: close_notify")

@@ -94,9 +94,6 @@ const (
 // scsvRenegotiation is TLS_EMPTY_RENEGOTIATION_INFO_SCSV, RFC 5746 §3.3.
 const scsvRenegotiation uint16 = 0x00ff
 
-// scsvFallback is TLS_FALLBACK_SCSV, RFC 7507 §2.
-const scsvFallback uint16 = 0x5600
-
 // downgradeTLS12 is the RFC 8446 §4.1.3 sentinel "DOWNGRD\x01" placed in the
 // last 8 bytes of ServerHello.random by TLS 1.3-capable servers that
 // negotiate TLS 1.2.

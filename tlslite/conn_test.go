@@ -291,6 +291,75 @@ func TestRenegotiationRefusedConnectionContinues(t *testing.T) {
 	warned.Wait()
 }
 
+// TestHelloRequestRefusedByClient: a HelloRequest (RFC 5246 §7.4.1.1, an
+// empty body) on an established connection asks the client to renegotiate;
+// the client answers with a no_renegotiation warning (RFC 5746 §4.2) and
+// the connection keeps working.
+func TestHelloRequestRefusedByClient(t *testing.T) {
+	scfg := serverConfig(t)
+	var warned sync.WaitGroup
+	warned.Add(1)
+	scfg.Observer = func(e Event) {
+		if a, ok := e.(AlertEvent); ok && !a.Sent() && a.Alert == AlertNoRenegotiation && a.Level == AlertLevelWarning {
+			warned.Done()
+		}
+	}
+	cli, srv := mustPair(t, clientConfig(t), scfg)
+	srv.out.Lock()
+	_, err := srv.writeRecordLocked(recordTypeHandshake, []byte{typeHelloRequest, 0, 0, 0})
+	srv.out.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The client processes the HelloRequest while reading; then data flows
+	// both ways on the same connection.
+	exchange(t, srv, cli, []byte("after hello request"))
+	exchange(t, cli, srv, []byte("still talking"))
+	warned.Wait()
+}
+
+// TestListen: Listen, the counterpart of crypto/tls.Listen, hands out
+// server-side *Conn values that complete a handshake with our Dialer and
+// carry data; with no NextProtos configured it selects http/1.1 by ALPN.
+func TestListen(t *testing.T) {
+	l, err := Listen("tcp", "127.0.0.1:0", serverConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	type accepted struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan accepted, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			err = c.(*Conn).Handshake(ctx)
+		}
+		ch <- accepted{c, err}
+	}()
+	ccfg := clientConfig(t)
+	ccfg.NextProtos = []string{"h2", "http/1.1"}
+	cli, err := (&Dialer{Config: ccfg}).DialContext(ctx, "tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	a := <-ch
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	defer a.c.Close()
+	if p := cli.(*Conn).ConnectionState().NegotiatedProtocol; p != "http/1.1" {
+		t.Fatalf("ALPN chose %q, want http/1.1", p)
+	}
+	exchange(t, cli, a.c, []byte("ping"))
+	exchange(t, a.c, cli, []byte("pong"))
+}
+
 // TestHTTPOverListenerAndDialer: net/http server on NewListener, client
 // through http.Transport.DialTLSContext with our Dialer over a custom
 // inner dial function.

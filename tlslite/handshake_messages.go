@@ -78,84 +78,55 @@ func (m *clientHelloMsg) marshal() ([]byte, error) {
 		b.AddUint16(m.vers)
 		b.AddBytes(m.random)
 		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.sessionID) })
-		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-			for _, s := range m.cipherSuites {
-				b.AddUint16(s)
-			}
-		})
+		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { addUint16s(b, m.cipherSuites) })
 		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.compressionMethods) })
-		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-			if m.serverName != "" {
-				b.AddUint16(extServerName)
-				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-					b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-						b.AddUint8(0) // host_name
-						b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(m.serverName)) })
-					})
-				})
-			}
-			if len(m.supportedGroups) > 0 {
-				b.AddUint16(extSupportedGroups)
-				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-					b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-						for _, g := range m.supportedGroups {
-							b.AddUint16(uint16(g))
-						}
-					})
-				})
-			}
-			if len(m.ecPointFormats) > 0 {
-				b.AddUint16(extECPointFormats)
-				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-					b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.ecPointFormats) })
-				})
-			}
-			if len(m.signatureSchemes) > 0 {
-				b.AddUint16(extSignatureAlgorithms)
-				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-					b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-						for _, s := range m.signatureSchemes {
-							b.AddUint16(uint16(s))
-						}
-					})
-				})
-			}
-			if len(m.alpnProtocols) > 0 {
-				b.AddUint16(extALPN)
-				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-					b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-						for _, p := range m.alpnProtocols {
-							b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(p)) })
-						}
-					})
-				})
-			}
-			if m.extendedMasterSecret {
-				b.AddUint16(extExtendedMasterSecret)
-				b.AddUint16(0)
-			}
-			if m.ticketSupported {
-				b.AddUint16(extSessionTicket)
-				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.sessionTicket) })
-			}
-			if len(m.supportedVersions) > 0 {
-				b.AddUint16(extSupportedVersions)
-				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-					b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) {
-						for _, v := range m.supportedVersions {
-							b.AddUint16(v)
-						}
-					})
-				})
-			}
-			if m.secureRenegotiationSupported {
-				b.AddUint16(extRenegotiationInfo)
-				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-					b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.secureRenegotiation) })
-				})
-			}
-		})
+		b.AddUint16LengthPrefixed(m.marshalExtensions)
 	})
+}
+
+// marshalExtensions adds the extensions that are set, in a fixed order.
+func (m *clientHelloMsg) marshalExtensions(b *cryptobyte.Builder) {
+	if m.serverName != "" {
+		// RFC 6066 §3: a ServerNameList holding one host_name.
+		addExtension(b, extServerName, func(b *cryptobyte.Builder) {
+			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+				b.AddUint8(0) // host_name
+				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(m.serverName)) })
+			})
+		})
+	}
+	if len(m.supportedGroups) > 0 {
+		addExtension(b, extSupportedGroups, func(b *cryptobyte.Builder) {
+			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { addUint16s(b, m.supportedGroups) })
+		})
+	}
+	if len(m.ecPointFormats) > 0 {
+		addExtension(b, extECPointFormats, func(b *cryptobyte.Builder) {
+			b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.ecPointFormats) })
+		})
+	}
+	if len(m.signatureSchemes) > 0 {
+		addExtension(b, extSignatureAlgorithms, func(b *cryptobyte.Builder) {
+			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { addUint16s(b, m.signatureSchemes) })
+		})
+	}
+	if len(m.alpnProtocols) > 0 {
+		addExtension(b, extALPN, func(b *cryptobyte.Builder) { addALPNList(b, m.alpnProtocols) })
+	}
+	if m.extendedMasterSecret {
+		addEmptyExtension(b, extExtendedMasterSecret)
+	}
+	if m.ticketSupported {
+		addExtension(b, extSessionTicket, func(b *cryptobyte.Builder) { b.AddBytes(m.sessionTicket) })
+	}
+	if len(m.supportedVersions) > 0 {
+		addExtension(b, extSupportedVersions, func(b *cryptobyte.Builder) {
+			b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { addUint16s(b, m.supportedVersions) })
+		})
+	}
+	if m.secureRenegotiationSupported {
+		addRenegotiationInfo(b, m.secureRenegotiation)
+	}
 }
 
 func (m *clientHelloMsg) unmarshal(data []byte) bool {
@@ -183,108 +154,80 @@ func (m *clientHelloMsg) unmarshal(data []byte) bool {
 	if !readUint8LengthPrefixed(&s, &m.compressionMethods) || len(m.compressionMethods) == 0 {
 		return false
 	}
-	if s.Empty() {
-		return true // RFC 5246 §7.4.1.2: extensions are optional
+	return readExtensions(&s, &m.extensions, m.unmarshalExtension)
+}
+
+// unmarshalExtension parses the body d of one ClientHello extension of
+// type ext, consuming all of it.
+func (m *clientHelloMsg) unmarshalExtension(ext uint16, d *cryptobyte.String) bool {
+	var list cryptobyte.String
+	switch ext {
+	case extServerName:
+		return m.unmarshalServerName(d)
+	case extSupportedGroups:
+		return d.ReadUint16LengthPrefixed(&list) && readUint16s(list, &m.supportedGroups)
+	case extECPointFormats:
+		return readUint8LengthPrefixed(d, &m.ecPointFormats) && len(m.ecPointFormats) > 0
+	case extSignatureAlgorithms:
+		return d.ReadUint16LengthPrefixed(&list) && readUint16s(list, &m.signatureSchemes)
+	case extALPN:
+		return m.unmarshalALPN(d)
+	case extExtendedMasterSecret:
+		m.extendedMasterSecret = true
+	case extSessionTicket:
+		m.ticketSupported = true
+		m.sessionTicket = []byte(*d)
+		*d = nil
+	case extSupportedVersions:
+		return d.ReadUint8LengthPrefixed(&list) && readUint16s(list, &m.supportedVersions)
+	case extRenegotiationInfo:
+		if !readUint8LengthPrefixed(d, &m.secureRenegotiation) {
+			return false
+		}
+		m.secureRenegotiationSupported = true
+	default:
+		*d = nil // ignore unknown extensions (RFC 5246 §7.4.1.4)
 	}
-	var exts cryptobyte.String
-	if !s.ReadUint16LengthPrefixed(&exts) || !s.Empty() {
+	return true
+}
+
+// unmarshalServerName parses a ServerNameList (RFC 6066 §3), keeping its
+// one host_name; other name types are skipped.
+func (m *clientHelloMsg) unmarshalServerName(d *cryptobyte.String) bool {
+	var list cryptobyte.String
+	if !d.ReadUint16LengthPrefixed(&list) || list.Empty() {
 		return false
 	}
-	for !exts.Empty() {
-		var ext uint16
-		var d cryptobyte.String
-		if !exts.ReadUint16(&ext) || !exts.ReadUint16LengthPrefixed(&d) {
+	for !list.Empty() {
+		var typ uint8
+		var name cryptobyte.String
+		if !list.ReadUint8(&typ) || !list.ReadUint16LengthPrefixed(&name) {
 			return false
 		}
-		// RFC 5246 §7.4.1.4: no more than one extension of each type.
-		if slices.Contains(m.extensions, ext) {
+		if typ != 0 {
+			continue
+		}
+		if m.serverName != "" || len(name) == 0 {
 			return false
 		}
-		m.extensions = append(m.extensions, ext)
-		switch ext {
-		case extServerName:
-			// RFC 6066 §3: ServerNameList; one host_name at most.
-			var list cryptobyte.String
-			if !d.ReadUint16LengthPrefixed(&list) || list.Empty() {
-				return false
-			}
-			for !list.Empty() {
-				var typ uint8
-				var name cryptobyte.String
-				if !list.ReadUint8(&typ) || !list.ReadUint16LengthPrefixed(&name) {
-					return false
-				}
-				if typ != 0 {
-					continue
-				}
-				if m.serverName != "" || len(name) == 0 {
-					return false
-				}
-				m.serverName = string(name)
-			}
-		case extSupportedGroups:
-			var list cryptobyte.String
-			if !d.ReadUint16LengthPrefixed(&list) || list.Empty() || len(list)%2 != 0 {
-				return false
-			}
-			for !list.Empty() {
-				var g uint16
-				list.ReadUint16(&g)
-				m.supportedGroups = append(m.supportedGroups, CurveID(g))
-			}
-		case extECPointFormats:
-			if !readUint8LengthPrefixed(&d, &m.ecPointFormats) || len(m.ecPointFormats) == 0 {
-				return false
-			}
-		case extSignatureAlgorithms:
-			var list cryptobyte.String
-			if !d.ReadUint16LengthPrefixed(&list) || list.Empty() || len(list)%2 != 0 {
-				return false
-			}
-			for !list.Empty() {
-				var v uint16
-				list.ReadUint16(&v)
-				m.signatureSchemes = append(m.signatureSchemes, SignatureScheme(v))
-			}
-		case extALPN:
-			var list cryptobyte.String
-			if !d.ReadUint16LengthPrefixed(&list) || list.Empty() {
-				return false
-			}
-			for !list.Empty() {
-				var p cryptobyte.String
-				if !list.ReadUint8LengthPrefixed(&p) || p.Empty() {
-					return false
-				}
-				m.alpnProtocols = append(m.alpnProtocols, string(p))
-			}
-		case extExtendedMasterSecret:
-			m.extendedMasterSecret = true
-		case extSessionTicket:
-			m.ticketSupported = true
-			m.sessionTicket = []byte(d)
-			d = nil
-		case extSupportedVersions:
-			var list cryptobyte.String
-			if !d.ReadUint8LengthPrefixed(&list) || list.Empty() || len(list)%2 != 0 {
-				return false
-			}
-			for !list.Empty() {
-				var v uint16
-				list.ReadUint16(&v)
-				m.supportedVersions = append(m.supportedVersions, v)
-			}
-		case extRenegotiationInfo:
-			if !readUint8LengthPrefixed(&d, &m.secureRenegotiation) {
-				return false
-			}
-			m.secureRenegotiationSupported = true
-		default:
-			d = nil // ignore unknown extensions (RFC 5246 §7.4.1.4)
-		}
-		if !d.Empty() {
+		m.serverName = string(name)
+	}
+	return true
+}
+
+// unmarshalALPN parses a ProtocolNameList (RFC 7301 §3.1): at least one
+// name, none empty.
+func (m *clientHelloMsg) unmarshalALPN(d *cryptobyte.String) bool {
+	var list cryptobyte.String
+	if !d.ReadUint16LengthPrefixed(&list) || list.Empty() {
+		return false
+	}
+	for !list.Empty() {
+		var p cryptobyte.String
+		if !list.ReadUint8LengthPrefixed(&p) || p.Empty() {
 			return false
 		}
+		m.alpnProtocols = append(m.alpnProtocols, string(p))
 	}
 	return true
 }
@@ -313,41 +256,32 @@ func (m *serverHelloMsg) marshal() ([]byte, error) {
 		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.sessionID) })
 		b.AddUint16(m.cipherSuite)
 		b.AddUint8(m.compressionMethod)
-		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-			if m.serverNameAck {
-				b.AddUint16(extServerName)
-				b.AddUint16(0)
-			}
-			if len(m.ecPointFormats) > 0 {
-				b.AddUint16(extECPointFormats)
-				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-					b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.ecPointFormats) })
-				})
-			}
-			if m.alpnProtocol != "" {
-				b.AddUint16(extALPN)
-				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-					b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-						b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(m.alpnProtocol)) })
-					})
-				})
-			}
-			if m.extendedMasterSecret {
-				b.AddUint16(extExtendedMasterSecret)
-				b.AddUint16(0)
-			}
-			if m.ticketSupported {
-				b.AddUint16(extSessionTicket)
-				b.AddUint16(0)
-			}
-			if m.secureRenegotiationSupported {
-				b.AddUint16(extRenegotiationInfo)
-				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-					b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.secureRenegotiation) })
-				})
-			}
-		})
+		b.AddUint16LengthPrefixed(m.marshalExtensions)
 	})
+}
+
+// marshalExtensions adds the extensions that are set, in a fixed order.
+func (m *serverHelloMsg) marshalExtensions(b *cryptobyte.Builder) {
+	if m.serverNameAck {
+		addEmptyExtension(b, extServerName)
+	}
+	if len(m.ecPointFormats) > 0 {
+		addExtension(b, extECPointFormats, func(b *cryptobyte.Builder) {
+			b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.ecPointFormats) })
+		})
+	}
+	if m.alpnProtocol != "" {
+		addExtension(b, extALPN, func(b *cryptobyte.Builder) { addALPNList(b, []string{m.alpnProtocol}) })
+	}
+	if m.extendedMasterSecret {
+		addEmptyExtension(b, extExtendedMasterSecret)
+	}
+	if m.ticketSupported {
+		addEmptyExtension(b, extSessionTicket)
+	}
+	if m.secureRenegotiationSupported {
+		addRenegotiationInfo(b, m.secureRenegotiation)
+	}
 }
 
 func (m *serverHelloMsg) unmarshal(data []byte) bool {
@@ -361,8 +295,49 @@ func (m *serverHelloMsg) unmarshal(data []byte) bool {
 		!s.ReadUint16(&m.cipherSuite) || !s.ReadUint8(&m.compressionMethod) {
 		return false
 	}
+	return readExtensions(&s, &m.extensions, m.unmarshalExtension)
+}
+
+// unmarshalExtension parses the body d of one ServerHello extension of
+// type ext, consuming all of it.
+func (m *serverHelloMsg) unmarshalExtension(ext uint16, d *cryptobyte.String) bool {
+	switch ext {
+	case extServerName:
+		m.serverNameAck = true
+	case extECPointFormats:
+		return readUint8LengthPrefixed(d, &m.ecPointFormats) && len(m.ecPointFormats) > 0
+	case extALPN:
+		// RFC 7301 §3.1: exactly one protocol name.
+		var list, p cryptobyte.String
+		if !d.ReadUint16LengthPrefixed(&list) || !list.ReadUint8LengthPrefixed(&p) || p.Empty() || !list.Empty() {
+			return false
+		}
+		m.alpnProtocol = string(p)
+	case extExtendedMasterSecret:
+		m.extendedMasterSecret = true
+	case extSessionTicket:
+		m.ticketSupported = true
+	case extRenegotiationInfo:
+		if !readUint8LengthPrefixed(d, &m.secureRenegotiation) {
+			return false
+		}
+		m.secureRenegotiationSupported = true
+	default:
+		*d = nil // the client rejects unrequested extensions itself
+	}
+	return true
+}
+
+// Extension helpers shared by the hellos.
+
+// readExtensions parses the optional extensions block that ends a
+// ClientHello or ServerHello (RFC 5246 §7.4.1.2, §7.4.1.3): it must be all
+// that is left of s, each type may occur once (RFC 5246 §7.4.1.4) and is
+// appended to *seen, and each body goes to parse, which must consume it
+// all.
+func readExtensions(s *cryptobyte.String, seen *[]uint16, parse func(ext uint16, d *cryptobyte.String) bool) bool {
 	if s.Empty() {
-		return true
+		return true // RFC 5246 §7.4.1.2: extensions are optional
 	}
 	var exts cryptobyte.String
 	if !s.ReadUint16LengthPrefixed(&exts) || !s.Empty() {
@@ -374,41 +349,66 @@ func (m *serverHelloMsg) unmarshal(data []byte) bool {
 		if !exts.ReadUint16(&ext) || !exts.ReadUint16LengthPrefixed(&d) {
 			return false
 		}
-		if slices.Contains(m.extensions, ext) {
+		if slices.Contains(*seen, ext) {
 			return false
 		}
-		m.extensions = append(m.extensions, ext)
-		switch ext {
-		case extServerName:
-			m.serverNameAck = true
-		case extECPointFormats:
-			if !readUint8LengthPrefixed(&d, &m.ecPointFormats) || len(m.ecPointFormats) == 0 {
-				return false
-			}
-		case extALPN:
-			// RFC 7301 §3.1: exactly one protocol name.
-			var list, p cryptobyte.String
-			if !d.ReadUint16LengthPrefixed(&list) || !list.ReadUint8LengthPrefixed(&p) || p.Empty() || !list.Empty() {
-				return false
-			}
-			m.alpnProtocol = string(p)
-		case extExtendedMasterSecret:
-			m.extendedMasterSecret = true
-		case extSessionTicket:
-			m.ticketSupported = true
-		case extRenegotiationInfo:
-			if !readUint8LengthPrefixed(&d, &m.secureRenegotiation) {
-				return false
-			}
-			m.secureRenegotiationSupported = true
-		default:
-			d = nil // the client rejects unrequested extensions itself
-		}
-		if !d.Empty() {
+		*seen = append(*seen, ext)
+		if !parse(ext, &d) || !d.Empty() {
 			return false
 		}
 	}
 	return true
+}
+
+// readUint16s appends the 16-bit values of list, which must be non-empty
+// and of even length, to out.
+func readUint16s[T ~uint16](list cryptobyte.String, out *[]T) bool {
+	if list.Empty() || len(list)%2 != 0 {
+		return false
+	}
+	for !list.Empty() {
+		var v uint16
+		list.ReadUint16(&v)
+		*out = append(*out, T(v))
+	}
+	return true
+}
+
+// addUint16s adds each value as a uint16, without a length prefix.
+func addUint16s[T ~uint16](b *cryptobyte.Builder, vs []T) {
+	for _, v := range vs {
+		b.AddUint16(uint16(v))
+	}
+}
+
+// addExtension adds an Extension (RFC 5246 §7.4.1.4): its type and its
+// length-prefixed body.
+func addExtension(b *cryptobyte.Builder, ext uint16, body func(b *cryptobyte.Builder)) {
+	b.AddUint16(ext)
+	b.AddUint16LengthPrefixed(body)
+}
+
+// addEmptyExtension adds an extension whose body is empty.
+func addEmptyExtension(b *cryptobyte.Builder, ext uint16) {
+	b.AddUint16(ext)
+	b.AddUint16(0)
+}
+
+// addALPNList adds a ProtocolNameList (RFC 7301 §3.1).
+func addALPNList(b *cryptobyte.Builder, protos []string) {
+	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+		for _, p := range protos {
+			b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(p)) })
+		}
+	})
+}
+
+// addRenegotiationInfo adds renegotiation_info (RFC 5746 §3.2) carrying
+// renegotiated_connection.
+func addRenegotiationInfo(b *cryptobyte.Builder, renegotiated []byte) {
+	addExtension(b, extRenegotiationInfo, func(b *cryptobyte.Builder) {
+		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(renegotiated) })
+	})
 }
 
 // certificateMsg is RFC 5246 §7.4.2.
@@ -499,18 +499,6 @@ func (m *serverHelloDoneMsg) marshal() ([]byte, error) {
 
 func (m *serverHelloDoneMsg) unmarshal(data []byte) bool {
 	s, ok := readHeader(data, typeServerHelloDone)
-	return ok && s.Empty()
-}
-
-// helloRequestMsg is RFC 5246 §7.4.1.1 (empty body).
-type helloRequestMsg struct{}
-
-func (m *helloRequestMsg) marshal() ([]byte, error) {
-	return []byte{typeHelloRequest, 0, 0, 0}, nil
-}
-
-func (m *helloRequestMsg) unmarshal(data []byte) bool {
-	s, ok := readHeader(data, typeHelloRequest)
 	return ok && s.Empty()
 }
 

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"ustack/internal/waitfor"
 )
 
 // proc is an external process bounded by a context, whose combined output
@@ -341,20 +343,21 @@ func TestTsharkDecrypts(t *testing.T) {
 	// and block buffering would hold back the very lines waited on below.
 	capt := startProc(t, 40*time.Second, false, tshark, "-l", "-i", "lo", "-f", "tcp port "+port(addr), "-w", pcap, "-P")
 	capt.waitFor(t, `Capturing on`, 15*time.Second)
-	// The capture is live once a probe connection's SYN shows up.
-	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(capt.output(), "[SYN]") {
-		if time.Now().After(deadline) {
-			t.Fatal("tshark never saw the probe connection")
+	// The capture is live once a probe connection's SYN shows up; a probe
+	// goes out at most every 100ms until then.
+	var probed time.Time
+	waitfor.Cond(t, 15*time.Second, "tshark to see a probe connection", func() bool {
+		if strings.Contains(capt.output(), "[SYN]") {
+			return true
 		}
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
+		if time.Since(probed) >= 100*time.Millisecond {
+			probed = time.Now()
+			if c, err := net.Dial("tcp", addr); err == nil {
+				c.Close()
+			}
 		}
-		select {
-		case <-capt.grew:
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+		return false
+	})
 	ccfg := clientConfig(t)
 	var clientPort string // the conversation's own port, to tell its FINs from the probes'
 	var portMu sync.Mutex
@@ -383,7 +386,6 @@ func TestTsharkDecrypts(t *testing.T) {
 	// Stop the capture once it has seen the conversation end: both FINs, or
 	// the client's FIN and the RST its kernel sends when the server's
 	// close_notify reaches a socket that is already closed.
-	deadline = time.Now().Add(10 * time.Second)
 	portMu.Lock()
 	cp := clientPort
 	portMu.Unlock()
@@ -396,15 +398,7 @@ func TestTsharkDecrypts(t *testing.T) {
 		}
 		return n
 	}
-	for fins() < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("tshark did not see the connection close")
-		}
-		select {
-		case <-capt.grew:
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	waitfor.Cond(t, 10*time.Second, "tshark to see the connection close", func() bool { return fins() >= 2 })
 	capt.cmd.Process.Signal(os.Interrupt)
 	capt.wait(t, 10*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
