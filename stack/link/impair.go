@@ -1,7 +1,6 @@
 package link
 
 import (
-	"container/heap"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	"ustack/stack/clock"
+	"ustack/stack/heapq"
 )
 
 // Direction names a direction of an Impaired endpoint.
@@ -286,12 +286,12 @@ type impairDir struct {
 	corrupt *rand.Rand
 	jitter  *rand.Rand
 
-	q       pktHeap   // held packets by release time
-	seq     uint64    // tie-break: offer order
-	last    time.Time // latest release time given to a randomly impaired packet
-	busy    time.Time // the rate-limited link is busy until then
-	slot    *heldPkt  // a packet held back for reordering
-	slotAt  time.Time // when slot goes anyway
+	q       heapq.Heap[*heldPkt] // held packets by release time, then offer order
+	seq     uint64               // tie-break: offer order
+	last    time.Time            // latest release time given to a randomly impaired packet
+	busy    time.Time            // the rate-limited link is busy until then
+	slot    *heldPkt             // a packet held back for reordering
+	slotAt  time.Time            // when slot goes anyway
 	timer   clock.Timer
 	armed   bool
 	armedAt time.Time
@@ -309,11 +309,10 @@ type heldPkt struct {
 	when    time.Time
 	seq     uint64
 	reorder bool
-	idx     int
 }
 
 func newImpairDir(i *Impaired, dir Direction, s Spec, seed int64) *impairDir {
-	d := &impairDir{imp: i, dir: dir, spec: s, limit: s.Queue, cnt: newDirCounters()}
+	d := &impairDir{imp: i, dir: dir, spec: s, limit: s.Queue, cnt: newDirCounters(), q: heapq.New(releasedBefore, nil)}
 	if d.limit == 0 {
 		d.limit = DefaultImpairQueue
 	}
@@ -328,7 +327,7 @@ func newImpairDir(i *Impaired, dir Direction, s Spec, seed int64) *impairDir {
 }
 
 func (d *impairDir) held() int {
-	n := len(d.q)
+	n := d.q.Len()
 	if d.slot != nil {
 		n++
 	}
@@ -398,15 +397,15 @@ func (d *impairDir) offer(now time.Time, data []byte) {
 func (d *impairDir) push(p *heldPkt) {
 	d.seq++
 	p.seq = d.seq
-	heap.Push(&d.q, p)
+	d.q.Push(p)
 }
 
 // releaseDue hands on every packet due at now, in release order, and re-arms
 // the timer for the next one. For Out it returns the endpoint's write error.
 func (d *impairDir) releaseDue(now time.Time) error {
 	batch := d.batch[:0]
-	for len(d.q) > 0 && !d.q[0].when.After(now) {
-		p := heap.Pop(&d.q).(*heldPkt)
+	for d.q.Len() > 0 && !d.q.Min().when.After(now) {
+		p := d.q.Pop()
 		if p.reorder && d.slot == nil {
 			d.slot, d.slotAt = p, now.Add(ReorderTimeout)
 			continue
@@ -456,13 +455,13 @@ func (d *impairDir) deliver(batch []*heldPkt) error {
 func (d *impairDir) arm(now time.Time) {
 	var next time.Time
 	switch {
-	case len(d.q) > 0 && d.slot != nil:
-		next = d.q[0].when
+	case d.q.Len() > 0 && d.slot != nil:
+		next = d.q.Min().when
 		if d.slotAt.Before(next) {
 			next = d.slotAt
 		}
-	case len(d.q) > 0:
-		next = d.q[0].when
+	case d.q.Len() > 0:
+		next = d.q.Min().when
 	case d.slot != nil:
 		next = d.slotAt
 	default:
@@ -498,38 +497,17 @@ func (d *impairDir) shut() {
 	if d.timer != nil {
 		d.timer.Stop()
 	}
-	clear(d.q)
-	d.q = d.q[:0]
+	d.q.Clear()
 	d.slot = nil
 	clear(d.ready)
 	d.ready = nil
 	d.cond.Broadcast()
 }
 
-// pktHeap orders held packets by release time, then offer order.
-type pktHeap []*heldPkt
-
-func (h pktHeap) Len() int { return len(h) }
-func (h pktHeap) Less(i, j int) bool {
-	if h[i].when.Equal(h[j].when) {
-		return h[i].seq < h[j].seq
+// releasedBefore orders held packets by release time, then offer order.
+func releasedBefore(a, b *heldPkt) bool {
+	if a.when.Equal(b.when) {
+		return a.seq < b.seq
 	}
-	return h[i].when.Before(h[j].when)
-}
-func (h pktHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].idx, h[j].idx = i, j
-}
-func (h *pktHeap) Push(x any) {
-	p := x.(*heldPkt)
-	p.idx = len(*h)
-	*h = append(*h, p)
-}
-func (h *pktHeap) Pop() any {
-	old := *h
-	p := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	p.idx = -1
-	return p
+	return a.when.Before(b.when)
 }
