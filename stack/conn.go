@@ -57,7 +57,7 @@ func (c *Conn) afterLocked() {
 	}
 	st := c.tcb.State()
 	if ev&tcp.EvEstablished != 0 {
-		c.s.cnt.ev.Inc(evEstablished)
+		c.s.cnt.Inc(evEstablished)
 		if c.listener != nil && !c.queued {
 			c.queued = true
 			c.listener.established(c)
@@ -78,7 +78,7 @@ func (c *Conn) remove() {
 	c.gone = true
 	c.s.tm.schedule(c, time.Time{})
 	c.s.unregister(c)
-	c.s.cnt.ev.Add(evRetransmits, c.tcb.Stats().Retransmits)
+	c.s.cnt.Add(evRetransmits, c.tcb.Stats().Retransmits)
 	if c.halfOpen {
 		c.listener.leaveHalfOpen()
 		c.halfOpen = false

@@ -126,7 +126,7 @@ func (l *Listener) register(id tcp.ID) (*Conn, dropReason) {
 		l.leaveHalfOpen()
 		return nil, dropTupleInUse
 	}
-	s.cnt.ev.Inc(evPassiveOpens)
+	s.cnt.Inc(evPassiveOpens)
 	return c, 0
 }
 
@@ -144,7 +144,7 @@ func (l *Listener) established(c *Conn) {
 	if l.closed || len(l.queue) >= l.backlog {
 		l.mu.Unlock()
 		if !l.closed {
-			l.s.cnt.drops.Inc(dropListenOverflow)
+			l.s.cnt.Drop(dropListenOverflow)
 		}
 		c.closed = true
 		c.tcb.Abort(c.s.clk.Now(), "listener closed or accept queue full")
@@ -229,7 +229,7 @@ func (s *Stack) DialTCPConfig(ctx context.Context, raddr netip.AddrPort, cfg tcp
 	if err != nil {
 		return nil, opErr(err)
 	}
-	s.cnt.ev.Inc(evActiveOpens)
+	s.cnt.Inc(evActiveOpens)
 	c.mu.Lock()
 	now := s.clk.Now()
 	c.tcb.Connect(now, s.isn.ISN(c.id, now))
@@ -296,7 +296,7 @@ func (s *Stack) DialTCPAsync(raddr netip.AddrPort, cfg tcp.Config) (*Conn, error
 	if err != nil {
 		return nil, err
 	}
-	s.cnt.ev.Inc(evActiveOpens)
+	s.cnt.Inc(evActiveOpens)
 	c.mu.Lock()
 	now := s.clk.Now()
 	c.tcb.Connect(now, s.isn.ISN(c.id, now))

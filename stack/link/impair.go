@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"ustack/stack/clock"
+	"ustack/stack/counter"
 	"ustack/stack/heapq"
 )
 
@@ -21,15 +22,9 @@ const (
 	Out
 )
 
-func (d Direction) String() string {
-	switch d {
-	case In:
-		return "in"
-	case Out:
-		return "out"
-	}
-	return fmt.Sprintf("direction(%d)", uint8(d))
-}
+var directionNames = [...]string{In: "in", Out: "out"}
+
+func (d Direction) String() string { return counter.Name(directionNames[:], d, "direction") }
 
 // Action is a Rule's decision about one packet: Pass, Drop or Delay(d).
 type Action int64
@@ -143,8 +138,8 @@ func (i *Impaired) WriteBatch(bufs [][]byte, offset int) (int, error) {
 	d := i.out
 	if d.passthrough {
 		n, err := i.ep.WriteBatch(bufs, offset)
-		d.cnt.ev.Add(evOffered, uint64(len(bufs)))
-		d.cnt.ev.Add(evPassed, uint64(n))
+		d.cnt.Add(evOffered, uint64(len(bufs)))
+		d.cnt.Add(evPassed, uint64(n))
 		return n, err
 	}
 	d.mu.Lock()
@@ -167,8 +162,8 @@ func (i *Impaired) ReadBatch(bufs [][]byte, sizes []int, offset int) (int, error
 	d := i.in
 	if d.passthrough {
 		n, err := i.ep.ReadBatch(bufs, sizes, offset)
-		d.cnt.ev.Add(evOffered, uint64(n))
-		d.cnt.ev.Add(evPassed, uint64(n))
+		d.cnt.Add(evOffered, uint64(n))
+		d.cnt.Add(evPassed, uint64(n))
 		return n, err
 	}
 	d.mu.Lock()
@@ -195,7 +190,7 @@ func (i *Impaired) ReadBatch(bufs [][]byte, sizes []int, offset int) (int, error
 			break
 		}
 		sizes[n] = copy(bufs[n][offset:], data)
-		d.cnt.ev.Inc(evPassed)
+		d.cnt.Inc(evPassed)
 		d.recycle(p)
 		n++
 	}
@@ -358,17 +353,17 @@ func (d *impairDir) recycle(p *heldPkt) {
 // for every packet, whatever the outcome, so that each kind's pattern depends
 // only on the seed and the packet's position.
 func (d *impairDir) offer(now time.Time, data []byte) {
-	d.cnt.ev.Inc(evOffered)
+	d.cnt.Inc(evOffered)
 	f := d.draw(len(data))
 	if d.imp.rule != nil && d.byRule(now, data) {
 		return
 	}
 	if f.lost {
-		d.cnt.drops.Inc(dropLoss)
+		d.cnt.Drop(dropLoss)
 		return
 	}
 	if f.corrupt {
-		d.cnt.ev.Inc(evCorrupted)
+		d.cnt.Inc(evCorrupted)
 	}
 	copies := 1
 	if f.dup {
@@ -377,11 +372,11 @@ func (d *impairDir) offer(now time.Time, data []byte) {
 	jitter := f.jitter
 	for c := range copies {
 		if d.held() >= d.limit {
-			d.cnt.drops.Inc(dropQueue)
+			d.cnt.Drop(dropQueue)
 			continue
 		}
 		if c == 1 {
-			d.cnt.ev.Inc(evDuplicated)
+			d.cnt.Inc(evDuplicated)
 			jitter = f.dupJitter
 		}
 		p := d.newPkt(data)
@@ -414,7 +409,7 @@ func (d *impairDir) releaseDue(now time.Time) error {
 		if d.slot != nil {
 			batch = append(batch, d.slot)
 			d.slot = nil
-			d.cnt.ev.Inc(evReordered)
+			d.cnt.Inc(evReordered)
 		}
 	}
 	if d.slot != nil && !d.slotAt.After(now) {
@@ -442,7 +437,7 @@ func (d *impairDir) deliver(batch []*heldPkt) error {
 		bufs = append(bufs, p.buf)
 	}
 	n, err := d.imp.ep.WriteBatch(bufs, Headroom)
-	d.cnt.ev.Add(evPassed, uint64(n))
+	d.cnt.Add(evPassed, uint64(n))
 	clear(bufs)
 	d.bufs = bufs[:0]
 	for _, p := range batch {
