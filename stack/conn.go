@@ -259,19 +259,20 @@ func (c *Conn) SetDeadline(t time.Time) error {
 
 // SetReadDeadline implements net.Conn.
 func (c *Conn) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.rdDeadline = t
-	c.rdTimer = c.armDeadline(c.rdTimer, t)
-	return nil
+	return c.setDeadline(&c.rdDeadline, &c.rdTimer, t)
 }
 
 // SetWriteDeadline implements net.Conn.
 func (c *Conn) SetWriteDeadline(t time.Time) error {
+	return c.setDeadline(&c.wrDeadline, &c.wrTimer, t)
+}
+
+// setDeadline sets the deadline *at, whose wake-up timer is *tm, to t.
+func (c *Conn) setDeadline(at *time.Time, tm *clock.Timer, t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.wrDeadline = t
-	c.wrTimer = c.armDeadline(c.wrTimer, t)
+	*at = t
+	*tm = c.armDeadline(*tm, t)
 	return nil
 }
 
