@@ -212,26 +212,10 @@ func (s *Stack) DialTCPConfig(ctx context.Context, raddr netip.AddrPort, cfg tcp
 	if s.closed.Load() {
 		return nil, opErr(net.ErrClosed)
 	}
-	if !raddr.Addr().Is4() {
-		return nil, opErr(fmt.Errorf("%v is not an IPv4 address", raddr.Addr()))
-	}
-	if err := cc.Valid(cfg.CC); err != nil {
-		return nil, opErr(err)
-	}
-	if cfg.MSS == 0 || cfg.MSS > s.mtu-40 {
-		cfg.MSS = s.mtu - 40
-	}
-	c, err := s.bindEphemeral(raddr, cfg)
+	c, err := s.DialTCPAsync(raddr, cfg)
 	if err != nil {
 		return nil, opErr(err)
 	}
-	s.cnt.Inc(evActiveOpens)
-	c.mu.Lock()
-	now := s.clk.Now()
-	c.tcb.Connect(now, s.isn.ISN(c.id, now))
-	c.afterLocked()
-	c.mu.Unlock()
-	s.flush()
 	if err := c.waitEstablished(ctx); err != nil {
 		s.flush()
 		return nil, opErr(err)
