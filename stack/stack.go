@@ -247,12 +247,7 @@ type rxBatch struct {
 }
 
 func (b *rxBatch) init(s *Stack) {
-	bs := max(s.ep.BatchSize(), 1)
-	b.bufs = make([][]byte, bs)
-	for i := range b.bufs {
-		b.bufs[i] = make([]byte, link.Headroom+max(s.mtu, link.MaxPacket))
-	}
-	b.sizes = make([]int, bs)
+	b.bufs, b.sizes = link.ReadBuffers(max(s.ep.BatchSize(), 1), max(s.mtu, link.MaxPacket))
 }
 
 // process handles n packets just read, then lets every touched connection

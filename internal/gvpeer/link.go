@@ -65,11 +65,7 @@ func (e *linkEndpoint) start() {
 
 func (e *linkEndpoint) readLoop() {
 	defer close(e.readDone)
-	bufs := make([][]byte, e.bs)
-	for i := range bufs {
-		bufs[i] = make([]byte, link.Headroom+max(int(e.mtu), link.MaxPacket))
-	}
-	sizes := make([]int, e.bs)
+	bufs, sizes := link.ReadBuffers(e.bs, max(int(e.mtu), link.MaxPacket))
 	for {
 		n, err := e.ep.ReadBatch(bufs, sizes, link.Headroom)
 		if err != nil {

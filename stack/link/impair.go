@@ -221,11 +221,7 @@ func (i *Impaired) readLoop() {
 	defer close(i.readerDone)
 	d := i.in
 	n := min(max(i.ep.BatchSize(), 1), 128)
-	bufs := make([][]byte, n)
-	for k := range bufs {
-		bufs[k] = make([]byte, Headroom+i.ep.MTU())
-	}
-	sizes := make([]int, n)
+	bufs, sizes := ReadBuffers(n, i.ep.MTU())
 	for {
 		got, err := i.ep.ReadBatch(bufs, sizes, Headroom)
 		d.mu.Lock()
