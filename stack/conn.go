@@ -57,7 +57,7 @@ func (c *Conn) afterLocked() {
 	}
 	st := c.tcb.State()
 	if ev&tcp.EvEstablished != 0 {
-		c.s.cnt.ev.Inc(evEstablished)
+		c.s.cnt.Inc(evEstablished)
 		if c.listener != nil && !c.queued {
 			c.queued = true
 			c.listener.established(c)
@@ -78,7 +78,7 @@ func (c *Conn) remove() {
 	c.gone = true
 	c.s.tm.schedule(c, time.Time{})
 	c.s.unregister(c)
-	c.s.cnt.ev.Add(evRetransmits, c.tcb.Stats().Retransmits)
+	c.s.cnt.Add(evRetransmits, c.tcb.Stats().Retransmits)
 	if c.halfOpen {
 		c.listener.leaveHalfOpen()
 		c.halfOpen = false
@@ -259,19 +259,20 @@ func (c *Conn) SetDeadline(t time.Time) error {
 
 // SetReadDeadline implements net.Conn.
 func (c *Conn) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.rdDeadline = t
-	c.rdTimer = c.armDeadline(c.rdTimer, t)
-	return nil
+	return c.setDeadline(&c.rdDeadline, &c.rdTimer, t)
 }
 
 // SetWriteDeadline implements net.Conn.
 func (c *Conn) SetWriteDeadline(t time.Time) error {
+	return c.setDeadline(&c.wrDeadline, &c.wrTimer, t)
+}
+
+// setDeadline sets the deadline *at, whose wake-up timer is *tm, to t.
+func (c *Conn) setDeadline(at *time.Time, tm *clock.Timer, t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.wrDeadline = t
-	c.wrTimer = c.armDeadline(c.wrTimer, t)
+	*at = t
+	*tm = c.armDeadline(*tm, t)
 	return nil
 }
 

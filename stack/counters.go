@@ -78,21 +78,16 @@ var dropReasonNames = [numDropReasons]string{
 func (r dropReason) String() string { return counter.Name(dropReasonNames[:], r, "reason") }
 
 // counters are the stack's own counters.
-type counters struct {
-	ev    *counter.Set[event]
-	drops *counter.Set[dropReason]
-}
+type counters = counter.Layer[event, dropReason]
 
-func newCounters() counters {
-	return counters{ev: counter.NewSet("", numEvents), drops: counter.NewSet("drop_", numDropReasons)}
-}
+func newCounters() counters { return counter.NewLayer(numEvents, "drop_", numDropReasons) }
 
 // Stats returns the stack's counters.
 func (s *Stack) Stats() Stats {
 	s.mu.RLock()
 	n := len(s.conns)
 	s.mu.RUnlock()
-	ev, dr := s.cnt.ev.Load, s.cnt.drops.Load
+	ev, dr := s.cnt.Load, s.cnt.Drops
 	return Stats{
 		IP:                s.ip.Stats.Snapshot(),
 		TCPSegsIn:         ev(evSegsIn),
@@ -124,8 +119,7 @@ func (s *Stack) Stats() Stats {
 // link.Impaired and link.PipeEnd are).
 func (s *Stack) Each(f func(name string, v uint64)) {
 	counter.Prefixed("ip.", &s.ip.Stats).Each(f)
-	counter.Prefixed("tcp.", s.cnt.ev).Each(f)
-	counter.Prefixed("tcp.", s.cnt.drops).Each(f)
+	counter.Prefixed("tcp.", s.cnt).Each(f)
 	s.mu.RLock()
 	n := len(s.conns)
 	s.mu.RUnlock()

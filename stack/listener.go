@@ -66,18 +66,7 @@ func (s *Stack) ListenTCPConfig(port uint16, cfg tcp.Config) (*Listener, error) 
 // answer instead), the connection limit is reached, or the 4-tuple is
 // taken.
 func (l *Listener) newChild(now time.Time, id tcp.ID) (*Conn, dropReason) {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return nil, dropListenerClosed
-	}
-	if l.half >= l.backlog {
-		l.mu.Unlock()
-		return nil, dropListenOverflow
-	}
-	l.half++
-	l.mu.Unlock()
-	c, why := l.register(id)
+	c, why := l.admit(id, false)
 	if c == nil {
 		return nil, why
 	}
@@ -90,18 +79,7 @@ func (l *Listener) newChild(now time.Time, id tcp.ID) (*Conn, dropReason) {
 // SYN-RECEIVED, ready for the ACK that carried the cookie. It returns nil
 // and the reason when it cannot.
 func (l *Listener) newCookieChild(now time.Time, id tcp.ID, iss, irs seqnum.Value, mss int) (*Conn, dropReason) {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return nil, dropListenerClosed
-	}
-	if len(l.queue) >= l.backlog {
-		l.mu.Unlock()
-		return nil, dropListenOverflow
-	}
-	l.half++
-	l.mu.Unlock()
-	c, why := l.register(id)
+	c, why := l.admit(id, true)
 	if c == nil {
 		return nil, why
 	}
@@ -109,9 +87,27 @@ func (l *Listener) newCookieChild(now time.Time, id tcp.ID, iss, irs seqnum.Valu
 	return c, 0
 }
 
-// register makes and registers a half-open child for id, already counted
-// in l.half, or undoes that count and returns why it cannot.
-func (l *Listener) register(id tcp.ID) (*Conn, dropReason) {
+// admit makes and registers a half-open child for id, counted in l.half,
+// or returns why it cannot: the listener is closed, it is full (its
+// half-open count is at the backlog for a SYN; its accept queue is, for a
+// cookie, whose handshake is already done), the connection limit is
+// reached, or the 4-tuple is taken.
+func (l *Listener) admit(id tcp.ID, cookie bool) (*Conn, dropReason) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil, dropListenerClosed
+	}
+	pending := l.half
+	if cookie {
+		pending = len(l.queue)
+	}
+	if pending >= l.backlog {
+		l.mu.Unlock()
+		return nil, dropListenOverflow
+	}
+	l.half++
+	l.mu.Unlock()
 	s := l.s
 	s.mu.RLock()
 	n := len(s.conns)
@@ -126,7 +122,7 @@ func (l *Listener) register(id tcp.ID) (*Conn, dropReason) {
 		l.leaveHalfOpen()
 		return nil, dropTupleInUse
 	}
-	s.cnt.ev.Inc(evPassiveOpens)
+	s.cnt.Inc(evPassiveOpens)
 	return c, 0
 }
 
@@ -144,7 +140,7 @@ func (l *Listener) established(c *Conn) {
 	if l.closed || len(l.queue) >= l.backlog {
 		l.mu.Unlock()
 		if !l.closed {
-			l.s.cnt.drops.Inc(dropListenOverflow)
+			l.s.cnt.Drop(dropListenOverflow)
 		}
 		c.closed = true
 		c.tcb.Abort(c.s.clk.Now(), "listener closed or accept queue full")
@@ -216,26 +212,10 @@ func (s *Stack) DialTCPConfig(ctx context.Context, raddr netip.AddrPort, cfg tcp
 	if s.closed.Load() {
 		return nil, opErr(net.ErrClosed)
 	}
-	if !raddr.Addr().Is4() {
-		return nil, opErr(fmt.Errorf("%v is not an IPv4 address", raddr.Addr()))
-	}
-	if err := cc.Valid(cfg.CC); err != nil {
-		return nil, opErr(err)
-	}
-	if cfg.MSS == 0 || cfg.MSS > s.mtu-40 {
-		cfg.MSS = s.mtu - 40
-	}
-	c, err := s.bindEphemeral(raddr, cfg)
+	c, err := s.DialTCPAsync(raddr, cfg)
 	if err != nil {
 		return nil, opErr(err)
 	}
-	s.cnt.ev.Inc(evActiveOpens)
-	c.mu.Lock()
-	now := s.clk.Now()
-	c.tcb.Connect(now, s.isn.ISN(c.id, now))
-	c.afterLocked()
-	c.mu.Unlock()
-	s.flush()
 	if err := c.waitEstablished(ctx); err != nil {
 		s.flush()
 		return nil, opErr(err)
@@ -296,7 +276,7 @@ func (s *Stack) DialTCPAsync(raddr netip.AddrPort, cfg tcp.Config) (*Conn, error
 	if err != nil {
 		return nil, err
 	}
-	s.cnt.ev.Inc(evActiveOpens)
+	s.cnt.Inc(evActiveOpens)
 	c.mu.Lock()
 	now := s.clk.Now()
 	c.tcb.Connect(now, s.isn.ISN(c.id, now))

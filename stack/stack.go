@@ -231,7 +231,7 @@ func (s *Stack) readLoop() {
 			if s.closed.Load() || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			s.cnt.ev.Inc(evLinkReadErr)
+			s.cnt.Inc(evLinkReadErr)
 			continue
 		}
 		b.process(s, n)
@@ -247,12 +247,7 @@ type rxBatch struct {
 }
 
 func (b *rxBatch) init(s *Stack) {
-	bs := max(s.ep.BatchSize(), 1)
-	b.bufs = make([][]byte, bs)
-	for i := range b.bufs {
-		b.bufs[i] = make([]byte, link.Headroom+max(s.mtu, link.MaxPacket))
-	}
-	b.sizes = make([]int, bs)
+	b.bufs, b.sizes = link.ReadBuffers(max(s.ep.BatchSize(), 1), max(s.mtu, link.MaxPacket))
 }
 
 // process handles n packets just read, then lets every touched connection
@@ -316,20 +311,20 @@ func (s *Stack) input(now time.Time, pkt []byte) *Conn {
 	raw := h.Payload()
 	th, err := header.ParseTCP(raw)
 	if err != nil {
-		s.cnt.drops.Inc(dropBadHeader)
+		s.cnt.Drop(dropBadHeader)
 		return nil
 	}
 	src, dst := h.SrcBytes(), h.DstBytes()
 	if !header.TCPChecksumOK(raw, src, dst) {
-		s.cnt.drops.Inc(dropBadChecksum)
+		s.cnt.Drop(dropBadChecksum)
 		return nil
 	}
 	var seg tcp.Segment
 	if err := seg.FromHeader(th); err != nil {
-		s.cnt.drops.Inc(dropBadOptions)
+		s.cnt.Drop(dropBadOptions)
 		return nil
 	}
-	s.cnt.ev.Inc(evSegsIn)
+	s.cnt.Inc(evSegsIn)
 	id := tcp.ID{
 		Local:  netip.AddrPortFrom(netip.AddrFrom4(dst), th.DstPort()),
 		Remote: netip.AddrPortFrom(netip.AddrFrom4(src), th.SrcPort()),
@@ -340,9 +335,9 @@ func (s *Stack) input(now time.Time, pkt []byte) *Conn {
 	}
 	if c == nil {
 		// RFC 9293 §3.10.7.1: no connection: reset.
-		s.cnt.drops.Inc(dropNoConnection)
+		s.cnt.Drop(dropNoConnection)
 		if r, ok := tcp.ResetFor(&seg); ok {
-			s.cnt.ev.Inc(evResetsSent)
+			s.cnt.Inc(evResetsSent)
 			s.sendSegment(id, &r)
 		}
 		return nil
@@ -387,11 +382,11 @@ func (s *Stack) demux(now time.Time, id tcp.ID, seg *tcp.Segment) (c *Conn, stop
 				// RFC 4987 §3.6: answer statelessly.
 				iss := s.jar.Make(id, seg.Seq, seg.Opts.MSS, now)
 				sa := tcp.SynAckForCookie(seg, iss, l.cfg.MSS)
-				s.cnt.ev.Inc(evCookiesSent)
+				s.cnt.Inc(evCookiesSent)
 				s.sendSegment(id, &sa)
 				return nil, true
 			}
-			s.cnt.drops.Inc(why)
+			s.cnt.Drop(why)
 			return nil, true
 		}
 	case header.FlagACK:
@@ -401,10 +396,10 @@ func (s *Stack) demux(now time.Time, id tcp.ID, seg *tcp.Segment) (c *Conn, stop
 		if mss, ok := s.jar.Check(id, seg, now); ok {
 			var why dropReason
 			if c, why = l.newCookieChild(now, id, seg.Ack-1, seg.Seq-1, mss); c == nil {
-				s.cnt.drops.Inc(why)
+				s.cnt.Drop(why)
 				return nil, true
 			}
-			s.cnt.ev.Inc(evCookiesOK)
+			s.cnt.Inc(evCookiesOK)
 		}
 	}
 	return c, false
@@ -429,7 +424,7 @@ func (s *Stack) sendSegment(id tcp.ID, seg *tcp.Segment) {
 	dst := id.Remote.Addr().As4()
 	header.SetTCPChecksum(t[:hl+n], s.addr, dst)
 	s.ip.PutHeader(p, dst, header.ProtoTCP, hl+n)
-	s.cnt.ev.Inc(evSegsOut)
+	s.cnt.Inc(evSegsOut)
 	s.queue(bp, link.Headroom+header.IPv4MinHeaderLen+hl+n)
 }
 
@@ -465,7 +460,7 @@ func (s *Stack) flush() {
 	for i := 0; i < len(q); i += bs {
 		end := min(i+bs, len(q))
 		if _, err := s.ep.WriteBatch(q[i:end], link.Headroom); err != nil {
-			s.cnt.ev.Inc(evLinkWriteErr)
+			s.cnt.Inc(evLinkWriteErr)
 		}
 	}
 	for i, bp := range h {

@@ -1,11 +1,11 @@
 package stack
 
 import (
-	"container/heap"
 	"sync"
 	"time"
 
 	"ustack/stack/clock"
+	"ustack/stack/heapq"
 )
 
 // timerHeap is the stack's one timer facility (docs/design.md "Timers"): a heap
@@ -13,14 +13,17 @@ import (
 // armed for the earliest. A connection has at most one entry.
 type timerHeap struct {
 	s       *Stack
-	mu      sync.Mutex // guards what follows and each Conn's tdl, tidx; lock order: see Stack
-	h       connHeap
+	mu      sync.Mutex        // guards what follows and each Conn's tdl, tidx; lock order: see Stack
+	h       heapq.Heap[*Conn] // by tdl
 	t       clock.Timer
 	armedAt time.Time // deadline the clock timer is set for; zero if idle
 	stopped bool
 }
 
-func (th *timerHeap) init(s *Stack) { th.s = s }
+func (th *timerHeap) init(s *Stack) {
+	th.s = s
+	th.h = heapq.New(func(a, b *Conn) bool { return a.tdl.Before(b.tdl) }, func(c *Conn, i int) { c.tidx = i })
+}
 
 // schedule sets c's deadline (zero removes it).
 func (th *timerHeap) schedule(c *Conn, d time.Time) {
@@ -32,7 +35,7 @@ func (th *timerHeap) schedule(c *Conn, d time.Time) {
 	switch {
 	case d.IsZero():
 		if c.tidx >= 0 {
-			heap.Remove(&th.h, c.tidx)
+			th.h.Remove(c.tidx)
 		}
 		return
 	case c.tidx >= 0:
@@ -40,20 +43,20 @@ func (th *timerHeap) schedule(c *Conn, d time.Time) {
 			return
 		}
 		c.tdl = d
-		heap.Fix(&th.h, c.tidx)
+		th.h.Fix(c.tidx)
 	default:
 		c.tdl = d
-		heap.Push(&th.h, c)
+		th.h.Push(c)
 	}
 	th.armLocked()
 }
 
 // armLocked makes the clock timer fire at the earliest deadline.
 func (th *timerHeap) armLocked() {
-	if len(th.h) == 0 {
+	if th.h.Len() == 0 {
 		return
 	}
-	first := th.h[0].tdl
+	first := th.h.Min().tdl
 	if !th.armedAt.IsZero() && !first.Before(th.armedAt) {
 		return
 	}
@@ -72,8 +75,8 @@ func (th *timerHeap) fire() {
 	var due []*Conn
 	th.mu.Lock()
 	th.armedAt = time.Time{}
-	for len(th.h) > 0 && !th.h[0].tdl.After(now) {
-		due = append(due, heap.Pop(&th.h).(*Conn))
+	for th.h.Len() > 0 && !th.h.Min().tdl.After(now) {
+		due = append(due, th.h.Pop())
 	}
 	th.mu.Unlock()
 	for _, c := range due {
@@ -97,26 +100,4 @@ func (th *timerHeap) stop() {
 		th.t.Stop()
 	}
 	th.mu.Unlock()
-}
-
-type connHeap []*Conn
-
-func (h connHeap) Len() int           { return len(h) }
-func (h connHeap) Less(i, j int) bool { return h[i].tdl.Before(h[j].tdl) }
-func (h connHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].tidx, h[j].tidx = i, j
-}
-func (h *connHeap) Push(x any) {
-	c := x.(*Conn)
-	c.tidx = len(*h)
-	*h = append(*h, c)
-}
-func (h *connHeap) Pop() any {
-	old := *h
-	c := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	c.tidx = -1
-	return c
 }

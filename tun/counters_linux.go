@@ -35,29 +35,23 @@ var dropReasonNames = [numDropReasons]string{
 
 func (r dropReason) String() string { return counter.Name(dropReasonNames[:], r, "reason") }
 
-type counters struct {
-	ev    *counter.Set[event]
-	drops *counter.Set[dropReason]
-}
+type counters = counter.Layer[event, dropReason]
 
-func newCounters() counters {
-	return counters{ev: counter.NewSet("", numEvents), drops: counter.NewSet("rx_drop_", numDropReasons)}
-}
+func newCounters() counters { return counter.NewLayer(numEvents, "rx_drop_", numDropReasons) }
 
 // Stats returns the device's counters.
 func (d *Device) Stats() Stats {
 	return Stats{
-		RxPackets: d.cnt.ev.Load(evRxPackets),
-		RxSplits:  d.cnt.ev.Load(evRxSplits),
-		RxDropped: d.cnt.drops.Sum(),
-		TxPackets: d.cnt.ev.Load(evTxPackets),
-		TxErrors:  d.cnt.ev.Load(evTxErrors),
+		RxPackets: d.cnt.Load(evRxPackets),
+		RxSplits:  d.cnt.Load(evRxSplits),
+		RxDropped: d.cnt.Dropped(),
+		TxPackets: d.cnt.Load(evTxPackets),
+		TxErrors:  d.cnt.Load(evTxErrors),
 	}
 }
 
 // Each lists the device's counters by name: rx_packets, ..., and the read
 // drops by reason, rx_drop_too_many_segments, ...
 func (d *Device) Each(f func(name string, v uint64)) {
-	d.cnt.ev.Each(f)
-	d.cnt.drops.Each(f)
+	d.cnt.Each(f)
 }

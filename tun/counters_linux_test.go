@@ -14,7 +14,7 @@ func TestDeviceCountersAreNamed(t *testing.T) {
 		t.Error(err)
 	}
 	d := &Device{cnt: newCounters()}
-	d.cnt.drops.Inc(dropShortBuffer)
+	d.cnt.Drop(dropShortBuffer)
 	m := counter.Snapshot(d)
 	if len(m) != int(numEvents)+int(numDropReasons) || m["rx_drop_short_buffer"] != 1 || d.Stats().RxDropped != 1 {
 		t.Fatalf("Each %v, Stats %+v", m, d.Stats())

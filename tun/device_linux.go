@@ -367,10 +367,10 @@ func (d *Device) ReadBatch(bufs [][]byte, sizes []int, offset int) (int, error) 
 			continue
 		}
 		if n > 1 {
-			d.cnt.ev.Inc(evRxSplits)
+			d.cnt.Inc(evRxSplits)
 		}
 		if direct {
-			d.cnt.ev.Add(evRxPackets, uint64(n))
+			d.cnt.Add(evRxPackets, uint64(n))
 			return n, nil
 		}
 		d.pendI, d.pendN = 0, n
@@ -398,7 +398,7 @@ func (d *Device) readResult(n int, err error) (int, error) {
 	case errors.Is(err, wgtun.ErrTooManySegments):
 		// The segments that fit are good; the rest of the super-packet is
 		// lost, and TCP will retransmit it.
-		d.cnt.drops.Inc(dropTooManySegments)
+		d.cnt.Drop(dropTooManySegments)
 		return max(n, 0), nil
 	}
 	var errno syscall.Errno
@@ -408,7 +408,7 @@ func (d *Device) readResult(n int, err error) (int, error) {
 	}
 	// A malformed virtio-net header, an unsupported GSO type, a packet too
 	// big for the buffer: wireguard's parse errors.
-	d.cnt.drops.Inc(dropMalformed)
+	d.cnt.Drop(dropMalformed)
 	return 0, nil
 }
 
@@ -422,14 +422,14 @@ func (d *Device) handOut(bufs [][]byte, sizes []int, offset int) (int, error) {
 				break // try it as the first packet of the next call
 			}
 			d.pendI++
-			d.cnt.drops.Inc(dropShortBuffer)
+			d.cnt.Drop(dropShortBuffer)
 			return 0, link.ErrShortBuffer
 		}
 		sizes[n] = copy(bufs[n][offset:], pkt)
 		d.pendI++
 		n++
 	}
-	d.cnt.ev.Add(evRxPackets, uint64(n))
+	d.cnt.Add(evRxPackets, uint64(n))
 	return n, nil
 }
 
@@ -457,10 +457,10 @@ func (d *Device) WriteBatch(bufs [][]byte, offset int) (int, error) {
 			if d.closed.Load() || errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) {
 				return start, net.ErrClosed
 			}
-			d.cnt.ev.Inc(evTxErrors)
+			d.cnt.Inc(evTxErrors)
 			errs = errors.Join(errs, err)
 		}
-		d.cnt.ev.Add(evTxPackets, uint64(len(q)))
+		d.cnt.Add(evTxPackets, uint64(len(q)))
 	}
 	if errs != nil {
 		return len(bufs), fmt.Errorf("tun: writing to %s: %w", d.name, errs)

@@ -149,11 +149,7 @@ type reader struct {
 func startReader(t *testing.T, ep link.Endpoint, batch, bufSize int) *reader {
 	r := &reader{pkts: make(chan []byte, 4096), errc: make(chan error, 1)}
 	go func() {
-		bufs := make([][]byte, batch)
-		for i := range bufs {
-			bufs[i] = make([]byte, link.Headroom+bufSize)
-		}
-		sizes := make([]int, batch)
+		bufs, sizes := link.ReadBuffers(batch, bufSize)
 		for {
 			n, err := ep.ReadBatch(bufs, sizes, link.Headroom)
 			if err != nil {

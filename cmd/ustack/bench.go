@@ -19,8 +19,14 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "client" {
 		return cmdBenchClient(args[1:], stdout, stderr)
 	}
-	fs := flag.NewFlagSet("ustack bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("bench", fmt.Sprintf(`Usage: ustack bench [flags]
+
+Kernel vs ustack vs gVisor netstack: the same servers on each stack, reached
+by the same kernel-side clients (wrk and this program) from a network
+namespace. Needs root; creates and deletes its own namespaces (198.18.0.0/15
+addresses only). Metrics: %s.
+
+`, strings.Join(bench.MetricNames(), ", ")), stderr)
 	quick := fs.Bool("quick", false, "a short run: one round, smaller sizes (a smoke test)")
 	only := fs.String("only", "", "measure only these comma-separated `METRIC`s (e.g. upload_gbps,echo_rtt_p99_us)")
 	jsonOut := fs.String("json", "", "write the results as JSON to `FILE`")
@@ -30,17 +36,6 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	dur := fs.Duration("duration", 0, "length of each timed run: wrk, handshakes, loss, TUN limit (default 10s, 2s with --quick)")
 	conns := fs.Int("conns", 0, "idle connections for bytes_per_idle_conn (default 10000, 1000 with --quick)")
 	profile := fs.String("profile", "", "write CPU profiles of the ustack and gVisor server process during each measurement of the first round to `DIR` (STACK-MEASUREMENT.pprof)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, `Usage: ustack bench [flags]
-
-Kernel vs ustack vs gVisor netstack: the same servers on each stack, reached
-by the same kernel-side clients (wrk and this program) from a network
-namespace. Needs root; creates and deletes its own namespaces (198.18.0.0/15
-addresses only). Metrics: %s.
-
-`, strings.Join(bench.MetricNames(), ", "))
-		fs.PrintDefaults()
-	}
 	if err := parseFlags(fs, args, "bench"); err != nil {
 		return err
 	}
@@ -105,8 +100,7 @@ func cmdBenchClient(args []string, stdout, stderr io.Writer) error {
 		return usageErr("bench client: want a mode: %s", strings.Join(bench.ClientModes, ", "))
 	}
 	mode := args[0]
-	fs := flag.NewFlagSet("ustack bench client "+mode, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("bench client "+mode, "", stderr)
 	var f bench.ClientConfig
 	fs.StringVar(&f.Addr, "addr", "", "server `IP:PORT`")
 	fs.Int64Var(&f.Bytes, "bytes", 0, "bytes to move (0 with --duration: for that long)")
@@ -127,6 +121,21 @@ func cmdBenchClient(args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	return bench.RunClient(ctx, mode, f, stdout)
+}
+
+// newFlagSet returns the flag set of `ustack name`, which writes to stderr.
+// Unless usage is empty (the flag package's own then), -h prints usage,
+// then the flags.
+func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("ustack "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if usage != "" {
+		fs.Usage = func() {
+			fmt.Fprint(stderr, usage)
+			fs.PrintDefaults()
+		}
+	}
+	return fs
 }
 
 // parseFlags parses args, turning a mistake into a usage error that points

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -27,15 +26,10 @@ import (
 const demoMSL = 1 * time.Second
 
 func cmdDemo(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("ustack demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("demo", "Usage: ustack demo\n\nThe whole story in one command: a server on ustack, a client, every packet and\nstate on a ladder diagram. As root it runs in a fresh network namespace with a\nTUN device and the kernel's TCP as the client; otherwise both ends are ustack\nover an in-memory link.\n\n", stderr)
 	pcap := fs.String("pcap", "", "also write every packet to `FILE` (pcapng)")
 	inMemory := fs.Bool("in-memory", false, "tell the story over an in-memory link even as root")
 	jsonOut := fs.Bool("json", false, "write the events as JSON lines (docs/events.md) instead of the ladder")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: ustack demo\n\nThe whole story in one command: a server on ustack, a client, every packet and\nstate on a ladder diagram. As root it runs in a fresh network namespace with a\nTUN device and the kernel's TCP as the client; otherwise both ends are ustack\nover an in-memory link.\n\n")
-		fs.PrintDefaults()
-	}
 	if err := parseFlags(fs, args, "demo"); err != nil {
 		return err
 	}
@@ -78,29 +72,41 @@ func withPcap(ep link.Endpoint, file string) (link.Endpoint, func(), error) {
 	return tap, func() { f.Close() }, nil
 }
 
+// demoServe starts the server's stack on ep, seen by l and, if a file is
+// asked for, a pcap, and listens on demoServer's port. closeSrv closes the
+// stack, then the pcap.
+func demoServe(ep link.Endpoint, l *ladder.Ladder, pcap string) (srv *stack.Stack, ln *stack.Listener, closeSrv func(), err error) {
+	sep, closePcap, err := withPcap(ladder.Observe(ep, l), pcap)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	srv, err = stack.New(sep, stack.Options{Addr: demoServer.Addr(), TCP: tcp.Config{MSL: demoMSL}, Trace: l.State})
+	if err != nil {
+		closePcap()
+		return nil, nil, nil, err
+	}
+	if ln, err = srv.ListenTCP(demoServer.Port()); err != nil {
+		srv.Close()
+		closePcap()
+		return nil, nil, nil, err
+	}
+	return srv, ln, func() { srv.Close(); closePcap() }, nil
+}
+
 // demoMemory runs server and client on two ustack stacks joined by a Pipe.
 func demoMemory(sink ladder.Sink, pcap string) error {
 	ea, eb := link.Pipe(1500)
 	l := ladder.New(sink, time.Now, demoServer.String())
-	sep, closePcap, err := withPcap(ladder.Observe(eb, l), pcap)
+	srv, ln, closeSrv, err := demoServe(eb, l, pcap)
 	if err != nil {
 		return err
 	}
-	defer closePcap()
-	srv, err := stack.New(sep, stack.Options{Addr: demoServer.Addr(), TCP: tcp.Config{MSL: demoMSL}, Trace: l.State})
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
+	defer closeSrv()
 	cli, err := stack.New(ea, stack.Options{Addr: demoClient, TCP: tcp.Config{MSL: demoMSL}, Trace: l.State})
 	if err != nil {
 		return err
 	}
 	defer cli.Close()
-	ln, err := srv.ListenTCP(demoServer.Port())
-	if err != nil {
-		return err
-	}
 	dial := func(ctx context.Context) (net.Conn, error) { return cli.DialTCP(ctx, demoServer) }
 	return demoStory(l, ln, dial, srv, false)
 }
@@ -122,20 +128,11 @@ func demoTUN(sink ladder.Sink, pcap string) error {
 	defer dev.Close()
 	l := ladder.New(sink, time.Now, demoServer.String())
 	l.InferClient()
-	sep, closePcap, err := withPcap(ladder.Observe(dev, l), pcap)
+	srv, ln, closeSrv, err := demoServe(dev, l, pcap)
 	if err != nil {
 		return err
 	}
-	defer closePcap()
-	srv, err := stack.New(sep, stack.Options{Addr: demoServer.Addr(), TCP: tcp.Config{MSL: demoMSL}, Trace: l.State})
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
-	ln, err := srv.ListenTCP(demoServer.Port())
-	if err != nil {
-		return err
-	}
+	defer closeSrv()
 	dial := func(ctx context.Context) (net.Conn, error) {
 		var c net.Conn
 		err := ns.Do(func() error {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -20,18 +19,13 @@ import (
 )
 
 func cmdGet(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("ustack get", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("get", "Usage: ustack get URL [flags]\n\nFetch URL with ustack as the client, through a TUN device. The server is on\nthe kernel side (usually the --host-addr address). Needs CAP_NET_ADMIN.\n\n", stderr)
 	var f linkFlags
 	f.register(fs)
 	var timeout time.Duration
 	var cacert string
 	fs.DurationVar(&timeout, "timeout", 30*time.Second, "give up after this long")
 	fs.StringVar(&cacert, "cacert", "", "CA certificate `FILE` (PEM) to verify an https server with")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: ustack get URL [flags]\n\nFetch URL with ustack as the client, through a TUN device. The server is on\nthe kernel side (usually the --host-addr address). Needs CAP_NET_ADMIN.\n\n")
-		fs.PrintDefaults()
-	}
 	// Accept the URL before or after the flags.
 	var rawURL string
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {

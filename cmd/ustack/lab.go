@@ -12,8 +12,7 @@ import (
 )
 
 func cmdLab(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("ustack lab", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("lab", "", stderr)
 	useTUN := fs.Bool("tun", false, "run against the kernel's TCP through a TUN in a fresh network namespace (root)")
 	lang := fs.String("lang", "en", "narration language: en or zh")
 	noColor := fs.Bool("no-color", false, "plain text even on a terminal")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -28,8 +27,7 @@ type serveFlags struct {
 }
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("ustack serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("serve", "Usage: ustack serve [flags]\n\nRun services on a TUN device until SIGINT or SIGTERM. Needs CAP_NET_ADMIN.\n\n", stderr)
 	var f serveFlags
 	f.register(fs)
 	fs.IntVar(&f.echo, "echo", 0, "echo service (RFC 862) on `PORT`")
@@ -42,10 +40,6 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&f.keepIdle, "keepalive-idle", tcp.DefaultKeepIdle, "keepalive idle time")
 	fs.DurationVar(&f.keepIntvl, "keepalive-interval", tcp.DefaultKeepInterval, "keepalive probe interval")
 	fs.IntVar(&f.keepCount, "keepalive-count", tcp.DefaultKeepCount, "unanswered keepalive probes before abort")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: ustack serve [flags]\n\nRun services on a TUN device until SIGINT or SIGTERM. Needs CAP_NET_ADMIN.\n\n")
-		fs.PrintDefaults()
-	}
 	if err := parseFlags(fs, args, "serve"); err != nil {
 		return err
 	}

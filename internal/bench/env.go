@@ -274,12 +274,8 @@ func (e *benchEnv) kernelRelay(cfg envConfig, hostPrefix netip.Prefix) error {
 // relayPump copies batches from src to dst until src is closed.
 func relayPump(src, dst link.Endpoint) {
 	bs := max(src.BatchSize(), 1)
-	bufs := make([][]byte, bs)
+	bufs, sizes := link.ReadBuffers(bs, link.MaxPacket)
 	out := make([][]byte, bs)
-	for i := range bufs {
-		bufs[i] = make([]byte, link.Headroom+link.MaxPacket)
-	}
-	sizes := make([]int, bs)
 	for {
 		n, err := src.ReadBatch(bufs, sizes, link.Headroom)
 		if err != nil {

@@ -128,21 +128,22 @@ func (b *bench) profile(stack, what string, round int, f func() (map[string]floa
 }
 
 func (b *bench) measureUpload(ctx context.Context, env *benchEnv) (map[string]float64, error) {
-	r, err := env.runClient(ctx, "upload", "--addr", env.serverAddr(benchPortDiscard), "--bytes", strconv.FormatInt(b.p.Bytes, 10))
-	if err != nil {
-		return nil, err
-	}
-	b.segmentNote(env)
-	return map[string]float64{"upload_gbps": gbps(r.Bytes, r.Seconds)}, nil
+	return b.measureBulk(ctx, env, "upload", benchPortDiscard)
 }
 
 func (b *bench) measureDownload(ctx context.Context, env *benchEnv) (map[string]float64, error) {
-	r, err := env.runClient(ctx, "download", "--addr", env.serverAddr(benchPortSource), "--bytes", strconv.FormatInt(b.p.Bytes, 10))
+	return b.measureBulk(ctx, env, "download", benchPortSource)
+}
+
+// measureBulk runs the client mode (upload or download) for b.p.Bytes
+// against the service on port, and yields mode_gbps.
+func (b *bench) measureBulk(ctx context.Context, env *benchEnv, mode string, port int) (map[string]float64, error) {
+	r, err := env.runClient(ctx, mode, "--addr", env.serverAddr(port), "--bytes", strconv.FormatInt(b.p.Bytes, 10))
 	if err != nil {
 		return nil, err
 	}
 	b.segmentNote(env)
-	return map[string]float64{"download_gbps": gbps(r.Bytes, r.Seconds)}, nil
+	return map[string]float64{mode + "_gbps": gbps(r.Bytes, r.Seconds)}, nil
 }
 
 // segmentNote records how many segments the server stack took in and sent
@@ -434,12 +435,7 @@ func (b *bench) measureTUNLimit(ctx context.Context, _ string, _ int) (map[strin
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		bs := dev.BatchSize()
-		bufs := make([][]byte, bs)
-		for i := range bufs {
-			bufs[i] = make([]byte, link.Headroom+benchMTU)
-		}
-		sizes := make([]int, bs)
+		bufs, sizes := link.ReadBuffers(dev.BatchSize(), benchMTU)
 		for {
 			n, err := dev.ReadBatch(bufs, sizes, link.Headroom)
 			if errors.Is(err, net.ErrClosed) {

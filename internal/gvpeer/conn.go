@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"reflect"
 	"sync"
 	"syscall"
 
@@ -158,31 +159,27 @@ func (h *Host) Dial(ctx context.Context, raddr netip.AddrPort) (*Conn, error) {
 // report, so that callers can test it with errors.Is; errors without an
 // obvious errno are returned as text.
 func Errno(err tcpip.Error) error {
-	switch err.(type) {
-	case nil:
+	if err == nil {
 		return nil
-	case *tcpip.ErrConnectionRefused:
-		return syscall.ECONNREFUSED
-	case *tcpip.ErrConnectionReset:
-		return syscall.ECONNRESET
-	case *tcpip.ErrConnectionAborted:
-		return syscall.ECONNABORTED
-	case *tcpip.ErrTimeout:
-		return syscall.ETIMEDOUT
-	case *tcpip.ErrNetworkUnreachable:
-		return syscall.ENETUNREACH
-	case *tcpip.ErrHostUnreachable:
-		return syscall.EHOSTUNREACH
-	case *tcpip.ErrPortInUse:
-		return syscall.EADDRINUSE
-	case *tcpip.ErrClosedForSend:
-		return syscall.EPIPE
-	case *tcpip.ErrInvalidEndpointState:
-		return syscall.EINVAL
-	case *tcpip.ErrAborted:
-		return net.ErrClosed
+	}
+	if e, ok := errnos[reflect.TypeOf(err)]; ok {
+		return e
 	}
 	return errors.New(err.String())
+}
+
+// errnos maps the type of a gVisor error to its errno.
+var errnos = map[reflect.Type]error{
+	reflect.TypeFor[*tcpip.ErrConnectionRefused]():    syscall.ECONNREFUSED,
+	reflect.TypeFor[*tcpip.ErrConnectionReset]():      syscall.ECONNRESET,
+	reflect.TypeFor[*tcpip.ErrConnectionAborted]():    syscall.ECONNABORTED,
+	reflect.TypeFor[*tcpip.ErrTimeout]():              syscall.ETIMEDOUT,
+	reflect.TypeFor[*tcpip.ErrNetworkUnreachable]():   syscall.ENETUNREACH,
+	reflect.TypeFor[*tcpip.ErrHostUnreachable]():      syscall.EHOSTUNREACH,
+	reflect.TypeFor[*tcpip.ErrPortInUse]():            syscall.EADDRINUSE,
+	reflect.TypeFor[*tcpip.ErrClosedForSend]():        syscall.EPIPE,
+	reflect.TypeFor[*tcpip.ErrInvalidEndpointState](): syscall.EINVAL,
+	reflect.TypeFor[*tcpip.ErrAborted]():              net.ErrClosed,
 }
 
 func (h *Host) fullAddr(ap netip.AddrPort) tcpip.FullAddress {

@@ -93,57 +93,32 @@ func New(ep link.Endpoint, addr netip.Addr, opts Options) (*Host, error) {
 	return h, nil
 }
 
+// setOptions sets gVisor's TCP options from h.opts, in this order, but
+// for those whose field of Options is zero, meaning gVisor's default.
 func (h *Host) setOptions() tcpip.Error {
 	o := h.opts
-	set := func(opt tcpip.SettableTransportProtocolOption) tcpip.Error {
-		return h.s.SetTransportProtocolOption(tcp.ProtocolNumber, opt)
-	}
-	sack := tcpip.TCPSACKEnabled(o.SACK)
-	if err := set(&sack); err != nil {
-		return err
-	}
-	if o.CongestionControl != "" {
-		cc := tcpip.CongestionControlOption(o.CongestionControl)
-		if err := set(&cc); err != nil {
+	for _, opt := range []struct {
+		set bool
+		v   tcpip.SettableTransportProtocolOption
+	}{
+		{true, new(tcpip.TCPSACKEnabled(o.SACK))},
+		{o.CongestionControl != "", new(tcpip.CongestionControlOption(o.CongestionControl))},
+		{o.SendBuf > 0, &tcpip.TCPSendBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: o.SendBuf, Max: max(o.SendBuf, tcp.MaxBufferSize)}},
+		{o.RecvBuf > 0, &tcpip.TCPReceiveBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: o.RecvBuf, Max: max(o.RecvBuf, tcp.MaxBufferSize)}},
+		{true, new(tcpip.TCPModerateReceiveBufferOption(o.ModerateRecvBuf))},
+		{o.TimeWait > 0, new(tcpip.TCPTimeWaitTimeoutOption(o.TimeWait))},
+		{o.FinWait2 > 0, new(tcpip.TCPLingerTimeoutOption(o.FinWait2))},
+		{o.MinRTO > 0, new(tcpip.TCPMinRTOOption(o.MinRTO))},
+		{true, new(tcpip.TCPDelayEnabled(o.Nagle))},
+	} {
+		if !opt.set {
+			continue
+		}
+		if err := h.s.SetTransportProtocolOption(tcp.ProtocolNumber, opt.v); err != nil {
 			return err
 		}
 	}
-	if o.SendBuf > 0 {
-		r := tcpip.TCPSendBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: o.SendBuf, Max: max(o.SendBuf, tcp.MaxBufferSize)}
-		if err := set(&r); err != nil {
-			return err
-		}
-	}
-	if o.RecvBuf > 0 {
-		r := tcpip.TCPReceiveBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: o.RecvBuf, Max: max(o.RecvBuf, tcp.MaxBufferSize)}
-		if err := set(&r); err != nil {
-			return err
-		}
-	}
-	mod := tcpip.TCPModerateReceiveBufferOption(o.ModerateRecvBuf)
-	if err := set(&mod); err != nil {
-		return err
-	}
-	if o.TimeWait > 0 {
-		tw := tcpip.TCPTimeWaitTimeoutOption(o.TimeWait)
-		if err := set(&tw); err != nil {
-			return err
-		}
-	}
-	if o.FinWait2 > 0 {
-		lt := tcpip.TCPLingerTimeoutOption(o.FinWait2)
-		if err := set(&lt); err != nil {
-			return err
-		}
-	}
-	if o.MinRTO > 0 {
-		rto := tcpip.TCPMinRTOOption(o.MinRTO)
-		if err := set(&rto); err != nil {
-			return err
-		}
-	}
-	delay := tcpip.TCPDelayEnabled(o.Nagle)
-	return set(&delay)
+	return nil
 }
 
 // Close aborts every endpoint (RST), closes the link and waits for gVisor's

@@ -65,11 +65,7 @@ func (e *linkEndpoint) start() {
 
 func (e *linkEndpoint) readLoop() {
 	defer close(e.readDone)
-	bufs := make([][]byte, e.bs)
-	for i := range bufs {
-		bufs[i] = make([]byte, link.Headroom+max(int(e.mtu), link.MaxPacket))
-	}
-	sizes := make([]int, e.bs)
+	bufs, sizes := link.ReadBuffers(e.bs, max(int(e.mtu), link.MaxPacket))
 	for {
 		n, err := e.ep.ReadBatch(bufs, sizes, link.Headroom)
 		if err != nil {
@@ -79,9 +75,7 @@ func (e *linkEndpoint) readLoop() {
 			e.readErrors.Add(1)
 			continue
 		}
-		e.dmu.RLock()
-		d := e.dispatcher
-		e.dmu.RUnlock()
+		d := e.attached()
 		for i := 0; i < n; i++ {
 			p := bufs[i][link.Headroom : link.Headroom+sizes[i]]
 			if d == nil || len(p) == 0 || p[0]>>4 != header.IPv4Version {
@@ -194,10 +188,13 @@ func (e *linkEndpoint) Attach(d stack.NetworkDispatcher) {
 }
 
 // IsAttached implements stack.NetworkLinkEndpoint.
-func (e *linkEndpoint) IsAttached() bool {
+func (e *linkEndpoint) IsAttached() bool { return e.attached() != nil }
+
+// attached returns the dispatcher Attach set, or nil.
+func (e *linkEndpoint) attached() stack.NetworkDispatcher {
 	e.dmu.RLock()
 	defer e.dmu.RUnlock()
-	return e.dispatcher != nil
+	return e.dispatcher
 }
 
 // Wait implements stack.NetworkLinkEndpoint. It does not wait: gVisor's

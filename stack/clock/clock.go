@@ -4,9 +4,10 @@
 package clock
 
 import (
-	"container/heap"
 	"sync"
 	"time"
+
+	"ustack/stack/heapq"
 )
 
 // Clock is the stack's source of time and timers.
@@ -41,7 +42,7 @@ func (Real) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d
 type Virtual struct {
 	mu  sync.Mutex
 	now time.Time
-	q   vheap
+	q   heapq.Heap[*vtimer]
 	seq uint64
 }
 
@@ -49,7 +50,9 @@ type Virtual struct {
 var Epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // NewVirtual returns a virtual clock at Epoch.
-func NewVirtual() *Virtual { return &Virtual{now: Epoch} }
+func NewVirtual() *Virtual {
+	return &Virtual{now: Epoch, q: heapq.New(vtimerBefore, func(t *vtimer, i int) { t.idx = i })}
+}
 
 // Now implements Clock.
 func (v *Virtual) Now() time.Time {
@@ -73,7 +76,7 @@ func (v *Virtual) schedule(t *vtimer, d time.Duration) {
 	}
 	v.seq++
 	t.when, t.seq = v.now.Add(d), v.seq
-	heap.Push(&v.q, t)
+	v.q.Push(t)
 }
 
 // Advance moves the clock forward by d, firing every timer due on the way.
@@ -88,14 +91,14 @@ func (v *Virtual) Advance(d time.Duration) {
 func (v *Virtual) AdvanceTo(t time.Time) {
 	for {
 		v.mu.Lock()
-		if len(v.q) == 0 || v.q[0].when.After(t) {
+		if v.q.Len() == 0 || v.q.Min().when.After(t) {
 			if t.After(v.now) {
 				v.now = t
 			}
 			v.mu.Unlock()
 			return
 		}
-		next := heap.Pop(&v.q).(*vtimer)
+		next := v.q.Pop()
 		if next.when.After(v.now) {
 			v.now = next.when
 		}
@@ -108,17 +111,17 @@ func (v *Virtual) AdvanceTo(t time.Time) {
 func (v *Virtual) Next() (time.Time, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if len(v.q) == 0 {
+	if v.q.Len() == 0 {
 		return time.Time{}, false
 	}
-	return v.q[0].when, true
+	return v.q.Min().when, true
 }
 
 // Pending reports the number of pending timers.
 func (v *Virtual) Pending() int {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return len(v.q)
+	return v.q.Len()
 }
 
 type vtimer struct {
@@ -135,7 +138,7 @@ func (t *vtimer) Stop() bool {
 	if t.idx < 0 {
 		return false
 	}
-	heap.Remove(&t.v.q, t.idx)
+	t.v.q.Remove(t.idx)
 	return true
 }
 
@@ -144,35 +147,16 @@ func (t *vtimer) Reset(d time.Duration) bool {
 	defer t.v.mu.Unlock()
 	was := t.idx >= 0
 	if was {
-		heap.Remove(&t.v.q, t.idx)
+		t.v.q.Remove(t.idx)
 	}
 	t.v.schedule(t, d)
 	return was
 }
 
-type vheap []*vtimer
-
-func (h vheap) Len() int { return len(h) }
-func (h vheap) Less(i, j int) bool {
-	if h[i].when.Equal(h[j].when) {
-		return h[i].seq < h[j].seq
+// vtimerBefore orders timers by deadline, then creation.
+func vtimerBefore(a, b *vtimer) bool {
+	if a.when.Equal(b.when) {
+		return a.seq < b.seq
 	}
-	return h[i].when.Before(h[j].when)
-}
-func (h vheap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].idx, h[j].idx = i, j
-}
-func (h *vheap) Push(x any) {
-	t := x.(*vtimer)
-	t.idx = len(*h)
-	*h = append(*h, t)
-}
-func (h *vheap) Pop() any {
-	old := *h
-	t := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	t.idx = -1
-	return t
+	return a.when.Before(b.when)
 }

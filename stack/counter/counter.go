@@ -2,9 +2,10 @@
 // link decorators, ipv4, the stack's TCP demultiplexer) declares small
 // integer enums for what it counts — events, and the reasons it drops
 // packets — names each value once in a table behind the enum's String, and
-// keeps a Set of atomic uint64 counters indexed by them. Each lists a Set
-// (or anything that implements Lister) by name, so that `ustack serve`'s
-// stats page and the tests read every layer the same way.
+// keeps a Set of atomic uint64 counters indexed by them (a Layer: one Set
+// of events and one of drop reasons). Each lists a Set (or anything that
+// implements Lister) by name, so that `ustack serve`'s stats page and the
+// tests read every layer the same way.
 //
 // The package imports nothing from ustack, so every layer may use it.
 package counter
@@ -73,8 +74,8 @@ func validName(s string) bool {
 	return true
 }
 
-// Name is the helper behind an enum's String: names[k], or "kind(k)" when
-// k has no name in the table.
+// Name is the helper behind an enum's String (a counter's, or any other
+// small enum's): names[k], or "kind(k)" when k has no name in the table.
 func Name[K ~uint8](names []string, k K, kind string) string {
 	if int(k) < len(names) && names[k] != "" {
 		return names[k]
@@ -124,4 +125,42 @@ type prefixed struct {
 
 func (p prefixed) Each(f func(name string, v uint64)) {
 	p.l.Each(func(name string, v uint64) { f(p.prefix+name, v) })
+}
+
+// Layer is the counters of one layer: its events, by E, and the packets it
+// dropped, by reason D. Its methods may be called from any goroutine.
+type Layer[E, D Enum] struct {
+	events *Set[E]
+	drops  *Set[D]
+}
+
+// NewLayer returns the Layer of the events E(0)..numEvents-1, listed by
+// name, and the drop reasons D(0)..numDrops-1, listed as dropPrefix and
+// the reason's name. It panics as NewSet does.
+func NewLayer[E, D Enum](numEvents E, dropPrefix string, numDrops D) Layer[E, D] {
+	return Layer[E, D]{events: NewSet("", numEvents), drops: NewSet(dropPrefix, numDrops)}
+}
+
+// Inc adds one to event e.
+func (l Layer[E, D]) Inc(e E) { l.events.Inc(e) }
+
+// Add adds n to event e.
+func (l Layer[E, D]) Add(e E, n uint64) { l.events.Add(e, n) }
+
+// Load returns the count of event e.
+func (l Layer[E, D]) Load(e E) uint64 { return l.events.Load(e) }
+
+// Drop counts one packet dropped for reason r.
+func (l Layer[E, D]) Drop(r D) { l.drops.Inc(r) }
+
+// Drops returns the packets dropped for reason r.
+func (l Layer[E, D]) Drops(r D) uint64 { return l.drops.Load(r) }
+
+// Dropped returns the packets dropped for any reason.
+func (l Layer[E, D]) Dropped() uint64 { return l.drops.Sum() }
+
+// Each lists the events, then the drops, in enum order.
+func (l Layer[E, D]) Each(f func(name string, v uint64)) {
+	l.events.Each(f)
+	l.drops.Each(f)
 }

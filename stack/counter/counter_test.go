@@ -62,3 +62,20 @@ func TestSetCountsAndLists(t *testing.T) {
 		t.Fatalf("Snapshot %v", m)
 	}
 }
+
+func TestLayerCountsAndLists(t *testing.T) {
+	l := NewLayer(numFruits, "lost_", blue)
+	l.Inc(apple)
+	l.Add(pear, 4)
+	l.Drop(green)
+	l.Drop(green)
+	l.Drop(red)
+	if l.Load(apple) != 1 || l.Load(pear) != 4 || l.Drops(green) != 2 || l.Dropped() != 3 {
+		t.Fatalf("apple %d pear %d green %d dropped %d", l.Load(apple), l.Load(pear), l.Drops(green), l.Dropped())
+	}
+	var names []string
+	l.Each(func(name string, _ uint64) { names = append(names, name) })
+	if got := strings.Join(names, ","); got != "apple,pear,lost_red,lost_green" {
+		t.Fatalf("Each listed %s", got)
+	}
+}

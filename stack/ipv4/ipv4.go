@@ -44,17 +44,9 @@ const (
 	Reply
 )
 
-func (v Verdict) String() string {
-	switch v {
-	case Drop:
-		return "drop"
-	case DeliverTCP:
-		return "deliver-tcp"
-	case Reply:
-		return "reply"
-	}
-	return fmt.Sprintf("verdict(%d)", uint8(v))
-}
+var verdictNames = [...]string{Drop: "drop", DeliverTCP: "deliver-tcp", Reply: "reply"}
+
+func (v Verdict) String() string { return counter.Name(verdictNames[:], v, "verdict") }
 
 // Event is something the layer counts that is not a drop.
 type Event uint8
@@ -106,29 +98,23 @@ func (r Reason) String() string { return counter.Name(reasonNames[:], r, "reason
 // Received and then as exactly one of Delivered, ICMPEchoReplied or a drop
 // reason, so Received == Delivered + ICMPEchoReplied + Dropped() once the
 // callers are quiet.
-type Stats struct {
-	events *counter.Set[Event]
-	drops  *counter.Set[Reason]
-}
+type Stats struct{ c counter.Layer[Event, Reason] }
 
-func newStats() Stats {
-	return Stats{events: counter.NewSet("", numEvents), drops: counter.NewSet("drop_", numReasons)}
-}
+func newStats() Stats { return Stats{counter.NewLayer(numEvents, "drop_", numReasons)} }
 
 // Load returns the count of event e.
-func (s *Stats) Load(e Event) uint64 { return s.events.Load(e) }
+func (s *Stats) Load(e Event) uint64 { return s.c.Load(e) }
 
 // Drops returns the packets dropped for reason r.
-func (s *Stats) Drops(r Reason) uint64 { return s.drops.Load(r) }
+func (s *Stats) Drops(r Reason) uint64 { return s.c.Drops(r) }
 
 // Dropped is the sum of all drop counters.
-func (s *Stats) Dropped() uint64 { return s.drops.Sum() }
+func (s *Stats) Dropped() uint64 { return s.c.Dropped() }
 
 // Each lists every counter by name ("received", ..., "drop_bad_checksum",
 // ...), then "dropped", the sum of the drop counters.
 func (s *Stats) Each(f func(name string, v uint64)) {
-	s.events.Each(f)
-	s.drops.Each(f)
+	s.c.Each(f)
 	f("dropped", s.Dropped())
 }
 
@@ -155,7 +141,7 @@ func New(addr netip.Addr) *Layer {
 }
 
 func (l *Layer) drop(r Reason) (Verdict, header.IPv4) {
-	l.Stats.drops.Inc(r)
+	l.Stats.c.Drop(r)
 	return Drop, nil
 }
 
@@ -172,7 +158,7 @@ func (l *Layer) drop(r Reason) (Verdict, header.IPv4) {
 //
 // Input never panics, whatever pkt holds, and does not allocate.
 func (l *Layer) Input(pkt []byte) (Verdict, header.IPv4) {
-	l.Stats.events.Inc(Received)
+	l.Stats.c.Inc(Received)
 	h, err := header.ParseIPv4(pkt)
 	switch err {
 	case nil:
@@ -219,7 +205,7 @@ func (l *Layer) Input(pkt []byte) (Verdict, header.IPv4) {
 	// layer reads the payload after HeaderLen.
 	switch h.Protocol() {
 	case header.ProtoTCP:
-		l.Stats.events.Inc(Delivered)
+		l.Stats.c.Inc(Delivered)
 		return DeliverTCP, h
 	case header.ProtoICMP:
 		return l.icmp(h)
@@ -284,8 +270,8 @@ func (l *Layer) echoReply(h header.IPv4) Verdict {
 	m.SetCode(0)
 	m.UpdateChecksum()
 	l.put(h, dst, src, header.ProtoICMP, n)
-	l.Stats.events.Inc(ICMPEchoReplied)
-	l.Stats.events.Inc(Sent)
+	l.Stats.c.Inc(ICMPEchoReplied)
+	l.Stats.c.Inc(Sent)
 	return Reply
 }
 
@@ -298,7 +284,7 @@ func (l *Layer) PutHeader(b []byte, dst [4]byte, proto uint8, payloadLen int) {
 		panic(fmt.Sprintf("ipv4: PutHeader: payload length %d out of range", payloadLen))
 	}
 	l.put(b, l.Addr, dst, proto, payloadLen)
-	l.Stats.events.Inc(Sent)
+	l.Stats.c.Inc(Sent)
 }
 
 func (l *Layer) put(b []byte, src, dst [4]byte, proto uint8, payloadLen int) {

@@ -21,7 +21,7 @@ type ImpairStats struct{ In, Out DirStats }
 
 // Stats returns the counters of both directions.
 func (i *Impaired) Stats() ImpairStats {
-	return ImpairStats{In: i.in.cnt.snapshot(), Out: i.out.cnt.snapshot()}
+	return ImpairStats{In: dirSnapshot(i.in.cnt), Out: dirSnapshot(i.out.cnt)}
 }
 
 // impairEvent is what an Impaired direction counts besides drops.
@@ -72,26 +72,16 @@ var pipeDropNames = [numPipeDrops]string{dropPeerFull: "queue_full", dropTooBig:
 func (r pipeDrop) String() string { return counter.Name(pipeDropNames[:], r, "reason") }
 
 // dirCounters are the counters of one direction of an Impaired endpoint.
-type dirCounters struct {
-	ev    *counter.Set[impairEvent]
-	drops *counter.Set[impairDrop]
-}
+type dirCounters = counter.Layer[impairEvent, impairDrop]
 
-func newDirCounters() dirCounters {
-	return dirCounters{ev: counter.NewSet("", numImpairEvents), drops: counter.NewSet("drop_", numImpairDrops)}
-}
+func newDirCounters() dirCounters { return counter.NewLayer(numImpairEvents, "drop_", numImpairDrops) }
 
-func (c dirCounters) Each(f func(name string, v uint64)) {
-	c.ev.Each(f)
-	c.drops.Each(f)
-}
-
-func (c dirCounters) snapshot() DirStats {
+func dirSnapshot(c dirCounters) DirStats {
 	return DirStats{
-		Offered: c.ev.Load(evOffered), Passed: c.ev.Load(evPassed),
-		DroppedLoss: c.drops.Load(dropLoss), DroppedQueue: c.drops.Load(dropQueue), DroppedRule: c.drops.Load(dropRule),
-		Duplicated: c.ev.Load(evDuplicated), Reordered: c.ev.Load(evReordered),
-		Corrupted: c.ev.Load(evCorrupted), Delayed: c.ev.Load(evDelayed),
+		Offered: c.Load(evOffered), Passed: c.Load(evPassed),
+		DroppedLoss: c.Drops(dropLoss), DroppedQueue: c.Drops(dropQueue), DroppedRule: c.Drops(dropRule),
+		Duplicated: c.Load(evDuplicated), Reordered: c.Load(evReordered),
+		Corrupted: c.Load(evCorrupted), Delayed: c.Load(evDelayed),
 	}
 }
 

@@ -1,7 +1,6 @@
 package link
 
 import (
-	"container/heap"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -9,6 +8,8 @@ import (
 	"time"
 
 	"ustack/stack/clock"
+	"ustack/stack/counter"
+	"ustack/stack/heapq"
 )
 
 // Direction names a direction of an Impaired endpoint.
@@ -21,15 +22,9 @@ const (
 	Out
 )
 
-func (d Direction) String() string {
-	switch d {
-	case In:
-		return "in"
-	case Out:
-		return "out"
-	}
-	return fmt.Sprintf("direction(%d)", uint8(d))
-}
+var directionNames = [...]string{In: "in", Out: "out"}
+
+func (d Direction) String() string { return counter.Name(directionNames[:], d, "direction") }
 
 // Action is a Rule's decision about one packet: Pass, Drop or Delay(d).
 type Action int64
@@ -143,8 +138,8 @@ func (i *Impaired) WriteBatch(bufs [][]byte, offset int) (int, error) {
 	d := i.out
 	if d.passthrough {
 		n, err := i.ep.WriteBatch(bufs, offset)
-		d.cnt.ev.Add(evOffered, uint64(len(bufs)))
-		d.cnt.ev.Add(evPassed, uint64(n))
+		d.cnt.Add(evOffered, uint64(len(bufs)))
+		d.cnt.Add(evPassed, uint64(n))
 		return n, err
 	}
 	d.mu.Lock()
@@ -167,8 +162,8 @@ func (i *Impaired) ReadBatch(bufs [][]byte, sizes []int, offset int) (int, error
 	d := i.in
 	if d.passthrough {
 		n, err := i.ep.ReadBatch(bufs, sizes, offset)
-		d.cnt.ev.Add(evOffered, uint64(n))
-		d.cnt.ev.Add(evPassed, uint64(n))
+		d.cnt.Add(evOffered, uint64(n))
+		d.cnt.Add(evPassed, uint64(n))
 		return n, err
 	}
 	d.mu.Lock()
@@ -195,7 +190,7 @@ func (i *Impaired) ReadBatch(bufs [][]byte, sizes []int, offset int) (int, error
 			break
 		}
 		sizes[n] = copy(bufs[n][offset:], data)
-		d.cnt.ev.Inc(evPassed)
+		d.cnt.Inc(evPassed)
 		d.recycle(p)
 		n++
 	}
@@ -226,11 +221,7 @@ func (i *Impaired) readLoop() {
 	defer close(i.readerDone)
 	d := i.in
 	n := min(max(i.ep.BatchSize(), 1), 128)
-	bufs := make([][]byte, n)
-	for k := range bufs {
-		bufs[k] = make([]byte, Headroom+i.ep.MTU())
-	}
-	sizes := make([]int, n)
+	bufs, sizes := ReadBuffers(n, i.ep.MTU())
 	for {
 		got, err := i.ep.ReadBatch(bufs, sizes, Headroom)
 		d.mu.Lock()
@@ -286,12 +277,12 @@ type impairDir struct {
 	corrupt *rand.Rand
 	jitter  *rand.Rand
 
-	q       pktHeap   // held packets by release time
-	seq     uint64    // tie-break: offer order
-	last    time.Time // latest release time given to a randomly impaired packet
-	busy    time.Time // the rate-limited link is busy until then
-	slot    *heldPkt  // a packet held back for reordering
-	slotAt  time.Time // when slot goes anyway
+	q       heapq.Heap[*heldPkt] // held packets by release time, then offer order
+	seq     uint64               // tie-break: offer order
+	last    time.Time            // latest release time given to a randomly impaired packet
+	busy    time.Time            // the rate-limited link is busy until then
+	slot    *heldPkt             // a packet held back for reordering
+	slotAt  time.Time            // when slot goes anyway
 	timer   clock.Timer
 	armed   bool
 	armedAt time.Time
@@ -309,11 +300,10 @@ type heldPkt struct {
 	when    time.Time
 	seq     uint64
 	reorder bool
-	idx     int
 }
 
 func newImpairDir(i *Impaired, dir Direction, s Spec, seed int64) *impairDir {
-	d := &impairDir{imp: i, dir: dir, spec: s, limit: s.Queue, cnt: newDirCounters()}
+	d := &impairDir{imp: i, dir: dir, spec: s, limit: s.Queue, cnt: newDirCounters(), q: heapq.New(releasedBefore, nil)}
 	if d.limit == 0 {
 		d.limit = DefaultImpairQueue
 	}
@@ -328,7 +318,7 @@ func newImpairDir(i *Impaired, dir Direction, s Spec, seed int64) *impairDir {
 }
 
 func (d *impairDir) held() int {
-	n := len(d.q)
+	n := d.q.Len()
 	if d.slot != nil {
 		n++
 	}
@@ -359,17 +349,17 @@ func (d *impairDir) recycle(p *heldPkt) {
 // for every packet, whatever the outcome, so that each kind's pattern depends
 // only on the seed and the packet's position.
 func (d *impairDir) offer(now time.Time, data []byte) {
-	d.cnt.ev.Inc(evOffered)
+	d.cnt.Inc(evOffered)
 	f := d.draw(len(data))
 	if d.imp.rule != nil && d.byRule(now, data) {
 		return
 	}
 	if f.lost {
-		d.cnt.drops.Inc(dropLoss)
+		d.cnt.Drop(dropLoss)
 		return
 	}
 	if f.corrupt {
-		d.cnt.ev.Inc(evCorrupted)
+		d.cnt.Inc(evCorrupted)
 	}
 	copies := 1
 	if f.dup {
@@ -378,11 +368,11 @@ func (d *impairDir) offer(now time.Time, data []byte) {
 	jitter := f.jitter
 	for c := range copies {
 		if d.held() >= d.limit {
-			d.cnt.drops.Inc(dropQueue)
+			d.cnt.Drop(dropQueue)
 			continue
 		}
 		if c == 1 {
-			d.cnt.ev.Inc(evDuplicated)
+			d.cnt.Inc(evDuplicated)
 			jitter = f.dupJitter
 		}
 		p := d.newPkt(data)
@@ -398,15 +388,15 @@ func (d *impairDir) offer(now time.Time, data []byte) {
 func (d *impairDir) push(p *heldPkt) {
 	d.seq++
 	p.seq = d.seq
-	heap.Push(&d.q, p)
+	d.q.Push(p)
 }
 
 // releaseDue hands on every packet due at now, in release order, and re-arms
 // the timer for the next one. For Out it returns the endpoint's write error.
 func (d *impairDir) releaseDue(now time.Time) error {
 	batch := d.batch[:0]
-	for len(d.q) > 0 && !d.q[0].when.After(now) {
-		p := heap.Pop(&d.q).(*heldPkt)
+	for d.q.Len() > 0 && !d.q.Min().when.After(now) {
+		p := d.q.Pop()
 		if p.reorder && d.slot == nil {
 			d.slot, d.slotAt = p, now.Add(ReorderTimeout)
 			continue
@@ -415,7 +405,7 @@ func (d *impairDir) releaseDue(now time.Time) error {
 		if d.slot != nil {
 			batch = append(batch, d.slot)
 			d.slot = nil
-			d.cnt.ev.Inc(evReordered)
+			d.cnt.Inc(evReordered)
 		}
 	}
 	if d.slot != nil && !d.slotAt.After(now) {
@@ -443,7 +433,7 @@ func (d *impairDir) deliver(batch []*heldPkt) error {
 		bufs = append(bufs, p.buf)
 	}
 	n, err := d.imp.ep.WriteBatch(bufs, Headroom)
-	d.cnt.ev.Add(evPassed, uint64(n))
+	d.cnt.Add(evPassed, uint64(n))
 	clear(bufs)
 	d.bufs = bufs[:0]
 	for _, p := range batch {
@@ -456,13 +446,13 @@ func (d *impairDir) deliver(batch []*heldPkt) error {
 func (d *impairDir) arm(now time.Time) {
 	var next time.Time
 	switch {
-	case len(d.q) > 0 && d.slot != nil:
-		next = d.q[0].when
+	case d.q.Len() > 0 && d.slot != nil:
+		next = d.q.Min().when
 		if d.slotAt.Before(next) {
 			next = d.slotAt
 		}
-	case len(d.q) > 0:
-		next = d.q[0].when
+	case d.q.Len() > 0:
+		next = d.q.Min().when
 	case d.slot != nil:
 		next = d.slotAt
 	default:
@@ -498,38 +488,17 @@ func (d *impairDir) shut() {
 	if d.timer != nil {
 		d.timer.Stop()
 	}
-	clear(d.q)
-	d.q = d.q[:0]
+	d.q.Clear()
 	d.slot = nil
 	clear(d.ready)
 	d.ready = nil
 	d.cond.Broadcast()
 }
 
-// pktHeap orders held packets by release time, then offer order.
-type pktHeap []*heldPkt
-
-func (h pktHeap) Len() int { return len(h) }
-func (h pktHeap) Less(i, j int) bool {
-	if h[i].when.Equal(h[j].when) {
-		return h[i].seq < h[j].seq
+// releasedBefore orders held packets by release time, then offer order.
+func releasedBefore(a, b *heldPkt) bool {
+	if a.when.Equal(b.when) {
+		return a.seq < b.seq
 	}
-	return h[i].when.Before(h[j].when)
-}
-func (h pktHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].idx, h[j].idx = i, j
-}
-func (h *pktHeap) Push(x any) {
-	p := x.(*heldPkt)
-	p.idx = len(*h)
-	*h = append(*h, p)
-}
-func (h *pktHeap) Pop() any {
-	old := *h
-	p := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	p.idx = -1
-	return p
+	return a.when.Before(b.when)
 }

@@ -50,16 +50,16 @@ func (d *impairDir) byRule(now time.Time, data []byte) bool {
 	a := d.imp.rule(d.dir, data)
 	switch {
 	case a == Drop:
-		d.cnt.drops.Inc(dropRule)
+		d.cnt.Drop(dropRule)
 		return true
 	case a > 0:
 		if d.held() >= d.limit {
-			d.cnt.drops.Inc(dropQueue)
+			d.cnt.Drop(dropQueue)
 			return true
 		}
 		p := d.newPkt(data)
 		p.when = now.Add(time.Duration(a))
-		d.cnt.ev.Inc(evDelayed)
+		d.cnt.Inc(evDelayed)
 		d.push(p)
 		return true
 	}
@@ -86,7 +86,7 @@ func (d *impairDir) schedule(now time.Time, n int, jitter time.Duration) time.Ti
 	}
 	d.last = when
 	if when.After(now) {
-		d.cnt.ev.Inc(evDelayed)
+		d.cnt.Inc(evDelayed)
 	}
 	return when
 }

@@ -75,36 +75,57 @@ func ParseSpec(s string) (Spec, error) {
 			return Spec{}, fmt.Errorf("link: impair spec: key %q given twice", key)
 		}
 		seen[key] = true
-		var err error
-		switch key {
-		case "loss":
-			sp.Loss, err = parseProb(key, val)
-		case "dup":
-			sp.Dup, err = parseProb(key, val)
-		case "reorder":
-			sp.Reorder, err = parseProb(key, val)
-		case "corrupt":
-			sp.Corrupt, err = parseProb(key, val)
-		case "delay":
-			sp.Delay, err = parseDur(key, val)
-		case "jitter":
-			sp.Jitter, err = parseDur(key, val)
-		case "rate":
-			sp.Rate, err = parseRate(val)
-		case "queue":
-			n, perr := strconv.Atoi(val)
-			if perr != nil || n < 0 {
-				err = fmt.Errorf("link: impair spec: queue=%q: want a number of packets (0 for the default %d)", val, DefaultImpairQueue)
-			}
-			sp.Queue = n
-		default:
-			return Spec{}, fmt.Errorf("link: impair spec: unknown key %q (valid keys: %s)", key, strings.Join(specKeys, ", "))
-		}
-		if err != nil {
+		if err := sp.set(key, val); err != nil {
 			return Spec{}, err
 		}
 	}
 	return sp, nil
+}
+
+// specField is a field of a Spec and its key in the ParseSpec syntax.
+type specField[T any] struct {
+	key string
+	v   *T
+}
+
+// probs are s's probabilities, in the order of specKeys.
+func (s *Spec) probs() []specField[float64] {
+	return []specField[float64]{{"loss", &s.Loss}, {"dup", &s.Dup}, {"reorder", &s.Reorder}, {"corrupt", &s.Corrupt}}
+}
+
+// durations are s's durations, in the order of specKeys.
+func (s *Spec) durations() []specField[time.Duration] {
+	return []specField[time.Duration]{{"delay", &s.Delay}, {"jitter", &s.Jitter}}
+}
+
+// set parses val into the field of key.
+func (s *Spec) set(key, val string) error {
+	var err error
+	for _, f := range s.probs() {
+		if f.key == key {
+			*f.v, err = parseProb(key, val)
+			return err
+		}
+	}
+	for _, f := range s.durations() {
+		if f.key == key {
+			*f.v, err = parseDur(key, val)
+			return err
+		}
+	}
+	switch key {
+	case "rate":
+		s.Rate, err = parseRate(val)
+	case "queue":
+		n, perr := strconv.Atoi(val)
+		if perr != nil || n < 0 {
+			err = fmt.Errorf("link: impair spec: queue=%q: want a number of packets (0 for the default %d)", val, DefaultImpairQueue)
+		}
+		s.Queue = n
+	default:
+		err = fmt.Errorf("link: impair spec: unknown key %q (valid keys: %s)", key, strings.Join(specKeys, ", "))
+	}
+	return err
 }
 
 func parseProb(key, val string) (float64, error) {
@@ -156,12 +177,9 @@ func parseRate(val string) (int64, error) {
 
 // Validate reports whether every field is in range (what ParseSpec accepts).
 func (s Spec) Validate() error {
-	for _, p := range []struct {
-		name string
-		v    float64
-	}{{"loss", s.Loss}, {"dup", s.Dup}, {"reorder", s.Reorder}, {"corrupt", s.Corrupt}} {
-		if math.IsNaN(p.v) || p.v < 0 || p.v > 1 {
-			return fmt.Errorf("link: impair spec: %s=%v is not a probability from 0 to 1", p.name, p.v)
+	for _, p := range s.probs() {
+		if v := *p.v; math.IsNaN(v) || v < 0 || v > 1 {
+			return fmt.Errorf("link: impair spec: %s=%v is not a probability from 0 to 1", p.key, v)
 		}
 	}
 	if s.Delay < 0 || s.Delay > maxSpecDuration || s.Jitter < 0 || s.Jitter > maxSpecDuration {
@@ -177,20 +195,15 @@ func (s Spec) Validate() error {
 // Spec), so that ParseSpec(s.String()) == s.
 func (s Spec) String() string {
 	var parts []string
-	prob := func(k string, p float64) {
-		if p != 0 {
-			parts = append(parts, k+"="+strconv.FormatFloat(p, 'g', -1, 64))
+	for _, p := range s.probs() {
+		if *p.v != 0 {
+			parts = append(parts, p.key+"="+strconv.FormatFloat(*p.v, 'g', -1, 64))
 		}
 	}
-	prob("loss", s.Loss)
-	prob("dup", s.Dup)
-	prob("reorder", s.Reorder)
-	prob("corrupt", s.Corrupt)
-	if s.Delay != 0 {
-		parts = append(parts, "delay="+s.Delay.String())
-	}
-	if s.Jitter != 0 {
-		parts = append(parts, "jitter="+s.Jitter.String())
+	for _, d := range s.durations() {
+		if *d.v != 0 {
+			parts = append(parts, d.key+"="+d.v.String())
+		}
 	}
 	if s.Rate != 0 {
 		r := strconv.FormatInt(s.Rate, 10) + "bit"

@@ -37,5 +37,15 @@ type Endpoint interface {
 	Close() error
 }
 
+// ReadBuffers makes what ReadBatch needs to read n packets of up to size
+// bytes at offset Headroom: n buffers of Headroom+size bytes, and n sizes.
+func ReadBuffers(n, size int) (bufs [][]byte, sizes []int) {
+	bufs = make([][]byte, n)
+	for i := range bufs {
+		bufs[i] = make([]byte, Headroom+size)
+	}
+	return bufs, make([]int, n)
+}
+
 // ErrShortBuffer is returned when a read buffer cannot hold a packet.
 var ErrShortBuffer = errors.New("link: buffer too small for packet")

@@ -34,7 +34,7 @@ func (i *Impaired) TryReadBatch(bufs [][]byte, sizes []int, offset int) (int, er
 		return 0, ErrNotPoller
 	}
 	n, err := p.TryReadBatch(bufs, sizes, offset)
-	i.in.cnt.ev.Add(evOffered, uint64(n))
-	i.in.cnt.ev.Add(evPassed, uint64(n))
+	i.in.cnt.Add(evOffered, uint64(n))
+	i.in.cnt.Add(evPassed, uint64(n))
 	return n, err
 }

@@ -299,11 +299,7 @@ func TestTapConcurrent(t *testing.T) {
 	}()
 	go func() { // stack side reads until it has them all
 		defer wg.Done()
-		bufs := make([][]byte, 8)
-		for i := range bufs {
-			bufs[i] = make([]byte, Headroom+1500)
-		}
-		sizes := make([]int, len(bufs))
+		bufs, sizes := ReadBuffers(8, 1500)
 		for got := 0; got < rounds*per; {
 			n, err := tap.ReadBatch(bufs, sizes, Headroom)
 			if err != nil {

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"time"
+
+	"ustack/stack/counter"
 	"ustack/stack/tcp"
 )
 
@@ -25,17 +27,9 @@ const (
 // CloseMode is how one side of a connection ends it.
 type CloseMode uint8
 
-func (m CloseMode) String() string {
-	switch m {
-	case HalfClose:
-		return "half-close"
-	case CloseWhenDone:
-		return "close-when-done"
-	case CloseOnEOF:
-		return "close-on-eof"
-	}
-	return fmt.Sprintf("CloseMode(%d)", uint8(m))
-}
+var closeModeNames = [...]string{HalfClose: "half-close", CloseWhenDone: "close-when-done", CloseOnEOF: "close-on-eof"}
+
+func (m CloseMode) String() string { return counter.Name(closeModeNames[:], m, "CloseMode") }
 
 // ConnScript is what the applications do on one connection. Index 0 of the
 // arrays is the client (the side that dials), 1 the server.
