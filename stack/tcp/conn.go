@@ -320,7 +320,7 @@ func (c *Conn) Abort(now time.Time, why string) {
 		return
 	case Listen, SynSent:
 	default:
-		c.sendRST(now, c.snd.max)
+		c.sendActiveRST(now)
 	}
 	if c.err == nil {
 		c.err = ErrAborted

@@ -34,7 +34,7 @@ func (c *Conn) send(now time.Time, s Segment) {
 	if !syn {
 		c.optionsFor(now, seg)
 	}
-	if seg.Flags&flagRST == 0 {
+	if seg.Flags&(flagRST|flagACK) != flagRST {
 		seg.Wnd = c.advertise(syn)
 	}
 	if seg.Flags&flagACK != 0 {
@@ -68,8 +68,19 @@ func (c *Conn) sendSYN(now time.Time) {
 	}
 }
 
+// sendRST answers a segment with <SEQ=seq><CTL=RST> (RFC 9293 §3.10.7).
 func (c *Conn) sendRST(now time.Time, seq seqnum.Value) {
 	c.send(now, Segment{Seq: seq, Flags: flagRST})
+}
+
+// sendActiveRST resets the connection from our side (an abort):
+// <SEQ=SND.NXT><ACK=RCV.NXT><CTL=RST,ACK>, with the connection's window and
+// timestamp. RFC 9293 §3.10.5 asks only for "a reset segment"
+// (<SEQ=SND.NXT><CTL=RST>); Linux's tcp_send_active_reset also carries the
+// ACK (SEQ is SND.NXT, the highest sent, its tcp_acceptable_seq), and
+// tests and middleboxes expect that form.
+func (c *Conn) sendActiveRST(now time.Time) {
+	c.send(now, Segment{Seq: c.snd.max, Flags: flagRST | flagACK})
 }
 
 // sendACK sends <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>. SND.NXT here is the

@@ -77,11 +77,13 @@ func TestACKOfUnsentDataIsAnsweredAndDropped(t *testing.T) {
 	}
 }
 
-// TestAbortSendsRST: a user abort sends <SEQ=SND.NXT><CTL=RST>.
-func TestAbortSendsRST(t *testing.T) {
+// TestAbortSendsRSTACK: a user abort sends <SEQ=SND.NXT><ACK=RCV.NXT>
+// <CTL=RST,ACK> with the window, as Linux's tcp_send_active_reset does
+// (RFC 9293 §3.10.5 asks for a reset; Linux adds the ACK).
+func TestAbortSendsRSTACK(t *testing.T) {
 	s := newScript(t, Config{})
 	s.activeOpen()
 	s.c.Abort(s.now, "test")
-	s.out(Segment{Flags: RST, Seq: lISS + 1})
+	s.out(Segment{Flags: RST | ACK, Seq: lISS + 1, Ack: rISS + 1, Wnd: 65535})
 	s.state(Closed)
 }

@@ -135,7 +135,7 @@ func (c *Conn) onKeepalive(now time.Time) {
 		return
 	}
 	if c.keepProbes >= c.cfg.KeepCount {
-		c.sendRST(now, c.snd.max)
+		c.sendActiveRST(now) // Linux: tcp_send_active_reset, then the error
 		c.fail(now, ErrTimedOut, "timer keepalive: no answer to "+itoa(c.keepProbes)+" probes")
 		return
 	}
@@ -152,9 +152,8 @@ func (c *Conn) onRetransmitTimeout(now time.Time) {
 	switch c.state {
 	case SynSent, SynReceived:
 		if c.snd.synRtx >= c.cfg.MaxSynRetries {
-			if c.state == SynReceived {
-				c.sendRST(now, c.snd.max)
-			}
+			// No RST: the peer did not answer; Linux drops a request that
+			// ran out of SYN-ACK retries, and fails a connect, silently.
 			c.fail(now, c.timeoutErr(), "timer SYN retries exhausted")
 			return
 		}
@@ -168,7 +167,8 @@ func (c *Conn) onRetransmitTimeout(now time.Time) {
 		return
 	}
 	if c.snd.rtxCount >= c.cfg.MaxRetries {
-		c.sendRST(now, c.snd.max)
+		// RFC 9293 §3.8.3 (R2): close the connection. No RST: the path or
+		// the peer is gone, and Linux's tcp_write_err sends none.
 		c.fail(now, c.timeoutErr(), "timer retransmission limit")
 		return
 	}
