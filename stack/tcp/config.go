@@ -17,7 +17,8 @@ type Config struct {
 	// before the connection is aborted with ETIMEDOUT; MaxSynRetries is the
 	// same for SYN and SYN-ACK.
 	MaxRetries, MaxSynRetries int
-	// MaxPersist bounds the persist timer's backoff.
+	// MaxPersist bounds the persist timer's backoff (default 120 s, Linux's
+	// TCP_RTO_MAX for the probe timer).
 	MaxPersist time.Duration
 
 	// MSL is the maximum segment lifetime: TIME-WAIT lasts 2*MSL.
@@ -64,7 +65,7 @@ const (
 	DefaultMaxRTO        = 120 * time.Second
 	DefaultMaxRetries    = 15
 	DefaultMaxSynRetries = 6
-	DefaultMaxPersist    = 60 * time.Second
+	DefaultMaxPersist    = 120 * time.Second
 	DefaultMSL           = 30 * time.Second
 	DefaultKeepIdle      = 2 * time.Hour
 	DefaultKeepInterval  = 75 * time.Second

@@ -263,6 +263,10 @@ func (c *Conn) checkACK(now time.Time, seg *Segment) bool {
 	if c.state == TimeWait {
 		return true // only a retransmitted FIN matters: see checkFIN
 	}
+	// An acceptable ACK: the peer is there. As Linux's tcp_ack does, forget
+	// unanswered zero-window probes and any ICMP soft error.
+	c.snd.probesOut = 0
+	c.softErr = 0
 	newSACK := c.rec.takeSACK(now, seg.Opts.SACK, seg.Opts.NumSACK)
 	if c.snd.una.LessThan(seg.Ack) {
 		c.ackAdvanced(now, seg)

@@ -35,6 +35,7 @@ type sender struct {
 	rtxCount       int       // consecutive RTO expiries for data or FIN
 	synRtx         int       // SYN / SYN-ACK retransmissions
 	persistBackoff int
+	probesOut      int // zero-window probes since the last acceptable ACK
 
 	stats struct {
 		bytesOut, retransmits, timeouts, zeroWindowProbes uint64
@@ -239,12 +240,19 @@ func (c *Conn) onPersist(now time.Time) {
 	if off >= c.snd.buf.Len() {
 		return
 	}
-	c.snd.stats.zeroWindowProbes++
-	end := c.snd.nxt.Add(1)
-	if end.GreaterThan(c.snd.max) {
-		c.snd.max = end
+	if c.snd.probesOut >= c.cfg.MaxRetries {
+		// Unanswered probes: the peer is gone (Linux's tcp_probe_timer
+		// gives up after tcp_retries2 probes, silently).
+		c.fail(now, c.timeoutErr(), "timer persist: no answer to "+itoa(c.snd.probesOut)+" probes")
+		return
 	}
-	c.send(now, Segment{Seq: c.snd.nxt, Flags: flagACK, Payload: c.snd.buf.Bytes()[off : off+1]})
+	c.snd.stats.zeroWindowProbes++
+	c.snd.probesOut++
+	// RFC 9293 §3.8.6.1 lets the probe carry one octet of new data or none.
+	// Like Linux (tcp_xmit_probe_skb) it carries none and is numbered
+	// SND.UNA-1, an old sequence number that the peer must answer with an
+	// ACK showing its window, and that consumes nothing.
+	c.send(now, Segment{Seq: c.snd.una.Sub(1), Flags: flagACK})
 	c.snd.persistBackoff++
 	c.armPersist(now)
 }
