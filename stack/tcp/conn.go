@@ -63,6 +63,7 @@ type Stats struct {
 	IllegalTransitions    uint64
 	BadAcks               uint64 // ACK of unsent data or too old
 	InvalidOptionSegments uint64
+	OOWACKsLimited        uint64 // ACKs to invalid segments not sent: per-connection rate limit
 	ICMPOutOfWindow       uint64 // ICMP errors quoting a sequence number not outstanding (RFC 5927 §4.1)
 }
 
@@ -101,6 +102,8 @@ type Conn struct {
 	keepProbes int        // keepalive probes sent without an answer
 	stats      connStats
 
+	lastOOW time.Time // when an invalid segment was last answered (oowLimited)
+
 	tx Segment // scratch for the segment being sent
 }
 
@@ -124,6 +127,7 @@ type connStats struct {
 	badAcks               uint64
 	invalidOptionSegments uint64
 	icmpOutOfWindow       uint64
+	oowACKsLimited        uint64
 }
 
 // Stats returns the connection's counters, gathered from its parts.
@@ -134,7 +138,7 @@ func (c *Conn) Stats() Stats {
 		DroppedUnacceptable: c.stats.droppedUnacceptable, PAWSDropped: c.stats.pawsDropped,
 		KeepaliveProbes: c.stats.keepaliveProbes, IllegalTransitions: c.stats.illegalTransitions,
 		BadAcks: c.stats.badAcks, InvalidOptionSegments: c.stats.invalidOptionSegments,
-		ICMPOutOfWindow: c.stats.icmpOutOfWindow,
+		ICMPOutOfWindow: c.stats.icmpOutOfWindow, OOWACKsLimited: c.stats.oowACKsLimited,
 	}
 	c.snd.addStats(&st)
 	c.rcv.addStats(&st)

@@ -91,13 +91,48 @@ func (c *Conn) sendACK(now time.Time) {
 	c.send(now, Segment{Seq: c.snd.max, Flags: flagACK})
 }
 
-// sendChallengeACK answers a suspicious RST or SYN (RFC 5961 §3.2, §4.2).
+// sendChallengeACK answers a suspicious RST or SYN (RFC 5961 §3.2, §4.2),
+// at most one per oowInterval per connection (Linux's per-socket limit in
+// tcp_send_challenge_ack) and within the stack-wide limit of RFC 5961 §7.
 func (c *Conn) sendChallengeACK(now time.Time) {
+	if c.oowLimited(now) {
+		c.stats.challengeACKsLimited++
+		return
+	}
 	if c.cfg.ChallengeACK != nil && !c.cfg.ChallengeACK(now) {
 		c.stats.challengeACKsLimited++ // RFC 5961 §7
 		return
 	}
 	c.stats.challengeAcks++
+	c.sendACK(now)
+}
+
+// oowInterval is how often a connection answers segments it finds invalid
+// without data: Linux's tcp_invalid_ratelimit, 500 ms. RFC 9293 asks for
+// an ACK to every unacceptable segment; RFC 5961 §7 and §10 ask for limits
+// on such ACKs so that two ends out of step cannot ACK-storm.
+const oowInterval = 500 * time.Millisecond
+
+// oowLimited reports whether an answer to an invalid segment must be
+// skipped: one went out less than oowInterval ago. Otherwise it records
+// now as the time of this one (Linux's __tcp_oow_rate_limited).
+func (c *Conn) oowLimited(now time.Time) bool {
+	if !c.lastOOW.IsZero() && now.Sub(c.lastOOW) < oowInterval && !now.Before(c.lastOOW) {
+		return true
+	}
+	c.lastOOW = now
+	return false
+}
+
+// dupACK answers an unacceptable segment with an ACK (RFC 9293
+// §3.10.7.4). Segments with data are always answered (they cannot be part
+// of an ACK loop); others at most once per oowInterval, as Linux does
+// (tcp_oow_rate_limited).
+func (c *Conn) dupACK(now time.Time, data bool) {
+	if !data && c.oowLimited(now) {
+		c.stats.oowACKsLimited++
+		return
+	}
 	c.sendACK(now)
 }
 

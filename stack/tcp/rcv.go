@@ -202,6 +202,13 @@ const ackEvery = 8
 func (c *Conn) processText(now time.Time, seg *Segment) bool {
 	if len(seg.Payload) == 0 {
 		if seg.Has(flagFIN) && seg.Seq != c.rcv.nxt && c.state.Synchronized() && c.state != TimeWait {
+			if seg.Seq.GreaterThanEq(c.rcv.nxt.Add(seqnum.Size(c.rcv.window()))) {
+				// At the right edge: nothing of it fits the window.
+				// Linux drops it and acknowledges (tcp_data_queue).
+				seg.Flags &^= flagFIN
+				c.rcv.ackNow = true
+				return true
+			}
 			c.rcv.ooo.insert(seg.Seq, nil, true) // a FIN ahead of missing data
 			seg.Flags &^= flagFIN
 			c.rcv.ackNow = true
