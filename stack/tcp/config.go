@@ -49,6 +49,11 @@ type Config struct {
 	// ChallengeACK, if set, is asked before each challenge ACK (RFC 5961
 	// §7): the stack-wide rate limit.
 	ChallengeACK func(now time.Time) bool
+	// UserTimeout is TCP_USER_TIMEOUT (RFC 5482): when data (or a SYN)
+	// stays unacknowledged, or zero-window probes unanswered, this long,
+	// the connection ends with ETIMEDOUT, however many retransmissions that
+	// took. Zero: the retry counts decide (RFC 9293 §3.8.3 R2).
+	UserTimeout time.Duration
 	// StrictTransitions makes an illegal state transition panic instead of
 	// being counted (Stats.IllegalTransitions): for tests and the
 	// simulator, which must never see one.

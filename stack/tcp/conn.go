@@ -102,7 +102,9 @@ type Conn struct {
 	keepProbes int        // keepalive probes sent without an answer
 	stats      connStats
 
-	lastOOW time.Time // when an invalid segment was last answered (oowLimited)
+	lastOOW  time.Time // when an invalid segment was last answered (oowLimited)
+	cork     bool      // TCP_CORK (controls.go)
+	errTaken bool      // TakeError has returned err
 
 	tx Segment // scratch for the segment being sent
 }
@@ -354,7 +356,15 @@ type Info struct {
 	CC               string
 	WindowScale      [2]header.WindowScale // ours, the peer's; not Present when scaling is off
 	Timestamps, SACK bool
-	Stats            Stats
+	// As Linux's TCP_INFO has them: the congestion-control state,
+	// consecutive timeouts, bytes SACKed and marked lost, the path MTU
+	// (0: the link's), and the user timeout in force.
+	CAState                CAState
+	Backoff                int
+	SackedBytes, LostBytes int
+	PMTU                   int
+	UserTimeout            time.Duration
+	Stats                  Stats
 }
 
 // Info returns the connection's current figures.
@@ -373,6 +383,8 @@ func (c *Conn) Info() Info {
 		i.WindowScale = [2]header.WindowScale{header.WS(c.opt.rcvShift), header.WS(c.opt.sndShift)}
 	}
 	i.Timestamps, i.SACK = c.opt.ts, c.opt.sack
+	i.CAState, i.Backoff, i.PMTU, i.UserTimeout = c.caState(), c.snd.rtxCount, c.pmtu, c.cfg.UserTimeout
+	i.SackedBytes, i.LostBytes = c.rec.sackedLost()
 	return i
 }
 

@@ -61,10 +61,11 @@ func (c *Conn) sendSYN(now time.Time) {
 	}
 	if c.snd.synRtx == 0 {
 		c.snd.rtt.start(now, c.snd.iss.Add(1))
+		c.snd.unaSince = now
 	}
 	c.send(now, seg)
 	if c.snd.rtxAt.IsZero() {
-		c.snd.rtxAt = now.Add(c.snd.rtt.rto)
+		c.armRTX(now)
 	}
 }
 

@@ -151,7 +151,7 @@ func (c *Conn) onRetransmitTimeout(now time.Time) {
 	c.snd.rtt.cancel()
 	switch c.state {
 	case SynSent, SynReceived:
-		if c.snd.synRtx >= c.cfg.MaxSynRetries {
+		if c.snd.synRtx >= c.cfg.MaxSynRetries || c.userTimedOut(now, c.snd.unaSince) {
 			// No RST: the peer did not answer; Linux drops a request that
 			// ran out of SYN-ACK retries, and fails a connect, silently.
 			c.fail(now, c.timeoutErr(), "timer SYN retries exhausted")
@@ -164,6 +164,10 @@ func (c *Conn) onRetransmitTimeout(now time.Time) {
 		return
 	}
 	if c.snd.una == c.snd.max {
+		return
+	}
+	if c.userTimedOut(now, c.snd.unaSince) {
+		c.fail(now, c.timeoutErr(), "timer user timeout")
 		return
 	}
 	if c.snd.rtxCount >= c.cfg.MaxRetries {
@@ -184,7 +188,7 @@ func (c *Conn) onRetransmitTimeout(now time.Time) {
 	// Go back to SND.UNA and resend from there as the window allows.
 	c.snd.nxt = c.snd.una
 	c.output(now)
-	c.snd.rtxAt = now.Add(c.snd.rtt.rto)
+	c.armRTX(now)
 }
 
 func itoa(n int) string {
