@@ -120,6 +120,12 @@ func (c *Conn) expired(d time.Time) bool {
 	return !d.IsZero() && !c.s.clk.Now().Before(d)
 }
 
+// connecting reports whether the handshake is still under way. c.mu is held.
+func (c *Conn) connecting() bool {
+	st := c.tcb.State()
+	return st == tcp.SynSent || st == tcp.SynReceived
+}
+
 // Read implements net.Conn.
 func (c *Conn) Read(b []byte) (int, error) {
 	c.mu.Lock()
@@ -176,6 +182,14 @@ func (c *Conn) Write(b []byte) (int, error) {
 		if c.expired(c.wrDeadline) {
 			c.mu.Unlock()
 			return done, c.opError("write", os.ErrDeadlineExceeded)
+		}
+		if c.connecting() {
+			// A blocking write waits for the handshake and then fails with
+			// its error (ECONNREFUSED after a RST), as Linux's
+			// sk_stream_wait_connect does, rather than queue data for a
+			// connection that may never exist.
+			c.cond.Wait()
+			continue
 		}
 		n, err := c.tcb.Write(c.s.clk.Now(), b[done:])
 		done += n
@@ -429,6 +443,10 @@ func (c *Conn) TryWrite(b []byte) (int, error) {
 	if err := c.errLocked(); err != nil {
 		c.mu.Unlock()
 		return 0, err
+	}
+	if c.connecting() {
+		c.mu.Unlock()
+		return 0, ErrWouldBlock // EAGAIN, as a non-blocking write before the handshake
 	}
 	n, err := c.tcb.Write(c.s.clk.Now(), b)
 	c.afterLocked()

@@ -62,7 +62,8 @@ func (s *Stack) ListenTCPConfig(port uint16, cfg tcp.Config) (*Listener, error) 
 
 // newChild makes the TCB for a SYN to this listener (RFC 9293 §3.10.7.2).
 // It returns nil and the reason when it cannot: the listener is closed,
-// the half-open queue is full (dropListenOverflow, when a SYN cookie can
+// the accept queue is full (dropListenOverflow: Linux's tcp_conn_request
+// drops the SYN), the SYN queue is full (dropSYNQueueFull, when a SYN cookie can
 // answer instead), the connection limit is reached, or the 4-tuple is
 // taken.
 func (l *Listener) newChild(now time.Time, id tcp.ID) (*Conn, dropReason) {
@@ -71,9 +72,13 @@ func (l *Listener) newChild(now time.Time, id tcp.ID) (*Conn, dropReason) {
 		l.mu.Unlock()
 		return nil, dropListenerClosed
 	}
-	if l.half >= l.backlog {
+	if l.acceptFullLocked() {
 		l.mu.Unlock()
 		return nil, dropListenOverflow
+	}
+	if l.half >= l.backlog {
+		l.mu.Unlock()
+		return nil, dropSYNQueueFull
 	}
 	l.half++
 	l.mu.Unlock()
@@ -95,7 +100,7 @@ func (l *Listener) newCookieChild(now time.Time, id tcp.ID, iss, irs seqnum.Valu
 		l.mu.Unlock()
 		return nil, dropListenerClosed
 	}
-	if len(l.queue) >= l.backlog {
+	if l.acceptFullLocked() {
 		l.mu.Unlock()
 		return nil, dropListenOverflow
 	}
@@ -130,6 +135,18 @@ func (l *Listener) register(id tcp.ID) (*Conn, dropReason) {
 	return c, 0
 }
 
+// acceptFullLocked reports whether the accept queue is full: it holds more
+// than the backlog, as Linux's sk_acceptq_is_full counts (a listen(2)
+// backlog of n queues n+1 connections). l.mu is held.
+func (l *Listener) acceptFullLocked() bool { return len(l.queue) > l.backlog }
+
+// acceptFull is acceptFullLocked for callers without l.mu.
+func (l *Listener) acceptFull() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.acceptFullLocked()
+}
+
 func (l *Listener) leaveHalfOpen() {
 	l.mu.Lock()
 	l.half--
@@ -141,7 +158,7 @@ func (l *Listener) established(c *Conn) {
 	c.halfOpen = false
 	l.mu.Lock()
 	l.half--
-	if l.closed || len(l.queue) >= l.backlog {
+	if l.closed || l.acceptFullLocked() {
 		l.mu.Unlock()
 		if !l.closed {
 			l.s.cnt.drops.Inc(dropListenOverflow)
