@@ -227,6 +227,12 @@ func (s *Stack) DialTCP(ctx context.Context, raddr netip.AddrPort) (*Conn, error
 
 // DialTCPConfig is DialTCP with a TCP configuration for this connection.
 func (s *Stack) DialTCPConfig(ctx context.Context, raddr netip.AddrPort, cfg tcp.Config) (*Conn, error) {
+	return s.dial(ctx, raddr, cfg, nil)
+}
+
+// dial is DialTCPConfig with a way to bind the local end (nil: an
+// ephemeral port).
+func (s *Stack) dial(ctx context.Context, raddr netip.AddrPort, cfg tcp.Config, bind func(tcp.Config) (*Conn, error)) (*Conn, error) {
 	opErr := func(err error) error {
 		return &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(raddr), Err: err}
 	}
@@ -242,7 +248,10 @@ func (s *Stack) DialTCPConfig(ctx context.Context, raddr netip.AddrPort, cfg tcp
 	if cfg.MSS == 0 || cfg.MSS > s.mtu-40 {
 		cfg.MSS = s.mtu - 40
 	}
-	c, err := s.bindEphemeral(raddr, cfg)
+	if bind == nil {
+		bind = func(cfg tcp.Config) (*Conn, error) { return s.bindEphemeral(raddr, cfg) }
+	}
+	c, err := bind(cfg)
 	if err != nil {
 		return nil, opErr(err)
 	}
