@@ -29,6 +29,8 @@ type Conn struct {
 	gone     bool      // removed from the stack's table
 	fatal    error     // set when the stack shuts the connection down
 
+	linger int // SO_LINGER seconds; < 0: off (sockopt.go)
+
 	rdDeadline, wrDeadline time.Time
 	rdTimer, wrTimer       clock.Timer
 
@@ -40,7 +42,7 @@ type Conn struct {
 }
 
 func (s *Stack) newConn(id tcp.ID, cfg tcp.Config) *Conn {
-	c := &Conn{s: s, id: id, tidx: -1}
+	c := &Conn{s: s, id: id, tidx: -1, linger: -1}
 	c.cond.L = &c.mu
 	c.tcb = s.newTCB(id, cfg)
 	c.tcb.SetTSOffset(uint32(s.isn.ISN(id, time.Time{}))) // RFC 7323 §5.4: per-connection offset
@@ -120,6 +122,12 @@ func (c *Conn) expired(d time.Time) bool {
 	return !d.IsZero() && !c.s.clk.Now().Before(d)
 }
 
+// connecting reports whether the handshake is still under way. c.mu is held.
+func (c *Conn) connecting() bool {
+	st := c.tcb.State()
+	return st == tcp.SynSent || st == tcp.SynReceived
+}
+
 // Read implements net.Conn.
 func (c *Conn) Read(b []byte) (int, error) {
 	c.mu.Lock()
@@ -131,6 +139,10 @@ func (c *Conn) Read(b []byte) (int, error) {
 		if len(b) == 0 {
 			c.mu.Unlock()
 			return 0, nil
+		}
+		if c.tcb.ReadClosed() {
+			c.mu.Unlock()
+			return 0, io.EOF // CloseRead
 		}
 		n, eof := c.tcb.Read(c.s.clk.Now(), b)
 		if n > 0 {
@@ -177,6 +189,14 @@ func (c *Conn) Write(b []byte) (int, error) {
 			c.mu.Unlock()
 			return done, c.opError("write", os.ErrDeadlineExceeded)
 		}
+		if c.connecting() {
+			// A blocking write waits for the handshake and then fails with
+			// its error (ECONNREFUSED after a RST), as Linux's
+			// sk_stream_wait_connect does, rather than queue data for a
+			// connection that may never exist.
+			c.cond.Wait()
+			continue
+		}
 		n, err := c.tcb.Write(c.s.clk.Now(), b[done:])
 		done += n
 		c.afterLocked()
@@ -208,13 +228,40 @@ func (c *Conn) Close() error {
 		return c.opError("close", net.ErrClosed)
 	}
 	c.closed = true
-	c.tcb.Close(c.s.clk.Now())
+	if c.linger == 0 {
+		// SO_LINGER 0: an abort, unsent data discarded (RST|ACK).
+		c.tcb.Abort(c.s.clk.Now(), "app close with linger 0")
+	} else {
+		c.tcb.Close(c.s.clk.Now())
+	}
 	c.stopDeadlineTimers()
 	c.afterLocked()
 	c.cond.Broadcast()
 	c.mu.Unlock()
 	c.s.flush()
+	if c.linger > 0 {
+		c.lingerWait(time.Duration(c.linger) * time.Second)
+	}
 	return nil
+}
+
+// lingerWait is SO_LINGER with a timeout: Close returns once the peer has
+// acknowledged everything, FIN included, or after d (Linux's
+// sk_stream_wait_close: while in FIN-WAIT-1, CLOSING or LAST-ACK).
+func (c *Conn) lingerWait(d time.Duration) {
+	expired := false
+	t := c.s.clk.AfterFunc(d, func() { c.mu.Lock(); expired = true; c.cond.Broadcast(); c.mu.Unlock() })
+	defer t.Stop()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for !expired {
+		switch c.tcb.State() {
+		case tcp.FinWait1, tcp.Closing, tcp.LastAck:
+			c.cond.Wait()
+		default:
+			return
+		}
+	}
 }
 
 // CloseWrite shuts down the sending side (half-close); reads go on.
@@ -430,6 +477,10 @@ func (c *Conn) TryWrite(b []byte) (int, error) {
 	if err := c.errLocked(); err != nil {
 		c.mu.Unlock()
 		return 0, err
+	}
+	if c.connecting() {
+		c.mu.Unlock()
+		return 0, ErrWouldBlock // EAGAIN, as a non-blocking write before the handshake
 	}
 	n, err := c.tcb.Write(c.s.clk.Now(), b)
 	c.afterLocked()

@@ -62,7 +62,8 @@ const (
 	dropBadChecksum                      // TCP checksum
 	dropBadOptions                       // malformed TCP options
 	dropNoConnection                     // no connection or listener (answered with RST)
-	dropListenOverflow                   // a listener's queue is full (and no SYN cookie answers)
+	dropListenOverflow                   // a listener's accept queue is full (Linux's ListenOverflows)
+	dropSYNQueueFull                     // a listener's SYN queue is full and no SYN cookie answers
 	dropConnLimit                        // Options.MaxConns reached
 	dropListenerClosed                   // the listener closed while the segment was handled
 	dropTupleInUse                       // another connection took the 4-tuple meanwhile
@@ -72,7 +73,7 @@ const (
 var dropReasonNames = [numDropReasons]string{
 	dropBadHeader: "bad_header", dropBadChecksum: "bad_checksum", dropBadOptions: "bad_options",
 	dropNoConnection: "no_connection", dropListenOverflow: "listen_overflow", dropConnLimit: "conn_limit",
-	dropListenerClosed: "listener_closed", dropTupleInUse: "tuple_in_use",
+	dropListenerClosed: "listener_closed", dropTupleInUse: "tuple_in_use", dropSYNQueueFull: "syn_queue_full",
 }
 
 func (r dropReason) String() string { return counter.Name(dropReasonNames[:], r, "reason") }
@@ -97,7 +98,7 @@ func (s *Stack) Stats() Stats {
 		TCPBadOptions:     dr(dropBadOptions),
 		TCPNoConnection:   dr(dropNoConnection),
 		TCPResetsSent:     ev(evResetsSent),
-		TCPListenOverflow: dr(dropListenOverflow),
+		TCPListenOverflow: dr(dropListenOverflow) + dr(dropSYNQueueFull),
 		TCPSynCookiesSent: ev(evCookiesSent),
 		TCPSynCookiesOK:   ev(evCookiesOK),
 		TCPConnLimit:      dr(dropConnLimit),

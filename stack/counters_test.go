@@ -52,7 +52,7 @@ func TestMalformedPacketCountsItsReason(t *testing.T) {
 		{name: "data offset", counter: "tcp.drop_bad_header", pkts: [][]byte{rawSeg(5000, 80, header.FlagSYN, nil, func(_, tcp []byte) { tcp[12] = 4 << 4 })}},
 		{name: "TCP option", counter: "tcp.drop_bad_options", pkts: [][]byte{rawSeg(5000, 80, header.FlagSYN, badMSS, nil)}},
 		{name: "closed port", counter: "tcp.drop_no_connection", pkts: [][]byte{rawSeg(5000, 81, header.FlagSYN, nil, nil)}},
-		{name: "listen overflow", counter: "tcp.drop_listen_overflow", opts: Options{Backlog: 1, NoSYNCookies: true},
+		{name: "SYN queue full", counter: "tcp.drop_syn_queue_full", opts: Options{Backlog: 1, NoSYNCookies: true},
 			pkts: [][]byte{rawSeg(5000, 80, header.FlagSYN, nil, nil), rawSeg(5001, 80, header.FlagSYN, nil, nil)}},
 		{name: "connection limit", counter: "tcp.drop_conn_limit", opts: Options{MaxConns: 1},
 			pkts: [][]byte{rawSeg(5000, 80, header.FlagSYN, nil, nil), rawSeg(5001, 80, header.FlagSYN, nil, nil)}},

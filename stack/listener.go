@@ -62,7 +62,8 @@ func (s *Stack) ListenTCPConfig(port uint16, cfg tcp.Config) (*Listener, error) 
 
 // newChild makes the TCB for a SYN to this listener (RFC 9293 §3.10.7.2).
 // It returns nil and the reason when it cannot: the listener is closed,
-// the half-open queue is full (dropListenOverflow, when a SYN cookie can
+// the accept queue is full (dropListenOverflow: Linux's tcp_conn_request
+// drops the SYN), the SYN queue is full (dropSYNQueueFull, when a SYN cookie can
 // answer instead), the connection limit is reached, or the 4-tuple is
 // taken.
 func (l *Listener) newChild(now time.Time, id tcp.ID) (*Conn, dropReason) {
@@ -88,23 +89,24 @@ func (l *Listener) newCookieChild(now time.Time, id tcp.ID, iss, irs seqnum.Valu
 }
 
 // admit makes and registers a half-open child for id, counted in l.half,
-// or returns why it cannot: the listener is closed, it is full (its
-// half-open count is at the backlog for a SYN; its accept queue is, for a
-// cookie, whose handshake is already done), the connection limit is
-// reached, or the 4-tuple is taken.
+// or returns why it cannot: the listener is closed, its accept queue is
+// full, its SYN queue is full (for a SYN; a cookie's handshake is already
+// done), the connection limit is reached, or the 4-tuple is taken.
 func (l *Listener) admit(id tcp.ID, cookie bool) (*Conn, dropReason) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
 		return nil, dropListenerClosed
 	}
-	pending := l.half
-	if cookie {
-		pending = len(l.queue)
-	}
-	if pending >= l.backlog {
+	if l.acceptFullLocked() {
+		// Linux's tcp_conn_request drops a SYN (and cookie_v4_check an
+		// ACK) while the accept queue is full.
 		l.mu.Unlock()
 		return nil, dropListenOverflow
+	}
+	if !cookie && l.half >= l.backlog {
+		l.mu.Unlock()
+		return nil, dropSYNQueueFull // a SYN cookie may answer instead
 	}
 	l.half++
 	l.mu.Unlock()
@@ -126,6 +128,18 @@ func (l *Listener) admit(id tcp.ID, cookie bool) (*Conn, dropReason) {
 	return c, 0
 }
 
+// acceptFullLocked reports whether the accept queue is full: it holds more
+// than the backlog, as Linux's sk_acceptq_is_full counts (a listen(2)
+// backlog of n queues n+1 connections). l.mu is held.
+func (l *Listener) acceptFullLocked() bool { return len(l.queue) > l.backlog }
+
+// acceptFull is acceptFullLocked for callers without l.mu.
+func (l *Listener) acceptFull() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.acceptFullLocked()
+}
+
 func (l *Listener) leaveHalfOpen() {
 	l.mu.Lock()
 	l.half--
@@ -137,7 +151,7 @@ func (l *Listener) established(c *Conn) {
 	c.halfOpen = false
 	l.mu.Lock()
 	l.half--
-	if l.closed || len(l.queue) >= l.backlog {
+	if l.closed || l.acceptFullLocked() {
 		l.mu.Unlock()
 		if !l.closed {
 			l.s.cnt.Drop(dropListenOverflow)
@@ -206,13 +220,19 @@ func (s *Stack) DialTCP(ctx context.Context, raddr netip.AddrPort) (*Conn, error
 
 // DialTCPConfig is DialTCP with a TCP configuration for this connection.
 func (s *Stack) DialTCPConfig(ctx context.Context, raddr netip.AddrPort, cfg tcp.Config) (*Conn, error) {
+	return s.dial(ctx, raddr, cfg, nil)
+}
+
+// dial is DialTCPConfig with a way to bind the local end (nil: an
+// ephemeral port).
+func (s *Stack) dial(ctx context.Context, raddr netip.AddrPort, cfg tcp.Config, bind func(tcp.Config) (*Conn, error)) (*Conn, error) {
 	opErr := func(err error) error {
 		return &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(raddr), Err: err}
 	}
 	if s.closed.Load() {
 		return nil, opErr(net.ErrClosed)
 	}
-	c, err := s.DialTCPAsync(raddr, cfg)
+	c, err := s.startDial(raddr, cfg, bind)
 	if err != nil {
 		return nil, opErr(err)
 	}
@@ -263,6 +283,12 @@ func (l *Listener) TryAccept() *Conn {
 // is usable when State() is ESTABLISHED (or failed when CLOSED). For polled
 // stacks, which cannot block in DialTCP.
 func (s *Stack) DialTCPAsync(raddr netip.AddrPort, cfg tcp.Config) (*Conn, error) {
+	return s.startDial(raddr, cfg, nil)
+}
+
+// startDial binds the local end (bind; nil: an ephemeral port) and sends
+// the SYN.
+func (s *Stack) startDial(raddr netip.AddrPort, cfg tcp.Config, bind func(tcp.Config) (*Conn, error)) (*Conn, error) {
 	if !raddr.Addr().Is4() {
 		return nil, fmt.Errorf("%v is not an IPv4 address", raddr.Addr())
 	}
@@ -272,7 +298,10 @@ func (s *Stack) DialTCPAsync(raddr netip.AddrPort, cfg tcp.Config) (*Conn, error
 	if cfg.MSS == 0 || cfg.MSS > s.mtu-40 {
 		cfg.MSS = s.mtu - 40
 	}
-	c, err := s.bindEphemeral(raddr, cfg)
+	if bind == nil {
+		bind = func(cfg tcp.Config) (*Conn, error) { return s.bindEphemeral(raddr, cfg) }
+	}
+	c, err := bind(cfg)
 	if err != nil {
 		return nil, err
 	}

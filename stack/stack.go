@@ -343,6 +343,15 @@ func (s *Stack) input(now time.Time, pkt []byte) *Conn {
 		return nil
 	}
 	c.mu.Lock()
+	if c.halfOpen && seg.Flags&(header.FlagACK|header.FlagRST|header.FlagSYN) == header.FlagACK && c.listener.acceptFull() {
+		// The handshake would complete with nowhere to queue the
+		// connection. Linux (tcp_abort_on_overflow=0, the default) drops
+		// the ACK: the SYN-ACK timer and the client's retransmissions
+		// complete it once the application accepts.
+		c.mu.Unlock()
+		s.cnt.Drop(dropListenOverflow)
+		return nil
+	}
 	c.tcb.SegmentArrives(now, &seg)
 	c.afterLocked()
 	c.mu.Unlock()
@@ -378,7 +387,7 @@ func (s *Stack) demux(now time.Time, id tcp.ID, seg *tcp.Segment) (c *Conn, stop
 	case header.FlagSYN:
 		var why dropReason
 		if c, why = l.newChild(now, id); c == nil {
-			if why == dropListenOverflow && !s.opts.NoSYNCookies {
+			if why == dropSYNQueueFull && !s.opts.NoSYNCookies {
 				// RFC 4987 §3.6: answer statelessly.
 				iss := s.jar.Make(id, seg.Seq, seg.Opts.MSS, now)
 				sa := tcp.SynAckForCookie(seg, iss, l.cfg.MSS)

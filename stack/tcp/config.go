@@ -17,7 +17,8 @@ type Config struct {
 	// before the connection is aborted with ETIMEDOUT; MaxSynRetries is the
 	// same for SYN and SYN-ACK.
 	MaxRetries, MaxSynRetries int
-	// MaxPersist bounds the persist timer's backoff.
+	// MaxPersist bounds the persist timer's backoff (default 120 s, Linux's
+	// TCP_RTO_MAX for the probe timer).
 	MaxPersist time.Duration
 
 	// MSL is the maximum segment lifetime: TIME-WAIT lasts 2*MSL.
@@ -48,6 +49,11 @@ type Config struct {
 	// ChallengeACK, if set, is asked before each challenge ACK (RFC 5961
 	// §7): the stack-wide rate limit.
 	ChallengeACK func(now time.Time) bool
+	// UserTimeout is TCP_USER_TIMEOUT (RFC 5482): when data (or a SYN)
+	// stays unacknowledged, or zero-window probes unanswered, this long,
+	// the connection ends with ETIMEDOUT, however many retransmissions that
+	// took. Zero: the retry counts decide (RFC 9293 §3.8.3 R2).
+	UserTimeout time.Duration
 	// StrictTransitions makes an illegal state transition panic instead of
 	// being counted (Stats.IllegalTransitions): for tests and the
 	// simulator, which must never see one.
@@ -64,7 +70,7 @@ const (
 	DefaultMaxRTO        = 120 * time.Second
 	DefaultMaxRetries    = 15
 	DefaultMaxSynRetries = 6
-	DefaultMaxPersist    = 60 * time.Second
+	DefaultMaxPersist    = 120 * time.Second
 	DefaultMSL           = 30 * time.Second
 	DefaultKeepIdle      = 2 * time.Hour
 	DefaultKeepInterval  = 75 * time.Second

@@ -63,6 +63,7 @@ type Stats struct {
 	IllegalTransitions    uint64
 	BadAcks               uint64 // ACK of unsent data or too old
 	InvalidOptionSegments uint64
+	OOWACKsLimited        uint64 // ACKs to invalid segments not sent: per-connection rate limit
 	ICMPOutOfWindow       uint64 // ICMP errors quoting a sequence number not outstanding (RFC 5927 §4.1)
 }
 
@@ -101,6 +102,10 @@ type Conn struct {
 	keepProbes int        // keepalive probes sent without an answer
 	stats      connStats
 
+	lastOOW  time.Time // when an invalid segment was last answered (oowLimited)
+	cork     bool      // TCP_CORK (controls.go)
+	errTaken bool      // TakeError has returned err
+
 	tx Segment // scratch for the segment being sent
 }
 
@@ -124,6 +129,7 @@ type connStats struct {
 	badAcks               uint64
 	invalidOptionSegments uint64
 	icmpOutOfWindow       uint64
+	oowACKsLimited        uint64
 }
 
 // Stats returns the connection's counters, gathered from its parts.
@@ -134,7 +140,7 @@ func (c *Conn) Stats() Stats {
 		DroppedUnacceptable: c.stats.droppedUnacceptable, PAWSDropped: c.stats.pawsDropped,
 		KeepaliveProbes: c.stats.keepaliveProbes, IllegalTransitions: c.stats.illegalTransitions,
 		BadAcks: c.stats.badAcks, InvalidOptionSegments: c.stats.invalidOptionSegments,
-		ICMPOutOfWindow: c.stats.icmpOutOfWindow,
+		ICMPOutOfWindow: c.stats.icmpOutOfWindow, OOWACKsLimited: c.stats.oowACKsLimited,
 	}
 	c.snd.addStats(&st)
 	c.rcv.addStats(&st)
@@ -320,7 +326,7 @@ func (c *Conn) Abort(now time.Time, why string) {
 		return
 	case Listen, SynSent:
 	default:
-		c.sendRST(now, c.snd.max)
+		c.sendActiveRST(now)
 	}
 	if c.err == nil {
 		c.err = ErrAborted
@@ -350,7 +356,15 @@ type Info struct {
 	CC               string
 	WindowScale      [2]header.WindowScale // ours, the peer's; not Present when scaling is off
 	Timestamps, SACK bool
-	Stats            Stats
+	// As Linux's TCP_INFO has them: the congestion-control state,
+	// consecutive timeouts, bytes SACKed and marked lost, the path MTU
+	// (0: the link's), and the user timeout in force.
+	CAState                CAState
+	Backoff                int
+	SackedBytes, LostBytes int
+	PMTU                   int
+	UserTimeout            time.Duration
+	Stats                  Stats
 }
 
 // Info returns the connection's current figures.
@@ -369,6 +383,8 @@ func (c *Conn) Info() Info {
 		i.WindowScale = [2]header.WindowScale{header.WS(c.opt.rcvShift), header.WS(c.opt.sndShift)}
 	}
 	i.Timestamps, i.SACK = c.opt.ts, c.opt.sack
+	i.CAState, i.Backoff, i.PMTU, i.UserTimeout = c.caState(), c.snd.rtxCount, c.pmtu, c.cfg.UserTimeout
+	i.SackedBytes, i.LostBytes = c.rec.sackedLost()
 	return i
 }
 

@@ -2,6 +2,8 @@ package tcp
 
 import (
 	"bytes"
+	"errors"
+	"syscall"
 	"testing"
 	"time"
 	"ustack/stack/seqnum"
@@ -110,9 +112,10 @@ func TestSendWindowLimitsData(t *testing.T) {
 	s.none()
 }
 
-// TestZeroWindowPersistProbes: when the peer's window is zero, a probe of
-// one octet goes out at the RTO and then at doubling intervals; when the
-// window opens the data flows (RFC 9293 §3.8.6.1).
+// TestZeroWindowPersistProbes: when the peer's window is zero, a probe goes
+// out at the RTO and then at doubling intervals: a zero-length ACK at
+// SND.UNA-1, as Linux sends it; when the window opens the data flows (RFC
+// 9293 §3.8.6.1).
 func TestZeroWindowPersistProbes(t *testing.T) {
 	s := newScript(t, Config{NoDelay: true})
 	s.activeOpen()
@@ -128,7 +131,7 @@ func TestZeroWindowPersistProbes(t *testing.T) {
 		s.at(at + gap - time.Millisecond)
 		s.none()
 		s.at(at + gap)
-		s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1, Payload: []byte("p")})
+		s.out(Segment{Flags: ACK, Seq: lISS, Ack: rISS + 1, Payload: []byte{}})
 		s.in(z) // still zero
 		s.none()
 		at += gap
@@ -241,4 +244,32 @@ func TestZeroWindowStillTakesACKs(t *testing.T) {
 		t.Fatalf("SND.UNA %d: the ACK in a zero-window segment was ignored", s.c.snd.una)
 	}
 	s.out(Segment{Flags: ACK, Seq: lISS + 6, Ack: rISS + 2001, Wnd: 0})
+}
+
+// TestZeroWindowProbesUnansweredAbort: probes nobody answers end the
+// connection after MaxRetries of them, with ETIMEDOUT and no RST (Linux's
+// tcp_probe_timer with tcp_retries2); an answer resets the count.
+func TestZeroWindowProbesUnansweredAbort(t *testing.T) {
+	s := newScript(t, Config{NoDelay: true, MaxRetries: 3})
+	s.activeOpen()
+	z := seg(ACK, rISS+1, lISS+1)
+	z.Wnd = 0
+	s.in(z)
+	s.write([]byte("payload"))
+	for i := 0; i < 3; i++ {
+		s.advance(s.c.NextDeadline().Sub(s.now))
+		s.out(Segment{Flags: ACK, Seq: lISS, Ack: rISS + 1, Payload: []byte{}})
+	}
+	s.in(z) // one answer: the count starts again
+	for i := 0; i < 3; i++ {
+		s.advance(s.c.NextDeadline().Sub(s.now))
+		s.out(Segment{Flags: ACK, Seq: lISS, Ack: rISS + 1, Payload: []byte{}})
+	}
+	s.state(Established)
+	s.advance(s.c.NextDeadline().Sub(s.now))
+	s.none()
+	s.state(Closed)
+	if !errors.Is(s.c.Err(), syscall.ETIMEDOUT) {
+		t.Fatalf("error %v, want ETIMEDOUT", s.c.Err())
+	}
 }

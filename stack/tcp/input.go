@@ -22,6 +22,9 @@ func (c *Conn) SegmentArrives(now time.Time, seg *Segment) {
 	case SynSent:
 		c.inSynSent(now, seg)
 		return
+	case TimeWait:
+		c.inTimeWait(now, seg)
+		return
 	}
 	// §3.10.7.4: SYN-RECEIVED and the synchronized states.
 	if c.state == SynReceived && seg.Flags&(flagSYN|flagACK|flagRST) == flagSYN && seg.Seq == c.rcv.irs {
@@ -79,6 +82,33 @@ func (c *Conn) inListen(now time.Time, seg *Segment) {
 	c.rec.start(c.snd.iss)
 	c.setState(now, SynReceived, "rcv "+header.FlagString(seg.Flags))
 	c.sendSYN(now)
+}
+
+// inTimeWait is §3.10.7.4 for TIME-WAIT, where "the only thing that can
+// arrive ... is a retransmission of the remote FIN": acknowledge it and
+// restart the 2*MSL timeout. Linux (tcp_timewait_state_process) is broader,
+// and we follow it: a bare ACK or an RST exactly at RCV.NXT restarts the
+// timer or ends the TIME-WAIT (RFC 1337's hazard, which Linux accepts by
+// default); any other segment carrying an ACK (the retransmitted FIN among
+// them) or failing PAWS restarts the timer and is acknowledged, at most
+// once per oowInterval. A new SYN is the stack's to take (ReopenFromTimeWait).
+func (c *Conn) inTimeWait(now time.Time, seg *Segment) {
+	pawsOK := c.paws(now, seg)
+	if pawsOK && seg.Seq == c.rcv.nxt && (seg.Len() == 0 || seg.Has(flagRST)) {
+		if seg.Has(flagRST) {
+			c.setState(now, Closed, "rcv "+header.FlagString(seg.Flags))
+			return
+		}
+		c.tm.timeWait = now.Add(2 * c.cfg.MSL)
+		return
+	}
+	if seg.Has(flagRST) {
+		return
+	}
+	if !pawsOK || seg.Has(flagACK) {
+		c.tm.timeWait = now.Add(2 * c.cfg.MSL)
+	}
+	c.dupACK(now, false) // rate-limited like Linux's time-wait ACKs
 }
 
 // SetISS sets the initial send sequence number; the stack calls it before a
@@ -141,39 +171,34 @@ func (c *Conn) inSynSent(now time.Time, seg *Segment) {
 // segment gets an ACK unless it is an RST.
 func (c *Conn) checkSeq(now time.Time, seg *Segment) bool {
 	if !c.paws(now, seg) {
-		// RFC 7323 §5.3 R1: an old duplicate: acknowledge and drop.
+		// RFC 7323 §5.3 R1: an old duplicate: acknowledge and drop (the
+		// ACK rate-limited as Linux does, see dupACK).
 		c.stats.pawsDropped++
-		c.sendACK(now)
+		c.dupACK(now, len(seg.Payload) > 0)
 		return false
 	}
-	l := seg.Len()
 	wnd := c.rcv.window()
-	var ok bool
-	switch {
-	case wnd == 0:
-		// RFC 9293 §3.10.7.4: with a zero window no data is acceptable,
-		// but "special allowance should be made to accept valid ACKs, URGs,
-		// and RSTs": a segment at RCV.NXT is processed for its control
-		// bits, its text trimmed away below.
-		ok = seg.Seq == c.rcv.nxt
-	case l == 0:
-		ok = seg.Seq.InWindow(c.rcv.nxt, seqnum.Size(wnd))
-	default:
-		last := seg.Seq.Add(l - 1)
-		ok = seg.Seq.InWindow(c.rcv.nxt, seqnum.Size(wnd)) || last.InWindow(c.rcv.nxt, seqnum.Size(wnd))
-	}
-	if !ok {
+	if !c.acceptable(seg) {
 		c.stats.droppedUnacceptable++
-		if seg.Has(flagRST) {
+		switch {
+		case seg.Has(flagRST):
+			if c.resetAfterFIN(seg) {
+				return true // checkRST takes it
+			}
+			return false
+		case seg.Has(flagSYN):
+			// Linux answers a SYN out of the window with a challenge
+			// ACK (RFC 5961 §4.2), as it does one in the window.
+			c.sendChallengeACK(now)
 			return false
 		}
-		if c.state == TimeWait && seg.Has(flagFIN) && seg.Seq.Add(seqnum.Size(len(seg.Payload))+1) == c.rcv.nxt {
-			// The peer did not get our last ACK and sent its FIN again:
-			// acknowledge it again and restart 2*MSL (§3.10.7.4 eighth).
-			c.tm.timeWait = now.Add(2 * c.cfg.MSL)
-		}
-		c.sendACK(now)
+		c.dupACK(now, len(seg.Payload) > 0)
 		return false
+	}
+	if l := seg.Len(); l > 0 && !seg.Seq.Add(l).GreaterThan(c.rcv.nxt) {
+		// Acceptable by Linux's test but wholly old: a retransmission of
+		// what we have. Acknowledge at once (Linux's tcp_data_queue).
+		c.rcv.ackNow = true
 	}
 	c.updateTSRecent(now, seg)
 	// Trim what lies before RCV.NXT (already received) and after the window.
@@ -199,6 +224,40 @@ func (c *Conn) checkSeq(now time.Time, seg *Segment) bool {
 		c.rcv.ackNow = true   // say what was taken, and the window (a zero-window probe's answer)
 	}
 	return true
+}
+
+// acceptable is the sequence test of §3.10.7.4 first, in Linux's form
+// (tcp_sequence): the segment must end at or after RCV.NXT as of our last
+// ACK (Linux's rcv_wup) and start at or before the right edge of the window
+// we offered, that edge included. RFC 9293 §3.4's table is strict at the
+// right edge (a zero-length segment at RCV.NXT+RCV.WND fails it and is
+// answered with an ACK); RFC 9293 §3.10.7.4 allows "special allowance"
+// for ACKs and, like every deployed stack, Linux takes a pure ACK or a FIN
+// at the edge silently. With a zero window a segment at RCV.NXT passes,
+// its text then trimmed away (the RFC's allowance for ACKs and RSTs).
+func (c *Conn) acceptable(seg *Segment) bool {
+	wup := c.opt.lastAckSent
+	if wup.GreaterThan(c.rcv.nxt) {
+		wup = c.rcv.nxt
+	}
+	edge := c.rcv.nxt.Add(seqnum.Size(c.rcv.window()))
+	return !seg.Seq.Add(seg.Len()).LessThan(wup) && !seg.Seq.GreaterThan(edge)
+}
+
+// resetAfterFIN is Linux's exception (tcp_reset_check) to RFC 5961: after
+// the peer's FIN, an RST numbered like the FIN (RCV.NXT-1) resets the
+// connection in CLOSE-WAIT, CLOSING and LAST-ACK, since some stacks send
+// one right behind their FIN.
+func (c *Conn) resetAfterFIN(seg *Segment) bool {
+	if seg.Seq != c.rcv.nxt.Sub(1) {
+		return false
+	}
+	switch c.state {
+	case CloseWait, Closing, LastAck:
+		seg.Seq = c.rcv.nxt
+		return true
+	}
+	return false
 }
 
 // checkRST is the second check of §3.10.7.4 with RFC 5961 §3.2: an RST whose
@@ -251,8 +310,15 @@ func (c *Conn) checkACK(now time.Time, seg *Segment) bool {
 	}
 	// RFC 5961 §5.2: acceptable if SND.UNA - MAX.SND.WND =< SEG.ACK =< SND.MAX.
 	if seg.Ack.GreaterThan(c.snd.max) {
+		// An ACK of data never sent. RFC 9293 and RFC 5961 §5.2 answer it
+		// with an ACK; Linux discards it silently in ESTABLISHED (tcp_ack's
+		// "discard this segment (RFC793 Section 3.9)") and answers with a
+		// rate-limited challenge ACK in the other states
+		// (tcp_rcv_state_process). We do the same.
 		c.stats.badAcks++
-		c.sendACK(now)
+		if c.state != Established {
+			c.sendChallengeACK(now)
+		}
 		return false
 	}
 	if seg.Ack.LessThan(c.snd.una.Sub(seqnum.Size(c.snd.maxWnd))) {
@@ -263,6 +329,10 @@ func (c *Conn) checkACK(now time.Time, seg *Segment) bool {
 	if c.state == TimeWait {
 		return true // only a retransmitted FIN matters: see checkFIN
 	}
+	// An acceptable ACK: the peer is there. As Linux's tcp_ack does, forget
+	// unanswered zero-window probes and any ICMP soft error.
+	c.snd.probesOut = 0
+	c.softErr = 0
 	newSACK := c.rec.takeSACK(now, seg.Opts.SACK, seg.Opts.NumSACK)
 	if c.snd.una.LessThan(seg.Ack) {
 		c.ackAdvanced(now, seg)

@@ -29,7 +29,8 @@ func TestKeepaliveDeadPeer(t *testing.T) {
 	s.at(abortAt - time.Millisecond)
 	s.state(Established)
 	s.at(abortAt)
-	s.out(Segment{Flags: RST, Seq: lISS + 1})
+	// Linux's tcp_keepalive_timer: an active reset (RST|ACK), then ETIMEDOUT.
+	s.out(Segment{Flags: RST | ACK, Seq: lISS + 1, Ack: rISS + 1, Wnd: 65535})
 	s.state(Closed)
 	if !errors.Is(s.c.Err(), syscall.ETIMEDOUT) {
 		t.Fatalf("err %v, want ETIMEDOUT", s.c.Err())

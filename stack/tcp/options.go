@@ -89,8 +89,8 @@ func (c *Conn) SetTSOffset(off uint32) { c.opt.tsOffset = off }
 // while data is missing, SACK blocks (as many as fit in room bytes).
 func (c *Conn) optionsFor(now time.Time, seg *Segment) {
 	seg.Opts = header.TCPOptions{}
-	if seg.Flags&flagRST != 0 {
-		return
+	if seg.Flags&(flagRST|flagACK) == flagRST {
+		return // a reset answering a segment carries no options
 	}
 	room := header.TCPMaxHeaderLen - header.TCPMinHeaderLen
 	if c.opt.ts {

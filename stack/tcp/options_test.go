@@ -262,12 +262,13 @@ func TestDelayedACKTiming(t *testing.T) {
 }
 
 // TestChallengeACKRateLimited: challenge ACKs go through the stack-wide
-// limiter (RFC 5961 §7).
+// limiter (RFC 5961 §7), after the per-connection one.
 func TestChallengeACKRateLimited(t *testing.T) {
 	allowed := 2
 	s := newScript(t, Config{ChallengeACK: func(time.Time) bool { allowed--; return allowed >= 0 }})
 	s.passiveOpen()
 	for i := 0; i < 5; i++ {
+		s.advance(oowInterval)
 		s.in(seg(RST, rISS+100, 0))
 	}
 	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1})

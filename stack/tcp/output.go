@@ -34,7 +34,7 @@ func (c *Conn) send(now time.Time, s Segment) {
 	if !syn {
 		c.optionsFor(now, seg)
 	}
-	if seg.Flags&flagRST == 0 {
+	if seg.Flags&(flagRST|flagACK) != flagRST {
 		seg.Wnd = c.advertise(syn)
 	}
 	if seg.Flags&flagACK != 0 {
@@ -61,15 +61,27 @@ func (c *Conn) sendSYN(now time.Time) {
 	}
 	if c.snd.synRtx == 0 {
 		c.snd.rtt.start(now, c.snd.iss.Add(1))
+		c.snd.unaSince = now
 	}
 	c.send(now, seg)
 	if c.snd.rtxAt.IsZero() {
-		c.snd.rtxAt = now.Add(c.snd.rtt.rto)
+		c.armRTX(now)
 	}
 }
 
+// sendRST answers a segment with <SEQ=seq><CTL=RST> (RFC 9293 §3.10.7).
 func (c *Conn) sendRST(now time.Time, seq seqnum.Value) {
 	c.send(now, Segment{Seq: seq, Flags: flagRST})
+}
+
+// sendActiveRST resets the connection from our side (an abort):
+// <SEQ=SND.NXT><ACK=RCV.NXT><CTL=RST,ACK>, with the connection's window and
+// timestamp. RFC 9293 §3.10.5 asks only for "a reset segment"
+// (<SEQ=SND.NXT><CTL=RST>); Linux's tcp_send_active_reset also carries the
+// ACK (SEQ is SND.NXT, the highest sent, its tcp_acceptable_seq), and
+// tests and middleboxes expect that form.
+func (c *Conn) sendActiveRST(now time.Time) {
+	c.send(now, Segment{Seq: c.snd.max, Flags: flagRST | flagACK})
 }
 
 // sendACK sends <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>. SND.NXT here is the
@@ -80,13 +92,48 @@ func (c *Conn) sendACK(now time.Time) {
 	c.send(now, Segment{Seq: c.snd.max, Flags: flagACK})
 }
 
-// sendChallengeACK answers a suspicious RST or SYN (RFC 5961 §3.2, §4.2).
+// sendChallengeACK answers a suspicious RST or SYN (RFC 5961 §3.2, §4.2),
+// at most one per oowInterval per connection (Linux's per-socket limit in
+// tcp_send_challenge_ack) and within the stack-wide limit of RFC 5961 §7.
 func (c *Conn) sendChallengeACK(now time.Time) {
+	if c.oowLimited(now) {
+		c.stats.challengeACKsLimited++
+		return
+	}
 	if c.cfg.ChallengeACK != nil && !c.cfg.ChallengeACK(now) {
 		c.stats.challengeACKsLimited++ // RFC 5961 §7
 		return
 	}
 	c.stats.challengeAcks++
+	c.sendACK(now)
+}
+
+// oowInterval is how often a connection answers segments it finds invalid
+// without data: Linux's tcp_invalid_ratelimit, 500 ms. RFC 9293 asks for
+// an ACK to every unacceptable segment; RFC 5961 §7 and §10 ask for limits
+// on such ACKs so that two ends out of step cannot ACK-storm.
+const oowInterval = 500 * time.Millisecond
+
+// oowLimited reports whether an answer to an invalid segment must be
+// skipped: one went out less than oowInterval ago. Otherwise it records
+// now as the time of this one (Linux's __tcp_oow_rate_limited).
+func (c *Conn) oowLimited(now time.Time) bool {
+	if !c.lastOOW.IsZero() && now.Sub(c.lastOOW) < oowInterval && !now.Before(c.lastOOW) {
+		return true
+	}
+	c.lastOOW = now
+	return false
+}
+
+// dupACK answers an unacceptable segment with an ACK (RFC 9293
+// §3.10.7.4). Segments with data are always answered (they cannot be part
+// of an ACK loop); others at most once per oowInterval, as Linux does
+// (tcp_oow_rate_limited).
+func (c *Conn) dupACK(now time.Time, data bool) {
+	if !data && c.oowLimited(now) {
+		c.stats.oowACKsLimited++
+		return
+	}
 	c.sendACK(now)
 }
 

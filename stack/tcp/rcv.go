@@ -18,6 +18,7 @@ type receiver struct {
 	buf     buffer
 	ooo     oooQueue
 	finRcvd bool // the peer's FIN was processed: EOF after buf
+	discard bool // CloseRead: in-order data is acknowledged and dropped
 
 	lastOOO   seqnum.Value // where the latest out-of-order segment began
 	sackSent  [header.MaxSACKBlocks]seqnum.Value
@@ -202,6 +203,13 @@ const ackEvery = 8
 func (c *Conn) processText(now time.Time, seg *Segment) bool {
 	if len(seg.Payload) == 0 {
 		if seg.Has(flagFIN) && seg.Seq != c.rcv.nxt && c.state.Synchronized() && c.state != TimeWait {
+			if seg.Seq.GreaterThanEq(c.rcv.nxt.Add(seqnum.Size(c.rcv.window()))) {
+				// At the right edge: nothing of it fits the window.
+				// Linux drops it and acknowledges (tcp_data_queue).
+				seg.Flags &^= flagFIN
+				c.rcv.ackNow = true
+				return true
+			}
 			c.rcv.ooo.insert(seg.Seq, nil, true) // a FIN ahead of missing data
 			seg.Flags &^= flagFIN
 			c.rcv.ackNow = true
@@ -230,6 +238,13 @@ func (c *Conn) processText(now time.Time, seg *Segment) bool {
 		c.rcv.ooo.insert(seg.Seq, seg.Payload, seg.Has(flagFIN))
 		seg.Flags &^= flagFIN
 		c.rcv.ackNow = true // RFC 5681 §4.2: a duplicate ACK at once for out-of-order data
+		return true
+	}
+	if c.rcv.discard {
+		// CloseRead: acknowledge and drop (controls.go).
+		c.rcv.nxt = c.rcv.nxt.Add(seqnum.Size(len(seg.Payload)))
+		c.rcv.stats.bytesIn += uint64(len(seg.Payload))
+		c.rcv.ackPending++
 		return true
 	}
 	n := c.rcv.buf.Append(seg.Payload, c.rcvBufLimit())

@@ -56,6 +56,11 @@ type lossRecovery interface {
 	// onRTO forgets recovery after a retransmission timeout.
 	onRTO()
 
+	// disorder reports duplicate ACKs or SACKed data short of a recovery;
+	// sackedLost the bytes SACKed and marked lost (TCP_INFO).
+	disorder() bool
+	sackedLost() (sacked, lost int)
+
 	deadline() time.Time // the earliest of its timers, or zero
 	tick(now time.Time)  // runs its timers that are due
 	stopTimers()
@@ -164,6 +169,8 @@ func (r *renoRecovery) onRTO()                                       { r.leave()
 func (r *renoRecovery) deadline() time.Time                          { return time.Time{} }
 func (r *renoRecovery) tick(time.Time)                               {}
 func (r *renoRecovery) stopTimers()                                  {}
+func (r *renoRecovery) disorder() bool                               { return r.dupAcks > 0 }
+func (r *renoRecovery) sackedLost() (int, int)                       { return 0, 0 }
 
 // ackAdvanced: a partial ACK resends the next unacknowledged segment at
 // once (RFC 6582 §3.2 step 3).

@@ -257,6 +257,10 @@ func (k *sackRecovery) onRTO() {
 	k.stopTimers()
 }
 
+func (k *sackRecovery) disorder() bool { return k.dupAcks > 0 || k.sb.bytes > 0 }
+
+func (k *sackRecovery) sackedLost() (int, int) { return k.sb.bytes, k.rack.lostBytes }
+
 func (k *sackRecovery) stopTimers() { k.tlpAt, k.reoAt = time.Time{}, time.Time{} }
 
 func (k *sackRecovery) deadline() time.Time { return earliest(k.tlpAt, k.reoAt) }

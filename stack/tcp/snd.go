@@ -35,6 +35,9 @@ type sender struct {
 	rtxCount       int       // consecutive RTO expiries for data or FIN
 	synRtx         int       // SYN / SYN-ACK retransmissions
 	persistBackoff int
+	probesOut      int       // zero-window probes since the last acceptable ACK
+	probesSince    time.Time // when the first of them went out
+	unaSince       time.Time // when the oldest unacknowledged byte (or SYN) first went out
 
 	stats struct {
 		bytesOut, retransmits, timeouts, zeroWindowProbes uint64
@@ -141,8 +144,8 @@ func (c *Conn) sendData(now time.Time) {
 			return // sender SWS avoidance: wait for a usable window
 		}
 		fin := c.snd.finQueued && n == avail
-		if n < mss && n == avail && !fin && !c.cfg.NoDelay && inFlight {
-			return // Nagle: one small segment in flight at a time
+		if n < mss && n == avail && !fin && (!c.cfg.NoDelay && inFlight || c.cork) {
+			return // Nagle: one small segment in flight at a time; or corked
 		}
 		c.sendSegment(now, n, fin)
 		if fin {
@@ -196,6 +199,9 @@ func (c *Conn) sendRange(now time.Time, seq seqnum.Value, n int, fin bool) seqnu
 		c.snd.rtt.cancel() // Karn: no sample across a retransmission
 	} else {
 		c.snd.stats.bytesOut += uint64(n)
+		if c.snd.una == c.snd.max {
+			c.snd.unaSince = now // nothing was outstanding: the clock starts
+		}
 	}
 	c.send(now, seg)
 	c.rec.onSent(now, seq, end)
@@ -211,7 +217,7 @@ func (c *Conn) sendRange(now time.Time, seq seqnum.Value, n int, fin bool) seqnu
 // (RFC 6298 §5.1).
 func (c *Conn) onDataSent(now time.Time) {
 	if c.snd.rtxAt.IsZero() {
-		c.snd.rtxAt = now.Add(c.snd.rtt.rto)
+		c.armRTX(now)
 	}
 	c.snd.persistAt = time.Time{}
 	c.rec.onDataSent(now)
@@ -224,7 +230,7 @@ func (c *Conn) onAckAdvanced(now time.Time) {
 	if c.snd.una == c.snd.max {
 		c.snd.rtxAt = time.Time{}
 	} else {
-		c.snd.rtxAt = now.Add(c.snd.rtt.rto)
+		c.armRTX(now)
 	}
 	c.rec.onAckAdvanced(now)
 }
@@ -239,12 +245,26 @@ func (c *Conn) onPersist(now time.Time) {
 	if off >= c.snd.buf.Len() {
 		return
 	}
-	c.snd.stats.zeroWindowProbes++
-	end := c.snd.nxt.Add(1)
-	if end.GreaterThan(c.snd.max) {
-		c.snd.max = end
+	if c.snd.probesOut >= c.cfg.MaxRetries {
+		// Unanswered probes: the peer is gone (Linux's tcp_probe_timer
+		// gives up after tcp_retries2 probes, silently).
+		c.fail(now, c.timeoutErr(), "timer persist: no answer to "+itoa(c.snd.probesOut)+" probes")
+		return
 	}
-	c.send(now, Segment{Seq: c.snd.nxt, Flags: flagACK, Payload: c.snd.buf.Bytes()[off : off+1]})
+	if c.userTimedOut(now, c.snd.probesSince) {
+		c.fail(now, c.timeoutErr(), "timer persist: user timeout")
+		return
+	}
+	if c.snd.probesOut == 0 {
+		c.snd.probesSince = now
+	}
+	c.snd.stats.zeroWindowProbes++
+	c.snd.probesOut++
+	// RFC 9293 §3.8.6.1 lets the probe carry one octet of new data or none.
+	// Like Linux (tcp_xmit_probe_skb) it carries none and is numbered
+	// SND.UNA-1, an old sequence number that the peer must answer with an
+	// ACK showing its window, and that consumes nothing.
+	c.send(now, Segment{Seq: c.snd.una.Sub(1), Flags: flagACK})
 	c.snd.persistBackoff++
 	c.armPersist(now)
 }
@@ -252,7 +272,7 @@ func (c *Conn) onPersist(now time.Time) {
 func (c *Conn) armPersist(now time.Time) {
 	d := c.snd.rtt.rto << min(c.snd.persistBackoff, 16)
 	d = min(max(d, c.cfg.MinRTO), c.cfg.MaxPersist)
-	c.snd.persistAt = now.Add(d)
+	c.snd.persistAt = c.clampToUserTimeout(now.Add(d), c.snd.probesSince)
 }
 
 // ackAdvanced handles SND.UNA < SEG.ACK =< SND.MAX: drop acknowledged data,
@@ -266,6 +286,7 @@ func (c *Conn) ackAdvanced(now time.Time, seg *Segment) {
 	data = min(data, c.snd.buf.Len())
 	c.snd.buf.Discard(data)
 	c.snd.una = seg.Ack
+	c.snd.unaSince = now
 	if c.snd.nxt.LessThan(c.snd.una) {
 		c.snd.nxt = c.snd.una
 	}

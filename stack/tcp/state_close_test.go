@@ -154,7 +154,7 @@ func TestCloseWithUnreadDataResets(t *testing.T) {
 	s.in(seg(ACK|PSH, rISS+1, lISS+1, 1, 2, 3))
 	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 4})
 	s.c.Close(s.now)
-	s.out(Segment{Flags: RST, Seq: lISS + 1})
+	s.out(Segment{Flags: RST | ACK, Seq: lISS + 1, Ack: rISS + 4})
 	s.state(Closed)
 }
 

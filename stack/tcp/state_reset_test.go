@@ -66,22 +66,31 @@ func TestUnacceptableSegmentGetsACK(t *testing.T) {
 	}
 }
 
-// TestACKOfUnsentDataIsAnsweredAndDropped: SEG.ACK > SND.NXT (RFC 5961 §5.2).
-func TestACKOfUnsentDataIsAnsweredAndDropped(t *testing.T) {
+// TestACKOfUnsentDataIsDropped: SEG.ACK > SND.NXT in ESTABLISHED is dropped
+// silently, as Linux's tcp_ack does (RFC 5961 §5.2 would answer with an
+// ACK); in FIN-WAIT-1 it gets a challenge ACK (Linux's
+// tcp_rcv_state_process).
+func TestACKOfUnsentDataIsDropped(t *testing.T) {
 	s := newScript(t, Config{})
 	s.passiveOpen()
 	s.in(seg(ACK, rISS+1, lISS+5000, 9, 9))
-	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1})
+	s.none()
+	s.c.CloseWrite(s.now)
+	s.out(Segment{Flags: FIN | ACK, Seq: lISS + 1, Ack: rISS + 1})
+	s.in(seg(ACK, rISS+1, lISS+5000, 9, 9))
+	s.out(Segment{Flags: ACK, Seq: lISS + 2, Ack: rISS + 1})
 	if s.c.Readable() != 0 {
 		t.Fatal("data of a segment with an invalid ACK was delivered")
 	}
 }
 
-// TestAbortSendsRST: a user abort sends <SEQ=SND.NXT><CTL=RST>.
-func TestAbortSendsRST(t *testing.T) {
+// TestAbortSendsRSTACK: a user abort sends <SEQ=SND.NXT><ACK=RCV.NXT>
+// <CTL=RST,ACK> with the window, as Linux's tcp_send_active_reset does
+// (RFC 9293 §3.10.5 asks for a reset; Linux adds the ACK).
+func TestAbortSendsRSTACK(t *testing.T) {
 	s := newScript(t, Config{})
 	s.activeOpen()
 	s.c.Abort(s.now, "test")
-	s.out(Segment{Flags: RST, Seq: lISS + 1})
+	s.out(Segment{Flags: RST | ACK, Seq: lISS + 1, Ack: rISS + 1, Wnd: 65535})
 	s.state(Closed)
 }

@@ -135,7 +135,7 @@ func (c *Conn) onKeepalive(now time.Time) {
 		return
 	}
 	if c.keepProbes >= c.cfg.KeepCount {
-		c.sendRST(now, c.snd.max)
+		c.sendActiveRST(now) // Linux: tcp_send_active_reset, then the error
 		c.fail(now, ErrTimedOut, "timer keepalive: no answer to "+itoa(c.keepProbes)+" probes")
 		return
 	}
@@ -151,10 +151,9 @@ func (c *Conn) onRetransmitTimeout(now time.Time) {
 	c.snd.rtt.cancel()
 	switch c.state {
 	case SynSent, SynReceived:
-		if c.snd.synRtx >= c.cfg.MaxSynRetries {
-			if c.state == SynReceived {
-				c.sendRST(now, c.snd.max)
-			}
+		if c.snd.synRtx >= c.cfg.MaxSynRetries || c.userTimedOut(now, c.snd.unaSince) {
+			// No RST: the peer did not answer; Linux drops a request that
+			// ran out of SYN-ACK retries, and fails a connect, silently.
 			c.fail(now, c.timeoutErr(), "timer SYN retries exhausted")
 			return
 		}
@@ -167,8 +166,13 @@ func (c *Conn) onRetransmitTimeout(now time.Time) {
 	if c.snd.una == c.snd.max {
 		return
 	}
+	if c.userTimedOut(now, c.snd.unaSince) {
+		c.fail(now, c.timeoutErr(), "timer user timeout")
+		return
+	}
 	if c.snd.rtxCount >= c.cfg.MaxRetries {
-		c.sendRST(now, c.snd.max)
+		// RFC 9293 §3.8.3 (R2): close the connection. No RST: the path or
+		// the peer is gone, and Linux's tcp_write_err sends none.
 		c.fail(now, c.timeoutErr(), "timer retransmission limit")
 		return
 	}
@@ -184,7 +188,7 @@ func (c *Conn) onRetransmitTimeout(now time.Time) {
 	// Go back to SND.UNA and resend from there as the window allows.
 	c.snd.nxt = c.snd.una
 	c.output(now)
-	c.snd.rtxAt = now.Add(c.snd.rtt.rto)
+	c.armRTX(now)
 }
 
 func itoa(n int) string {
