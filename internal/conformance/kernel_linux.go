@@ -85,6 +85,11 @@ func (k *kernelTarget) Dial(ctx context.Context, to netip.AddrPort) (net.Conn, e
 	return c, err
 }
 
+// Settle has nothing to wait for: a write to the TUN hands the packet to
+// netif_rx, and the softirq that runs the kernel's TCP on it runs before
+// write(2) returns (when the writer re-enables bottom halves).
+func (k *kernelTarget) Settle(context.Context) error { return nil }
+
 func (k *kernelTarget) Close() error {
 	return errors.Join(k.dev.Close(), k.ns.Close())
 }

@@ -132,11 +132,11 @@ func parseFlags(s string) uint8 {
 }
 
 // timingBucket classes a reply delay for the scenarios that compare timing:
-// "now" (under 15 ms: no timer involved), "delayed" (15-250 ms: a
-// delayed-ACK timer) or "late" (beyond).
+// "now" (under 25 ms: no timer involved; Linux's shortest delayed ACK is
+// 40 ms), "delayed" (25-250 ms: a delayed-ACK timer) or "late" (beyond).
 func timingBucket(d time.Duration) string {
 	switch {
-	case d < 15*time.Millisecond:
+	case d < 25*time.Millisecond:
 		return "now"
 	case d < 250*time.Millisecond:
 		return "delayed"

@@ -34,12 +34,16 @@ func errorClass(err error) string {
 	return "error"
 }
 
-// sockStep is a socket action on the current flow's connection. Timed
-// observations measure from it.
+// sockStep is a socket action on the current flow's connection, taken
+// once the target has processed what the peer sent. Timed observations
+// measure from it.
 func sockStep(doc string, fn func(r *Run, c net.Conn) error) Step {
 	return Step{doc, func(r *Run) error {
 		c, err := r.sock()
 		if err != nil {
+			return err
+		}
+		if err := r.target.Settle(r.ctx); err != nil {
 			return err
 		}
 		r.lastSend = time.Now() // what follows answers this action
@@ -178,6 +182,9 @@ func CloseListener() Step {
 	return Step{"app closes the listener", func(r *Run) error {
 		if r.lis == nil {
 			return errors.New("no listener")
+		}
+		if err := r.target.Settle(r.ctx); err != nil {
+			return err
 		}
 		err := r.lis.Close()
 		r.lis = nil
