@@ -115,17 +115,22 @@ func Compare(sc Scenario, kernel, ustack Factory) (Result, error) {
 	return res, nil
 }
 
-// Table renders results as a Markdown table; known maps a scenario name to
-// the reason its difference is accepted.
+// Table renders results as a Markdown table, then the reasons of the
+// known differences among them; known maps a scenario name to the reason
+// its difference is accepted.
 func Table(results []Result, known map[string]string) string {
-	var b strings.Builder
+	var b, reasons strings.Builder
 	b.WriteString("| scenario | kernel | ustack | verdict |\n| --- | --- | --- | --- |\n")
 	for _, r := range results {
 		v := r.Verdict
 		if reason, ok := known[r.Scenario.Name]; ok && v == Differs {
-			v += " (known: " + reason + ")"
+			v += " (known)"
+			fmt.Fprintf(&reasons, "- %s: %s\n", r.Scenario.Name, reason)
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", r.Scenario.Name, cell(r.Kernel), cell(r.Ustack), v)
+	}
+	if reasons.Len() > 0 {
+		b.WriteString("\nKnown differences:\n\n" + reasons.String())
 	}
 	return b.String()
 }

@@ -24,7 +24,11 @@ func withFreshWindow(steps ...Step) []Step {
 
 // Scenarios lists every scenario, in the order of the report.
 func Scenarios() []Scenario {
-	return append(openScenarios(), append(establishedScenarios(), closeScenarios()...)...)
+	var all []Scenario
+	for _, part := range [][]Scenario{openScenarios(), establishedScenarios(), windowScenarios(), closeScenarios()} {
+		all = append(all, part...)
+	}
+	return all
 }
 
 func openScenarios() []Scenario {
@@ -113,14 +117,19 @@ func establishedScenarios() []Scenario {
 		About:  "RST at exactly RCV.NXT: the connection is reset silently; 10 more bytes get a RST.",
 		Listen: true,
 		Steps:  established(Send("R"), Watch(quiet), Send("P.", Data(10)), Expect(1, replyWithin)),
-	}, {
+	}}
+}
+
+// windowScenarios probe the edges of the windows.
+func windowScenarios() []Scenario {
+	return []Scenario{{
 		Name:   "ack-at-right-edge",
 		About:  "Pure ACK with SEQ = RCV.NXT+RCV.WND (just outside RFC 9293's acceptability test for an empty segment). Linux accepts it silently (tcp_sequence: not after the edge); watched 300 ms.",
 		Listen: true,
 		Steps:  withFreshWindow(Send(".", AtEdge(0)), Watch(quiet)),
 	}, {
 		Name:   "fin-at-right-edge",
-		About:  "FIN with SEQ = RCV.NXT+RCV.WND, beyond what is acceptable; Linux is silent; watched 300 ms.",
+		About:  "FIN with SEQ = RCV.NXT+RCV.WND: it passes Linux's sequence test but its FIN lies beyond the window, and Linux ACKs at once (tcp_data_queue, out of window); watched 300 ms.",
 		Listen: true,
 		Steps:  withFreshWindow(Send("F.", AtEdge(0)), Watch(quiet)),
 	}, {
