@@ -94,7 +94,7 @@ func TestUstackIsItsOwnReference(t *testing.T) {
 
 func TestListing(t *testing.T) {
 	l := Listing(Scenarios())
-	for _, s := range []string{"### zero-window-probe", "send . seq=SND.NXT+1073741824 x10 every 10ms", "listen on 7000 (backlog 1)"} {
+	for _, s := range []string{"**zero-window-probe**", "send . seq=SND.NXT+1073741824 x10 every 10ms", "listen on 7000 (backlog 1)"} {
 		if !strings.Contains(l, s) {
 			t.Errorf("listing lacks %q", s)
 		}

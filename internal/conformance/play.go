@@ -139,22 +139,23 @@ func cell(o Outcome) string {
 	return strings.ReplaceAll(o.String(), "|", `\|`)
 }
 
-// Listing renders the scenarios: name, what it probes, and its steps.
+// Listing renders the scenarios: name, what it probes, and its steps on
+// one line.
 func Listing(scs []Scenario) string {
 	var b strings.Builder
 	for _, sc := range scs {
-		fmt.Fprintf(&b, "### %s\n\n%s\n\n", sc.Name, sc.About)
+		var steps []string
 		if sc.Listen {
-			fmt.Fprintf(&b, "    listen on %d", ListenPort)
+			l := fmt.Sprintf("listen on %d", ListenPort)
 			if sc.Config.Backlog > 0 {
-				fmt.Fprintf(&b, " (backlog %d)", sc.Config.Backlog)
+				l += fmt.Sprintf(" (backlog %d)", sc.Config.Backlog)
 			}
-			b.WriteString("\n")
+			steps = append(steps, l)
 		}
 		for _, st := range sc.Steps {
-			fmt.Fprintf(&b, "    %s\n", st.Doc)
+			steps = append(steps, st.Doc)
 		}
-		b.WriteString("\n")
+		fmt.Fprintf(&b, "**%s**: %s\n\n    %s\n\n", sc.Name, sc.About, strings.Join(steps, " · "))
 	}
 	return b.String()
 }

@@ -117,6 +117,11 @@ func establishedScenarios() []Scenario {
 		About:  "RST at exactly RCV.NXT: the connection is reset silently; 10 more bytes get a RST.",
 		Listen: true,
 		Steps:  established(Send("R"), Watch(quiet), Send("P.", Data(10)), Expect(1, replyWithin)),
+	}, {
+		Name:   "keepalive",
+		About:  "Keepalive with 1 s idle and interval: the probe's format (Linux: SEQ=SND.NXT-1, no data).",
+		Listen: true,
+		Steps:  established(KeepAlive(time.Second, time.Second, 3), ExpectTimed(1, 2500*time.Millisecond)),
 	}}
 }
 
@@ -148,11 +153,6 @@ func windowScenarios() []Scenario {
 		Listen: true,
 		Steps: []Step{Send("S", Opts(SynOpts{MSS: MTU - 40, WS: -1, SACK: true, TS: true}), Win(500)), Expect(1, time.Second), Send("."), Accept(),
 			Write(1000), Expect(1, 1500*time.Millisecond), Send("."), Expect(1, replyWithin), Send(".")},
-	}, {
-		Name:   "keepalive",
-		About:  "Keepalive with 1 s idle and interval: the probe's format (Linux: SEQ=SND.NXT-1, no data).",
-		Listen: true,
-		Steps:  established(KeepAlive(time.Second, time.Second, 3), ExpectTimed(1, 2500*time.Millisecond)),
 	}}
 }
 
