@@ -17,7 +17,7 @@ func TestRender(t *testing.T) {
 	synAck := rxSeg{flags: header.FlagSYN | header.FlagACK, seq: 9000, ack: 5001, window: 65535,
 		opts: header.TCPOptions{MSS: 1460, WS: header.WS(7), SACKPermit: true, TS: true, TSVal: 77, TSEcr: 150}}
 	f.learn(synAck)
-	if got, want := f.render(synAck), "S. seq=0 ack=1 <mss 1460,sackOK,TS,ws>"; got != want {
+	if got, want := f.render(synAck), "S. seq=0 ack=1 [mss 1460,sackOK,TS,ws]"; got != want {
 		t.Errorf("SYN-ACK renders as %q, want %q", got, want)
 	}
 	if !f.wsOn || !f.tsOn || f.rcvNxt != 9001 || f.tsRecent != 77 {
@@ -28,10 +28,10 @@ func TestRender(t *testing.T) {
 		want string
 	}{
 		{rxSeg{flags: header.FlagACK | header.FlagPSH, seq: 9001, ack: 5101, window: 10, payload: 100,
-			opts: header.TCPOptions{TS: true, TSEcr: 300}}, "P. seq=1 ack=101 len=100 win<mss <TS ecr?>"},
+			opts: header.TCPOptions{TS: true, TSEcr: 300}}, "P. seq=1 ack=101 len=100 win=small [TS ecr?]"},
 		{rxSeg{flags: header.FlagACK, seq: 9101, ack: 5101, window: 0}, ". seq=101 ack=101 win=0"},
 		{rxSeg{flags: header.FlagACK, seq: 9101, ack: 5101, window: 12,
-			opts: header.TCPOptions{NumSACK: 1, SACK: [4]header.SACKBlock{{Start: 5201, End: 5301}}}}, ". seq=101 ack=101 <sack 201-301>"},
+			opts: header.TCPOptions{NumSACK: 1, SACK: [4]header.SACKBlock{{Start: 5201, End: 5301}}}}, ". seq=101 ack=101 [sack 201-301]"},
 		{rxSeg{flags: header.FlagRST, seq: 9101}, "R seq=101"},
 	}
 	for _, c := range cases {

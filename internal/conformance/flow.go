@@ -122,7 +122,7 @@ func (f *flow) render(s rxSeg) string {
 		b.WriteString(f.windowClass(s))
 	}
 	if o := f.renderOpts(s); o != "" {
-		b.WriteString(" <" + o + ">")
+		b.WriteString(" [" + o + "]")
 	}
 	return b.String()
 }
@@ -136,7 +136,7 @@ func (f *flow) windowClass(s rxSeg) string {
 	case w == 0:
 		return " win=0"
 	case w < MTU-40:
-		return " win<mss"
+		return " win=small"
 	}
 	return ""
 }

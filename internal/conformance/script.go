@@ -92,7 +92,7 @@ func optsDoc(o SynOpts) string {
 	if o.WS >= 0 {
 		d += fmt.Sprintf("ws %d", o.WS)
 	}
-	return "<" + d + ">"
+	return "[" + d + "]"
 }
 
 // Send makes the peer send a segment of the current flow; flags in
