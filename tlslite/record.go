@@ -316,12 +316,7 @@ func (c *Conn) readHandshake(t *transcript, want uint8, m handshakeMessage) ([]b
 	return data, nil
 }
 
-func msgName(t uint8) string {
-	if s, ok := handshakeNames[t]; ok {
-		return s
-	}
-	return fmt.Sprintf("handshake(%d)", t)
-}
+func msgName(t uint8) string { return enumName(handshakeNames, t, "handshake") }
 
 // ---- output ----
 
