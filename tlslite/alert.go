@@ -3,10 +3,7 @@ package tlslite
 // Alerts: RFC 5246 §7.2 (Alert protocol), RFC 5246 §7.2.2 (error alerts),
 // RFC 7301 §3.2 (no_application_protocol), RFC 5746 §4 (no_renegotiation).
 
-import (
-	"fmt"
-	"strconv"
-)
+import "fmt"
 
 // AlertLevel is the level byte of an alert record (RFC 5246 §7.2).
 type AlertLevel uint8
@@ -16,15 +13,12 @@ const (
 	AlertLevelFatal   AlertLevel = 2
 )
 
-func (l AlertLevel) String() string {
-	switch l {
-	case AlertLevelWarning:
-		return "warning"
-	case AlertLevelFatal:
-		return "fatal"
-	}
-	return "level(" + strconv.Itoa(int(l)) + ")"
+var alertLevelNames = map[AlertLevel]string{
+	AlertLevelWarning: "warning",
+	AlertLevelFatal:   "fatal",
 }
+
+func (l AlertLevel) String() string { return enumName(alertLevelNames, l, "level") }
 
 // Alert is an AlertDescription (RFC 5246 §7.2).
 type Alert uint8
@@ -83,12 +77,7 @@ var alertNames = map[Alert]string{
 	AlertNoApplicationProtocol:  "no_application_protocol",
 }
 
-func (a Alert) String() string {
-	if s, ok := alertNames[a]; ok {
-		return s
-	}
-	return "alert(" + strconv.Itoa(int(a)) + ")"
-}
+func (a Alert) String() string { return enumName(alertNames, a, "alert") }
 
 // AlertError reports a fatal alert that ended the connection: one we sent
 // (Sent is true; Err holds the local reason) or one the peer sent us.

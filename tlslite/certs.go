@@ -224,31 +224,14 @@ func subjectKeyID(pub *rsa.PublicKey) []byte {
 
 // NewCA creates a self-signed RSA-2048 CA named name.
 func NewCA(name string, opts *CertOptions) (*CA, error) {
-	key, err := opts.key()
-	if err != nil {
-		return nil, err
-	}
-	sn, err := serial(opts.rand())
-	if err != nil {
-		return nil, err
-	}
-	nb, na := opts.validity(10 * 365 * 24 * time.Hour)
 	tmpl := &x509.Certificate{
-		SerialNumber:          sn,
 		Subject:               pkix.Name{CommonName: name, Organization: []string{"ustack"}},
-		NotBefore:             nb,
-		NotAfter:              na,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		MaxPathLenZero:        true,
-		SubjectKeyId:          subjectKeyID(&key.PublicKey),
 	}
-	der, err := x509.CreateCertificate(opts.rand(), tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
+	cert, key, err := createCertificate(tmpl, nil, true, opts, 10*365*24*time.Hour)
 	if err != nil {
 		return nil, err
 	}
@@ -258,75 +241,69 @@ func NewCA(name string, opts *CertOptions) (*CA, error) {
 // Issue creates an RSA-2048 server leaf for the given IPs and DNS names,
 // signed by ca. The returned chain is leaf, CA.
 func (ca *CA) Issue(ips []net.IP, names []string, opts *CertOptions) (Certificate, error) {
-	key, err := opts.key()
-	if err != nil {
-		return Certificate{}, err
-	}
-	sn, err := serial(opts.rand())
-	if err != nil {
-		return Certificate{}, err
-	}
-	nb, na := opts.validity(365 * 24 * time.Hour)
 	cn := "ustack"
 	if len(names) > 0 {
 		cn = names[0]
 	} else if len(ips) > 0 {
 		cn = ips[0].String()
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: sn,
-		Subject:      pkix.Name{CommonName: cn, Organization: []string{"ustack"}},
-		NotBefore:    nb,
-		NotAfter:     na,
-		// RSA key exchange needs keyEncipherment, ECDHE_RSA
-		// digitalSignature (RFC 5246 §7.4.2).
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  ips,
-		DNSNames:     names,
-		SubjectKeyId: subjectKeyID(&key.PublicKey),
-	}
-	der, err := x509.CreateCertificate(opts.rand(), tmpl, ca.Cert, &key.PublicKey, ca.Key)
-	if err != nil {
-		return Certificate{}, err
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return Certificate{}, err
-	}
-	return Certificate{Chain: [][]byte{der, ca.Cert.Raw}, PrivateKey: key, Leaf: leaf}, nil
+	return newLeaf(pkix.Name{CommonName: cn, Organization: []string{"ustack"}}, ips, names, ca, opts)
 }
 
 // SelfSigned creates a self-signed RSA leaf (no CA), for tests and labs.
 func SelfSigned(ips []net.IP, names []string, opts *CertOptions) (Certificate, error) {
+	return newLeaf(pkix.Name{CommonName: "self-signed"}, ips, names, nil, opts)
+}
+
+// newLeaf creates a server leaf valid for a year (unless opts say
+// otherwise), signed by ca or, when ca is nil, by itself.
+func newLeaf(subject pkix.Name, ips []net.IP, names []string, ca *CA, opts *CertOptions) (Certificate, error) {
+	tmpl := &x509.Certificate{
+		Subject: subject,
+		// RSA key exchange needs keyEncipherment, ECDHE_RSA
+		// digitalSignature (RFC 5246 §7.4.2).
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: ips,
+		DNSNames:    names,
+	}
+	leaf, key, err := createCertificate(tmpl, ca, ca != nil, opts, 365*24*time.Hour)
+	if err != nil {
+		return Certificate{}, err
+	}
+	chain := [][]byte{leaf.Raw}
+	if ca != nil {
+		chain = append(chain, ca.Cert.Raw)
+	}
+	return Certificate{Chain: chain, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// createCertificate takes the key from opts (or makes one), completes tmpl
+// with a serial number, the validity (lifetime unless opts set it) and,
+// with keyID, the subject key identifier, and signs it with ca or, when ca
+// is nil, with its own key.
+func createCertificate(tmpl *x509.Certificate, ca *CA, keyID bool, opts *CertOptions, lifetime time.Duration) (*x509.Certificate, *rsa.PrivateKey, error) {
 	key, err := opts.key()
 	if err != nil {
-		return Certificate{}, err
+		return nil, nil, err
 	}
-	sn, err := serial(opts.rand())
+	if tmpl.SerialNumber, err = serial(opts.rand()); err != nil {
+		return nil, nil, err
+	}
+	tmpl.NotBefore, tmpl.NotAfter = opts.validity(lifetime)
+	if keyID {
+		tmpl.SubjectKeyId = subjectKeyID(&key.PublicKey)
+	}
+	parent, signer := tmpl, key
+	if ca != nil {
+		parent, signer = ca.Cert, ca.Key
+	}
+	der, err := x509.CreateCertificate(opts.rand(), tmpl, parent, &key.PublicKey, signer)
 	if err != nil {
-		return Certificate{}, err
+		return nil, nil, err
 	}
-	nb, na := opts.validity(365 * 24 * time.Hour)
-	tmpl := &x509.Certificate{
-		SerialNumber: sn,
-		Subject:      pkix.Name{CommonName: "self-signed"},
-		NotBefore:    nb,
-		NotAfter:     na,
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  ips,
-		DNSNames:     names,
-	}
-	der, err := x509.CreateCertificate(opts.rand(), tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return Certificate{}, err
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return Certificate{}, err
-	}
-	return Certificate{Chain: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
+	cert, err := x509.ParseCertificate(der)
+	return cert, key, err
 }
 
 // EncodePEM returns the chain and key as PEM (key in PKCS#1).

@@ -78,6 +78,15 @@ var handshakeNames = map[uint8]string{
 	typeFinished:           "Finished",
 }
 
+// enumName returns the name of v in names, or kind(v) for a value without
+// one.
+func enumName[T ~uint8 | ~uint16](names map[T]string, v T, kind string) string {
+	if s, ok := names[v]; ok {
+		return s
+	}
+	return kind + "(" + strconv.Itoa(int(v)) + ")"
+}
+
 // Extension numbers.
 const (
 	extServerName           uint16 = 0      // RFC 6066 §3
@@ -110,15 +119,12 @@ const (
 	X25519    CurveID = 29
 )
 
-func (c CurveID) String() string {
-	switch c {
-	case CurveP256:
-		return "P-256"
-	case X25519:
-		return "X25519"
-	}
-	return "curve(" + strconv.Itoa(int(c)) + ")"
+var curveNames = map[CurveID]string{
+	CurveP256: "P-256",
+	X25519:    "X25519",
 }
+
+func (c CurveID) String() string { return enumName(curveNames, c, "curve") }
 
 // SignatureScheme is a TLS 1.2 SignatureAndHashAlgorithm written as one
 // uint16 (RFC 5246 §7.4.1.4.1, with the RFC 8446 §4.2.3 code points for PSS).

@@ -275,8 +275,9 @@ func TestRenegotiationRefusedConnectionContinues(t *testing.T) {
 		}
 	}
 	cli, srv := mustPair(t, ccfg, serverConfig(t))
-	hello := &clientHelloMsg{vers: VersionTLS12, random: make([]byte, 32), cipherSuites: []uint16{TLS_RSA_WITH_AES_128_GCM_SHA256},
-		compressionMethods: []uint8{0}, secureRenegotiationSupported: true, secureRenegotiation: make([]byte, 12)}
+	hello := &clientHelloMsg{helloMsg: helloMsg{vers: VersionTLS12, random: make([]byte, 32),
+		secureRenegotiationSupported: true, secureRenegotiation: make([]byte, 12)},
+		cipherSuites: []uint16{TLS_RSA_WITH_AES_128_GCM_SHA256}, compressionMethods: []uint8{0}}
 	raw, _ := hello.marshal()
 	cli.out.Lock()
 	_, err := cli.writeRecordLocked(recordTypeHandshake, raw)

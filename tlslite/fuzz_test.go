@@ -215,14 +215,16 @@ func FuzzReadRecordClient(f *testing.F) {
 // TestMarshalUnmarshal: unmarshal(marshal(m)) == m for filled-in messages.
 func TestMarshalUnmarshal(t *testing.T) {
 	msgs := []handshakeMessage{
-		&clientHelloMsg{vers: VersionTLS12, random: make([]byte, 32), sessionID: []byte{1, 2, 3},
+		&clientHelloMsg{helloMsg: helloMsg{vers: VersionTLS12, random: make([]byte, 32), sessionID: []byte{1, 2, 3},
+			ecPointFormats: []uint8{0}, extendedMasterSecret: true, secureRenegotiationSupported: true,
+			secureRenegotiation: []byte{}, ticketSupported: true},
 			cipherSuites: []uint16{0xc02f, 0x009c}, compressionMethods: []uint8{0}, serverName: "example.test",
-			supportedGroups: []CurveID{X25519, CurveP256}, ecPointFormats: []uint8{0}, signatureSchemes: supportedSignatureSchemes,
-			alpnProtocols: []string{"h2", "http/1.1"}, extendedMasterSecret: true, secureRenegotiationSupported: true,
-			secureRenegotiation: []byte{}, ticketSupported: true, sessionTicket: []byte("ticket"), supportedVersions: []uint16{0x0304, 0x0303}},
-		&serverHelloMsg{vers: VersionTLS12, random: make([]byte, 32), sessionID: []byte{9}, cipherSuite: 0xc030,
-			serverNameAck: true, ecPointFormats: []uint8{0}, alpnProtocol: "http/1.1", extendedMasterSecret: true,
+			supportedGroups: []CurveID{X25519, CurveP256}, signatureSchemes: supportedSignatureSchemes,
+			alpnProtocols: []string{"h2", "http/1.1"}, sessionTicket: []byte("ticket"), supportedVersions: []uint16{0x0304, 0x0303}},
+		&serverHelloMsg{helloMsg: helloMsg{vers: VersionTLS12, random: make([]byte, 32), sessionID: []byte{9},
+			ecPointFormats: []uint8{0}, extendedMasterSecret: true,
 			secureRenegotiationSupported: true, secureRenegotiation: []byte{}, ticketSupported: true},
+			cipherSuite: 0xc030, serverNameAck: true, alpnProtocol: "http/1.1"},
 		&certificateMsg{certificates: [][]byte{{1, 2}, {3}}},
 		&serverKeyExchangeMsg{curve: X25519, publicKey: make([]byte, 32), sigScheme: PSSWithSHA256, signature: []byte{5, 6}},
 		&clientKeyExchangeMsg{body: []byte{0, 2, 7, 8}},

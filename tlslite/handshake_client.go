@@ -7,7 +7,6 @@ package tlslite
 import (
 	"bytes"
 	"crypto/rsa"
-	"crypto/subtle"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -17,14 +16,10 @@ import (
 )
 
 type clientHandshakeState struct {
-	c           *Conn
-	hello       *clientHelloMsg
+	handshakeState
 	serverHello *serverHelloMsg
-	hs          transcript
-	suite       *cipherSuite
 	session     *ClientSessionState // offered session
 	cacheKey    string
-	master      []byte
 	peerCerts   []*x509.Certificate
 	chains      [][]*x509.Certificate
 	ticket      []byte // received NewSessionTicket
@@ -35,7 +30,7 @@ func (c *Conn) clientHandshake() error {
 	if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
 		return errors.New("tlslite: Config.ServerName is required unless InsecureSkipVerify is set")
 	}
-	hs := &clientHandshakeState{c: c}
+	hs := &clientHandshakeState{handshakeState: handshakeState{c: c}}
 	if err := hs.sendClientHello(); err != nil {
 		return err
 	}
@@ -50,16 +45,8 @@ func (c *Conn) clientHandshake() error {
 		hs.master = hs.session.masterSecret
 		hs.peerCerts = hs.session.ServerCertificates
 		hs.chains = hs.session.VerifiedChains
-		if err := hs.establishKeys(nil); err != nil {
-			return err
-		}
-		if err := hs.readSessionTicket(); err != nil {
-			return err
-		}
-		if err := hs.readFinished(); err != nil {
-			return err
-		}
-		if err := hs.sendFinished(); err != nil {
+		// RFC 5246 §7.3 Figure 2: the server's Finished comes first.
+		if err := hs.exchangeFinished(nil, hs.readTicketAndFinished, hs.sendFinished); err != nil {
 			return err
 		}
 	} else {
@@ -70,35 +57,31 @@ func (c *Conn) clientHandshake() error {
 	}
 	hs.saveSession(resumed)
 
-	sh := hs.serverHello
-	c.state.Version = VersionTLS12
-	c.state.CipherSuite = hs.suite.id
-	c.state.ExtendedMasterSecret = sh.extendedMasterSecret
-	c.state.SecureRenegotiation = sh.secureRenegotiationSupported
-	c.state.DidResume = resumed
-	c.state.ResumedWithTicket = resumed && len(hs.hello.sessionTicket) > 0
-	c.state.ServerName = hs.hello.serverName
-	c.state.NegotiatedProtocol = sh.alpnProtocol
+	c.state.SecureRenegotiation = hs.serverHello.secureRenegotiationSupported
+	c.state.NegotiatedProtocol = hs.serverHello.alpnProtocol
 	c.state.PeerCertificates = hs.peerCerts
 	c.state.VerifiedChains = hs.chains
-	c.handshakeDone.Store(true)
+	hs.complete(resumed, resumed && len(hs.hello.sessionTicket) > 0)
 	return nil
 }
 
+// sendClientHello sends our offer (RFC 5246 §7.4.1.2), with a session to
+// resume if the cache holds a usable one.
 func (hs *clientHandshakeState) sendClientHello() error {
-	c := hs.c
-	cfg := c.config
+	cfg := hs.c.config
 	h := &clientHelloMsg{
-		vers:                         VersionTLS12,
-		random:                       make([]byte, 32),
-		compressionMethods:           []uint8{0},
-		supportedGroups:              cfg.curves(),
-		ecPointFormats:               []uint8{0},
-		signatureSchemes:             supportedSignatureSchemes,
-		alpnProtocols:                cfg.NextProtos,
-		extendedMasterSecret:         cfg.testHooks == nil || !cfg.testHooks.noEMS,
-		secureRenegotiationSupported: true, // RFC 5746 §3.4: empty renegotiation_info
-		ticketSupported:              !cfg.SessionTicketsDisabled,
+		helloMsg: helloMsg{
+			vers:                         VersionTLS12,
+			random:                       make([]byte, 32),
+			ecPointFormats:               []uint8{0},
+			extendedMasterSecret:         cfg.testHooks == nil || !cfg.testHooks.noEMS,
+			secureRenegotiationSupported: true, // RFC 5746 §3.4: empty renegotiation_info
+			ticketSupported:              !cfg.SessionTicketsDisabled,
+		},
+		compressionMethods: []uint8{0},
+		supportedGroups:    cfg.curves(),
+		signatureSchemes:   supportedSignatureSchemes,
+		alpnProtocols:      cfg.NextProtos,
 	}
 	// RFC 6066 §3: literal IP addresses are not permitted in server_name.
 	if cfg.ServerName != "" && net.ParseIP(cfg.ServerName) == nil {
@@ -113,35 +96,46 @@ func (hs *clientHandshakeState) sendClientHello() error {
 	if _, err := io.ReadFull(cfg.rand(), h.random); err != nil {
 		return err
 	}
-
-	// Resumption: offer a cached session (RFC 5246 §7.4.1.2) or ticket
-	// (RFC 5077 §3.4, with a fresh random session ID so that its echo
-	// tells us the server resumed).
-	if cfg.ClientSessionCache != nil {
-		hs.cacheKey = cfg.ServerName
-		if hs.cacheKey == "" {
-			hs.cacheKey = c.serverAddr
-		}
-		if s, ok := cfg.ClientSessionCache.Get(hs.cacheKey); ok && s != nil && hs.usable(s) {
-			hs.session = s
-			if len(s.Ticket) > 0 && !cfg.SessionTicketsDisabled {
-				h.sessionTicket = s.Ticket
-				h.sessionID = make([]byte, 32)
-				if _, err := io.ReadFull(cfg.rand(), h.sessionID); err != nil {
-					return err
-				}
-			} else if len(s.SessionID) > 0 {
-				h.sessionID = s.SessionID
-			} else {
-				hs.session = nil
-			}
-		}
+	if err := hs.offerSession(h); err != nil {
+		return err
 	}
 	hs.hello = h
-	return c.writeHandshake(&hs.hs, h, func(m message) Event {
+	return hs.c.writeHandshake(&hs.hs, h, func(m message) Event {
 		return ClientHelloEvent{message: m, Random: slices.Clone(h.random), SessionID: slices.Clone(h.sessionID),
 			ServerName: h.serverName, ALPN: slices.Clone(h.alpnProtocols)}
 	})
+}
+
+// offerSession offers a cached session (RFC 5246 §7.4.1.2) or ticket
+// (RFC 5077 §3.4, with a fresh random session ID so that its echo tells us
+// the server resumed) in h.
+func (hs *clientHandshakeState) offerSession(h *clientHelloMsg) error {
+	cfg := hs.c.config
+	if cfg.ClientSessionCache == nil {
+		return nil
+	}
+	hs.cacheKey = cfg.ServerName
+	if hs.cacheKey == "" {
+		hs.cacheKey = hs.c.serverAddr
+	}
+	s, ok := cfg.ClientSessionCache.Get(hs.cacheKey)
+	if !ok || s == nil || !hs.usable(s) {
+		return nil
+	}
+	switch {
+	case len(s.Ticket) > 0 && !cfg.SessionTicketsDisabled:
+		h.sessionTicket = s.Ticket
+		h.sessionID = make([]byte, 32)
+		if _, err := io.ReadFull(cfg.rand(), h.sessionID); err != nil {
+			return err
+		}
+	case len(s.SessionID) > 0:
+		h.sessionID = s.SessionID
+	default:
+		return nil
+	}
+	hs.session = s
+	return nil
 }
 
 // resuming reports whether ServerHello accepted the session we offered
@@ -247,6 +241,8 @@ func (hs *clientHandshakeState) readServerHello() error {
 	if !sh.extendedMasterSecret && !cfg.AllowNoExtendedMasterSecret {
 		return c.sendAlert(AlertHandshakeFailure, errors.New("server did not negotiate the extended master secret (RFC 7627)"))
 	}
+	hs.serverRandom = sh.random
+	hs.ems = sh.extendedMasterSecret
 	hs.hs.setHash(hs.suite.hash)
 	return nil
 }
@@ -259,7 +255,7 @@ func (hs *clientHandshakeState) checkResumption() error {
 		return c.sendAlert(AlertIllegalParameter, errors.New("server resumed with a different cipher suite"))
 	}
 	// RFC 7627 §5.3.
-	if hs.session.ExtendedMasterSecret != hs.serverHello.extendedMasterSecret {
+	if hs.session.ExtendedMasterSecret != hs.ems {
 		return c.sendAlert(AlertHandshakeFailure, errors.New("resumed session's extended master secret status changed"))
 	}
 	return nil
@@ -269,7 +265,6 @@ func (hs *clientHandshakeState) checkResumption() error {
 func (hs *clientHandshakeState) fullHandshake() error {
 	c := hs.c
 	cfg := c.config
-	sh := hs.serverHello
 
 	pub, err := hs.readCertificate()
 	if err != nil {
@@ -305,29 +300,12 @@ func (hs *clientHandshakeState) fullHandshake() error {
 		ckeBody = append([]byte{byte(len(encrypted) >> 8), byte(len(encrypted))}, encrypted...)
 	}
 	if err := c.writeHandshake(&hs.hs, &clientKeyExchangeMsg{body: ckeBody}, func(m message) Event {
-		ev := ClientKeyExchangeEvent{message: m, EncryptedPreMaster: slices.Clone(encrypted), PublicKey: slices.Clone(mine)}
-		if hs.suite.ecdhe {
-			ev.Curve = c.state.CurveID
-		}
-		return ev
+		return ClientKeyExchangeEvent{message: m, EncryptedPreMaster: slices.Clone(encrypted), Curve: hs.curve, PublicKey: slices.Clone(mine)}
 	}); err != nil {
 		return err
 	}
-	if sh.extendedMasterSecret {
-		hs.master = extendedMasterFromPreMaster(hs.suite.hash, preMaster, hs.hs.sum())
-	} else {
-		hs.master = masterFromPreMaster(hs.suite.hash, preMaster, hs.hello.random, sh.random)
-	}
-	if err := hs.establishKeys(preMaster); err != nil {
-		return err
-	}
-	if err := hs.sendFinished(); err != nil {
-		return err
-	}
-	if err := hs.readSessionTicket(); err != nil {
-		return err
-	}
-	return hs.readFinished()
+	hs.deriveMaster(preMaster)
+	return hs.exchangeFinished(preMaster, hs.sendFinished, hs.readTicketAndFinished)
 }
 
 // readCertificate reads the server's Certificate (RFC 5246 §7.4.2),
@@ -386,8 +364,7 @@ func (hs *clientHandshakeState) readServerKeyExchange(pub *rsa.PublicKey) (preMa
 	if !slices.Contains(hs.hello.signatureSchemes, ske.sigScheme) {
 		return nil, nil, c.sendAlert(AlertIllegalParameter, fmt.Errorf("server used unoffered signature scheme %#04x", uint16(ske.sigScheme)))
 	}
-	h, _, _ := schemeHash(ske.sigScheme)
-	digest := signedDigest(h, hs.hello.random, hs.serverHello.random, ske.params())
+	digest := ske.signedDigest(hs.hello.random, hs.serverRandom)
 	if err := verifyParams(pub, ske.sigScheme, digest, ske.signature); err != nil {
 		return nil, nil, c.sendAlert(AlertDecryptError, fmt.Errorf("ServerKeyExchange signature: %w", err))
 	}
@@ -404,7 +381,7 @@ func (hs *clientHandshakeState) readServerKeyExchange(pub *rsa.PublicKey) (preMa
 	if err != nil {
 		return nil, nil, c.sendAlert(AlertIllegalParameter, err)
 	}
-	c.state.CurveID = ske.curve
+	hs.curve = ske.curve
 	return preMaster, priv.PublicKey().Bytes(), nil
 }
 
@@ -437,84 +414,23 @@ func (hs *clientHandshakeState) readServerHelloDone() (certRequested bool, err e
 	return certRequested, nil
 }
 
-// establishKeys derives the key block (RFC 5246 §6.3) and readies both
-// directions' pending states. preMaster is nil when resuming.
-func (hs *clientHandshakeState) establishKeys(preMaster []byte) error {
-	c := hs.c
-	sh := hs.serverHello
-	km := keysFromMaster(hs.suite.hash, hs.master, hs.hello.random, sh.random, hs.suite.keyLen, gcmImplicitNonce)
-	var err error
-	if c.out.next, err = newRecordAEAD(km.ClientKey, km.ClientIV); err != nil {
-		return c.sendAlert(AlertInternalError, err)
+// readTicketAndFinished reads NewSessionTicket if ServerHello promised
+// one (RFC 5077 §3.3: it comes before the server's ChangeCipherSpec), then
+// the server's Finished.
+func (hs *clientHandshakeState) readTicketAndFinished() error {
+	if hs.serverHello.ticketSupported {
+		c := hs.c
+		m := new(newSessionTicketMsg)
+		raw, err := c.readHandshake(&hs.hs, typeNewSessionTicket, m)
+		if err != nil {
+			return err
+		}
+		c.observeMessage(false, raw, func(msg message) Event {
+			return NewSessionTicketEvent{message: msg, LifetimeHint: m.lifetimeHint, Ticket: slices.Clone(m.ticket)}
+		})
+		hs.ticket = m.ticket
 	}
-	if c.in.next, err = newRecordAEAD(km.ServerKey, km.ServerIV); err != nil {
-		return c.sendAlert(AlertInternalError, err)
-	}
-	c.writeKeyLog(hs.hello.random, hs.master)
-	c.observe(false, func(e endpoint) Event {
-		return KeysEvent{endpoint: e, ClientRandom: slices.Clone(hs.hello.random), ServerRandom: slices.Clone(sh.random),
-			CipherSuite: hs.suite.id, ExtendedMasterSecret: sh.extendedMasterSecret,
-			PreMasterSecret: slices.Clone(preMaster), MasterSecret: slices.Clone(hs.master), Keys: km.clone()}
-	})
-	return nil
-}
-
-// readSessionTicket reads NewSessionTicket if ServerHello promised one
-// (RFC 5077 §3.3).
-func (hs *clientHandshakeState) readSessionTicket() error {
-	if !hs.serverHello.ticketSupported {
-		return nil
-	}
-	c := hs.c
-	m := new(newSessionTicketMsg)
-	raw, err := c.readHandshake(&hs.hs, typeNewSessionTicket, m)
-	if err != nil {
-		return err
-	}
-	c.observeMessage(false, raw, func(msg message) Event {
-		return NewSessionTicketEvent{message: msg, LifetimeHint: m.lifetimeHint, Ticket: slices.Clone(m.ticket)}
-	})
-	hs.ticket = m.ticket
-	return nil
-}
-
-func (hs *clientHandshakeState) sendFinished() error {
-	c := hs.c
-	c.setBuffering()
-	if err := c.writeChangeCipherSpec(); err != nil {
-		return err
-	}
-	vd := hs.hs.finished(hs.master, true)
-	if c.config.testHooks != nil && c.config.testHooks.corruptFinished {
-		vd[0] ^= 1
-	}
-	if err := c.writeHandshake(&hs.hs, &finishedMsg{verifyData: vd}, func(m message) Event {
-		return FinishedEvent{message: m, VerifyData: slices.Clone(vd)}
-	}); err != nil {
-		return err
-	}
-	return c.flush()
-}
-
-func (hs *clientHandshakeState) readFinished() error {
-	c := hs.c
-	if err := c.readChangeCipherSpec(); err != nil {
-		return err
-	}
-	want := hs.hs.finished(hs.master, false)
-	fin := new(finishedMsg)
-	if _, err := c.readHandshake(nil, typeFinished, fin); err != nil {
-		return err
-	}
-	if subtle.ConstantTimeCompare(fin.verifyData, want) != 1 {
-		return c.sendAlert(AlertDecryptError, errors.New("server Finished does not verify"))
-	}
-	raw, _ := fin.marshal()
-	hs.hs.Write(raw)
-	c.observeMessage(false, raw, func(m message) Event {
-		return FinishedEvent{message: m, VerifyData: slices.Clone(fin.verifyData)}
-	})
-	return nil
+	return hs.readFinished()
 }
 
 // saveSession stores the session for resumption.
@@ -531,7 +447,7 @@ func (hs *clientHandshakeState) saveSession(resumed bool) {
 		Ticket:               hs.ticket,
 		Version:              VersionTLS12,
 		CipherSuite:          hs.suite.id,
-		ExtendedMasterSecret: hs.serverHello.extendedMasterSecret,
+		ExtendedMasterSecret: hs.ems,
 		masterSecret:         hs.master,
 		ServerCertificates:   hs.peerCerts,
 		VerifiedChains:       hs.chains,

@@ -51,37 +51,109 @@ func readHeader(data []byte, typ uint8) (cryptobyte.String, bool) {
 	return body, true
 }
 
-// clientHelloMsg is RFC 5246 §7.4.1.2.
-type clientHelloMsg struct {
-	vers               uint16
-	random             []byte
-	sessionID          []byte
-	cipherSuites       []uint16
-	compressionMethods []uint8
+// helloMsg is what ClientHello (RFC 5246 §7.4.1.2) and ServerHello
+// (§7.4.1.3) share: the version, random and session_id they open with and
+// the extensions both may carry.
+type helloMsg struct {
+	vers      uint16
+	random    []byte
+	sessionID []byte
 
-	serverName                   string            // RFC 6066 §3
-	supportedGroups              []CurveID         // RFC 8422 §5.1.1
-	ecPointFormats               []uint8           // RFC 4492 §5.1.2
-	signatureSchemes             []SignatureScheme // RFC 5246 §7.4.1.4.1
-	alpnProtocols                []string          // RFC 7301 §3.1
-	extendedMasterSecret         bool              // RFC 7627 §5.1
-	secureRenegotiationSupported bool              // RFC 5746 §3.2
+	ecPointFormats               []uint8 // RFC 4492 §5.1.2
+	extendedMasterSecret         bool    // RFC 7627 §5.1
+	secureRenegotiationSupported bool    // RFC 5746 §3.2
 	secureRenegotiation          []byte
-	ticketSupported              bool // RFC 5077 §3.2
-	sessionTicket                []byte
-	supportedVersions            []uint16 // RFC 8446 §4.2.1
+	ticketSupported              bool     // RFC 5077 §3.2
 	extensions                   []uint16 // every extension type seen, in order
 }
 
-func (m *clientHelloMsg) marshal() ([]byte, error) {
-	return withHeader(typeClientHello, func(b *cryptobyte.Builder) {
+// marshalHello builds a hello of type typ: version, random and session_id,
+// what middle adds, then the extensions block that exts fills.
+func (m *helloMsg) marshalHello(typ uint8, middle, exts func(b *cryptobyte.Builder)) ([]byte, error) {
+	return withHeader(typ, func(b *cryptobyte.Builder) {
 		b.AddUint16(m.vers)
 		b.AddBytes(m.random)
 		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.sessionID) })
+		middle(b)
+		b.AddUint16LengthPrefixed(exts)
+	})
+}
+
+// readHello checks the header of a hello of type typ and reads version,
+// random and session_id (at most 32 bytes); it returns the rest.
+func (m *helloMsg) readHello(data []byte, typ uint8) (cryptobyte.String, bool) {
+	s, ok := readHeader(data, typ)
+	ok = ok && s.ReadUint16(&m.vers) && s.ReadBytes(&m.random, 32) &&
+		readUint8LengthPrefixed(&s, &m.sessionID) && len(m.sessionID) <= 32
+	return s, ok
+}
+
+// addECPointFormats adds ec_point_formats if set.
+func (m *helloMsg) addECPointFormats(b *cryptobyte.Builder) {
+	if len(m.ecPointFormats) > 0 {
+		addExtension(b, extECPointFormats, func(b *cryptobyte.Builder) {
+			b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.ecPointFormats) })
+		})
+	}
+}
+
+// addLastExtensions adds the extensions both hellos end with, those that
+// are set: extended_master_secret, session_ticket carrying ticket (empty
+// in ServerHello, RFC 5077 §3.2) and renegotiation_info carrying
+// renegotiated_connection (RFC 5746 §3.2).
+func (m *helloMsg) addLastExtensions(b *cryptobyte.Builder, ticket []byte) {
+	if m.extendedMasterSecret {
+		addEmptyExtension(b, extExtendedMasterSecret)
+	}
+	if m.ticketSupported {
+		addExtension(b, extSessionTicket, func(b *cryptobyte.Builder) { b.AddBytes(ticket) })
+	}
+	if m.secureRenegotiationSupported {
+		addRenegotiationInfo(b, m.secureRenegotiation)
+	}
+}
+
+// unmarshalExtension parses the body d of an extension both hellos read
+// alike, consuming all of it, and skips an unknown one: RFC 5246 §7.4.1.4
+// lets a server ignore it, and a client refuses what it did not offer
+// itself. A session_ticket body is left for ClientHello to keep; in
+// ServerHello it must be empty.
+func (m *helloMsg) unmarshalExtension(ext uint16, d *cryptobyte.String) bool {
+	switch ext {
+	case extECPointFormats:
+		return readUint8LengthPrefixed(d, &m.ecPointFormats) && len(m.ecPointFormats) > 0
+	case extExtendedMasterSecret:
+		m.extendedMasterSecret = true
+	case extSessionTicket:
+		m.ticketSupported = true
+	case extRenegotiationInfo:
+		m.secureRenegotiationSupported = readUint8LengthPrefixed(d, &m.secureRenegotiation)
+		return m.secureRenegotiationSupported
+	default:
+		*d = nil
+	}
+	return true
+}
+
+// clientHelloMsg is RFC 5246 §7.4.1.2.
+type clientHelloMsg struct {
+	helloMsg
+	cipherSuites       []uint16
+	compressionMethods []uint8
+
+	serverName        string            // RFC 6066 §3
+	supportedGroups   []CurveID         // RFC 8422 §5.1.1
+	signatureSchemes  []SignatureScheme // RFC 5246 §7.4.1.4.1
+	alpnProtocols     []string          // RFC 7301 §3.1
+	sessionTicket     []byte            // RFC 5077 §3.2
+	supportedVersions []uint16          // RFC 8446 §4.2.1
+}
+
+func (m *clientHelloMsg) marshal() ([]byte, error) {
+	return m.marshalHello(typeClientHello, func(b *cryptobyte.Builder) {
 		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { addUint16s(b, m.cipherSuites) })
 		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.compressionMethods) })
-		b.AddUint16LengthPrefixed(m.marshalExtensions)
-	})
+	}, m.marshalExtensions)
 }
 
 // marshalExtensions adds the extensions that are set, in a fixed order.
@@ -95,52 +167,25 @@ func (m *clientHelloMsg) marshalExtensions(b *cryptobyte.Builder) {
 			})
 		})
 	}
-	if len(m.supportedGroups) > 0 {
-		addExtension(b, extSupportedGroups, func(b *cryptobyte.Builder) {
-			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { addUint16s(b, m.supportedGroups) })
-		})
-	}
-	if len(m.ecPointFormats) > 0 {
-		addExtension(b, extECPointFormats, func(b *cryptobyte.Builder) {
-			b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.ecPointFormats) })
-		})
-	}
-	if len(m.signatureSchemes) > 0 {
-		addExtension(b, extSignatureAlgorithms, func(b *cryptobyte.Builder) {
-			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { addUint16s(b, m.signatureSchemes) })
-		})
-	}
-	if len(m.alpnProtocols) > 0 {
-		addExtension(b, extALPN, func(b *cryptobyte.Builder) { addALPNList(b, m.alpnProtocols) })
-	}
-	if m.extendedMasterSecret {
-		addEmptyExtension(b, extExtendedMasterSecret)
-	}
-	if m.ticketSupported {
-		addExtension(b, extSessionTicket, func(b *cryptobyte.Builder) { b.AddBytes(m.sessionTicket) })
-	}
+	addUint16sExtension(b, extSupportedGroups, m.supportedGroups)
+	m.addECPointFormats(b)
+	addUint16sExtension(b, extSignatureAlgorithms, m.signatureSchemes)
 	if len(m.supportedVersions) > 0 {
 		addExtension(b, extSupportedVersions, func(b *cryptobyte.Builder) {
 			b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { addUint16s(b, m.supportedVersions) })
 		})
 	}
-	if m.secureRenegotiationSupported {
-		addRenegotiationInfo(b, m.secureRenegotiation)
+	if len(m.alpnProtocols) > 0 {
+		addExtension(b, extALPN, func(b *cryptobyte.Builder) { addALPNList(b, m.alpnProtocols) })
 	}
+	m.addLastExtensions(b, m.sessionTicket)
 }
 
 func (m *clientHelloMsg) unmarshal(data []byte) bool {
 	*m = clientHelloMsg{}
-	s, ok := readHeader(data, typeClientHello)
-	if !ok {
-		return false
-	}
-	if !s.ReadUint16(&m.vers) || !s.ReadBytes(&m.random, 32) ||
-		!readUint8LengthPrefixed(&s, &m.sessionID) || len(m.sessionID) > 32 {
-		return false
-	}
+	s, ok := m.readHello(data, typeClientHello)
 	var suites cryptobyte.String
-	if !s.ReadUint16LengthPrefixed(&suites) || len(suites) == 0 || len(suites)%2 != 0 {
+	if !ok || !s.ReadUint16LengthPrefixed(&suites) || len(suites) == 0 || len(suites)%2 != 0 {
 		return false
 	}
 	for !suites.Empty() {
@@ -166,29 +211,17 @@ func (m *clientHelloMsg) unmarshalExtension(ext uint16, d *cryptobyte.String) bo
 		return m.unmarshalServerName(d)
 	case extSupportedGroups:
 		return d.ReadUint16LengthPrefixed(&list) && readUint16s(list, &m.supportedGroups)
-	case extECPointFormats:
-		return readUint8LengthPrefixed(d, &m.ecPointFormats) && len(m.ecPointFormats) > 0
 	case extSignatureAlgorithms:
 		return d.ReadUint16LengthPrefixed(&list) && readUint16s(list, &m.signatureSchemes)
 	case extALPN:
 		return m.unmarshalALPN(d)
-	case extExtendedMasterSecret:
-		m.extendedMasterSecret = true
 	case extSessionTicket:
-		m.ticketSupported = true
-		m.sessionTicket = []byte(*d)
+		m.sessionTicket = []byte(*d) // and ticketSupported, below
 		*d = nil
 	case extSupportedVersions:
 		return d.ReadUint8LengthPrefixed(&list) && readUint16s(list, &m.supportedVersions)
-	case extRenegotiationInfo:
-		if !readUint8LengthPrefixed(d, &m.secureRenegotiation) {
-			return false
-		}
-		m.secureRenegotiationSupported = true
-	default:
-		*d = nil // ignore unknown extensions (RFC 5246 §7.4.1.4)
 	}
-	return true
+	return m.helloMsg.unmarshalExtension(ext, d)
 }
 
 // unmarshalServerName parses a ServerNameList (RFC 6066 §3), keeping its
@@ -234,30 +267,18 @@ func (m *clientHelloMsg) unmarshalALPN(d *cryptobyte.String) bool {
 
 // serverHelloMsg is RFC 5246 §7.4.1.3.
 type serverHelloMsg struct {
-	vers                         uint16
-	random                       []byte
-	sessionID                    []byte
-	cipherSuite                  uint16
-	compressionMethod            uint8
-	serverNameAck                bool // empty server_name, RFC 6066 §3
-	ecPointFormats               []uint8
-	alpnProtocol                 string
-	extendedMasterSecret         bool
-	secureRenegotiationSupported bool
-	secureRenegotiation          []byte
-	ticketSupported              bool
-	extensions                   []uint16
+	helloMsg
+	cipherSuite       uint16
+	compressionMethod uint8
+	serverNameAck     bool   // empty server_name, RFC 6066 §3
+	alpnProtocol      string // RFC 7301 §3.1
 }
 
 func (m *serverHelloMsg) marshal() ([]byte, error) {
-	return withHeader(typeServerHello, func(b *cryptobyte.Builder) {
-		b.AddUint16(m.vers)
-		b.AddBytes(m.random)
-		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.sessionID) })
+	return m.marshalHello(typeServerHello, func(b *cryptobyte.Builder) {
 		b.AddUint16(m.cipherSuite)
 		b.AddUint8(m.compressionMethod)
-		b.AddUint16LengthPrefixed(m.marshalExtensions)
-	})
+	}, m.marshalExtensions)
 }
 
 // marshalExtensions adds the extensions that are set, in a fixed order.
@@ -265,37 +286,18 @@ func (m *serverHelloMsg) marshalExtensions(b *cryptobyte.Builder) {
 	if m.serverNameAck {
 		addEmptyExtension(b, extServerName)
 	}
-	if len(m.ecPointFormats) > 0 {
-		addExtension(b, extECPointFormats, func(b *cryptobyte.Builder) {
-			b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.ecPointFormats) })
-		})
-	}
+	m.addECPointFormats(b)
 	if m.alpnProtocol != "" {
 		addExtension(b, extALPN, func(b *cryptobyte.Builder) { addALPNList(b, []string{m.alpnProtocol}) })
 	}
-	if m.extendedMasterSecret {
-		addEmptyExtension(b, extExtendedMasterSecret)
-	}
-	if m.ticketSupported {
-		addEmptyExtension(b, extSessionTicket)
-	}
-	if m.secureRenegotiationSupported {
-		addRenegotiationInfo(b, m.secureRenegotiation)
-	}
+	m.addLastExtensions(b, nil)
 }
 
 func (m *serverHelloMsg) unmarshal(data []byte) bool {
 	*m = serverHelloMsg{}
-	s, ok := readHeader(data, typeServerHello)
-	if !ok {
-		return false
-	}
-	if !s.ReadUint16(&m.vers) || !s.ReadBytes(&m.random, 32) ||
-		!readUint8LengthPrefixed(&s, &m.sessionID) || len(m.sessionID) > 32 ||
-		!s.ReadUint16(&m.cipherSuite) || !s.ReadUint8(&m.compressionMethod) {
-		return false
-	}
-	return readExtensions(&s, &m.extensions, m.unmarshalExtension)
+	s, ok := m.readHello(data, typeServerHello)
+	return ok && s.ReadUint16(&m.cipherSuite) && s.ReadUint8(&m.compressionMethod) &&
+		readExtensions(&s, &m.extensions, m.unmarshalExtension)
 }
 
 // unmarshalExtension parses the body d of one ServerHello extension of
@@ -304,8 +306,7 @@ func (m *serverHelloMsg) unmarshalExtension(ext uint16, d *cryptobyte.String) bo
 	switch ext {
 	case extServerName:
 		m.serverNameAck = true
-	case extECPointFormats:
-		return readUint8LengthPrefixed(d, &m.ecPointFormats) && len(m.ecPointFormats) > 0
+		return true
 	case extALPN:
 		// RFC 7301 §3.1: exactly one protocol name.
 		var list, p cryptobyte.String
@@ -313,19 +314,9 @@ func (m *serverHelloMsg) unmarshalExtension(ext uint16, d *cryptobyte.String) bo
 			return false
 		}
 		m.alpnProtocol = string(p)
-	case extExtendedMasterSecret:
-		m.extendedMasterSecret = true
-	case extSessionTicket:
-		m.ticketSupported = true
-	case extRenegotiationInfo:
-		if !readUint8LengthPrefixed(d, &m.secureRenegotiation) {
-			return false
-		}
-		m.secureRenegotiationSupported = true
-	default:
-		*d = nil // the client rejects unrequested extensions itself
+		return true
 	}
-	return true
+	return m.helloMsg.unmarshalExtension(ext, d)
 }
 
 // Extension helpers shared by the hellos.
@@ -378,6 +369,16 @@ func readUint16s[T ~uint16](list cryptobyte.String, out *[]T) bool {
 func addUint16s[T ~uint16](b *cryptobyte.Builder, vs []T) {
 	for _, v := range vs {
 		b.AddUint16(uint16(v))
+	}
+}
+
+// addUint16sExtension adds extension ext holding vs with a uint16 length
+// (supported_groups, signature_algorithms), unless vs is empty.
+func addUint16sExtension[T ~uint16](b *cryptobyte.Builder, ext uint16, vs []T) {
+	if len(vs) > 0 {
+		addExtension(b, ext, func(b *cryptobyte.Builder) {
+			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { addUint16s(b, vs) })
+		})
 	}
 }
 
@@ -525,22 +526,22 @@ func (m *clientKeyExchangeMsg) unmarshal(data []byte) bool {
 
 // rsaCiphertext parses the RSA body.
 func (m *clientKeyExchangeMsg) rsaCiphertext() ([]byte, bool) {
-	s := cryptobyte.String(m.body)
-	var ct []byte
-	if !readUint16LengthPrefixed(&s, &ct) || !s.Empty() || len(ct) == 0 {
-		return nil, false
-	}
-	return ct, true
+	return m.vector(readUint16LengthPrefixed)
 }
 
 // ecdhPublic parses the ECDHE body.
 func (m *clientKeyExchangeMsg) ecdhPublic() ([]byte, bool) {
+	return m.vector(readUint8LengthPrefixed)
+}
+
+// vector parses a body that is one non-empty vector, read with read.
+func (m *clientKeyExchangeMsg) vector(read func(*cryptobyte.String, *[]byte) bool) ([]byte, bool) {
 	s := cryptobyte.String(m.body)
-	var pub []byte
-	if !readUint8LengthPrefixed(&s, &pub) || !s.Empty() || len(pub) == 0 {
+	var v []byte
+	if !read(&s, &v) || !s.Empty() || len(v) == 0 {
 		return nil, false
 	}
-	return pub, true
+	return v, true
 }
 
 // finishedMsg is RFC 5246 §7.4.9.

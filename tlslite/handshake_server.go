@@ -6,7 +6,6 @@ package tlslite
 
 import (
 	"crypto/ecdh"
-	"crypto/subtle"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -15,27 +14,19 @@ import (
 )
 
 type serverHandshakeState struct {
-	c           *Conn
-	hello       *clientHelloMsg
-	hs          transcript
-	suite       *cipherSuite
-	cert        *Certificate
-	ems         bool
-	session     *sessionState // non-nil when resuming
-	viaTicket   bool
-	sendTicket  bool
-	master      []byte
-	random      []byte
-	sessionID   []byte
-	alpn        string
-	curve       CurveID
-	sigScheme   SignatureScheme
-	ecdhKey     *ecdh.PrivateKey
-	clientFinal []byte
+	handshakeState
+	cert       *Certificate
+	session    *sessionState // non-nil when resuming
+	viaTicket  bool
+	sendTicket bool
+	sessionID  []byte
+	alpn       string
+	sigScheme  SignatureScheme
+	ecdhKey    *ecdh.PrivateKey
 }
 
 func (c *Conn) serverHandshake() error {
-	hs := &serverHandshakeState{c: c}
+	hs := &serverHandshakeState{handshakeState: handshakeState{c: c}}
 	if err := hs.readClientHello(); err != nil {
 		return err
 	}
@@ -46,30 +37,15 @@ func (c *Conn) serverHandshake() error {
 			return err
 		}
 		hs.master = hs.session.masterSecret
-		if err := hs.establishKeys(nil); err != nil {
+		if err := hs.exchangeFinished(nil, hs.sendFinished, hs.readFinished); err != nil {
 			return err
 		}
-		if err := hs.sendFinished(); err != nil {
-			return err
-		}
-		if err := hs.readFinished(); err != nil {
-			return err
-		}
-	} else {
-		if err := hs.fullHandshake(); err != nil {
-			return err
-		}
+	} else if err := hs.fullHandshake(); err != nil {
+		return err
 	}
-	c.state.Version = VersionTLS12
-	c.state.CipherSuite = hs.suite.id
-	c.state.ExtendedMasterSecret = hs.ems
 	c.state.SecureRenegotiation = hs.hello.secureRenegotiationSupported
-	c.state.DidResume = hs.session != nil
-	c.state.ResumedWithTicket = hs.viaTicket
-	c.state.ServerName = hs.hello.serverName
 	c.state.NegotiatedProtocol = hs.alpn
-	c.state.CurveID = hs.curve
-	c.handshakeDone.Store(true)
+	hs.complete(hs.session != nil, hs.viaTicket)
 	return nil
 }
 
@@ -131,14 +107,14 @@ func (hs *serverHandshakeState) readClientHello() error {
 	}
 	hs.cert = &c.config.Certificates[0]
 
-	hs.random = make([]byte, 32)
-	if _, err := io.ReadFull(c.config.rand(), hs.random); err != nil {
+	hs.serverRandom = make([]byte, 32)
+	if _, err := io.ReadFull(c.config.rand(), hs.serverRandom); err != nil {
 		return c.sendAlert(AlertInternalError, err)
 	}
 	// RFC 8446 §4.1.3: a TLS 1.3 server negotiating 1.2 sets the sentinel.
 	// We only do it on request (see Config.DowngradeSentinel).
 	if c.config.DowngradeSentinel && c.state.ClientOfferedTLS13 {
-		copy(hs.random[24:], downgradeTLS12)
+		copy(hs.serverRandom[24:], downgradeTLS12)
 	}
 	return nil
 }
@@ -226,20 +202,22 @@ func (hs *serverHandshakeState) sendServerHello() error {
 	c := hs.c
 	h := hs.hello
 	m := &serverHelloMsg{
-		vers:                 VersionTLS12,
-		random:               hs.random,
-		sessionID:            hs.sessionID,
-		cipherSuite:          hs.suite.id,
-		extendedMasterSecret: hs.ems,
-		alpnProtocol:         hs.alpn,
-		ticketSupported:      hs.sendTicket,
+		helloMsg: helloMsg{
+			vers:                 VersionTLS12,
+			random:               hs.serverRandom,
+			sessionID:            hs.sessionID,
+			extendedMasterSecret: hs.ems,
+			ticketSupported:      hs.sendTicket,
+			// RFC 5746 §3.6: echo an empty renegotiation_info if the
+			// client signalled support (extension or SCSV).
+			secureRenegotiationSupported: h.secureRenegotiationSupported,
+		},
+		cipherSuite:  hs.suite.id,
+		alpnProtocol: hs.alpn,
 		// RFC 6066 §3: an empty server_name acknowledges SNI (full
 		// handshakes only).
 		serverNameAck: h.serverName != "" && hs.session == nil,
 	}
-	// RFC 5746 §3.6: echo an empty renegotiation_info if the client
-	// signalled support (extension or SCSV).
-	m.secureRenegotiationSupported = h.secureRenegotiationSupported
 	// RFC 4492 §5.2: ec_point_formats when an ECC suite is chosen and the
 	// client sent the extension.
 	if hs.suite.ecdhe && len(h.ecPointFormats) > 0 {
@@ -247,7 +225,7 @@ func (hs *serverHandshakeState) sendServerHello() error {
 	}
 	hs.hs.setHash(hs.suite.hash)
 	return c.writeHandshake(&hs.hs, m, func(msg message) Event {
-		return ServerHelloEvent{message: msg, Random: slices.Clone(hs.random), CipherSuite: hs.suite.id,
+		return ServerHelloEvent{message: msg, Random: slices.Clone(hs.serverRandom), CipherSuite: hs.suite.id,
 			SessionID: slices.Clone(hs.sessionID), Resumed: hs.session != nil}
 	})
 }
@@ -285,8 +263,7 @@ func (hs *serverHandshakeState) fullHandshake() error {
 		}
 		hs.ecdhKey = key
 		ske := &serverKeyExchangeMsg{curve: hs.curve, publicKey: key.PublicKey().Bytes(), sigScheme: hs.sigScheme}
-		hash, _, _ := schemeHash(hs.sigScheme)
-		digest := signedDigest(hash, h.random, hs.random, ske.params())
+		digest := ske.signedDigest(h.random, hs.serverRandom)
 		ske.signature, err = signParams(c.config.rand(), hs.cert.PrivateKey, hs.sigScheme, digest)
 		if err != nil {
 			return c.sendAlert(AlertInternalError, err)
@@ -309,21 +286,18 @@ func (hs *serverHandshakeState) fullHandshake() error {
 	if err != nil {
 		return err
 	}
-	if hs.ems {
-		hs.master = extendedMasterFromPreMaster(hs.suite.hash, preMaster, hs.hs.sum())
-	} else {
-		hs.master = masterFromPreMaster(hs.suite.hash, preMaster, h.random, hs.random)
-	}
-	if err := hs.establishKeys(preMaster); err != nil {
-		return err
-	}
-	if err := hs.readFinished(); err != nil {
-		return err
-	}
+	hs.deriveMaster(preMaster)
+	return hs.exchangeFinished(preMaster, hs.readFinished, hs.saveSessionAndFinish)
+}
+
+// saveSessionAndFinish keeps the new session for resumption, in a ticket
+// (RFC 5077 §3.3: NewSessionTicket before ChangeCipherSpec) or in the
+// session-ID cache, then sends our Finished.
+func (hs *serverHandshakeState) saveSessionAndFinish() error {
+	c := hs.c
 	state := &sessionState{vers: VersionTLS12, cipherSuite: hs.suite.id, ems: hs.ems,
 		createdAt: uint64(c.config.now().Unix()), masterSecret: hs.master}
 	if hs.sendTicket {
-		// RFC 5077 §3.3: NewSessionTicket before ChangeCipherSpec.
 		ticket, err := c.config.sealTicket(state)
 		if err != nil {
 			return c.sendAlert(AlertInternalError, err)
@@ -377,11 +351,7 @@ func (hs *serverHandshakeState) readClientKeyExchange() ([]byte, error) {
 		}
 	}
 	c.observeMessage(false, raw, func(m message) Event {
-		ev := ClientKeyExchangeEvent{message: m, EncryptedPreMaster: slices.Clone(ct), PublicKey: slices.Clone(pub)}
-		if hs.suite.ecdhe {
-			ev.Curve = hs.curve
-		}
-		return ev
+		return ClientKeyExchangeEvent{message: m, EncryptedPreMaster: slices.Clone(ct), Curve: hs.curve, PublicKey: slices.Clone(pub)}
 	})
 	return preMaster, nil
 }
@@ -394,67 +364,4 @@ func leafChain(cert *Certificate) []*x509.Certificate {
 		}
 	}
 	return out
-}
-
-// establishKeys derives the key block (RFC 5246 §6.3) and readies both
-// directions' pending states. preMaster is nil when resuming.
-func (hs *serverHandshakeState) establishKeys(preMaster []byte) error {
-	c := hs.c
-	km := keysFromMaster(hs.suite.hash, hs.master, hs.hello.random, hs.random, hs.suite.keyLen, gcmImplicitNonce)
-	var err error
-	if c.in.next, err = newRecordAEAD(km.ClientKey, km.ClientIV); err != nil {
-		return c.sendAlert(AlertInternalError, err)
-	}
-	if c.out.next, err = newRecordAEAD(km.ServerKey, km.ServerIV); err != nil {
-		return c.sendAlert(AlertInternalError, err)
-	}
-	c.writeKeyLog(hs.hello.random, hs.master)
-	c.observe(false, func(e endpoint) Event {
-		return KeysEvent{endpoint: e, ClientRandom: slices.Clone(hs.hello.random), ServerRandom: slices.Clone(hs.random),
-			CipherSuite: hs.suite.id, ExtendedMasterSecret: hs.ems,
-			PreMasterSecret: slices.Clone(preMaster), MasterSecret: slices.Clone(hs.master), Keys: km.clone()}
-	})
-	return nil
-}
-
-// readFinished reads the client's ChangeCipherSpec and Finished and checks
-// verify_data (RFC 5246 §7.4.9; decrypt_error on mismatch).
-func (hs *serverHandshakeState) readFinished() error {
-	c := hs.c
-	if err := c.readChangeCipherSpec(); err != nil {
-		return err
-	}
-	want := hs.hs.finished(hs.master, true)
-	fin := new(finishedMsg)
-	if _, err := c.readHandshake(nil, typeFinished, fin); err != nil {
-		return err
-	}
-	if subtle.ConstantTimeCompare(fin.verifyData, want) != 1 {
-		return c.sendAlert(AlertDecryptError, errors.New("client Finished does not verify"))
-	}
-	raw, _ := fin.marshal()
-	hs.hs.Write(raw)
-	hs.clientFinal = fin.verifyData
-	c.observeMessage(false, raw, func(m message) Event {
-		return FinishedEvent{message: m, VerifyData: slices.Clone(fin.verifyData)}
-	})
-	return nil
-}
-
-func (hs *serverHandshakeState) sendFinished() error {
-	c := hs.c
-	c.setBuffering()
-	if err := c.writeChangeCipherSpec(); err != nil {
-		return err
-	}
-	vd := hs.hs.finished(hs.master, false)
-	if c.config.testHooks != nil && c.config.testHooks.corruptFinished {
-		vd[0] ^= 1
-	}
-	if err := c.writeHandshake(&hs.hs, &finishedMsg{verifyData: vd}, func(m message) Event {
-		return FinishedEvent{message: m, VerifyData: slices.Clone(vd)}
-	}); err != nil {
-		return err
-	}
-	return c.flush()
 }

@@ -62,57 +62,48 @@ func curveFor(id CurveID) ecdh.Curve {
 	return nil
 }
 
-// schemeHash returns the hash and whether the scheme is RSASSA-PSS.
-func schemeHash(s SignatureScheme) (crypto.Hash, bool, bool) {
-	switch s {
-	case PKCS1WithSHA1:
-		return crypto.SHA1, false, true
-	case PKCS1WithSHA256:
-		return crypto.SHA256, false, true
-	case PKCS1WithSHA384:
-		return crypto.SHA384, false, true
-	case PKCS1WithSHA512:
-		return crypto.SHA512, false, true
-	case PSSWithSHA256:
-		return crypto.SHA256, true, true
-	case PSSWithSHA384:
-		return crypto.SHA384, true, true
-	case PSSWithSHA512:
-		return crypto.SHA512, true, true
-	}
-	return 0, false, false
+// signatureOpts holds the hash and the padding of each RSA signature
+// scheme (RFC 5246 §7.4.1.4.1; RSASSA-PSS as in RFC 8446 §4.2.3): a
+// crypto.Hash means PKCS #1 v1.5, *rsa.PSSOptions means PSS.
+var signatureOpts = map[SignatureScheme]crypto.SignerOpts{
+	PKCS1WithSHA1:   crypto.SHA1,
+	PKCS1WithSHA256: crypto.SHA256,
+	PKCS1WithSHA384: crypto.SHA384,
+	PKCS1WithSHA512: crypto.SHA512,
+	PSSWithSHA256:   &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256},
+	PSSWithSHA384:   &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA384},
+	PSSWithSHA512:   &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA512},
 }
 
-// signedDigest hashes client_random + server_random + params, the content
-// of the ServerKeyExchange signature (RFC 8422 §5.4).
-func signedDigest(h crypto.Hash, clientRandom, serverRandom, params []byte) []byte {
-	d := h.New()
+var errUnsupportedScheme = errors.New("tlslite: unsupported signature scheme")
+
+// signedDigest hashes client_random + server_random + ServerECDHParams,
+// what the ServerKeyExchange signature covers (RFC 8422 §5.4), with the
+// hash of m's signature scheme, which the caller has checked.
+func (m *serverKeyExchangeMsg) signedDigest(clientRandom, serverRandom []byte) []byte {
+	d := signatureOpts[m.sigScheme].HashFunc().New()
 	d.Write(clientRandom)
 	d.Write(serverRandom)
-	d.Write(params)
+	d.Write(m.params())
 	return d.Sum(nil)
 }
 
 func signParams(rand io.Reader, priv *rsa.PrivateKey, s SignatureScheme, digest []byte) ([]byte, error) {
-	h, pss, ok := schemeHash(s)
+	opts, ok := signatureOpts[s]
 	if !ok {
-		return nil, errors.New("tlslite: unsupported signature scheme")
+		return nil, errUnsupportedScheme
 	}
-	if pss {
-		return rsa.SignPSS(rand, priv, h, digest, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
-	}
-	return rsa.SignPKCS1v15(rand, priv, h, digest)
+	return priv.Sign(rand, digest, opts)
 }
 
 func verifyParams(pub *rsa.PublicKey, s SignatureScheme, digest, sig []byte) error {
-	h, pss, ok := schemeHash(s)
-	if !ok {
-		return errors.New("tlslite: unsupported signature scheme")
+	switch opts := signatureOpts[s].(type) {
+	case *rsa.PSSOptions:
+		return rsa.VerifyPSS(pub, opts.Hash, digest, sig, opts)
+	case crypto.Hash:
+		return rsa.VerifyPKCS1v15(pub, opts, digest, sig)
 	}
-	if pss {
-		return rsa.VerifyPSS(pub, h, digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
-	}
-	return rsa.VerifyPKCS1v15(pub, h, digest, sig)
+	return errUnsupportedScheme
 }
 
 // pickSignatureScheme chooses ours in preference order among the client's

@@ -186,7 +186,8 @@ func record(typ recordType, vers uint16, body []byte) []byte {
 // TestMalformedInputAlerts: truncated and oversized records and messages
 // before the handshake get the alert RFC 5246 §6 and §7.2.2 call for.
 func TestMalformedInputAlerts(t *testing.T) {
-	hello := &clientHelloMsg{vers: VersionTLS12, random: make([]byte, 32), cipherSuites: []uint16{TLS_RSA_WITH_AES_128_GCM_SHA256}, compressionMethods: []uint8{0}}
+	hello := &clientHelloMsg{helloMsg: helloMsg{vers: VersionTLS12, random: make([]byte, 32)},
+		cipherSuites: []uint16{TLS_RSA_WITH_AES_128_GCM_SHA256}, compressionMethods: []uint8{0}}
 	helloBytes, _ := hello.marshal()
 	for _, tc := range []struct {
 		name  string

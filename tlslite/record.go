@@ -171,17 +171,8 @@ func (c *Conn) openRecord(rec []byte) ([]byte, error) {
 // nextRecord reads one whole record and checks its header: type, version
 // and length (RFC 5246 §6.2.1, §6.2.3). rec aliases c.raw.
 func (c *Conn) nextRecord() (typ recordType, rec []byte, err error) {
-	if err := c.fill(recordHeaderLen); err != nil {
-		if err == io.EOF && c.rawW-c.rawR != 0 {
-			err = io.ErrUnexpectedEOF
-		}
-		if err == io.ErrUnexpectedEOF {
-			return 0, nil, c.in.setErr(c.sendAlert(AlertDecodeError, errors.New("truncated record header")))
-		}
-		if isTemporary(err) {
-			return 0, nil, err
-		}
-		return 0, nil, c.in.setErr(err)
+	if err := c.fillRecord(recordHeaderLen, "truncated record header"); err != nil {
+		return 0, nil, err
 	}
 	hdr := c.raw[c.rawR : c.rawR+recordHeaderLen]
 	typ = recordType(hdr[0])
@@ -200,21 +191,32 @@ func (c *Conn) nextRecord() (typ recordType, rec []byte, err error) {
 	if c.in.aead == nil && n > maxPlaintext || n > maxCiphertext {
 		return 0, nil, c.in.setErr(c.sendAlert(AlertRecordOverflow, fmt.Errorf("record length %d", n)))
 	}
-	if err := c.fill(recordHeaderLen + n); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		if err == io.ErrUnexpectedEOF {
-			return 0, nil, c.in.setErr(c.sendAlert(AlertDecodeError, errors.New("truncated record")))
-		}
-		if isTemporary(err) {
-			return 0, nil, err
-		}
-		return 0, nil, c.in.setErr(err)
+	if err := c.fillRecord(recordHeaderLen+n, "truncated record"); err != nil {
+		return 0, nil, err
 	}
 	rec = c.raw[c.rawR : c.rawR+recordHeaderLen+n]
 	c.rawR += recordHeaderLen + n
 	return typ, rec, nil
+}
+
+// fillRecord is fill for the record at rawR. A stream that ends inside the
+// record (RFC 5246 §6.2.1 framing) is decode_error, reported as truncated;
+// a clean end before it is io.EOF. A timeout is returned as is, so that a
+// later read may go on; any other error is permanent.
+func (c *Conn) fillRecord(n int, truncated string) error {
+	err := c.fill(n)
+	if err == io.EOF && c.rawW-c.rawR != 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	switch {
+	case err == nil:
+		return nil
+	case err == io.ErrUnexpectedEOF:
+		return c.in.setErr(c.sendAlert(AlertDecodeError, errors.New(truncated)))
+	case isTemporary(err):
+		return err
+	}
+	return c.in.setErr(err)
 }
 
 // handleAlert processes a received alert (RFC 5246 §7.2).
@@ -316,12 +318,7 @@ func (c *Conn) readHandshake(t *transcript, want uint8, m handshakeMessage) ([]b
 	return data, nil
 }
 
-func msgName(t uint8) string {
-	if s, ok := handshakeNames[t]; ok {
-		return s
-	}
-	return fmt.Sprintf("handshake(%d)", t)
-}
+func msgName(t uint8) string { return enumName(handshakeNames, t, "handshake") }
 
 // ---- output ----
 

@@ -185,55 +185,74 @@ func (c *Config) openTicket(ticket []byte) *sessionState {
 	return nil
 }
 
-// sessionCache is the server's bounded LRU session-ID cache.
-type sessionCache struct {
+// lru is a map of at most capacity entries that forgets the least
+// recently used one, safe for concurrent use: the server's session-ID
+// cache and the client's session cache.
+type lru[V any] struct {
 	mu       sync.Mutex
 	capacity int
 	m        map[string]*list.Element
 	order    *list.List // front: most recently used
 }
 
-type cacheEntry struct {
-	key   string
-	state *sessionState
+type lruEntry[V any] struct {
+	key string
+	val V
 }
 
-func newSessionCache(capacity int) *sessionCache {
-	return &sessionCache{capacity: capacity, m: make(map[string]*list.Element), order: list.New()}
+func newLRU[V any](capacity int) *lru[V] {
+	return &lru[V]{capacity: capacity, m: make(map[string]*list.Element), order: list.New()}
 }
 
-func (sc *sessionCache) put(key string, s *sessionState) {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	if e, ok := sc.m[key]; ok {
-		e.Value.(*cacheEntry).state = s
-		sc.order.MoveToFront(e)
+// get returns the value stored for key, or the zero V, and marks it used.
+func (c *lru[V]) get(key string) V {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[key]
+	if !ok {
+		var zero V
+		return zero
+	}
+	c.order.MoveToFront(e)
+	return e.Value.(*lruEntry[V]).val
+}
+
+// put stores v for key, evicting the least recently used entry if full.
+func (c *lru[V]) put(key string, v V) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[key]; ok {
+		e.Value.(*lruEntry[V]).val = v
+		c.order.MoveToFront(e)
 		return
 	}
-	sc.m[key] = sc.order.PushFront(&cacheEntry{key: key, state: s})
-	for sc.order.Len() > sc.capacity {
-		last := sc.order.Back()
-		sc.order.Remove(last)
-		delete(sc.m, last.Value.(*cacheEntry).key)
+	c.m[key] = c.order.PushFront(&lruEntry[V]{key: key, val: v})
+	for c.order.Len() > c.capacity {
+		last := c.order.Back()
+		c.order.Remove(last)
+		delete(c.m, last.Value.(*lruEntry[V]).key)
 	}
 }
 
-func (sc *sessionCache) get(key string) *sessionState {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	e, ok := sc.m[key]
-	if !ok {
-		return nil
+func (c *lru[V]) remove(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[key]; ok {
+		c.order.Remove(e)
+		delete(c.m, key)
 	}
-	sc.order.MoveToFront(e)
-	return e.Value.(*cacheEntry).state
 }
 
-func (sc *sessionCache) len() int {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	return sc.order.Len()
+func (c *lru[V]) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.order.Len()
 }
+
+// sessionCache is the server's bounded LRU session-ID cache.
+type sessionCache = lru[*sessionState]
+
+func newSessionCache(capacity int) *sessionCache { return newLRU[*sessionState](capacity) }
 
 // ClientSessionState is a client's resumable session. Its master secret is
 // unexported: secrets leave tlslite only through the Config.KeyLogWriter
@@ -260,15 +279,7 @@ type ClientSessionCache interface {
 }
 
 type lruClientCache struct {
-	mu       sync.Mutex
-	capacity int
-	m        map[string]*list.Element
-	order    *list.List
-}
-
-type clientEntry struct {
-	key string
-	cs  *ClientSessionState
+	sessions *lru[*ClientSessionState]
 }
 
 // NewLRUClientSessionCache returns a ClientSessionCache holding at most
@@ -277,40 +288,18 @@ func NewLRUClientSessionCache(capacity int) ClientSessionCache {
 	if capacity < 1 {
 		capacity = 64
 	}
-	return &lruClientCache{capacity: capacity, m: make(map[string]*list.Element), order: list.New()}
+	return &lruClientCache{sessions: newLRU[*ClientSessionState](capacity)}
 }
 
 func (c *lruClientCache) Get(key string) (*ClientSessionState, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[key]
-	if !ok {
-		return nil, false
-	}
-	c.order.MoveToFront(e)
-	return e.Value.(*clientEntry).cs, true
+	cs := c.sessions.get(key)
+	return cs, cs != nil
 }
 
 func (c *lruClientCache) Put(key string, cs *ClientSessionState) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.m[key]; ok {
-		if cs == nil {
-			c.order.Remove(e)
-			delete(c.m, key)
-			return
-		}
-		e.Value.(*clientEntry).cs = cs
-		c.order.MoveToFront(e)
-		return
-	}
 	if cs == nil {
+		c.sessions.remove(key)
 		return
 	}
-	c.m[key] = c.order.PushFront(&clientEntry{key: key, cs: cs})
-	for c.order.Len() > c.capacity {
-		last := c.order.Back()
-		c.order.Remove(last)
-		delete(c.m, last.Value.(*clientEntry).key)
-	}
+	c.sessions.put(key, cs)
 }
