@@ -53,7 +53,7 @@ func TestMalformedPacketCountsItsReason(t *testing.T) {
 		{name: "TCP option", counter: "tcp.drop_bad_options", pkts: [][]byte{rawSeg(5000, 80, header.FlagSYN, badMSS, nil)}},
 		{name: "closed port", counter: "tcp.drop_no_connection", pkts: [][]byte{rawSeg(5000, 81, header.FlagSYN, nil, nil)}},
 		{name: "SYN queue full", counter: "tcp.drop_syn_queue_full", opts: Options{Backlog: 1, NoSYNCookies: true},
-			pkts: [][]byte{rawSeg(5000, 80, header.FlagSYN, nil, nil), rawSeg(5001, 80, header.FlagSYN, nil, nil)}},
+			pkts: [][]byte{rawSeg(5000, 80, header.FlagSYN, nil, nil), rawSeg(5001, 80, header.FlagSYN, nil, nil), rawSeg(5002, 80, header.FlagSYN, nil, nil)}},
 		{name: "connection limit", counter: "tcp.drop_conn_limit", opts: Options{MaxConns: 1},
 			pkts: [][]byte{rawSeg(5000, 80, header.FlagSYN, nil, nil), rawSeg(5001, 80, header.FlagSYN, nil, nil)}},
 	}

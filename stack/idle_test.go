@@ -75,6 +75,11 @@ func TestWaitIdleNotWhileSYNSent(t *testing.T) {
 // delayed ACK is busy until the clock passes it.
 func TestWaitIdleOwedDelayedACK(t *testing.T) {
 	a, b, ca, _, v := manualPair(t)
+	for i := 0; i < 16; i++ { // past quick-ACK mode: these are ACKed at once
+		ca.TryWrite([]byte("x"))
+		b.Poll()
+		a.Poll()
+	}
 	ca.TryWrite([]byte("x"))
 	b.Poll() // b takes the byte and delays its ACK
 	short := func() context.Context {

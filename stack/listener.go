@@ -104,7 +104,9 @@ func (l *Listener) admit(id tcp.ID, cookie bool) (*Conn, dropReason) {
 		l.mu.Unlock()
 		return nil, dropListenOverflow
 	}
-	if !cookie && l.half >= l.backlog {
+	if !cookie && l.half > l.backlog {
+		// The SYN queue holds backlog+1 too, as Linux's
+		// inet_csk_reqsk_queue_is_full counts.
 		l.mu.Unlock()
 		return nil, dropSYNQueueFull // a SYN cookie may answer instead
 	}

@@ -310,15 +310,12 @@ func (c *Conn) checkACK(now time.Time, seg *Segment) bool {
 	}
 	// RFC 5961 §5.2: acceptable if SND.UNA - MAX.SND.WND =< SEG.ACK =< SND.MAX.
 	if seg.Ack.GreaterThan(c.snd.max) {
-		// An ACK of data never sent. RFC 9293 and RFC 5961 §5.2 answer it
-		// with an ACK; Linux discards it silently in ESTABLISHED (tcp_ack's
-		// "discard this segment (RFC793 Section 3.9)") and answers with a
-		// rate-limited challenge ACK in the other states
-		// (tcp_rcv_state_process). We do the same.
+		// An ACK of data never sent: send an ACK and drop the segment
+		// (RFC 9293 §3.10.7.4 fifth, RFC 5961 §5.2), at most once per
+		// oowInterval without data, as Linux 6.x does (checked against the
+		// kernel by the differential harness).
 		c.stats.badAcks++
-		if c.state != Established {
-			c.sendChallengeACK(now)
-		}
+		c.dupACK(now, len(seg.Payload) > 0)
 		return false
 	}
 	if seg.Ack.LessThan(c.snd.una.Sub(seqnum.Size(c.snd.maxWnd))) {

@@ -245,20 +245,44 @@ func TestNewRenoPartialACK(t *testing.T) {
 func TestDelayedACKTiming(t *testing.T) {
 	s := newScript(t, Config{DelayedAck: 40 * time.Millisecond, MSS: 1000})
 	s.passiveOpen()
-	s.in(seg(ACK, rISS+1, lISS+1, bytesN(1000)...))
+	// Quick-ACK mode first (TestQuickACKAtStart): 16 ACKs at once.
+	base := rISS + 1
+	for i := 0; i < maxQuickACKs; i++ {
+		s.in(seg(ACK, base, lISS+1, bytesN(1000)...))
+		base += 1000
+		s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: base})
+	}
+	s.in(seg(ACK, base, lISS+1, bytesN(1000)...))
 	s.advance(40*time.Millisecond - time.Microsecond)
 	s.none()
 	s.advance(time.Microsecond)
-	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1001})
-	s.in(seg(ACK, rISS+1001, lISS+1, bytesN(1000)...))
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: base + 1000})
+	s.in(seg(ACK, base+1000, lISS+1, bytesN(1000)...))
 	s.none()
-	s.in(seg(ACK, rISS+2001, lISS+1, bytesN(1000)...))
-	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 3001})
-	s.in(seg(ACK, rISS+5001, lISS+1, bytesN(1000)...)) // a hole
-	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 3001})
-	// Data to send carries the pending ACK: no separate ACK.
-	s.in(seg(ACK, rISS+3001, lISS+1, bytesN(1000)...))
-	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 4001}) // fills part of the hole: at once
+	s.in(seg(ACK, base+2000, lISS+1, bytesN(1000)...))
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: base + 3000})
+	s.in(seg(ACK, base+4000, lISS+1, bytesN(1000)...)) // a hole
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: base + 3000})
+	s.in(seg(ACK, base+3000, lISS+1, bytesN(1000)...))
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: base + 5000}) // fills the hole: at once
+}
+
+// TestQuickACKAtStart: the first lone data segments of a connection are
+// acknowledged at once, as Linux's quick-ACK mode does (RFC 9293 §3.8.6.3
+// allows delaying them; Linux does not, so that slow start is not held
+// back); once we answer data within the delayed-ACK time (an interactive
+// exchange), ACKs wait to ride on the answers.
+func TestQuickACKAtStart(t *testing.T) {
+	s := newScript(t, Config{DelayedAck: 40 * time.Millisecond, MSS: 1000, NoDelay: true})
+	s.passiveOpen()
+	s.in(seg(ACK|PSH, rISS+1, lISS+1, bytesN(100)...))
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 101})
+	s.write([]byte("answer"))
+	s.out(Segment{Flags: ACK | PSH, Seq: lISS + 1, Ack: rISS + 101, Payload: []byte("answer")})
+	s.in(seg(ACK|PSH, rISS+101, lISS+7, bytesN(100)...))
+	s.none() // interactive now: the ACK waits for the answer
+	s.write([]byte("again"))
+	s.out(Segment{Flags: ACK | PSH, Seq: lISS + 7, Ack: rISS + 201, Payload: []byte("again")})
 }
 
 // TestChallengeACKRateLimited: challenge ACKs go through the stack-wide

@@ -217,7 +217,7 @@ func (k *sackRecovery) onTLP(now time.Time) {
 	if n < 0 || (n == 0 && !fin) {
 		return
 	}
-	k.c.sendRange(now, last.start, n, fin)
+	k.c.sendRange(now, last.start, n, fin, false)
 	k.c.snd.rtxAt = now.Add(k.c.snd.rtt.rto)
 }
 

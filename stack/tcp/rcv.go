@@ -28,6 +28,13 @@ type receiver struct {
 	ackPending int       // in-order segments received and not yet acknowledged
 	delackAt   time.Time // delayed ACK (RFC 9293 §3.8.6.3)
 
+	// Quick-ACK mode, as Linux has it: the first ACKs of a connection (and
+	// after an idle gap) go out at once, unless the connection is
+	// interactive (pingpong: we answer data within the delayed-ACK time).
+	quick    int
+	pingpong bool
+	lastData time.Time // when in-order data last arrived
+
 	stats struct {
 		bytesIn, outOfOrder, oooDropped uint64
 	}
@@ -56,6 +63,35 @@ func (r *receiver) window() uint32 {
 func (r *receiver) acked() {
 	r.ackNow, r.ackPending = false, 0
 	r.delackAt = time.Time{}
+	if r.quick > 0 {
+		r.quick--
+	}
+}
+
+// maxQuickACKs is Linux's TCP_MAX_QUICKACKS.
+const maxQuickACKs = 16
+
+// dataArrived notes in-order data at now: the first data of a connection,
+// or data after a gap longer than rto, starts quick-ACK mode for as many
+// ACKs as half the window holds segments, between 2 and maxQuickACKs
+// (Linux's tcp_event_data_recv and tcp_incr_quickack). RFC 9293 §3.8.6.3
+// lets a receiver delay ACKs; Linux does not delay the first ones, so that
+// a sender in slow start is not held back.
+func (r *receiver) dataArrived(now time.Time, first bool, rto time.Duration, mss int) {
+	if first || now.Sub(r.lastData) > rto {
+		q := min(max(int(r.window())/(2*mss), 2), maxQuickACKs)
+		r.quick = max(r.quick, q)
+	}
+	r.lastData = now
+}
+
+// dataSent notes that we sent data at now: an answer within the delayed-ACK
+// time makes the connection interactive (Linux's pingpong mode), where ACKs
+// wait to ride on the answer.
+func (r *receiver) dataSent(now time.Time, ato time.Duration) {
+	if !r.lastData.IsZero() && now.Sub(r.lastData) < ato {
+		r.pingpong = true
+	}
 }
 
 // endBatch applies the delayed-ACK policy at the end of an input batch: a
@@ -66,7 +102,7 @@ func (r *receiver) endBatch(now time.Time, delay time.Duration) {
 	if r.ackPending == 0 {
 		return
 	}
-	if delay < 0 || r.ackPending >= 2 {
+	if delay < 0 || r.ackPending >= 2 || r.quick > 0 && !r.pingpong {
 		r.ackNow = true
 	} else if r.delackAt.IsZero() {
 		r.delackAt = now.Add(delay)
@@ -78,6 +114,7 @@ func (r *receiver) onDelayedAck() {
 	r.delackAt = time.Time{}
 	if r.ackPending > 0 {
 		r.ackNow = true
+		r.pingpong = false // the answer did not come: leave pingpong (Linux)
 	}
 }
 
@@ -247,6 +284,7 @@ func (c *Conn) processText(now time.Time, seg *Segment) bool {
 		c.rcv.ackPending++
 		return true
 	}
+	c.rcv.dataArrived(now, c.rcv.stats.bytesIn == 0, c.snd.rtt.rto, c.cfg.MSS)
 	n := c.rcv.buf.Append(seg.Payload, c.rcvBufLimit())
 	c.rcv.nxt = c.rcv.nxt.Add(seqnum.Size(n))
 	c.rcv.stats.bytesIn += uint64(n)

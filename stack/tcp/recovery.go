@@ -132,7 +132,7 @@ func (b *recoveryBase) retransmitAt(now time.Time, seq seqnum.Value) {
 	if n <= 0 && !fin {
 		return
 	}
-	end := c.sendRange(now, seq, max(n, 0), fin)
+	end := c.sendRange(now, seq, max(n, 0), fin, false)
 	if end.GreaterThan(b.highRxt) {
 		b.highRxt = end
 	}

@@ -123,7 +123,7 @@ func (c *Conn) sendData(now time.Time) {
 		avail := buffered - off
 		if avail <= 0 {
 			if c.snd.finQueued && c.snd.nxt == c.snd.finSeq {
-				c.sendSegment(now, 0, true)
+				c.sendSegment(now, 0, true, false)
 			}
 			return
 		}
@@ -147,7 +147,9 @@ func (c *Conn) sendData(now time.Time) {
 		if n < mss && n == avail && !fin && (!c.cfg.NoDelay && inFlight || c.cork) {
 			return // Nagle: one small segment in flight at a time; or corked
 		}
-		c.sendSegment(now, n, fin)
+		// A segment the peer's window cuts short is pushed, as Linux marks
+		// it (checked against the kernel by the differential harness).
+		c.sendSegment(now, n, fin, n < mss && n < avail && n == c.sendWindowRoom())
 		if fin {
 			return
 		}
@@ -161,19 +163,24 @@ func (c *Conn) effMSS() int { return max(c.snd.mss-c.optionBytes(), 1) }
 // sendRoom is how many more bytes may leave at SND.NXT: the least of the
 // send window's room and the congestion window minus the pipe.
 func (c *Conn) sendRoom() int {
-	rwnd := 0
-	if edge := c.snd.una.Add(seqnum.Size(c.snd.wnd)); c.snd.nxt.LessThan(edge) {
-		rwnd = int(c.snd.nxt.Size(edge))
-	}
+	rwnd := c.sendWindowRoom()
 	if c.snd.cc == nil {
 		return rwnd
 	}
 	return min(rwnd, max(c.snd.cc.Cwnd()-c.rec.pipe(), 0))
 }
 
+// sendWindowRoom is how much of the peer's window is left at SND.NXT.
+func (c *Conn) sendWindowRoom() int {
+	if edge := c.snd.una.Add(seqnum.Size(c.snd.wnd)); c.snd.nxt.LessThan(edge) {
+		return int(c.snd.nxt.Size(edge))
+	}
+	return 0
+}
+
 // sendSegment sends n bytes at SND.NXT (with FIN if fin) and advances it.
-func (c *Conn) sendSegment(now time.Time, n int, fin bool) {
-	end := c.sendRange(now, c.snd.nxt, n, fin)
+func (c *Conn) sendSegment(now time.Time, n int, fin, push bool) {
+	end := c.sendRange(now, c.snd.nxt, n, fin, push)
 	if end.GreaterThan(c.snd.nxt) {
 		c.snd.nxt = end
 	}
@@ -181,12 +188,12 @@ func (c *Conn) sendSegment(now time.Time, n int, fin bool) {
 
 // sendRange sends n bytes of the send buffer starting at seq, with FIN if
 // fin, and returns the sequence number after it. SND.NXT is the caller's.
-func (c *Conn) sendRange(now time.Time, seq seqnum.Value, n int, fin bool) seqnum.Value {
+func (c *Conn) sendRange(now time.Time, seq seqnum.Value, n int, fin, push bool) seqnum.Value {
 	off := int(c.snd.bufSeq().Size(seq))
 	seg := Segment{Seq: seq, Flags: flagACK}
 	if n > 0 {
 		seg.Payload = c.snd.buf.Bytes()[off : off+n]
-		if off+n == c.snd.buf.Len() {
+		if push || off+n == c.snd.buf.Len() {
 			seg.Flags |= flagPSH
 		}
 	}
@@ -199,6 +206,9 @@ func (c *Conn) sendRange(now time.Time, seq seqnum.Value, n int, fin bool) seqnu
 		c.snd.rtt.cancel() // Karn: no sample across a retransmission
 	} else {
 		c.snd.stats.bytesOut += uint64(n)
+		if n > 0 {
+			c.rcv.dataSent(now, max(c.cfg.DelayedAck, 0))
+		}
 		if c.snd.una == c.snd.max {
 			c.snd.unaSince = now // nothing was outstanding: the clock starts
 		}
