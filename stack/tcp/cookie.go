@@ -39,12 +39,7 @@ func NewCookieJar(rand io.Reader) (*CookieJar, error) {
 
 func (j *CookieJar) hash(id ID, irs seqnum.Value, t uint32) uint32 {
 	var b [16 + 12 + 8]byte
-	copy(b[:16], j.secret[:])
-	l, r := id.Local.Addr().As4(), id.Remote.Addr().As4()
-	copy(b[16:], l[:])
-	binary.BigEndian.PutUint16(b[20:], id.Local.Port())
-	copy(b[22:], r[:])
-	binary.BigEndian.PutUint16(b[26:], id.Remote.Port())
+	keyed(b[:], &j.secret, id)
 	binary.BigEndian.PutUint32(b[28:], uint32(irs))
 	binary.BigEndian.PutUint32(b[32:], t)
 	h := sha256.Sum256(b[:])

@@ -28,15 +28,22 @@ func NewISNGenerator(rand io.Reader, epoch time.Time) (*ISNGenerator, error) {
 	return g, nil
 }
 
-// ISN returns the initial sequence number for id at now.
-func (g *ISNGenerator) ISN(id ID, now time.Time) seqnum.Value {
-	var b [16 + 12]byte
-	copy(b[:16], g.secret[:])
+// keyed writes a 16-byte secret and the 4-tuple into b (at least 28
+// bytes): the input of the keyed hashes of ISNs (RFC 6528) and SYN cookies
+// (RFC 4987).
+func keyed(b []byte, secret *[16]byte, id ID) {
+	copy(b[:16], secret[:])
 	l, r := id.Local.Addr().As4(), id.Remote.Addr().As4()
 	copy(b[16:], l[:])
 	binary.BigEndian.PutUint16(b[20:], id.Local.Port())
 	copy(b[22:], r[:])
 	binary.BigEndian.PutUint16(b[26:], id.Remote.Port())
+}
+
+// ISN returns the initial sequence number for id at now.
+func (g *ISNGenerator) ISN(id ID, now time.Time) seqnum.Value {
+	var b [16 + 12]byte
+	keyed(b[:], &g.secret, id)
 	h := sha256.Sum256(b[:])
 	f := binary.BigEndian.Uint32(h[:4])
 	m := uint32(now.Sub(g.epoch) / (4 * time.Microsecond))
