@@ -218,7 +218,7 @@ func (k *sackRecovery) onTLP(now time.Time) {
 		return
 	}
 	k.c.sendRange(now, last.start, n, fin, false)
-	k.c.snd.rtxAt = now.Add(k.c.snd.rtt.rto)
+	k.c.armRTX(now)
 }
 
 // check runs RACK's detection after an ACK with news and starts or
