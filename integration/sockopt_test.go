@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,17 +95,25 @@ func dialExchange(d *dialer, i int) (string, error) {
 	return connID(c), exchange(c, i)
 }
 
+// serveAndDial runs `ustack serve ARGS` in a namespace of its own and
+// connects to addr from the kernel side; the connection closes with the
+// test.
+func serveAndDial(t *testing.T, addr string, args ...string) (*server, *net.TCPConn) {
+	t.Helper()
+	ns := newNamespace(t)
+	s := startServe(t, ns, args...)
+	c := newDialer(t, ns, 1).mustDial(t, addr)
+	t.Cleanup(func() { c.Close() })
+	return s, c
+}
+
 // TestLingerZero: with --linger 0 every close by a service is an abort
 // (SO_LINGER 0): when the echo client half-closes, the echo service closes
 // and the client reads ECONNRESET instead of EOF; the trace shows the
 // connection going from CLOSE-WAIT straight to CLOSED by the close.
 func TestLingerZero(t *testing.T) {
 	requireRoot(t)
-	ns := newNamespace(t)
-	s := startServe(t, ns, "--echo", echoPort, "--linger", "0")
-	d := newDialer(t, ns, 1)
-	c := d.mustDial(t, echoAddr())
-	defer c.Close()
+	s, c := serveAndDial(t, echoAddr(), "--echo", echoPort, "--linger", "0")
 	id := connID(c)
 	echoOnce(t, c, "before the half-close")
 	if err := c.CloseWrite(); err != nil {
@@ -134,11 +143,7 @@ func TestLingerZero(t *testing.T) {
 func TestUserTimeout(t *testing.T) {
 	requireRoot(t)
 	requireTool(t, "nft")
-	ns := newNamespace(t)
-	s := startServe(t, ns, "--source", sourcePort, "--user-timeout", "2s")
-	d := newDialer(t, ns, 1)
-	c := d.mustDial(t, sourceAddr())
-	defer c.Close()
+	s, c := serveAndDial(t, sourceAddr(), "--source", sourcePort, "--user-timeout", "2s")
 	id := connID(c)
 	c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	var got atomic.Int64
@@ -154,7 +159,7 @@ func TestUserTimeout(t *testing.T) {
 	}()
 	waitfor.Cond(t, 20*time.Second, "the client to read 1 MiB from source", func() bool { return got.Load() >= mib })
 	rules := fmt.Sprintf("table ip ustack_it {\n chain in {\n  type filter hook input priority 0; policy accept;\n  ip saddr %s tcp sport %s drop\n }\n}\n", stackAddr, sourcePort)
-	if out, err := runIn(t, ns, 20*time.Second, "sh", "-c", "printf '%s' \"$1\" | nft -f -", "sh", rules); err != nil {
+	if out, err := runIn(t, s.ns, 20*time.Second, "sh", "-c", "printf '%s' \"$1\" | nft -f -", "sh", rules); err != nil {
 		t.Fatalf("nft: %v\n%s", err, out)
 	}
 	dropped := time.Now()
