@@ -19,6 +19,7 @@ import (
 
 type serveFlags struct {
 	linkFlags
+	sockFlags
 	echo, discard, source, http int
 	https                       int
 	tlsDir, kex                 string
@@ -26,31 +27,17 @@ type serveFlags struct {
 	keepCount                   int
 }
 
+// drainTime bounds how long serve waits, when it stops, for its
+// connections' FINs to be acknowledged before it resets the rest.
+const drainTime = 2 * time.Second
+
 func cmdServe(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("serve", "Usage: ustack serve [flags]\n\nRun services on a TUN device until SIGINT or SIGTERM. Needs CAP_NET_ADMIN.\n\n", stderr)
 	var f serveFlags
-	f.register(fs)
-	fs.IntVar(&f.echo, "echo", 0, "echo service (RFC 862) on `PORT`")
-	fs.IntVar(&f.discard, "discard", 0, "discard service (RFC 863) on `PORT`")
-	fs.IntVar(&f.source, "source", 0, "endless byte stream on `PORT` until the peer closes")
-	fs.IntVar(&f.http, "http", 0, "plain HTTP/1.1 on `PORT`: a page showing the visitor's connection")
-	fs.IntVar(&f.https, "https", 0, "HTTPS (tlslite + net/http) on `PORT`: the same page, with the TLS session")
-	fs.StringVar(&f.tlsDir, "tls-dir", "ustack-tls", "`DIR` with ca.pem, cert.pem, key.pem: used if present, else created")
-	fs.StringVar(&f.kex, "kex", "any", "TLS key exchange: rsa, ecdhe, or any (prefers ECDHE when offered)")
-	fs.DurationVar(&f.keepIdle, "keepalive-idle", tcp.DefaultKeepIdle, "keepalive idle time")
-	fs.DurationVar(&f.keepIntvl, "keepalive-interval", tcp.DefaultKeepInterval, "keepalive probe interval")
-	fs.IntVar(&f.keepCount, "keepalive-count", tcp.DefaultKeepCount, "unanswered keepalive probes before abort")
-	if err := parseFlags(fs, args, "serve"); err != nil {
+	if err := f.parse(args, stderr); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usageErr("unexpected argument %q: serve takes only flags (see 'ustack serve -h')", fs.Arg(0))
 	}
 	lc, err := f.validate()
 	if err != nil {
-		return err
-	}
-	if err := f.checkPorts(); err != nil {
 		return err
 	}
 	kex, ok := tlslite.ParseKeyExchange(f.kex)
@@ -62,9 +49,6 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		if tlsCfg, err = serverTLS(f.tlsDir, lc.addr, kex, stdout); err != nil {
 			return err
 		}
-	}
-	if f.keepIdle <= 0 || f.keepIntvl <= 0 || f.keepCount <= 0 {
-		return usageErr("--keepalive-idle, --keepalive-interval and --keepalive-count must be positive")
 	}
 	tcpCfg := tcp.Config{KeepAlive: true, KeepIdle: f.keepIdle, KeepInterval: f.keepIntvl, KeepCount: f.keepCount}
 	ns, err := openStack(&f.linkFlags, lc, tcpCfg, stdout)
@@ -88,9 +72,53 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sig)
 	got := <-sig
-	fmt.Fprintf(stdout, "stopping on %v\n", got)
-	srv.Close()
+	fmt.Fprintf(stdout, "stopping on %v: closing every connection before removing %s\n", got, ns.dev.Name())
+	st := srv.Stop(drainTime)
+	fmt.Fprintf(stdout, "stopped: closed %d connections on the wire, %d of them aborted with RST (not done within %v), in %v\n",
+		st.Closed, st.Aborted, drainTime, st.Took.Round(time.Millisecond))
 	return nil
+}
+
+// parse registers serve's flags and parses args.
+func (f *serveFlags) parse(args []string, stderr io.Writer) error {
+	fs := newFlagSet("serve", "Usage: ustack serve [flags]\n\nRun services on a TUN device until SIGINT or SIGTERM. Needs CAP_NET_ADMIN.\n\n", stderr)
+	f.linkFlags.register(fs)
+	f.sockFlags.register(fs)
+	fs.IntVar(&f.echo, "echo", 0, "echo service (RFC 862) on `PORT`")
+	fs.IntVar(&f.discard, "discard", 0, "discard service (RFC 863) on `PORT`")
+	fs.IntVar(&f.source, "source", 0, "endless byte stream on `PORT` until the peer closes")
+	fs.IntVar(&f.http, "http", 0, "plain HTTP/1.1 on `PORT`: a page showing the visitor's connection")
+	fs.IntVar(&f.https, "https", 0, "HTTPS (tlslite + net/http) on `PORT`: the same page, with the TLS session")
+	fs.StringVar(&f.tlsDir, "tls-dir", "ustack-tls", "`DIR` with ca.pem, cert.pem, key.pem: used if present, else created")
+	fs.StringVar(&f.kex, "kex", "any", "TLS key exchange: rsa, ecdhe, or any (prefers ECDHE when offered)")
+	fs.DurationVar(&f.keepIdle, "keepalive-idle", tcp.DefaultKeepIdle, "keepalive idle time")
+	fs.DurationVar(&f.keepIntvl, "keepalive-interval", tcp.DefaultKeepInterval, "keepalive probe interval")
+	fs.IntVar(&f.keepCount, "keepalive-count", tcp.DefaultKeepCount, "unanswered keepalive probes before abort")
+	if err := parseFlags(fs, args, "serve"); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErr("unexpected argument %q: serve takes only flags (see 'ustack serve -h')", fs.Arg(0))
+	}
+	return nil
+}
+
+// validate checks every flag and explains how to fix a mistake.
+func (f *serveFlags) validate() (linkConfig, error) {
+	lc, err := f.linkFlags.validate()
+	if err != nil {
+		return lc, err
+	}
+	if err := f.sockFlags.validate(); err != nil {
+		return lc, err
+	}
+	if err := f.checkPorts(); err != nil {
+		return lc, err
+	}
+	if f.keepIdle <= 0 || f.keepIntvl <= 0 || f.keepCount <= 0 {
+		return lc, usageErr("--keepalive-idle, --keepalive-interval and --keepalive-count must be positive")
+	}
+	return lc, nil
 }
 
 // checkPorts checks that each service asked for has a port of its own.
@@ -117,7 +145,7 @@ func (f *serveFlags) checkPorts() error {
 
 // start runs each service asked for on its port of st.
 func (f *serveFlags) start(st *stack.Stack, lc linkConfig, tlsCfg *tlslite.Config, stdout io.Writer) (*services.Server, error) {
-	srv := &services.Server{}
+	srv := &services.Server{Setup: f.setup}
 	httpsServe := func(l net.Listener) { srv.HTTP(tlslite.NewListener(l, tlsCfg), "") }
 	plainServe := func(l net.Listener) { srv.HTTP(l, "") }
 	for _, s := range []struct {
@@ -134,7 +162,7 @@ func (f *serveFlags) start(st *stack.Stack, lc linkConfig, tlsCfg *tlslite.Confi
 		if s.port == 0 {
 			continue
 		}
-		l, err := st.ListenTCPConfig(uint16(s.port), st.Options().TCP)
+		l, err := f.listenConfig().Listen(st, uint16(s.port))
 		if err != nil {
 			srv.Close()
 			return nil, err

@@ -23,15 +23,7 @@ func (s *Server) HTTP(l net.Listener, page string) {
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, c)
 		},
-		ConnState: func(c net.Conn, st http.ConnState) {
-			if st != http.StateNew || !s.NoDelay {
-				return
-			}
-			if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
-				c = tc.NetConn()
-			}
-			noDelay(c)
-		},
+		ConnState: s.httpConnState,
 	}
 	s.mu.Lock()
 	closed := s.closed
@@ -43,6 +35,20 @@ func (s *Server) HTTP(l net.Listener, page string) {
 		return
 	}
 	srv.Serve(l)
+}
+
+// httpConnState prepares and tracks the HTTP servers' connections, so
+// that Stop and Close reach them too.
+func (s *Server) httpConnState(c net.Conn, st http.ConnState) {
+	switch st {
+	case http.StateNew:
+		s.prepare(c)
+		if !s.track(c, true) {
+			rawConn(c).Close() // the server is stopping
+		}
+	case http.StateClosed, http.StateHijacked:
+		s.track(c, false)
+	}
 }
 
 type connKey struct{}

@@ -28,6 +28,10 @@ type Server struct {
 	// Grace is how long Close lets HTTP requests in flight finish
 	// (default 2 s).
 	Grace time.Duration
+	// Setup, if set, is called on every accepted connection (the
+	// *stack.Conn or *net.TCPConn under any TLS) before it is served: the
+	// place for socket options.
+	Setup func(net.Conn)
 
 	wg        sync.WaitGroup
 	mu        sync.Mutex
@@ -76,9 +80,7 @@ func (s *Server) accept(l net.Listener) (net.Conn, error) {
 	for {
 		c, err := l.Accept()
 		if err == nil {
-			if s.NoDelay {
-				noDelay(c)
-			}
+			s.prepare(c)
 			return c, nil
 		}
 		if !temporary(err) {
@@ -112,10 +114,25 @@ func temporary(err error) bool {
 	return errors.As(err, &ne) && ne.Temporary() && !errors.Is(err, net.ErrClosed)
 }
 
-// noDelay turns Nagle off where the connection lets us.
-func noDelay(c net.Conn) {
-	if nd, ok := c.(interface{ SetNoDelay(bool) error }); ok {
+// prepare applies NoDelay and Setup to a newly accepted connection.
+func (s *Server) prepare(c net.Conn) {
+	c = rawConn(c)
+	if nd, ok := c.(interface{ SetNoDelay(bool) error }); ok && s.NoDelay {
 		nd.SetNoDelay(true)
+	}
+	if s.Setup != nil {
+		s.Setup(c)
+	}
+}
+
+// rawConn is the TCP connection under any wrappers (TLS).
+func rawConn(c net.Conn) net.Conn {
+	for {
+		w, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return c
+		}
+		c = w.NetConn()
 	}
 }
 
@@ -137,12 +154,24 @@ func (s *Server) Hold(l net.Listener) {
 // Held is how many connections Hold has accepted.
 func (s *Server) Held() int64 { return s.heldN.Load() }
 
-// Close stops every service and closes every connection.
-func (s *Server) Close() {
+// take marks the server closed and hands over what it runs: listeners,
+// HTTP servers, and every open connection (held ones included).
+func (s *Server) take() ([]net.Listener, []*http.Server, []net.Conn) {
 	s.mu.Lock()
-	ls, srvs, conns, held := s.listeners, s.https, s.conns, s.held
+	defer s.mu.Unlock()
+	conns := append([]net.Conn(nil), s.held...)
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	ls, srvs := s.listeners, s.https
 	s.closed, s.conns, s.held = true, nil, nil
-	s.mu.Unlock()
+	return ls, srvs, conns
+}
+
+// Close stops every service and closes every connection, letting HTTP
+// requests in flight finish within Grace.
+func (s *Server) Close() {
+	ls, srvs, conns := s.take()
 	for _, l := range ls {
 		l.Close()
 	}
@@ -156,11 +185,8 @@ func (s *Server) Close() {
 		cancel()
 		srv.Close()
 	}
-	for c := range conns {
-		c.Close()
-	}
-	for _, c := range held {
-		c.Close()
+	for _, c := range conns {
+		rawConn(c).Close()
 	}
 	s.wg.Wait()
 }
