@@ -82,18 +82,18 @@ func (v Verdict) String() string {
 type Event uint8
 
 const (
-	Received          Event = iota // packets passed to Input
-	Delivered                      // handed to TCP
-	Sent                           // headers written by PutHeader, echo replies, ICMP errors
-	ICMPEchoReplied                // echo requests turned into replies
-	FragHeld                       // fragments kept for reassembly
-	Reassembled                    // datagrams reassembled (counted once more as what they became)
-	ReasmTimeouts                  // reassembly queues that timed out
-	Fragmented                     // datagrams sent in fragments
-	FragmentsSent                  // fragments written by PutFragment
-	ICMPErrorsDelivered            // ICMP errors about our TCP segments handed to the stack
-	ICMPErrorsSent                 // ICMP errors sent (protocol unreachable, time exceeded)
-	ICMPRateLimited                // ICMP errors not sent: rate limit
+	Received            Event = iota // packets passed to Input
+	Delivered                        // handed to TCP
+	Sent                             // headers written by PutHeader, echo replies, ICMP errors
+	ICMPEchoReplied                  // echo requests turned into replies
+	FragHeld                         // fragments kept for reassembly
+	Reassembled                      // datagrams reassembled (counted once more as what they became)
+	ReasmTimeouts                    // reassembly queues that timed out
+	Fragmented                       // datagrams sent in fragments
+	FragmentsSent                    // fragments written by PutFragment
+	ICMPErrorsDelivered              // ICMP errors about our TCP segments handed to the stack
+	ICMPErrorsSent                   // ICMP errors sent (protocol unreachable, time exceeded)
+	ICMPRateLimited                  // ICMP errors not sent: rate limit
 	numEvents
 )
 
