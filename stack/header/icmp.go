@@ -13,6 +13,8 @@ const (
 	ICMPParamProblem = 12
 
 	// Destination-unreachable codes (RFC 792, RFC 1122 §3.2.2.1, RFC 1812 §5.2.7.1).
+	ICMPNetUnreach   = 0
+	ICMPHostUnreach  = 1
 	ICMPProtoUnreach = 2
 	ICMPPortUnreach  = 3
 	ICMPFragNeeded   = 4
