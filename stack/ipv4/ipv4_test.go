@@ -86,106 +86,109 @@ func TestNewAcceptsMappedIPv4(t *testing.T) {
 	}
 }
 
+// dropCases are one bad packet per drop reason.
+var dropCases = []struct {
+	name    string
+	counter string
+	pkt     func() []byte
+}{
+	{name: "empty", counter: "drop_too_short", pkt: func() []byte { return nil }},
+	{name: "19 bytes", counter: "drop_too_short", pkt: func() []byte { return tcpPacket()[:19] }},
+	{name: "version 6", counter: "drop_bad_version", pkt: func() []byte {
+		b := tcpPacket()
+		b[0] = 0x65
+		return fixIPChecksum(b)
+	}},
+	{name: "IHL 4", counter: "drop_bad_ihl", pkt: func() []byte {
+		b := tcpPacket()
+		b[0] = 0x44
+		return b
+	}},
+	{name: "IHL beyond packet", counter: "drop_bad_ihl", pkt: func() []byte {
+		b := tcpPacket()[:24]
+		b[0] = 0x47
+		return b
+	}},
+	{name: "total length beyond packet", counter: "drop_bad_total_length", pkt: func() []byte {
+		b := tcpPacket()
+		binary.BigEndian.PutUint16(b[2:], uint16(len(b)+1))
+		return fixIPChecksum(b)
+	}},
+	{name: "total length below IHL", counter: "drop_bad_total_length", pkt: func() []byte {
+		b := tcpPacket()
+		binary.BigEndian.PutUint16(b[2:], 19)
+		return fixIPChecksum(b)
+	}},
+	{name: "header checksum", counter: "drop_bad_checksum", pkt: func() []byte {
+		b := tcpPacket()
+		b[10] ^= 0x01
+		return b
+	}},
+	{name: "TTL zero", counter: "drop_ttl_zero", pkt: func() []byte {
+		b := tcpPacket()
+		b[8] = 0
+		return fixIPChecksum(b)
+	}},
+	{name: "empty fragment", counter: "drop_frag_bad", pkt: func() []byte {
+		b := ipPacket(header.ProtoTCP, nil)
+		binary.BigEndian.PutUint16(b[6:], header.IPv4FlagMF)
+		return fixIPChecksum(b)
+	}},
+	{name: "fragment beyond 65535", counter: "drop_frag_oversize", pkt: func() []byte {
+		b := ipPacket(header.ProtoTCP, make([]byte, 16))
+		binary.BigEndian.PutUint16(b[6:], 8190) // offset 65520
+		return fixIPChecksum(b)
+	}},
+	{name: "other destination", counter: "drop_not_for_us", pkt: func() []byte {
+		b := tcpPacket()
+		b[19] = 3
+		return fixIPChecksum(b)
+	}},
+	{name: "broadcast destination", counter: "drop_not_for_us", pkt: func() []byte {
+		b := tcpPacket()
+		copy(b[16:20], []byte{255, 255, 255, 255})
+		return fixIPChecksum(b)
+	}},
+	{name: "source 0.0.0.0", counter: "drop_bad_source", pkt: func() []byte {
+		b := echoPacket()
+		copy(b[12:16], []byte{0, 0, 0, 0})
+		return fixIPChecksum(b)
+	}},
+	{name: "source broadcast", counter: "drop_bad_source", pkt: func() []byte {
+		b := echoPacket()
+		copy(b[12:16], []byte{255, 255, 255, 255})
+		return fixIPChecksum(b)
+	}},
+	{name: "source multicast", counter: "drop_bad_source", pkt: func() []byte {
+		b := echoPacket()
+		copy(b[12:16], []byte{224, 0, 0, 1})
+		return fixIPChecksum(b)
+	}},
+	{name: "source loopback", counter: "drop_bad_source", pkt: func() []byte {
+		b := echoPacket()
+		copy(b[12:16], []byte{127, 0, 0, 1})
+		return fixIPChecksum(b)
+	}},
+	{name: "ICMP error quoting garbage", counter: "drop_icmp_error_bad_quote", pkt: func() []byte { return icmpPacket(header.ICMPDestUnreach, make([]byte, 28)) }},
+	{name: "ICMP error about UDP", counter: "drop_icmp_error_not_tcp", pkt: func() []byte {
+		return icmpPacket(header.ICMPDestUnreach, quoteOf(ourPacket(header.ProtoUDP, make([]byte, 8))))
+	}},
+	{name: "ICMP source quench", counter: "drop_icmp_other", pkt: func() []byte {
+		return icmpPacket(header.ICMPSourceQuench, quoteOf(ourPacket(header.ProtoTCP, make([]byte, 20))))
+	}},
+	{name: "ICMP too short", counter: "drop_icmp_bad", pkt: func() []byte { return ipPacket(header.ProtoICMP, make([]byte, 7)) }},
+	{name: "ICMP checksum", counter: "drop_icmp_bad", pkt: func() []byte {
+		b := echoPacket()
+		b[len(b)-1] ^= 0x80
+		return b
+	}},
+	{name: "ICMP echo reply", counter: "drop_icmp_other", pkt: func() []byte { return icmpPacket(header.ICMPEchoReply, nil) }},
+}
+
 // TestInputDropReasons feeds one bad packet per reason and checks that
 // exactly that counter (and Received) moved.
 func TestInputDropReasons(t *testing.T) {
-	tests := []struct {
-		name    string
-		counter string
-		pkt     func() []byte
-	}{
-		{name: "empty", counter: "drop_too_short", pkt: func() []byte { return nil }},
-		{name: "19 bytes", counter: "drop_too_short", pkt: func() []byte { return tcpPacket()[:19] }},
-		{name: "version 6", counter: "drop_bad_version", pkt: func() []byte {
-			b := tcpPacket()
-			b[0] = 0x65
-			return fixIPChecksum(b)
-		}},
-		{name: "IHL 4", counter: "drop_bad_ihl", pkt: func() []byte {
-			b := tcpPacket()
-			b[0] = 0x44
-			return b
-		}},
-		{name: "IHL beyond packet", counter: "drop_bad_ihl", pkt: func() []byte {
-			b := tcpPacket()[:24]
-			b[0] = 0x47
-			return b
-		}},
-		{name: "total length beyond packet", counter: "drop_bad_total_length", pkt: func() []byte {
-			b := tcpPacket()
-			binary.BigEndian.PutUint16(b[2:], uint16(len(b)+1))
-			return fixIPChecksum(b)
-		}},
-		{name: "total length below IHL", counter: "drop_bad_total_length", pkt: func() []byte {
-			b := tcpPacket()
-			binary.BigEndian.PutUint16(b[2:], 19)
-			return fixIPChecksum(b)
-		}},
-		{name: "header checksum", counter: "drop_bad_checksum", pkt: func() []byte {
-			b := tcpPacket()
-			b[10] ^= 0x01
-			return b
-		}},
-		{name: "TTL zero", counter: "drop_ttl_zero", pkt: func() []byte {
-			b := tcpPacket()
-			b[8] = 0
-			return fixIPChecksum(b)
-		}},
-		{name: "empty fragment", counter: "drop_frag_bad", pkt: func() []byte {
-			b := ipPacket(header.ProtoTCP, nil)
-			binary.BigEndian.PutUint16(b[6:], header.IPv4FlagMF)
-			return fixIPChecksum(b)
-		}},
-		{name: "fragment beyond 65535", counter: "drop_frag_oversize", pkt: func() []byte {
-			b := ipPacket(header.ProtoTCP, make([]byte, 16))
-			binary.BigEndian.PutUint16(b[6:], 8190) // offset 65520
-			return fixIPChecksum(b)
-		}},
-		{name: "other destination", counter: "drop_not_for_us", pkt: func() []byte {
-			b := tcpPacket()
-			b[19] = 3
-			return fixIPChecksum(b)
-		}},
-		{name: "broadcast destination", counter: "drop_not_for_us", pkt: func() []byte {
-			b := tcpPacket()
-			copy(b[16:20], []byte{255, 255, 255, 255})
-			return fixIPChecksum(b)
-		}},
-		{name: "source 0.0.0.0", counter: "drop_bad_source", pkt: func() []byte {
-			b := echoPacket()
-			copy(b[12:16], []byte{0, 0, 0, 0})
-			return fixIPChecksum(b)
-		}},
-		{name: "source broadcast", counter: "drop_bad_source", pkt: func() []byte {
-			b := echoPacket()
-			copy(b[12:16], []byte{255, 255, 255, 255})
-			return fixIPChecksum(b)
-		}},
-		{name: "source multicast", counter: "drop_bad_source", pkt: func() []byte {
-			b := echoPacket()
-			copy(b[12:16], []byte{224, 0, 0, 1})
-			return fixIPChecksum(b)
-		}},
-		{name: "source loopback", counter: "drop_bad_source", pkt: func() []byte {
-			b := echoPacket()
-			copy(b[12:16], []byte{127, 0, 0, 1})
-			return fixIPChecksum(b)
-		}},
-		{name: "ICMP error quoting garbage", counter: "drop_icmp_error_bad_quote", pkt: func() []byte { return icmpPacket(header.ICMPDestUnreach, make([]byte, 28)) }},
-		{name: "ICMP error about UDP", counter: "drop_icmp_error_not_tcp", pkt: func() []byte {
-			return icmpPacket(header.ICMPDestUnreach, quoteOf(ourPacket(header.ProtoUDP, make([]byte, 8))))
-		}},
-		{name: "ICMP source quench", counter: "drop_icmp_other", pkt: func() []byte {
-			return icmpPacket(header.ICMPSourceQuench, quoteOf(ourPacket(header.ProtoTCP, make([]byte, 20))))
-		}},
-		{name: "ICMP too short", counter: "drop_icmp_bad", pkt: func() []byte { return ipPacket(header.ProtoICMP, make([]byte, 7)) }},
-		{name: "ICMP checksum", counter: "drop_icmp_bad", pkt: func() []byte {
-			b := echoPacket()
-			b[len(b)-1] ^= 0x80
-			return b
-		}},
-		{name: "ICMP echo reply", counter: "drop_icmp_other", pkt: func() []byte { return icmpPacket(header.ICMPEchoReply, nil) }},
-	}
+	tests := dropCases
 	covered := map[string]bool{
 		// Each needs a queue first: TestReassembly* cover them.
 		"drop_frag_overlap": true, "drop_frag_duplicate": true, "drop_frag_no_memory": true,

@@ -54,6 +54,31 @@ func feed(t *testing.T, l *Layer, now time.Time, frags [][]byte) (Verdict, heade
 	return v, h
 }
 
+// moved is a copy of fragment f cut to n bytes, with flags and offset set.
+func moved(f []byte, n int, flags uint16, off int) []byte {
+	m := bytes.Clone(f[:n])
+	header.IPv4(m).SetFragment(n, flags, off)
+	return m
+}
+
+// queueWith is a layer holding fragment i of the four of a 3008-byte echo
+// request with ID id, and the four.
+func queueWith(id uint16, i int) (*Layer, [][]byte) {
+	l := newLayer()
+	frags := fragmentsOf(bigEcho(3000, id), 1000)
+	l.Input(t0, bytes.Clone(frags[i]))
+	return l, frags
+}
+
+// mustDrop feeds pkt to l and checks that it was dropped for why, the n-th
+// so far.
+func mustDrop(t *testing.T, l *Layer, pkt []byte, why Reason, n uint64) {
+	t.Helper()
+	if v, _ := l.Input(t0, pkt); v != Drop || l.Stats.Drops(why) != n {
+		t.Fatalf("%v, %s = %d; want drop, %d", v, why, l.Stats.Drops(why), n)
+	}
+}
+
 func TestReassemblyInOrder(t *testing.T) {
 	l := newLayer()
 	req := bigEcho(4000, 1)
@@ -108,18 +133,10 @@ func TestReassemblyOutOfOrderTCP(t *testing.T) {
 }
 
 func TestReassemblyDuplicates(t *testing.T) {
-	l := newLayer()
-	frags := fragmentsOf(bigEcho(3000, 2), 1000)
-	l.Input(t0, bytes.Clone(frags[0]))
-	if v, _ := l.Input(t0, bytes.Clone(frags[0])); v != Drop || l.Stats.Drops(FragDuplicate) != 1 {
-		t.Fatalf("duplicate: %v, stats %v", v, l.Stats.Snapshot())
-	}
+	l, frags := queueWith(2, 0)
+	mustDrop(t, l, bytes.Clone(frags[0]), FragDuplicate, 1)
 	// Within the data held: a duplicate too (Linux: IPFRAG_DUP).
-	part := bytes.Clone(frags[0][:20+96])
-	header.IPv4(part).SetFragment(len(part), header.IPv4FlagMF, 200)
-	if v, _ := l.Input(t0, part); v != Drop || l.Stats.Drops(FragDuplicate) != 2 {
-		t.Fatalf("partial duplicate: %v", v)
-	}
+	mustDrop(t, l, moved(frags[0], 20+96, header.IPv4FlagMF, 200), FragDuplicate, 2)
 	if v, _ := feed(t, l, t0, frags[1:]); v != Reply {
 		t.Fatalf("after duplicates: %v", v)
 	}
@@ -127,14 +144,8 @@ func TestReassemblyDuplicates(t *testing.T) {
 
 // TestReassemblyOverlapDropsQueue: Linux since 4.19 (RFC 5722 §4's rule).
 func TestReassemblyOverlapDropsQueue(t *testing.T) {
-	l := newLayer()
-	frags := fragmentsOf(bigEcho(3000, 3), 1000)
-	l.Input(t0, bytes.Clone(frags[0]))
-	over := bytes.Clone(frags[1])
-	header.IPv4(over).SetFragment(len(over), header.IPv4FlagMF, 992)
-	if v, _ := l.Input(t0, over); v != Drop || l.Stats.Drops(FragOverlap) != 1 {
-		t.Fatalf("overlap: %v", v)
-	}
+	l, frags := queueWith(3, 0)
+	mustDrop(t, l, moved(frags[1], len(frags[1]), header.IPv4FlagMF, 992), FragOverlap, 1)
 	if l.Stats.ReassemblyQueues() != 0 || l.Stats.ReassemblyBytes() != 0 {
 		t.Fatalf("queue left after an overlap: %v", l.Stats.Snapshot())
 	}
@@ -145,13 +156,10 @@ func TestReassemblyOverlapDropsQueue(t *testing.T) {
 }
 
 func TestReassemblyBadLastFragment(t *testing.T) {
-	l := newLayer()
-	frags := fragmentsOf(bigEcho(3000, 4), 1000)
-	l.Input(t0, bytes.Clone(frags[3]))
-	short := bytes.Clone(frags[3][:len(frags[3])-8])
-	header.IPv4(short).SetFragment(len(short), 0, 3000)
-	if v, _ := l.Input(t0, short); v != Drop || l.Stats.Drops(FragBad) != 1 || l.Stats.ReassemblyQueues() != 0 {
-		t.Fatalf("second last fragment with another end: %v %v", v, l.Stats.Snapshot())
+	l, frags := queueWith(4, 3)
+	mustDrop(t, l, moved(frags[3], len(frags[3])-8, 0, 3000), FragBad, 1)
+	if l.Stats.ReassemblyQueues() != 0 {
+		t.Fatalf("queue left after a second last fragment with another end: %v", l.Stats.Snapshot())
 	}
 }
 
