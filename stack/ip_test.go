@@ -13,6 +13,7 @@ import (
 
 	"ustack/stack/clock"
 	"ustack/stack/header"
+	"ustack/stack/ipv4"
 	"ustack/stack/link"
 )
 
@@ -389,5 +390,47 @@ func TestFragNeededLowersMSS(t *testing.T) {
 	defer r.mu.Unlock()
 	if r.tooBig != before {
 		t.Fatalf("the new connection's handshake hit the small MTU")
+	}
+}
+
+// TestPMTUModes: in mode "want" DF is set until the path MTU is locked
+// below 552 (then clear, as Linux); in mode "dont" it is never set, and a
+// connection may choose its own mode.
+func TestPMTUModes(t *testing.T) {
+	vc := clock.NewVirtual()
+	s, p := newRawPeer(t, Options{Clock: vc})
+	go s.DialTCP(ctxT(t, time.Minute), netip.AddrPortFrom(addrA, 9))
+	syn := p.recv(t, 5*time.Second, isProto(header.ProtoTCP))
+	if !syn.DF() {
+		t.Fatal("mode want: SYN without DF")
+	}
+	p.send(t, p.icmpAbout(header.ICMPDestUnreach, header.ICMPFragNeeded, 300, syn))
+	waitCounter(t, s, "icmp.pmtu_updates", 1)
+	if mtu, locked := s.ip.PMTU.Lookup(vc.Now(), addrA.As4()); mtu != 552 || !locked {
+		t.Fatalf("path MTU %d, locked %v; want 552, locked", mtu, locked)
+	}
+	vc.Advance(time.Second) // the SYN again
+	if syn := p.recv(t, 5*time.Second, isProto(header.ProtoTCP)); syn.DF() {
+		t.Fatal("mode want, path MTU locked: SYN with DF")
+	}
+
+	s2, p2 := newRawPeer(t, Options{PMTUDiscovery: ipv4.PMTUDiscDont})
+	go s2.DialTCP(ctxT(t, time.Minute), netip.AddrPortFrom(addrA, 9))
+	if syn := p2.recv(t, 5*time.Second, isProto(header.ProtoTCP)); syn.DF() {
+		t.Fatal("mode dont: SYN with DF")
+	}
+	var c *Conn
+	s2.mu.RLock()
+	for _, x := range s2.conns {
+		c = x
+	}
+	s2.mu.RUnlock()
+	c.SetPMTUDiscovery(ipv4.PMTUDiscDo)
+	if s2.modeFor(c.id) != ipv4.PMTUDiscDo {
+		t.Fatal("per-connection mode not taken")
+	}
+	c.Abort()
+	if s2.modes.n.Load() != 0 {
+		t.Fatal("per-connection mode outlives the connection")
 	}
 }

@@ -16,10 +16,9 @@ import (
 
 // putIPHeader writes the IPv4 header of a datagram to dst with n bytes of
 // proto into p and returns the path MTU to dst. DF follows the path MTU
-// discovery mode (Options.PMTUDiscovery). With no path MTU learned and DF
-// wanted (the usual case), it costs one atomic load.
-func (s *Stack) putIPHeader(p []byte, dst [4]byte, proto uint8, n int) int {
-	mode := s.opts.PMTUDiscovery
+// discovery mode. With no path MTU learned and DF wanted (the usual case),
+// it costs two atomic loads.
+func (s *Stack) putIPHeader(p []byte, dst [4]byte, proto uint8, n int, mode ipv4.PMTUDisc) int {
 	if mode != ipv4.PMTUDiscDont && s.ip.PMTU.Empty() {
 		s.ip.PutHeader(p, dst, proto, n)
 		return s.mtu

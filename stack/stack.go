@@ -56,6 +56,7 @@ type Options struct {
 	// as Linux's IP_MTU_DISCOVER: want (the default: DF set, lowered by
 	// ICMP "fragmentation needed", cleared below 552), do (DF always), dont
 	// (DF clear, datagrams fragmented to the path MTU).
+	// Conn.SetPMTUDiscovery overrides it for one connection.
 	PMTUDiscovery ipv4.PMTUDisc
 	// Manual runs no reader goroutine: the caller drives input with Poll
 	// (the deterministic simulator does, over a link.Poller and a virtual
@@ -81,7 +82,7 @@ type Options struct {
 // they need and unlock first. The locks below these are leaves, taken last
 // and never held while calling back into the stack: challengeLimiter.mu
 // (under Conn.mu), the clock's (Virtual runs its callbacks unlocked),
-// fragTimer.mu, the IPv4 layer's own (reassembly, path MTUs, ICMP rate
+// fragTimer.mu, connModes.mu, the IPv4 layer's own (reassembly, path MTUs, ICMP rate
 // limit) and
 // the link endpoint's (WriteBatch under writeMu must not call into the
 // stack).
@@ -99,6 +100,7 @@ type Stack struct {
 
 	icmpCnt *counter.Set[icmpEvent]
 	frag    fragTimer
+	modes   connModes
 
 	mu        sync.RWMutex // guards conns, listeners; lock order above
 	conns     map[tcp.ID]*Conn
@@ -451,7 +453,7 @@ func (s *Stack) sendSegment(id tcp.ID, seg *tcp.Segment) {
 	})
 	dst := id.Remote.Addr().As4()
 	header.SetTCPChecksum(t[:hl+n], s.addr, dst)
-	mtu := s.putIPHeader(p, dst, header.ProtoTCP, hl+n)
+	mtu := s.putIPHeader(p, dst, header.ProtoTCP, hl+n, s.modeFor(id))
 	s.cnt.ev.Inc(evSegsOut)
 	size := header.IPv4MinHeaderLen + hl + n
 	if size > mtu {
@@ -519,10 +521,14 @@ func (s *Stack) register(c *Conn) bool {
 
 func (s *Stack) unregister(c *Conn) {
 	s.mu.Lock()
-	if s.conns[c.id] == c {
+	mine := s.conns[c.id] == c
+	if mine {
 		delete(s.conns, c.id)
 	}
 	s.mu.Unlock()
+	if mine && s.modes.n.Load() != 0 {
+		s.setMode(c.id, 0, false)
+	}
 }
 
 func (s *Stack) newTCB(id tcp.ID, cfg tcp.Config) *tcp.Conn {
