@@ -82,10 +82,9 @@ type Options struct {
 // they need and unlock first. The locks below these are leaves, taken last
 // and never held while calling back into the stack: challengeLimiter.mu
 // (under Conn.mu), the clock's (Virtual runs its callbacks unlocked),
-// fragTimer.mu, connModes.mu, the IPv4 layer's own (reassembly, path MTUs, ICMP rate
-// limit) and
-// the link endpoint's (WriteBatch under writeMu must not call into the
-// stack).
+// fragTimer.mu, connModes.mu (under Conn.mu), the IPv4 layer's own
+// (reassembly, path MTUs, ICMP rate limit) and the link endpoint's
+// (WriteBatch under writeMu must not call into the stack).
 type Stack struct {
 	ep   link.Endpoint
 	opts Options
