@@ -115,7 +115,9 @@ func (s *Stack) Stats() Stats {
 // Each lists every counter of the stack by name, layer by layer: "ip."
 // then the IPv4 layer's (ip.received, ..., ip.drop_bad_checksum, ...),
 // "tcp." then the stack's own (tcp.segs_in, ..., tcp.drop_no_connection,
-// ..., and tcp.conns, the connections with a TCB now), and "link." then
+// ..., and tcp.conns, the connections with a TCB now), "icmp." then what
+// became of the ICMP errors about TCP (icmp.errors_no_conn, ...), and
+// "link." then
 // the link endpoint's, if it lists counters (a counter.Lister, as
 // link.Impaired and link.PipeEnd are).
 func (s *Stack) Each(f func(name string, v uint64)) {
@@ -125,6 +127,7 @@ func (s *Stack) Each(f func(name string, v uint64)) {
 	n := len(s.conns)
 	s.mu.RUnlock()
 	f("tcp.conns", uint64(n))
+	counter.Prefixed("icmp.", s.icmpCnt).Each(f)
 	if l, ok := s.ep.(counter.Lister); ok {
 		counter.Prefixed("link.", l).Each(f)
 	}

@@ -116,7 +116,10 @@ func TestEveryStackCounterIsNamed(t *testing.T) {
 			t.Errorf("Each does not list %s", name)
 		}
 	}
-	if want := 17 + int(numEvents) + int(numDropReasons) + 1 + 2; len(seen) != want {
+	if err := counter.Validate(numICMPEvents); err != nil {
+		t.Error(err)
+	}
+	if want := len(a.ip.Stats.Snapshot()) + int(numEvents) + int(numDropReasons) + 1 + int(numICMPEvents) + 2; len(seen) != want {
 		t.Errorf("Each listed %d counters, want %d", len(seen), want)
 	}
 }

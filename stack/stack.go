@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"ustack/stack/clock"
+	"ustack/stack/counter"
 	"ustack/stack/header"
 	"ustack/stack/ipv4"
 	"ustack/stack/link"
@@ -51,6 +52,12 @@ type Options struct {
 	// ChallengeACKsPerSecond bounds challenge ACKs stack-wide (RFC 5961
 	// §7; default 1000, as Linux's tcp_challenge_ack_limit was).
 	ChallengeACKsPerSecond int
+	// PMTUDiscovery is the path MTU discovery mode of every connection,
+	// as Linux's IP_MTU_DISCOVER: want (the default: DF set, lowered by
+	// ICMP "fragmentation needed", cleared below 552), do (DF always), dont
+	// (DF clear, datagrams fragmented to the path MTU).
+	// Conn.SetPMTUDiscovery overrides it for one connection.
+	PMTUDiscovery ipv4.PMTUDisc
 	// Manual runs no reader goroutine: the caller drives input with Poll
 	// (the deterministic simulator does, over a link.Poller and a virtual
 	// clock).
@@ -74,9 +81,10 @@ type Options struct {
 // connection: input, Close, Listener.Close and the timer's fire copy what
 // they need and unlock first. The locks below these are leaves, taken last
 // and never held while calling back into the stack: challengeLimiter.mu
-// (under Conn.mu), the clock's (Virtual runs its callbacks unlocked) and
-// the link endpoint's (WriteBatch under writeMu must not call into the
-// stack).
+// (under Conn.mu), the clock's (Virtual runs its callbacks unlocked),
+// fragTimer.mu, connModes.mu (under Conn.mu), the IPv4 layer's own
+// (reassembly, path MTUs, ICMP rate limit) and the link endpoint's
+// (WriteBatch under writeMu must not call into the stack).
 type Stack struct {
 	ep   link.Endpoint
 	opts Options
@@ -88,6 +96,10 @@ type Stack struct {
 	addr [4]byte
 	mtu  int
 	cnt  counters
+
+	icmpCnt *counter.Set[icmpEvent]
+	frag    fragTimer
+	modes   connModes
 
 	mu        sync.RWMutex // guards conns, listeners; lock order above
 	conns     map[tcp.ID]*Conn
@@ -165,6 +177,7 @@ func New(ep link.Endpoint, opts Options) (*Stack, error) {
 		portRand:  mrand.New(mrand.NewChaCha8(*(*[32]byte)(append(seed[:], seed[:]...)))),
 		done:      make(chan struct{}),
 		cnt:       newCounters(),
+		icmpCnt:   counter.NewSet("", numICMPEvents),
 	}
 	s.chal.perSec = opts.ChallengeACKsPerSecond
 	s.opts.TCP.ChallengeACK = s.chal.allow
@@ -211,6 +224,7 @@ func (s *Stack) Close() error {
 			c.mu.Unlock()
 		}
 		s.tm.stop()
+		s.stopFragTimer()
 		s.ep.Close()
 		<-s.done
 	})
@@ -299,12 +313,22 @@ func (s *Stack) Poll() (int, error) {
 
 // input handles one inbound packet and returns the connection it touched.
 func (s *Stack) input(now time.Time, pkt []byte) *Conn {
-	v, h := s.ip.Input(pkt)
+	v, h := s.ip.Input(now, pkt)
 	switch v {
 	case ipv4.Reply:
-		s.queueCopy(h)
+		s.reply(now, h)
 		return nil
 	case ipv4.DeliverTCP:
+	case ipv4.DeliverICMPError:
+		return s.icmpError(now, h)
+	case ipv4.Held:
+		s.fragmentsHeld(now)
+		return nil
+	case ipv4.Unreachable:
+		// RFC 1122 §3.2.2.1: a host SHOULD send protocol unreachable
+		// when "the designated transport protocol is not supported".
+		s.sendICMPError(now, h, header.ICMPDestUnreach, header.ICMPProtoUnreach)
+		return nil
 	default:
 		return nil
 	}
@@ -432,9 +456,17 @@ func (s *Stack) sendSegment(id tcp.ID, seg *tcp.Segment) {
 	})
 	dst := id.Remote.Addr().As4()
 	header.SetTCPChecksum(t[:hl+n], s.addr, dst)
-	s.ip.PutHeader(p, dst, header.ProtoTCP, hl+n)
+	mtu := s.putIPHeader(p, dst, header.ProtoTCP, hl+n, s.modeFor(id))
 	s.cnt.Inc(evSegsOut)
-	s.queue(bp, link.Headroom+header.IPv4MinHeaderLen+hl+n)
+	size := header.IPv4MinHeaderLen + hl + n
+	if size > mtu {
+		// DF clear (mode "dont", or a path MTU locked below 552) and over
+		// the path MTU: fragments.
+		s.queueDatagram(p[:size], mtu)
+		s.pool.Put(bp)
+		return
+	}
+	s.queue(bp, link.Headroom+size)
 }
 
 // queueCopy queues a copy of an already built packet.
@@ -492,13 +524,18 @@ func (s *Stack) register(c *Conn) bool {
 
 func (s *Stack) unregister(c *Conn) {
 	s.mu.Lock()
-	if s.conns[c.id] == c {
+	mine := s.conns[c.id] == c
+	if mine {
 		delete(s.conns, c.id)
 	}
 	s.mu.Unlock()
+	if mine && s.modes.n.Load() != 0 {
+		s.setMode(c.id, 0, false)
+	}
 }
 
 func (s *Stack) newTCB(id tcp.ID, cfg tcp.Config) *tcp.Conn {
+	s.startMSS(&cfg, id.Remote.Addr().As4())
 	return tcp.NewConn(id, cfg, s, s.opts.Trace)
 }
 

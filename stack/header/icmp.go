@@ -4,9 +4,22 @@ import "encoding/binary"
 
 // ICMPv4 types the stack handles.
 const (
-	ICMPEchoReply   = 0
-	ICMPDestUnreach = 3
-	ICMPEcho        = 8
+	ICMPEchoReply    = 0
+	ICMPDestUnreach  = 3
+	ICMPSourceQuench = 4
+	ICMPRedirect     = 5
+	ICMPEcho         = 8
+	ICMPTimeExceeded = 11
+	ICMPParamProblem = 12
+
+	// Destination-unreachable codes (RFC 792, RFC 1122 §3.2.2.1, RFC 1812 §5.2.7.1).
+	ICMPNetUnreach   = 0
+	ICMPHostUnreach  = 1
+	ICMPProtoUnreach = 2
+	ICMPPortUnreach  = 3
+	ICMPFragNeeded   = 4
+	// Time-exceeded code: fragment reassembly time exceeded (RFC 792).
+	ICMPFragTimeExceeded = 1
 
 	ICMPv4MinLen = 8
 )
@@ -42,6 +55,21 @@ func (m ICMPv4) Ident() uint16 { return binary.BigEndian.Uint16(m[4:]) }
 
 // Seq is the echo sequence number.
 func (m ICMPv4) Seq() uint16 { return binary.BigEndian.Uint16(m[6:]) }
+
+// NextHopMTU is the MTU field of a "fragmentation needed" message (RFC
+// 1191 §4: the low 16 bits of the second word).
+func (m ICMPv4) NextHopMTU() int { return int(binary.BigEndian.Uint16(m[6:])) }
+
+// IsICMPError reports whether type t is an ICMP error message (RFC 1122
+// §3.2.2: destination unreachable, source quench, redirect, time exceeded,
+// parameter problem), about which no ICMP error may be sent.
+func IsICMPError(t uint8) bool {
+	switch t {
+	case ICMPDestUnreach, ICMPSourceQuench, ICMPRedirect, ICMPTimeExceeded, ICMPParamProblem:
+		return true
+	}
+	return false
+}
 
 // UpdateChecksum recomputes the message checksum.
 func (m ICMPv4) UpdateChecksum() {

@@ -99,6 +99,32 @@ func (h IPv4) IsFragment() bool {
 	return f&IPv4FlagMF != 0 || f&ipv4OffMask != 0
 }
 
+// TOS is the type-of-service (DSCP and ECN) byte.
+func (h IPv4) TOS() uint8 { return h[1] }
+
+// DF reports the don't-fragment flag.
+func (h IPv4) DF() bool { return binary.BigEndian.Uint16(h[6:])&IPv4FlagDF != 0 }
+
+// MoreFragments reports the MF flag.
+func (h IPv4) MoreFragments() bool { return binary.BigEndian.Uint16(h[6:])&IPv4FlagMF != 0 }
+
+// FragmentOffset is the fragment offset in bytes (the field times 8).
+func (h IPv4) FragmentOffset() int { return int(binary.BigEndian.Uint16(h[6:])&ipv4OffMask) * 8 }
+
+// SetFragment sets the total length, flags and fragment offset (in bytes, a
+// multiple of 8) and recomputes the header checksum.
+func (h IPv4) SetFragment(totalLen int, flags uint16, offset int) {
+	binary.BigEndian.PutUint16(h[2:], uint16(totalLen))
+	binary.BigEndian.PutUint16(h[6:], flags|uint16(offset/8)&ipv4OffMask)
+	h.UpdateChecksum()
+}
+
+// UpdateChecksum recomputes the header checksum.
+func (h IPv4) UpdateChecksum() {
+	h[10], h[11] = 0, 0
+	binary.BigEndian.PutUint16(h[10:], ^checksum.Checksum(h[:h.HeaderLen()], 0))
+}
+
 // Payload is the data after the header.
 func (h IPv4) Payload() []byte { return h[h.HeaderLen():] }
 
@@ -107,6 +133,7 @@ type IPv4Fields struct {
 	TotalLen uint16
 	ID       uint16
 	Flags    uint16 // IPv4FlagDF etc.
+	TOS      uint8
 	TTL      uint8
 	Protocol uint8
 	Src, Dst [4]byte
@@ -116,7 +143,7 @@ type IPv4Fields struct {
 func PutIPv4(b []byte, f IPv4Fields) {
 	_ = b[19]
 	b[0] = 0x45
-	b[1] = 0
+	b[1] = f.TOS
 	binary.BigEndian.PutUint16(b[2:], f.TotalLen)
 	binary.BigEndian.PutUint16(b[4:], f.ID)
 	binary.BigEndian.PutUint16(b[6:], f.Flags)

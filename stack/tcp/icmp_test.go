@@ -79,3 +79,19 @@ func TestPathMTULowersSegmentSize(t *testing.T) {
 		t.Fatalf("send MSS %d, want 960", got)
 	}
 }
+
+// TestPathMTUDuringHandshakeHolds: a "fragmentation needed" that arrives in
+// SYN-SENT still bounds the segments once the SYN-ACK brings the peer's MSS.
+func TestPathMTUDuringHandshakeHolds(t *testing.T) {
+	s := newScript(t, Config{NoDelay: true})
+	s.c.Connect(s.now, lISS)
+	s.out(Segment{Flags: SYN, Seq: lISS})
+	s.c.PathMTU(s.now, lISS, 1000)
+	synack := seg(SYN|ACK, rISS, lISS+1)
+	synack.Opts.MSS = 1460
+	s.in(synack)
+	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1})
+	if got := s.c.Info().SndMSS; got != 960 {
+		t.Fatalf("send MSS %d after the handshake, want 960 from the path MTU", got)
+	}
+}

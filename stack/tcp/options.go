@@ -59,6 +59,10 @@ func (c *Conn) takeSynOptions(now time.Time, seg *Segment) {
 		peer = DefaultPeerMSS
 	}
 	c.snd.mss = min(peer, c.cfg.MSS)
+	if c.pmtu > 0 {
+		// A "fragmentation needed" that came during the handshake holds.
+		c.snd.mss = min(c.snd.mss, c.pmtu-ipv4HeaderLen-tcpHeaderLen)
+	}
 	c.opt.ws = seg.Opts.WS.Present && !c.cfg.NoWindowScale
 	if c.opt.ws {
 		c.opt.sndShift, c.opt.rcvShift = seg.Opts.WS.Shift, c.ourShift()

@@ -1,0 +1,124 @@
+package stack
+
+import (
+	"net/netip"
+	"time"
+
+	"ustack/stack/counter"
+	"ustack/stack/header"
+	"ustack/stack/ipv4"
+	"ustack/stack/seqnum"
+	"ustack/stack/tcp"
+)
+
+// icmpEvent counts what became of the ICMP errors the IPv4 layer handed
+// up (ipv4.DeliverICMPError), and datagrams the stack could not send.
+type icmpEvent uint8
+
+const (
+	icmpToConn      icmpEvent = iota // taken by a connection
+	icmpNoConn                       // quoting no connection of ours (Linux: ICMP_MIB_INERRORS)
+	icmpOutOfWindow                  // quoted sequence number not outstanding (RFC 5927 §4.1)
+	icmpReqIgnored                   // about a passive connection in SYN-RECEIVED, not fatal to it (Linux's tcp_req_err)
+	icmpPMTUUpdates                  // "fragmentation needed" that lowered a path MTU
+	icmpTooBig                       // datagrams over the link MTU with DF set, not sent
+	numICMPEvents
+)
+
+var icmpEventNames = [numICMPEvents]string{
+	icmpToConn: "errors_to_conn", icmpNoConn: "errors_no_conn", icmpOutOfWindow: "errors_out_of_window",
+	icmpReqIgnored: "errors_req_ignored", icmpPMTUUpdates: "pmtu_updates", icmpTooBig: "too_big_not_sent",
+}
+
+func (e icmpEvent) String() string { return counter.Name(icmpEventNames[:], e, "icmp") }
+
+// icmpError hands an ICMP error about one of our TCP segments (RFC 1122
+// §4.2.3.9) to the connection it quotes: local port = the quoted source
+// port, remote = the quoted destination address and port. It returns the
+// connection, or nil.
+func (s *Stack) icmpError(now time.Time, h header.IPv4) *Conn {
+	e, why := s.ip.ParseICMPError(h)
+	if why != 0 {
+		return nil // Input checked it already
+	}
+	id := tcp.ID{
+		Local:  netip.AddrPortFrom(s.opts.Addr, e.SrcPort),
+		Remote: netip.AddrPortFrom(netip.AddrFrom4(e.Dst), e.DstPort),
+	}
+	s.mu.RLock()
+	c := s.conns[id]
+	s.mu.RUnlock()
+	if c == nil {
+		s.icmpCnt.Inc(icmpNoConn)
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gone {
+		s.icmpCnt.Inc(icmpNoConn)
+		return nil
+	}
+	seq := seqnum.Value(e.Seq)
+	// Linux's tcp_v4_err on a request socket (a passive open in
+	// SYN-RECEIVED) calls tcp_req_err, which drops the request only for
+	// net or host unreachable, time exceeded and parameter problem, and
+	// ignores the rest, "fragmentation needed" included. RFC 1122
+	// §4.2.3.9 lets TCP choose: soft errors "SHOULD NOT" abort.
+	if c.listener != nil && c.tcb.State() == tcp.SynReceived && !abortsRequest(&e) {
+		s.icmpCnt.Inc(icmpReqIgnored)
+		return nil
+	}
+	var ok bool
+	if e.FragNeeded() {
+		ok = s.fragNeeded(now, c, seq, &e)
+	} else {
+		ok = c.tcb.ICMPError(now, seq, e.Errno)
+	}
+	if ok {
+		s.icmpCnt.Inc(icmpToConn)
+	} else {
+		s.icmpCnt.Inc(icmpOutOfWindow)
+	}
+	c.afterLocked()
+	return c
+}
+
+// abortsRequest is tcp_v4_err's test for a request socket.
+func abortsRequest(e *ipv4.ICMPError) bool {
+	switch e.Type {
+	case header.ICMPParamProblem, header.ICMPTimeExceeded:
+		return true
+	case header.ICMPDestUnreach:
+		return e.Code == 0 || e.Code == 1
+	}
+	return false
+}
+
+// fragNeeded takes a "fragmentation needed" (RFC 1191 §6.2) for connection
+// c, locked: the connection checks the quoted sequence number, then the
+// path MTU cache learns the new MTU (Linux's tcp_v4_mtu_reduced and
+// __ip_rt_update_pmtu), which new connections to that peer start with. In
+// mode "dont" the cache learns it (the datagrams are then cut to it) but
+// the connection keeps its segment size, as Linux does; divergence: the
+// sequence number is then not checked.
+func (s *Stack) fragNeeded(now time.Time, c *Conn, seq seqnum.Value, e *ipv4.ICMPError) bool {
+	dst := e.Dst
+	if s.modeFor(c.id) == ipv4.PMTUDiscDont {
+		if _, changed := s.ip.PMTU.Update(now, dst, e.MTU, s.mtu); changed {
+			s.icmpCnt.Inc(icmpPMTUUpdates)
+		}
+		return true
+	}
+	// What the cache would hold, for the connection to check first.
+	want := max(e.MTU, ipv4.MinPMTU)
+	if cur, _ := s.pathMTU(now, dst); want > cur {
+		want = cur
+	}
+	if !c.tcb.PathMTU(now, seq, want) {
+		return false
+	}
+	if _, changed := s.ip.PMTU.Update(now, dst, e.MTU, s.mtu); changed {
+		s.icmpCnt.Inc(icmpPMTUUpdates)
+	}
+	return true
+}
