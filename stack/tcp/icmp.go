@@ -73,12 +73,14 @@ func (c *Conn) PathMTU(now time.Time, seq seqnum.Value, mtu int) bool {
 		return false
 	}
 	mtu = max(mtu, minPathMTU)
+	if c.pmtu == 0 || mtu < c.pmtu {
+		c.pmtu = mtu // kept for the handshake's MSS (takeSynOptions)
+	}
 	mss := mtu - ipv4HeaderLen - tcpHeaderLen
 	if mss >= c.snd.mss {
 		return true
 	}
 	c.snd.mss = mss
-	c.pmtu = mtu
 	if c.state.Synchronized() && c.snd.una != c.snd.max {
 		c.snd.nxt = c.snd.una
 		c.output(now)
