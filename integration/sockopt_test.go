@@ -27,12 +27,14 @@ func countCause(s *server, cause string) int {
 }
 
 // TestBacklog: --backlog sets every listener's queues, as listen(2)'s
-// backlog does. 2,000 connections to echo from 100 concurrent kernel
-// clients, each exchanging data and closing: with --backlog 8 the half-open
-// queue (8) overflows, so the trace shows connections made through SYN
-// cookies, and the accept queue (9) fills, which drops the SYN or the final
-// ACK (the kernel retries) rather than resetting: every connection still
-// echoes, none sees ECONNRESET. With the default 128, no cookie is needed.
+// backlog does. With --backlog 8, 2,000 connections to echo from 100
+// concurrent kernel clients, each exchanging data and closing: the
+// half-open queue (9) overflows, so the trace shows connections made
+// through SYN cookies, and the accept queue (9) fills, which drops the SYN
+// or the final ACK (the kernel retries) rather than resetting: every
+// connection still echoes, none sees ECONNRESET. With the default 128,
+// 10,000 connections from 200 concurrent clients, all echo (the run that
+// once saw 89 clients reset after connect() had succeeded).
 // (With --backlog 1 none is reset either, but a few outlast the clients'
 // 60 s deadline: the kernel's retransmissions for stranded handshakes come
 // in synchronised bursts, of which an accept queue of 2 admits 2 each
@@ -40,13 +42,14 @@ func countCause(s *server, cause string) int {
 func TestBacklog(t *testing.T) {
 	requireRoot(t)
 	for _, c := range []struct {
-		backlog string
-		cookies bool
-	}{{"8", true}, {"128", false}} {
+		backlog       string
+		clients, each int
+		cookies       bool
+	}{{"8", 100, 20, true}, {"128", 200, 50, false}} {
 		t.Run(c.backlog, func(t *testing.T) {
 			ns := newNamespace(t)
 			s := startServe(t, ns, "--echo", echoPort, "--backlog", c.backlog)
-			const clients, each = 100, 20
+			clients, each := c.clients, c.each
 			d := newDialer(t, ns, clients)
 			var failed, resets atomic.Int64
 			var firstErr sync.Once
@@ -76,9 +79,6 @@ func TestBacklog(t *testing.T) {
 			}
 			if c.cookies && cookies == 0 {
 				t.Errorf("--backlog 1: no connection went through a SYN cookie: the half-open queue never overflowed (was --backlog applied?)")
-			}
-			if !c.cookies && cookies != 0 {
-				t.Errorf("--backlog %s: %d connections went through SYN cookies, want none", c.backlog, cookies)
 			}
 		})
 	}
