@@ -1,12 +1,17 @@
 package conformance
 
 import (
+	"io"
+	"net"
+	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"ustack/stack/header"
+	"ustack/stack/ipv4"
 	"ustack/stack/link"
 )
 
@@ -70,10 +75,44 @@ func TestBuildParse(t *testing.T) {
 	}
 }
 
+func TestBuildUnreachable(t *testing.T) {
+	seg := txSeg{srcPort: 1, dstPort: 2, flags: header.FlagACK, seq: 7000}
+	quote := seg.build()[link.Headroom:][:28]
+	pkt := buildUnreachable(quote, icmpSpec{code: header.ICMPFragNeeded, mtu: 1000, seqDelta: 5})[link.Headroom:]
+	h, err := header.ParseIPv4(pkt)
+	if err != nil || h.Protocol() != header.ProtoICMP || h.Src() != PeerAddr || h.Dst() != TargetAddr {
+		t.Fatalf("IPv4 header: %v", err)
+	}
+	if _, err := header.ParseICMPv4(h.Payload()); err != nil {
+		t.Fatalf("ICMP message: %v", err)
+	}
+	// The quote names the peer as its source: parse it as the peer would.
+	e, why := ipv4.New(PeerAddr).ParseICMPError(h)
+	if why != 0 || !e.FragNeeded() || e.MTU != 1000 || e.Seq != 7005 || e.SrcPort != 1 || e.DstPort != 2 {
+		t.Errorf("parsed as %+v (%v)", e, why)
+	}
+}
+
+func TestErrorClass(t *testing.T) {
+	for err, want := range map[error]string{
+		nil: "ok", io.EOF: "EOF", os.ErrDeadlineExceeded: "timeout", net.ErrClosed: "closed",
+		&net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ETIMEDOUT)}: "ETIMEDOUT",
+		os.NewSyscallError("connect", syscall.ECONNREFUSED):                          "ECONNREFUSED",
+	} {
+		if got := errorClass(err); got != want {
+			t.Errorf("errorClass(%v) = %q, want %q", err, got, want)
+		}
+	}
+	if got := roughly(449 * time.Millisecond); got != "~400ms" {
+		t.Errorf("roughly(449ms) = %q", got)
+	}
+}
+
 // TestUstackIsItsOwnReference plays a few scenarios twice on ustack: a
 // harness that normalises properly finds a stack the same as itself.
 func TestUstackIsItsOwnReference(t *testing.T) {
-	want := []string{"passive-open-options", "active-open", "closed-port-ack", "data-ack", "rst-exact", "time-wait-fin-retransmit", "linger0"}
+	want := []string{"passive-open-options", "active-open", "closed-port-ack", "data-ack", "rst-exact", "time-wait-fin-retransmit", "linger0",
+		"icmp-host-unreachable-connect", "icmp-frag-needed", "write-before-handshake", "rst-after-fin"}
 	for _, sc := range Scenarios() {
 		if !slices.Contains(want, sc.Name) {
 			continue

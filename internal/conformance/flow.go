@@ -43,6 +43,7 @@ type flow struct {
 	theirAck uint32 // the target's RCV.NXT as it last announced it
 	theirWnd uint32 // and its window, scaled
 	sawAck   bool
+	quote    []byte // of the target's latest segment, for an ICMP error about it
 }
 
 func newFlow(peerPort, targetPort uint16, iss uint32) *flow {
@@ -72,6 +73,7 @@ func (f *flow) matches(s rxSeg) bool {
 
 // learn updates the flow with a segment from the target, in arrival order.
 func (f *flow) learn(s rxSeg) {
+	f.quote = s.quote
 	if s.flags&header.FlagSYN != 0 && s.flags&header.FlagRST == 0 {
 		f.synced, f.irs, f.rcvNxt = true, s.seq, s.seq+1
 		f.theirSyn = SynOpts{MSS: s.opts.MSS, WS: -1, SACK: s.opts.SACKPermit, TS: s.opts.TS}

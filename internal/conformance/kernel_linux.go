@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -89,6 +91,62 @@ func (k *kernelTarget) Dial(ctx context.Context, to netip.AddrPort) (net.Conn, e
 // netif_rx, and the softirq that runs the kernel's TCP on it runs before
 // write(2) returns (when the writer re-enables bottom halves).
 func (k *kernelTarget) Settle(context.Context) error { return nil }
+
+// SetUserTimeout sets TCP_USER_TIMEOUT on the socket of c (in
+// milliseconds, as setsockopt(2) takes it).
+func (k *kernelTarget) SetUserTimeout(c net.Conn, d time.Duration) error {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return fmt.Errorf("%T has no file descriptor", c)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(d.Milliseconds()))
+	})
+	return errors.Join(err, serr)
+}
+
+// DialWrite makes a socket inside the namespace, starts its connect
+// (non-blocking, so that it returns at once), makes it blocking with
+// SO_SNDTIMEO = sockTimeout, and has a goroutine write(2) n bytes on it
+// while it is in SYN-SENT. stop waits for the write and closes the socket
+// abortively.
+func (k *kernelTarget) DialWrite(to netip.AddrPort, n int) (<-chan opResult, func(), error) {
+	fd := -1
+	err := k.ns.Do(func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	closeFD := func() {
+		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1})
+		unix.Close(fd)
+	}
+	tv := unix.NsecToTimeval(sockTimeout.Nanoseconds())
+	err = unix.Connect(fd, &unix.SockaddrInet4{Port: int(to.Port()), Addr: to.Addr().As4()})
+	if !errors.Is(err, unix.EINPROGRESS) {
+		closeFD()
+		return nil, nil, fmt.Errorf("connect: %v", err)
+	}
+	if err := errors.Join(unix.SetNonblock(fd, false), unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)); err != nil {
+		closeFD()
+		return nil, nil, err
+	}
+	ch, done := make(chan opResult, 1), make(chan struct{})
+	go func() {
+		defer close(done)
+		_, err := unix.Write(fd, make([]byte, n))
+		ch <- opResult{err: os.NewSyscallError("write", err), at: time.Now()}
+	}()
+	return ch, func() { <-done; closeFD() }, nil
+}
 
 func (k *kernelTarget) Close() error {
 	return errors.Join(k.dev.Close(), k.ns.Close())

@@ -51,7 +51,7 @@ func Play(sc Scenario, newTarget Factory) (Outcome, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), budget)
 	defer cancel()
-	r := &Run{ctx: ctx, target: t, start: time.Now(), socks: map[int]net.Conn{}, dials: map[int]chan dialResult{}}
+	r := &Run{ctx: ctx, target: t, start: time.Now(), socks: map[int]net.Conn{}, ops: map[int]pendingOp{}}
 	r.w = newWire(t.Link())
 	defer func() {
 		r.abortAll()

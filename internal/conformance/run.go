@@ -53,8 +53,9 @@ func (w *wire) read() {
 	}
 }
 
-func (w *wire) write(s txSeg) error {
-	_, err := w.ep.WriteBatch([][]byte{s.build()}, link.Headroom)
+// write sends one packet built with link.Headroom in front.
+func (w *wire) write(pkt []byte) error {
+	_, err := w.ep.WriteBatch([][]byte{pkt}, link.Headroom)
 	return err
 }
 
@@ -75,16 +76,27 @@ type Run struct {
 
 	lis      net.Listener
 	socks    map[int]net.Conn
-	dials    map[int]chan dialResult
+	ops      map[int]pendingOp // the application's operations under way, by flow
+	stops    []func()          // end what those operations opened
 	lastSend time.Time
 
 	lines      []string
 	notOffered string
 }
 
-type dialResult struct {
+// opResult is how an operation of the application ended, and when.
+type opResult struct {
 	c   net.Conn
 	err error
+	at  time.Time
+}
+
+// pendingOp is an operation of the application under way in the
+// background (a dial, a write while opening, a lingering close), whose
+// result a later step records.
+type pendingOp struct {
+	what string // "dial", "write", "close"
+	ch   <-chan opResult
 }
 
 // Port numbers of the scripts: the target listens on ListenPort (nothing
@@ -157,20 +169,34 @@ func (r *Run) collect(want int, within, settle time.Duration) []rxSeg {
 	}
 }
 
+// timing is how an observation shows when each segment came.
+type timing int
+
+const (
+	untimed   timing = iota
+	sinceLast        // each delay since the peer's last send or socket action, as a timingBucket
+	intervals        // each delay since the previous segment (the first: since the last send or action), roughly
+)
+
 // observe records the segments collected as one line, learning from each.
-func (r *Run) observe(segs []rxSeg, within time.Duration, timed bool) {
+func (r *Run) observe(segs []rxSeg, within time.Duration, t timing) {
 	f := r.flow()
 	if len(segs) == 0 {
 		r.record("silence (%v)", within)
 		return
 	}
 	parts := make([]string, len(segs))
+	prev := r.lastSend
 	for i, s := range segs {
 		f.learn(s)
 		parts[i] = f.render(s)
-		if timed {
+		switch t {
+		case sinceLast:
 			parts[i] = timingBucket(s.at.Sub(r.lastSend)) + ": " + parts[i]
+		case intervals:
+			parts[i] = "+" + roughly(s.at.Sub(prev)) + ": " + parts[i]
 		}
+		prev = s.at
 	}
 	r.record("%s", strings.Join(parts, " + "))
 }
@@ -184,10 +210,11 @@ func (r *Run) sock() (net.Conn, error) {
 	return c, nil
 }
 
-// send writes one segment of the current flow and remembers when.
-func (r *Run) send(s txSeg) error {
+// send writes one packet of the peer's (built with link.Headroom in front)
+// and remembers when.
+func (r *Run) send(pkt []byte) error {
 	r.lastSend = time.Now()
-	return r.w.write(s)
+	return r.w.write(pkt)
 }
 
 // wait blocks for d or until the run's context ends.

@@ -25,7 +25,8 @@ func withFreshWindow(steps ...Step) []Step {
 // Scenarios lists every scenario, in the order of the report.
 func Scenarios() []Scenario {
 	var all []Scenario
-	for _, part := range [][]Scenario{openScenarios(), establishedScenarios(), windowScenarios(), closeScenarios()} {
+	for _, part := range [][]Scenario{openScenarios(), establishedScenarios(), windowScenarios(), closeScenarios(),
+		icmpScenarios(), errorScenarios()} {
 		all = append(all, part...)
 	}
 	return all

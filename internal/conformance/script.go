@@ -145,7 +145,7 @@ func (r *Run) sendSeg(flags uint8, mods []Mod) error {
 			}
 		}
 		r.stampTS(f, &s)
-		if err := r.send(s.txSeg); err != nil {
+		if err := r.send(s.build()); err != nil {
 			return err
 		}
 	}
@@ -175,18 +175,38 @@ const settle = 60 * time.Millisecond
 
 // Expect waits up to within for n segments of the current flow (and settle
 // more), and records them, or the silence.
-func Expect(n int, within time.Duration) Step {
-	return Step{fmt.Sprintf("expect %d within %v", n, within), func(r *Run) error {
-		r.observe(r.collect(n, within, settle), within, false)
+func Expect(n int, within time.Duration) Step { return expect(n, within, "", untimed) }
+
+// ExpectTimed is Expect with each segment's delay since the peer's last
+// send, as a timing bucket (see timingBucket).
+func ExpectTimed(n int, within time.Duration) Step { return expect(n, within, ", timed", sinceLast) }
+
+// ExpectIntervals is Expect with each segment's delay since the previous
+// one (the first: since the peer's last send or socket action), to the
+// nearest 100 ms: for backoff, where the intervals are the outcome.
+func ExpectIntervals(n int, within time.Duration) Step {
+	return expect(n, within, ", intervals", intervals)
+}
+
+func expect(n int, within time.Duration, doc string, t timing) Step {
+	return Step{fmt.Sprintf("expect %d within %v%s", n, within, doc), func(r *Run) error {
+		r.observe(r.collect(n, within, settle), within, t)
 		return nil
 	}}
 }
 
-// ExpectTimed is Expect with each segment's delay since the peer's last
-// send, as a timing bucket (see timingBucket).
-func ExpectTimed(n int, within time.Duration) Step {
-	return Step{fmt.Sprintf("expect %d within %v, timed", n, within), func(r *Run) error {
-		r.observe(r.collect(n, within, settle), within, true)
+// Take records the next n segments of the current flow as soon as they
+// have come (no settle time for extras), so that the peer can answer the
+// first of a burst before the rest is looked at; the rest stays for the
+// next observation.
+func Take(n int, within time.Duration) Step {
+	return Step{fmt.Sprintf("take %d within %v", n, within), func(r *Run) error {
+		segs := r.collect(n, within, 0)
+		if len(segs) > n { // already pending
+			r.pending = append(segs[n:len(segs):len(segs)], r.pending...)
+			segs = segs[:n]
+		}
+		r.observe(segs, within, untimed)
 		return nil
 	}}
 }
@@ -195,7 +215,7 @@ func ExpectTimed(n int, within time.Duration) Step {
 // the outcomes where silence, or a count, is the point.
 func Watch(window time.Duration) Step {
 	return Step{fmt.Sprintf("watch %v", window), func(r *Run) error {
-		r.observe(r.collect(0, window, 0), window, false)
+		r.observe(r.collect(0, window, 0), window, untimed)
 		return nil
 	}}
 }
@@ -230,7 +250,7 @@ func Handshake(o SynOpts) Step {
 			return err
 		}
 		segs := r.collect(1, time.Second, 0)
-		r.observe(segs, time.Second, false)
+		r.observe(segs, time.Second, untimed)
 		if len(segs) == 0 || segs[0].flags != header.FlagSYN|header.FlagACK {
 			return fmt.Errorf("no SYN-ACK")
 		}

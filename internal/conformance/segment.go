@@ -33,6 +33,9 @@ type rxSeg struct {
 	opts             header.TCPOptions
 	payload          int
 	srcPort, dstPort uint16
+	// quote is what an ICMP error about the segment quotes: its IP header
+	// and the first 8 octets of TCP (RFC 792).
+	quote []byte
 }
 
 // parseSeg reads an IPv4 packet from a target; ok is false for anything
@@ -49,6 +52,7 @@ func parseSeg(pkt []byte, at time.Time) (rxSeg, bool) {
 	s := rxSeg{
 		at: at, flags: t.Flags(), seq: t.Seq(), ack: t.Ack(), window: t.Window(),
 		payload: len(t.Payload()), srcPort: t.SrcPort(), dstPort: t.DstPort(),
+		quote: append([]byte(nil), pkt[:h.HeaderLen()+8]...),
 	}
 	if header.ParseTCPOptions(t.Options(), &s.opts) != nil {
 		return rxSeg{}, false
@@ -143,4 +147,10 @@ func timingBucket(d time.Duration) string {
 	default:
 		return "late"
 	}
+}
+
+// roughly renders a delay to the nearest 100 ms ("~400ms"): for timers of
+// hundreds of milliseconds, whose jitter on either target is a few.
+func roughly(d time.Duration) string {
+	return fmt.Sprintf("~%dms", d.Round(100*time.Millisecond).Milliseconds())
 }

@@ -15,17 +15,29 @@ import (
 // sockTimeout bounds every blocking socket action.
 const sockTimeout = 2 * time.Second
 
-// errorClass names an error the same way for both targets.
+// errnoNames are the errors a socket call may end with, named as errno(3)
+// names them.
+var errnoNames = map[syscall.Errno]string{
+	syscall.ECONNREFUSED: "ECONNREFUSED", syscall.ECONNRESET: "ECONNRESET", syscall.ETIMEDOUT: "ETIMEDOUT",
+	syscall.EHOSTUNREACH: "EHOSTUNREACH", syscall.ENETUNREACH: "ENETUNREACH", syscall.EPIPE: "EPIPE",
+	syscall.EPROTO: "EPROTO", syscall.ENOTCONN: "ENOTCONN", syscall.EAGAIN: "EAGAIN",
+}
+
+// errorClass names an error the same way for both targets: an errno by its
+// name (before the deadline test, which ETIMEDOUT would also pass), else
+// "timeout" for a deadline the harness set, "closed", "EOF".
 func errorClass(err error) string {
+	var errno syscall.Errno
 	switch {
 	case err == nil:
 		return "ok"
+	case errors.As(err, &errno):
+		if n, ok := errnoNames[errno]; ok {
+			return n
+		}
+		return fmt.Sprintf("errno %d", int(errno))
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
 		return "timeout"
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "refused"
-	case errors.Is(err, syscall.ECONNRESET):
-		return "reset"
 	case errors.Is(err, net.ErrClosed):
 		return "closed"
 	case errors.Is(err, io.EOF):
@@ -57,10 +69,10 @@ func Accept() Step {
 		if r.lis == nil {
 			return errors.New("accept: the scenario does not listen")
 		}
-		ch := make(chan dialResult, 1)
+		ch := make(chan opResult, 1)
 		go func() {
 			c, err := r.lis.Accept()
-			ch <- dialResult{c, err}
+			ch <- opResult{c, err, time.Now()}
 		}()
 		res, err := r.await(ch)
 		if err != nil || res.err != nil {
@@ -72,14 +84,14 @@ func Accept() Step {
 }
 
 // await waits for an accept or dial with sockTimeout.
-func (r *Run) await(ch chan dialResult) (dialResult, error) {
+func (r *Run) await(ch <-chan opResult) (opResult, error) {
 	t := time.NewTimer(sockTimeout)
 	defer t.Stop()
 	select {
 	case res := <-ch:
 		return res, nil
 	case <-t.C:
-		return dialResult{}, os.ErrDeadlineExceeded
+		return opResult{}, os.ErrDeadlineExceeded
 	}
 }
 
@@ -87,31 +99,57 @@ func (r *Run) await(ch chan dialResult) (dialResult, error) {
 // peer's ActivePort+flow, and starts it; Dialed waits for the result.
 func Dial() Step {
 	return Step{"dial", func(r *Run) error {
-		f := newFlow(ActivePort+uint16(r.cur), 0, peerISN(r.cur))
-		r.flows[r.cur] = f
-		ch := make(chan dialResult, 1)
-		r.dials[r.cur] = ch
+		to := r.activeFlow()
+		ch := make(chan opResult, 1)
+		r.ops[r.cur] = pendingOp{"dial", ch}
 		go func() {
 			ctx, cancel := context.WithTimeout(r.ctx, sockTimeout)
 			defer cancel()
-			c, err := r.target.Dial(ctx, netip.AddrPortFrom(PeerAddr, f.peerPort))
-			ch <- dialResult{c, err}
+			c, err := r.target.Dial(ctx, to)
+			ch <- opResult{c, err, time.Now()}
 		}()
 		return nil
 	}}
 }
 
+// activeFlow makes the current flow a new one for an active open of the
+// target's, and returns the address the target is to connect to.
+func (r *Run) activeFlow() netip.AddrPort {
+	f := newFlow(ActivePort+uint16(r.cur), 0, peerISN(r.cur))
+	r.flows[r.cur] = f
+	return netip.AddrPortFrom(PeerAddr, f.peerPort)
+}
+
 // Dialed waits for the current flow's Dial and records its result.
-func Dialed() Step {
-	return Step{"dialed", func(r *Run) error {
-		ch, ok := r.dials[r.cur]
+func Dialed() Step { return awaitOp("dialed", untimed) }
+
+// Returned waits for the current flow's operation under way (Dial,
+// DialWrite, LingerClose) and records how it ended, with its delay since
+// the peer's last send or socket action as a timingBucket.
+func Returned() Step { return awaitOp("returned, timed", sinceLast) }
+
+// ReturnedAfter is Returned with the delay to the nearest 100 ms: for an
+// operation a timer ends.
+func ReturnedAfter() Step { return awaitOp("returned, after", intervals) }
+
+func awaitOp(doc string, t timing) Step {
+	return Step{doc, func(r *Run) error {
+		op, ok := r.ops[r.cur]
 		if !ok {
-			return errors.New("dialed: no dial on this flow")
+			return errors.New(doc + ": nothing under way on this flow")
 		}
-		res, err := r.await(ch)
+		delete(r.ops, r.cur)
+		res, err := r.await(op.ch)
 		err = errors.Join(err, res.err)
-		r.record("dial: %s", errorClass(err))
-		if err == nil {
+		line := op.what + ": " + errorClass(err)
+		switch {
+		case t == sinceLast && !res.at.IsZero():
+			line = timingBucket(res.at.Sub(r.lastSend)) + ": " + line
+		case t == intervals && !res.at.IsZero():
+			line = roughly(res.at.Sub(r.lastSend)) + ": " + line
+		}
+		r.record("%s", line)
+		if err == nil && res.c != nil {
 			r.socks[r.cur] = res.c
 		}
 		return nil
@@ -206,5 +244,8 @@ func (r *Run) abortAll() {
 	}
 	if r.lis != nil {
 		r.lis.Close()
+	}
+	for _, stop := range r.stops {
+		stop()
 	}
 }

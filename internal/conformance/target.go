@@ -11,6 +11,7 @@ import (
 
 	"ustack/stack"
 	"ustack/stack/link"
+	"ustack/stack/tcp"
 )
 
 // Target is one TCP implementation under test: the link the peer drives,
@@ -79,7 +80,9 @@ func (e *countingEnd) WriteBatch(bufs [][]byte, offset int) (int, error) {
 func NewUstack(cfg TargetConfig) (Target, error) {
 	a, b := link.Pipe(MTU)
 	u := &ustackTarget{own: &countingEnd{Endpoint: a}, peer: &countingEnd{Endpoint: b}, ends: [2]*link.PipeEnd{a, b}}
-	s, err := stack.New(u.own, stack.Options{Addr: TargetAddr, Backlog: cfg.Backlog})
+	// TCP_NODELAY, as Go's net sets it on the kernel target's sockets.
+	opts := stack.Options{Addr: TargetAddr, Backlog: cfg.Backlog, TCP: tcp.Config{NoDelay: true}}
+	s, err := stack.New(u.own, opts)
 	if err != nil {
 		a.Close()
 		b.Close()
@@ -117,6 +120,23 @@ func (u *ustackTarget) Dial(ctx context.Context, to netip.AddrPort) (net.Conn, e
 	return u.s.DialTCP(ctx, to)
 }
 
+// DialWrite starts an active open (DialTCPAsync) and has a goroutine write
+// n bytes on the connection at once; Write waits for the handshake as
+// Linux's does. stop aborts the connection.
+func (u *ustackTarget) DialWrite(to netip.AddrPort, n int) (<-chan opResult, func(), error) {
+	c, err := u.s.DialTCPAsync(to, u.s.Options().TCP)
+	if err != nil {
+		return nil, nil, err
+	}
+	ch := make(chan opResult, 1)
+	go func() {
+		c.SetWriteDeadline(time.Now().Add(sockTimeout))
+		_, err := c.Write(make([]byte, n))
+		ch <- opResult{err: err, at: time.Now()}
+	}()
+	return ch, func() { c.Abort() }, nil
+}
+
 func (u *ustackTarget) Close() error {
 	err := u.s.Close()
 	return errors.Join(err, u.ends[0].Close(), u.ends[1].Close())
@@ -131,4 +151,16 @@ type (
 		SetKeepAliveConfig(net.KeepAliveConfig) error
 	}
 	closeWriter interface{ CloseWrite() error }
+	// userTimeouter is stack.Conn's TCP_USER_TIMEOUT; connUserTimeouter
+	// a target's for connections that have none (the kernel's, through
+	// setsockopt).
+	userTimeouter     interface{ SetUserTimeout(time.Duration) error }
+	connUserTimeouter interface {
+		SetUserTimeout(c net.Conn, d time.Duration) error
+	}
+	// writeDialer is a target whose application can write on a connection
+	// still opening; see DialWrite.
+	writeDialer interface {
+		DialWrite(to netip.AddrPort, n int) (res <-chan opResult, stop func(), err error)
+	}
 )
