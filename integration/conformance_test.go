@@ -24,17 +24,8 @@ var (
 // says what both do; ustack is either to be changed or the entry given the
 // RFC text that allows its choice.
 var knownDifferences = map[string]string{
-	"icmp-frag-needed": "TODO(lead): after ICMP fragmentation needed (next-hop MTU 1000) quoting the first of three segments (1448, 1448, 104 bytes), " +
-		"both send bytes 1-3000 again at once as 948+948+948+156; ustack then sends the 104-byte segment at SEQ 2897 once more, " +
-		"right after them (a fifth segment), Linux does not.",
-	"rst-after-fin": "TODO(lead): a RST in CLOSE-WAIT with SEQ = the peer's FIN (RCV.NXT-1) resets the connection silently on both, and a read returns EOF; " +
-		"the next write fails with EPIPE on Linux (tcp_reset's error in CLOSE-WAIT) and with ECONNRESET on ustack.",
-	"user-timeout": "TODO(lead): TCP_USER_TIMEOUT 500 ms, 100 bytes never ACKed: Linux sends them at 0, ~200 (loss probe), ~400 and ~800 ms " +
-		"and fails the read with ETIMEDOUT at ~900 ms, 500 ms after its first RTO retransmission (tp->retrans_stamp, which the loss probe does not set); " +
-		"ustack sends them at 0, ~200 and ~400 ms and fails at ~500 ms, 500 ms after the first transmission.",
-	"nagle-tail": "TODO(lead): Nagle on, 3000 bytes written, nothing ACKed: Linux sends 1448+1448+104 at once (Minshall's variant: no small segment " +
-		"is outstanding) and its loss probe sends the 104-byte tail again; ustack sends 1448+1448, holds the tail (classic Nagle: data in flight), " +
-		"its loss probe sends the second 1448-byte segment again, and the tail goes out only after the peer's ACK.",
+	// None today: every scenario matches the kernel. An entry names the
+	// scenario and the RFC text that allows ustack's choice.
 }
 
 // TestConformance plays every scenario of internal/conformance against the

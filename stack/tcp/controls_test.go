@@ -8,21 +8,22 @@ import (
 )
 
 // TestUserTimeoutAbortsUnacknowledgedData: with TCP_USER_TIMEOUT 3 s, data
-// unacknowledged for 3 s ends the connection then, before the retry count
-// would (RFC 5482 §3); the last retransmission timer is clamped to the
+// unacknowledged ends the connection 3 s after its first timeout
+// retransmission (Linux counts from retrans_stamp), before the retry count
+// would (RFC 5482 §3); the last retransmission timer is clamped to that
 // deadline (Linux's tcp_clamp_rto_to_user_timeout), and no RST is sent.
 func TestUserTimeoutAbortsUnacknowledgedData(t *testing.T) {
 	s := newScript(t, Config{NoDelay: true, UserTimeout: 3 * time.Second})
 	s.activeOpen()
 	s.write(bytesN(10))
-	s.at(3*time.Second - time.Millisecond)
+	s.out(Segment{Flags: ACK | PSH, Seq: lISS + 1, Ack: rISS + 1, Payload: bytesN(10)})
+	first := s.c.NextDeadline().Sub(t0) // the first timeout retransmission
+	s.at(first)
+	s.out(Segment{Flags: ACK | PSH, Seq: lISS + 1, Ack: rISS + 1, Payload: bytesN(10)})
+	s.at(first + 3*time.Second - time.Millisecond)
 	s.state(Established)
-	n := len(s.sent) // the first transmission and the retransmissions so far
-	if n < 4 {
-		t.Fatalf("%d transmissions in 3 s, want the backed-off retransmissions", n)
-	}
 	s.sent = s.sent[:0]
-	s.at(3 * time.Second)
+	s.at(first + 3*time.Second)
 	s.none()
 	s.state(Closed)
 	if !errors.Is(s.c.Err(), syscall.ETIMEDOUT) {
@@ -38,12 +39,15 @@ func TestUserTimeoutCountsFromOldestUnacknowledged(t *testing.T) {
 	s.write(bytesN(2000))
 	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1, Payload: bytesAt(0, 1000)})
 	s.out(Segment{Flags: ACK | PSH, Seq: lISS + 1001, Ack: rISS + 1, Payload: bytesAt(1000, 1000)})
-	s.at(2 * time.Second)
+	s.at(2 * time.Second) // retransmissions since 0.2 s
 	s.in(seg(ACK, rISS+1, lISS+1001))
-	s.at(4 * time.Second)
-	s.state(Established) // 2 s since SND.UNA moved
-	s.at(5 * time.Second)
+	s.at(3*time.Second + 500*time.Millisecond)
+	s.state(Established) // 3.2 s would have ended it without the ACK
+	s.at(10 * time.Second)
 	s.state(Closed)
+	if !errors.Is(s.c.Err(), syscall.ETIMEDOUT) {
+		t.Fatalf("error %v, want ETIMEDOUT", s.c.Err())
+	}
 }
 
 // TestUserTimeoutEndsZeroWindowProbing: the user timeout also bounds

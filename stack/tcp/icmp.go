@@ -84,6 +84,9 @@ func (c *Conn) PathMTU(now time.Time, seq seqnum.Value, mtu int) bool {
 	if c.state.Synchronized() && c.snd.una != c.snd.max {
 		c.snd.nxt = c.snd.una
 		c.output(now)
+		// Linux resends in the Loss state, where no tail loss probe is
+		// sent; the next ACK re-arms it.
+		c.rec.stopTimers()
 	}
 	return true
 }

@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"syscall"
 	"time"
 
 	"ustack/stack/header"
@@ -282,7 +283,11 @@ func (c *Conn) checkRST(now time.Time, seg *Segment) bool {
 			return false
 		}
 		c.fail(now, ErrRefused, cause)
-	case Established, FinWait1, FinWait2, CloseWait:
+	case CloseWait:
+		// The peer's FIN came first: Linux's tcp_reset reports EPIPE here
+		// (the application may still write; there is no one to read it).
+		c.fail(now, syscall.EPIPE, cause)
+	case Established, FinWait1, FinWait2:
 		c.fail(now, ErrReset, cause)
 	default: // CLOSING, LAST-ACK, TIME-WAIT
 		c.setState(now, Closed, cause)

@@ -61,7 +61,6 @@ func (c *Conn) sendSYN(now time.Time) {
 	}
 	if c.snd.synRtx == 0 {
 		c.snd.rtt.start(now, c.snd.iss.Add(1))
-		c.snd.unaSince = now
 	}
 	c.send(now, seg)
 	if c.snd.rtxAt.IsZero() {

@@ -178,19 +178,25 @@ func (k *sackRecovery) firstLost() (seqnum.Value, bool) {
 
 // armTLP schedules a tail loss probe (RFC 8985 §7.2): PTO = 2*SRTT (at least
 // 10 ms), plus a delayed-ACK allowance when a single segment is in flight;
-// not if the retransmission timer would fire first.
+// never later than the retransmission timer.
 func (k *sackRecovery) armTLP(now time.Time) {
 	k.tlpAt = time.Time{}
 	if k.inRecover || k.rack.tlpOut || !k.c.snd.rtt.measured || k.c.snd.una == k.c.snd.max {
 		return
+	}
+	if k.c.snd.rtxCount > 0 {
+		return // after a timeout, until SND.UNA moves: Linux probes only in the Open state
 	}
 	pto := max(2*k.c.snd.rtt.srtt, 10*time.Millisecond)
 	if int(k.c.snd.una.Size(k.c.snd.max)) <= k.c.snd.mss {
 		pto += wcDelAckT
 	}
 	at := now.Add(pto)
-	if !k.c.snd.rtxAt.IsZero() && !at.Before(k.c.snd.rtxAt) {
-		return
+	if rto := k.c.snd.rtxAt; !rto.IsZero() && at.After(rto) {
+		// RFC 8985 §7.2: the PTO never fires after the RTO would; as in
+		// Linux (tcp_schedule_loss_probe), it is clamped to it, and the
+		// probe goes first (Tick), re-arming the RTO behind it.
+		at = rto
 	}
 	k.tlpAt = at
 }

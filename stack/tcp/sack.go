@@ -282,12 +282,10 @@ func (k *sackRecovery) tick(now time.Time) {
 	}
 }
 
-// onDataSent arms the probe timer if it is not running.
-func (k *sackRecovery) onDataSent(now time.Time) {
-	if k.tlpAt.IsZero() {
-		k.armTLP(now)
-	}
-}
+// onDataSent restarts the probe timer from this transmission (RFC 8985
+// §7.2: "start or restart a loss probe PTO timer after transmitting new
+// data"; Linux's tcp_schedule_loss_probe after every transmission).
+func (k *sackRecovery) onDataSent(now time.Time) { k.armTLP(now) }
 
 // onAckAdvanced: an ACK that moves SND.UNA answers any probe; the probe
 // timer restarts while data is outstanding (RFC 8985 §7.2).

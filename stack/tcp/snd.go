@@ -35,9 +35,10 @@ type sender struct {
 	rtxCount       int       // consecutive RTO expiries for data or FIN
 	synRtx         int       // SYN / SYN-ACK retransmissions
 	persistBackoff int
-	probesOut      int       // zero-window probes since the last acceptable ACK
-	probesSince    time.Time // when the first of them went out
-	unaSince       time.Time // when the oldest unacknowledged byte (or SYN) first went out
+	smallEnd       seqnum.Value // end of the last segment shorter than the MSS sent (Nagle)
+	probesOut      int          // zero-window probes since the last acceptable ACK
+	probesSince    time.Time    // when the first of them went out
+	unaSince       time.Time    // the first timeout retransmission since SND.UNA last moved (Linux's retrans_stamp)
 
 	stats struct {
 		bytesOut, retransmits, timeouts, zeroWindowProbes uint64
@@ -144,8 +145,8 @@ func (c *Conn) sendData(now time.Time) {
 			return // sender SWS avoidance: wait for a usable window
 		}
 		fin := c.snd.finQueued && n == avail
-		if n < mss && n == avail && !fin && (!c.cfg.NoDelay && inFlight || c.cork) {
-			return // Nagle: one small segment in flight at a time; or corked
+		if n < mss && n == avail && !fin && (!c.cfg.NoDelay && c.smallInFlight() || c.cork) {
+			return // Nagle (Minshall's): one small segment in flight at a time; or corked
 		}
 		// A segment the peer's window cuts short is pushed, as Linux marks
 		// it (checked against the kernel by the differential harness).
@@ -154,6 +155,19 @@ func (c *Conn) sendData(now time.Time) {
 			return
 		}
 	}
+}
+
+// smallInFlight is Nagle's test in the form Linux uses (Minshall's
+// variant, tcp_minshall_check): a small segment waits only while an earlier
+// small segment is unacknowledged, not while any data is. RFC 9293 §3.7.4
+// and RFC 1122 §4.2.3.4 describe the stricter rule ("no unacknowledged
+// data"); Minshall's keeps its purpose (one tinygram in flight) without
+// holding the tail of a bulk write for an ACK.
+func (c *Conn) smallInFlight() bool {
+	if c.snd.nxt.LessThan(c.snd.max) {
+		return false // a retransmission: Nagle holds only new data
+	}
+	return c.snd.smallEnd.GreaterThan(c.snd.una) && c.snd.smallEnd.LessThanEq(c.snd.max)
 }
 
 // effMSS is the payload that fits in one segment with the options it
@@ -209,9 +223,9 @@ func (c *Conn) sendRange(now time.Time, seq seqnum.Value, n int, fin, push bool)
 		if n > 0 {
 			c.rcv.dataSent(now, max(c.cfg.DelayedAck, 0))
 		}
-		if c.snd.una == c.snd.max {
-			c.snd.unaSince = now // nothing was outstanding: the clock starts
-		}
+	}
+	if n > 0 && n < c.effMSS() {
+		c.snd.smallEnd = end
 	}
 	c.send(now, seg)
 	c.rec.onSent(now, seq, end)
@@ -296,7 +310,7 @@ func (c *Conn) ackAdvanced(now time.Time, seg *Segment) {
 	data = min(data, c.snd.buf.Len())
 	c.snd.buf.Discard(data)
 	c.snd.una = seg.Ack
-	c.snd.unaSince = now
+	c.snd.unaSince = time.Time{}
 	if c.snd.nxt.LessThan(c.snd.una) {
 		c.snd.nxt = c.snd.una
 	}

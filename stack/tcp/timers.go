@@ -57,6 +57,11 @@ func (c *Conn) Tick(now time.Time) {
 			return
 		}
 	}
+	if d := c.rec.deadline(); due(d, now) && !d.After(c.snd.rtxAt) {
+		// A probe due no later than the RTO goes first: it re-arms the RTO
+		// (Linux runs the two on one timer, the probe in place of the RTO).
+		c.rec.tick(now)
+	}
 	if due(c.snd.rtxAt, now) {
 		c.snd.rtxAt = time.Time{}
 		c.onRetransmitTimeout(now)
@@ -157,6 +162,9 @@ func (c *Conn) onRetransmitTimeout(now time.Time) {
 			c.fail(now, c.timeoutErr(), "timer SYN retries exhausted")
 			return
 		}
+		if c.snd.synRtx == 0 {
+			c.snd.unaSince = now // the user timeout counts from here
+		}
 		c.snd.synRtx++
 		c.snd.rtt.backoff()
 		c.snd.stats.retransmits++
@@ -175,6 +183,11 @@ func (c *Conn) onRetransmitTimeout(now time.Time) {
 		// the peer is gone, and Linux's tcp_write_err sends none.
 		c.fail(now, c.timeoutErr(), "timer retransmission limit")
 		return
+	}
+	if c.snd.unaSince.IsZero() {
+		// TCP_USER_TIMEOUT counts from the first timeout retransmission
+		// since SND.UNA last moved, as Linux's retrans_stamp does.
+		c.snd.unaSince = now
 	}
 	c.snd.rtxCount++
 	if c.snd.cc != nil {
