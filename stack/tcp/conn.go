@@ -102,9 +102,9 @@ type Conn struct {
 	keepProbes int        // keepalive probes sent without an answer
 	stats      connStats
 
-	lastOOW  time.Time // when an invalid segment was last answered (oowLimited)
-	cork     bool      // TCP_CORK (controls.go)
-	errTaken bool      // TakeError has returned err
+	lastOOW  stamp // when an invalid segment was last answered (oowLimited)
+	cork     bool  // TCP_CORK (controls.go)
+	errTaken bool  // TakeError has returned err
 
 	tx Segment // scratch for the segment being sent
 }
@@ -112,9 +112,9 @@ type Conn struct {
 // connTimers are the deadlines the connection as a whole owns; the sender,
 // the receiver and loss recovery own theirs (timers.go lists them all).
 type connTimers struct {
-	keepalive time.Time // RFC 1122 §4.2.3.6
-	finWait2  time.Time // orphaned FIN-WAIT-2
-	timeWait  time.Time // 2*MSL (RFC 9293 §3.10.7.4)
+	keepalive stamp // RFC 1122 §4.2.3.6
+	finWait2  stamp // orphaned FIN-WAIT-2
+	timeWait  stamp // 2*MSL (RFC 9293 §3.10.7.4)
 }
 
 // connStats are the counters of segment processing as a whole.
@@ -313,7 +313,7 @@ func (c *Conn) Close(now time.Time) {
 	c.rcv.buf.release()
 	c.CloseWrite(now)
 	if c.state == FinWait2 {
-		c.tm.finWait2 = now.Add(c.cfg.FinWait2Timeout)
+		c.tm.finWait2 = stampOf(now.Add(c.cfg.FinWait2Timeout))
 	}
 }
 

@@ -10,12 +10,12 @@ import (
 // armRTX starts the retransmission timer at one RTO from now, or earlier
 // when the user timeout ends sooner (Linux's tcp_clamp_rto_to_user_timeout).
 func (c *Conn) armRTX(now time.Time) {
-	c.snd.rtxAt = c.clampToUserTimeout(now.Add(c.snd.rtt.rto), c.snd.unaSince)
+	c.snd.rtxAt = c.clampToUserTimeout(stampOf(now).Add(c.snd.rtt.rto), c.snd.unaSince)
 }
 
 // clampToUserTimeout moves a timer deadline up to the end of the user
 // timeout counted from since, if that comes first.
-func (c *Conn) clampToUserTimeout(at, since time.Time) time.Time {
+func (c *Conn) clampToUserTimeout(at, since stamp) stamp {
 	if c.cfg.UserTimeout <= 0 || since.IsZero() {
 		return at
 	}
@@ -27,8 +27,8 @@ func (c *Conn) clampToUserTimeout(at, since time.Time) time.Time {
 
 // userTimedOut reports whether the user timeout (RFC 5482) has passed
 // since since.
-func (c *Conn) userTimedOut(now, since time.Time) bool {
-	return c.cfg.UserTimeout > 0 && !since.IsZero() && now.Sub(since) >= c.cfg.UserTimeout
+func (c *Conn) userTimedOut(now time.Time, since stamp) bool {
+	return c.cfg.UserTimeout > 0 && !since.IsZero() && stampOf(now).Sub(since) >= c.cfg.UserTimeout
 }
 
 // SetUserTimeout is TCP_USER_TIMEOUT (RFC 5482 §3): see Config.UserTimeout.

@@ -100,14 +100,14 @@ func (c *Conn) inTimeWait(now time.Time, seg *Segment) {
 			c.setState(now, Closed, "rcv "+header.FlagString(seg.Flags))
 			return
 		}
-		c.tm.timeWait = now.Add(2 * c.cfg.MSL)
+		c.tm.timeWait = stampOf(now.Add(2 * c.cfg.MSL))
 		return
 	}
 	if seg.Has(flagRST) {
 		return
 	}
 	if !pawsOK || seg.Has(flagACK) {
-		c.tm.timeWait = now.Add(2 * c.cfg.MSL)
+		c.tm.timeWait = stampOf(now.Add(2 * c.cfg.MSL))
 	}
 	c.dupACK(now, false) // rate-limited like Linux's time-wait ACKs
 }
@@ -151,7 +151,7 @@ func (c *Conn) inSynSent(now time.Time, seg *Segment) {
 		// Our SYN is acknowledged: ESTABLISHED, and <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
 		c.snd.setWnd(seg.Wnd, 0)
 		c.snd.wl1, c.snd.wl2 = seg.Seq, seg.Ack
-		c.snd.rtxAt = time.Time{}
+		c.snd.rtxAt = 0
 		c.snd.synRtx = 0
 		c.snd.startCC(c.cfg.CC)
 		c.setState(now, Established, "rcv "+header.FlagString(seg.Flags))
@@ -360,7 +360,7 @@ func (c *Conn) ackInSynReceived(now time.Time, seg *Segment) bool {
 	}
 	c.snd.una = seg.Ack
 	c.snd.rtt.acked(now, seg.Ack)
-	c.snd.rtxAt = time.Time{}
+	c.snd.rtxAt = 0
 	c.snd.synRtx = 0
 	c.snd.setWnd(seg.Wnd, c.opt.sndShift)
 	c.snd.wl1, c.snd.wl2 = seg.Seq, seg.Ack
@@ -384,7 +384,7 @@ func (c *Conn) windowUpdate(seg *Segment) {
 	c.snd.setWnd(seg.Wnd, c.opt.sndShift)
 	c.snd.wl1, c.snd.wl2 = seg.Seq, seg.Ack
 	if old == 0 && c.snd.wnd > 0 {
-		c.snd.persistAt = time.Time{}
+		c.snd.persistAt = 0
 		c.snd.persistBackoff = 0
 	}
 }
@@ -399,7 +399,7 @@ func (c *Conn) ackOfFIN(now time.Time, seg *Segment) bool {
 		if finAcked {
 			c.setState(now, FinWait2, "rcv "+header.FlagString(seg.Flags))
 			if c.rdShut {
-				c.tm.finWait2 = now.Add(c.cfg.FinWait2Timeout)
+				c.tm.finWait2 = stampOf(now.Add(c.cfg.FinWait2Timeout))
 			}
 		}
 	case Closing:
@@ -451,6 +451,6 @@ func (c *Conn) checkFIN(now time.Time, seg *Segment) {
 // enterTimeWait starts the 2*MSL timer and stops all others.
 func (c *Conn) enterTimeWait(now time.Time, cause string) {
 	c.stopTimers()
-	c.tm.timeWait = now.Add(2 * c.cfg.MSL)
+	c.tm.timeWait = stampOf(now.Add(2 * c.cfg.MSL))
 	c.setState(now, TimeWait, cause)
 }

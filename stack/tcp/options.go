@@ -17,7 +17,7 @@ type negotiated struct {
 	sack     bool  // SACK in use
 
 	tsRecent    uint32       // TS.Recent (RFC 7323 §4.3)
-	tsRecentAt  time.Time    // when TS.Recent was set, for the 24-day rule
+	tsRecentAt  stamp        // when TS.Recent was set, for the 24-day rule
 	lastAckSent seqnum.Value // Last.ACK.sent
 	tsOffset    uint32       // random per-connection offset (RFC 7323 §5.4)
 }
@@ -71,7 +71,7 @@ func (c *Conn) takeSynOptions(now time.Time, seg *Segment) {
 	}
 	c.opt.ts = seg.Opts.TS && !c.cfg.NoTimestamps
 	if c.opt.ts {
-		c.opt.tsRecent, c.opt.tsRecentAt = seg.Opts.TSVal, now
+		c.opt.tsRecent, c.opt.tsRecentAt = seg.Opts.TSVal, stampOf(now)
 	}
 	c.opt.sack = seg.Opts.SACKPermit && !c.cfg.NoSACK
 	if c.opt.sack {
@@ -135,7 +135,7 @@ func (c *Conn) paws(now time.Time, seg *Segment) bool {
 	if int32(seg.Opts.TSVal-c.opt.tsRecent) >= 0 {
 		return true
 	}
-	if now.Sub(c.opt.tsRecentAt) > 24*24*time.Hour {
+	if stampOf(now).Sub(c.opt.tsRecentAt) > 24*24*time.Hour {
 		c.opt.tsRecent = seg.Opts.TSVal // §5.5: invalidate the stale TS.Recent
 		return true
 	}
@@ -146,6 +146,6 @@ func (c *Conn) paws(now time.Time, seg *Segment) bool {
 // segment that covers the left edge of the window.
 func (c *Conn) updateTSRecent(now time.Time, seg *Segment) {
 	if c.opt.ts && seg.Opts.TS && int32(seg.Opts.TSVal-c.opt.tsRecent) >= 0 && seg.Seq.LessThanEq(c.opt.lastAckSent) {
-		c.opt.tsRecent, c.opt.tsRecentAt = seg.Opts.TSVal, now
+		c.opt.tsRecent, c.opt.tsRecentAt = seg.Opts.TSVal, stampOf(now)
 	}
 }

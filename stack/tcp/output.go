@@ -117,10 +117,10 @@ const oowInterval = 500 * time.Millisecond
 // skipped: one went out less than oowInterval ago. Otherwise it records
 // now as the time of this one (Linux's __tcp_oow_rate_limited).
 func (c *Conn) oowLimited(now time.Time) bool {
-	if !c.lastOOW.IsZero() && now.Sub(c.lastOOW) < oowInterval && !now.Before(c.lastOOW) {
+	if n := stampOf(now); !c.lastOOW.IsZero() && n.Sub(c.lastOOW) < oowInterval && !n.Before(c.lastOOW) {
 		return true
 	}
-	c.lastOOW = now
+	c.lastOOW = stampOf(now)
 	return false
 }
 

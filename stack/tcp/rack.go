@@ -21,16 +21,16 @@ const wcDelAckT = 200 * time.Millisecond
 // sentRec is one transmitted segment, kept until cumulatively acknowledged.
 type sentRec struct {
 	start, end seqnum.Value
-	at         time.Time // last (re)transmission
-	rtx        bool      // retransmitted at least once
-	lost       bool      // marked lost and not yet retransmitted since
+	at         stamp // last (re)transmission
+	rtx        bool  // retransmitted at least once
+	lost       bool  // marked lost and not yet retransmitted since
 	sacked     bool
 }
 
 type rackState struct {
 	recs      []sentRec // outstanding segments in sequence order: recs[head:]
 	head      int
-	xmitTS    time.Time     // RACK.xmit_ts: send time of the latest delivered segment
+	xmitTS    stamp         // RACK.xmit_ts: send time of the latest delivered segment
 	endSeq    seqnum.Value  // RACK.end_seq
 	rtt       time.Duration // RACK.rtt
 	minRTT    time.Duration
@@ -52,7 +52,7 @@ func (k *sackRecovery) onSent(now time.Time, seq, end seqnum.Value) {
 		i := sort.Search(len(live), func(i int) bool { return seq.LessThan(live[i].end) })
 		for ; i < len(live) && live[i].start.LessThan(end); i++ {
 			rec := &live[i]
-			rec.at, rec.rtx = now, true
+			rec.at, rec.rtx = stampOf(now), true
 			if rec.lost {
 				rec.lost = false
 				r.lostBytes -= int(rec.start.Size(rec.end))
@@ -67,20 +67,20 @@ func (k *sackRecovery) onSent(now time.Time, seq, end seqnum.Value) {
 		n := copy(r.recs, r.recs[r.head:])
 		r.recs, r.head = r.recs[:n], 0
 	}
-	r.recs = append(r.recs, sentRec{start: seq, end: end, at: now})
+	r.recs = append(r.recs, sentRec{start: seq, end: end, at: stampOf(now)})
 }
 
 // rackDelivered notes that rec reached the peer (RFC 8985 §6.2 step 2).
 func (k *sackRecovery) rackDelivered(now time.Time, rec *sentRec) {
 	r := &k.rack
-	rtt := now.Sub(rec.at)
+	rtt := stampOf(now).Sub(rec.at)
 	if rec.rtx && rtt < r.minRTT {
 		return // may be the ACK of the original: no information
 	}
 	if !rec.rtx && (r.minRTT == 0 || rtt < r.minRTT) {
 		r.minRTT = max(rtt, time.Microsecond)
 	}
-	if rec.at.After(r.xmitTS) || rec.at.Equal(r.xmitTS) && rec.end.GreaterThan(r.endSeq) {
+	if rec.at.After(r.xmitTS) || rec.at == r.xmitTS && rec.end.GreaterThan(r.endSeq) {
 		r.xmitTS, r.endSeq, r.rtt = rec.at, rec.end, rtt
 	}
 }
@@ -141,7 +141,7 @@ func (k *sackRecovery) rackSACKed(now time.Time) {
 // segment is marked lost.
 func (k *sackRecovery) rackDetect(now time.Time) bool {
 	r := &k.rack
-	k.reoAt = time.Time{}
+	k.reoAt = 0
 	if r.xmitTS.IsZero() {
 		return r.lostBytes > 0
 	}
@@ -149,11 +149,11 @@ func (k *sackRecovery) rackDetect(now time.Time) bool {
 	live := r.live()
 	for i := range live {
 		rec := &live[i]
-		if rec.sacked || rec.lost || !rec.at.Before(r.xmitTS) && !(rec.at.Equal(r.xmitTS) && rec.end.LessThan(r.endSeq)) {
+		if rec.sacked || rec.lost || !rec.at.Before(r.xmitTS) && !(rec.at == r.xmitTS && rec.end.LessThan(r.endSeq)) {
 			continue
 		}
 		due := rec.at.Add(r.rtt + reoWnd)
-		if !now.Before(due) {
+		if !stampOf(now).Before(due) {
 			rec.lost = true
 			r.lostBytes += int(rec.start.Size(rec.end))
 		} else if k.reoAt.IsZero() || due.Before(k.reoAt) {
@@ -180,7 +180,7 @@ func (k *sackRecovery) firstLost() (seqnum.Value, bool) {
 // 10 ms), plus a delayed-ACK allowance when a single segment is in flight;
 // never later than the retransmission timer.
 func (k *sackRecovery) armTLP(now time.Time) {
-	k.tlpAt = time.Time{}
+	k.tlpAt = 0
 	if k.inRecover || k.rack.tlpOut || !k.c.snd.rtt.measured || k.c.snd.una == k.c.snd.max {
 		return
 	}
@@ -191,7 +191,7 @@ func (k *sackRecovery) armTLP(now time.Time) {
 	if int(k.c.snd.una.Size(k.c.snd.max)) <= k.c.snd.mss {
 		pto += wcDelAckT
 	}
-	at := now.Add(pto)
+	at := stampOf(now).Add(pto)
 	if rto := k.c.snd.rtxAt; !rto.IsZero() && at.After(rto) {
 		// RFC 8985 §7.2: the PTO never fires after the RTO would; as in
 		// Linux (tcp_schedule_loss_probe), it is clamped to it, and the

@@ -24,16 +24,16 @@ type receiver struct {
 	sackSent  [header.MaxSACKBlocks]seqnum.Value
 	nSackSent int
 
-	ackNow     bool      // an ACK must go out at the next output
-	ackPending int       // in-order segments received and not yet acknowledged
-	delackAt   time.Time // delayed ACK (RFC 9293 §3.8.6.3)
+	ackNow     bool  // an ACK must go out at the next output
+	ackPending int   // in-order segments received and not yet acknowledged
+	delackAt   stamp // delayed ACK (RFC 9293 §3.8.6.3)
 
 	// Quick-ACK mode, as Linux has it: the first ACKs of a connection (and
 	// after an idle gap) go out at once, unless the connection is
 	// interactive (pingpong: we answer data within the delayed-ACK time).
 	quick    int
 	pingpong bool
-	lastData time.Time // when in-order data last arrived
+	lastData stamp // when in-order data last arrived
 
 	stats struct {
 		bytesIn, outOfOrder, oooDropped uint64
@@ -62,7 +62,7 @@ func (r *receiver) window() uint32 {
 // acked notes that an ACK of RCV.NXT went out: nothing is owed any more.
 func (r *receiver) acked() {
 	r.ackNow, r.ackPending = false, 0
-	r.delackAt = time.Time{}
+	r.delackAt = 0
 	if r.quick > 0 {
 		r.quick--
 	}
@@ -78,18 +78,18 @@ const maxQuickACKs = 16
 // lets a receiver delay ACKs; Linux does not delay the first ones, so that
 // a sender in slow start is not held back.
 func (r *receiver) dataArrived(now time.Time, first bool, rto time.Duration, mss int) {
-	if first || now.Sub(r.lastData) > rto {
+	if first || stampOf(now).Sub(r.lastData) > rto {
 		q := min(max(int(r.window())/(2*mss), 2), maxQuickACKs)
 		r.quick = max(r.quick, q)
 	}
-	r.lastData = now
+	r.lastData = stampOf(now)
 }
 
 // dataSent notes that we sent data at now: an answer within the delayed-ACK
 // time makes the connection interactive (Linux's pingpong mode), where ACKs
 // wait to ride on the answer.
 func (r *receiver) dataSent(now time.Time, ato time.Duration) {
-	if !r.lastData.IsZero() && now.Sub(r.lastData) < ato {
+	if !r.lastData.IsZero() && stampOf(now).Sub(r.lastData) < ato {
 		r.pingpong = true
 	}
 }
@@ -105,13 +105,13 @@ func (r *receiver) endBatch(now time.Time, delay time.Duration) {
 	if delay < 0 || r.ackPending >= 2 || r.quick > 0 && !r.pingpong {
 		r.ackNow = true
 	} else if r.delackAt.IsZero() {
-		r.delackAt = now.Add(delay)
+		r.delackAt = stampOf(now.Add(delay))
 	}
 }
 
 // onDelayedAck runs when the delayed-ACK timer expires.
 func (r *receiver) onDelayedAck() {
-	r.delackAt = time.Time{}
+	r.delackAt = 0
 	if r.ackPending > 0 {
 		r.ackNow = true
 		r.pingpong = false // the answer did not come: leave pingpong (Linux)

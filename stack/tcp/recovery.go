@@ -61,8 +61,8 @@ type lossRecovery interface {
 	disorder() bool
 	sackedLost() (sacked, lost int)
 
-	deadline() time.Time // the earliest of its timers, or zero
-	tick(now time.Time)  // runs its timers that are due
+	deadline() stamp    // the earliest of its timers, or zero
+	tick(now time.Time) // runs its timers that are due
 	stopTimers()
 	addStats(st *Stats)
 }
@@ -166,7 +166,7 @@ func (r *renoRecovery) takeSACK(time.Time, sackBlocks, int) bool     { return fa
 func (r *renoRecovery) acked(time.Time)                              {}
 func (r *renoRecovery) check(time.Time)                              {}
 func (r *renoRecovery) onRTO()                                       { r.leave() }
-func (r *renoRecovery) deadline() time.Time                          { return time.Time{} }
+func (r *renoRecovery) deadline() stamp                              { return 0 }
 func (r *renoRecovery) tick(time.Time)                               {}
 func (r *renoRecovery) stopTimers()                                  {}
 func (r *renoRecovery) disorder() bool                               { return r.dupAcks > 0 }

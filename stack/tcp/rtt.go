@@ -15,7 +15,7 @@ type rttState struct {
 	// taken when an ACK covers seq, and dropped if anything was retransmitted.
 	timing bool
 	seq    seqnum.Value
-	sent   time.Time
+	sent   stamp
 }
 
 func (r *rttState) init(cfg Config) {
@@ -25,7 +25,7 @@ func (r *rttState) init(cfg Config) {
 // start times the segment ending at end, unless one is already timed.
 func (r *rttState) start(now time.Time, end seqnum.Value) {
 	if !r.timing {
-		r.timing, r.seq, r.sent = true, end, now
+		r.timing, r.seq, r.sent = true, end, stampOf(now)
 	}
 }
 
@@ -39,7 +39,7 @@ func (r *rttState) acked(now time.Time, ack seqnum.Value) time.Duration {
 		return 0
 	}
 	r.timing = false
-	s := now.Sub(r.sent)
+	s := stampOf(now).Sub(r.sent)
 	r.sample(s)
 	return s
 }

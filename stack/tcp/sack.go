@@ -107,8 +107,8 @@ type sackRecovery struct {
 	recoveryBase
 	sb    scoreboard // SACKed ranges above SND.UNA
 	rack  rackState
-	tlpAt time.Time // tail loss probe (RFC 8985 §7)
-	reoAt time.Time // RACK reordering window (RFC 8985 §6.2)
+	tlpAt stamp // tail loss probe (RFC 8985 §7)
+	reoAt stamp // RACK reordering window (RFC 8985 §6.2)
 	sstat struct{ tlpProbes, rackLost uint64 }
 }
 
@@ -193,7 +193,7 @@ func (k *sackRecovery) onDupAck(now time.Time) {
 // SACK is lost; the first goes out at once, then as much as the pipe allows.
 func (k *sackRecovery) enterRecovery(now time.Time) {
 	k.enter(now)
-	k.tlpAt = time.Time{}
+	k.tlpAt = 0
 	k.markHolesLost()
 	if s, ok := k.firstLost(); ok {
 		k.retransmitAt(now, s)
@@ -261,19 +261,19 @@ func (k *sackRecovery) disorder() bool { return k.dupAcks > 0 || k.sb.bytes > 0 
 
 func (k *sackRecovery) sackedLost() (int, int) { return k.sb.bytes, k.rack.lostBytes }
 
-func (k *sackRecovery) stopTimers() { k.tlpAt, k.reoAt = time.Time{}, time.Time{} }
+func (k *sackRecovery) stopTimers() { k.tlpAt, k.reoAt = 0, 0 }
 
-func (k *sackRecovery) deadline() time.Time { return earliest(k.tlpAt, k.reoAt) }
+func (k *sackRecovery) deadline() stamp { return earliest(k.tlpAt, k.reoAt) }
 
 // tick runs the probe timer, then the reordering timer: segments whose
 // reordering window has passed are lost.
 func (k *sackRecovery) tick(now time.Time) {
 	if due(k.tlpAt, now) {
-		k.tlpAt = time.Time{}
+		k.tlpAt = 0
 		k.onTLP(now)
 	}
 	if due(k.reoAt, now) {
-		k.reoAt = time.Time{}
+		k.reoAt = 0
 		if k.rackDetect(now) && !k.inRecover {
 			k.enterRecovery(now)
 		} else if k.inRecover {
@@ -292,7 +292,7 @@ func (k *sackRecovery) onDataSent(now time.Time) { k.armTLP(now) }
 func (k *sackRecovery) onAckAdvanced(now time.Time) {
 	k.rack.tlpOut = false
 	if k.c.snd.una == k.c.snd.max {
-		k.tlpAt = time.Time{}
+		k.tlpAt = 0
 	} else {
 		k.armTLP(now)
 	}

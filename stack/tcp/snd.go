@@ -30,15 +30,15 @@ type sender struct {
 	cc  cc.Controller
 	rtt rttState
 
-	rtxAt          time.Time // retransmission of SYN, data or FIN (RFC 6298)
-	persistAt      time.Time // zero-window probe (RFC 9293 §3.8.6.1)
-	rtxCount       int       // consecutive RTO expiries for data or FIN
-	synRtx         int       // SYN / SYN-ACK retransmissions
+	rtxAt          stamp // retransmission of SYN, data or FIN (RFC 6298)
+	persistAt      stamp // zero-window probe (RFC 9293 §3.8.6.1)
+	rtxCount       int   // consecutive RTO expiries for data or FIN
+	synRtx         int   // SYN / SYN-ACK retransmissions
 	persistBackoff int
 	smallEnd       seqnum.Value // end of the last segment shorter than the MSS sent (Nagle)
 	probesOut      int          // zero-window probes since the last acceptable ACK
-	probesSince    time.Time    // when the first of them went out
-	unaSince       time.Time    // the first timeout retransmission since SND.UNA last moved (Linux's retrans_stamp)
+	probesSince    stamp        // when the first of them went out
+	unaSince       stamp        // the first timeout retransmission since SND.UNA last moved (Linux's retrans_stamp)
 
 	stats struct {
 		bytesOut, retransmits, timeouts, zeroWindowProbes uint64
@@ -51,7 +51,7 @@ func (s *sender) addStats(st *Stats) {
 }
 
 // stopTimers disarms the sender's timers.
-func (s *sender) stopTimers() { s.rtxAt, s.persistAt = time.Time{}, time.Time{} }
+func (s *sender) stopTimers() { s.rtxAt, s.persistAt = 0, 0 }
 
 // bufSeq is the sequence number of the first byte in buf: data starts one
 // after the ISS, which the SYN occupies.
@@ -243,7 +243,7 @@ func (c *Conn) onDataSent(now time.Time) {
 	if c.snd.rtxAt.IsZero() {
 		c.armRTX(now)
 	}
-	c.snd.persistAt = time.Time{}
+	c.snd.persistAt = 0
 	c.rec.onDataSent(now)
 }
 
@@ -252,7 +252,7 @@ func (c *Conn) onDataSent(now time.Time) {
 func (c *Conn) onAckAdvanced(now time.Time) {
 	c.snd.rtxCount = 0
 	if c.snd.una == c.snd.max {
-		c.snd.rtxAt = time.Time{}
+		c.snd.rtxAt = 0
 	} else {
 		c.armRTX(now)
 	}
@@ -280,7 +280,7 @@ func (c *Conn) onPersist(now time.Time) {
 		return
 	}
 	if c.snd.probesOut == 0 {
-		c.snd.probesSince = now
+		c.snd.probesSince = stampOf(now)
 	}
 	c.snd.stats.zeroWindowProbes++
 	c.snd.probesOut++
@@ -296,7 +296,7 @@ func (c *Conn) onPersist(now time.Time) {
 func (c *Conn) armPersist(now time.Time) {
 	d := c.snd.rtt.rto << min(c.snd.persistBackoff, 16)
 	d = min(max(d, c.cfg.MinRTO), c.cfg.MaxPersist)
-	c.snd.persistAt = c.clampToUserTimeout(now.Add(d), c.snd.probesSince)
+	c.snd.persistAt = c.clampToUserTimeout(stampOf(now).Add(d), c.snd.probesSince)
 }
 
 // ackAdvanced handles SND.UNA < SEG.ACK =< SND.MAX: drop acknowledged data,
@@ -310,7 +310,7 @@ func (c *Conn) ackAdvanced(now time.Time, seg *Segment) {
 	data = min(data, c.snd.buf.Len())
 	c.snd.buf.Discard(data)
 	c.snd.una = seg.Ack
-	c.snd.unaSince = time.Time{}
+	c.snd.unaSince = 0
 	if c.snd.nxt.LessThan(c.snd.una) {
 		c.snd.nxt = c.snd.una
 	}

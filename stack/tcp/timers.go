@@ -17,12 +17,12 @@ import "time"
 // NextDeadline is the earliest armed timer, or the zero time.
 func (c *Conn) NextDeadline() time.Time {
 	return earliest(c.snd.rtxAt, c.rec.deadline(), c.snd.persistAt, c.rcv.delackAt,
-		c.tm.keepalive, c.tm.finWait2, c.tm.timeWait)
+		c.tm.keepalive, c.tm.finWait2, c.tm.timeWait).Time()
 }
 
-// earliest is the earliest non-zero time, or zero.
-func earliest(ts ...time.Time) time.Time {
-	var d time.Time
+// earliest is the earliest set stamp, or zero.
+func earliest(ts ...stamp) stamp {
+	var d stamp
 	for _, t := range ts {
 		if !t.IsZero() && (d.IsZero() || t.Before(d)) {
 			d = t
@@ -34,24 +34,24 @@ func earliest(ts ...time.Time) time.Time {
 // stopTimers disarms every timer.
 func (c *Conn) stopTimers() {
 	c.snd.stopTimers()
-	c.rcv.delackAt = time.Time{}
+	c.rcv.delackAt = 0
 	c.rec.stopTimers()
 	c.tm = connTimers{}
 }
 
-func due(t, now time.Time) bool { return !t.IsZero() && !now.Before(t) }
+func due(t stamp, now time.Time) bool { return !t.IsZero() && !stampOf(now).Before(t) }
 
 // Tick runs every timer that is due at now, in a fixed order: the ends of
 // TIME-WAIT and FIN-WAIT-2 first, then retransmission, loss recovery's
 // timers, persist, delayed ACK and keepalive; then it sends what is due.
 func (c *Conn) Tick(now time.Time) {
 	if due(c.tm.timeWait, now) {
-		c.tm.timeWait = time.Time{}
+		c.tm.timeWait = 0
 		c.setState(now, Closed, "timer 2*MSL")
 		return
 	}
 	if due(c.tm.finWait2, now) {
-		c.tm.finWait2 = time.Time{}
+		c.tm.finWait2 = 0
 		if c.state == FinWait2 {
 			c.setState(now, Closed, "timer FIN-WAIT-2")
 			return
@@ -63,7 +63,7 @@ func (c *Conn) Tick(now time.Time) {
 		c.rec.tick(now)
 	}
 	if due(c.snd.rtxAt, now) {
-		c.snd.rtxAt = time.Time{}
+		c.snd.rtxAt = 0
 		c.onRetransmitTimeout(now)
 		if c.state == Closed {
 			return
@@ -71,14 +71,14 @@ func (c *Conn) Tick(now time.Time) {
 	}
 	c.rec.tick(now)
 	if due(c.snd.persistAt, now) {
-		c.snd.persistAt = time.Time{}
+		c.snd.persistAt = 0
 		c.onPersist(now)
 	}
 	if due(c.rcv.delackAt, now) {
 		c.rcv.onDelayedAck()
 	}
 	if due(c.tm.keepalive, now) {
-		c.tm.keepalive = time.Time{}
+		c.tm.keepalive = 0
 		c.onKeepalive(now)
 		if c.state == Closed {
 			return
@@ -96,9 +96,9 @@ func (c *Conn) onSegmentReceived(now time.Time) {
 
 func (c *Conn) armKeepalive(now time.Time) {
 	if c.cfg.KeepAlive && c.state.Synchronized() && c.state != TimeWait {
-		c.tm.keepalive = now.Add(c.cfg.KeepIdle)
+		c.tm.keepalive = stampOf(now.Add(c.cfg.KeepIdle))
 	} else {
-		c.tm.keepalive = time.Time{}
+		c.tm.keepalive = 0
 	}
 }
 
@@ -136,7 +136,7 @@ func (c *Conn) onKeepalive(now time.Time) {
 	if c.snd.una != c.snd.max || c.snd.buf.Len() > 0 && c.state != FinWait2 {
 		// Data in flight or waiting: the retransmission and persist timers
 		// watch the peer; look again after an interval.
-		c.tm.keepalive = now.Add(c.cfg.KeepInterval)
+		c.tm.keepalive = stampOf(now.Add(c.cfg.KeepInterval))
 		return
 	}
 	if c.keepProbes >= c.cfg.KeepCount {
@@ -147,7 +147,7 @@ func (c *Conn) onKeepalive(now time.Time) {
 	c.keepProbes++
 	c.stats.keepaliveProbes++
 	c.send(now, Segment{Seq: c.snd.nxt.Sub(1), Flags: flagACK})
-	c.tm.keepalive = now.Add(c.cfg.KeepInterval)
+	c.tm.keepalive = stampOf(now.Add(c.cfg.KeepInterval))
 }
 
 // onRetransmitTimeout handles an RTO expiry (RFC 6298 §5.4–5.6).
@@ -163,7 +163,7 @@ func (c *Conn) onRetransmitTimeout(now time.Time) {
 			return
 		}
 		if c.snd.synRtx == 0 {
-			c.snd.unaSince = now // the user timeout counts from here
+			c.snd.unaSince = stampOf(now) // the user timeout counts from here
 		}
 		c.snd.synRtx++
 		c.snd.rtt.backoff()
@@ -187,7 +187,7 @@ func (c *Conn) onRetransmitTimeout(now time.Time) {
 	if c.snd.unaSince.IsZero() {
 		// TCP_USER_TIMEOUT counts from the first timeout retransmission
 		// since SND.UNA last moved, as Linux's retrans_stamp does.
-		c.snd.unaSince = now
+		c.snd.unaSince = stampOf(now)
 	}
 	c.snd.rtxCount++
 	if c.snd.cc != nil {
