@@ -116,19 +116,7 @@ func TestDialerLocalAddr(t *testing.T) {
 // TestLingerZeroResets: SO_LINGER 0 makes Close an abort: the peer's read
 // fails with ECONNRESET.
 func TestLingerZeroResets(t *testing.T) {
-	a, b := pair(t, Options{}, Options{})
-	l, err := b.ListenTCP(80)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := a.DialTCP(ctxT(t, 5*time.Second), netip.AddrPortFrom(addrB, 80))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := l.AcceptTCP()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, s := connected(t)
 	c.SetLinger(0)
 	c.Close()
 	s.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -140,18 +128,7 @@ func TestLingerZeroResets(t *testing.T) {
 // TestLingerWaitsForAck: with SO_LINGER > 0, Close returns once the FIN is
 // acknowledged: the connection is past FIN-WAIT-1.
 func TestLingerWaitsForAck(t *testing.T) {
-	a, b := pair(t, Options{}, Options{})
-	l, err := b.ListenTCP(80)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := a.DialTCP(ctxT(t, 5*time.Second), netip.AddrPortFrom(addrB, 80))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.AcceptTCP(); err != nil {
-		t.Fatal(err)
-	}
+	c, _ := connected(t)
 	c.SetLinger(5)
 	c.Write(make([]byte, 100000))
 	c.Close()
@@ -177,19 +154,7 @@ func TestWriteBeforeHandshakeFails(t *testing.T) {
 // TestCloseReadAndControls: CloseRead makes reads return EOF while writes
 // go on; the other controls reach the TCB (TCP_INFO shows them).
 func TestCloseReadAndControls(t *testing.T) {
-	a, b := pair(t, Options{}, Options{})
-	l, err := b.ListenTCP(80)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := a.DialTCP(ctxT(t, 5*time.Second), netip.AddrPortFrom(addrB, 80))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := l.AcceptTCP()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, s := connected(t)
 	if err := s.CloseRead(); err != nil {
 		t.Fatal(err)
 	}
@@ -215,4 +180,24 @@ func TestCloseReadAndControls(t *testing.T) {
 	if err := c.SocketError(); err != nil {
 		t.Fatalf("SO_ERROR on a healthy connection: %v", err)
 	}
+}
+
+// connected is a connection between two test stacks: the client's end and
+// the server's.
+func connected(t *testing.T) (*Conn, *Conn) {
+	t.Helper()
+	a, b := pair(t, Options{}, Options{})
+	l, err := b.ListenTCP(80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := a.DialTCP(ctxT(t, 5*time.Second), netip.AddrPortFrom(addrB, 80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := l.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, s
 }
