@@ -31,11 +31,6 @@ type segSpec struct {
 	gap    time.Duration
 }
 
-// Seq puts SEQ at the peer's ISN + rel (and leaves SND.NXT alone).
-func Seq(rel int64) Mod {
-	return Mod{fmt.Sprintf("seq=%d", rel), func(f *flow, s *segSpec) { s.seq, s.seqSet = f.iss+uint32(rel), true }}
-}
-
 // SeqNext puts SEQ at SND.NXT + d without advancing SND.NXT.
 func SeqNext(d int64) Mod {
 	return Mod{fmt.Sprintf("seq=SND.NXT%+d", d), func(f *flow, s *segSpec) { s.seq, s.seqSet = f.sndNxt+uint32(d), true }}
@@ -235,11 +230,6 @@ func (r *Run) useFlow(i int) {
 		r.flows = append(r.flows, newFlow(PeerPortBase+uint16(n), ListenPort, peerISN(n)))
 	}
 	r.cur = i
-}
-
-// Wait pauses the script for d.
-func Wait(d time.Duration) Step {
-	return Step{fmt.Sprintf("wait %v", d), func(r *Run) error { return r.wait(d) }}
 }
 
 // Handshake opens the current flow actively from the peer: SYN with o,
