@@ -45,9 +45,14 @@ func (s *Stack) newConn(id tcp.ID, cfg tcp.Config) *Conn {
 	c := &Conn{s: s, id: id, tidx: -1, linger: -1}
 	c.cond.L = &c.mu
 	c.tcb = s.newTCB(id, cfg)
-	c.tcb.SetTSOffset(uint32(s.isn.ISN(id, time.Time{}))) // RFC 7323 §5.4: per-connection offset
+	c.tcb.SetTSOffset(s.tsOffset(id))
 	return c
 }
+
+// tsOffset is the connection's random timestamp offset (RFC 7323 §5.4),
+// from the stack's keyed hash like the ISN, so that a SYN cookie's
+// SYN-ACK carries the clock its connection will have.
+func (s *Stack) tsOffset(id tcp.ID) uint32 { return uint32(s.isn.ISN(id, time.Time{})) }
 
 // afterLocked runs after every call into the TCB: wake waiters, hand a newly
 // established passive connection to its listener, reschedule the timer,

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"ustack/stack/seqnum"
 	"ustack/stack/tcp"
 	"ustack/stack/tcp/cc"
 )
@@ -79,12 +78,12 @@ func (l *Listener) newChild(now time.Time, id tcp.ID) (*Conn, dropReason) {
 // newCookieChild makes the connection a valid SYN cookie stands for, in
 // SYN-RECEIVED, ready for the ACK that carried the cookie. It returns nil
 // and the reason when it cannot.
-func (l *Listener) newCookieChild(now time.Time, id tcp.ID, iss, irs seqnum.Value, mss int) (*Conn, dropReason) {
+func (l *Listener) newCookieChild(now time.Time, id tcp.ID, ack *tcp.Segment, mss int) (*Conn, dropReason) {
 	c, why := l.admit(id, true)
 	if c == nil {
 		return nil, why
 	}
-	c.tcb.AcceptCookie(now, iss, irs, mss)
+	c.tcb.AcceptCookie(now, ack, mss)
 	return c, 0
 }
 

@@ -414,7 +414,7 @@ func (s *Stack) demux(now time.Time, id tcp.ID, seg *tcp.Segment) (c *Conn, stop
 			if why == dropSYNQueueFull && !s.opts.NoSYNCookies {
 				// RFC 4987 §3.6: answer statelessly.
 				iss := s.jar.Make(id, seg.Seq, seg.Opts.MSS, now)
-				sa := tcp.SynAckForCookie(seg, iss, l.cfg.MSS)
+				sa := tcp.SynAckForCookie(seg, iss, l.cfg, uint32(now.UnixMilli())+s.tsOffset(id))
 				s.cnt.Inc(evCookiesSent)
 				s.sendSegment(id, &sa)
 				return nil, true
@@ -428,7 +428,7 @@ func (s *Stack) demux(now time.Time, id tcp.ID, seg *tcp.Segment) (c *Conn, stop
 		}
 		if mss, ok := s.jar.Check(id, seg, now); ok {
 			var why dropReason
-			if c, why = l.newCookieChild(now, id, seg.Ack-1, seg.Seq-1, mss); c == nil {
+			if c, why = l.newCookieChild(now, id, seg, mss); c == nil {
 				s.cnt.Drop(why)
 				return nil, true
 			}

@@ -66,6 +66,13 @@ func TestSYNFloodRealClientConnectsThroughCookie(t *testing.T) {
 	if mss := sc.Info().SndMSS; mss != 1200 {
 		t.Fatalf("server's send MSS %d, want the client's 1200 kept in the cookie", mss)
 	}
+	// The timestamp kept window scaling and SACK (Linux's cookies do too).
+	if i := sc.Info(); !i.Timestamps || !i.SACK || !i.WindowScale[0].Present || !i.WindowScale[1].Present {
+		t.Fatalf("cookie connection lost options: TS %v SACK %v WS %v", i.Timestamps, i.SACK, i.WindowScale)
+	}
+	if i := c.Info(); !i.Timestamps || !i.SACK || !i.WindowScale[1].Present {
+		t.Fatalf("client's view of the cookie connection: TS %v SACK %v WS %v", i.Timestamps, i.SACK, i.WindowScale)
+	}
 	// The connection works.
 	if _, err := c.Write([]byte("through the flood")); err != nil {
 		t.Fatal(err)

@@ -83,25 +83,72 @@ func (j *CookieJar) Check(id ID, seg *Segment, now time.Time) (mss int, ok bool)
 	return 0, false
 }
 
-// SynAckForCookie is the SYN-ACK sent with a cookie: no TCB stands behind it.
-func SynAckForCookie(syn *Segment, iss seqnum.Value, ourMSS int) Segment {
-	return Segment{
+// A cookie keeps the options it cannot hold in its sequence number in the
+// low bits of the SYN-ACK's timestamp, which the ACK echoes, as Linux does
+// (cookie_init_timestamp): 4 bits of the peer's window scale (15: none) and
+// one for SACK. RFC 4987 §3.6 notes that cookies lose the options; with
+// timestamps they need not, and a connection made through a cookie keeps
+// window scaling and SACK.
+const (
+	cookieTSBits  = 6
+	cookieTSMask  = 1<<cookieTSBits - 1
+	cookieNoWS    = 0xf
+	cookieSACKBit = 1 << 4
+)
+
+// SynAckForCookie is the SYN-ACK sent with a cookie: no TCB stands behind
+// it. cfg is the listener's configuration; tsNow is the timestamp clock the
+// connection will have (its TSval now).
+func SynAckForCookie(syn *Segment, iss seqnum.Value, cfg Config, tsNow uint32) Segment {
+	sa := Segment{
 		Seq: iss, Ack: syn.Seq.Add(1), Flags: flagSYN | flagACK, Wnd: maxWindow,
-		Opts: header.TCPOptions{MSS: uint16(ourMSS)},
+		Opts: header.TCPOptions{MSS: uint16(cfg.MSS)},
 	}
+	if !syn.Opts.TS || cfg.NoTimestamps {
+		return sa // nowhere to keep the other options
+	}
+	bits := uint32(cookieNoWS)
+	if syn.Opts.WS.Present && !cfg.NoWindowScale {
+		bits = uint32(min(syn.Opts.WS.Shift, maxWindowShift))
+		sa.Opts.WS = header.WS(windowShift(cfg.RcvBuf))
+	}
+	if syn.Opts.SACKPermit && !cfg.NoSACK {
+		bits |= cookieSACKBit
+		sa.Opts.SACKPermit = true
+	}
+	ts := tsNow&^cookieTSMask | bits
+	if int32(ts-tsNow) > 0 {
+		ts -= 1 << cookieTSBits // never ahead of the clock
+	}
+	sa.Opts.TS, sa.Opts.TSVal, sa.Opts.TSEcr = true, ts, syn.Opts.TSVal
+	return sa
 }
 
 // AcceptCookie makes a LISTEN TCB into the SYN-RECEIVED connection that the
-// cookie stood for; the ACK that carried the cookie is then processed with
-// SegmentArrives and completes the handshake.
-func (c *Conn) AcceptCookie(now time.Time, iss, irs seqnum.Value, mss int) {
+// cookie in ack stood for, with the options its timestamp kept; ack is
+// then processed with SegmentArrives and completes the handshake.
+func (c *Conn) AcceptCookie(now time.Time, ack *Segment, mss int) {
+	iss, irs := ack.Ack.Sub(1), ack.Seq.Sub(1)
 	c.Listen(now)
 	c.snd.start(iss)
-	c.rec.start(iss)
 	c.rcv.start(irs)
 	c.rcv.adv = c.rcv.nxt.Add(maxWindow)
+	c.opt.lastAckSent = c.rcv.nxt
 	c.snd.mss = min(mss, c.cfg.MSS)
 	c.snd.wl1, c.snd.wl2 = irs, iss
+	if ack.Opts.TS && !c.cfg.NoTimestamps {
+		bits := ack.Opts.TSEcr & cookieTSMask
+		c.opt.ts = true
+		c.opt.tsRecent, c.opt.tsRecentAt = ack.Opts.TSVal, stampOf(now)
+		if ws := bits & 0xf; ws != cookieNoWS && !c.cfg.NoWindowScale {
+			c.opt.ws, c.opt.sndShift, c.opt.rcvShift = true, uint8(min(ws, maxWindowShift)), c.ourShift()
+		}
+		if bits&cookieSACKBit != 0 && !c.cfg.NoSACK {
+			c.opt.sack = true
+			c.rec = &c.sack
+		}
+	}
+	c.rec.start(iss)
 	c.setState(now, SynReceived, "syn cookie")
 }
 

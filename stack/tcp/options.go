@@ -24,9 +24,13 @@ type negotiated struct {
 
 // ourShift is the window scale we announce: the smallest that lets the
 // whole receive buffer be offered.
-func (c *Conn) ourShift() uint8 {
+func (c *Conn) ourShift() uint8 { return windowShift(c.cfg.RcvBuf) }
+
+// windowShift is the smallest window scale that lets a buffer of rcvBuf
+// bytes be offered whole (RFC 7323 §2.3: at most 14).
+func windowShift(rcvBuf int) uint8 {
 	s := uint8(0)
-	for s < maxWindowShift && c.cfg.RcvBuf>>s > maxWindow {
+	for s < maxWindowShift && rcvBuf>>s > maxWindow {
 		s++
 	}
 	return s
