@@ -103,6 +103,7 @@ type Conn struct {
 	stats      connStats
 
 	lastOOW  stamp // when an invalid segment was last answered (oowLimited)
+	lastRcvd stamp // when an acceptable segment last arrived (keepalive with a user timeout)
 	cork     bool  // TCP_CORK (controls.go)
 	errTaken bool  // TakeError has returned err
 
@@ -188,6 +189,7 @@ func (c *Conn) setState(now time.Time, to State, cause string) {
 	switch to {
 	case Established:
 		c.events |= EvEstablished | EvWritable
+		c.lastRcvd = stampOf(now) // the handshake's last segment came now
 	case Closed:
 		c.events |= EvClosed | EvReadable | EvWritable
 		c.stopTimers()

@@ -153,3 +153,22 @@ func TestInfoCAState(t *testing.T) {
 		t.Fatalf("after a timeout: %v, want loss", st)
 	}
 }
+
+// TestUserTimeoutBoundsKeepalive: with TCP_USER_TIMEOUT, keepalive gives up
+// once the peer has been silent that long and a probe went unanswered,
+// however many probes the count allows (Linux's tcp_keepalive_timer).
+func TestUserTimeoutBoundsKeepalive(t *testing.T) {
+	s := newScript(t, Config{UserTimeout: 100 * time.Second})
+	s.activeOpen()
+	s.c.SetKeepAlive(s.now, true, 60*time.Second, 30*time.Second, 9)
+	s.at(60 * time.Second)
+	s.out(Segment{Flags: ACK, Seq: lISS, Ack: rISS + 1}) // probe 1 (60 s silent)
+	s.at(90 * time.Second)
+	s.out(Segment{Flags: ACK, Seq: lISS, Ack: rISS + 1}) // probe 2 (90 s)
+	s.at(120 * time.Second)                              // 120 s silent >= 100 s: give up
+	s.out(Segment{Flags: RST | ACK, Seq: lISS + 1, Ack: rISS + 1})
+	s.state(Closed)
+	if !errors.Is(s.c.Err(), syscall.ETIMEDOUT) {
+		t.Fatalf("error %v, want ETIMEDOUT", s.c.Err())
+	}
+}

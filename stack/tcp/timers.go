@@ -91,6 +91,7 @@ func (c *Conn) Tick(now time.Time) {
 // count and restarts the idle time (RFC 1122 §4.2.3.6).
 func (c *Conn) onSegmentReceived(now time.Time) {
 	c.keepProbes = 0
+	c.lastRcvd = stampOf(now)
 	c.armKeepalive(now)
 }
 
@@ -139,7 +140,12 @@ func (c *Conn) onKeepalive(now time.Time) {
 		c.tm.keepalive = stampOf(now.Add(c.cfg.KeepInterval))
 		return
 	}
-	if c.keepProbes >= c.cfg.KeepCount {
+	// With TCP_USER_TIMEOUT, it decides instead of the probe count: the
+	// peer has been silent that long and a probe went unanswered (Linux's
+	// tcp_keepalive_timer).
+	ut := c.cfg.UserTimeout
+	if ut > 0 && c.keepProbes > 0 && !c.lastRcvd.IsZero() && stampOf(now).Sub(c.lastRcvd) >= ut ||
+		ut <= 0 && c.keepProbes >= c.cfg.KeepCount {
 		c.sendActiveRST(now) // Linux: tcp_send_active_reset, then the error
 		c.fail(now, ErrTimedOut, "timer keepalive: no answer to "+itoa(c.keepProbes)+" probes")
 		return
