@@ -27,8 +27,9 @@ type sender struct {
 	finQueued bool         // the application closed: a FIN follows the last byte of buf
 	finSeq    seqnum.Value // the sequence number the FIN occupies (valid when finQueued)
 
-	cc  cc.Controller
-	rtt rttState
+	cc    cc.Controller
+	ccObs cc.AppLimitedObserver // cc, if it watches how the window is used
+	rtt   rttState
 
 	rtxAt          stamp // retransmission of SYN, data or FIN (RFC 6298)
 	persistAt      stamp // zero-window probe (RFC 9293 §3.8.6.1)
@@ -92,6 +93,7 @@ func (s *sender) setWnd(wnd uint16, shift uint8) {
 func (s *sender) startCC(name string) {
 	if s.cc == nil {
 		s.cc = cc.New(name, s.mss)
+		s.ccObs, _ = s.cc.(cc.AppLimitedObserver)
 	}
 }
 
@@ -215,6 +217,7 @@ func (c *Conn) sendRange(now time.Time, seq seqnum.Value, n int, fin, push bool)
 		seg.Flags |= flagFIN
 	}
 	end := seq.Add(seg.Len())
+	before := c.snd.flight()
 	if seq.LessThan(c.snd.max) {
 		c.snd.stats.retransmits++
 		c.snd.rtt.cancel() // Karn: no sample across a retransmission
@@ -232,6 +235,9 @@ func (c *Conn) sendRange(now time.Time, seq seqnum.Value, n int, fin, push bool)
 	if end.GreaterThan(c.snd.max) {
 		c.snd.max = end
 		c.snd.rtt.start(now, end)
+	}
+	if c.snd.ccObs != nil {
+		c.snd.ccObs.OnSend(now, before, c.snd.flight())
 	}
 	c.onDataSent(now)
 	return end

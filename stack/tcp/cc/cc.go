@@ -27,6 +27,16 @@ type Controller interface {
 	Name() string
 }
 
+// AppLimitedObserver is implemented by a Controller that needs to know how
+// much of its window the sender uses (RFC 9438 §5.8: an application-limited
+// sender must not grow cwnd as if it were full, nor count idle time).
+type AppLimitedObserver interface {
+	// OnSend reports a transmission of data or FIN: the bytes in flight
+	// (SND.MAX - SND.UNA) before and after it. before == 0 means the
+	// connection was idle until now.
+	OnSend(now time.Time, before, after int)
+}
+
 // InitialWindow is RFC 5681 §3.1's IW for an MSS (in bytes), raised to ten
 // segments as RFC 6928 allows.
 func InitialWindow(mss int) int { return 10 * mss }

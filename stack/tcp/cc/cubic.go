@@ -9,15 +9,18 @@ package cc
 //     §4.8 timeout, §4.10 slow start.
 //   - RFC 5681 §3.1: slow start, with RFC 3465 appropriate byte counting
 //     (L = 2 SMSS), the same as Reno.
+//   - RFC 9406 (HyStart++) for the initial slow start: see hystart.go.
+//   - RFC 9438 §5.8: no growth while the sender is application-limited, and
+//     no credit for idle time in t, via AppLimitedObserver (Linux's
+//     tcp_is_cwnd_limited check and its CA_EVENT_TX_START epoch shift).
 //
 // Windows are kept in segments (float64) internally, as the RFC writes its
 // equations; Cwnd and Ssthresh report bytes.
 //
-// Not implemented: HyStart++ (RFC 9406), spurious-loss undo (§4.9, the TCB
-// has no detector), ECN (§4.6's 1-MSS floor), and §4.2's rule that t must
-// not count application-limited periods: the Controller interface carries
-// no app-limited signal (§5.8), so an idle connection's curve keeps
-// advancing (bounded by the 1.5*cwnd-per-RTT clamp).
+// Not implemented: spurious-loss undo (§4.9, the TCB has no detector), ECN
+// (§4.6's 1-MSS floor). As in Linux, t still runs while the sender is
+// application-limited but not idle (growth is held, and the 1.5*cwnd-per-RTT
+// clamp bounds the catch-up).
 
 import (
 	"math"
@@ -58,6 +61,13 @@ type Cubic struct {
 	// smoothed round-trip time"), kept with RFC 6298's alpha = 1/8 from the
 	// samples OnAck receives.
 	srtt time.Duration
+
+	hs                hystart
+	roundAcked        int // bytes acknowledged in the current round
+	roundLen          int // bytes that complete it: cwnd at its start
+	curUsed, prevUsed int // the largest flight sent in this round and the last
+	tracksUse         bool
+	lastSend          time.Time // the last OnSend (Linux's lsndtime)
 }
 
 // NewCubic returns a CUBIC controller for the given MSS (bytes), starting
@@ -68,6 +78,8 @@ func NewCubic(mss int) *Cubic {
 		mss:      m,
 		cwnd:     float64(InitialWindow(mss)) / m,
 		ssthresh: maxWindow,
+		hs:       newHystart(),
+		roundLen: InitialWindow(mss),
 	}
 }
 
@@ -81,8 +93,9 @@ func (c *Cubic) Cwnd() int { return int(math.Round(min(c.cwnd*c.mss, maxWindow))
 func (c *Cubic) Ssthresh() int { return c.ssthresh }
 
 // OnAck implements Controller: slow start below ssthresh (RFC 9438 §4.10,
-// RFC 5681 §3.1), otherwise the RFC 9438 §4.2–§4.5 window increase. It does
-// not allocate.
+// RFC 5681 §3.1) with HyStart++ (RFC 9406), otherwise the RFC 9438
+// §4.2–§4.5 window increase; neither grows a window the sender is not
+// using (§5.8). It does not allocate.
 func (c *Cubic) OnAck(now time.Time, acked int, rtt time.Duration) {
 	if rtt > 0 {
 		if c.srtt == 0 {
@@ -95,12 +108,11 @@ func (c *Cubic) OnAck(now time.Time, acked int, rtt time.Duration) {
 		return
 	}
 	if c.cwnd < float64(c.ssthresh)/c.mss { // exact after OnLoss sets cwnd to this quotient
-		// Slow start: at most 2 SMSS per ACK (RFC 3465 L = 2), as Reno.
-		// RFC 5681 §3.1 lets cwnd == ssthresh go either way; like Reno (and
-		// Linux) we use congestion avoidance, so the window set by a loss
-		// starts a cubic epoch rather than slow start.
-		c.cwnd += float64(min(acked, 2*int(c.mss))) / c.mss
-		c.clamp()
+		c.slowStart(acked, rtt)
+		return
+	}
+	c.countRound(acked)
+	if !c.cwndLimited(false) {
 		return
 	}
 	segs := float64(acked) / c.mss
@@ -134,6 +146,61 @@ func (c *Cubic) OnAck(now time.Time, acked int, rtt time.Duration) {
 	c.clamp()
 }
 
+// slowStart grows cwnd by at most 2 SMSS per ACK (RFC 3465 L = 2), as
+// Reno, a quarter of that in HyStart++'s CSS (RFC 9406 §4.2), and ends slow
+// start (ssthresh = cwnd) once CSS has run CSS_ROUNDS rounds. RFC 5681 §3.1
+// lets cwnd == ssthresh go either way; like Reno (and Linux) we use
+// congestion avoidance, so the window set by a loss starts a cubic epoch
+// rather than slow start.
+func (c *Cubic) slowStart(acked int, rtt time.Duration) {
+	c.hs.sample(rtt)
+	if c.cwndLimited(true) {
+		inc := float64(min(acked, 2*int(c.mss))) / c.mss
+		if c.hs.inCSS {
+			inc /= hsCSSGrowthDiv
+		}
+		c.cwnd += inc
+		c.clamp()
+	}
+	if c.countRound(acked) {
+		c.ssthresh = int(c.cwnd * c.mss)
+	}
+}
+
+// cwndLimited reports whether the sender has used its window enough to
+// grow it (RFC 9438 §5.8), as Linux's tcp_is_cwnd_limited judges: in slow
+// start, more than half of cwnd in flight; otherwise all but less than an
+// MSS. The flight is the largest sent in this round or the last. Without
+// OnSend reports the window counts as used.
+func (c *Cubic) cwndLimited(slowStart bool) bool {
+	if !c.tracksUse {
+		return true
+	}
+	used, w := float64(max(c.curUsed, c.prevUsed)), c.cwnd*c.mss
+	if slowStart {
+		return 2*used > w
+	}
+	return used+c.mss > w
+}
+
+// OnSend implements AppLimitedObserver. Sending after a time with nothing
+// in flight moves the epoch start later by the time since the last send, so
+// t does not count the idle period (RFC 9438 §5.8; Linux's bictcp_cwnd_event
+// on CA_EVENT_TX_START), never past now.
+func (c *Cubic) OnSend(now time.Time, before, after int) {
+	c.tracksUse = true
+	if before == 0 && c.inEpoch && !c.lastSend.IsZero() {
+		if idle := now.Sub(c.lastSend); idle > 0 {
+			c.epoch = c.epoch.Add(idle)
+			if c.epoch.After(now) {
+				c.epoch = now
+			}
+		}
+	}
+	c.lastSend = now
+	c.curUsed = max(c.curUsed, after)
+}
+
 // startEpoch begins a congestion-avoidance stage (RFC 9438 §4.2): t counts
 // from now, K from eq. 2, and W_est starts at cwnd_epoch (§4.3). When
 // cwnd_epoch is not below W_max (the first stage after a timeout, where
@@ -162,6 +229,7 @@ func (c *Cubic) clamp() { c.cwnd = min(c.cwnd, maxWindow/c.mss) }
 func (c *Cubic) OnLoss(_ time.Time, flight int) {
 	c.reduce(flight)
 	c.cwnd = float64(c.ssthresh) / c.mss // max(ssthresh, 2): reduce floors ssthresh at 2 SMSS
+	c.newRound()
 }
 
 // OnRTO implements Controller (RFC 9438 §4.8): ssthresh as in §4.6, cwnd to
@@ -172,6 +240,7 @@ func (c *Cubic) OnRTO(_ time.Time, flight int) {
 	c.reduce(flight)
 	c.wMax = 0
 	c.cwnd = 1
+	c.newRound()
 }
 
 // reduce applies RFC 9438 §4.7 and the ssthresh half of §4.6, and ends the
@@ -187,4 +256,7 @@ func (c *Cubic) reduce(flight int) {
 	c.cwndPrior = c.cwnd
 	c.ssthresh = max(int(float64(flight)*cubicBeta), 2*int(c.mss))
 	c.inEpoch = false
+	// RFC 9406 §4.2: a loss in slow start or CSS ends them; HyStart++ runs
+	// only in the initial slow start, later ones stop at the ssthresh found.
+	c.hs.done, c.hs.inCSS = true, false
 }
