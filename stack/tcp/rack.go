@@ -45,6 +45,7 @@ func (k *sackRecovery) onSent(now time.Time, seq, end seqnum.Value) {
 	if !seq.LessThan(end) {
 		return
 	}
+	k.prrSent(seq, end)
 	r := &k.rack
 	if seq.LessThan(k.c.snd.max) {
 		// A retransmission: refresh every record it overlaps.
@@ -229,20 +230,24 @@ func (k *sackRecovery) onTLP(now time.Time) {
 
 // check runs RACK's detection after an ACK with news and starts or
 // feeds recovery when it finds losses.
+//
+// In recovery, every ACK then counts its delivery for PRR (RFC 6937 §3.1),
+// after the losses it reveals are marked, and lets out what PRR allows.
 func (k *sackRecovery) check(now time.Time) {
-	if k.sb.bytes == 0 && k.rack.lostBytes == 0 {
-		return
+	if k.sb.bytes != 0 || k.rack.lostBytes != 0 {
+		before := k.rack.lostBytes
+		if k.rackDetect(now) {
+			if k.rack.lostBytes > before {
+				k.sstat.rackLost++
+			}
+			if !k.inRecover {
+				k.enterRecovery(now)
+				return
+			}
+		}
 	}
-	before := k.rack.lostBytes
-	if !k.rackDetect(now) {
-		return
+	if k.inRecover && k.prr.fresh {
+		k.prrACK(k.pipe(), k.sb.bytes)
+		k.recoverySend(now)
 	}
-	if k.rack.lostBytes > before {
-		k.sstat.rackLost++
-	}
-	if !k.inRecover {
-		k.enterRecovery(now)
-		return
-	}
-	k.recoverySend(now)
 }

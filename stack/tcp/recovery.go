@@ -55,6 +55,9 @@ type lossRecovery interface {
 	check(now time.Time)
 	// onRTO forgets recovery after a retransmission timeout.
 	onRTO()
+	// room is how many bytes may leave now, given cwnd - pipe: in recovery
+	// PRR's allowance (prr.go).
+	room(cwndRoom int) int
 
 	// disorder reports duplicate ACKs or SACKed data short of a recovery;
 	// sackedLost the bytes SACKed and marked lost (TCP_INFO).
@@ -74,6 +77,7 @@ type recoveryBase struct {
 	recover   seqnum.Value // RFC 6582 / RFC 6675 RecoveryPoint
 	inRecover bool
 	highRxt   seqnum.Value // RFC 6675 HighRxt: highest retransmitted in recovery
+	prr       prrState
 	stats     struct{ dupAcks, fastRetransmits uint64 }
 }
 
@@ -91,6 +95,7 @@ func (b *recoveryBase) enter(now time.Time) {
 	if s.cc != nil {
 		s.cc.OnLoss(now, s.flight())
 	}
+	b.prrEnter()
 }
 
 // leave ends recovery after a timeout (RFC 6582 §4, RFC 6675 §5.1): a later
@@ -159,10 +164,8 @@ func (r *renoRecovery) pipe() int {
 
 func (r *renoRecovery) sackedAt(seqnum.Value) (seqnum.Value, bool)   { return 0, false }
 func (r *renoRecovery) nextSACKed(seqnum.Value) (seqnum.Value, bool) { return 0, false }
-func (r *renoRecovery) onSent(time.Time, seqnum.Value, seqnum.Value) {}
 func (r *renoRecovery) onDataSent(time.Time)                         {}
 func (r *renoRecovery) onAckAdvanced(time.Time)                      {}
-func (r *renoRecovery) takeSACK(time.Time, sackBlocks, int) bool     { return false }
 func (r *renoRecovery) acked(time.Time)                              {}
 func (r *renoRecovery) check(time.Time)                              {}
 func (r *renoRecovery) onRTO()                                       { r.leave() }
@@ -171,6 +174,21 @@ func (r *renoRecovery) tick(time.Time)                               {}
 func (r *renoRecovery) stopTimers()                                  {}
 func (r *renoRecovery) disorder() bool                               { return r.dupAcks > 0 }
 func (r *renoRecovery) sackedLost() (int, int)                       { return 0, 0 }
+
+func (r *renoRecovery) onSent(_ time.Time, seq, end seqnum.Value) { r.prrSent(seq, end) }
+
+// takeSACK: no SACK; each duplicate ACK counts as one segment delivered
+// (RFC 6937 §3 without SACK).
+func (r *renoRecovery) takeSACK(time.Time, sackBlocks, int) bool {
+	r.prrACKStart(r.dupSacked())
+	return false
+}
+
+// dupSacked is what the duplicate ACKs say the peer holds above SND.UNA.
+func (r *renoRecovery) dupSacked() int {
+	s := &r.c.snd
+	return min(r.dupAcks*s.mss, s.flight())
+}
 
 // ackAdvanced: a partial ACK resends the next unacknowledged segment at
 // once (RFC 6582 §3.2 step 3).
@@ -183,6 +201,7 @@ func (r *renoRecovery) ackAdvanced(now time.Time) bool {
 		return true
 	}
 	r.dupAcks = 0
+	r.prrACK(r.pipe(), 0)
 	r.retransmitAt(now, r.c.snd.una)
 	return true
 }
@@ -194,11 +213,13 @@ func (r *renoRecovery) onDupAck(now time.Time) {
 	r.stats.dupAcks++
 	r.dupAcks++
 	if r.inRecover {
-		return // the inflated pipe lets output send new data
+		r.prrACK(r.pipe(), r.dupSacked()) // output sends new data as PRR allows
+		return
 	}
 	s := &r.c.snd
 	if r.dupAcks >= dupThresh && (s.una.GreaterThan(r.recover) || r.recover == s.iss) {
 		r.enter(now)
+		r.prrACK(r.pipe(), r.dupSacked())
 		r.retransmitAt(now, s.una)
 	}
 }

@@ -134,6 +134,7 @@ func (k *sackRecovery) nextSACKed(v seqnum.Value) (seqnum.Value, bool) {
 // blocks below SND.UNA or above SND.MAX are ignored) and marks the newly
 // covered records delivered.
 func (k *sackRecovery) takeSACK(now time.Time, blocks sackBlocks, n int) bool {
+	k.prrACKStart(k.sb.bytes)
 	if n == 0 {
 		return false
 	}
@@ -160,26 +161,23 @@ func (k *sackRecovery) acked(now time.Time) {
 }
 
 // ackAdvanced: in recovery, a partial ACK lets more lost segments go out as
-// the pipe allows (RFC 6675 §5 step C).
-func (k *sackRecovery) ackAdvanced(now time.Time) bool {
+// PRR allows (RFC 6675 §5 step C), once check has marked losses.
+func (k *sackRecovery) ackAdvanced(time.Time) bool {
 	if !k.inRecover {
 		k.dupAcks = 0
 		return false
 	}
-	if !k.fullyAcked() {
-		k.recoverySend(now)
-	}
+	k.fullyAcked()
 	return true
 }
 
 // onDupAck: recovery starts at the third duplicate ACK or once more than
 // (DupThresh-1)*SMSS bytes are SACKed (RFC 6675 §5 IsLost); in recovery,
-// each one may let a lost segment go out.
+// each one may let a lost segment go out (check does it).
 func (k *sackRecovery) onDupAck(now time.Time) {
 	k.stats.dupAcks++
 	k.dupAcks++
 	if k.inRecover {
-		k.recoverySend(now)
 		return
 	}
 	s := &k.c.snd
@@ -190,11 +188,13 @@ func (k *sackRecovery) onDupAck(now time.Time) {
 }
 
 // enterRecovery starts RFC 6675 recovery: every hole below the highest
-// SACK is lost; the first goes out at once, then as much as the pipe allows.
+// SACK is lost; the first goes out at once, then as much as PRR allows
+// (RFC 6937 §3.1, counting the ACK that started recovery).
 func (k *sackRecovery) enterRecovery(now time.Time) {
 	k.enter(now)
 	k.tlpAt = 0
 	k.markHolesLost()
+	k.prrACK(k.pipe(), k.sb.bytes)
 	if s, ok := k.firstLost(); ok {
 		k.retransmitAt(now, s)
 	}
@@ -220,15 +220,16 @@ func (k *sackRecovery) markHolesLost() {
 	}
 }
 
-// recoverySend resends lost segments while the congestion window leaves
-// room beside the pipe (RFC 6675 §5 NextSeg rule 1).
+// recoverySend resends lost segments (RFC 6675 §5 NextSeg rule 1) while
+// PRR allows a full segment (RFC 6937 §3.1: the segments sent in recovery
+// are bounded by sndcnt).
 func (k *sackRecovery) recoverySend(now time.Time) {
 	c := k.c
 	if c.snd.cc == nil {
 		return
 	}
 	for i := 0; i < 64; i++ {
-		if c.snd.cc.Cwnd()-k.pipe() < c.effMSS() {
+		if k.room(c.snd.cc.Cwnd()-k.pipe()) < c.effMSS() {
 			return
 		}
 		s, ok := k.firstLost()

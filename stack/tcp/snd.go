@@ -177,13 +177,14 @@ func (c *Conn) smallInFlight() bool {
 func (c *Conn) effMSS() int { return max(c.snd.mss-c.optionBytes(), 1) }
 
 // sendRoom is how many more bytes may leave at SND.NXT: the least of the
-// send window's room and the congestion window minus the pipe.
+// send window's room and the congestion window minus the pipe (in
+// recovery, what Proportional Rate Reduction allows: prr.go).
 func (c *Conn) sendRoom() int {
 	rwnd := c.sendWindowRoom()
 	if c.snd.cc == nil {
 		return rwnd
 	}
-	return min(rwnd, max(c.snd.cc.Cwnd()-c.rec.pipe(), 0))
+	return min(rwnd, c.rec.room(max(c.snd.cc.Cwnd()-c.rec.pipe(), 0)))
 }
 
 // sendWindowRoom is how much of the peer's window is left at SND.NXT.
