@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"ustack/stack"
@@ -76,6 +77,9 @@ func (r *run) checkTrace() error {
 	closedAt := make(map[key]time.Time) // end of each TCB's data phase
 	for _, c := range r.cs {
 		for role, e := range c.ends {
+			if e.c == nil {
+				continue // a half-open connection's server: never accepted
+			}
 			t, peer := e.closedAt, c.ends[1-role]
 			if peer.allReadAt.After(t) {
 				t = peer.allReadAt
@@ -99,6 +103,15 @@ func (r *run) checkTrace() error {
 		last := p[len(p)-1]
 		if last.To != tcp.Closed {
 			return fmt.Errorf("%s %v: ends in %v, not CLOSED", names[k.stack], k.id, last.To)
+		}
+		if slices.Contains(r.halfOpenIDs, k.id) {
+			// A half-open connection: the listener's SYN-RECEIVED ran out
+			// of retries, and keepalive reset the client.
+			if (last.From == tcp.SynReceived && last.Cause == "timer SYN retries exhausted") ||
+				(last.From == tcp.Established && strings.Contains(last.Cause, "RST")) {
+				continue
+			}
+			return fmt.Errorf("%s %v: half-open connection ended by %v", names[k.stack], k.id, last)
 		}
 		switch {
 		case last.From == tcp.LastAck && strings.HasPrefix(last.Cause, "rcv ") && !strings.Contains(last.Cause, "RST"):

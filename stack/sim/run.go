@@ -25,6 +25,8 @@ type run struct {
 	ls   []*stack.Listener
 	cs   []*connRun
 	rbuf []byte
+
+	halfOpenIDs []tcp.ID // both TCBs of each half-open connection (halfOpen)
 }
 
 // connRun is one connection's two applications.
@@ -236,6 +238,9 @@ func (r *run) stepConn(cr *connRun, now time.Time) (bool, error) {
 			sv.c = c
 			r.logf("conn %d: %s accepts %v", cr.i, names[sv.stack], c.RemoteAddr())
 			progress = true
+		} else if cl.c != nil && cl.c.State() == tcp.Closed && cl.estab {
+			r.halfOpen(cr)
+			return true, nil
 		}
 	}
 	want := [2]int{} // 1: shut due, 2: close due
@@ -425,4 +430,19 @@ func (r *run) transfer(e *end) (bool, error) {
 			return progress, fmt.Errorf("read after %d of %d bytes: %v (%s)", e.recvd, e.recvWant, err, infoString(e.c))
 		}
 	}
+}
+
+// halfOpen ends a connection the server never accepted although the client
+// was ESTABLISHED: every SYN-ACK retransmission (and the client's ACK) was
+// lost, the listener gave up silently, and keepalive found the half-open
+// connection with an RST from the server's closed port (RFC 9293 §3.10.7.1,
+// RFC 1122 §4.2.3.6). No data could flow: the run counts it instead of
+// checking its bytes; checkTrace accepts the pair of TCBs.
+func (r *run) halfOpen(cr *connRun) {
+	cl := cr.ends[0]
+	cr.done, cl.closed = true, true
+	r.res.HalfOpen++
+	id := cl.c.ID()
+	r.halfOpenIDs = append(r.halfOpenIDs, id, tcp.ID{Local: id.Remote, Remote: id.Local})
+	r.logf("conn %d: half-open: the server never accepted; keepalive reset the client", cr.i)
 }

@@ -63,6 +63,11 @@ func NewScript(seed uint64, p Profile) Script {
 	}
 	for k := range s.TCP {
 		cfg := tcp.Config{MSL: MSL, FinWait2Timeout: time.Minute}
+		// Keepalive finds a half-open connection, as it must in the real
+		// world: a listener whose SYN-ACKs are all lost gives up silently
+		// (as Linux does), and a client that only waits to read would
+		// otherwise wait forever (see halfOpen in run.go).
+		cfg.KeepAlive, cfg.KeepIdle, cfg.KeepInterval, cfg.KeepCount = true, 5*time.Minute, 30*time.Second, 3
 		switch r.IntN(6) {
 		case 0:
 			cfg.RcvBuf, cfg.SndBuf = 8<<10, 8<<10

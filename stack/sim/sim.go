@@ -17,7 +17,9 @@
 //     a duplicated final ACK reaching a closed port (RFC 9293 §3.10.7.1)
 //     kills the TIME-WAIT that sent it (RFC 1337's hazard), and a final ACK
 //     lost until after the peer's TIME-WAIT ends the LAST-ACK with an RST.
-//     Those are counted in Result.RSTEndings;
+//     Those are counted in Result.RSTEndings. And a connection the server
+//     never accepted because every SYN-ACK was lost is half-open: keepalive
+//     resets the client (Result.HalfOpen);
 //   - every state transition is an edge that tcp.Legal allows, and each
 //     connection's trace is one unbroken path;
 //   - both stacks have no TCB left (Stats().TCPConns == 0);
@@ -129,6 +131,9 @@ type Result struct {
 	// RSTEndings counts TCBs that ended by an RST from a peer already
 	// CLOSED (see the package comment).
 	RSTEndings int
+	// HalfOpen counts connections the server never accepted: every SYN-ACK
+	// was lost, and keepalive reset the client (run.go halfOpen).
+	HalfOpen int
 	// DataDone is, per connection in the order they finished, the virtual
 	// time at which both applications had read every byte the other sent.
 	DataDone []time.Duration
