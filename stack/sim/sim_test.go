@@ -39,8 +39,8 @@ var regressionSeeds = map[string][]uint64{
 	// which only reads, stayed ESTABLISHED for ever: a half-open connection
 	// that only keepalive finds (the run's connections now have it; see
 	// run.go halfOpen).
-	"all": {583},
-	"loss1":  {380},
+	"all":   {583},
+	"loss1": {380},
 	// 2814 (loss10, reached once the ACK bug above is fixed): checkSeq trims
 	// a segment to the window as if it started at RCV.NXT, so an
 	// out-of-order segment straddling the right edge is queued and SACKed
