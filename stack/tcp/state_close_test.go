@@ -42,13 +42,7 @@ func TestActiveCloseThroughTimeWait(t *testing.T) {
 // 2*MSL timer (RFC 9293 §3.10.7.4 eighth).
 func TestTimeWaitRetransmittedFINRestarts2MSL(t *testing.T) {
 	const msl = 10 * time.Second
-	s := newScript(t, Config{MSL: msl})
-	s.activeOpen()
-	s.c.Close(s.now)
-	s.out(Segment{Flags: FIN | ACK, Seq: lISS + 1, Ack: rISS + 1})
-	s.in(seg(FIN|ACK, rISS+1, lISS+2))
-	s.state(TimeWait)
-	s.out(Segment{Flags: ACK, Seq: lISS + 2, Ack: rISS + 2})
+	s := timeWaitScript(t, msl)
 	s.at(15 * time.Second)
 	s.in(seg(FIN|ACK, rISS+1, lISS+2)) // retransmitted FIN
 	s.out(Segment{Flags: ACK, Seq: lISS + 2, Ack: rISS + 2})
@@ -208,4 +202,18 @@ func TestTimeWaitNewSYNReopens(t *testing.T) {
 		t.Fatal("a new SYN did not end TIME-WAIT")
 	}
 	s.state(Closed)
+}
+
+// timeWaitScript is a connection we closed first, now in TIME-WAIT: our FIN
+// acknowledged with the peer's FIN, and our last ACK sent.
+func timeWaitScript(t *testing.T, msl time.Duration) *script {
+	t.Helper()
+	s := newScript(t, Config{MSL: msl})
+	s.activeOpen()
+	s.c.Close(s.now)
+	s.out(Segment{Flags: FIN | ACK, Seq: lISS + 1, Ack: rISS + 1})
+	s.in(seg(FIN|ACK, rISS+1, lISS+2))
+	s.state(TimeWait)
+	s.out(Segment{Flags: ACK, Seq: lISS + 2, Ack: rISS + 2})
+	return s
 }

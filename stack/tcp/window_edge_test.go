@@ -99,13 +99,7 @@ func TestRSTNumberedLikeFINResets(t *testing.T) {
 // does.
 func TestTimeWaitBareACKRestarts2MSL(t *testing.T) {
 	const msl = 10 * time.Second
-	s := newScript(t, Config{MSL: msl})
-	s.activeOpen()
-	s.c.Close(s.now)
-	s.out(Segment{Flags: FIN | ACK, Seq: lISS + 1, Ack: rISS + 1})
-	s.in(seg(FIN|ACK, rISS+1, lISS+2))
-	s.out(Segment{Flags: ACK, Seq: lISS + 2, Ack: rISS + 2})
-	s.state(TimeWait)
+	s := timeWaitScript(t, msl)
 	s.at(15 * time.Second)
 	s.in(seg(ACK, rISS+2, lISS+2))
 	s.none()
