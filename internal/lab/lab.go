@@ -342,3 +342,10 @@ func (r *labRun) section(format string, args ...any) {
 	}
 	fmt.Fprintf(r.w, "\n%s\n", r.paint(ladder.Bold, "── "+text))
 }
+
+// sample records one point of a sender's congestion state for the plots
+// (series names the sender: "cubic", "newreno+sack"); the text ladder does
+// not draw it.
+func (r *labRun) sample(series string, cwnd, ssthresh, inFlight int) {
+	r.sink.Emit(ladder.Event{T: r.stamp(), Kind: ladder.KindSample, Sample: &ladder.Sample{Series: series, Cwnd: cwnd, Ssthresh: ssthresh, InFlight: inFlight}})
+}

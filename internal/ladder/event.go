@@ -22,6 +22,7 @@ const (
 	KindVerdict  = "verdict"  // a lab's end: Lab, Pass, Text (the first claim that failed)
 	KindSummary  = "summary"  // lab all's end: Passed, Failed
 	KindScenario = "scenario" // one line of the lab list: Lab, Title, Text
+	KindSample   = "sample"   // one point of a sender's congestion state: Series, Cwnd, Ssthresh, InFlight
 )
 
 // Directions of an arrow.
@@ -55,6 +56,16 @@ type Event struct {
 	Server    string `json:"server,omitempty"` // header
 	*Outcome
 	*LabInfo
+	*Sample
+}
+
+// Sample is one point of a sender's congestion state over time, for the
+// plots of the congestion labs. The text ladder does not draw it.
+type Sample struct {
+	Series   string `json:"series"`   // which sender: "cubic", "newreno+sack", ...
+	Cwnd     int    `json:"cwnd"`     // congestion window, bytes
+	Ssthresh int    `json:"ssthresh"` // slow-start threshold, bytes (0: not set yet)
+	InFlight int    `json:"in_flight"`
 }
 
 // Segment is what a segment event tells about the segment.
