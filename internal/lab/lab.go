@@ -29,20 +29,23 @@ type scenario struct {
 	name  string
 	title string // short title, translated
 	desc  string // one line for the list, translated
-	mem   func(r *labRun) error
-	tun   func(r *labRun) error
-	real  bool // the in-memory run is in real time (TLS)
+	// answer is the one-line answer to the lab's question, for the
+	// course in docs/labs.md, translated.
+	answer string
+	mem    func(r *labRun) error
+	tun    func(r *labRun) error
+	real   bool // the in-memory run is in real time (TLS)
 }
 
 // labScenarios in the order of the textbook.
 var labScenarios = []scenario{
-	{name: "handshake", title: "the three-way handshake", desc: "SYN, SYN+ACK, ACK: who sends which sequence number, and the states on each side", mem: labHandshake, tun: labHandshakeTUN},
-	{name: "close", title: "the four-way close", desc: "FIN, ACK, (half-closed data), FIN, ACK: the states of the active and the passive closer", mem: labClose, tun: labCloseTUN},
-	{name: "time-wait", title: "why TIME-WAIT lasts 2*MSL", desc: "the last ACK is lost: the FIN comes again and TIME-WAIT answers it; an old segment cannot reach a new connection", mem: labTimeWait, tun: labTimeWaitTUN},
-	{name: "stale-syn", title: "why three ways and not two", desc: "an old duplicate SYN arrives late: the client resets it; a two-way handshake would open a bogus connection", mem: labStaleSYN, tun: labStaleSYNTUN},
-	{name: "keepalive", title: "the keepalive timer", desc: "an idle peer is probed after the idle time, then every interval; a dead peer's connection is closed, a live one's survives", mem: labKeepalive, tun: labKeepaliveTUN},
-	{name: "https-rsa", title: "HTTPS with RSA key exchange", desc: "the eight steps of an HTTPS connection, with the values, and the proof that the derived keys decrypt the records", mem: tlsStory((*labRun).tlsEnvMem, (*labRun).httpsRSA), tun: tlsStory((*labRun).tlsEnvTUN, (*labRun).httpsRSA), real: true},
-	{name: "cert-check", title: "certificate checks", desc: "expired, wrong-host and untrusted-CA certificates are refused, each with its reason", mem: tlsStory((*labRun).tlsEnvMem, (*labRun).certCheck), tun: tlsStory((*labRun).tlsEnvTUN, (*labRun).certCheck), real: true},
+	{name: "handshake", answer: "Both sides choose an initial sequence number and each must see the other acknowledge it: three segments are the fewest that do that.", title: "the three-way handshake", desc: "SYN, SYN+ACK, ACK: who sends which sequence number, and the states on each side", mem: labHandshake, tun: labHandshakeTUN},
+	{name: "close", answer: "Each direction is closed on its own (FIN, ACK), so a close takes four segments, and one side may go on sending while half-closed.", title: "the four-way close", desc: "FIN, ACK, (half-closed data), FIN, ACK: the states of the active and the passive closer", mem: labClose, tun: labCloseTUN},
+	{name: "time-wait", answer: "The active closer waits 2*MSL so that it can answer a retransmitted FIN and so that old segments die before the 4-tuple is reused.", title: "why TIME-WAIT lasts 2*MSL", desc: "the last ACK is lost: the FIN comes again and TIME-WAIT answers it; an old segment cannot reach a new connection", mem: labTimeWait, tun: labTimeWaitTUN},
+	{name: "stale-syn", answer: "A third segment lets the client reject an old duplicate SYN; with two, the server would open a connection nobody asked for.", title: "why three ways and not two", desc: "an old duplicate SYN arrives late: the client resets it; a two-way handshake would open a bogus connection", mem: labStaleSYN, tun: labStaleSYNTUN},
+	{name: "keepalive", answer: "After the idle time, probes numbered SND.NXT-1 ask the peer for an ACK; if the count runs out unanswered, the connection is reset with ETIMEDOUT.", title: "the keepalive timer", desc: "an idle peer is probed after the idle time, then every interval; a dead peer's connection is closed, a live one's survives", mem: labKeepalive, tun: labKeepaliveTUN},
+	{name: "https-rsa", answer: "The client encrypts a random pre-master secret with the server's RSA key; both sides derive the session keys from it and the two randoms.", title: "HTTPS with RSA key exchange", desc: "the eight steps of an HTTPS connection, with the values, and the proof that the derived keys decrypt the records", mem: tlsStory((*labRun).tlsEnvMem, (*labRun).httpsRSA), tun: tlsStory((*labRun).tlsEnvTUN, (*labRun).httpsRSA), real: true},
+	{name: "cert-check", answer: "A client accepts a certificate only if it is in date, names the host and chains to a CA it trusts; each failure has its own alert.", title: "certificate checks", desc: "expired, wrong-host and untrusted-CA certificates are refused, each with its reason", mem: tlsStory((*labRun).tlsEnvMem, (*labRun).certCheck), tun: tlsStory((*labRun).tlsEnvTUN, (*labRun).certCheck), real: true},
 }
 
 func byName(name string) (scenario, bool) {
