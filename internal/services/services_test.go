@@ -7,9 +7,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
+
 	"ustack/internal/waitfor"
+	"ustack/stack/tcp"
 )
 
 // serve runs one service on a loopback listener and dials it.
@@ -152,5 +155,39 @@ func TestHTTP(t *testing.T) {
 	s.Close()
 	if string(body) != "page\n" {
 		t.Errorf("body %q", body)
+	}
+}
+
+// The connection page shows the TCB's figures, escaped.
+func TestConnPageEscapes(t *testing.T) {
+	in := tcp.Info{State: tcp.Established, Cwnd: 14600, CC: "cubic<b>", SndMSS: 1460, SRTT: 3 * time.Millisecond}
+	in.Stats.Retransmits = 7
+	page := string(appendConnPage(nil, "198.18.0.2:80", "198.18.0.1:4242", in, "TLS 1.2 & more"))
+	for _, want := range []string{
+		"<tr><th>state</th><td>ESTABLISHED</td></tr>",
+		"<tr><th>congestion window</th><td>14600 bytes (cubic&lt;b&gt;, ssthresh 0)</td></tr>",
+		"<tr><th>retransmissions</th><td>7</td></tr>",
+		"<tr><th>you</th><td>198.18.0.1:4242</td></tr>",
+		"<tr><th>TLS</th><td>TLS 1.2 &amp; more</td></tr>",
+		"smoothed RTT</th><td>3ms",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q:\n%s", want, page)
+		}
+	}
+	if strings.Contains(appendString(in), "<tr><th>TLS") {
+		t.Error("a plain connection's page has a TLS row")
+	}
+}
+
+func appendString(in tcp.Info) string { return string(appendConnPage(nil, "a", "b", in, "")) }
+
+// BenchmarkConnPage is the page `ustack serve --http` answers, built once.
+func BenchmarkConnPage(b *testing.B) {
+	b.ReportAllocs()
+	buf := make([]byte, 0, 4096)
+	in := tcp.Info{State: tcp.Established, Cwnd: 14600, CC: "cubic"}
+	for b.Loop() {
+		buf = appendConnPage(buf[:0], "198.18.0.2:80", "198.18.0.1:4242", in, "")
 	}
 }
