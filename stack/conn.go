@@ -85,7 +85,9 @@ func (c *Conn) remove() {
 	c.gone = true
 	c.s.tm.schedule(c, time.Time{})
 	c.s.unregister(c)
-	c.s.cnt.Add(evRetransmits, c.tcb.Stats().Retransmits)
+	st := c.tcb.Stats()
+	c.s.cnt.Add(evRetransmits, st.Retransmits)
+	c.s.ended.add(st)
 	if c.halfOpen {
 		c.listener.leaveHalfOpen()
 		c.halfOpen = false

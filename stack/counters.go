@@ -1,6 +1,11 @@
 package stack
 
-import "ustack/stack/counter"
+import (
+	"sync"
+
+	"ustack/stack/counter"
+	"ustack/stack/tcp"
+)
 
 // Stats are the stack-wide counters (Each lists the same, and more, by
 // name).
@@ -131,4 +136,41 @@ func (s *Stack) Each(f func(name string, v uint64)) {
 	if l, ok := s.ep.(counter.Lister); ok {
 		counter.Prefixed("link.", l).Each(f)
 	}
+}
+
+// endedStats sums the counters of the connections that have ended. mu is a
+// leaf lock.
+type endedStats struct {
+	mu sync.Mutex
+	st tcp.Stats
+}
+
+func (e *endedStats) add(st tcp.Stats) {
+	e.mu.Lock()
+	e.st.Add(st)
+	e.mu.Unlock()
+}
+
+// TCPTotals sums the counters of every connection the stack has had, open
+// or ended, as Linux's /proc/net/netstat counts stack-wide (TCPTimeouts,
+// TCPLossProbes, ...). It locks each open connection in turn; one that
+// ends during the call may be left out.
+func (s *Stack) TCPTotals() tcp.Stats {
+	s.mu.RLock()
+	conns := make([]*Conn, 0, len(s.conns))
+	for _, c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.RUnlock()
+	s.ended.mu.Lock()
+	total := s.ended.st
+	s.ended.mu.Unlock()
+	for _, c := range conns {
+		c.mu.Lock()
+		if !c.gone {
+			total.Add(c.tcb.Stats())
+		}
+		c.mu.Unlock()
+	}
+	return total
 }

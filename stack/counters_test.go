@@ -1,13 +1,19 @@
 package stack
 
 import (
+	"io"
+	"net/netip"
 	"strings"
 	"testing"
+	"time"
+
+	"ustack/internal/waitfor"
 
 	"ustack/stack/clock"
 	"ustack/stack/counter"
 	"ustack/stack/header"
 	"ustack/stack/link"
+	"ustack/stack/tcp"
 )
 
 // rawSeg builds an IPv4/TCP packet from addrA:sport to addrB:dport with
@@ -121,5 +127,43 @@ func TestEveryStackCounterIsNamed(t *testing.T) {
 	}
 	if want := len(a.ip.Stats.Snapshot()) + int(numEvents) + int(numDropReasons) + 1 + int(numICMPEvents) + 2; len(seen) != want {
 		t.Errorf("Each listed %d counters, want %d", len(seen), want)
+	}
+}
+
+// TCPTotals counts open connections and keeps the counts of ended ones.
+func TestTCPTotalsOpenAndEnded(t *testing.T) {
+	short := Options{TCP: tcp.Config{MSL: 10 * time.Millisecond}}
+	a, b := pair(t, short, short)
+	l, err := b.ListenTCP(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := a.DialTCP(ctxT(t, 5*time.Second), netip.AddrPortFrom(addrB, 7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte("twelve bytes")
+	if _, err := c.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(sc, make([]byte, len(msg))); err != nil {
+		t.Fatal(err)
+	}
+	open := a.TCPTotals()
+	if open.BytesOut != uint64(len(msg)) || open.SegsOut < 3 {
+		t.Fatalf("open connection: BytesOut %d SegsOut %d, want %d and >= 3", open.BytesOut, open.SegsOut, len(msg))
+	}
+	c.Close()
+	sc.Close()
+	if !waitfor.Within(5*time.Second, func() bool { return a.Stats().TCPConns == 0 }) {
+		t.Fatal("the connection did not end")
+	}
+	ended := a.TCPTotals()
+	if ended.BytesOut != open.BytesOut || ended.SegsOut <= open.SegsOut {
+		t.Errorf("after the end: BytesOut %d SegsOut %d, want %d and > %d", ended.BytesOut, ended.SegsOut, open.BytesOut, open.SegsOut)
 	}
 }

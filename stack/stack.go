@@ -82,7 +82,7 @@ type Options struct {
 // they need and unlock first. The locks below these are leaves, taken last
 // and never held while calling back into the stack: challengeLimiter.mu
 // (under Conn.mu), the clock's (Virtual runs its callbacks unlocked),
-// fragTimer.mu, connModes.mu (under Conn.mu), the IPv4 layer's own
+// fragTimer.mu, connModes.mu and ended.mu (under Conn.mu), the IPv4 layer's own
 // (reassembly, path MTUs, ICMP rate limit) and the link endpoint's
 // (WriteBatch under writeMu must not call into the stack).
 type Stack struct {
@@ -96,6 +96,8 @@ type Stack struct {
 	addr [4]byte
 	mtu  int
 	cnt  counters
+	// ended sums the counters of ended connections (TCPTotals).
+	ended endedStats
 
 	icmpCnt *counter.Set[icmpEvent]
 	frag    fragTimer

@@ -67,6 +67,33 @@ type Stats struct {
 	ICMPOutOfWindow       uint64 // ICMP errors quoting a sequence number not outstanding (RFC 5927 §4.1)
 }
 
+// Add adds o's counts to s (a stack sums its connections' with it).
+func (s *Stats) Add(o Stats) {
+	s.SegsIn += o.SegsIn
+	s.SegsOut += o.SegsOut
+	s.BytesIn += o.BytesIn
+	s.BytesOut += o.BytesOut
+	s.Retransmits += o.Retransmits
+	s.Timeouts += o.Timeouts
+	s.DupAcks += o.DupAcks
+	s.ChallengeAcks += o.ChallengeAcks
+	s.OutOfOrder += o.OutOfOrder
+	s.OOODropped += o.OOODropped
+	s.FastRetransmits += o.FastRetransmits
+	s.PAWSDropped += o.PAWSDropped
+	s.ChallengeACKsLimited += o.ChallengeACKsLimited
+	s.TLPProbes += o.TLPProbes
+	s.RACKLost += o.RACKLost
+	s.DroppedUnacceptable += o.DroppedUnacceptable
+	s.KeepaliveProbes += o.KeepaliveProbes
+	s.ZeroWindowProbes += o.ZeroWindowProbes
+	s.IllegalTransitions += o.IllegalTransitions
+	s.BadAcks += o.BadAcks
+	s.InvalidOptionSegments += o.InvalidOptionSegments
+	s.OOWACKsLimited += o.OOWACKsLimited
+	s.ICMPOutOfWindow += o.ICMPOutOfWindow
+}
+
 // Conn is a transmission control block. It keeps the state machine and
 // the order of RFC 9293 §3.10.7 (input.go); the send side (snd.go), the
 // receive side (rcv.go) and loss recovery (recovery.go, sack.go, rack.go)
