@@ -17,7 +17,7 @@ import (
 func TestUnknownCCIsAnError(t *testing.T) {
 	ea, _ := link.Pipe(1500)
 	_, err := New(ea, Options{Addr: addrA, TCP: tcp.Config{CC: "cubc"}})
-	want := `stack: unknown congestion control "cubc" (known: cubic, newreno, reno)`
+	want := `stack: unknown congestion control "cubc" (known: bbr, cubic, newreno, reno)`
 	if err == nil || err.Error() != want || !errors.Is(err, cc.ErrUnknown) {
 		t.Fatalf("New with CC cubc: %v, want %s", err, want)
 	}

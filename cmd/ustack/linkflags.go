@@ -12,6 +12,7 @@ import (
 	"ustack/stack"
 	"ustack/stack/link"
 	"ustack/stack/tcp"
+	"ustack/stack/tcp/cc"
 	"ustack/tun"
 )
 
@@ -27,6 +28,7 @@ type linkFlags struct {
 	pcap      string
 	trace     bool
 	impair    string
+	cc        string
 }
 
 func (f *linkFlags) register(fs *flag.FlagSet) {
@@ -38,6 +40,7 @@ func (f *linkFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.msl, "msl", tcp.DefaultMSL, "maximum segment lifetime; TIME-WAIT lasts 2*MSL")
 	fs.StringVar(&f.pcap, "pcap", "", "write every packet in and out to `FILE` (pcapng)")
 	fs.BoolVar(&f.trace, "trace", false, "print one line per TCP state transition")
+	fs.StringVar(&f.cc, "cc", "cubic", "congestion control of every connection: "+strings.Join(cc.Known(), ", ")+" (bbr holds its rate under random loss; it needs the peer to SACK)")
 	fs.StringVar(&f.impair, "impair", "", "impair the link: loss=0.05,dup=0.01,reorder=0.02,delay=5ms,corrupt=0.001,rate=10mbit,jitter=1ms")
 }
 
@@ -72,6 +75,9 @@ func (f *linkFlags) validate() (linkConfig, error) {
 	}
 	if f.tun == "" || len(f.tun) > 15 || strings.ContainsAny(f.tun, "/ \t") {
 		return lc, usageErr("--tun %q is not a valid interface name (1-15 characters, no '/' or spaces)", f.tun)
+	}
+	if err := cc.Valid(f.cc); err != nil {
+		return lc, usageErr("--cc: %v", err)
 	}
 	spec, err := link.ParseSpec(f.impair)
 	if err != nil {
@@ -115,7 +121,7 @@ func openStack(f *linkFlags, lc linkConfig, tcpCfg tcp.Config, stdout io.Writer)
 		ns.pcapF, ns.tap, ep = pf, tap, tap
 	}
 	opts := stack.Options{Addr: lc.addr, TCP: tcpCfg}
-	tcpCfg.MSL = f.msl
+	tcpCfg.MSL, tcpCfg.CC = f.msl, f.cc
 	opts.TCP = tcpCfg
 	if f.trace {
 		opts.Trace = traceWriter(stdout)

@@ -53,6 +53,7 @@ func TestServeFlagErrors(t *testing.T) {
 		{[]string{"serve", "--echo", "70000"}, "is not a port"},
 		{[]string{"serve", "--echo", "7", "--impair", "lose=0.1"}, "unknown key"},
 		{[]string{"serve", "--echo", "7", "--mtu", "20"}, "--mtu 20 is out of range"},
+		{[]string{"serve", "--echo", "7", "--cc", "bbrr"}, `--cc: unknown congestion control "bbrr" (known: bbr, cubic, newreno, reno)`},
 		{[]string{"serve", "--bogus"}, "flag provided but not defined"},
 		{[]string{"serve", "--echo", "7", "--backlog", "0"}, "--backlog 0 is out of range: use 1 to 65535"},
 		{[]string{"serve", "--echo", "7", "--user-timeout", "-1s"}, "--user-timeout -1s must not be negative"},

@@ -225,3 +225,32 @@ func TestScriptsCover(t *testing.T) {
 		t.Error("the default seeds miss a kind of script")
 	}
 }
+
+// TestSimBBR runs the first seeds of every profile with BBR on both
+// stacks (the scripts' other settings unchanged): a model-based controller
+// that ignores random loss must still deliver every byte once and close
+// every connection. Connections without SACK fall back to CUBIC.
+func TestSimBBR(t *testing.T) {
+	n := uint64(64)
+	if testing.Short() {
+		n = 16
+	}
+	for _, p := range selectedProfiles(t) {
+		t.Run(p.Name, func(t *testing.T) {
+			t.Parallel()
+			for seed := uint64(1); seed <= n; seed++ {
+				if *flagSeed != 0 && seed != *flagSeed {
+					continue
+				}
+				s := NewScript(seed, p)
+				for k := range s.TCP {
+					s.TCP[k].CC = "bbr"
+				}
+				res := RunScript(s)
+				if res.Err != nil {
+					t.Errorf("sim: seed %d profile %s with BBR failed: %v", seed, p.Name, res.Err)
+				}
+			}
+		})
+	}
+}

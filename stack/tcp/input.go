@@ -153,7 +153,7 @@ func (c *Conn) inSynSent(now time.Time, seg *Segment) {
 		c.snd.wl1, c.snd.wl2 = seg.Seq, seg.Ack
 		c.snd.rtxAt = 0
 		c.snd.synRtx = 0
-		c.snd.startCC(c.cfg.CC)
+		c.snd.startCC(c.cfg.CC, c.opt.sack)
 		c.setState(now, Established, "rcv "+header.FlagString(seg.Flags))
 		c.armKeepalive(now)
 		c.rcv.ackNow = true
@@ -364,7 +364,7 @@ func (c *Conn) ackInSynReceived(now time.Time, seg *Segment) bool {
 	c.snd.synRtx = 0
 	c.snd.setWnd(seg.Wnd, c.opt.sndShift)
 	c.snd.wl1, c.snd.wl2 = seg.Seq, seg.Ack
-	c.snd.startCC(c.cfg.CC)
+	c.snd.startCC(c.cfg.CC, c.opt.sack)
 	c.setState(now, Established, "rcv "+header.FlagString(seg.Flags))
 	c.armKeepalive(now)
 	if c.snd.finQueued {

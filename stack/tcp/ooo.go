@@ -1,6 +1,11 @@
 package tcp
 
-import "ustack/stack/seqnum"
+import (
+	"sort"
+
+	"ustack/stack/header"
+	"ustack/stack/seqnum"
+)
 
 // oooQueue holds segments that arrived ahead of RCV.NXT, sorted by sequence
 // number and without overlap (RFC 9293 §3.10.7.4 seventh: "segments with
@@ -80,4 +85,31 @@ func (q *oooQueue) add(i int, seq seqnum.Value, data []byte, fin bool) {
 	copy(q.segs[i+1:], q.segs[i:])
 	q.segs[i] = oooSeg{seq: seq, data: cp, fin: fin}
 	q.bytes += len(cp)
+}
+
+// blockOf is the contiguous run of queued segments around segment i, as a
+// SACK block, and the index of its first segment.
+func (q *oooQueue) blockOf(i int) (header.SACKBlock, int) {
+	first, last := i, i
+	for first > 0 && q.end(first-1) == q.segs[first].seq {
+		first--
+	}
+	for last+1 < len(q.segs) && q.end(last) == q.segs[last+1].seq {
+		last++
+	}
+	return header.SACKBlock{Start: uint32(q.segs[first].seq), End: uint32(q.end(last))}, first
+}
+
+// blockAt is the block holding sequence number v, if any.
+func (q *oooQueue) blockAt(v seqnum.Value) (header.SACKBlock, bool) {
+	i := sort.Search(len(q.segs), func(i int) bool { return v.LessThan(q.end(i)) })
+	if i == len(q.segs) || !v.InRange(q.segs[i].seq, q.end(i)) {
+		return header.SACKBlock{}, false
+	}
+	b, _ := q.blockOf(i)
+	return b, true
+}
+
+func (q *oooQueue) end(i int) seqnum.Value {
+	return q.segs[i].seq.Add(seqnum.Size(len(q.segs[i].data)))
 }

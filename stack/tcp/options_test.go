@@ -326,7 +326,10 @@ func TestTailLossProbe(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		s.out(Segment{Flags: ACK | map[bool]uint8{true: PSH}[i == 2], Seq: lISS + 1 + seqnumSize(i*m), Ack: rISS + 1, Payload: bytesAt(i*m, m)})
 	}
-	s.advance(10*time.Millisecond - time.Microsecond)
+	// PTO = 2*SRTT + 2 ms with more than one segment in flight (Linux's
+	// tcp_schedule_loss_probe).
+	pto := 2*s.c.Info().SRTT + 2*time.Millisecond
+	s.advance(pto - time.Microsecond)
 	s.none()
 	s.advance(time.Microsecond)
 	s.out(Segment{Flags: ACK | PSH, Seq: lISS + 1 + 2*m, Ack: rISS + 1, Payload: bytesAt(2*m, m)})

@@ -18,13 +18,20 @@ import (
 // 200 ms.
 const wcDelAckT = 200 * time.Millisecond
 
+// tlpMin is what Linux adds to 2*SRTT for a probe with more than one
+// segment in flight: TCP_TIMEOUT_MIN, two jiffies at HZ=1000.
+const tlpMin = 2 * time.Millisecond
+
 // sentRec is one transmitted segment, kept until cumulatively acknowledged.
 type sentRec struct {
-	start, end seqnum.Value
-	at         stamp // last (re)transmission
-	rtx        bool  // retransmitted at least once
-	lost       bool  // marked lost and not yet retransmitted since
-	sacked     bool
+	start, end               seqnum.Value
+	at                       stamp // last (re)transmission
+	rtx                      bool  // retransmitted at least once
+	lost                     bool  // marked lost and not yet retransmitted since
+	sacked                   bool
+	appLimited               bool // delivery-rate state when sent (rate.go)
+	delivered                int64
+	deliveredAt, firstSentAt stamp
 }
 
 type rackState struct {
@@ -36,6 +43,16 @@ type rackState struct {
 	minRTT    time.Duration
 	lostBytes int  // marked lost, not retransmitted since
 	tlpOut    bool // a probe is outstanding
+	// The RTT of the newest never-retransmitted segment delivered by the
+	// ACK being processed, and its send time (rttSample takes it).
+	lastRTT time.Duration
+	lastAt  stamp
+}
+
+func (k *sackRecovery) rttSample() time.Duration {
+	r := k.rack.lastRTT
+	k.rack.lastRTT, k.rack.lastAt = 0, 0
+	return r
 }
 
 func (r *rackState) live() []sentRec { return r.recs[r.head:] }
@@ -47,6 +64,8 @@ func (k *sackRecovery) onSent(now time.Time, seq, end seqnum.Value) {
 	}
 	k.prrSent(seq, end)
 	r := &k.rack
+	s := &k.c.snd
+	idle := s.una == s.max
 	if seq.LessThan(k.c.snd.max) {
 		// A retransmission: refresh every record it overlaps.
 		live := r.live()
@@ -54,6 +73,9 @@ func (k *sackRecovery) onSent(now time.Time, seq, end seqnum.Value) {
 		for ; i < len(live) && live[i].start.LessThan(end); i++ {
 			rec := &live[i]
 			rec.at, rec.rtx = stampOf(now), true
+			if s.model != nil {
+				s.rate.onSent(now, rec, idle)
+			}
 			if rec.lost {
 				rec.lost = false
 				r.lostBytes -= int(rec.start.Size(rec.end))
@@ -69,12 +91,21 @@ func (k *sackRecovery) onSent(now time.Time, seq, end seqnum.Value) {
 		r.recs, r.head = r.recs[:n], 0
 	}
 	r.recs = append(r.recs, sentRec{start: seq, end: end, at: stampOf(now)})
+	if s.model != nil {
+		s.rate.onSent(now, &r.recs[len(r.recs)-1], idle)
+	}
 }
 
 // rackDelivered notes that rec reached the peer (RFC 8985 §6.2 step 2).
 func (k *sackRecovery) rackDelivered(now time.Time, rec *sentRec) {
 	r := &k.rack
+	if k.c.snd.model != nil {
+		k.c.snd.rate.onDelivered(now, rec)
+	}
 	rtt := stampOf(now).Sub(rec.at)
+	if !rec.rtx && (r.lastAt.IsZero() || !rec.at.Before(r.lastAt)) {
+		r.lastRTT, r.lastAt = max(rtt, time.Microsecond), rec.at
+	}
 	if rec.rtx && rtt < r.minRTT {
 		return // may be the ACK of the original: no information
 	}
@@ -157,6 +188,7 @@ func (k *sackRecovery) rackDetect(now time.Time) bool {
 		if !stampOf(now).Before(due) {
 			rec.lost = true
 			r.lostBytes += int(rec.start.Size(rec.end))
+			k.c.snd.rate.lostTotal += int64(rec.start.Size(rec.end))
 		} else if k.reoAt.IsZero() || due.Before(k.reoAt) {
 			k.reoAt = due
 		}
@@ -177,8 +209,8 @@ func (k *sackRecovery) firstLost() (seqnum.Value, bool) {
 	return 0, false
 }
 
-// armTLP schedules a tail loss probe (RFC 8985 §7.2): PTO = 2*SRTT (at least
-// 10 ms), plus a delayed-ACK allowance when a single segment is in flight;
+// armTLP schedules a tail loss probe (RFC 8985 §7.2): PTO = 2*SRTT plus 2 ms
+// (Linux's floor), or plus a delayed-ACK allowance when a single segment is in flight;
 // never later than the retransmission timer.
 func (k *sackRecovery) armTLP(now time.Time) {
 	k.tlpAt = 0
@@ -188,9 +220,14 @@ func (k *sackRecovery) armTLP(now time.Time) {
 	if k.c.snd.rtxCount > 0 {
 		return // after a timeout, until SND.UNA moves: Linux probes only in the Open state
 	}
-	pto := max(2*k.c.snd.rtt.srtt, 10*time.Millisecond)
+	// RFC 8985 §7.2: PTO = 2*SRTT, plus WCDelAckT with one segment in
+	// flight. Linux (tcp_schedule_loss_probe) adds TCP_TIMEOUT_MIN (2 ms)
+	// otherwise, so that a sub-millisecond SRTT does not probe at once;
+	// the RFC's earlier 10 ms floor cost a 10 ms stall on every tail loss
+	// of a fast path.
+	pto := 2*k.c.snd.rtt.srtt + tlpMin
 	if int(k.c.snd.una.Size(k.c.snd.max)) <= k.c.snd.mss {
-		pto += wcDelAckT
+		pto = 2*k.c.snd.rtt.srtt + wcDelAckT
 	}
 	at := stampOf(now).Add(pto)
 	if rto := k.c.snd.rtxAt; !rto.IsZero() && at.After(rto) {
@@ -244,6 +281,11 @@ func (k *sackRecovery) check(now time.Time) {
 				k.enterRecovery(now)
 				return
 			}
+		}
+	}
+	if m := k.c.snd.model; m != nil {
+		if rs, ok := k.c.snd.rate.sample(k.rack.minRTT, k.pipe(), k.inRecover); ok {
+			m.OnRateSample(now, rs)
 		}
 	}
 	if k.inRecover && k.prr.fresh {

@@ -131,50 +131,38 @@ func (r *receiver) ackDue() bool {
 // holding the most recent arrival first, then the blocks reported most
 // recently (§4).
 
-// fillSACK writes up to max blocks describing the out-of-order queue.
+// fillSACK writes up to max blocks describing the out-of-order queue. The
+// queue may hold many more blocks than an ACK can carry (one per hole);
+// each is found where it is needed, so that the newest arrival's block is
+// reported however many holes lie below it.
 func (r *receiver) fillSACK(o *header.TCPOptions, max int) {
 	max = min(max, header.MaxSACKBlocks)
-	if max <= 0 {
+	if max <= 0 || r.ooo.len() == 0 {
+		o.NumSACK, r.nSackSent = 0, 0
 		return
 	}
-	// Merge the queue into contiguous blocks.
-	var blocks [16]header.SACKBlock
-	nb := 0
-	for _, s := range r.ooo.segs {
-		start, end := s.seq, s.seq.Add(seqnum.Size(len(s.data)))
-		if nb > 0 && seqnum.Value(blocks[nb-1].End) == start {
-			blocks[nb-1].End = uint32(end)
-			continue
-		}
-		if nb == len(blocks) {
-			break
-		}
-		blocks[nb] = header.SACKBlock{Start: uint32(start), End: uint32(end)}
-		nb++
-	}
 	n := 0
-	used := [16]bool{}
-	pick := func(i int) {
-		if i >= 0 && i < nb && !used[i] && n < max {
-			used[i] = true
-			o.SACK[n] = blocks[i]
-			n++
+	pick := func(b header.SACKBlock, ok bool) {
+		if !ok || n >= max || b.Start == b.End {
+			return
 		}
-	}
-	find := func(v seqnum.Value) int {
-		for i := 0; i < nb; i++ {
-			if v.InRange(seqnum.Value(blocks[i].Start), seqnum.Value(blocks[i].End)) {
-				return i
+		for _, p := range o.SACK[:n] {
+			if p.Start == b.Start {
+				return
 			}
 		}
-		return -1
+		o.SACK[n] = b
+		n++
 	}
-	pick(find(r.lastOOO))
+	pick(r.ooo.blockAt(r.lastOOO))
 	for _, v := range r.sackSent[:r.nSackSent] {
-		pick(find(v))
+		pick(r.ooo.blockAt(v))
 	}
-	for i := nb - 1; i >= 0; i-- {
-		pick(i)
+	// Then the highest blocks, from the top down.
+	for i := r.ooo.len() - 1; i >= 0 && n < max; {
+		b, first := r.ooo.blockOf(i)
+		pick(b, true)
+		i = first - 1
 	}
 	o.NumSACK = n
 	r.nSackSent = n

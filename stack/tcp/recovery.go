@@ -53,6 +53,9 @@ type lossRecovery interface {
 	onDupAck(now time.Time)
 	// check looks for lost segments after an ACK (RACK).
 	check(now time.Time)
+	// rttSample is the RTT of the newest never-retransmitted segment the
+	// last ACK delivered, to the microsecond (0: none, or no records).
+	rttSample() time.Duration
 	// onRTO forgets recovery after a retransmission timeout.
 	onRTO()
 	// room is how many bytes may leave now, given cwnd - pipe: in recovery
@@ -223,3 +226,5 @@ func (r *renoRecovery) onDupAck(now time.Time) {
 		r.retransmitAt(now, s.una)
 	}
 }
+
+func (*renoRecovery) rttSample() time.Duration { return 0 }

@@ -135,6 +135,7 @@ func (k *sackRecovery) nextSACKed(v seqnum.Value) (seqnum.Value, bool) {
 // covered records delivered.
 func (k *sackRecovery) takeSACK(now time.Time, blocks sackBlocks, n int) bool {
 	k.prrACKStart(k.sb.bytes)
+	k.rack.lastRTT, k.rack.lastAt = 0, 0 // this ACK's sample, if any, comes below
 	if n == 0 {
 		return false
 	}
@@ -217,6 +218,7 @@ func (k *sackRecovery) markHolesLost() {
 		}
 		rec.lost = true
 		k.rack.lostBytes += int(rec.start.Size(rec.end))
+		k.c.snd.rate.lostTotal += int64(rec.start.Size(rec.end))
 	}
 }
 

@@ -29,6 +29,8 @@ type sender struct {
 
 	cc    cc.Controller
 	ccObs cc.AppLimitedObserver // cc, if it watches how the window is used
+	model cc.ModelBased         // cc, if it takes delivery-rate samples (rate.go)
+	rate  rateState
 	rtt   rttState
 
 	rtxAt          stamp // retransmission of SYN, data or FIN (RFC 6298)
@@ -89,12 +91,22 @@ func (s *sender) setWnd(wnd uint16, shift uint8) {
 	s.maxWnd = max(s.maxWnd, s.wnd)
 }
 
-// startCC makes the congestion controller once the handshake is done.
-func (s *sender) startCC(name string) {
-	if s.cc == nil {
-		s.cc = cc.New(name, s.mss)
-		s.ccObs, _ = s.cc.(cc.AppLimitedObserver)
+// startCC makes the congestion controller once the handshake is done. A
+// model-based one needs the per-segment records of SACK-based recovery
+// for its rate samples: without SACK the connection runs CUBIC.
+func (s *sender) startCC(name string, sack bool) {
+	if s.cc != nil {
+		return
 	}
+	s.cc = cc.New(name, s.mss)
+	if m, ok := s.cc.(cc.ModelBased); ok {
+		if !sack {
+			s.cc = cc.New("cubic", s.mss)
+		} else {
+			s.model = m
+		}
+	}
+	s.ccObs, _ = s.cc.(cc.AppLimitedObserver)
 }
 
 // sendData segments the send buffer (RFC 9293 §3.8.6.2.1 sender SWS
@@ -125,6 +137,9 @@ func (c *Conn) sendData(now time.Time) {
 		off := int(base.Size(c.snd.nxt))
 		avail := buffered - off
 		if avail <= 0 {
+			if c.snd.model != nil && c.sendRoom() > 0 {
+				c.snd.rate.markAppLimited(c.rec.pipe())
+			}
 			if c.snd.finQueued && c.snd.nxt == c.snd.finSeq {
 				c.sendSegment(now, 0, true, false)
 			}
@@ -323,11 +338,23 @@ func (c *Conn) ackAdvanced(now time.Time, seg *Segment) {
 	}
 	c.rec.acked(now)
 	rtt := c.snd.rtt.acked(now, seg.Ack)
+	if rtt == 0 {
+		rtt = c.rec.rttSample()
+		if rtt > 0 {
+			// The send time of the newest segment this ACK delivered,
+			// never retransmitted (Karn), to the microsecond: Linux's
+			// sample from the skb's timestamp (tcp_clean_rtx_queue).
+			c.snd.rtt.sample(rtt)
+		}
+	}
 	if rtt == 0 && c.opt.ts && seg.Opts.TS && seg.Opts.TSEcr != 0 {
 		// RFC 7323 §4: the echoed timestamp measures the RTT, even across
 		// retransmissions, where Karn's rule forbids the timed segment.
+		// Its clock ticks in milliseconds: a difference of zero means
+		// under one tick and counts as one, as Linux's tcp_rtt_tsopt_us
+		// counts it (a sub-millisecond path must not read as 1 µs).
 		if ms := int32(c.tsNow(now) - seg.Opts.TSEcr); ms >= 0 {
-			rtt = max(time.Duration(ms)*time.Millisecond, time.Microsecond)
+			rtt = time.Duration(max(ms, 1)) * time.Millisecond
 			c.snd.rtt.sample(rtt)
 		}
 	}

@@ -46,7 +46,7 @@ func InitialWindow(mss int) int { return 10 * mss }
 var ErrUnknown = errors.New("unknown congestion control")
 
 // Known lists the names Lookup accepts (besides "", the default), sorted.
-func Known() []string { return []string{"cubic", "newreno", "reno"} }
+func Known() []string { return []string{"bbr", "cubic", "newreno", "reno"} }
 
 // Lookup returns the constructor for the named algorithm: "cubic" (also
 // the default, for ""; docs/design.md "Defaults"), or "newreno" (alias "reno").
@@ -58,12 +58,14 @@ func Lookup(name string) (func(mss int) Controller, error) {
 		return newCubic, nil
 	case "newreno", "reno":
 		return newReno, nil
+	case "bbr":
+		return newBBR, nil
 	}
 	return nil, fmt.Errorf("%w %q (known: %s)", ErrUnknown, name, strings.Join(Known(), ", "))
 }
 
 // Valid reports whether Lookup knows name: nil, or the error Lookup
-// returns, e.g. `unknown congestion control "cubc" (known: cubic, newreno,
+// returns, e.g. `unknown congestion control "cubc" (known: bbr, cubic, newreno,
 // reno)`.
 func Valid(name string) error {
 	_, err := Lookup(name)
@@ -72,6 +74,7 @@ func Valid(name string) error {
 
 func newCubic(mss int) Controller { return NewCubic(mss) }
 func newReno(mss int) Controller  { return NewReno(mss) }
+func newBBR(mss int) Controller   { return NewBBR(mss) }
 
 // New returns the named algorithm for an MSS, as Lookup does. An unknown
 // name falls back to NewReno, the conservative choice, rather than failing

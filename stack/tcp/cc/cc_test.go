@@ -74,7 +74,7 @@ func TestValid(t *testing.T) {
 		}
 	}
 	err := Valid("cubc")
-	if want := `unknown congestion control "cubc" (known: cubic, newreno, reno)`; err == nil || err.Error() != want || !errors.Is(err, ErrUnknown) {
+	if want := `unknown congestion control "cubc" (known: bbr, cubic, newreno, reno)`; err == nil || err.Error() != want || !errors.Is(err, ErrUnknown) {
 		t.Fatalf("Valid(cubc) = %v, want %s (wrapping ErrUnknown)", err, want)
 	}
 }

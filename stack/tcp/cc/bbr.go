@@ -1,0 +1,368 @@
+package cc
+
+import (
+	"math/rand/v2"
+	"time"
+)
+
+// BBR (version 1, draft-cardwell-iccrg-bbr-congestion-control-00) as
+// Linux's tcp_bbr.c runs it: a model of the path, the bottleneck bandwidth
+// (BtlBw, the windowed maximum of delivery-rate samples over ten round
+// trips) and the round-trip propagation time (RTprop, the minimum RTT over
+// ten seconds), sets the congestion window to a multiple of their product.
+// Loss is not a congestion signal: a random loss costs one round of packet
+// conservation, not a multiplicative cut. That is why BBR holds its rate on
+// a lossy link where CUBIC collapses, and why it is the default of the
+// kernel ustack is measured against here.
+//
+// ustack does not pace (there is no per-connection pacing timer): the
+// model sets the window only, and the pacing gains of ProbeBW act through
+// the window's headroom (cwnd_gain = 2). Linux's BBR paces with the same
+// model; on a link whose bottleneck is the peer's CPU, as over a TUN, the
+// difference is in burstiness, not in rate.
+
+// RateSample is one delivery-rate sample (draft-cheng-iccrg-delivery-rate-
+// estimation §3.3), built by the TCB for each ACK that delivers data.
+type RateSample struct {
+	// Delivered bytes over Interval: the delivery rate is their quotient.
+	Delivered int64
+	Interval  time.Duration
+	// RTT of the most recently sent segment this ACK delivered (0 if it
+	// was a retransmission: Karn).
+	RTT time.Duration
+	// PriorDelivered is the total delivered when that segment was sent;
+	// TotalDelivered the total now. A round trip ends when PriorDelivered
+	// reaches the total at the round's start.
+	PriorDelivered, TotalDelivered int64
+	// AppLimited: the sender ran out of data while that segment was in
+	// flight, so the rate understates the path.
+	AppLimited bool
+	Acked      int  // bytes this ACK newly delivered (cumulatively or SACKed)
+	Lost       int  // bytes this ACK newly marked lost
+	InFlight   int  // bytes in flight after the ACK
+	InRecovery bool // loss recovery (fast recovery or after a timeout) is under way
+}
+
+// ModelBased is a Controller that sets the window from delivery-rate
+// samples and owns it during loss recovery: the TCB feeds it every sample
+// and does not apply PRR (Linux calls such a module's cong_control instead
+// of tcp_cwnd_reduction).
+type ModelBased interface {
+	Controller
+	OnRateSample(now time.Time, rs RateSample)
+}
+
+type bbrMode uint8
+
+const (
+	bbrStartup bbrMode = iota
+	bbrDrain
+	bbrProbeBW
+	bbrProbeRTT
+)
+
+var bbrModeNames = [...]string{"startup", "drain", "probe_bw", "probe_rtt"}
+
+func (m bbrMode) String() string { return bbrModeNames[m] }
+
+// The constants of tcp_bbr.c.
+const (
+	bbrHighGain       = 2.885 // 2/ln(2): doubles the delivery rate each round in Startup
+	bbrCwndGain       = 2.0
+	bbrBwRounds       = 10 // BtlBw's window, in round trips
+	bbrMinRTTWindow   = 10 * time.Second
+	bbrProbeRTTTime   = 200 * time.Millisecond
+	bbrFullBwThresh   = 1.25 // growth that counts as "still growing"
+	bbrFullBwCount    = 3    // rounds without it: the pipe is full
+	bbrMinCwndSegs    = 4
+	bbrCycleLen       = 8
+	bbrQuantaSegments = 3 // Linux adds 3 TSO segments of headroom to the target
+)
+
+// bbrPacingGains is ProbeBW's cycle: probe up, drain, cruise six times.
+var bbrPacingGains = [bbrCycleLen]float64{1.25, 0.75, 1, 1, 1, 1, 1, 1}
+
+// BBR is the controller. It is not safe for concurrent use (the TCB's lock
+// covers it).
+type BBR struct {
+	mss      int
+	cwnd     int
+	mode     bbrMode
+	rng      *rand.PCG
+	bw       [bbrBwRounds]bwSlot // BtlBw: per-round maxima of the last rounds
+	minRTT   time.Duration
+	minRTTAt time.Time
+
+	round          int64 // round trips counted
+	bwRound        int64 // the round of the latest sample in bw
+	nextRound      int64 // TotalDelivered at which the current round ends
+	roundStart     bool
+	fullBw         float64
+	fullBwCnt      int
+	filledPipe     bool
+	pacingGain     float64
+	cwndGain       float64
+	cycle          int
+	cycleAt        time.Time
+	probeRTTDone   time.Time
+	probeRTTRound  bool
+	priorCwnd      int
+	conservation   bool // packet conservation: the first round of a recovery
+	inRecovery     bool
+	delivered      int64 // TotalDelivered of the last sample
+	lossUntil      int64 // TotalDelivered that ends the recovery from a timeout
+	initialCwnd    int
+	lastSampleRate float64
+}
+
+type bwSlot struct {
+	round int64
+	bw    float64 // bytes per second
+}
+
+// NewBBR returns BBR for an MSS, in Startup with the initial window.
+func NewBBR(mss int) *BBR {
+	b := &BBR{mss: mss, cwnd: InitialWindow(mss), initialCwnd: InitialWindow(mss), rng: rand.NewPCG(uint64(mss), 0x62627231)}
+	b.enterStartup()
+	return b
+}
+
+func (b *BBR) Name() string  { return "bbr" }
+func (b *BBR) Cwnd() int     { return b.cwnd }
+func (b *BBR) Mode() string  { return b.mode.String() }
+func (b *BBR) Ssthresh() int { return 0 } // BBR keeps no threshold (Linux reports TCP's, unset)
+
+// BtlBw is the bottleneck bandwidth estimate in bytes per second; RTprop
+// the propagation delay estimate (0 before the first sample).
+func (b *BBR) BtlBw() float64        { return b.maxBw() }
+func (b *BBR) RTprop() time.Duration { return b.minRTT }
+
+// OnAck, OnLoss and OnRTO are the loss-based hooks: BBR takes its window
+// from OnRateSample. A loss starts packet conservation for one round (Linux's
+// bbr_set_cwnd_to_recover_or_restore); a timeout leaves one segment, then
+// the window regrows by what is delivered.
+func (b *BBR) OnAck(time.Time, int, time.Duration) {}
+
+func (b *BBR) OnLoss(now time.Time, flight int) {
+	b.saveCwnd()
+	b.inRecovery, b.conservation = true, true
+	b.nextRound = b.delivered // a new round starts now
+	b.cwnd = max(flight, b.mss)
+}
+
+func (b *BBR) OnRTO(now time.Time, flight int) {
+	b.saveCwnd()
+	b.inRecovery, b.conservation = true, true
+	// The timeout's recovery lasts until what was in flight is delivered
+	// (Linux's TCP_CA_Loss until high_seq is acknowledged).
+	b.lossUntil = b.delivered + int64(flight)
+	b.fullBw, b.fullBwCnt = 0, 0
+	b.roundStart = true // a timeout ends the round (Linux: TCP_CA_Loss)
+	b.cwnd = b.mss
+}
+
+// saveCwnd remembers the window to restore after recovery (bbr_save_cwnd).
+func (b *BBR) saveCwnd() {
+	if !b.inRecovery && b.mode != bbrProbeRTT {
+		b.priorCwnd = b.cwnd
+	} else {
+		b.priorCwnd = max(b.priorCwnd, b.cwnd)
+	}
+}
+
+// OnRateSample is BBR's per-ACK update (bbr_main): the model, then the
+// state machine, then the window.
+func (b *BBR) OnRateSample(now time.Time, rs RateSample) {
+	b.delivered = rs.TotalDelivered
+	b.updateBw(rs)
+	b.updateCycle(now, rs)
+	b.checkFullBw(rs)
+	b.checkDrain(now, rs)
+	b.updateMinRTT(now, rs)
+	b.setCwnd(rs)
+}
+
+// updateBw counts round trips and feeds the BtlBw filter: an app-limited
+// sample only if it raises the estimate (§4.1.1.5).
+func (b *BBR) updateBw(rs RateSample) {
+	b.roundStart = false
+	if rs.Acked > 0 && rs.PriorDelivered >= b.nextRound {
+		b.nextRound = rs.TotalDelivered
+		b.round++
+		b.roundStart = true
+		b.conservation = false
+	}
+	if rs.Delivered <= 0 || rs.Interval <= 0 {
+		return
+	}
+	bw := float64(rs.Delivered) / rs.Interval.Seconds()
+	b.lastSampleRate = bw
+	// ProbeRTT's samples are app-limited by design (Linux marks the
+	// connection so while it probes).
+	if (rs.AppLimited || b.mode == bbrProbeRTT) && bw < b.maxBw() {
+		return
+	}
+	b.bwRound = b.round
+	slot := &b.bw[b.round%bbrBwRounds]
+	if slot.round != b.round {
+		*slot = bwSlot{round: b.round, bw: bw}
+	} else if bw > slot.bw {
+		slot.bw = bw
+	}
+}
+
+// maxBw is BtlBw: the largest per-round maximum of the bbrBwRounds rounds
+// up to the latest sample taken. As Linux's windowed filter, old maxima
+// expire only when newer samples come in: app-limited rounds that add
+// nothing do not age the estimate.
+func (b *BBR) maxBw() float64 {
+	m := 0.0
+	for _, s := range b.bw {
+		if s.round > b.bwRound-bbrBwRounds && s.bw > m {
+			m = s.bw
+		}
+	}
+	return m
+}
+
+// bdp is the estimated bandwidth-delay product times gain, in bytes; the
+// initial window while the model is empty.
+func (b *BBR) bdp(gain float64) int {
+	bw := b.maxBw()
+	if bw == 0 || b.minRTT == 0 {
+		return b.initialCwnd
+	}
+	return int(gain * bw * b.minRTT.Seconds())
+}
+
+func (b *BBR) enterStartup() {
+	b.mode, b.pacingGain, b.cwndGain = bbrStartup, bbrHighGain, bbrHighGain
+}
+
+func (b *BBR) enterProbeBW(now time.Time) {
+	b.mode, b.cwndGain = bbrProbeBW, bbrCwndGain
+	// Start at a random phase other than the drain one (bbr_reset_probe_bw_mode).
+	b.cycle = bbrCycleLen - 1 - int(b.rng.Uint64()%(bbrCycleLen-1))
+	b.advanceCycle(now)
+}
+
+func (b *BBR) advanceCycle(now time.Time) {
+	b.cycle = (b.cycle + 1) % bbrCycleLen
+	b.cycleAt = now
+	b.pacingGain = bbrPacingGains[b.cycle]
+}
+
+// updateCycle moves through ProbeBW's gains once per RTprop; the probing
+// phase lasts until the pipe holds gain*BDP (or losses say it cannot), the
+// draining phase ends early once in flight is down to the BDP.
+func (b *BBR) updateCycle(now time.Time, rs RateSample) {
+	if b.mode != bbrProbeBW {
+		return
+	}
+	full := now.Sub(b.cycleAt) > b.minRTT
+	switch {
+	case b.pacingGain > 1:
+		full = full && (rs.Lost > 0 || rs.InFlight >= b.bdp(b.pacingGain))
+	case b.pacingGain < 1:
+		full = full || rs.InFlight <= b.bdp(1)
+	}
+	if full {
+		b.advanceCycle(now)
+	}
+}
+
+// checkFullBw ends Startup once three rounds in a row raised BtlBw by less
+// than 25% (§4.3.2.2).
+func (b *BBR) checkFullBw(rs RateSample) {
+	if b.filledPipe || !b.roundStart || rs.AppLimited {
+		return
+	}
+	if bw := b.maxBw(); bw >= b.fullBw*bbrFullBwThresh {
+		b.fullBw, b.fullBwCnt = bw, 0
+		return
+	}
+	if b.fullBwCnt++; b.fullBwCnt >= bbrFullBwCount {
+		b.filledPipe = true
+	}
+}
+
+// checkDrain leaves Startup for Drain once the pipe is full, and Drain for
+// ProbeBW once what Startup queued has drained (§4.3.3).
+func (b *BBR) checkDrain(now time.Time, rs RateSample) {
+	if b.mode == bbrStartup && b.filledPipe {
+		b.mode, b.pacingGain, b.cwndGain = bbrDrain, 1/bbrHighGain, bbrHighGain
+	}
+	if b.mode == bbrDrain && rs.InFlight <= b.bdp(1) {
+		b.enterProbeBW(now)
+	}
+}
+
+// updateMinRTT keeps RTprop, and every ten seconds without a new minimum
+// enters ProbeRTT: four segments in flight for 200 ms and a round, so that
+// the queue drains and the true propagation delay shows (§4.3.5).
+func (b *BBR) updateMinRTT(now time.Time, rs RateSample) {
+	expired := !b.minRTTAt.IsZero() && now.Sub(b.minRTTAt) > bbrMinRTTWindow
+	if rs.RTT > 0 && (b.minRTT == 0 || rs.RTT <= b.minRTT || expired) {
+		b.minRTT, b.minRTTAt = rs.RTT, now
+	}
+	if expired && b.mode != bbrProbeRTT {
+		b.saveCwnd()
+		b.mode, b.pacingGain, b.cwndGain = bbrProbeRTT, 1, 1
+		b.probeRTTDone = time.Time{}
+	}
+	if b.mode != bbrProbeRTT {
+		return
+	}
+	if b.probeRTTDone.IsZero() && rs.InFlight <= bbrMinCwndSegs*b.mss {
+		b.probeRTTDone = now.Add(bbrProbeRTTTime)
+		b.probeRTTRound = false
+		b.nextRound = b.delivered
+		return
+	}
+	if b.probeRTTDone.IsZero() {
+		return
+	}
+	if b.roundStart {
+		b.probeRTTRound = true
+	}
+	if b.probeRTTRound && !now.Before(b.probeRTTDone) {
+		b.minRTTAt = now
+		b.cwnd = max(b.cwnd, b.priorCwnd)
+		if b.filledPipe {
+			b.enterProbeBW(now)
+		} else {
+			b.enterStartup()
+		}
+	}
+}
+
+// setCwnd moves the window towards cwnd_gain*BDP (bbr_set_cwnd): in
+// Startup it grows by what is delivered, like slow start; with the pipe
+// full it grows up to the target and no further. Losses take what they
+// took out of the window; the first round of a recovery conserves packets.
+func (b *BBR) setCwnd(rs RateSample) {
+	if rs.Lost > 0 {
+		b.cwnd = max(b.cwnd-rs.Lost, b.mss)
+	}
+	if b.inRecovery && !rs.InRecovery && rs.TotalDelivered >= b.lossUntil {
+		// Recovery is over: back to the window before it.
+		b.inRecovery, b.conservation = false, false
+		b.cwnd = max(b.cwnd, b.priorCwnd)
+	}
+	target := b.bdp(b.cwndGain) + bbrQuantaSegments*b.mss
+	if b.mode == bbrProbeBW && b.cycle == 0 {
+		target += 2 * b.mss
+	}
+	switch {
+	case b.conservation:
+		b.cwnd = max(b.cwnd, rs.InFlight+rs.Acked)
+	case b.filledPipe:
+		b.cwnd = min(b.cwnd+rs.Acked, target)
+	case b.cwnd < target || rs.TotalDelivered < int64(b.initialCwnd):
+		b.cwnd += rs.Acked
+	}
+	b.cwnd = max(b.cwnd, bbrMinCwndSegs*b.mss)
+	if b.mode == bbrProbeRTT {
+		b.cwnd = min(b.cwnd, bbrMinCwndSegs*b.mss)
+	}
+}

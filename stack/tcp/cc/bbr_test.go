@@ -1,0 +1,186 @@
+package cc
+
+import (
+	"testing"
+	"time"
+)
+
+// bbrPath drives a BBR controller over a model path: a bottleneck of rate
+// bytes per second and a fixed propagation delay; each round the sender
+// puts min(cwnd, what the bottleneck drains in a round plus a queue) in
+// flight and one rate sample per round reports what was delivered.
+type bbrPath struct {
+	b         *BBR
+	now       time.Time
+	rtt       time.Duration
+	rate      float64 // bytes/s
+	delivered int64
+	loss      float64 // the fraction of each round lost (a random-loss stand-in)
+}
+
+func (p *bbrPath) round() {
+	inflight := p.b.Cwnd()
+	bdp := int(p.rate * p.rtt.Seconds())
+	rtt := p.rtt
+	if inflight > bdp {
+		// The excess queues at the bottleneck: the round takes longer.
+		rtt = time.Duration(float64(inflight) / p.rate * float64(time.Second))
+	}
+	lost := int(float64(inflight) * p.loss)
+	got := inflight - lost
+	prior := p.delivered
+	p.delivered += int64(got)
+	p.now = p.now.Add(rtt)
+	if lost > 0 {
+		p.b.OnLoss(p.now, inflight)
+	}
+	p.b.OnRateSample(p.now, RateSample{
+		Delivered: int64(got), Interval: rtt, RTT: rtt,
+		PriorDelivered: prior, TotalDelivered: p.delivered,
+		Acked: got, Lost: lost, InFlight: lost, InRecovery: lost > 0,
+	})
+	if lost > 0 {
+		// The losses are repaired within the round: recovery ends.
+		p.b.OnRateSample(p.now, RateSample{PriorDelivered: p.delivered, TotalDelivered: p.delivered, InFlight: 0})
+	}
+}
+
+func newBBRPath(rate float64, rtt time.Duration) *bbrPath {
+	return &bbrPath{b: NewBBR(mss), now: t0, rtt: rtt, rate: rate}
+}
+
+// Startup doubles the window each round, like slow start, until the
+// bandwidth stops growing by 25% for three rounds; then Drain and ProbeBW
+// hold the window near cwnd_gain * BDP.
+func TestBBRStartupFindsTheBottleneck(t *testing.T) {
+	p := newBBRPath(125e6, 10*time.Millisecond) // 1 Gbit/s, 10 ms: BDP 1.25 MB
+	bdp := 125e6 * 0.010
+	if p.b.Cwnd() != InitialWindow(mss) || p.b.Mode() != "startup" {
+		t.Fatalf("start: cwnd %d mode %s", p.b.Cwnd(), p.b.Mode())
+	}
+	prev := p.b.Cwnd()
+	p.round()
+	if p.b.Cwnd() != 2*prev {
+		t.Errorf("after one round of startup: cwnd %d, want %d (doubled)", p.b.Cwnd(), 2*prev)
+	}
+	for i := 0; i < 40 && p.b.Mode() != "probe_bw"; i++ {
+		p.round()
+	}
+	if p.b.Mode() != "probe_bw" {
+		t.Fatalf("after 40 rounds: mode %s, want probe_bw", p.b.Mode())
+	}
+	if bw := p.b.BtlBw(); bw < 0.9*125e6 || bw > 1.1*125e6 {
+		t.Errorf("BtlBw = %.0f B/s, want about 125e6", bw)
+	}
+	if p.b.RTprop() != 10*time.Millisecond {
+		t.Errorf("RTprop = %v, want 10ms", p.b.RTprop())
+	}
+	for range 16 {
+		p.round()
+	}
+	if c := float64(p.b.Cwnd()); c < 1.9*bdp || c > 2.2*bdp {
+		t.Errorf("ProbeBW cwnd = %.0f, want about 2*BDP = %.0f", c, 2*bdp)
+	}
+}
+
+// Random loss is not congestion: at 5% loss per round BBR keeps its
+// window near 2*BDP, where CUBIC's multiplicative decrease collapses it.
+func TestBBRHoldsItsWindowUnderRandomLoss(t *testing.T) {
+	p := newBBRPath(125e6, 10*time.Millisecond)
+	for range 40 {
+		p.round()
+	}
+	p.loss = 0.05
+	for range 50 {
+		p.round()
+	}
+	bdp := 125e6 * 0.010
+	if c := float64(p.b.Cwnd()); c < 1.5*bdp {
+		t.Errorf("BBR at 5%% loss: cwnd %.0f, want at least 1.5*BDP = %.0f", c, 1.5*bdp)
+	}
+	c := NewCubic(mss)
+	now := t0
+	for range 12 {
+		now = round(c, now, 10*time.Millisecond)
+	}
+	for range 50 {
+		c.OnLoss(now, c.Cwnd())
+		now = round(c, now, 10*time.Millisecond)
+	}
+	if float64(c.Cwnd()) > 0.5*bdp {
+		t.Errorf("CUBIC with a loss every round: cwnd %d, expected it far below the BDP (%.0f)", c.Cwnd(), bdp)
+	}
+}
+
+// A timeout leaves one segment; the window regrows by what is delivered,
+// and once what was in flight at the timeout is delivered, the window
+// before it comes back (Linux's TCP_CA_Loss, then bbr's restore).
+func TestBBRTimeoutThenRestore(t *testing.T) {
+	p := newBBRPath(125e6, 10*time.Millisecond)
+	for range 40 {
+		p.round()
+	}
+	before := p.b.Cwnd()
+	flight := before
+	p.b.OnRTO(p.now, flight)
+	if p.b.Cwnd() != mss {
+		t.Fatalf("after RTO: cwnd %d, want one MSS", p.b.Cwnd())
+	}
+	p.delivered += int64(mss)
+	p.b.OnRateSample(p.now, RateSample{Delivered: mss, Interval: p.rtt, PriorDelivered: p.delivered - mss, TotalDelivered: p.delivered, Acked: mss, InFlight: 0})
+	if c := p.b.Cwnd(); c >= before || c < 2*mss {
+		t.Errorf("first ACK after RTO: cwnd %d, want grown from one MSS and below %d", c, before)
+	}
+	p.delivered += int64(flight)
+	p.b.OnRateSample(p.now, RateSample{Delivered: int64(flight), Interval: p.rtt, PriorDelivered: p.delivered - int64(flight), TotalDelivered: p.delivered, Acked: flight, InFlight: 0})
+	if p.b.Cwnd() < before {
+		t.Errorf("once the timed-out flight is delivered: cwnd %d, want the %d before the timeout", p.b.Cwnd(), before)
+	}
+}
+
+// Ten seconds without a lower RTT sample: ProbeRTT holds four segments for
+// 200 ms and a round, then returns to ProbeBW with the window restored.
+func TestBBRProbeRTT(t *testing.T) {
+	p := newBBRPath(125e6, 10*time.Millisecond)
+	for range 40 {
+		p.round()
+	}
+	before := p.b.Cwnd()
+	p.rtt = 11 * time.Millisecond // a standing queue: no new minimum
+	entered := false
+	for i := 0; i < 2000; i++ {
+		p.round()
+		if p.b.Mode() == "probe_rtt" {
+			entered = true
+			if p.b.Cwnd() > bbrMinCwndSegs*mss {
+				t.Fatalf("ProbeRTT cwnd %d, want at most %d", p.b.Cwnd(), bbrMinCwndSegs*mss)
+			}
+		} else if entered {
+			break
+		}
+	}
+	if !entered {
+		t.Fatal("no ProbeRTT within 2000 rounds of 11 ms")
+	}
+	if p.b.Mode() != "probe_bw" || p.b.Cwnd() < before/2 {
+		t.Errorf("after ProbeRTT: mode %s cwnd %d (before %d)", p.b.Mode(), p.b.Cwnd(), before)
+	}
+}
+
+// An app-limited sample below the estimate does not lower BtlBw.
+func TestBBRAppLimitedSamplesDoNotLowerTheEstimate(t *testing.T) {
+	p := newBBRPath(125e6, 10*time.Millisecond)
+	for range 40 {
+		p.round()
+	}
+	bw := p.b.BtlBw()
+	for range 20 {
+		p.now = p.now.Add(p.rtt)
+		prior := p.delivered
+		p.delivered += 1000
+		p.b.OnRateSample(p.now, RateSample{Delivered: 1000, Interval: p.rtt, RTT: p.rtt, PriorDelivered: prior, TotalDelivered: p.delivered, Acked: 1000, AppLimited: true})
+	}
+	if p.b.BtlBw() != bw {
+		t.Errorf("BtlBw moved from %.0f to %.0f on app-limited samples", bw, p.b.BtlBw())
+	}
+}
