@@ -24,6 +24,7 @@ type labTap struct {
 	reads         bool
 	decide        func(p record.Pkt) link.Action // nil: pass everything
 	divert        func(pkt []byte) bool          // nil: the stack reads everything
+	hide          func(p record.Pkt) bool        // recorded but not drawn (a flood's packets); nil: draw all
 	wmu           sync.Mutex                     // the stack and a peer both write
 	verdict       link.Action                    // for the Out rule below; guarded by wmu
 	one           [1][]byte
@@ -54,7 +55,7 @@ func (t *labTap) writeSeen(p record.Pkt, pkt []byte) {
 	}
 	p.Dropped = t.verdict == link.Drop
 	t.r.rec.AddPkt(p)
-	if !t.r.burst(p.T) {
+	if t.hide != nil && t.hide(p) || !t.r.burst(p.T) {
 		return
 	}
 	prev := t.r.l.ClientState()
@@ -128,7 +129,7 @@ func (t *labTap) drawRead(pkt []byte) {
 	}
 	p.ToServer, p.T = !t.toServer, t.r.now()
 	t.r.rec.AddPkt(p)
-	if t.r.burst(p.T) {
+	if (t.hide == nil || !t.hide(p)) && t.r.burst(p.T) {
 		prev := t.r.l.ClientState()
 		t.r.l.Packet(pkt, !t.toServer, false)
 		if prev == "~LAST-ACK" && p.Has(header.FlagFIN) {
