@@ -168,17 +168,31 @@ func (w *labWriteOnly) Close() error {
 	return w.Endpoint.Close()
 }
 
+// setQuiet turns the drawing of segments and states off or on while the
+// stacks run (bmu guards quiet).
+func (r *labRun) setQuiet(q bool) {
+	r.bmu.Lock()
+	r.quiet = q
+	r.bmu.Unlock()
+}
+
+func (r *labRun) isQuiet() bool {
+	r.bmu.Lock()
+	defer r.bmu.Unlock()
+	return r.quiet
+}
+
 // labBurst is how many packets of one instant are drawn before the rest of
 // that instant is only counted (a storm would fill the screen).
 const labBurst = 12
 
 // burst reports whether a packet sent at t should be drawn.
 func (r *labRun) burst(t time.Time) bool {
+	r.bmu.Lock()
+	defer r.bmu.Unlock()
 	if r.quiet {
 		return false
 	}
-	r.bmu.Lock()
-	defer r.bmu.Unlock()
 	if !t.Equal(r.burstAt) || r.burstReset {
 		r.burstAt, r.burstN, r.burstReset = t, 0, false
 	}

@@ -24,7 +24,7 @@ var (
 func (r *labRun) trace(e tcp.TraceEvent) {
 	server := e.ID.Local.Addr() == labServer.Addr()
 	r.rec.AddState(record.State{T: e.Time, Server: server, ID: e.ID, From: e.From, To: e.To, Cause: e.Cause})
-	if r.l != nil && !r.quiet {
+	if r.l != nil && !r.isQuiet() {
 		r.l.State(e)
 	}
 }
