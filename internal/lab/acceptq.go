@@ -53,7 +53,9 @@ func (r *labRun) acceptClaims(s acceptStory) {
 	synacks := record.Where(before, func(p record.Pkt) bool { return !p.ToServer && p.Is(header.FlagSYN|header.FlagACK) })
 	r.check(len(synacks) >= 2, "the server retransmits its SYN+ACK (%d sent before the application accepts)", len(synacks))
 	data, okD := record.First(before, func(p record.Pkt) bool { return p.ToServer && len(p.Payload) > 0 })
-	acked := func(p record.Pkt) bool { return !p.ToServer && p.Has(header.FlagACK) && okD && p.Ack == data.Seq+uint32(len(data.Payload)) }
+	acked := func(p record.Pkt) bool {
+		return !p.ToServer && p.Has(header.FlagACK) && okD && p.Ack == data.Seq+uint32(len(data.Payload))
+	}
 	_, early := record.First(before, acked)
 	copies := len(record.Where(before, func(p record.Pkt) bool { return p.ToServer && len(p.Payload) > 0 }))
 	r.check(okD && !early, "the client's request is not acknowledged while the queue is full (%d copies sent)", copies)
@@ -242,7 +244,9 @@ func labAcceptQueueTUN(r *labRun) error {
 	c.Write(acceptReq)
 	r.say("C sends its request: dropped too, not acknowledged; C retransmits it, the server its SYN+ACK")
 	r.rec.WaitPkts(5*time.Second, func(pk []record.Pkt) bool {
-		return len(record.Where(pk, func(p record.Pkt) bool { return !p.ToServer && p.Is(header.FlagSYN|header.FlagACK) && p.DstPort == port })) >= 2
+		return len(record.Where(pk, func(p record.Pkt) bool {
+			return !p.ToServer && p.Is(header.FlagSYN|header.FlagACK) && p.DstPort == port
+		})) >= 2
 	})
 	time.Sleep(300 * time.Millisecond) // the kernel's answer to it, dropped too
 	s.srvStateAt = srvState(r, port)

@@ -1,6 +1,0 @@
-package lab
-
-import "errors"
-
-func labSYNFlood(r *labRun) error          { return errors.New("todo") }
-func labSYNFloodTUN(r *labRun) error       { return errors.New("todo") }
