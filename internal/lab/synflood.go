@@ -279,8 +279,11 @@ func (r *labRun) synFloodTUN(cookies bool) error {
 	}
 	r.tunHeader()
 	np, ns := len(r.rec.Packets()), len(r.rec.StateLog())
-	onOff := map[bool]string{true: "on (the default)", false: "off"}[cookies]
-	r.say("the server listens with backlog %d: its SYN queue holds %d half-open connections; SYN cookies are %s", labFloodBacklog, labFloodBacklog+1, onOff)
+	if cookies {
+		r.say("the server listens with backlog %d: its SYN queue holds %d half-open connections; SYN cookies are on (the default)", labFloodBacklog, labFloodBacklog+1)
+	} else {
+		r.say("the server listens with backlog %d: its SYN queue holds %d half-open connections; SYN cookies are off", labFloodBacklog, labFloodBacklog+1)
+	}
 	syns := floodSYNs(labFloodSYNs, 12)
 	first, _ := record.Parse(syns[0][link.Headroom:])
 	r.say("an attacker sends %d SYNs from forged addresses and ports (e.g. %v:%d), never to be completed (not drawn)", labFloodSYNs, first.Src, first.SrcPort)
