@@ -159,30 +159,94 @@ func srvState(r *labRun, port uint16) tcp.State {
 	return st
 }
 
+// acceptTUN is the --tun accept-queue lab's state. C is the connection
+// whose SYN comes while holding is set; its SYN+ACK is held, so that B
+// completes first (the hooks run on the stack's goroutines).
+type acceptTUN struct {
+	r             *labRun
+	w             *labTWorld
+	ctx           context.Context
+	holding, held atomic.Bool
+	cPort         atomic.Uint32
+	conns         []net.Conn
+}
+
+// spot notes C's port from its SYN (an inbound hook that drops nothing).
+func (a *acceptTUN) spot(p record.Pkt) bool {
+	if a.holding.Load() && a.cPort.Load() == 0 && p.Is(header.FlagSYN) {
+		a.cPort.Store(uint32(p.SrcPort))
+	}
+	return false
+}
+
+// hold holds C's SYN+ACK a moment.
+func (a *acceptTUN) hold(p record.Pkt) link.Action {
+	if !a.held.Load() && p.Is(header.FlagSYN|header.FlagACK) && uint32(p.DstPort) == a.cPort.Load() {
+		a.held.Store(true)
+		return link.Delay(300 * time.Millisecond)
+	}
+	return link.Pass
+}
+
+// quietDial connects the kernel, not drawn, and waits until the server
+// has the connection in its accept queue.
+func (a *acceptTUN) quietDial() error {
+	a.r.setQuiet(true)
+	defer a.r.setQuiet(false)
+	n := a.w.srv.Stats().TCPEstablished
+	c, err := a.w.dial(a.ctx, labServer)
+	if err != nil {
+		return err
+	}
+	a.conns = append(a.conns, c)
+	if !waitfor.Within(2*time.Second, func() bool { return a.w.srv.Stats().TCPEstablished > n }) {
+		return fmt.Errorf("a connection to fill the queue was not established")
+	}
+	return nil
+}
+
+// fill establishes A, starts C, establishes B while C's SYN+ACK is held,
+// and returns C once its connect returned.
+func (a *acceptTUN) fill(s *acceptStory) (net.Conn, error) {
+	r := a.r
+	r.say("connection A (not drawn) is established and waits in the accept queue")
+	if err := a.quietDial(); err != nil {
+		return nil, err
+	}
+	r.say("client C connects; the server's SYN+ACK is held a moment in the network")
+	type dialed struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan dialed, 1)
+	a.holding.Store(true)
+	go func() { c, err := a.w.dial(a.ctx, labServer); ch <- dialed{c, err} }()
+	if !waitfor.Within(2*time.Second, a.held.Load) {
+		return nil, fmt.Errorf("C's SYN+ACK was not seen")
+	}
+	r.say("meanwhile connection B (not drawn) is established: the accept queue is full")
+	if err := a.quietDial(); err != nil {
+		return nil, err
+	}
+	s.port = uint16(a.cPort.Load())
+	s.full = a.w.srv.Stats().TCPEstablished
+	d := <-ch
+	if d.err != nil {
+		return nil, d.err
+	}
+	a.conns = append(a.conns, d.c)
+	s.cliState = "ESTABLISHED" // connect returned
+	return d.c, nil
+}
+
 func labAcceptQueueTUN(r *labRun) error {
-	// C is the connection whose SYN comes while holding is set; its
-	// SYN+ACK is held, so that B completes first (the hooks run on the
-	// stack's goroutines).
-	var holding, held atomic.Bool
-	var cPort atomic.Uint32
-	spot := func(p record.Pkt) bool {
-		if holding.Load() && cPort.Load() == 0 && p.Is(header.FlagSYN) {
-			cPort.Store(uint32(p.SrcPort))
-		}
-		return false
-	}
-	hold := func(p record.Pkt) link.Action {
-		if !held.Load() && p.Is(header.FlagSYN|header.FlagACK) && uint32(p.DstPort) == cPort.Load() {
-			held.Store(true)
-			return link.Delay(300 * time.Millisecond)
-		}
-		return link.Pass
-	}
-	w, done, err := r.newTWorldWith(tcp.Config{}, func(o *stack.Options) { o.Backlog = labAcceptBacklog }, hold, spot)
+	a := &acceptTUN{r: r}
+	w, done, err := r.newTWorldWith(tcp.Config{}, func(o *stack.Options) { o.Backlog = labAcceptBacklog }, a.hold, a.spot)
 	defer done()
 	if err != nil {
 		return err
 	}
+	a.w = w
 	ln, err := w.srv.ListenTCP(labServer.Port())
 	if err != nil {
 		return err
@@ -191,64 +255,33 @@ func labAcceptQueueTUN(r *labRun) error {
 	r.acceptIntro()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var conns []net.Conn
+	a.ctx = ctx
 	defer func() {
-		for _, c := range conns {
+		for _, c := range a.conns {
 			c.Close()
 		}
 	}()
-	quietDial := func() error {
-		r.setQuiet(true)
-		defer r.setQuiet(false)
-		n := w.srv.Stats().TCPEstablished
-		c, err := w.dial(ctx, labServer)
-		if err != nil {
-			return err
-		}
-		conns = append(conns, c)
-		if !waitfor.Within(2*time.Second, func() bool { return w.srv.Stats().TCPEstablished > n }) {
-			return fmt.Errorf("a connection to fill the queue was not established")
-		}
-		return nil
-	}
-	r.say("connection A (not drawn) is established and waits in the accept queue")
-	if err := quietDial(); err != nil {
+	var s acceptStory
+	c, err := a.fill(&s)
+	if err != nil {
 		return err
 	}
-	r.say("client C connects; the server's SYN+ACK is held a moment in the network")
-	type dialed struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan dialed, 1)
-	holding.Store(true)
-	go func() { c, err := w.dial(ctx, labServer); ch <- dialed{c, err} }()
-	if !waitfor.Within(2*time.Second, held.Load) {
-		return fmt.Errorf("C's SYN+ACK was not seen")
-	}
-	r.say("meanwhile connection B (not drawn) is established: the accept queue is full")
-	if err := quietDial(); err != nil {
-		return err
-	}
-	port := uint16(cPort.Load())
-	s := acceptStory{port: port, full: w.srv.Stats().TCPEstablished}
-	d := <-ch
-	if d.err != nil {
-		return d.err
-	}
-	c := d.c
-	conns = append(conns, c)
-	r.rec.WaitPkts(time.Second, record.Any(func(p record.Pkt) bool { return p.ToServer && p.SrcPort == port && p.Is(header.FlagACK) }))
-	s.cliState = "ESTABLISHED" // connect returned
+	port := s.port
+	fromC := func(p record.Pkt) bool { return p.ToServer && p.SrcPort == port }
+	r.rec.WaitPkts(time.Second, record.Any(func(p record.Pkt) bool { return fromC(p) && p.Is(header.FlagACK) }))
 	r.say("C's ACK arrives with nowhere to queue the connection: the server's stack drops it (Linux: tcp_abort_on_overflow=0); C believes it is connected")
 	c.Write(acceptReq)
 	r.say("C sends its request: dropped too, not acknowledged; C retransmits it, the server its SYN+ACK")
+	// Wait for the retransmitted SYN+ACK and the kernel's answer to it.
 	r.rec.WaitPkts(5*time.Second, func(pk []record.Pkt) bool {
-		return len(record.Where(pk, func(p record.Pkt) bool {
+		sa := record.Where(pk, func(p record.Pkt) bool {
 			return !p.ToServer && p.Is(header.FlagSYN|header.FlagACK) && p.DstPort == port
-		})) >= 2
+		})
+		return len(sa) >= 2 && len(record.Where(pk, func(p record.Pkt) bool { return fromC(p) && p.T.After(sa[1].T) })) > 0
 	})
-	time.Sleep(300 * time.Millisecond) // the kernel's answer to it, dropped too
+	waitfor.Within(time.Second, func() bool {
+		return w.srv.Stats().TCPListenOverflow >= uint64(len(record.Where(r.rec.Packets(), fromC))-1)
+	})
 	s.srvStateAt = srvState(r, port)
 	s.overflows = w.srv.Stats().TCPListenOverflow
 	s.acceptAt = time.Now()
