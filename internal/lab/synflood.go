@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"encoding/binary"
 	"io"
 	"net"
 	"net/netip"
@@ -38,8 +39,8 @@ func floodSYNs(n int, seed uint64) [][]byte {
 	var out [][]byte
 	for range n {
 		rng.Read(b[:])
-		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 19, b[0], b[1] | 1}), 1024+uint16(b[2])<<8|uint16(b[3]))
-		seq := uint32(b[4])<<24 | uint32(b[5])<<16 | uint32(b[6])<<8 | uint32(b[7])
+		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 19, b[0], b[1] | 1}), 1024+binary.BigEndian.Uint16(b[2:])%64000)
+		seq := binary.BigEndian.Uint32(b[4:])
 		out = append(out, record.Build(src, labServer, seq, 0, header.FlagSYN, nil))
 	}
 	return out
