@@ -17,6 +17,7 @@ func cmdLab(args []string, stdout, stderr io.Writer) error {
 	lang := fs.String("lang", "en", "narration language: en or zh")
 	noColor := fs.Bool("no-color", false, "plain text even on a terminal")
 	jsonOut := fs.Bool("json", false, "write the events as JSON lines (docs/events.md) instead of the ladder")
+	noCookies := fs.Bool("no-cookies", false, "syn-flood: run only the half with SYN cookies off")
 	brk := fs.String("break", "", "")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: ustack lab [flags] [SCENARIO|all]\n\nThe textbook stories, each run on the wire, drawn as a ladder diagram and\nchecked. Without a scenario, list them.\n\n")
@@ -49,7 +50,7 @@ func cmdLab(args []string, stdout, stderr io.Writer) error {
 	if *brk != "" && *useTUN {
 		return usageErr("--break breaks the in-memory labs only: run it without --tun")
 	}
-	opts := lab.Options{TUN: *useTUN, Lang: *lang, Color: !*noColor && !*jsonOut && isTerminal(stdout), JSON: *jsonOut, Break: *brk}
+	opts := lab.Options{TUN: *useTUN, Lang: *lang, Color: !*noColor && !*jsonOut && isTerminal(stdout), JSON: *jsonOut, Break: *brk, NoCookies: *noCookies}
 	if len(names) == 0 {
 		lab.List(stdout, opts)
 		return nil
@@ -65,6 +66,9 @@ func cmdLab(args []string, stdout, stderr io.Writer) error {
 		if _, err := os.Stat("/dev/net/tun"); err != nil {
 			return fmt.Errorf("lab --tun: %w", err)
 		}
+	}
+	if opts.NoCookies && names[0] != "syn-flood" {
+		return usageErr("--no-cookies is for the syn-flood lab only")
 	}
 	if names[0] == "all" {
 		return lab.All(stdout, opts)

@@ -24,6 +24,7 @@ type labTap struct {
 	reads         bool
 	decide        func(p record.Pkt) link.Action // nil: pass everything
 	divert        func(pkt []byte) bool          // nil: the stack reads everything
+	hide          func(p record.Pkt) bool        // recorded but not drawn (a flood's packets); nil: draw all
 	wmu           sync.Mutex                     // the stack and a peer both write
 	verdict       link.Action                    // for the Out rule below; guarded by wmu
 	one           [1][]byte
@@ -54,7 +55,7 @@ func (t *labTap) writeSeen(p record.Pkt, pkt []byte) {
 	}
 	p.Dropped = t.verdict == link.Drop
 	t.r.rec.AddPkt(p)
-	if !t.r.burst(p.T) {
+	if t.hide != nil && t.hide(p) || !t.r.burst(p.T) {
 		return
 	}
 	prev := t.r.l.ClientState()
@@ -128,7 +129,7 @@ func (t *labTap) drawRead(pkt []byte) {
 	}
 	p.ToServer, p.T = !t.toServer, t.r.now()
 	t.r.rec.AddPkt(p)
-	if t.r.burst(p.T) {
+	if (t.hide == nil || !t.hide(p)) && t.r.burst(p.T) {
 		prev := t.r.l.ClientState()
 		t.r.l.Packet(pkt, !t.toServer, false)
 		if prev == "~LAST-ACK" && p.Has(header.FlagFIN) {
@@ -167,17 +168,31 @@ func (w *labWriteOnly) Close() error {
 	return w.Endpoint.Close()
 }
 
+// setQuiet turns the drawing of segments and states off or on while the
+// stacks run (bmu guards quiet).
+func (r *labRun) setQuiet(q bool) {
+	r.bmu.Lock()
+	r.quiet = q
+	r.bmu.Unlock()
+}
+
+func (r *labRun) isQuiet() bool {
+	r.bmu.Lock()
+	defer r.bmu.Unlock()
+	return r.quiet
+}
+
 // labBurst is how many packets of one instant are drawn before the rest of
 // that instant is only counted (a storm would fill the screen).
 const labBurst = 12
 
 // burst reports whether a packet sent at t should be drawn.
 func (r *labRun) burst(t time.Time) bool {
+	r.bmu.Lock()
+	defer r.bmu.Unlock()
 	if r.quiet {
 		return false
 	}
-	r.bmu.Lock()
-	defer r.bmu.Unlock()
 	if !t.Equal(r.burstAt) || r.burstReset {
 		r.burstAt, r.burstN, r.burstReset = t, 0, false
 	}

@@ -41,6 +41,12 @@ const labTUNMSL = 500 * time.Millisecond
 // function removes everything, the namespace included; call it even on
 // failure.
 func (r *labRun) newTWorld(cfg tcp.Config, decideOut func(p record.Pkt) link.Action, dropIn func(p record.Pkt) bool) (*labTWorld, func(), error) {
+	return r.newTWorldWith(cfg, nil, decideOut, dropIn)
+}
+
+// newTWorldWith is newTWorld with the server stack's other options
+// (Backlog, NoSYNCookies) set by so, if not nil.
+func (r *labRun) newTWorldWith(cfg tcp.Config, so func(o *stack.Options), decideOut func(p record.Pkt) link.Action, dropIn func(p record.Pkt) bool) (*labTWorld, func(), error) {
 	ns, err := tun.NewNamespace("lab")
 	if err != nil {
 		return nil, func() {}, err
@@ -78,7 +84,11 @@ func (r *labRun) newTWorld(cfg tcp.Config, decideOut func(p record.Pkt) link.Act
 	if cfg.MSL == 0 {
 		cfg.MSL = labTUNMSL
 	}
-	w.srv, err = stack.New(tap, stack.Options{Addr: labServer.Addr(), TCP: cfg, Trace: r.trace})
+	opts := stack.Options{Addr: labServer.Addr(), TCP: cfg, Trace: r.trace}
+	if so != nil {
+		so(&opts)
+	}
+	w.srv, err = stack.New(tap, opts)
 	if err != nil {
 		tap.Close()
 		return nil, cleanup, err

@@ -24,7 +24,7 @@ var (
 func (r *labRun) trace(e tcp.TraceEvent) {
 	server := e.ID.Local.Addr() == labServer.Addr()
 	r.rec.AddState(record.State{T: e.Time, Server: server, ID: e.ID, From: e.From, To: e.To, Cause: e.Cause})
-	if r.l != nil && !r.quiet {
+	if r.l != nil && !r.isQuiet() {
 		r.l.State(e)
 	}
 }
@@ -73,6 +73,7 @@ type labVConfig struct {
 	srvSeed   uint64
 	cliDecide func(p record.Pkt) link.Action
 	srvDecide func(p record.Pkt) link.Action
+	srvOpts   func(o *stack.Options) // the server stack's other options (Backlog, NoSYNCookies), if set
 }
 
 // newVWorld builds the in-memory world and the ladder.
@@ -89,8 +90,12 @@ func (r *labRun) newVWorld(c labVConfig) (*labVWorld, error) {
 	w.cliTap.Endpoint = link.Impair(newLabWriteOnly(w.cliEnd), link.ImpairConfig{Clock: w.clk, Rule: w.cliTap.outRule})
 	w.srvTap.Endpoint = link.Impair(newLabWriteOnly(w.srvEnd), link.ImpairConfig{Clock: w.clk, Rule: w.srvTap.outRule})
 	w.cliTap.raw, w.srvTap.raw = w.cliEnd, w.srvEnd
+	so := stack.Options{Addr: labServer.Addr(), Clock: w.clk, Rand: labRand(c.srvSeed + 1000), TCP: c.srv, Trace: r.trace, Manual: true}
+	if c.srvOpts != nil {
+		c.srvOpts(&so)
+	}
 	var err error
-	w.srv, err = stack.New(w.srvTap, stack.Options{Addr: labServer.Addr(), Clock: w.clk, Rand: labRand(c.srvSeed + 1000), TCP: c.srv, Trace: r.trace, Manual: true})
+	w.srv, err = stack.New(w.srvTap, so)
 	if err != nil {
 		return nil, err
 	}

@@ -25,8 +25,9 @@ type Pkt struct {
 	SrcPort  uint16
 	DstPort  uint16
 	Payload  []byte
-	Dropped  bool // lost on purpose by an Impair rule
-	Injected bool // written into the link by the lab (an old duplicate)
+	Window   uint16 // the window field as sent (unscaled)
+	Dropped  bool   // lost on purpose by an Impair rule
+	Injected bool   // written into the link by the lab (an old duplicate)
 }
 
 // Is reports whether the segment's flags, PSH aside, are exactly flags.
@@ -47,7 +48,7 @@ func Parse(pkt []byte) (Pkt, bool) {
 		return Pkt{}, false
 	}
 	return Pkt{
-		Flags: t.Flags(), Seq: t.Seq(), Ack: t.Ack(), Src: h.Src(), Dst: h.Dst(), SrcPort: t.SrcPort(), DstPort: t.DstPort(),
+		Flags: t.Flags(), Seq: t.Seq(), Ack: t.Ack(), Src: h.Src(), Dst: h.Dst(), SrcPort: t.SrcPort(), DstPort: t.DstPort(), Window: t.Window(),
 		Payload: append([]byte(nil), t.Payload()...),
 	}, true
 }
