@@ -313,6 +313,11 @@ func (r *labRun) proveHTTPS(hs httpsRun) {
 // serveOneHTTPS answers one HTTPS request with resp on env's listener; the
 // channel says how it went, after which the state is the server's.
 func serveOneHTTPS(env *labTLSEnv, cert tlslite.Certificate, obs *labTLSObserver, resp string) (*tlslite.ConnectionState, <-chan error) {
+	return serveHTTPS(env, &tlslite.Config{Certificates: []tlslite.Certificate{cert}, KeyExchange: tlslite.KeyExchangeRSA, Observer: obs.observe}, resp)
+}
+
+// serveHTTPS is serveOneHTTPS with the server's configuration.
+func serveHTTPS(env *labTLSEnv, cfg *tlslite.Config, resp string) (*tlslite.ConnectionState, <-chan error) {
 	srvErr := make(chan error, 1)
 	srvState := new(tlslite.ConnectionState)
 	go func() {
@@ -322,7 +327,7 @@ func serveOneHTTPS(env *labTLSEnv, cert tlslite.Certificate, obs *labTLSObserver
 			return
 		}
 		c.SetDeadline(time.Now().Add(10 * time.Second))
-		s := tlslite.Server(c, &tlslite.Config{Certificates: []tlslite.Certificate{cert}, KeyExchange: tlslite.KeyExchangeRSA, Observer: obs.observe})
+		s := tlslite.Server(c, cfg)
 		defer s.Close()
 		var got []byte
 		buf := make([]byte, 4096)
