@@ -34,7 +34,7 @@
 //	LoadCertificate, ParseCertificatePEM, NewCA, (*CA).Issue, SelfSigned,
 //	LoadOrCreateDir(dir, ips, names)                  // --tls-dir: ca.pem cert.pem key.pem
 //	NewLRUClientSessionCache(n)
-//	OpenRecord / SealRecord / PRF / KeyLogLine        // for the labs
+//	OpenRecord / SealRecord / PRF / SessionKeys / KeyLogLine // for the labs
 //
 // Config.Rand and Config.Time are injectable, as in crypto/tls.
 // Config.KeyLogWriter writes NSS key log lines (SSLKEYLOGFILE) on both

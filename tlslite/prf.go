@@ -7,6 +7,8 @@ package tlslite
 import (
 	"crypto"
 	"crypto/hmac"
+	"errors"
+	"fmt"
 	"hash"
 )
 
@@ -129,4 +131,33 @@ func (t *transcript) finished(master []byte, client bool) []byte {
 	out := make([]byte, finishedVerifyLen)
 	prf12(t.algo, out, master, label, t.sum())
 	return out
+}
+
+// SessionKeys derives what a full handshake derives from its pre-master
+// secret: the master secret (RFC 5246 §8.1, or RFC 7627 §4 when handshake
+// is not nil) and suite's record keys and IVs (§6.3). For the extended
+// master secret, handshake is the handshake messages from ClientHello
+// through ClientKeyExchange as they were sent, 4-byte headers included;
+// their hash is the session hash. Both randoms are 32 bytes.
+//
+// Anyone who learns a session's pre-master secret can do this from a
+// recording of it: the forward-secrecy lab does, with an RSA key
+// exchange's pre-master secret decrypted with the server's private key.
+func SessionKeys(suite uint16, preMaster, clientRandom, serverRandom, handshake []byte) (master []byte, keys *KeyMaterial, err error) {
+	s := suiteByID(suite)
+	if s == nil {
+		return nil, nil, fmt.Errorf("tlslite: unknown cipher suite %#04x", suite)
+	}
+	if len(clientRandom) != 32 || len(serverRandom) != 32 {
+		return nil, nil, errors.New("tlslite: randoms must be 32 bytes")
+	}
+	if handshake != nil {
+		h := s.hash.New()
+		h.Write(handshake)
+		master = extendedMasterFromPreMaster(s.hash, preMaster, h.Sum(nil))
+	} else {
+		master = masterFromPreMaster(s.hash, preMaster, clientRandom, serverRandom)
+	}
+	km := keysFromMaster(s.hash, master, clientRandom, serverRandom, s.keyLen, gcmImplicitNonce)
+	return master, &km, nil
 }

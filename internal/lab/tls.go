@@ -18,6 +18,7 @@ import (
 	"ustack/stack"
 	"ustack/stack/header"
 	"ustack/stack/link"
+	"ustack/stack/tcp"
 	"ustack/tlslite"
 )
 
@@ -45,15 +46,28 @@ func (env *labTLSEnv) client(cfg *tlslite.Config) (*tlslite.Conn, context.Contex
 
 // tlsEnvMem joins a client and a server stack with a Pipe, in real time
 // (TLS needs no timers, and its blocking API wants goroutines).
-func (r *labRun) tlsEnvMem() (*labTLSEnv, func(), error) {
+func (r *labRun) tlsEnvMem() (*labTLSEnv, func(), error) { return r.tlsEnvMemWith(0, tcp.Config{}) }
+
+// tlsEnvMemWith is tlsEnvMem with the server's packets held delay in the
+// network and both stacks on cfg.
+func (r *labRun) tlsEnvMemWith(delay time.Duration, cfg tcp.Config) (*labTLSEnv, func(), error) {
 	r.quiet = true
 	r.newLadder(time.Now)
 	a, b := link.Pipe(1500)
-	srv, err := stack.New(&labTap{Endpoint: b, r: r}, stack.Options{Addr: labServer.Addr(), Trace: r.trace})
+	var srvEnd link.Endpoint = b
+	if delay > 0 {
+		srvEnd = link.Impair(b, link.ImpairConfig{Rule: func(dir link.Direction, _ []byte) link.Action {
+			if dir == link.Out {
+				return link.Delay(delay)
+			}
+			return link.Pass
+		}})
+	}
+	srv, err := stack.New(&labTap{Endpoint: srvEnd, r: r}, stack.Options{Addr: labServer.Addr(), Trace: r.trace, TCP: cfg})
 	if err != nil {
 		return nil, nil, err
 	}
-	cli, err := stack.New(&labTap{Endpoint: a, r: r, toServer: true}, stack.Options{Addr: labClientAddr, Trace: r.trace})
+	cli, err := stack.New(&labTap{Endpoint: a, r: r, toServer: true}, stack.Options{Addr: labClientAddr, Trace: r.trace, TCP: cfg})
 	if err != nil {
 		srv.Close()
 		return nil, nil, err
@@ -313,6 +327,11 @@ func (r *labRun) proveHTTPS(hs httpsRun) {
 // serveOneHTTPS answers one HTTPS request with resp on env's listener; the
 // channel says how it went, after which the state is the server's.
 func serveOneHTTPS(env *labTLSEnv, cert tlslite.Certificate, obs *labTLSObserver, resp string) (*tlslite.ConnectionState, <-chan error) {
+	return serveHTTPS(env, &tlslite.Config{Certificates: []tlslite.Certificate{cert}, KeyExchange: tlslite.KeyExchangeRSA, Observer: obs.observe}, resp)
+}
+
+// serveHTTPS is serveOneHTTPS with the server's configuration.
+func serveHTTPS(env *labTLSEnv, cfg *tlslite.Config, resp string) (*tlslite.ConnectionState, <-chan error) {
 	srvErr := make(chan error, 1)
 	srvState := new(tlslite.ConnectionState)
 	go func() {
@@ -322,7 +341,7 @@ func serveOneHTTPS(env *labTLSEnv, cert tlslite.Certificate, obs *labTLSObserver
 			return
 		}
 		c.SetDeadline(time.Now().Add(10 * time.Second))
-		s := tlslite.Server(c, &tlslite.Config{Certificates: []tlslite.Certificate{cert}, KeyExchange: tlslite.KeyExchangeRSA, Observer: obs.observe})
+		s := tlslite.Server(c, cfg)
 		defer s.Close()
 		var got []byte
 		buf := make([]byte, 4096)

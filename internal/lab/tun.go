@@ -407,9 +407,17 @@ func labKeepaliveTUN(r *labRun) error {
 }
 
 // tlsEnvTUN: the TLS labs with the client's TCP in the kernel.
-func (r *labRun) tlsEnvTUN() (*labTLSEnv, func(), error) {
+func (r *labRun) tlsEnvTUN() (*labTLSEnv, func(), error) { return r.tlsEnvTUNWith(0, tcp.Config{}) }
+
+// tlsEnvTUNWith is tlsEnvTUN with the server's packets held delay in the
+// network and the server's stack on cfg.
+func (r *labRun) tlsEnvTUNWith(delay time.Duration, cfg tcp.Config) (*labTLSEnv, func(), error) {
 	r.quiet = true
-	w, done, err := r.newTWorld(tcp.Config{}, nil, nil)
+	var hold func(record.Pkt) link.Action
+	if delay > 0 {
+		hold = func(record.Pkt) link.Action { return link.Delay(delay) }
+	}
+	w, done, err := r.newTWorld(cfg, hold, nil)
 	if err != nil {
 		return nil, done, err
 	}
