@@ -26,26 +26,7 @@ func writePictures(pic *ladder.Recorder, sc scenario, opts Options, svgFile, htm
 	if pic == nil {
 		return nil
 	}
-	ev := pic.Events()
-	if svgFile != "" {
-		var b bytes.Buffer
-		if err := picture.SVG(&b, ev); err != nil {
-			return err
-		}
-		if err := os.WriteFile(svgFile, b.Bytes(), 0o644); err != nil {
-			return fmt.Errorf("--svg: %w", err)
-		}
-	}
-	if htmlFile != "" {
-		var b bytes.Buffer
-		if err := picture.HTML(&b, ev, picture.Options{Lang: opts.Lang, Answer: labT(opts.Lang, sc.answer)}); err != nil {
-			return err
-		}
-		if err := os.WriteFile(htmlFile, b.Bytes(), 0o644); err != nil {
-			return fmt.Errorf("--html: %w", err)
-		}
-	}
-	return nil
+	return picture.WriteFiles(pic.Events(), svgFile, htmlFile, picture.Options{Lang: opts.Lang, Answer: labT(opts.Lang, sc.answer)})
 }
 
 // pictureDirs is where lab all writes its pictures and pages, and the

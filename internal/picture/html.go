@@ -37,7 +37,7 @@ type pageClaim struct {
 const pageCSS = `body{font-family:sans-serif;max-width:1240px;margin:1.5em auto;padding:0 1em;color:#222;line-height:1.4}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em}h3{font-size:1.05em;margin:1em 0 .3em}
 .mode{color:#666}.answer{background:#f3f5f8;border-left:4px solid #1f5fa8;padding:.5em .8em}
-figure{margin:1em 0;overflow-x:auto}figure svg{max-width:100%;height:auto;border:1px solid #dde2e8}
+figure{margin:1em 0}figure svg{display:block;box-sizing:border-box;max-width:100%;height:auto;border:1px solid #dde2e8}
 .story p{margin:.15em 0;color:#444}.story .t{font-family:monospace;color:#888;margin-right:.6em}
 ul.claims{list-style:none;padding-left:0}ul.claims li{margin:.25em 0}
 .ok{color:#1a7f37}.no{color:#d32f2f}.verdict{font-weight:bold;font-size:1.2em}`
@@ -76,7 +76,7 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 // and the verdict. It needs nothing but itself to be read offline.
 func HTML(w io.Writer, events []ladder.Event, opts Options) error {
 	s := parse(events)
-	d := pageData{Lang: opts.Lang, Title: s.heading, Mode: s.mode, Answer: opts.Answer, SVG: template.HTML(svgDoc(s))}
+	d := pageData{Lang: opts.Lang, Title: s.heading, Mode: s.mode, Answer: opts.Answer, SVG: template.HTML(svgDoc(s, false))}
 	if d.Lang == "" {
 		d.Lang = "en"
 	}

@@ -90,10 +90,10 @@ func plotSamples(samples []ladder.Event, top float64) (string, float64) {
 			b.WriteString(plotLine(f, samples, name, m, color, limit))
 		}
 	}
-	legend, h := plotLegend(series, f.top+plotTop+plotHeight+42)
+	legend, h := plotLegend(series, f.top+plotTop+plotHeight+60)
 	b.WriteString(legend)
 	b.WriteString("</g>\n")
-	return b.String(), plotTop + plotHeight + 42 + h
+	return b.String(), plotTop + plotHeight + 60 + h
 }
 
 // plotLine is the step line of one metric of one series; a value of 0

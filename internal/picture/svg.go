@@ -64,19 +64,22 @@ type layout struct {
 // sequence diagram and, if the story has congestion samples, their plot
 // under it.
 func SVG(w io.Writer, events []ladder.Event) error {
-	_, err := io.WriteString(w, svgDoc(parse(events)))
+	_, err := io.WriteString(w, svgDoc(parse(events), true))
 	return err
 }
 
-// svgDoc renders the whole document.
-func svgDoc(s story) string {
+// svgDoc renders the whole document; claims adds the claims and the
+// verdict under the diagram (a page lists them itself).
+func svgDoc(s story, claims bool) string {
 	l := &layout{y: topY, noteY: topY}
 	l.initialStates(s.flow)
 	for _, e := range s.flow {
 		l.event(e)
 	}
 	bottom := math.Max(l.y, l.noteY) + 16
-	l.verdict(s, &bottom)
+	if claims {
+		l.verdict(s, &bottom)
+	}
 	var plotSVG string
 	if len(s.samples) > 0 {
 		var h float64
