@@ -109,7 +109,7 @@ func List(w io.Writer, opts Options) {
 	for _, s := range labScenarios {
 		fmt.Fprintf(w, "  %-11s %s\n", s.name, labT(opts.Lang, s.desc))
 	}
-	fmt.Fprintln(w, labT(opts.Lang, "Flags: --tun (root: the kernel's TCP through a TUN), --lang zh, --no-color."))
+	fmt.Fprintln(w, labT(opts.Lang, "Flags: --tun (root: the kernel's TCP through a TUN), --lang zh, --no-color, --json, --svg FILE (a picture), --html FILE (a page)."))
 }
 
 // Run runs one scenario and writes its story, claims and verdict to w; the

@@ -110,7 +110,7 @@ func heading(s story) string {
 		x    float64
 		name string
 	}{{cliX, s.client}, {srvX, s.server}} {
-		name := fit(c.name, 300, 12, 0.6)
+		name := fit(c.name, 390, 12, 0.6)
 		w := textWidth(name, 12, 0.6) + 16
 		fmt.Fprintf(&b, `<rect x="%.1f" y="54" width="%.1f" height="24" rx="4" fill="#f3f5f8" stroke="#44505c"/>`+"\n", c.x-w/2, w)
 		fmt.Fprintf(&b, `<text x="%.1f" y="70" text-anchor="middle" font-weight="bold" fill="#111111">%s</text>`+"\n", c.x, esc(name))
