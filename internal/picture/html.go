@@ -21,6 +21,17 @@ type pageData struct {
 	Claims                    []pageClaim
 	HasVerdict, Pass          bool
 	Failed                    string
+	Words                     words
+}
+
+// words are the page's own headings, in its language.
+type words struct{ Story, Claims string }
+
+func wordsFor(lang string) words {
+	if lang == "zh" {
+		return words{Story: "过程", Claims: "断言"}
+	}
+	return words{Story: "The story", Claims: "Claims"}
 }
 
 type pageItem struct {
@@ -56,12 +67,12 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 {{end}}{{if .Answer}}<p class="answer">{{.Answer}}</p>
 {{end}}<figure>
 {{.SVG}}</figure>
-<h2>The story</h2>
+<h2>{{.Words.Story}}</h2>
 <div class="story">
 {{range .Story}}{{if .Section}}<h3>{{.Text}}</h3>
 {{else}}<p><span class="t">{{.Time}}</span>{{.Text}}</p>
 {{end}}{{end}}</div>
-{{if .Claims}}<h2>Claims</h2>
+{{if .Claims}}<h2>{{.Words.Claims}}</h2>
 <ul class="claims">
 {{range .Claims}}<li>{{if .OK}}<span class="ok">✔</span>{{else}}<span class="no">✘</span>{{end}} {{.Text}}</li>
 {{end}}</ul>
@@ -80,6 +91,7 @@ func HTML(w io.Writer, events []ladder.Event, opts Options) error {
 	if d.Lang == "" {
 		d.Lang = "en"
 	}
+	d.Words = wordsFor(d.Lang)
 	for _, e := range s.flow {
 		switch e.Kind {
 		case ladder.KindSection:
