@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"ustack/internal/ladder"
+	"ustack/internal/picture"
 	"ustack/internal/waitfor"
 	"ustack/stack"
 	"ustack/stack/link"
@@ -26,10 +27,12 @@ import (
 const demoMSL = 1 * time.Second
 
 func cmdDemo(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("demo", "Usage: ustack demo\n\nThe whole story in one command: a server on ustack, a client, every packet and\nstate on a ladder diagram. As root it runs in a fresh network namespace with a\nTUN device and the kernel's TCP as the client; otherwise both ends are ustack\nover an in-memory link.\n\n", stderr)
+	fs := newFlagSet("demo", "Usage: ustack demo [--svg FILE] [--html FILE] [--json] [--pcap FILE] [--in-memory]\n\nThe whole story in one command: a server on ustack, a client, every packet and\nstate on a ladder diagram. As root it runs in a fresh network namespace with a\nTUN device and the kernel's TCP as the client; otherwise both ends are ustack\nover an in-memory link.\n\n", stderr)
 	pcap := fs.String("pcap", "", "also write every packet to `FILE` (pcapng)")
 	inMemory := fs.Bool("in-memory", false, "tell the story over an in-memory link even as root")
 	jsonOut := fs.Bool("json", false, "write the events as JSON lines (docs/events.md) instead of the ladder")
+	svgOut := fs.String("svg", "", "also draw the story as an SVG sequence diagram in `FILE`")
+	htmlOut := fs.String("html", "", "also write the story as a self-contained HTML page in `FILE`")
 	if err := parseFlags(fs, args, "demo"); err != nil {
 		return err
 	}
@@ -37,9 +40,26 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	if *jsonOut {
 		sink = ladder.NewJSON(stdout)
 	}
-	if !*inMemory && os.Geteuid() == 0 {
+	var pic *ladder.Recorder
+	if *svgOut != "" || *htmlOut != "" {
+		pic = ladder.NewRecorder()
+		sink = ladder.Tee(sink, pic)
+	}
+	err := demoRun(sink, *pcap, *inMemory)
+	if pic != nil {
+		// A demo that could not finish is drawn too, as far as it got.
+		if perr := picture.WriteFiles(pic.Events(), *svgOut, *htmlOut, picture.Options{}); err == nil {
+			err = perr
+		}
+	}
+	return err
+}
+
+// demoRun tells the story over a TUN as root, else in memory.
+func demoRun(sink ladder.Sink, pcap string, inMemory bool) error {
+	if !inMemory && os.Geteuid() == 0 {
 		if _, err := os.Stat("/dev/net/tun"); err == nil {
-			return demoTUN(sink, *pcap)
+			return demoTUN(sink, pcap)
 		}
 	}
 	why := "not running as root"
@@ -47,7 +67,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		why = "asked for --in-memory"
 	}
 	sink.Emit(ladder.Event{Kind: ladder.KindTitle, Text: fmt.Sprintf("ustack demo over an in-memory link, both ends on ustack (%s; run as root for the TUN and the kernel's TCP)", why)})
-	return demoMemory(sink, *pcap)
+	return demoMemory(sink, pcap)
 }
 
 var (

@@ -18,6 +18,8 @@ func cmdLab(args []string, stdout, stderr io.Writer) error {
 	noColor := fs.Bool("no-color", false, "plain text even on a terminal")
 	jsonOut := fs.Bool("json", false, "write the events as JSON lines (docs/events.md) instead of the ladder")
 	noCookies := fs.Bool("no-cookies", false, "syn-flood: run only the half with SYN cookies off")
+	svgOut := fs.String("svg", "", "also draw the story as an SVG sequence diagram in `FILE` (lab all: a directory, one NAME.svg per lab)")
+	htmlOut := fs.String("html", "", "also write the story as a self-contained HTML page in `FILE` (lab all: a directory, one NAME.html per lab and index.html)")
 	brk := fs.String("break", "", "")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: ustack lab [flags] [SCENARIO|all]\n\nThe textbook stories, each run on the wire, drawn as a ladder diagram and\nchecked. Without a scenario, list them.\n\n")
@@ -50,7 +52,7 @@ func cmdLab(args []string, stdout, stderr io.Writer) error {
 	if *brk != "" && *useTUN {
 		return usageErr("--break breaks the in-memory labs only: run it without --tun")
 	}
-	opts := lab.Options{TUN: *useTUN, Lang: *lang, Color: !*noColor && !*jsonOut && isTerminal(stdout), JSON: *jsonOut, Break: *brk, NoCookies: *noCookies}
+	opts := lab.Options{TUN: *useTUN, Lang: *lang, Color: !*noColor && !*jsonOut && isTerminal(stdout), JSON: *jsonOut, Break: *brk, SVG: *svgOut, HTML: *htmlOut, NoCookies: *noCookies}
 	if len(names) == 0 {
 		lab.List(stdout, opts)
 		return nil

@@ -2,6 +2,10 @@ package main
 
 import (
 	"bytes"
+	"encoding/xml"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -118,5 +122,74 @@ func TestLabListAndUsage(t *testing.T) {
 	code, out, errs = lab("--break", "two-way-handshake", "stale-syn")
 	if code != 1 || !strings.Contains(errs, "lab stale-syn: FAIL: no connection is established") || !strings.Contains(out, "FAIL: ") {
 		t.Fatalf("a failing lab: exit %d, stderr %q:\n%s", code, errs, out)
+	}
+}
+
+// TestDemoPictures: demo --svg --html (in memory) draws the whole HTTPS
+// story: one arrow per segment and TLS message of the JSON events, the
+// TCP handshake, the TLS messages and the close, and a page around it.
+func TestDemoPictures(t *testing.T) {
+	dir := t.TempDir()
+	svgFile, htmlFile := filepath.Join(dir, "demo.svg"), filepath.Join(dir, "demo.html")
+	var out, errb bytes.Buffer
+	if code := run([]string{"demo", "--in-memory", "--json", "--svg", svgFile, "--html", htmlFile}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	arrows := strings.Count(out.String(), `"kind":"segment"`) + strings.Count(out.String(), `"kind":"tls"`)
+	svg, err := os.ReadFile(svgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := xml.NewDecoder(bytes.NewReader(svg))
+	drawn := 0
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("demo.svg is not XML: %v", err)
+		}
+		if se, ok := tok.(xml.StartElement); ok {
+			for _, a := range se.Attr {
+				if a.Name.Local == "class" && strings.HasPrefix(a.Value, "arrow ") {
+					drawn++
+				}
+			}
+		}
+	}
+	if drawn != arrows || arrows < 20 {
+		t.Errorf("%d arrows drawn, %d segment and tls events", drawn, arrows)
+	}
+	pos := 0
+	for _, step := range []string{"SYN seq=0", "SYN+ACK seq=0 ack=1", ">ClientHello<", ">ServerHello<", ">Certificate<", ">ClientKeyExchange<", ">ChangeCipherSpec<", ">Finished<", "ApplicationData", "FIN+ACK", "TIME-WAIT", "CLOSED"} {
+		i := strings.Index(string(svg[pos:]), step)
+		if i < 0 {
+			t.Fatalf("demo.svg lacks %q after position %d", step, pos)
+		}
+		pos += i + len(step)
+	}
+	page, err := os.ReadFile(htmlFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(page, []byte("<svg xmlns=")) || !bytes.Contains(page, []byte("done: every connection is CLOSED")) {
+		t.Errorf("demo.html lacks the picture or the story")
+	}
+}
+
+// TestLabPictureFlags: lab --svg FILE --html FILE NAME writes both.
+func TestLabPictureFlags(t *testing.T) {
+	dir := t.TempDir()
+	svgFile, htmlFile := filepath.Join(dir, "hs.svg"), filepath.Join(dir, "hs.html")
+	var out, errb bytes.Buffer
+	if code := run([]string{"lab", "--no-color", "--svg", svgFile, "handshake", "--html", htmlFile}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	for _, f := range []string{svgFile, htmlFile} {
+		b, err := os.ReadFile(f)
+		if err != nil || !bytes.Contains(b, []byte("SYN+ACK seq=0 ack=1")) {
+			t.Errorf("%s: %v, or no SYN+ACK in it", f, err)
+		}
 	}
 }

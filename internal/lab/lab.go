@@ -83,6 +83,11 @@ type Options struct {
 	Break string
 	// NoCookies runs only the no-SYN-cookie half of the syn-flood lab.
 	NoCookies bool
+	// SVG and HTML, if set, are where to draw the story as a picture and
+	// as a page (internal/picture): a file for one lab; for All a
+	// directory, where each lab writes NAME.svg or NAME.html and All an
+	// index.html.
+	SVG, HTML string
 }
 
 // Breaks are the values Options.Break accepts.
@@ -114,7 +119,7 @@ func List(w io.Writer, opts Options) {
 	for _, s := range labScenarios {
 		fmt.Fprintf(w, "  %-11s %s\n", s.name, labT(opts.Lang, s.desc))
 	}
-	fmt.Fprintln(w, labT(opts.Lang, "Flags: --tun (root: the kernel's TCP through a TUN), --lang zh, --no-color."))
+	fmt.Fprintln(w, labT(opts.Lang, "Flags: --tun (root: the kernel's TCP through a TUN), --lang zh, --no-color, --json, --svg FILE (a picture), --html FILE (a page)."))
 }
 
 // Run runs one scenario and writes its story, claims and verdict to w; the
@@ -127,7 +132,12 @@ func Run(w io.Writer, name string, opts Options) error {
 	if err := checkBreak(opts); err != nil {
 		return err
 	}
-	if ok, what := runLab(w, newSink(w, opts), sc, opts); !ok {
+	pic := newPictures(opts)
+	ok, what := runLab(w, newSink(w, opts), sc, opts, pic)
+	if err := writePictures(pic, sc, opts, opts.SVG, opts.HTML); err != nil {
+		return err
+	}
+	if !ok {
 		return fmt.Errorf("lab %s: FAIL: %s", sc.name, what)
 	}
 	return nil
@@ -151,9 +161,17 @@ func All(w io.Writer, opts Options) error {
 	}
 	sink := newSink(w, opts)
 	var res []result
+	idx, err := newPictureDirs(opts)
+	if err != nil {
+		return err
+	}
 	for _, sc := range labScenarios {
-		ok, what := runLab(w, sink, sc, opts)
+		pic := newPictures(opts)
+		ok, what := runLab(w, sink, sc, opts, pic)
 		res = append(res, result{sc.name, what, ok})
+		if err := idx.add(pic, sc, opts, ok); err != nil {
+			return err
+		}
 		if !opts.JSON {
 			fmt.Fprintln(w)
 		}
@@ -176,6 +194,9 @@ func All(w io.Writer, opts Options) error {
 			fmt.Fprintf(w, "  %-11s %s\n", r.name, mark)
 		}
 	}
+	if err := idx.write(opts); err != nil {
+		return err
+	}
 	if failed > 0 {
 		return fmt.Errorf("lab all: %d of %d scenarios failed", failed, len(res))
 	}
@@ -191,10 +212,14 @@ type labClaim struct {
 	text string
 }
 
-// runLab runs one scenario and prints its claims and verdict. It reports
-// whether every claim held, and if not the first that failed.
-func runLab(w io.Writer, sink ladder.Sink, sc scenario, opts Options) (bool, string) {
+// runLab runs one scenario and prints its claims and verdict; pic, if
+// not nil, keeps every event for the pictures. It reports whether every
+// claim held, and if not the first that failed.
+func runLab(w io.Writer, sink ladder.Sink, sc scenario, opts Options, pic *ladder.Recorder) (bool, string) {
 	r := &labRun{w: w, sink: sink, opts: opts, name: sc.name}
+	if pic != nil {
+		r.pic, r.sink = pic, ladder.Tee(sink, pic)
+	}
 	fn := sc.mem
 	if opts.TUN {
 		fn = sc.tun
@@ -230,8 +255,8 @@ func (r *labRun) title(sc scenario) {
 	case breakTwoWay:
 		broken = r.T("(broken on purpose, --break two-way-handshake: the stale-syn server is a TCP the lab builds from raw segments, and a SYN alone opens its connections)")
 	}
+	r.emitOwn(ladder.Event{Kind: ladder.KindLab, Text: broken, LabInfo: &ladder.LabInfo{Lab: sc.name, Title: r.T(sc.title), Mode: mode, Break: r.opts.Break}})
 	if r.opts.JSON {
-		r.sink.Emit(ladder.Event{Kind: ladder.KindLab, Text: broken, LabInfo: &ladder.LabInfo{Lab: sc.name, Title: r.T(sc.title), Mode: mode, Break: r.opts.Break}})
 		return
 	}
 	fmt.Fprintln(r.w, r.paint(ladder.Bold, fmt.Sprintf("━━ lab %s: %s ━━", sc.name, r.T(sc.title))))
@@ -253,11 +278,11 @@ func (r *labRun) verdict() (bool, string) {
 	if len(r.claims) == 0 {
 		first = r.T("no claim was checked")
 	}
+	for _, c := range r.claims {
+		r.emitOwn(ladder.Event{T: r.stamp(), Kind: ladder.KindClaim, Text: c.text, Outcome: &ladder.Outcome{OK: c.ok}})
+	}
+	r.emitOwn(ladder.Event{T: r.stamp(), Kind: ladder.KindVerdict, Text: first, Outcome: &ladder.Outcome{OK: first == ""}, LabInfo: &ladder.LabInfo{Lab: r.name}})
 	if r.opts.JSON {
-		for _, c := range r.claims {
-			r.sink.Emit(ladder.Event{T: r.stamp(), Kind: ladder.KindClaim, Text: c.text, Outcome: &ladder.Outcome{OK: c.ok}})
-		}
-		r.sink.Emit(ladder.Event{T: r.stamp(), Kind: ladder.KindVerdict, Text: first, Outcome: &ladder.Outcome{OK: first == ""}, LabInfo: &ladder.LabInfo{Lab: r.name}})
 		return first == "", first
 	}
 	fmt.Fprintln(r.w)
@@ -285,6 +310,7 @@ type labRun struct {
 	opts   Options
 	name   string
 	claims []labClaim
+	pic    *ladder.Recorder // the events for the pictures, if asked for
 	l      *ladder.Ladder
 	rec    record.Recorder
 	vw     *labVWorld // the in-memory world, if any
@@ -330,13 +356,25 @@ func (r *labRun) say(format string, args ...any) {
 	r.bmu.Lock()
 	r.burstReset = true
 	r.bmu.Unlock()
-	switch {
-	case r.l != nil:
+	if r.l != nil {
 		r.l.Note("%s", msg)
-	case r.opts.JSON:
-		r.sink.Emit(ladder.Event{Kind: ladder.KindNote, Text: msg})
-	default:
+		return
+	}
+	r.emitOwn(ladder.Event{Kind: ladder.KindNote, Text: msg})
+	if !r.opts.JSON {
 		fmt.Fprintf(r.w, "   %s\n", msg)
+	}
+}
+
+// emitOwn hands an event the lab writes itself (not the ladder) to the
+// sink with JSON; when drawing text, which the caller prints, only to the
+// pictures' recorder.
+func (r *labRun) emitOwn(e ladder.Event) {
+	switch {
+	case r.opts.JSON:
+		r.sink.Emit(e)
+	case r.pic != nil:
+		r.pic.Emit(e)
 	}
 }
 
@@ -349,8 +387,8 @@ func (r *labRun) check(ok bool, format string, args ...any) bool {
 // section prints a heading inside the story.
 func (r *labRun) section(format string, args ...any) {
 	text := fmt.Sprintf(r.T(format), args...)
+	r.emitOwn(ladder.Event{T: r.stamp(), Kind: ladder.KindSection, Text: text})
 	if r.opts.JSON {
-		r.sink.Emit(ladder.Event{T: r.stamp(), Kind: ladder.KindSection, Text: text})
 		return
 	}
 	fmt.Fprintf(r.w, "\n%s\n", r.paint(ladder.Bold, "── "+text))

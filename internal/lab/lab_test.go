@@ -3,18 +3,14 @@ package lab
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"ustack/internal/ladder"
 )
-
-var updateLabDoc = flag.Bool("update-labs-doc", false, "rewrite docs/labs.md from the in-memory labs' output")
 
 // runLabCmd runs a lab (or all of them) as `ustack lab --no-color [flags]
 // NAME` would and returns the exit status, the output and the error.
@@ -162,78 +158,8 @@ func TestLabAll(t *testing.T) {
 	}
 }
 
-// TestLabDoc: docs/labs.md shows every lab; -update-labs-doc rewrites it
-// from the in-memory runs.
-func TestLabDoc(t *testing.T) {
-	path := filepath.Join("..", "..", "docs", "labs.md")
-	if *updateLabDoc {
-		var b strings.Builder
-		b.WriteString(labDocIntro)
-		for _, sc := range labScenarios {
-			code, out, errs := runLabCmd(t, Options{}, sc.name)
-			if code != 0 {
-				t.Fatalf("%s: exit %d, %s", sc.name, code, errs)
-			}
-			b.WriteString("\n## " + sc.name + ": " + sc.title + "\n\n" + labDocNotes[sc.name] + "\n\n```\n$ ustack lab " + sc.name + "\n" + out + "```\n")
-		}
-		_, zh, _ := runLabCmd(t, Options{Lang: "zh"}, "close")
-		b.WriteString("\n## --lang zh\n\nThe same stories in Chinese, e.g. the close (四次挥手):\n\n```\n$ ustack lab --lang zh close\n" + zh + "```\n")
-		_, broken, _ := runLabCmd(t, Options{Break: breakSkipTimeWait}, "time-wait")
-		b.WriteString("\n## A lab that fails\n\nWith a client that skips TIME-WAIT (a TCP the lab builds from raw segments, behind a test-only switch), the time-wait lab shows what TIME-WAIT is for: the repeated FIN meets an RST, the new connection reuses the 4-tuple, and the old segment's bytes are read as new data (after which the two ends, out of step, ACK each other in a storm). The lab fails, exit status 1:\n\n```\n$ ustack lab --break skip-time-wait time-wait\n" + broken + "```\n")
-		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	doc, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./internal/lab -run TestLabDoc -update-labs-doc)", err)
-	}
-	for _, sc := range labScenarios {
-		if !bytes.Contains(doc, []byte("━━ lab "+sc.name+":")) {
-			t.Errorf("docs/labs.md lacks the output of lab %s", sc.name)
-		}
-	}
-}
-
-const labDocIntro = `# ustack lab: the textbook, live
-
-` + "`ustack lab`" + ` runs the stories of the TCP and HTTPS chapters of a networking
-textbook on the wire, draws each conversation as a ladder diagram (the client
-on the left, the server on the right, the states of each side in the
-columns; sequence numbers relative to each side's initial sequence number
-unless said otherwise), and checks what the textbook claims. Each lab ends
-with PASS or FAIL and the exit status says the same.
-
-    ustack lab                  list the scenarios
-    ustack lab NAME             run one
-    ustack lab all              run every one and print a summary
-    ustack lab --tun NAME       the server on ustack behind a TUN in a fresh network
-                                namespace, the client on the kernel's TCP (root)
-    ustack lab --lang zh NAME   narrate in Chinese (三次握手, 四次挥手, TIME_WAIT, 2MSL,
-                                保活计时器, 预主密钥, 会话密钥)
-    ustack lab --no-color NAME  plain text
-
-The in-memory labs run two ustack stacks over an in-memory link in virtual
-time, so 2*MSL (60 s) and keepalive's idle time take no wall time, and their
-TCP output is the same on every run; the TLS labs run in real time and draw
-fresh keys. ` + "`link.Impair`" + ` rules drop (or delay) exactly the packet a story
-needs; old duplicates are written into the link as raw packets. With --tun
-the same stories run in real time with short timers against Linux; the
-kernel's states, which ustack cannot see, are inferred from its packets and
-marked with ~.
-
-The tests (internal/lab/lab_test.go) run every lab in memory and, as root,
-with --tun, and show that the labs check something: with the hidden,
-test-only flag ` + "`--break skip-time-wait`" + ` the client is a TCP the lab
-builds itself from raw segments, which goes to CLOSED at once instead of
-waiting in TIME-WAIT, and with ` + "`--break two-way-handshake`" + ` the
-stale-syn lab's server is such a TCP that opens a connection on a SYN alone:
-the time-wait, close and stale-syn labs then FAIL. ustack itself is never
-broken on purpose. ` + "`--json`" + ` writes the stories as JSON events instead
-(docs/events.md).
-This file is generated: ` + "`go test ./internal/lab -run TestLabDoc -update-labs-doc`" + `.
-`
-
+// labDocNotes say more about each lab in docs/labs.md (doc_test.go), in
+// a paragraph after its answer.
 var labDocNotes = map[string]string{
 	"handshake":  "SYN seq=x; SYN+ACK seq=y ack=x+1; ACK seq=x+1 ack=y+1 (RFC 9293 §3.5). The claims check the absolute numbers and the states of both sides.",
 	"close":      "The client closes first (FIN seq=u); the server acknowledges (ack=u+1), goes on sending while half-closed, then closes (FIN seq=w); the client's last ACK carries ack=w+1 and seq=u+1, because its FIN took a sequence number. The passive side is CLOSED first; the active side waits 2*MSL in TIME-WAIT.",

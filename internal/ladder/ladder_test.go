@@ -113,3 +113,21 @@ func TestJSON(t *testing.T) {
 		t.Errorf("a segment event carries claim fields")
 	}
 }
+
+// TestRecorderTee: a Tee hands each event to every sink, in order, and a
+// Recorder keeps them.
+func TestRecorderTee(t *testing.T) {
+	a, b := NewRecorder(), NewRecorder()
+	s := Tee(a, nil, b)
+	s.Emit(Event{Kind: KindNote, Text: "one"})
+	s.Emit(Event{Kind: KindNote, Text: "two"})
+	for _, r := range []*Recorder{a, b} {
+		ev := r.Events()
+		if len(ev) != 2 || ev[0].Text != "one" || ev[1].Text != "two" {
+			t.Errorf("recorded %+v", ev)
+		}
+	}
+	if Tee(a) != Sink(a) {
+		t.Error("a Tee of one sink should be that sink")
+	}
+}

@@ -1,0 +1,216 @@
+package lab
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"ustack/internal/ladder"
+	"ustack/internal/picture"
+)
+
+var updateLabDoc = flag.Bool("update-labs-doc", false, "rewrite docs/labs.md and docs/labs/*.svg from in-memory runs of the labs")
+
+var (
+	labDocPath   = filepath.Join("..", "..", "docs", "labs.md")
+	labDocPicDir = filepath.Join("..", "..", "docs", "labs")
+)
+
+// labDocBroken is the failing run the course shows, and its picture.
+const labDocBroken = "time-wait-broken"
+
+// TestLabDoc: docs/labs.md, the course, has a part for every registered
+// lab with its picture in docs/labs; -update-labs-doc rewrites both from
+// in-memory runs. The pictures of the labs in virtual time must be what a
+// run draws now, byte for byte; the TLS labs run in real time with fresh
+// keys, so theirs need only be there and be SVG.
+func TestLabDoc(t *testing.T) {
+	if *updateLabDoc {
+		writeLabDoc(t)
+	}
+	doc, err := os.ReadFile(labDocPath)
+	if err != nil {
+		t.Fatalf("%v (run go test ./internal/lab -run TestLabDoc -update-labs-doc)", err)
+	}
+	for _, sc := range labScenarios {
+		if !bytes.Contains(doc, []byte("\n## "+sc.name+": ")) || !bytes.Contains(doc, []byte("(labs/"+sc.name+".svg)")) {
+			t.Errorf("docs/labs.md lacks lab %s or its picture (run go test ./internal/lab -run TestLabDoc -update-labs-doc)", sc.name)
+		}
+		if sc.real {
+			checkDocPicture(t, sc.name, nil)
+			continue
+		}
+		ev, _ := labEvents(t, sc, Options{})
+		checkDocPicture(t, sc.name, ev)
+	}
+	sc, _ := byName("time-wait")
+	ev, _ := labEvents(t, sc, Options{Break: breakSkipTimeWait})
+	checkDocPicture(t, labDocBroken, ev)
+}
+
+// checkDocPicture: docs/labs/NAME.svg is SVG and, given the events of a
+// fresh run, exactly their picture.
+func checkDocPicture(t *testing.T, name string, ev []ladder.Event) {
+	t.Helper()
+	got, err := os.ReadFile(filepath.Join(labDocPicDir, name+".svg"))
+	if err != nil {
+		t.Errorf("%v (run go test ./internal/lab -run TestLabDoc -update-labs-doc)", err)
+		return
+	}
+	if svgArrows(t, got) == 0 {
+		t.Errorf("docs/labs/%s.svg has no arrow", name)
+	}
+	if ev == nil {
+		return
+	}
+	var want bytes.Buffer
+	picture.SVG(&want, ev)
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Errorf("docs/labs/%s.svg is not what the lab draws now (run go test ./internal/lab -run TestLabDoc -update-labs-doc)", name)
+	}
+}
+
+// writeLabDoc runs every lab in memory and writes the course and the
+// pictures.
+func writeLabDoc(t *testing.T) {
+	if err := os.MkdirAll(labDocPicDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	b.WriteString(labDocIntro)
+	fmt.Fprintf(&b, "This file and the pictures in docs/labs/ are generated from commit %s: `go test ./internal/lab -run TestLabDoc -update-labs-doc`.\n", labDocCommit())
+	for _, sc := range labScenarios {
+		ev, ok := labEvents(t, sc, Options{})
+		if !ok {
+			t.Fatalf("lab %s failed: %s", sc.name, claimsMarkdown(ev))
+		}
+		writeDocPicture(t, sc.name, ev)
+		fmt.Fprintf(&b, "\n## %s: %s\n\n**Answer:** %s\n\n", sc.name, sc.title, sc.answer)
+		if n := labDocNotes[sc.name]; n != "" {
+			b.WriteString(n + "\n\n")
+		}
+		fmt.Fprintf(&b, "Prove it: `ustack lab %s` (`--svg %s.svg` for the picture, `--tun` against the kernel's TCP).\n\n", sc.name, sc.name)
+		fmt.Fprintf(&b, "[![lab %s](labs/%s.svg)](labs/%s.svg)\n\n", sc.name, sc.name, sc.name)
+		if sc.real {
+			b.WriteString("(This lab runs in real time with fresh keys: its picture and its values differ on every run.)\n\n")
+		}
+		b.WriteString("Checked in that run:\n\n" + claimsMarkdown(ev))
+	}
+	sc, _ := byName("time-wait")
+	ev, _ := labEvents(t, sc, Options{Break: breakSkipTimeWait})
+	writeDocPicture(t, labDocBroken, ev)
+	b.WriteString(labDocOutro + fmt.Sprintf("[![a lab that fails](labs/%s.svg)](labs/%s.svg)\n\n", labDocBroken, labDocBroken) + claimsMarkdown(ev))
+	if err := os.WriteFile(labDocPath, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeDocPicture(t *testing.T, name string, ev []ladder.Event) {
+	var svg bytes.Buffer
+	if err := picture.SVG(&svg, ev); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(labDocPicDir, name+".svg"), svg.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// claimsMarkdown lists a run's claims, each with ✔ or ✘, and its verdict.
+func claimsMarkdown(ev []ladder.Event) string {
+	var b strings.Builder
+	for _, e := range ev {
+		switch {
+		case e.Kind == ladder.KindClaim && e.Outcome != nil && e.OK:
+			b.WriteString("- ✔ " + e.Text + "\n")
+		case e.Kind == ladder.KindClaim:
+			b.WriteString("- ✘ " + e.Text + "\n")
+		case e.Kind == ladder.KindVerdict && e.Outcome != nil && e.OK:
+			b.WriteString("\n**PASS**\n")
+		case e.Kind == ladder.KindVerdict:
+			b.WriteString("\n**FAIL**: " + e.Text + "\n")
+		}
+	}
+	return b.String()
+}
+
+// labDocCommit is the commit the course is generated from.
+func labDocCommit() string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "(unknown: git was not available)"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+const labDocIntro = `# ustack lab: the textbook, live
+
+A short course in TCP and HTTPS. Each part asks a textbook question, gives
+the answer in one line, and names the command that proves it on the wire:
+` + "`ustack lab`" + ` runs the story, draws the conversation as a ladder diagram (the
+client on the left, the server on the right, the states of each side beside
+them; sequence numbers relative to each side's initial sequence number
+unless said otherwise), and checks what the textbook claims. Each lab ends
+with PASS or FAIL and the exit status says the same. The picture of each
+part is the lab's own, drawn by ` + "`--svg`" + ` from the run that checked the claims
+listed under it.
+
+    ustack lab                  list the scenarios
+    ustack lab NAME             run one
+    ustack lab all              run every one and print a summary
+    ustack lab --tun NAME       the server on ustack behind a TUN in a fresh network
+                                namespace, the client on the kernel's TCP (root)
+    ustack lab --lang zh NAME   narrate in Chinese (三次握手, 四次挥手, TIME_WAIT, 2MSL,
+                                保活计时器, 预主密钥, 会话密钥)
+    ustack lab --no-color NAME  plain text
+    ustack lab --json NAME      JSON events instead of the ladder (docs/events.md)
+    ustack lab --svg FILE NAME  also draw the story as an SVG sequence diagram
+    ustack lab --html FILE NAME also write a self-contained HTML page: the picture,
+                                the narration, the claims and the verdict
+    ustack lab all --svg DIR --html DIR
+                                one DIR/NAME.svg and DIR/NAME.html per lab, and
+                                an index.html in the --html directory
+
+` + "`ustack demo --svg FILE --html FILE`" + ` draws the demo's whole HTTPS story the same
+way. In a picture time flows down: each segment is a sloped arrow from its
+sender to its receiver labelled with its flags, seq, ack and len, TLS
+messages are purple and named, a segment the lab drops stops halfway at an
+X, one it injects is dashed, a long idle gap is cut short by a break such
+as "… 60 s …", the narration runs down the right, and the congestion labs
+add a plot of cwnd, ssthresh and bytes in flight under the diagram.
+
+The in-memory labs run two ustack stacks over an in-memory link in virtual
+time, so 2*MSL (60 s) and keepalive's idle time take no wall time, and their
+TCP output is the same on every run; the TLS labs run in real time and draw
+fresh keys. ` + "`link.Impair`" + ` rules drop (or delay) exactly the packet a story
+needs; old duplicates are written into the link as raw packets. With --tun
+the same stories run in real time with short timers against Linux; the
+kernel's states, which ustack cannot see, are inferred from its packets and
+marked with ~.
+
+The tests (internal/lab/lab_test.go) run every lab in memory and, as root,
+with --tun, and show that the labs check something: with the hidden,
+test-only flag ` + "`--break skip-time-wait`" + ` the client is a TCP the lab
+builds itself from raw segments, which goes to CLOSED at once instead of
+waiting in TIME-WAIT, and with ` + "`--break two-way-handshake`" + ` the
+stale-syn lab's server is such a TCP that opens a connection on a SYN alone:
+the time-wait, close and stale-syn labs then FAIL. ustack itself is never
+broken on purpose.
+
+`
+
+const labDocOutro = `
+## A lab that fails
+
+With a client that skips TIME-WAIT (a TCP the lab builds from raw segments,
+behind a test-only switch), the time-wait lab shows what TIME-WAIT is for:
+the repeated FIN meets an RST, the new connection reuses the 4-tuple, and
+the old segment's bytes are read as new data (after which the two ends, out
+of step, ACK each other in a storm). The lab fails, exit status 1:
+` + "`ustack lab --break skip-time-wait time-wait`" + `.
+
+`
