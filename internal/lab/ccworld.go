@@ -6,6 +6,7 @@ import (
 
 	"ustack/internal/record"
 	"ustack/stack"
+	"ustack/stack/header"
 	"ustack/stack/link"
 	"ustack/stack/tcp"
 )
@@ -38,6 +39,7 @@ type ccPoint struct {
 	cwnd, ssthresh, inFlight int           // bytes; ssthresh 0: none yet
 	ca                       tcp.CAState
 	timeouts, fastRtx        uint64
+	dupAcks                  uint64 // duplicate ACKs the sender has counted
 }
 
 // ccSampler follows one sending connection: it emits a sample event each
@@ -66,7 +68,7 @@ const noSsthresh = 1 << 30
 func (s *ccSampler) take() {
 	i := s.c.Info()
 	p := ccPoint{t: s.r.now().Sub(s.start), cwnd: i.Cwnd, ssthresh: i.Ssthresh, inFlight: i.Unacked,
-		ca: i.CAState, timeouts: i.Stats.Timeouts, fastRtx: i.Stats.FastRetransmits}
+		ca: i.CAState, timeouts: i.Stats.Timeouts, fastRtx: i.Stats.FastRetransmits, dupAcks: i.Stats.DupAcks}
 	if p.ssthresh >= noSsthresh {
 		p.ssthresh = 0
 	}
@@ -270,10 +272,14 @@ func newData(pk []record.Pkt) []record.Pkt {
 
 // firstRetransmit finds the first data segment sent again in pk: its
 // index, and the flight (SND.MAX - SND.UNA) the sender had when it sent
-// it, read from the wire: the highest byte sent before it, less the
-// highest ACK that had reached the sender (the client's packets take
-// exactly ccDelay).
+// it (see flightAt).
 func firstRetransmit(pk []record.Pkt) (idx, flight int, ok bool) {
+	return retransmitOf(pk, func(record.Pkt) bool { return true })
+}
+
+// retransmitOf finds the first data segment sent again in pk that match
+// accepts, and the flight when it was sent.
+func retransmitOf(pk []record.Pkt, match func(record.Pkt) bool) (idx, flight int, ok bool) {
 	var maxEnd uint32
 	have := false
 	for i, p := range pk {
@@ -281,20 +287,28 @@ func firstRetransmit(pk []record.Pkt) (idx, flight int, ok bool) {
 			continue
 		}
 		end := p.Seq + uint32(len(p.Payload))
-		if have && int32(p.Seq-maxEnd) < 0 {
-			var una uint32
-			for _, a := range pk[:i] {
-				if a.ToServer && !a.T.Add(ccDelay).After(p.T) && int32(a.Ack-una) > 0 {
-					una = a.Ack
-				}
-			}
-			return i, int(maxEnd - una), true
+		if have && int32(p.Seq-maxEnd) < 0 && match(p) {
+			return i, flightAt(pk[:i], maxEnd, p.T), true
 		}
 		if !have || int32(end-maxEnd) > 0 {
 			maxEnd, have = end, true
 		}
 	}
 	return 0, 0, false
+}
+
+// flightAt is SND.MAX - SND.UNA at t read from the wire: the end of the
+// highest byte sent (maxEnd), less the highest ACK that had reached the
+// sender by t (the client's packets take exactly ccDelay).
+func flightAt(pk []record.Pkt, maxEnd uint32, t time.Time) int {
+	var una uint32
+	have := false
+	for _, a := range pk {
+		if a.ToServer && a.Has(header.FlagACK) && !a.T.Add(ccDelay).After(t) && (!have || int32(a.Ack-una) > 0) {
+			una, have = a.Ack, true
+		}
+	}
+	return int(maxEnd - una)
 }
 
 // ccRounds splits the segments into rounds: bursts separated by a pause
