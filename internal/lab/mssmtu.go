@@ -2,13 +2,16 @@ package lab
 
 import (
 	"encoding/binary"
+	"io"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"ustack/internal/record"
 	"ustack/stack"
 	"ustack/stack/header"
 	"ustack/stack/link"
+	"ustack/stack/tcp"
 )
 
 // The mss-mtu lab's numbers: the server's small link MTU, then a router
@@ -139,7 +142,7 @@ func (r *labRun) mmPMTU() (mmB, error) {
 		if b.dropped == 1 {
 			r.say("the router's next hop has MTU %d: this %d-byte packet (DF set) cannot pass; the router drops it and sends ICMP \"fragmentation needed, next-hop MTU %d\" back", mmRouterMTU, size, mmRouterMTU)
 		}
-		icmp := mmFragNeeded(p)
+		icmp := mmFragNeeded(p, mmRouter, mmRouterMTU)
 		w.clk.AfterFunc(mmDelay/2, func() {
 			b.icmps++
 			w.cliEnd.WriteBatch([][]byte{icmp}, link.Headroom)
@@ -186,20 +189,90 @@ func (r *labRun) mmPMTU() (mmB, error) {
 // "fragmentation needed and DF set" (RFC 792, RFC 1191 §4), about the
 // server's packet p: it quotes p's IPv4 header and the first 8 bytes of
 // its TCP header.
-func mmFragNeeded(p record.Pkt) []byte {
+func mmFragNeeded(p record.Pkt, from netip.Addr, mtu int) []byte {
 	orig := record.Build(netip.AddrPortFrom(p.Src, p.SrcPort), netip.AddrPortFrom(p.Dst, p.DstPort), p.Seq, p.Ack, p.Flags, nil)[link.Headroom:]
 	quote := orig[:28]
 	m := header.ICMPv4(make([]byte, 8+len(quote)))
 	m.SetType(header.ICMPDestUnreach)
 	m.SetCode(header.ICMPFragNeeded)
-	binary.BigEndian.PutUint16(m[6:], mmRouterMTU)
+	binary.BigEndian.PutUint16(m[6:], uint16(mtu))
 	copy(m[8:], quote)
 	m.UpdateChecksum()
 	b := make([]byte, link.Headroom+20+len(m))
 	ip := b[link.Headroom:]
-	header.PutIPv4(ip, header.IPv4Fields{TotalLen: uint16(len(ip)), TTL: 64, Protocol: header.ProtoICMP, Src: mmRouter.As4(), Dst: p.Src.As4()})
+	header.PutIPv4(ip, header.IPv4Fields{TotalLen: uint16(len(ip)), TTL: 64, Protocol: header.ProtoICMP, Src: from.As4(), Dst: p.Src.As4()})
 	copy(ip[20:], m)
 	return b
 }
 
-func labMSSMTUTUN(r *labRun) error { return nil }
+// mmTUNRouterMTU is the --tun router's MTU, below the 1000 bytes of the
+// kernel's packets to a server that announced MSS 960.
+const mmTUNRouterMTU = 800
+
+// labMSSMTUTUN: ustack announces MSS 960 (as a host with MTU 1000) and the
+// kernel's segments obey it; then the lab, as a router with MTU 800 on
+// ustack's side of the TUN, drops the kernel's large packets and sends
+// ICMP "fragmentation needed" to the kernel, whose segments shrink.
+func labMSSMTUTUN(r *labRun) error {
+	var w *labTWorld
+	var router atomic.Bool
+	var dropped, after atomic.Int64
+	dropIn := func(p record.Pkt) bool {
+		size := 20 + 20 + mmTSOpt + len(p.Payload)
+		if !router.Load() || len(p.Payload) == 0 {
+			return false
+		}
+		if size <= mmTUNRouterMTU {
+			if dropped.Load() > 0 {
+				after.Store(max(after.Load(), int64(len(p.Payload))))
+			}
+			return false
+		}
+		if dropped.Add(1) == 1 {
+			r.say("the router's next hop has MTU %d: this %d-byte packet cannot pass; ICMP \"fragmentation needed, next-hop MTU %d\" goes back to the kernel", mmTUNRouterMTU, size, mmTUNRouterMTU)
+		}
+		icmp := mmFragNeeded(p, labServer.Addr(), mmTUNRouterMTU)
+		go w.tap.WriteBatch([][]byte{icmp}, link.Headroom)
+		return true
+	}
+	w, c, sc, done, err := r.tunConnected(tcp.Config{MSS: mmSmallMTU - 40}, dropIn)
+	defer done()
+	if err != nil {
+		return err
+	}
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	sc.SetDeadline(time.Now().Add(20 * time.Second))
+	r.say("ustack announces MSS %d (as a host whose link has MTU %d); the kernel, on a TUN with MTU 1500, announces 1460", mmSmallMTU-40, mmSmallMTU)
+	r.quiet = true
+	upload := func() (int, error) {
+		errc := make(chan error, 1)
+		go func() { _, err := c.Write(make([]byte, mmSize)); errc <- err }()
+		n, err := io.ReadFull(sc, make([]byte, mmSize))
+		if err == nil {
+			err = <-errc
+		}
+		return n, err
+	}
+	n0 := len(r.rec.Packets())
+	if _, err := upload(); err != nil {
+		return err
+	}
+	pk := r.rec.Packets()[n0:]
+	kMax := largest(pk, func(p record.Pkt) bool { return p.ToServer })
+	r.say("the kernel sent %d bytes in segments of at most %d (the ladder is not drawn)", mmSize, kMax)
+	r.quiet = false
+	r.section("path MTU discovery: a router with MTU %d in the middle", mmTUNRouterMTU)
+	router.Store(true)
+	r.quiet = true
+	got, err := upload()
+	r.quiet = false
+	if err != nil {
+		return err
+	}
+	r.say("the kernel sent another %d bytes; after the ICMP its segments carry at most %d", got, after.Load())
+	r.check(kMax == mmSmallMTU-40-mmTSOpt, "the kernel's segments carry at most ustack's MSS %d − %d (timestamps) = %d bytes (%d)", mmSmallMTU-40, mmTSOpt, mmSmallMTU-40-mmTSOpt, kMax)
+	r.check(dropped.Load() > 0, "the router drops the kernel's packets over %d bytes (%d dropped)", mmTUNRouterMTU, dropped.Load())
+	r.check(after.Load() == mmTUNRouterMTU-40-mmTSOpt && got == mmSize,
+		"the kernel takes the ICMP's MTU: its segments shrink to %d − 40 − %d = %d bytes (%d) and all %d bytes arrive", mmTUNRouterMTU, mmTSOpt, mmTUNRouterMTU-40-mmTSOpt, after.Load(), got)
+	return nil
+}
