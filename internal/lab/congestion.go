@@ -255,5 +255,3 @@ func (r *labRun) cgCompare(runs []*ccRunResult, ws []*cgWatch) {
 	r.check(cubic.cwnd > reno.cwnd, "after the same loss CUBIC keeps more of its window than NewReno (%d against %d MSS)", cubic.cwnd/tcp.DefaultMSS, reno.cwnd/tcp.DefaultMSS)
 	_ = clock.Epoch
 }
-
-func labCongestionTUN(r *labRun) error { return nil }

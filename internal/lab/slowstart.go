@@ -234,5 +234,3 @@ func (r *labRun) cubicCAClaim(res *ccRunResult) {
 	r.check(len(inc) >= 3 && lo > 0 && lo < len(inc)-1 && inc[lo] < inc[0] && inc[lo] < inc[len(inc)-1],
 		"cubic: in congestion avoidance the growth per second first slows, then speeds up again: concave, then convex (MSS per second: %v)", inc)
 }
-
-func labSlowStartTUN(r *labRun) error { return nil }
