@@ -127,9 +127,9 @@ func labSlowStartTUN(r *labRun) error {
 // labCongestionTUN: the lab drops three of ustack's segments; the kernel's
 // duplicate ACKs (with SACK blocks, or without) bring the fast retransmit.
 func labCongestionTUN(r *labRun) error {
-	r.say("ustack's server sends %d bytes to the kernel; the lab holds each of its packets %v and drops three of them (the %dth, %dth and %dth new segments)", tunSize, tunDelay, cgFirst, cgFirst+cgSpacing, cgFirst+2*cgSpacing)
+	r.say("ustack's server sends %d bytes to the kernel; the lab holds each of its packets %v and drops three of them (new segments no. %d, %d and %d)", tunSize, tunDelay, cgFirst, cgFirst+cgSpacing, cgFirst+2*cgSpacing)
 	for i, v := range []cgVariant{{"newreno", "newreno", false, false}, {"cubic+sack", "cubic", true, false}} {
-		r.section("%s", cgTitle(v))
+		r.section("%s", r.cgTitle(v))
 		var mu sync.Mutex
 		x := &cgWatch{r: r, v: v}
 		decide := func(p record.Pkt) link.Action {

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"ustack/internal/record"
-	"ustack/stack/clock"
 	"ustack/stack/link"
 	"ustack/stack/tcp"
 )
@@ -73,7 +72,7 @@ func (x *cgWatch) decide(p record.Pkt) link.Action {
 	if x.v.rto {
 		if isNew && x.newSegs == cgFirst {
 			x.dark = true
-			x.r.say("the link goes dark: every segment from the %dth on is lost, until the sender resends the first of them", cgFirst)
+			x.r.say("the link goes dark: every segment from new segment no. %d on is lost, until the sender resends the first of them", cgFirst)
 		}
 		if x.dark && !isNew && len(x.dropped) > 0 && p.Seq == x.dropped[0] {
 			x.dark = false
@@ -100,9 +99,9 @@ func (x *cgWatch) step() {
 	switch {
 	case !x.inRec && p.ca >= tcp.CARecovery:
 		x.inRec, x.recFrom = true, x.r.now()
-		how := "3 duplicate ACKs: fast retransmit"
+		how := x.r.T("3 duplicate ACKs: fast retransmit")
 		if p.ca == tcp.CALoss {
-			how = "no ACK came back: a timeout"
+			how = x.r.T("no ACK came back: a timeout")
 		}
 		x.r.say("%s; ssthresh = %d MSS, cwnd = %d MSS, %d MSS in flight", how, p.ssthresh/mss, p.cwnd/mss, p.inFlight/mss)
 	case x.inRec && p.ca < tcp.CARecovery:
@@ -122,7 +121,7 @@ func (x *cgWatch) step() {
 // cuts its window (RFC 5681 §3.2, RFC 6582, RFC 6675, RFC 6937 PRR);
 // then a whole window is lost and the retransmission timer fires.
 func labCongestion(r *labRun) error {
-	r.say("the path: %v each way, %d Mbit/s; the bottleneck's queue is large, so the only losses are the lab's: the %dth, %dth and %dth new segments (round 4 of slow start)", ccDelay, ccRate/1_000_000, cgFirst, cgFirst+cgSpacing, cgFirst+2*cgSpacing)
+	r.say("the path: %v each way, %d Mbit/s; the bottleneck's queue is large, so the only losses are the lab's: new segments no. %d, %d and %d (round 4 of slow start)", ccDelay, ccRate/1_000_000, cgFirst, cgFirst+cgSpacing, cgFirst+2*cgSpacing)
 	var runs []*ccRunResult
 	var watches []*cgWatch
 	for i, v := range cgVariants {
@@ -130,7 +129,7 @@ func labCongestion(r *labRun) error {
 		case v.rto:
 			r.section("a whole window lost: the retransmission timeout (%s)", v.series)
 		default:
-			r.section("%s", cgTitle(v))
+			r.section("%s", r.cgTitle(v))
 		}
 		x := &cgWatch{r: r, v: v}
 		cfg := tcp.Config{CC: v.cc, NoSACK: !v.sack}
@@ -159,15 +158,15 @@ func labCongestion(r *labRun) error {
 	return nil
 }
 
-func cgTitle(v cgVariant) string {
+func (r *labRun) cgTitle(v cgVariant) string {
 	name := "NewReno (β = 0.5)"
 	if v.cc == "cubic" {
 		name = "CUBIC (β = 0.7)"
 	}
 	if v.sack {
-		return name + ", with SACK"
+		return name + r.T(", with SACK")
 	}
-	return name + ", without SACK"
+	return name + r.T(", without SACK")
 }
 
 // cgClaims checks one sender.
@@ -253,5 +252,4 @@ func (r *labRun) cgCompare(runs []*ccRunResult, ws []*cgWatch) {
 	}
 	reno, cubic := runs[1].s.firstReduced(), runs[3].s.firstReduced()
 	r.check(cubic.cwnd > reno.cwnd, "after the same loss CUBIC keeps more of its window than NewReno (%d against %d MSS)", cubic.cwnd/tcp.DefaultMSS, reno.cwnd/tcp.DefaultMSS)
-	_ = clock.Epoch
 }
