@@ -32,13 +32,15 @@ func (r *labRun) tunCCRun(series string, cfg tcp.Config, decide func(p record.Pk
 		}
 		return link.Delay(tunDelay)
 	}
+	// Quiet before the stack's goroutines start, loud again once they are
+	// gone: the tap reads the flag without a lock.
+	r.quiet = true
+	defer func() { r.quiet = false }()
 	w, ln, done, err := r.tunListen(cfg, out, nil)
 	defer done()
 	if err != nil {
 		return nil, err
 	}
-	r.quiet = true
-	defer func() { r.quiet = false }()
 	c, sc, err := w.connect(ln)
 	if err != nil {
 		return nil, err
@@ -129,7 +131,7 @@ func labSlowStartTUN(r *labRun) error {
 func labCongestionTUN(r *labRun) error {
 	r.say("ustack's server sends %d bytes to the kernel; the lab holds each of its packets %v and drops three of them (new segments no. %d, %d and %d)", tunSize, tunDelay, cgFirst, cgFirst+cgSpacing, cgFirst+2*cgSpacing)
 	for i, v := range []cgVariant{{"newreno", "newreno", false, false}, {"cubic+sack", "cubic", true, false}} {
-		r.section("%s", r.cgTitle(v))
+		r.tunSection("%s", r.cgTitle(v))
 		var mu sync.Mutex
 		x := &cgWatch{r: r, v: v}
 		decide := func(p record.Pkt) link.Action {
@@ -162,4 +164,10 @@ func labCongestionTUN(r *labRun) error {
 	}
 	r.say("(the timeout case runs in memory: without --tun)")
 	return nil
+}
+
+// tunSection is a heading in a --tun lab: a note through the ladder's sink,
+// which serialises it with the packets the stack's goroutines draw.
+func (r *labRun) tunSection(format string, args ...any) {
+	r.say("%s", "── "+fmt.Sprintf(r.T(format), args...))
 }

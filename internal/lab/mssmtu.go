@@ -209,6 +209,9 @@ func mmFragNeeded(p record.Pkt, from netip.Addr, mtu int) []byte {
 // kernel's packets to a server that announced MSS 960.
 const mmTUNRouterMTU = 800
 
+// mmTUNSize is what the kernel sends each time: a dozen segments, drawn.
+const mmTUNSize = 10000
+
 // labMSSMTUTUN: ustack announces MSS 960 (as a host with MTU 1000) and the
 // kernel's segments obey it; then the lab, as a router with MTU 800 on
 // ustack's side of the TUN, drops the kernel's large packets and sends
@@ -243,11 +246,10 @@ func labMSSMTUTUN(r *labRun) error {
 	c.SetDeadline(time.Now().Add(20 * time.Second))
 	sc.SetDeadline(time.Now().Add(20 * time.Second))
 	r.say("ustack announces MSS %d (as a host whose link has MTU %d); the kernel, on a TUN with MTU 1500, announces 1460", mmSmallMTU-40, mmSmallMTU)
-	r.quiet = true
 	upload := func() (int, error) {
 		errc := make(chan error, 1)
-		go func() { _, err := c.Write(make([]byte, mmSize)); errc <- err }()
-		n, err := io.ReadFull(sc, make([]byte, mmSize))
+		go func() { _, err := c.Write(make([]byte, mmTUNSize)); errc <- err }()
+		n, err := io.ReadFull(sc, make([]byte, mmTUNSize))
 		if err == nil {
 			err = <-errc
 		}
@@ -259,20 +261,17 @@ func labMSSMTUTUN(r *labRun) error {
 	}
 	pk := r.rec.Packets()[n0:]
 	kMax := largest(pk, func(p record.Pkt) bool { return p.ToServer })
-	r.say("the kernel sent %d bytes in segments of at most %d (the ladder is not drawn)", mmSize, kMax)
-	r.quiet = false
-	r.section("path MTU discovery: a router with MTU %d in the middle", mmTUNRouterMTU)
+	r.say("the kernel sent %d bytes in segments of at most %d", mmTUNSize, kMax)
+	r.tunSection("path MTU discovery: a router with MTU %d in the middle", mmTUNRouterMTU)
 	router.Store(true)
-	r.quiet = true
 	got, err := upload()
-	r.quiet = false
 	if err != nil {
 		return err
 	}
 	r.say("the kernel sent another %d bytes; after the ICMP its segments carry at most %d", got, after.Load())
 	r.check(kMax == mmSmallMTU-40-mmTSOpt, "the kernel's segments carry at most ustack's MSS %d − %d (timestamps) = %d bytes (%d)", mmSmallMTU-40, mmTSOpt, mmSmallMTU-40-mmTSOpt, kMax)
 	r.check(dropped.Load() > 0, "the router drops the kernel's packets over %d bytes (%d dropped)", mmTUNRouterMTU, dropped.Load())
-	r.check(after.Load() == mmTUNRouterMTU-40-mmTSOpt && got == mmSize,
+	r.check(after.Load() == mmTUNRouterMTU-40-mmTSOpt && got == mmTUNSize,
 		"the kernel takes the ICMP's MTU: its segments shrink to %d − 40 − %d = %d bytes (%d) and all %d bytes arrive", mmTUNRouterMTU, mmTSOpt, mmTUNRouterMTU-40-mmTSOpt, after.Load(), got)
 	return nil
 }

@@ -191,11 +191,11 @@ func labNagleTUN(r *labRun) error {
 	for i := range ts {
 		switch i {
 		case 0:
-			r.section("request 1: the server's first ACKs are quick ACKs")
+			r.tunSection("request 1: the server's first ACKs are quick ACKs")
 		case 1:
-			r.section("request 2: Nagle meets the delayed ACK")
+			r.tunSection("request 2: Nagle meets the delayed ACK")
 		case 2:
-			r.section("request 3: TCP_NODELAY")
+			r.tunSection("request 3: TCP_NODELAY")
 			tc.SetNoDelay(true)
 		}
 		n0 := len(r.rec.Packets())
