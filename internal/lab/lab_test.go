@@ -113,12 +113,16 @@ func TestLabBrokenStackFails(t *testing.T) {
 // TestLabChinese: --lang zh narrates with the textbook's terms.
 func TestLabChinese(t *testing.T) {
 	want := map[string][]string{
-		"handshake": {"三次握手", "初始序号", "PASS"},
-		"close":     {"四次挥手", "TIME_WAIT", "2MSL", "半关闭", "PASS"},
-		"time-wait": {"TIME_WAIT", "2MSL", "已失效的报文段", "PASS"},
-		"stale-syn": {"三次握手", "两次握手", "PASS"},
-		"keepalive": {"保活计时器", "PASS"},
-		"https-rsa": {"预主密钥", "会话密钥", "客户随机数", "服务器随机数", "PASS"},
+		"handshake":  {"三次握手", "初始序号", "PASS"},
+		"close":      {"四次挥手", "TIME_WAIT", "2MSL", "半关闭", "PASS"},
+		"time-wait":  {"TIME_WAIT", "2MSL", "已失效的报文段", "PASS"},
+		"stale-syn":  {"三次握手", "两次握手", "PASS"},
+		"keepalive":  {"保活计时器", "PASS"},
+		"nagle":      {"Nagle 算法", "推迟确认", "PASS"},
+		"slow-start": {"慢开始", "拥塞窗口", "慢开始门限", "拥塞避免", "PASS"},
+		"congestion": {"快重传", "重复确认", "超时重传", "PASS"},
+		"mss-mtu":    {"MSS", "MTU", "需要分片", "PASS"},
+		"https-rsa":  {"预主密钥", "会话密钥", "客户随机数", "服务器随机数", "PASS"},
 	}
 	for name, words := range want {
 		t.Run(name, func(t *testing.T) {

@@ -74,6 +74,11 @@ type labVConfig struct {
 	cliDecide func(p record.Pkt) link.Action
 	srvDecide func(p record.Pkt) link.Action
 	srvOpts   func(o *stack.Options) // the server stack's other options (Backlog, NoSYNCookies), if set
+	// cliOut and srvOut impair what each end sends (a fixed delay, a
+	// bottleneck's rate and queue); cliMTU and srvMTU, if set, are the
+	// MTUs the two stacks see (the pipe itself carries 1500).
+	cliOut, srvOut link.Spec
+	cliMTU, srvMTU int
 }
 
 // newVWorld builds the in-memory world and the ladder.
@@ -87,8 +92,8 @@ func (r *labRun) newVWorld(c labVConfig) (*labVWorld, error) {
 	// A Rule makes link.Impair read the In direction in a real-time
 	// goroutine; in virtual time the stacks must poll the pipe themselves,
 	// so Impair gets a write-only view and the taps read the pipe.
-	w.cliTap.Endpoint = link.Impair(newLabWriteOnly(w.cliEnd), link.ImpairConfig{Clock: w.clk, Rule: w.cliTap.outRule})
-	w.srvTap.Endpoint = link.Impair(newLabWriteOnly(w.srvEnd), link.ImpairConfig{Clock: w.clk, Rule: w.srvTap.outRule})
+	w.cliTap.Endpoint = link.Impair(withMTU(newLabWriteOnly(w.cliEnd), c.cliMTU), link.ImpairConfig{Clock: w.clk, Rule: w.cliTap.outRule, Out: c.cliOut})
+	w.srvTap.Endpoint = link.Impair(withMTU(newLabWriteOnly(w.srvEnd), c.srvMTU), link.ImpairConfig{Clock: w.clk, Rule: w.srvTap.outRule, Out: c.srvOut})
 	w.cliTap.raw, w.srvTap.raw = w.cliEnd, w.srvEnd
 	so := stack.Options{Addr: labServer.Addr(), Clock: w.clk, Rand: labRand(c.srvSeed + 1000), TCP: c.srv, Trace: r.trace, Manual: true}
 	if c.srvOpts != nil {
