@@ -62,7 +62,9 @@ const DefaultHopLimit = 64
 type Verdict uint8
 
 const (
-	// Drop: the packet was refused and counted; the caller forgets it.
+	// Drop: nothing for the caller to do. The packet was refused and
+	// counted under its reason, or taken by the layer (a Packet Too Big
+	// about one of our echo replies, counted as ICMPErrorsTaken).
 	Drop Verdict = iota
 	// Deliver: Packet.Payload is a TCP or UDP packet (Packet.Proto) to one
 	// of our addresses; the transport checks its checksum.
