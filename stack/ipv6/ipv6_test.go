@@ -142,7 +142,9 @@ var dropCases = []struct {
 }
 
 // ourPacket is a datagram from us to peer.
-func ourPacket(proto uint8, payload []byte) []byte { return build(ourAddr, peerAddr, nil, proto, payload) }
+func ourPacket(proto uint8, payload []byte) []byte {
+	return build(ourAddr, peerAddr, nil, proto, payload)
+}
 
 // TestInputDropReasons feeds one bad packet per reason and checks that
 // exactly that counter (and Received) moved.
