@@ -126,6 +126,9 @@ func (l *Layer) icmp(now time.Time, p Packet) (Verdict, Packet) {
 // TCP and UDP are handed up; a Packet Too Big about an echo reply of ours
 // is for the layer. Why is the reason to count when it is nonzero.
 func (l *Layer) ParseICMPError(m header.ICMPv6) (e ICMPError, why Reason) {
+	if len(m) < header.ICMPv6MinLen {
+		return e, ICMPBad
+	}
 	errno, fatal, ok := Errno(m.Type(), m.Code())
 	if !ok {
 		return e, ICMPOtherDropped
