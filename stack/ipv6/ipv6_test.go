@@ -450,3 +450,37 @@ func BenchmarkInputTCP(b *testing.B) {
 		l.Input(t0, pkt)
 	}
 }
+
+// TestConcurrentInput: Input, PutICMPError and the address changes may
+// run at once (run with -race).
+func TestConcurrentInput(t *testing.T) {
+	l := newLayer()
+	done := make(chan bool)
+	for g := range 4 {
+		go func() {
+			defer func() { done <- true }()
+			frags := fragmentsOf(bigEcho(3000), 1000, uint32(g))
+			b := make([]byte, 1280)
+			for i := range 200 {
+				l.Input(t0, bytes.Clone(frags[i%len(frags)]))
+				l.Input(t0, echoReq(ourAddr, nil, echoData))
+				l.PutICMPError(t0, b, tcpPkt(), 1, 4, 0)
+			}
+		}()
+	}
+	for i := range 200 {
+		a := netip.AddrFrom16(ourAddr2)
+		if i%2 == 0 {
+			l.AddAddr(a)
+		} else {
+			l.RemoveAddr(a)
+		}
+		l.IsMine(ourAddr2)
+	}
+	for range 4 {
+		<-done
+	}
+	if l.Stats.Load(Received) != accounted(l) || l.Stats.Load(ICMPEchoReplied) != 800+200 { // 800 requests, 200 reassembled
+		t.Fatal(l.Stats.Snapshot())
+	}
+}
