@@ -34,8 +34,8 @@ func (r *labRun) tunCCRun(series string, cfg tcp.Config, decide func(p record.Pk
 	}
 	// Quiet before the stack's goroutines start, loud again once they are
 	// gone: the tap reads the flag without a lock.
-	r.quiet = true
-	defer func() { r.quiet = false }()
+	r.setQuiet(true)
+	defer r.setQuiet(false)
 	w, ln, done, err := r.tunListen(cfg, out, nil)
 	defer done()
 	if err != nil {

@@ -191,7 +191,10 @@ type ccRunConfig struct {
 	size   int                            // bytes to send (0: send until dur)
 	dur    time.Duration                  // how long the run may last
 	draw   time.Duration                  // draw the ladder this long, then go quiet
-	onStep func(x *labTransfer)
+	// drawWhen, if set, decides at every step whether the ladder is drawn
+	// (a window around the moment the story is about).
+	drawWhen func() bool
+	onStep   func(x *labTransfer)
 }
 
 // ccRunResult is what a run left: the samples, its packets, the server's
@@ -211,8 +214,8 @@ func (r *labRun) ccRun(c ccRunConfig) (*ccRunResult, error) {
 	if q == 0 {
 		q = ccQueue
 	}
-	r.quiet = c.draw == 0
-	defer func() { r.quiet = false }()
+	r.setQuiet(c.draw == 0 && c.drawWhen == nil || c.drawWhen != nil && !c.drawWhen())
+	defer r.setQuiet(false)
 	decide := func(p record.Pkt) link.Action {
 		if c.watch != nil {
 			c.watch(p)
@@ -239,7 +242,10 @@ func (r *labRun) ccRun(c ccRunConfig) (*ccRunResult, error) {
 	start := r.now()
 	x.onStep = func() {
 		if c.draw > 0 && r.now().Sub(start) >= c.draw {
-			r.quiet = true
+			r.setQuiet(true)
+		}
+		if c.drawWhen != nil {
+			r.setQuiet(!c.drawWhen())
 		}
 		if c.onStep != nil {
 			c.onStep(x)

@@ -53,6 +53,21 @@ type cgWatch struct {
 	recFrom  time.Time
 	recTimes []time.Duration // how long each recovery lasted
 	told     bool
+	lostAt   time.Time // when the first segment was dropped
+}
+
+// drawWindow draws the ladder around the first loss: the drop itself, the
+// duplicate ACKs the client sends, and the fast retransmit.
+func (x *cgWatch) drawWindow() bool {
+	if x.lostAt.IsZero() {
+		return false
+	}
+	d := x.r.now().Sub(x.lostAt)
+	// The duplicate ACKs leave the client one way and a queue later
+	// (about 64-69 ms after the drop here) and reach the server 50 ms
+	// after that, when it retransmits.
+	in := func(from, to time.Duration) bool { return d >= from && d < to }
+	return in(0, 2*time.Millisecond) || in(ccDelay+12*time.Millisecond, ccDelay+19*time.Millisecond) || in(2*ccDelay+15*time.Millisecond, 2*ccDelay+19*time.Millisecond)
 }
 
 // decide drops the lost segments (or, in the timeout case, every segment
@@ -86,6 +101,9 @@ func (x *cgWatch) decide(p record.Pkt) link.Action {
 		return link.Pass
 	}
 	if isNew && x.newSegs >= cgFirst && (x.newSegs-cgFirst)%cgSpacing == 0 && len(x.dropped) < cgLost {
+		if x.lostAt.IsZero() {
+			x.lostAt = p.T
+		}
 		x.dropped = append(x.dropped, p.Seq)
 		return link.Drop
 	}
@@ -134,8 +152,12 @@ func labCongestion(r *labRun) error {
 		x := &cgWatch{r: r, v: v}
 		cfg := tcp.Config{CC: v.cc, NoSACK: !v.sack}
 		size := cgSize
+		var when func() bool
+		if i == 0 {
+			when = x.drawWindow
+		}
 		res, err := r.ccRun(ccRunConfig{series: v.series, srv: cfg, seed: 30 + uint64(i), queue: cgQueue, size: size, dur: 60 * time.Second,
-			decide: x.decide, onStep: func(t *labTransfer) {
+			drawWhen: when, decide: x.decide, onStep: func(t *labTransfer) {
 				if x.s == nil {
 					x.s = t.s
 				}

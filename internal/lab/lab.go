@@ -60,6 +60,15 @@ var labScenarios = []scenario{
 	{name: "resumption", answer: "Client and server already share the session's master secret, so an abbreviated handshake skips the certificate and the key exchange: the server sends ChangeCipherSpec and Finished at once, and data flows after 1 round trip instead of 2.", title: "session resumption: session ID and session ticket", desc: "a full handshake, then one resumed by session ID and one by ticket: which messages disappear, 2 round trips become 1; an unreadable ticket means a full handshake", mem: tlsStory((*labRun).tlsEnvMemDelayed, (*labRun).resumption), tun: tlsStory((*labRun).tlsEnvTUNDelayed, (*labRun).resumption), real: true},
 }
 
+// nameWidth is the longest scenario name, for the list's column.
+func nameWidth() int {
+	n := 0
+	for _, s := range labScenarios {
+		n = max(n, len(s.name))
+	}
+	return n
+}
+
 func byName(name string) (scenario, bool) {
 	for _, s := range labScenarios {
 		if s.name == name {
@@ -121,7 +130,7 @@ func List(w io.Writer, opts Options) {
 	}
 	fmt.Fprintln(w, labT(opts.Lang, "Scenarios (ustack lab NAME; ustack lab all runs every one):"))
 	for _, s := range labScenarios {
-		fmt.Fprintf(w, "  %-11s %s\n", s.name, labT(opts.Lang, s.desc))
+		fmt.Fprintf(w, "  %-*s %s\n", nameWidth(), s.name, labT(opts.Lang, s.desc))
 	}
 	fmt.Fprintln(w, labT(opts.Lang, "Flags: --tun (root: the kernel's TCP through a TUN), --lang zh, --no-color, --json, --svg FILE (a picture), --html FILE (a page)."))
 }
@@ -195,7 +204,7 @@ func All(w io.Writer, opts Options) error {
 			if !r.ok {
 				mark = "FAIL: " + r.what
 			}
-			fmt.Fprintf(w, "  %-11s %s\n", r.name, mark)
+			fmt.Fprintf(w, "  %-*s %s\n", nameWidth(), r.name, mark)
 		}
 	}
 	if err := idx.write(opts); err != nil {
@@ -390,12 +399,9 @@ func (r *labRun) check(ok bool, format string, args ...any) bool {
 
 // section prints a heading inside the story.
 func (r *labRun) section(format string, args ...any) {
-	text := fmt.Sprintf(r.T(format), args...)
-	r.emitOwn(ladder.Event{T: r.stamp(), Kind: ladder.KindSection, Text: text})
-	if r.opts.JSON {
-		return
-	}
-	fmt.Fprintf(r.w, "\n%s\n", r.paint(ladder.Bold, "── "+text))
+	// Through the sink, which the text ladder draws under its lock: with
+	// --tun the stack's goroutines draw packets at the same time.
+	r.sink.Emit(ladder.Event{T: r.stamp(), Kind: ladder.KindSection, Text: fmt.Sprintf(r.T(format), args...)})
 }
 
 // sample records one point of a sender's congestion state for the plots

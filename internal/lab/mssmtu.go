@@ -79,8 +79,8 @@ func (r *labRun) mmAnnounce() (mmA, error) {
 		return mmA{}, err
 	}
 	defer w.close()
-	r.quiet = true
-	defer func() { r.quiet = false }()
+	r.setQuiet(true)
+	defer r.setQuiet(false)
 	r.say("the client's link has MTU 1500: its SYN announces MSS 1500 − 40 = 1460 (20 bytes of IPv4 header, 20 of TCP)")
 	r.say("the server's link has MTU %d: its SYN+ACK announces MSS %d", mmSmallMTU, mmSmallMTU-40)
 	c, sc, err := w.establish(ln)

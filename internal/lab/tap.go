@@ -56,6 +56,7 @@ func (t *labTap) writeSeen(p record.Pkt, pkt []byte) {
 	p.Dropped = t.verdict == link.Drop
 	t.r.rec.AddPkt(p)
 	if t.hide != nil && t.hide(p) || !t.r.burst(p.T) {
+		t.r.l.Learn(pkt, t.toServer)
 		return
 	}
 	prev := t.r.l.ClientState()
@@ -129,7 +130,9 @@ func (t *labTap) drawRead(pkt []byte) {
 	}
 	p.ToServer, p.T = !t.toServer, t.r.now()
 	t.r.rec.AddPkt(p)
-	if (t.hide == nil || !t.hide(p)) && t.r.burst(p.T) {
+	if (t.hide != nil && t.hide(p)) || !t.r.burst(p.T) {
+		t.r.l.Learn(pkt, !t.toServer)
+	} else {
 		prev := t.r.l.ClientState()
 		t.r.l.Packet(pkt, !t.toServer, false)
 		if prev == "~LAST-ACK" && p.Has(header.FlagFIN) {

@@ -51,7 +51,7 @@ func (r *labRun) tlsEnvMem() (*labTLSEnv, func(), error) { return r.tlsEnvMemWit
 // tlsEnvMemWith is tlsEnvMem with the server's packets held delay in the
 // network and both stacks on cfg.
 func (r *labRun) tlsEnvMemWith(delay time.Duration, cfg tcp.Config) (*labTLSEnv, func(), error) {
-	r.quiet = true
+	r.setQuiet(true)
 	r.newLadder(time.Now)
 	a, b := link.Pipe(1500)
 	var srvEnd link.Endpoint = b

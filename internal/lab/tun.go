@@ -412,7 +412,7 @@ func (r *labRun) tlsEnvTUN() (*labTLSEnv, func(), error) { return r.tlsEnvTUNWit
 // tlsEnvTUNWith is tlsEnvTUN with the server's packets held delay in the
 // network and the server's stack on cfg.
 func (r *labRun) tlsEnvTUNWith(delay time.Duration, cfg tcp.Config) (*labTLSEnv, func(), error) {
-	r.quiet = true
+	r.setQuiet(true)
 	var hold func(record.Pkt) link.Action
 	if delay > 0 {
 		hold = func(record.Pkt) link.Action { return link.Delay(delay) }

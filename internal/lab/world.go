@@ -24,7 +24,11 @@ var (
 func (r *labRun) trace(e tcp.TraceEvent) {
 	server := e.ID.Local.Addr() == labServer.Addr()
 	r.rec.AddState(record.State{T: e.Time, Server: server, ID: e.ID, From: e.From, To: e.To, Cause: e.Cause})
-	if r.l != nil && !r.isQuiet() {
+	switch {
+	case r.l == nil:
+	case r.isQuiet():
+		r.l.Track(e) // the columns stay right for what is drawn later
+	default:
 		r.l.State(e)
 	}
 }

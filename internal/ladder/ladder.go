@@ -99,7 +99,12 @@ func (l *Ladder) TLSArrow(toServer bool, msg, label string, n int) {
 
 // State records a transition from the trace hook of a ustack side (or of
 // a peer a lab builds).
-func (l *Ladder) State(e tcp.TraceEvent) {
+func (l *Ladder) State(e tcp.TraceEvent) { l.state(e, true) }
+
+// Track records a transition in the columns without drawing it.
+func (l *Ladder) Track(e tcp.TraceEvent) { l.state(e, false) }
+
+func (l *Ladder) state(e tcp.TraceEvent, draw bool) {
 	if e.ID.Local.String() != l.server && e.ID.Remote.String() != l.server {
 		return
 	}
@@ -110,6 +115,9 @@ func (l *Ladder) State(e tcp.TraceEvent) {
 		l.srvState, side = e.To.String(), "server"
 	} else {
 		l.cliState = e.To.String()
+	}
+	if !draw {
+		return
 	}
 	l.emitLocked(Event{Kind: KindState, Transition: &Transition{Side: side, FromState: e.From.String(), ToState: e.To.String(), Cause: e.Cause}})
 }
@@ -154,12 +162,7 @@ func (l *Ladder) Packet(pkt []byte, inbound, dropped bool) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if inbound && p.Has(header.FlagSYN) {
-		l.cliISN = p.Seq
-	}
-	if !inbound && p.Has(header.FlagSYN) {
-		l.srvISN = p.Seq
-	}
+	l.learnLocked(p, inbound)
 	seg := &Segment{Flags: header.FlagString(p.Flags &^ header.FlagPSH), AbsSeq: p.Seq, AbsAck: p.Ack, Len: len(p.Payload), Dropped: dropped}
 	if inbound {
 		seg.Seq, seg.Ack = p.Seq-l.cliISN, p.Ack-l.srvISN
@@ -169,10 +172,32 @@ func (l *Ladder) Packet(pkt []byte, inbound, dropped bool) {
 	if p.Flags&header.FlagACK == 0 {
 		seg.Ack = 0
 	}
+	l.arrowLocked(Event{Kind: KindSegment, Dir: dir(inbound), Label: segLabel(p.Flags, seg.Seq, seg.Ack, seg.Len), Segment: seg})
+}
+
+// Learn takes what a packet tells the ladder (the initial sequence numbers,
+// an inferred state) without drawing it, so that what is drawn after a
+// quiet stretch is numbered and labelled right.
+func (l *Ladder) Learn(pkt []byte, inbound bool) {
+	p, ok := record.Parse(pkt)
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.learnLocked(p, inbound)
+}
+
+func (l *Ladder) learnLocked(p record.Pkt, inbound bool) {
+	if inbound && p.Has(header.FlagSYN) {
+		l.cliISN = p.Seq
+	}
+	if !inbound && p.Has(header.FlagSYN) {
+		l.srvISN = p.Seq
+	}
 	if l.inferClient {
 		l.inferLocked(inbound, p.Flags)
 	}
-	l.arrowLocked(Event{Kind: KindSegment, Dir: dir(inbound), Label: segLabel(p.Flags, seg.Seq, seg.Ack, seg.Len), Segment: seg})
 }
 
 // Inject describes a packet the lab writes into the link itself (an old

@@ -46,8 +46,8 @@ func (t *Text) paint(c, s string) string { return Paint(t.color, c, s) }
 
 func stamp(ms float64) string { return fmt.Sprintf("%8.3fms", ms) }
 
-// Emit draws one ladder event (header, segment, tls, state, note); other
-// kinds are the caller's to print.
+// Emit draws one ladder event (header, segment, tls, state, note,
+// section); other kinds are the caller's to print.
 func (t *Text) Emit(e Event) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -56,6 +56,8 @@ func (t *Text) Emit(e Event) {
 		fmt.Fprintln(t.w, e.Text)
 	case KindHeader:
 		fmt.Fprintf(t.w, "%10s  %-16s %-*s %s\n", "time", t.paint(Bold, e.Client), width, "", t.paint(Bold, e.Server))
+	case KindSection:
+		fmt.Fprintf(t.w, "\n%s\n", t.paint(Bold, "── "+e.Text))
 	case KindNote:
 		fmt.Fprintf(t.w, "%s  %s\n", stamp(e.T), t.paint(Dim, "   "+e.Text))
 	case KindSegment, KindTLS:
