@@ -1,8 +1,8 @@
-// Package stack is ustack's socket layer: a Stack runs the TCP/IPv4 of one
-// address over a link.Endpoint and offers net.Conn and net.Listener. It owns
-// the goroutines (one reader, timer callbacks), the per-connection locks,
-// the clock and the link; the protocol itself lives in the sans-I/O
-// packages below it (ipv4, tcp).
+// Package stack is ustack's socket layer: a Stack runs TCP and UDP over
+// IPv4 for its addresses over a link.Endpoint and offers net.Conn,
+// net.Listener and net.PacketConn. It owns the goroutines (one reader,
+// timer callbacks), the per-connection locks, the clock and the link; the
+// protocols themselves live in the packages below it (ipv4, tcp, udp).
 package stack
 
 import (
@@ -13,6 +13,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,12 +25,21 @@ import (
 	"ustack/stack/link"
 	"ustack/stack/tcp"
 	"ustack/stack/tcp/cc"
+	"ustack/stack/udp"
 )
 
-// Options configure a Stack. Only Addr is required.
+// Options configure a Stack. One address, in Addr, Addrs or Prefixes, is
+// required.
 type Options struct {
-	// Addr is the stack's own IPv4 address.
+	// Addr is the stack's own IPv4 address: a shorthand for Addrs with one
+	// address (it comes first when both are set).
 	Addr netip.Addr
+	// Addrs are the stack's addresses (Stack.AddAddr adds more while it
+	// runs). The first is the primary one, which Stack.Addr returns.
+	Addrs []netip.Addr
+	// Prefixes are more addresses, each with the length of its subnet as
+	// `ip addr add 198.18.0.2/30` gives it (see Stack.AddPrefix).
+	Prefixes []netip.Prefix
 	// Clock drives every timer; clock.Real{} by default, clock.Virtual in tests.
 	Clock clock.Clock
 	// Rand seeds the ISN secret and ephemeral ports; crypto/rand by default.
@@ -93,9 +103,11 @@ type Stack struct {
 	isn  *tcp.ISNGenerator
 	jar  *tcp.CookieJar
 	chal challengeLimiter
-	addr [4]byte
 	mtu  int
 	cnt  counters
+
+	addrs addrSet
+	udp   *udp.Table
 
 	icmpCnt *counter.Set[icmpEvent]
 	frag    fragTimer
@@ -103,7 +115,7 @@ type Stack struct {
 
 	mu        sync.RWMutex // guards conns, listeners; lock order above
 	conns     map[tcp.ID]*Conn
-	listeners map[uint16]*Listener
+	listeners map[listenKey]*Listener
 	portRand  *mrand.Rand
 
 	txMu     sync.Mutex // guards txq; the last lock of the order above
@@ -127,8 +139,9 @@ type Stack struct {
 
 // New starts a stack on ep. The stack reads from ep until Close.
 func New(ep link.Endpoint, opts Options) (*Stack, error) {
-	if !opts.Addr.Is4() {
-		return nil, fmt.Errorf("stack: address %v is not an IPv4 address", opts.Addr)
+	addrs, err := initialAddrs(&opts)
+	if err != nil {
+		return nil, err
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.Real{}
@@ -170,14 +183,18 @@ func New(ep link.Endpoint, opts Options) (*Stack, error) {
 		return nil, fmt.Errorf("stack: seeding ports: %w", err)
 	}
 	s := &Stack{
-		ep: ep, opts: opts, clk: opts.Clock, ip: ipv4.New(opts.Addr), isn: isn, jar: jar,
-		addr: opts.Addr.As4(), mtu: mtu,
+		ep: ep, opts: opts, clk: opts.Clock, ip: ipv4.New(addrs[0].Addr()), isn: isn, jar: jar,
+		mtu:       mtu,
 		conns:     make(map[tcp.ID]*Conn),
-		listeners: make(map[uint16]*Listener),
+		listeners: make(map[listenKey]*Listener),
 		portRand:  mrand.New(mrand.NewChaCha8(*(*[32]byte)(append(seed[:], seed[:]...)))),
+		udp:       udp.NewTable(udpSeed(seed)),
 		done:      make(chan struct{}),
 		cnt:       newCounters(),
 		icmpCnt:   counter.NewSet("", numICMPEvents),
+	}
+	if err := s.setAddrsLocked(addrs); err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
 	}
 	s.chal.perSec = opts.ChallengeACKsPerSecond
 	s.opts.TCP.ChallengeACK = s.chal.allow
@@ -194,14 +211,54 @@ func New(ep link.Endpoint, opts Options) (*Stack, error) {
 	return s, nil
 }
 
-// Addr is the stack's address.
-func (s *Stack) Addr() netip.Addr { return s.opts.Addr }
+// initialAddrs gathers the addresses of opts, Addr first, each once, and
+// sets Addr to the primary one.
+func initialAddrs(opts *Options) ([]netip.Prefix, error) {
+	var in []netip.Prefix
+	if opts.Addr.IsValid() {
+		in = append(in, netip.PrefixFrom(opts.Addr, opts.Addr.BitLen()))
+	}
+	for _, a := range opts.Addrs {
+		in = append(in, netip.PrefixFrom(a, a.BitLen()))
+	}
+	in = append(in, opts.Prefixes...)
+	var out []netip.Prefix
+	for _, p := range in {
+		p, err := normPrefix(p)
+		if err != nil {
+			return nil, fmt.Errorf("stack: address: %w", err)
+		}
+		if i := slices.IndexFunc(out, func(q netip.Prefix) bool { return q.Addr() == p.Addr() }); i >= 0 {
+			if p.Bits() < out[i].Bits() { // the one with its subnet wins
+				out[i] = p
+			}
+			continue
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("stack: no address: set Options.Addr, Addrs or Prefixes")
+	}
+	opts.Addr = out[0].Addr()
+	return out, nil
+}
+
+// udpSeed derives the UDP table's ephemeral-port key from the stack's
+// seed, so that New reads no more randomness than it did.
+func udpSeed(seed [16]byte) [32]byte {
+	var k [32]byte
+	copy(k[:], seed[:])
+	copy(k[16:], seed[:])
+	k[31] ^= 0x5a
+	return k
+}
 
 // Clock is the stack's clock.
 func (s *Stack) Clock() clock.Clock { return s.clk }
 
 // Close stops the stack: every connection is closed with net.ErrClosed
-// (nothing more can be sent) and the link is closed.
+// (nothing more can be sent), so is every UDP socket, and the link is
+// closed.
 func (s *Stack) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
@@ -217,6 +274,9 @@ func (s *Stack) Close() error {
 		s.mu.Unlock()
 		for _, l := range ls {
 			l.Close()
+		}
+		for _, ep := range s.udp.All() {
+			s.udp.Unbind(ep)
 		}
 		for _, c := range conns {
 			c.mu.Lock()
@@ -319,6 +379,9 @@ func (s *Stack) input(now time.Time, pkt []byte) *Conn {
 		s.reply(now, h)
 		return nil
 	case ipv4.DeliverTCP:
+	case ipv4.DeliverUDP:
+		s.udpInput(now, h)
+		return nil
 	case ipv4.DeliverICMPError:
 		return s.icmpError(now, h)
 	case ipv4.Held:
@@ -390,7 +453,10 @@ func (s *Stack) input(now time.Time, pkt []byte) *Conn {
 func (s *Stack) demux(now time.Time, id tcp.ID, seg *tcp.Segment) (c *Conn, stop bool) {
 	s.mu.RLock()
 	c = s.conns[id]
-	l := s.listeners[id.Local.Port()]
+	var l *Listener
+	if c == nil || seg.Flags&header.FlagSYN != 0 {
+		l = s.listenerFor(id.Local)
+	}
 	s.mu.RUnlock()
 	if c != nil && l != nil && seg.Flags&header.FlagSYN != 0 {
 		// A new SYN may end a TIME-WAIT on this 4-tuple (RFC 6191).
@@ -441,12 +507,15 @@ func (s *Stack) demux(now time.Time, id tcp.ID, seg *tcp.Segment) (c *Conn, stop
 // Send implements tcp.Sender.
 func (s *Stack) Send(c *tcp.Conn, seg *tcp.Segment) { s.sendSegment(c.ID, seg) }
 
-// sendSegment builds the IPv4 packet for seg and queues it.
+// sendSegment builds the IP packet for seg, from the connection's local
+// address, and queues it.
 func (s *Stack) sendSegment(id tcp.ID, seg *tcp.Segment) {
 	bp := s.pool.Get().(*[]byte)
 	buf := (*bp)[:cap(*bp)]
 	p := buf[link.Headroom:]
-	t := p[header.IPv4MinHeaderLen:]
+	src, dst := id.Local.Addr(), id.Remote.Addr()
+	ihl := ipHeaderLen(dst)
+	t := p[ihl:]
 	optLen := header.PutTCPOptions(t[header.TCPMinHeaderLen:], &seg.Opts)
 	hl := header.TCPMinHeaderLen + optLen
 	n := copy(t[hl:], seg.Payload)
@@ -454,11 +523,17 @@ func (s *Stack) sendSegment(id tcp.ID, seg *tcp.Segment) {
 		SrcPort: id.Local.Port(), DstPort: id.Remote.Port(),
 		Seq: uint32(seg.Seq), Ack: uint32(seg.Ack), Flags: seg.Flags, Window: seg.Wnd, OptLen: optLen,
 	})
-	dst := id.Remote.Addr().As4()
-	header.SetTCPChecksum(t[:hl+n], s.addr, dst)
-	mtu := s.putIPHeader(p, dst, header.ProtoTCP, hl+n, s.modeFor(id))
+	header.SetTransportChecksum(t[:hl+n], tcpChecksumAt, header.PseudoSum(header.ProtoTCP, src, dst, hl+n))
+	mtu := s.putIPHeader(p, src, dst, header.ProtoTCP, hl+n, s.modeFor(id), false)
+	if mtu == 0 {
+		// The local address was removed: Linux's route lookup fails and
+		// the segment is not sent; the connection's timers go on.
+		s.cnt.Inc(evAddrGone)
+		s.pool.Put(bp)
+		return
+	}
 	s.cnt.Inc(evSegsOut)
-	size := header.IPv4MinHeaderLen + hl + n
+	size := ihl + hl + n
 	if size > mtu {
 		// DF clear (mode "dont", or a path MTU locked below 552) and over
 		// the path MTU: fragments.
@@ -468,6 +543,9 @@ func (s *Stack) sendSegment(id tcp.ID, seg *tcp.Segment) {
 	}
 	s.queue(bp, link.Headroom+size)
 }
+
+// tcpChecksumAt is the offset of the TCP checksum (RFC 9293 §3.1).
+const tcpChecksumAt = 16
 
 // queueCopy queues a copy of an already built packet.
 func (s *Stack) queueCopy(pkt []byte) {
