@@ -177,3 +177,45 @@ func (s *Stack) sourceFor(dst netip.Addr) (netip.Addr, error) {
 	}
 	return a, nil
 }
+
+// initialAddrs gathers the addresses of opts, Addr first, each once, and
+// sets Addr to the primary one.
+func initialAddrs(opts *Options) ([]netip.Prefix, error) {
+	var in []netip.Prefix
+	if opts.Addr.IsValid() {
+		in = append(in, netip.PrefixFrom(opts.Addr, opts.Addr.BitLen()))
+	}
+	for _, a := range opts.Addrs {
+		in = append(in, netip.PrefixFrom(a, a.BitLen()))
+	}
+	in = append(in, opts.Prefixes...)
+	var out []netip.Prefix
+	for _, p := range in {
+		p, err := normPrefix(p)
+		if err != nil {
+			return nil, fmt.Errorf("stack: address: %w", err)
+		}
+		if i := slices.IndexFunc(out, func(q netip.Prefix) bool { return q.Addr() == p.Addr() }); i >= 0 {
+			if p.Bits() < out[i].Bits() { // the one with its subnet wins
+				out[i] = p
+			}
+			continue
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("stack: no address: set Options.Addr, Addrs or Prefixes")
+	}
+	opts.Addr = out[0].Addr()
+	return out, nil
+}
+
+// udpSeed derives the UDP table's ephemeral-port key from the stack's
+// seed, so that New reads no more randomness than it did.
+func udpSeed(seed [16]byte) [32]byte {
+	var k [32]byte
+	copy(k[:], seed[:])
+	copy(k[16:], seed[:])
+	k[31] ^= 0x5a
+	return k
+}

@@ -200,3 +200,45 @@ func (s *Stack) startMSS(cfg *tcp.Config, dst [4]byte) {
 		cfg.MSS = mtu - 40
 	}
 }
+
+// queueCopy queues a copy of an already built packet.
+func (s *Stack) queueCopy(pkt []byte) {
+	bp := s.pool.Get().(*[]byte)
+	copy((*bp)[link.Headroom:], pkt)
+	s.queue(bp, link.Headroom+len(pkt))
+}
+
+// queue adds the first n bytes of the pooled buffer *bp to the output.
+func (s *Stack) queue(bp *[]byte, n int) {
+	s.txMu.Lock()
+	s.txq = append(s.txq, (*bp)[:n])
+	s.txh = append(s.txh, bp)
+	s.txMu.Unlock()
+}
+
+// flush writes every queued packet to the link, in batches, in the order
+// they were queued.
+func (s *Stack) flush() {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.txMu.Lock()
+	q, h := s.txq, s.txh
+	s.txq, s.txh = s.txSpare[:0], s.txSpareH[:0]
+	s.txMu.Unlock()
+	if len(q) == 0 {
+		s.txSpare, s.txSpareH = q, h
+		return
+	}
+	bs := max(s.ep.BatchSize(), 1)
+	for i := 0; i < len(q); i += bs {
+		end := min(i+bs, len(q))
+		if _, err := s.ep.WriteBatch(q[i:end], link.Headroom); err != nil {
+			s.cnt.Inc(evLinkWriteErr)
+		}
+	}
+	for i, bp := range h {
+		s.pool.Put(bp)
+		q[i], h[i] = nil, nil
+	}
+	s.txSpare, s.txSpareH = q[:0], h[:0]
+}

@@ -13,7 +13,6 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/netip"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -209,48 +208,6 @@ func New(ep link.Endpoint, opts Options) (*Stack, error) {
 		go s.readLoop()
 	}
 	return s, nil
-}
-
-// initialAddrs gathers the addresses of opts, Addr first, each once, and
-// sets Addr to the primary one.
-func initialAddrs(opts *Options) ([]netip.Prefix, error) {
-	var in []netip.Prefix
-	if opts.Addr.IsValid() {
-		in = append(in, netip.PrefixFrom(opts.Addr, opts.Addr.BitLen()))
-	}
-	for _, a := range opts.Addrs {
-		in = append(in, netip.PrefixFrom(a, a.BitLen()))
-	}
-	in = append(in, opts.Prefixes...)
-	var out []netip.Prefix
-	for _, p := range in {
-		p, err := normPrefix(p)
-		if err != nil {
-			return nil, fmt.Errorf("stack: address: %w", err)
-		}
-		if i := slices.IndexFunc(out, func(q netip.Prefix) bool { return q.Addr() == p.Addr() }); i >= 0 {
-			if p.Bits() < out[i].Bits() { // the one with its subnet wins
-				out[i] = p
-			}
-			continue
-		}
-		out = append(out, p)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("stack: no address: set Options.Addr, Addrs or Prefixes")
-	}
-	opts.Addr = out[0].Addr()
-	return out, nil
-}
-
-// udpSeed derives the UDP table's ephemeral-port key from the stack's
-// seed, so that New reads no more randomness than it did.
-func udpSeed(seed [16]byte) [32]byte {
-	var k [32]byte
-	copy(k[:], seed[:])
-	copy(k[16:], seed[:])
-	k[31] ^= 0x5a
-	return k
 }
 
 // Clock is the stack's clock.
@@ -546,48 +503,6 @@ func (s *Stack) sendSegment(id tcp.ID, seg *tcp.Segment) {
 
 // tcpChecksumAt is the offset of the TCP checksum (RFC 9293 §3.1).
 const tcpChecksumAt = 16
-
-// queueCopy queues a copy of an already built packet.
-func (s *Stack) queueCopy(pkt []byte) {
-	bp := s.pool.Get().(*[]byte)
-	copy((*bp)[link.Headroom:], pkt)
-	s.queue(bp, link.Headroom+len(pkt))
-}
-
-// queue adds the first n bytes of the pooled buffer *bp to the output.
-func (s *Stack) queue(bp *[]byte, n int) {
-	s.txMu.Lock()
-	s.txq = append(s.txq, (*bp)[:n])
-	s.txh = append(s.txh, bp)
-	s.txMu.Unlock()
-}
-
-// flush writes every queued packet to the link, in batches, in the order
-// they were queued.
-func (s *Stack) flush() {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	s.txMu.Lock()
-	q, h := s.txq, s.txh
-	s.txq, s.txh = s.txSpare[:0], s.txSpareH[:0]
-	s.txMu.Unlock()
-	if len(q) == 0 {
-		s.txSpare, s.txSpareH = q, h
-		return
-	}
-	bs := max(s.ep.BatchSize(), 1)
-	for i := 0; i < len(q); i += bs {
-		end := min(i+bs, len(q))
-		if _, err := s.ep.WriteBatch(q[i:end], link.Headroom); err != nil {
-			s.cnt.Inc(evLinkWriteErr)
-		}
-	}
-	for i, bp := range h {
-		s.pool.Put(bp)
-		q[i], h[i] = nil, nil
-	}
-	s.txSpare, s.txSpareH = q[:0], h[:0]
-}
 
 // register adds c to the demux table unless the 4-tuple is taken.
 func (s *Stack) register(c *Conn) bool {
