@@ -73,7 +73,8 @@ type Options struct {
 	Manual bool
 }
 
-// Stack is one TCP/IPv4 host on a link.
+// Stack is one TCP and UDP over IPv4 host, of one or more addresses, on a
+// link.
 //
 // Lock order. A goroutine that holds more than one of the stack's locks
 // takes them in this order, never the reverse:
@@ -91,9 +92,11 @@ type Options struct {
 // they need and unlock first. The locks below these are leaves, taken last
 // and never held while calling back into the stack: challengeLimiter.mu
 // (under Conn.mu), the clock's (Virtual runs its callbacks unlocked),
-// fragTimer.mu, connModes.mu (under Conn.mu), the IPv4 layer's own
-// (reassembly, path MTUs, ICMP rate limit) and the link endpoint's
-// (WriteBatch under writeMu must not call into the stack).
+// fragTimer.mu, connModes.mu (under Conn.mu), addrSet.mu, the IPv4
+// layer's own (reassembly, path MTUs, ICMP rate limit), the UDP table's
+// and each UDP endpoint's (package udp: never held while calling out),
+// UDPConn.mu, and the link endpoint's (WriteBatch under writeMu must not
+// call into the stack).
 type Stack struct {
 	ep   link.Endpoint
 	opts Options
