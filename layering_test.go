@@ -11,7 +11,7 @@ import (
 // layers says, for every package of the module, which of the module's
 // packages it may depend on (directly or not): the layers of
 // docs/design.md, where imports flow only downward (header, seqnum, clock,
-// counter ← link ← ipv4, ipv6 ← tcp ← stack ← cmd), tlslite stands alone, and
+// counter ← link ← ipv4, ipv6 ← tcp, udp ← stack ← cmd), tlslite stands alone, and
 // tun uses only link. heapq, a container that imports nothing of the
 // module, sits below clock and link. A pattern ending in / stands for a
 // subtree; the longest pattern that matches a package is its rule.
@@ -28,6 +28,7 @@ var layers = []struct {
 	{"ustack/stack/link", []string{"ustack/stack/clock", "ustack/stack/header", "ustack/stack/counter", "ustack/stack/heapq"}},
 	{"ustack/stack/ipv4", []string{"ustack/stack/header", "ustack/stack/counter"}},
 	{"ustack/stack/ipv6", []string{"ustack/stack/header", "ustack/stack/counter"}},
+	{"ustack/stack/udp", []string{"ustack/stack/header", "ustack/stack/counter"}},
 	{"ustack/stack/tcp/cc", nil},
 	{"ustack/stack/tcp", []string{"ustack/stack/header", "ustack/stack/seqnum", "ustack/stack/clock", "ustack/stack/heapq", "ustack/stack/tcp/cc"}},
 	{"ustack/stack", []string{"ustack/stack/"}},

@@ -103,3 +103,72 @@ func BenchmarkTimerSchedule(b *testing.B) {
 		s.tm.schedule(c, v.Now().Add(time.Duration(i%5000+1)*time.Millisecond))
 	}
 }
+
+// udpPair is two Manual stacks on one virtual clock with an echo socket
+// on b and a socket on a connected to it.
+func udpPair(tb testing.TB) (a, b *Stack, ca, sb *UDPConn) {
+	v := clock.NewVirtual()
+	ea, eb := link.Pipe(1500)
+	var err error
+	if a, err = New(ea, Options{Addr: addrA, Clock: v, Manual: true}); err != nil {
+		tb.Fatal(err)
+	}
+	if b, err = New(eb, Options{Addr: addrB, Clock: v, Manual: true}); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { a.Close(); b.Close() })
+	if sb, err = b.ListenUDP(netip.AddrPortFrom(addrB, 7)); err != nil {
+		tb.Fatal(err)
+	}
+	if ca, err = a.DialUDP(netip.AddrPortFrom(addrB, 7)); err != nil {
+		tb.Fatal(err)
+	}
+	return
+}
+
+// udpEchoOnce sends msg from ca, echoes it on sb and reads it back: the
+// whole UDP path (build, checksum, link, parse, demux, queue, read) both
+// ways.
+func udpEchoOnce(tb testing.TB, a, b *Stack, ca, sb *UDPConn, msg, buf []byte) {
+	if _, err := ca.Write(msg); err != nil {
+		tb.Fatal(err)
+	}
+	b.Poll()
+	n, from, err := sb.TryReadFrom(buf)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sb.WriteToUDPAddrPort(buf[:n], from)
+	a.Poll()
+	if n, _, err := ca.TryReadFrom(buf); err != nil || n != len(msg) {
+		tb.Fatalf("echo: %d bytes, %v", n, err)
+	}
+}
+
+// BenchmarkUDPEcho: one 1024-byte datagram there and back per op.
+func BenchmarkUDPEcho(b *testing.B) {
+	sa, sb, ca, cb := udpPair(b)
+	msg, buf := make([]byte, 1024), make([]byte, 2048)
+	b.SetBytes(int64(2 * len(msg)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		udpEchoOnce(b, sa, sb, ca, cb, msg, buf)
+	}
+}
+
+// TestUDPPathAllocatesNothing: in steady state, a datagram's trip through
+// both stacks allocates nothing.
+func TestUDPPathAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under -race (sync.Pool drops items at random)")
+	}
+	sa, sb, ca, cb := udpPair(t)
+	msg, buf := make([]byte, 1024), make([]byte, 2048)
+	for range 50 {
+		udpEchoOnce(t, sa, sb, ca, cb, msg, buf)
+	}
+	if n := testing.AllocsPerRun(200, func() { udpEchoOnce(t, sa, sb, ca, cb, msg, buf) }); n >= 0.1 {
+		t.Fatalf("%v allocations per UDP echo", n)
+	}
+}

@@ -5,6 +5,7 @@ import (
 
 	"ustack/stack/counter"
 	"ustack/stack/tcp"
+	"ustack/stack/udp"
 )
 
 // Stats are the stack-wide counters (Each lists the same, and more, by
@@ -29,6 +30,15 @@ type Stats struct {
 	TCPConns          int    // connections with a TCB now
 	LinkWriteErrors   uint64
 	LinkReadErrors    uint64
+	TCPSegsAddrGone   uint64 // segments not sent: their source address was removed
+
+	UDPInDatagrams  uint64 // queued to a socket
+	UDPOutDatagrams uint64
+	UDPNoPort       uint64 // for no socket (answered with ICMP port unreachable)
+	UDPBadHeader    uint64 // short, or a bad length field
+	UDPBadChecksum  uint64
+	UDPQueueFull    uint64 // dropped: the socket's receive queue was full
+	UDPSockets      int    // sockets open now
 }
 
 // event is a stack-wide count that is not a drop.
@@ -46,6 +56,7 @@ const (
 	evRetransmits               // retransmissions of connections that have ended
 	evLinkWriteErr              // WriteBatch errors
 	evLinkReadErr               // ReadBatch errors
+	evAddrGone                  // TCP segments not sent: their source address was removed
 	numEvents
 )
 
@@ -54,6 +65,7 @@ var eventNames = [numEvents]string{
 	evCookiesSent: "syn_cookies_sent", evCookiesOK: "syn_cookies_ok",
 	evActiveOpens: "active_opens", evPassiveOpens: "passive_opens", evEstablished: "established",
 	evRetransmits: "retransmits", evLinkWriteErr: "link_write_errors", evLinkReadErr: "link_read_errors",
+	evAddrGone: "segs_addr_gone",
 }
 
 func (e event) String() string { return counter.Name(eventNames[:], e, "event") }
@@ -114,15 +126,24 @@ func (s *Stack) Stats() Stats {
 		TCPConns:          n,
 		LinkWriteErrors:   ev(evLinkWriteErr),
 		LinkReadErrors:    ev(evLinkReadErr),
+		TCPSegsAddrGone:   ev(evAddrGone),
+		UDPInDatagrams:    s.udp.Stats.Load(udp.InDatagrams),
+		UDPOutDatagrams:   s.udp.Stats.Load(udp.OutDatagrams),
+		UDPNoPort:         s.udp.Stats.Drops(udp.NoPort),
+		UDPBadHeader:      s.udp.Stats.Drops(udp.BadHeader),
+		UDPBadChecksum:    s.udp.Stats.Drops(udp.BadChecksum),
+		UDPQueueFull:      s.udp.Stats.Drops(udp.QueueFull),
+		UDPSockets:        s.udp.Len(),
 	}
 }
 
 // Each lists every counter of the stack by name, layer by layer: "ip."
 // then the IPv4 layer's (ip.received, ..., ip.drop_bad_checksum, ...),
 // "tcp." then the stack's own (tcp.segs_in, ..., tcp.drop_no_connection,
-// ..., and tcp.conns, the connections with a TCB now), "icmp." then what
-// became of the ICMP errors about TCP (icmp.errors_no_conn, ...), and
-// "link." then
+// ..., and tcp.conns, the connections with a TCB now), "udp." then UDP's
+// (udp.in_datagrams, ..., udp.drop_no_port, ..., and udp.sockets, open
+// now), "icmp." then what became of the ICMP errors about TCP and UDP
+// (icmp.errors_no_conn, ...), and "link." then
 // the link endpoint's, if it lists counters (a counter.Lister, as
 // link.Impaired and link.PipeEnd are).
 func (s *Stack) Each(f func(name string, v uint64)) {
@@ -132,6 +153,8 @@ func (s *Stack) Each(f func(name string, v uint64)) {
 	n := len(s.conns)
 	s.mu.RUnlock()
 	f("tcp.conns", uint64(n))
+	counter.Prefixed("udp.", s.udp.Stats).Each(f)
+	f("udp.sockets", uint64(s.udp.Len()))
 	counter.Prefixed("icmp.", s.icmpCnt).Each(f)
 	if l, ok := s.ep.(counter.Lister); ok {
 		counter.Prefixed("link.", l).Each(f)

@@ -117,7 +117,8 @@ func TestEveryStackCounterIsNamed(t *testing.T) {
 		seen[name] = true
 	})
 	for _, name := range []string{"ip.received", "ip.drop_bad_checksum", "ip.dropped", "tcp.segs_in",
-		"tcp.drop_no_connection", "tcp.drop_tuple_in_use", "tcp.conns", "link.drop_queue_full"} {
+		"tcp.drop_no_connection", "tcp.drop_tuple_in_use", "tcp.conns", "link.drop_queue_full",
+		"udp.in_datagrams", "udp.drop_no_port", "udp.sockets", "icmp.errors_udp_ignored"} {
 		if !seen[name] {
 			t.Errorf("Each does not list %s", name)
 		}
@@ -125,7 +126,8 @@ func TestEveryStackCounterIsNamed(t *testing.T) {
 	if err := counter.Validate(numICMPEvents); err != nil {
 		t.Error(err)
 	}
-	if want := len(a.ip.Stats.Snapshot()) + int(numEvents) + int(numDropReasons) + 1 + int(numICMPEvents) + 2; len(seen) != want {
+	nUDP := len(counter.Snapshot(a.udp.Stats)) + 1
+	if want := len(a.ip.Stats.Snapshot()) + int(numEvents) + int(numDropReasons) + 1 + nUDP + int(numICMPEvents) + 2; len(seen) != want {
 		t.Errorf("Each listed %d counters, want %d", len(seen), want)
 	}
 }

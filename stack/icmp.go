@@ -22,27 +22,34 @@ const (
 	icmpReqIgnored                   // about a passive connection in SYN-RECEIVED, not fatal to it (Linux's tcp_req_err)
 	icmpPMTUUpdates                  // "fragmentation needed" that lowered a path MTU
 	icmpTooBig                       // datagrams over the link MTU with DF set, not sent
+	icmpUDPIgnored                   // about UDP: soft, or for an unconnected socket (Linux without IP_RECVERR)
 	numICMPEvents
 )
 
 var icmpEventNames = [numICMPEvents]string{
 	icmpToConn: "errors_to_conn", icmpNoConn: "errors_no_conn", icmpOutOfWindow: "errors_out_of_window",
 	icmpReqIgnored: "errors_req_ignored", icmpPMTUUpdates: "pmtu_updates", icmpTooBig: "too_big_not_sent",
+	icmpUDPIgnored: "errors_udp_ignored",
 }
 
 func (e icmpEvent) String() string { return counter.Name(icmpEventNames[:], e, "icmp") }
 
 // icmpError hands an ICMP error about one of our TCP segments (RFC 1122
-// §4.2.3.9) to the connection it quotes: local port = the quoted source
-// port, remote = the quoted destination address and port. It returns the
-// connection, or nil.
+// §4.2.3.9) to the connection it quotes: local = the quoted source address
+// and port, remote = the quoted destination address and port. It returns
+// the connection, or nil. An error about a UDP datagram goes to
+// udpICMPError.
 func (s *Stack) icmpError(now time.Time, h header.IPv4) *Conn {
 	e, why := s.ip.ParseICMPError(h)
 	if why != 0 {
 		return nil // Input checked it already
 	}
+	if e.Proto == header.ProtoUDP {
+		s.udpICMPError(now, &e)
+		return nil
+	}
 	id := tcp.ID{
-		Local:  netip.AddrPortFrom(s.opts.Addr, e.SrcPort),
+		Local:  netip.AddrPortFrom(netip.AddrFrom4(e.Src), e.SrcPort),
 		Remote: netip.AddrPortFrom(netip.AddrFrom4(e.Dst), e.DstPort),
 	}
 	s.mu.RLock()

@@ -186,7 +186,7 @@ func waitCounter(t *testing.T, s *Stack, name string, want uint64) {
 // TestProtocolUnreachable: RFC 1122 §3.2.2.1, answered, rate-limited.
 func TestProtocolUnreachable(t *testing.T) {
 	s, p := newRawPeer(t, Options{})
-	udp := p.datagram(header.ProtoUDP, 0, 3, make([]byte, 8))
+	udp := p.datagram(253, 0, 3, make([]byte, 8)) // RFC 3692: for experiments
 	for range 10 {
 		p.send(t, udp)
 	}

@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"net/netip"
 	"sync"
 	"time"
 
@@ -14,21 +15,48 @@ import (
 // The network layer's side of the stack: DF and fragments on the way out,
 // the reassembly timer and the ICMP errors it sends.
 
-// putIPHeader writes the IPv4 header of a datagram to dst with n bytes of
-// proto into p and returns the path MTU to dst. DF follows the path MTU
-// discovery mode. With no path MTU learned and DF wanted (the usual case),
-// it costs two atomic loads.
-func (s *Stack) putIPHeader(p []byte, dst [4]byte, proto uint8, n int, mode ipv4.PMTUDisc) int {
-	if mode != ipv4.PMTUDiscDont && s.ip.PMTU.Empty() {
-		s.ip.PutHeader(p, dst, proto, n)
+// ipHeaderLen is the length of the IP header the stack writes towards dst:
+// 20 for IPv4, which it sends without options.
+func ipHeaderLen(dst netip.Addr) int {
+	if dst.Is4() {
+		return header.IPv4MinHeaderLen
+	}
+	return ipv6HeaderLen
+}
+
+// ipv6HeaderLen is the fixed IPv6 header (RFC 8200 §3), for when IPv6 is
+// wired in.
+const ipv6HeaderLen = 40
+
+// putIPHeader writes the IP header of a datagram from src to dst carrying
+// n bytes of proto into p[:ipHeaderLen(dst)] and returns the path MTU to
+// dst, or 0 when the datagram cannot be sent: src is no longer one of our
+// addresses (RFC 1122 §3.3.4.2: a host's datagrams carry one of its own
+// addresses as source; see addrSet for what a removed address means), or
+// its family has no layer. DF follows the path MTU discovery mode; with
+// mayFrag, a datagram over the path MTU in mode "want" goes with DF clear,
+// to be fragmented, as Linux's __ip_make_skb sets DF on a UDP datagram only
+// when it fits. With no path MTU learned and DF wanted (the usual case),
+// it costs three atomic loads and a scan of the stack's few addresses.
+func (s *Stack) putIPHeader(p []byte, src, dst netip.Addr, proto uint8, n int, mode ipv4.PMTUDisc, mayFrag bool) int {
+	if !dst.Is4() || !src.Is4() {
+		return 0
+	}
+	s4, d4 := src.As4(), dst.As4()
+	if !s.ip.IsLocal(s4) {
+		return 0
+	}
+	size := header.IPv4MinHeaderLen + n
+	if mode != ipv4.PMTUDiscDont && s.ip.PMTU.Empty() && (!mayFrag || size <= s.mtu) {
+		s.ip.PutHeader(p, s4, d4, proto, n)
 		return s.mtu
 	}
 	now := s.clk.Now()
-	mtu, locked := s.pathMTU(now, dst)
-	if mode.DF(locked) {
-		s.ip.PutHeader(p, dst, proto, n)
+	mtu, locked := s.pathMTU(now, d4)
+	if mode.DF(locked) && !(mayFrag && mode == ipv4.PMTUDiscWant && size > mtu) {
+		s.ip.PutHeader(p, s4, d4, proto, n)
 	} else {
-		s.ip.PutHeaderNoDF(now, p, dst, proto, n)
+		s.ip.PutHeaderNoDF(now, p, s4, d4, proto, n)
 	}
 	return mtu
 }
@@ -171,4 +199,46 @@ func (s *Stack) startMSS(cfg *tcp.Config, dst [4]byte) {
 	if mtu, _ := s.ip.PMTU.Lookup(s.clk.Now(), dst); mtu > 0 && cfg.MSS > mtu-40 {
 		cfg.MSS = mtu - 40
 	}
+}
+
+// queueCopy queues a copy of an already built packet.
+func (s *Stack) queueCopy(pkt []byte) {
+	bp := s.pool.Get().(*[]byte)
+	copy((*bp)[link.Headroom:], pkt)
+	s.queue(bp, link.Headroom+len(pkt))
+}
+
+// queue adds the first n bytes of the pooled buffer *bp to the output.
+func (s *Stack) queue(bp *[]byte, n int) {
+	s.txMu.Lock()
+	s.txq = append(s.txq, (*bp)[:n])
+	s.txh = append(s.txh, bp)
+	s.txMu.Unlock()
+}
+
+// flush writes every queued packet to the link, in batches, in the order
+// they were queued.
+func (s *Stack) flush() {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.txMu.Lock()
+	q, h := s.txq, s.txh
+	s.txq, s.txh = s.txSpare[:0], s.txSpareH[:0]
+	s.txMu.Unlock()
+	if len(q) == 0 {
+		s.txSpare, s.txSpareH = q, h
+		return
+	}
+	bs := max(s.ep.BatchSize(), 1)
+	for i := 0; i < len(q); i += bs {
+		end := min(i+bs, len(q))
+		if _, err := s.ep.WriteBatch(q[i:end], link.Headroom); err != nil {
+			s.cnt.Inc(evLinkWriteErr)
+		}
+	}
+	for i, bp := range h {
+		s.pool.Put(bp)
+		q[i], h[i] = nil, nil
+	}
+	s.txSpare, s.txSpareH = q[:0], h[:0]
 }

@@ -6,15 +6,18 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"ustack/stack/tcp"
 	"ustack/stack/tcp/cc"
 )
 
-// Listener accepts TCP connections on a port. It implements net.Listener.
+// Listener accepts TCP connections on a port of one of the stack's
+// addresses or of all of them. It implements net.Listener.
 type Listener struct {
 	s       *Stack
+	addr    netip.Addr // invalid: all the stack's addresses
 	port    uint16
 	cfg     tcp.Config
 	mu      sync.Mutex // guards what follows; lock order: see Stack (after Conn.mu)
@@ -25,7 +28,24 @@ type Listener struct {
 	closed  bool
 }
 
-// ListenTCP listens on port of the stack's address.
+// listenKey finds a listener: its address (invalid: all) and port.
+type listenKey struct {
+	addr netip.Addr
+	port uint16
+}
+
+// listenerFor is the listener for a connection to local: the one on
+// local's address first, then the one on all addresses, as Linux's
+// listener lookup scores a bound address above a wildcard. s.mu is held.
+func (s *Stack) listenerFor(local netip.AddrPort) *Listener {
+	if l := s.listeners[listenKey{local.Addr(), local.Port()}]; l != nil {
+		return l
+	}
+	return s.listeners[listenKey{port: local.Port()}]
+}
+
+// ListenTCP listens on port of all the stack's addresses, those added
+// later included.
 func (s *Stack) ListenTCP(port uint16) (*Listener, error) {
 	return s.ListenTCPConfig(port, s.opts.TCP)
 }
@@ -33,11 +53,25 @@ func (s *Stack) ListenTCP(port uint16) (*Listener, error) {
 // ListenTCPConfig is ListenTCP with a TCP configuration for the accepted
 // connections (keepalive, buffers, ...).
 func (s *Stack) ListenTCPConfig(port uint16, cfg tcp.Config) (*Listener, error) {
+	return s.listen(netip.AddrPortFrom(netip.Addr{}, port), cfg)
+}
+
+// listen makes a listener on local: one of the stack's addresses, or all
+// of them (an invalid or unspecified address). A listener on one address
+// and one on all may share a port, the first taking the connections to
+// its address: Linux allows the pair only with SO_REUSEPORT (then ranks
+// them the same way); we allow it as BSD does.
+func (s *Stack) listen(local netip.AddrPort, cfg tcp.Config) (*Listener, error) {
+	port := local.Port()
+	addr, err := s.checkLocal(local.Addr())
+	if err != nil {
+		return nil, &net.OpError{Op: "listen", Net: "tcp", Addr: net.TCPAddrFromAddrPort(local), Err: err}
+	}
 	if port == 0 {
-		return nil, fmt.Errorf("listen tcp %v:0: choose a port (1-65535)", s.opts.Addr)
+		return nil, fmt.Errorf("listen tcp %v: choose a port (1-65535)", local)
 	}
 	if err := cc.Valid(cfg.CC); err != nil {
-		return nil, fmt.Errorf("listen tcp %v:%d: %w", s.opts.Addr, port, err)
+		return nil, fmt.Errorf("listen tcp %v: %w", local, err)
 	}
 	if cfg.MSS == 0 || cfg.MSS > s.mtu-40 {
 		cfg.MSS = s.mtu - 40
@@ -45,17 +79,17 @@ func (s *Stack) ListenTCPConfig(port uint16, cfg tcp.Config) (*Listener, error) 
 	if cfg.ChallengeACK == nil {
 		cfg.ChallengeACK = s.chal.allow
 	}
-	l := &Listener{s: s, port: port, cfg: cfg.WithDefaults(), backlog: s.opts.Backlog}
+	l := &Listener{s: s, addr: addr, port: port, cfg: cfg.WithDefaults(), backlog: s.opts.Backlog}
 	l.cond.L = &l.mu
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed.Load() {
 		return nil, net.ErrClosed
 	}
-	if _, ok := s.listeners[port]; ok {
-		return nil, &net.OpError{Op: "listen", Net: "tcp", Addr: l.Addr(), Err: fmt.Errorf("port %d is already in use on this stack", port)}
+	if _, ok := s.listeners[l.key()]; ok {
+		return nil, &net.OpError{Op: "listen", Net: "tcp", Addr: l.Addr(), Err: fmt.Errorf("port %d is already in use on this stack: %w", port, syscall.EADDRINUSE)}
 	}
-	s.listeners[port] = l
+	s.listeners[l.key()] = l
 	return l, nil
 }
 
@@ -188,8 +222,8 @@ func (l *Listener) AcceptTCP() (*Conn, error) {
 // Close implements net.Listener. Connections not yet accepted are reset.
 func (l *Listener) Close() error {
 	l.s.mu.Lock()
-	if l.s.listeners[l.port] == l {
-		delete(l.s.listeners, l.port)
+	if l.s.listeners[l.key()] == l {
+		delete(l.s.listeners, l.key())
 	}
 	l.s.mu.Unlock()
 	l.mu.Lock()
@@ -208,9 +242,16 @@ func (l *Listener) Close() error {
 	return nil
 }
 
-// Addr implements net.Listener.
+func (l *Listener) key() listenKey { return listenKey{l.addr, l.port} }
+
+// Addr implements net.Listener: the address listened on, 0.0.0.0 for all
+// of them, as Go's listeners say.
 func (l *Listener) Addr() net.Addr {
-	return net.TCPAddrFromAddrPort(netip.AddrPortFrom(l.s.opts.Addr, l.port))
+	a := l.addr
+	if !a.IsValid() {
+		a = netip.IPv4Unspecified()
+	}
+	return net.TCPAddrFromAddrPort(netip.AddrPortFrom(a, l.port))
 }
 
 // DialTCP opens a connection to raddr (active open) and waits for the
@@ -247,16 +288,24 @@ func (s *Stack) dial(ctx context.Context, raddr netip.AddrPort, cfg tcp.Config, 
 // Ephemeral ports, as Linux's default ip_local_port_range.
 const ephemeralLo, ephemeralHi = 32768, 60999
 
-func (s *Stack) bindEphemeral(raddr netip.AddrPort, cfg tcp.Config) (*Conn, error) {
+// bindEphemeral makes the connection to raddr from src (invalid: the
+// address SelectSource chooses) and an ephemeral port.
+func (s *Stack) bindEphemeral(src netip.Addr, raddr netip.AddrPort, cfg tcp.Config) (*Conn, error) {
 	if cfg.ChallengeACK == nil {
 		cfg.ChallengeACK = s.chal.allow
+	}
+	if !src.IsValid() {
+		var err error
+		if src, err = s.sourceFor(raddr.Addr()); err != nil {
+			return nil, err
+		}
 	}
 	s.mu.Lock()
 	start := s.portRand.IntN(ephemeralHi - ephemeralLo + 1)
 	s.mu.Unlock()
 	for i := 0; i <= ephemeralHi-ephemeralLo; i++ {
 		port := uint16(ephemeralLo + (start+i)%(ephemeralHi-ephemeralLo+1))
-		id := tcp.ID{Local: netip.AddrPortFrom(s.opts.Addr, port), Remote: raddr}
+		id := tcp.ID{Local: netip.AddrPortFrom(src, port), Remote: raddr}
 		c := s.newConn(id, cfg)
 		if s.register(c) {
 			return c, nil
@@ -300,7 +349,7 @@ func (s *Stack) startDial(raddr netip.AddrPort, cfg tcp.Config, bind func(tcp.Co
 		cfg.MSS = s.mtu - 40
 	}
 	if bind == nil {
-		bind = func(cfg tcp.Config) (*Conn, error) { return s.bindEphemeral(raddr, cfg) }
+		bind = func(cfg tcp.Config) (*Conn, error) { return s.bindEphemeral(netip.Addr{}, raddr, cfg) }
 	}
 	c, err := bind(cfg)
 	if err != nil {

@@ -26,15 +26,19 @@ type ListenConfig struct {
 	// TCP configures the accepted connections; nil: the stack's
 	// Options.TCP. Its MSS is TCP_MAXSEG.
 	TCP *tcp.Config
+	// Addr binds the listener to one of the stack's addresses (bind(2)
+	// before listen(2)); the zero Addr or an unspecified one: all of them.
+	// An address the stack does not have is refused (EADDRNOTAVAIL).
+	Addr netip.Addr
 }
 
-// Listen listens on port of the stack's address.
+// Listen listens on port of lc.Addr, or of all the stack's addresses.
 func (lc ListenConfig) Listen(s *Stack, port uint16) (*Listener, error) {
 	cfg := s.opts.TCP
 	if lc.TCP != nil {
 		cfg = *lc.TCP
 	}
-	l, err := s.ListenTCPConfig(port, cfg)
+	l, err := s.listen(netip.AddrPortFrom(lc.Addr, port), cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +53,9 @@ func (lc ListenConfig) Listen(s *Stack, port uint16) (*Listener, error) {
 // Dialer opens connections, like net.Dialer.
 type Dialer struct {
 	// LocalAddr binds the connection before it connects: the address must
-	// be the stack's (or unspecified), and port 0 picks an ephemeral port.
+	// be one of the stack's (EADDRNOTAVAIL otherwise), or unspecified for
+	// the one source address selection chooses (SelectSource); port 0
+	// picks an ephemeral port.
 	LocalAddr netip.AddrPort
 	// ReuseAddr is SO_REUSEADDR: LocalAddr's port may be one that other
 	// connections (in TIME-WAIT among them) use. A listener's port is
@@ -83,22 +89,28 @@ func (d *Dialer) DialContext(ctx context.Context, s *Stack, raddr netip.AddrPort
 // rules as Linux applies them (inet_csk_bind_conflict and
 // __inet_check_established).
 func (s *Stack) bindLocal(local netip.AddrPort, reuse bool, raddr netip.AddrPort, cfg tcp.Config) (*Conn, error) {
-	if a := local.Addr(); a.IsValid() && !a.IsUnspecified() && a != s.opts.Addr {
-		return nil, fmt.Errorf("bind %v: %w (the stack's address is %v)", local, syscall.EADDRNOTAVAIL, s.opts.Addr)
+	src, err := s.checkLocal(local.Addr())
+	if err != nil {
+		return nil, fmt.Errorf("bind %v: %w", local, err)
 	}
 	if local.Port() == 0 {
-		return s.bindEphemeral(raddr, cfg)
+		return s.bindEphemeral(src, raddr, cfg)
+	}
+	if !src.IsValid() {
+		if src, err = s.sourceFor(raddr.Addr()); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.ChallengeACK == nil {
 		cfg.ChallengeACK = s.chal.allow
 	}
-	id := tcp.ID{Local: netip.AddrPortFrom(s.opts.Addr, local.Port()), Remote: raddr}
+	id := tcp.ID{Local: netip.AddrPortFrom(src, local.Port()), Remote: raddr}
 	s.mu.RLock()
-	_, listening := s.listeners[local.Port()]
+	listening := s.listenerFor(id.Local) != nil
 	_, taken := s.conns[id]
 	shared := false
 	for other := range s.conns {
-		if other.Local.Port() == local.Port() {
+		if other.Local == id.Local {
 			shared = true
 			break
 		}

@@ -1,8 +1,8 @@
-// Package stack is ustack's socket layer: a Stack runs the TCP/IPv4 of one
-// address over a link.Endpoint and offers net.Conn and net.Listener. It owns
-// the goroutines (one reader, timer callbacks), the per-connection locks,
-// the clock and the link; the protocol itself lives in the sans-I/O
-// packages below it (ipv4, tcp).
+// Package stack is ustack's socket layer: a Stack runs TCP and UDP over
+// IPv4 for its addresses over a link.Endpoint and offers net.Conn,
+// net.Listener and net.PacketConn. It owns the goroutines (one reader,
+// timer callbacks), the per-connection locks, the clock and the link; the
+// protocols themselves live in the packages below it (ipv4, tcp, udp).
 package stack
 
 import (
@@ -24,12 +24,21 @@ import (
 	"ustack/stack/link"
 	"ustack/stack/tcp"
 	"ustack/stack/tcp/cc"
+	"ustack/stack/udp"
 )
 
-// Options configure a Stack. Only Addr is required.
+// Options configure a Stack. One address, in Addr, Addrs or Prefixes, is
+// required.
 type Options struct {
-	// Addr is the stack's own IPv4 address.
+	// Addr is the stack's own IPv4 address: a shorthand for Addrs with one
+	// address (it comes first when both are set).
 	Addr netip.Addr
+	// Addrs are the stack's addresses (Stack.AddAddr adds more while it
+	// runs). The first is the primary one, which Stack.Addr returns.
+	Addrs []netip.Addr
+	// Prefixes are more addresses, each with the length of its subnet as
+	// `ip addr add 198.18.0.2/30` gives it (see Stack.AddPrefix).
+	Prefixes []netip.Prefix
 	// Clock drives every timer; clock.Real{} by default, clock.Virtual in tests.
 	Clock clock.Clock
 	// Rand seeds the ISN secret and ephemeral ports; crypto/rand by default.
@@ -64,7 +73,8 @@ type Options struct {
 	Manual bool
 }
 
-// Stack is one TCP/IPv4 host on a link.
+// Stack is one TCP and UDP over IPv4 host, of one or more addresses, on a
+// link.
 //
 // Lock order. A goroutine that holds more than one of the stack's locks
 // takes them in this order, never the reverse:
@@ -82,9 +92,11 @@ type Options struct {
 // they need and unlock first. The locks below these are leaves, taken last
 // and never held while calling back into the stack: challengeLimiter.mu
 // (under Conn.mu), the clock's (Virtual runs its callbacks unlocked),
-// fragTimer.mu, connModes.mu and ended.mu (under Conn.mu), the IPv4 layer's own
-// (reassembly, path MTUs, ICMP rate limit) and the link endpoint's
-// (WriteBatch under writeMu must not call into the stack).
+// fragTimer.mu, connModes.mu and ended.mu (under Conn.mu), addrSet.mu, the IPv4
+// layer's own (reassembly, path MTUs, ICMP rate limit), the UDP table's
+// and each UDP endpoint's (package udp: never held while calling out),
+// UDPConn.mu, and the link endpoint's (WriteBatch under writeMu must not
+// call into the stack).
 type Stack struct {
 	ep   link.Endpoint
 	opts Options
@@ -93,11 +105,13 @@ type Stack struct {
 	isn  *tcp.ISNGenerator
 	jar  *tcp.CookieJar
 	chal challengeLimiter
-	addr [4]byte
 	mtu  int
 	cnt  counters
 	// ended sums the counters of ended connections (TCPTotals).
 	ended endedStats
+
+	addrs addrSet
+	udp   *udp.Table
 
 	icmpCnt *counter.Set[icmpEvent]
 	frag    fragTimer
@@ -105,7 +119,7 @@ type Stack struct {
 
 	mu        sync.RWMutex // guards conns, listeners; lock order above
 	conns     map[tcp.ID]*Conn
-	listeners map[uint16]*Listener
+	listeners map[listenKey]*Listener
 	portRand  *mrand.Rand
 
 	txMu     sync.Mutex // guards txq; the last lock of the order above
@@ -129,8 +143,9 @@ type Stack struct {
 
 // New starts a stack on ep. The stack reads from ep until Close.
 func New(ep link.Endpoint, opts Options) (*Stack, error) {
-	if !opts.Addr.Is4() {
-		return nil, fmt.Errorf("stack: address %v is not an IPv4 address", opts.Addr)
+	addrs, err := initialAddrs(&opts)
+	if err != nil {
+		return nil, err
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.Real{}
@@ -172,14 +187,18 @@ func New(ep link.Endpoint, opts Options) (*Stack, error) {
 		return nil, fmt.Errorf("stack: seeding ports: %w", err)
 	}
 	s := &Stack{
-		ep: ep, opts: opts, clk: opts.Clock, ip: ipv4.New(opts.Addr), isn: isn, jar: jar,
-		addr: opts.Addr.As4(), mtu: mtu,
+		ep: ep, opts: opts, clk: opts.Clock, ip: ipv4.New(addrs[0].Addr()), isn: isn, jar: jar,
+		mtu:       mtu,
 		conns:     make(map[tcp.ID]*Conn),
-		listeners: make(map[uint16]*Listener),
+		listeners: make(map[listenKey]*Listener),
 		portRand:  mrand.New(mrand.NewChaCha8(*(*[32]byte)(append(seed[:], seed[:]...)))),
+		udp:       udp.NewTable(udpSeed(seed)),
 		done:      make(chan struct{}),
 		cnt:       newCounters(),
 		icmpCnt:   counter.NewSet("", numICMPEvents),
+	}
+	if err := s.setAddrsLocked(addrs); err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
 	}
 	s.chal.perSec = opts.ChallengeACKsPerSecond
 	s.opts.TCP.ChallengeACK = s.chal.allow
@@ -196,14 +215,12 @@ func New(ep link.Endpoint, opts Options) (*Stack, error) {
 	return s, nil
 }
 
-// Addr is the stack's address.
-func (s *Stack) Addr() netip.Addr { return s.opts.Addr }
-
 // Clock is the stack's clock.
 func (s *Stack) Clock() clock.Clock { return s.clk }
 
 // Close stops the stack: every connection is closed with net.ErrClosed
-// (nothing more can be sent) and the link is closed.
+// (nothing more can be sent), so is every UDP socket, and the link is
+// closed.
 func (s *Stack) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
@@ -219,6 +236,9 @@ func (s *Stack) Close() error {
 		s.mu.Unlock()
 		for _, l := range ls {
 			l.Close()
+		}
+		for _, ep := range s.udp.All() {
+			s.udp.Unbind(ep)
 		}
 		for _, c := range conns {
 			c.mu.Lock()
@@ -321,6 +341,9 @@ func (s *Stack) input(now time.Time, pkt []byte) *Conn {
 		s.reply(now, h)
 		return nil
 	case ipv4.DeliverTCP:
+	case ipv4.DeliverUDP:
+		s.udpInput(now, h)
+		return nil
 	case ipv4.DeliverICMPError:
 		return s.icmpError(now, h)
 	case ipv4.Held:
@@ -392,7 +415,10 @@ func (s *Stack) input(now time.Time, pkt []byte) *Conn {
 func (s *Stack) demux(now time.Time, id tcp.ID, seg *tcp.Segment) (c *Conn, stop bool) {
 	s.mu.RLock()
 	c = s.conns[id]
-	l := s.listeners[id.Local.Port()]
+	var l *Listener
+	if c == nil || seg.Flags&header.FlagSYN != 0 {
+		l = s.listenerFor(id.Local)
+	}
 	s.mu.RUnlock()
 	if c != nil && l != nil && seg.Flags&header.FlagSYN != 0 {
 		// A new SYN may end a TIME-WAIT on this 4-tuple (RFC 6191).
@@ -443,12 +469,15 @@ func (s *Stack) demux(now time.Time, id tcp.ID, seg *tcp.Segment) (c *Conn, stop
 // Send implements tcp.Sender.
 func (s *Stack) Send(c *tcp.Conn, seg *tcp.Segment) { s.sendSegment(c.ID, seg) }
 
-// sendSegment builds the IPv4 packet for seg and queues it.
+// sendSegment builds the IP packet for seg, from the connection's local
+// address, and queues it.
 func (s *Stack) sendSegment(id tcp.ID, seg *tcp.Segment) {
 	bp := s.pool.Get().(*[]byte)
 	buf := (*bp)[:cap(*bp)]
 	p := buf[link.Headroom:]
-	t := p[header.IPv4MinHeaderLen:]
+	src, dst := id.Local.Addr(), id.Remote.Addr()
+	ihl := ipHeaderLen(dst)
+	t := p[ihl:]
 	optLen := header.PutTCPOptions(t[header.TCPMinHeaderLen:], &seg.Opts)
 	hl := header.TCPMinHeaderLen + optLen
 	n := copy(t[hl:], seg.Payload)
@@ -456,11 +485,17 @@ func (s *Stack) sendSegment(id tcp.ID, seg *tcp.Segment) {
 		SrcPort: id.Local.Port(), DstPort: id.Remote.Port(),
 		Seq: uint32(seg.Seq), Ack: uint32(seg.Ack), Flags: seg.Flags, Window: seg.Wnd, OptLen: optLen,
 	})
-	dst := id.Remote.Addr().As4()
-	header.SetTCPChecksum(t[:hl+n], s.addr, dst)
-	mtu := s.putIPHeader(p, dst, header.ProtoTCP, hl+n, s.modeFor(id))
+	header.SetTransportChecksum(t[:hl+n], tcpChecksumAt, header.PseudoSum(header.ProtoTCP, src, dst, hl+n))
+	mtu := s.putIPHeader(p, src, dst, header.ProtoTCP, hl+n, s.modeFor(id), false)
+	if mtu == 0 {
+		// The local address was removed: Linux's route lookup fails and
+		// the segment is not sent; the connection's timers go on.
+		s.cnt.Inc(evAddrGone)
+		s.pool.Put(bp)
+		return
+	}
 	s.cnt.Inc(evSegsOut)
-	size := header.IPv4MinHeaderLen + hl + n
+	size := ihl + hl + n
 	if size > mtu {
 		// DF clear (mode "dont", or a path MTU locked below 552) and over
 		// the path MTU: fragments.
@@ -471,47 +506,8 @@ func (s *Stack) sendSegment(id tcp.ID, seg *tcp.Segment) {
 	s.queue(bp, link.Headroom+size)
 }
 
-// queueCopy queues a copy of an already built packet.
-func (s *Stack) queueCopy(pkt []byte) {
-	bp := s.pool.Get().(*[]byte)
-	copy((*bp)[link.Headroom:], pkt)
-	s.queue(bp, link.Headroom+len(pkt))
-}
-
-// queue adds the first n bytes of the pooled buffer *bp to the output.
-func (s *Stack) queue(bp *[]byte, n int) {
-	s.txMu.Lock()
-	s.txq = append(s.txq, (*bp)[:n])
-	s.txh = append(s.txh, bp)
-	s.txMu.Unlock()
-}
-
-// flush writes every queued packet to the link, in batches, in the order
-// they were queued.
-func (s *Stack) flush() {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	s.txMu.Lock()
-	q, h := s.txq, s.txh
-	s.txq, s.txh = s.txSpare[:0], s.txSpareH[:0]
-	s.txMu.Unlock()
-	if len(q) == 0 {
-		s.txSpare, s.txSpareH = q, h
-		return
-	}
-	bs := max(s.ep.BatchSize(), 1)
-	for i := 0; i < len(q); i += bs {
-		end := min(i+bs, len(q))
-		if _, err := s.ep.WriteBatch(q[i:end], link.Headroom); err != nil {
-			s.cnt.Inc(evLinkWriteErr)
-		}
-	}
-	for i, bp := range h {
-		s.pool.Put(bp)
-		q[i], h[i] = nil, nil
-	}
-	s.txSpare, s.txSpareH = q[:0], h[:0]
-}
+// tcpChecksumAt is the offset of the TCP checksum (RFC 9293 §3.1).
+const tcpChecksumAt = 16
 
 // register adds c to the demux table unless the 4-tuple is taken.
 func (s *Stack) register(c *Conn) bool {

@@ -1,7 +1,8 @@
 // Package services holds the servers that `ustack serve`, the bench and the
 // tests run on any stack's net.Listener: echo (RFC 862), discard (RFC 863),
 // an endless source, a sized source, a holder of idle connections, and an
-// HTTP handler (the visitor's connection page and /bytes/N).
+// HTTP handler (the visitor's connection page and /bytes/N); and UDP echo
+// (RFC 862) on a net.PacketConn.
 package services
 
 import (

@@ -24,7 +24,7 @@ func TestFragmentationRoundTrip(t *testing.T) {
 		copy(m[8:], data)
 		m.UpdateChecksum()
 		pkt := make([]byte, 20+len(m))
-		a.PutHeaderNoDF(t0, pkt, peerAddr, header.ProtoICMP, len(m))
+		a.PutHeaderNoDF(t0, pkt, ourAddr, peerAddr, header.ProtoICMP, len(m))
 		copy(pkt[20:], m)
 		if !NeedsFragments(pkt, mtu) {
 			t.Fatalf("mtu %d: no fragments needed", mtu)
@@ -63,7 +63,7 @@ func TestIDsUnique(t *testing.T) {
 	seen := make(map[uint16]bool)
 	now := t0
 	for i := range 60000 {
-		l.PutHeaderNoDF(now, b, peerAddr, header.ProtoICMP, 0)
+		l.PutHeaderNoDF(now, b, ourAddr, peerAddr, header.ProtoICMP, 0)
 		id := header.IPv4(b).ID()
 		if seen[id] {
 			t.Fatalf("ID %d repeated after %d datagrams", id, i)

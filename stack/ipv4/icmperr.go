@@ -8,9 +8,9 @@ import (
 	"ustack/stack/header"
 )
 
-// ICMPError is an ICMP error message about a TCP segment we sent: what the
-// stack needs to find the connection and tell it (RFC 1122 §3.2.2.1,
-// §4.2.3.9; RFC 5927).
+// ICMPError is an ICMP error message about a TCP segment or UDP datagram
+// we sent: what the stack needs to find the connection or socket and tell
+// it (RFC 1122 §3.2.2.1, §4.1.3.3, §4.2.3.9; RFC 5927).
 type ICMPError struct {
 	Type, Code uint8
 	// Errno is what the error means to the application, as Linux's
@@ -20,9 +20,11 @@ type ICMPError struct {
 	// MTU is the next-hop MTU of a "fragmentation needed" (RFC 1191 §4);
 	// 0 when the router did not say (RFC 1191 §5's old routers).
 	MTU int
-	// From the quoted datagram: its destination (the peer), the TCP ports
-	// and sequence number of the segment.
-	Dst              [4]byte
+	// From the quoted datagram: its protocol (header.ProtoTCP or
+	// ProtoUDP), source (one of our addresses) and destination (the peer),
+	// the ports, and the sequence number of a TCP segment (0 for UDP).
+	Proto            uint8
+	Src, Dst         [4]byte
 	SrcPort, DstPort uint16
 	Seq              uint32
 }
@@ -76,10 +78,11 @@ func Errno(typ, code uint8) (errno syscall.Errno, ok bool) {
 
 // ParseICMPError reads the ICMP error in datagram h, an ICMP message to us
 // with a valid checksum. It checks the quote as RFC 5927 §4 and Linux's
-// icmp_unreach do: an IPv4 header (IHL at least 5) of a datagram from our
-// address, followed by at least 8 octets of its data (RFC 792: "the
-// internet header plus the first 64 bits of the original datagram's
-// data"), of protocol TCP. Why is the reason to count when ok is false.
+// icmp_unreach do: an IPv4 header (IHL at least 5) of a datagram from one
+// of our addresses, followed by at least 8 octets of its data (RFC 792:
+// "the internet header plus the first 64 bits of the original datagram's
+// data"), of protocol TCP or UDP. Why is the reason to count when ok is
+// false.
 func (l *Layer) ParseICMPError(h header.IPv4) (e ICMPError, why Reason) {
 	m := header.ICMPv4(h.Payload())
 	errno, ok := Errno(m.Type(), m.Code())
@@ -95,17 +98,20 @@ func (l *Layer) ParseICMPError(h header.IPv4) (e ICMPError, why Reason) {
 		return e, ICMPErrorBadQuote
 	}
 	qh := header.IPv4(q)
-	if qh.SrcBytes() != l.Addr {
+	if !l.IsLocal(qh.SrcBytes()) {
 		return e, ICMPErrorBadQuote
 	}
-	if qh.Protocol() != header.ProtoTCP {
-		return e, ICMPErrorNotTCP
+	proto := qh.Protocol()
+	if proto != header.ProtoTCP && proto != header.ProtoUDP {
+		return e, ICMPErrorOtherProto
 	}
 	t := q[ihl:]
 	e = ICMPError{
-		Type: m.Type(), Code: m.Code(), Errno: errno, Dst: qh.DstBytes(),
+		Type: m.Type(), Code: m.Code(), Errno: errno, Proto: proto, Src: qh.SrcBytes(), Dst: qh.DstBytes(),
 		SrcPort: binary.BigEndian.Uint16(t[0:]), DstPort: binary.BigEndian.Uint16(t[2:]),
-		Seq: binary.BigEndian.Uint32(t[4:]),
+	}
+	if proto == header.ProtoTCP {
+		e.Seq = binary.BigEndian.Uint32(t[4:])
 	}
 	if e.FragNeeded() {
 		e.MTU = m.NextHopMTU()
@@ -115,7 +121,9 @@ func (l *Layer) ParseICMPError(h header.IPv4) (e ICMPError, why Reason) {
 
 // PutICMPError writes into b (576 bytes, or the path MTU if smaller) an ICMP error of the given
 // type and code about datagram orig, received by us, and returns its length,
-// or 0 when none may be sent:
+// or 0 when none may be sent. Its source is the address orig was sent to,
+// as Linux's icmp_send takes for a datagram to a local address. None is
+// sent:
 //
 //   - RFC 1122 §3.2.2: "An ICMP error message MUST NOT be sent as the result
 //     of receiving: an ICMP error message, ... a datagram destined to an IP
@@ -132,7 +140,7 @@ func (l *Layer) PutICMPError(now time.Time, b []byte, orig header.IPv4, typ, cod
 	if len(orig) < header.IPv4MinHeaderLen || orig.HeaderLen() < header.IPv4MinHeaderLen || orig.HeaderLen() > len(orig) {
 		return 0
 	}
-	if orig.FragmentOffset() != 0 || orig.DstBytes() != l.Addr || badSource(orig.SrcBytes()) {
+	if orig.FragmentOffset() != 0 || !l.IsLocal(orig.DstBytes()) || badSource(orig.SrcBytes()) {
 		return 0
 	}
 	if orig.Protocol() == header.ProtoICMP {
@@ -141,7 +149,7 @@ func (l *Layer) PutICMPError(now time.Time, b []byte, orig header.IPv4, typ, cod
 			return 0
 		}
 	}
-	dst := orig.SrcBytes()
+	src, dst := orig.DstBytes(), orig.SrcBytes()
 	if !l.limit.allow(now, dst, typ, code) {
 		l.Stats.c.Inc(ICMPRateLimited)
 		return 0
@@ -159,11 +167,11 @@ func (l *Layer) PutICMPError(now time.Time, b []byte, orig header.IPv4, typ, cod
 	m.UpdateChecksum()
 	header.PutIPv4(b, header.IPv4Fields{
 		TotalLen: uint16(header.IPv4MinHeaderLen + len(m)),
-		ID:       l.ids.next(now, l.Addr, dst, header.ProtoICMP),
+		ID:       l.ids.next(now, src, dst, header.ProtoICMP),
 		TTL:      DefaultTTL,
 		TOS:      orig.TOS()&0x1e | 0xc0, // Linux: IPTOS_TOS(tos) | IPTOS_PREC_INTERNETCONTROL
 		Protocol: header.ProtoICMP,
-		Src:      l.Addr,
+		Src:      src,
 		Dst:      dst,
 	})
 	l.Stats.c.Inc(ICMPErrorsSent)

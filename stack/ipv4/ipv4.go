@@ -52,16 +52,19 @@ const (
 	// TakeExpired.
 	Held
 	// DeliverICMPError: the returned view holds an ICMP error about a TCP
-	// segment of ours; ParseICMPError reads it.
+	// segment or UDP datagram of ours; ParseICMPError reads it.
 	DeliverICMPError
 	// Unreachable: a datagram of a protocol we do not speak, dropped and
 	// counted under UnknownProtocol; the caller answers with PutICMPError,
 	// protocol unreachable (RFC 1122 §3.2.2.1: a host SHOULD).
 	Unreachable
+	// DeliverUDP: the returned view holds a UDP datagram addressed to us
+	// (its header and checksum are the caller's to check).
+	DeliverUDP
 )
 
 var verdictNames = [...]string{Drop: "drop", DeliverTCP: "deliver-tcp", Reply: "reply",
-	Held: "held", DeliverICMPError: "deliver-icmp-error", Unreachable: "unreachable"}
+	Held: "held", DeliverICMPError: "deliver-icmp-error", Unreachable: "unreachable", DeliverUDP: "deliver-udp"}
 
 func (v Verdict) String() string { return counter.Name(verdictNames[:], v, "verdict") }
 
@@ -70,7 +73,7 @@ type Event uint8
 
 const (
 	Received            Event = iota // packets passed to Input
-	Delivered                        // handed to TCP
+	Delivered                        // handed to TCP or UDP
 	Sent                             // headers written by PutHeader, echo replies, ICMP errors
 	ICMPEchoReplied                  // echo requests turned into replies
 	FragHeld                         // fragments kept for reassembly
@@ -78,7 +81,7 @@ const (
 	ReasmTimeouts                    // reassembly queues that timed out
 	Fragmented                       // datagrams sent in fragments
 	FragmentsSent                    // fragments written by PutFragment
-	ICMPErrorsDelivered              // ICMP errors about our TCP segments handed to the stack
+	ICMPErrorsDelivered              // ICMP errors about our TCP segments or UDP datagrams handed to the stack
 	ICMPErrorsSent                   // ICMP errors sent (protocol unreachable, time exceeded)
 	ICMPRateLimited                  // ICMP errors not sent: rate limit
 	numEvents
@@ -98,24 +101,25 @@ func (e Event) String() string { return counter.Name(eventNames[:], e, "event") 
 type Reason uint8
 
 const (
-	TooShort          Reason = iota // shorter than 20 bytes
-	BadVersion                      // version != 4 (RFC 1122 §3.2.1.1)
-	BadIHL                          // IHL < 5 or header beyond the packet
-	BadTotalLength                  // total length < IHL or > packet length
-	BadChecksum                     // header checksum (RFC 1122 §3.2.1.2)
-	TTLZero                         // TTL 0 (RFC 791 §3.2 "Time to Live")
-	NotForUs                        // destination is not Addr
-	BadSource                       // source 0.0.0.0, broadcast, multicast or loopback (RFC 1122 §3.2.1.3)
-	UnknownProtocol                 // neither TCP nor ICMP (answered with protocol unreachable)
-	ICMPBad                         // ICMP message too short or bad checksum
-	ICMPOtherDropped                // ICMP types we do not consume (echo reply, source quench, redirect, ...)
-	ICMPErrorBadQuote               // ICMP error whose quote is short, not IPv4 or not from us
-	ICMPErrorNotTCP                 // ICMP error about a datagram other than TCP
-	FragOverlap                     // fragment overlapping one held: its whole queue dropped
-	FragDuplicate                   // fragment within data held
-	FragBad                         // empty fragment, or a last fragment contradicting the queue (queue dropped)
-	FragOversize                    // fragments adding up to over 65535 bytes (queue dropped)
-	FragNoMemory                    // reassembly memory or queue cap reached
+	TooShort            Reason = iota // shorter than 20 bytes
+	BadVersion                        // version != 4 (RFC 1122 §3.2.1.1)
+	BadIHL                            // IHL < 5 or header beyond the packet
+	BadTotalLength                    // total length < IHL or > packet length
+	BadChecksum                       // header checksum (RFC 1122 §3.2.1.2)
+	TTLZero                           // TTL 0 (RFC 791 §3.2 "Time to Live")
+	NotForUs                          // destination is none of our addresses
+	BadSource                         // source 0.0.0.0, broadcast, multicast or loopback (RFC 1122 §3.2.1.3)
+	UnknownProtocol                   // neither TCP, UDP nor ICMP (answered with protocol unreachable)
+	ICMPBad                           // ICMP message too short or bad checksum
+	ICMPOtherDropped                  // ICMP types we do not consume (echo reply, source quench, redirect, ...)
+	ICMPErrorBadQuote                 // ICMP error whose quote is short, not IPv4 or not from us
+	ICMPErrorOtherProto               // ICMP error about a datagram other than TCP or UDP
+	FragOverlap                       // fragment overlapping one held: its whole queue dropped
+	FragDuplicate                     // fragment within data held
+	FragBad                           // empty fragment, or a last fragment contradicting the queue (queue dropped)
+	FragOversize                      // fragments adding up to over 65535 bytes (queue dropped)
+	FragNoMemory                      // reassembly memory or queue cap reached
+	NotUnicast                        // destination is a broadcast or multicast address
 	numReasons
 )
 
@@ -124,9 +128,9 @@ var reasonNames = [numReasons]string{
 	BadTotalLength: "bad_total_length", BadChecksum: "bad_checksum", TTLZero: "ttl_zero",
 	NotForUs: "not_for_us", BadSource: "bad_source",
 	UnknownProtocol: "unknown_protocol", ICMPBad: "icmp_bad", ICMPOtherDropped: "icmp_other",
-	ICMPErrorBadQuote: "icmp_error_bad_quote", ICMPErrorNotTCP: "icmp_error_not_tcp",
+	ICMPErrorBadQuote: "icmp_error_bad_quote", ICMPErrorOtherProto: "icmp_error_other_proto",
 	FragOverlap: "frag_overlap", FragDuplicate: "frag_duplicate", FragBad: "frag_bad",
-	FragOversize: "frag_oversize", FragNoMemory: "frag_no_memory",
+	FragOversize: "frag_oversize", FragNoMemory: "frag_no_memory", NotUnicast: "not_unicast",
 }
 
 func (r Reason) String() string { return counter.Name(reasonNames[:], r, "reason") }
@@ -179,14 +183,14 @@ func (s *Stats) Each(f func(name string, v uint64)) {
 // Snapshot returns what Each lists, as a map.
 func (s *Stats) Snapshot() map[string]uint64 { return counter.Snapshot(s) }
 
-// Layer is the IPv4 layer of one stack with one address. Input and PutHeader
-// may be called from any number of goroutines.
+// Layer is the IPv4 layer of one stack, with its addresses (SetAddrs).
+// Input and PutHeader may be called from any number of goroutines.
 type Layer struct {
-	Addr  [4]byte
 	Stats Stats
 	// PMTU holds the path MTUs learned from ICMP (RFC 1191).
 	PMTU PMTUCache
 
+	addrs atomic.Pointer[addrTable]
 	id    atomic.Uint32 // next ID of atomic datagrams (low 16 bits used)
 	ids   idents        // IDs of the others
 	reasm reassembler
@@ -194,13 +198,12 @@ type Layer struct {
 }
 
 // New returns a layer for addr, which must be an IPv4 (or IPv4-mapped IPv6)
-// address; New panics otherwise.
+// address; New panics otherwise. SetAddrs gives it more.
 func New(addr netip.Addr) *Layer {
-	addr = addr.Unmap()
-	if !addr.Is4() {
-		panic(fmt.Sprintf("ipv4: New(%v): not an IPv4 address", addr))
+	l := &Layer{Stats: newStats()}
+	if err := l.SetAddrs([]netip.Prefix{netip.PrefixFrom(addr, addr.BitLen())}); err != nil {
+		panic(fmt.Sprintf("ipv4: New(%v): %v", addr, err))
 	}
-	l := &Layer{Addr: addr.As4(), Stats: newStats()}
 	l.ids.init()
 	l.reasm.init(&l.Stats)
 	return l
@@ -215,12 +218,14 @@ func (l *Layer) drop(r Reason) (Verdict, header.IPv4) {
 // §3.2.1 asks of a host, and decides its fate:
 //
 //   - DeliverTCP, with the header view trimmed to the total length, for a
-//     TCP segment to Addr (the TCP checksum is left to the TCP layer, which
-//     needs the pseudo-header anyway);
-//   - Reply for an ICMP echo request to Addr: it has been rewritten in place
+//     TCP segment to one of our addresses (the TCP checksum is left to the
+//     TCP layer, which needs the pseudo-header anyway); DeliverUDP likewise
+//     for a UDP datagram;
+//   - Reply for an ICMP echo request to us: it has been rewritten in place
 //     into the echo reply, which is the returned view (bytes beyond it are
 //     not part of the reply);
-//   - DeliverICMPError for an ICMP error about one of our TCP segments;
+//   - DeliverICMPError for an ICMP error about one of our TCP segments or
+//     UDP datagrams;
 //   - Held for a fragment kept for reassembly;
 //   - Unreachable for a protocol we do not speak (dropped, and counted);
 //   - Drop for everything else, counted in Stats under its reason.
@@ -254,9 +259,13 @@ func (l *Layer) Input(now time.Time, pkt []byte) (Verdict, header.IPv4) {
 	if h.TTL() == 0 {
 		return l.drop(TTLZero)
 	}
-	// RFC 1122 §3.2.1.3: we have one address and no broadcast or multicast
-	// membership, so everything else is not ours (we do not forward).
-	if h.DstBytes() != l.Addr {
+	// RFC 1122 §3.2.1.3: we have our addresses and no broadcast or
+	// multicast membership, so everything else is not ours (we do not
+	// forward). Broadcasts and multicasts get a reason of their own.
+	if t := l.addrs.Load(); !has(t.local, h.DstBytes()) {
+		if t.notUnicast(h.DstBytes()) {
+			return l.drop(NotUnicast)
+		}
 		return l.drop(NotForUs)
 	}
 	// RFC 1122 §3.2.1.3: a host MUST silently discard a datagram whose
@@ -285,6 +294,9 @@ func (l *Layer) Input(now time.Time, pkt []byte) (Verdict, header.IPv4) {
 	case header.ProtoTCP:
 		l.Stats.c.Inc(Delivered)
 		return DeliverTCP, h
+	case header.ProtoUDP:
+		l.Stats.c.Inc(Delivered)
+		return DeliverUDP, h
 	case header.ProtoICMP:
 		return l.icmp(now, h)
 	}
@@ -371,7 +383,7 @@ func (l *Layer) echoReply(now time.Time, h header.IPv4) Verdict {
 }
 
 // PutHeader writes a 20-byte IPv4 header into b[:20] for an atomic
-// datagram (RFC 6864 §4.1: DF set, not fragmented) from Addr to dst
+// datagram (RFC 6864 §4.1: DF set, not fragmented) from src to dst
 // carrying payloadLen bytes of protocol proto: total length 20+payloadLen,
 // the next ID of this layer, DF, TTL 64, and the checksum. It panics if b is
 // shorter than 20 bytes or the packet would exceed 65535 bytes.
@@ -380,19 +392,19 @@ func (l *Layer) echoReply(now time.Time, h header.IPv4) Verdict {
 // Linux numbers the datagrams of each socket from a random start (inet_id);
 // we number those of the whole layer, which is as unique and needs no
 // per-connection state here.
-func (l *Layer) PutHeader(b []byte, dst [4]byte, proto uint8, payloadLen int) {
-	l.putHeader(b, dst, proto, payloadLen, header.IPv4FlagDF, uint16(l.id.Add(1)-1))
+func (l *Layer) PutHeader(b []byte, src, dst [4]byte, proto uint8, payloadLen int) {
+	l.putHeader(b, src, dst, proto, payloadLen, header.IPv4FlagDF, uint16(l.id.Add(1)-1))
 }
 
 // PutHeaderNoDF is PutHeader for a datagram that may be fragmented (DF
 // clear): its ID comes from the per-destination counters, unique per
 // (source, destination, protocol) for longer than the reassembly timeout
 // at any rate below 65536 datagrams in 30 s (RFC 6864 §4.2).
-func (l *Layer) PutHeaderNoDF(now time.Time, b []byte, dst [4]byte, proto uint8, payloadLen int) {
-	l.putHeader(b, dst, proto, payloadLen, 0, l.ids.next(now, l.Addr, dst, proto))
+func (l *Layer) PutHeaderNoDF(now time.Time, b []byte, src, dst [4]byte, proto uint8, payloadLen int) {
+	l.putHeader(b, src, dst, proto, payloadLen, 0, l.ids.next(now, src, dst, proto))
 }
 
-func (l *Layer) putHeader(b []byte, dst [4]byte, proto uint8, payloadLen int, flags, id uint16) {
+func (l *Layer) putHeader(b []byte, src, dst [4]byte, proto uint8, payloadLen int, flags, id uint16) {
 	if payloadLen < 0 || payloadLen > 0xffff-header.IPv4MinHeaderLen {
 		panic(fmt.Sprintf("ipv4: PutHeader: payload length %d out of range", payloadLen))
 	}
@@ -402,7 +414,7 @@ func (l *Layer) putHeader(b []byte, dst [4]byte, proto uint8, payloadLen int, fl
 		Flags:    flags,
 		TTL:      DefaultTTL,
 		Protocol: proto,
-		Src:      l.Addr,
+		Src:      src,
 		Dst:      dst,
 	})
 	l.Stats.c.Inc(Sent)

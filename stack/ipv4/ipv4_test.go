@@ -81,8 +81,8 @@ func TestNewRejectsIPv6(t *testing.T) {
 
 func TestNewAcceptsMappedIPv4(t *testing.T) {
 	l := New(netip.MustParseAddr("::ffff:198.18.0.2"))
-	if l.Addr != ourAddr {
-		t.Fatalf("Addr = %v, want %v", l.Addr, ourAddr)
+	if !l.IsLocal(ourAddr) || len(l.Addrs()) != 1 {
+		t.Fatalf("Addrs = %v, want %v", l.Addrs(), ourAddr)
 	}
 }
 
@@ -144,7 +144,7 @@ var dropCases = []struct {
 		b[19] = 3
 		return fixIPChecksum(b)
 	}},
-	{name: "broadcast destination", counter: "drop_not_for_us", pkt: func() []byte {
+	{name: "broadcast destination", counter: "drop_not_unicast", pkt: func() []byte {
 		b := tcpPacket()
 		copy(b[16:20], []byte{255, 255, 255, 255})
 		return fixIPChecksum(b)
@@ -170,8 +170,13 @@ var dropCases = []struct {
 		return fixIPChecksum(b)
 	}},
 	{name: "ICMP error quoting garbage", counter: "drop_icmp_error_bad_quote", pkt: func() []byte { return icmpPacket(header.ICMPDestUnreach, make([]byte, 28)) }},
-	{name: "ICMP error about UDP", counter: "drop_icmp_error_not_tcp", pkt: func() []byte {
-		return icmpPacket(header.ICMPDestUnreach, quoteOf(ourPacket(header.ProtoUDP, make([]byte, 8))))
+	{name: "ICMP error about ICMP", counter: "drop_icmp_error_other_proto", pkt: func() []byte {
+		return icmpPacket(header.ICMPDestUnreach, quoteOf(ourPacket(header.ProtoICMP, make([]byte, 8))))
+	}},
+	{name: "multicast", counter: "drop_not_unicast", pkt: func() []byte {
+		b := echoPacket()
+		copy(b[16:20], []byte{224, 0, 0, 251})
+		return fixIPChecksum(b)
 	}},
 	{name: "ICMP source quench", counter: "drop_icmp_other", pkt: func() []byte {
 		return icmpPacket(header.ICMPSourceQuench, quoteOf(ourPacket(header.ProtoTCP, make([]byte, 20))))
@@ -248,8 +253,9 @@ func TestSnapshotHasEveryCounter(t *testing.T) {
 		"icmp_errors_delivered", "icmp_errors_sent", "icmp_rate_limited", "reasm_bytes", "reasm_queues",
 		"drop_too_short", "drop_bad_version", "drop_bad_ihl", "drop_bad_total_length", "drop_bad_checksum",
 		"drop_ttl_zero", "drop_not_for_us", "drop_bad_source", "drop_unknown_protocol",
-		"drop_icmp_bad", "drop_icmp_other", "drop_icmp_error_bad_quote", "drop_icmp_error_not_tcp",
-		"drop_frag_overlap", "drop_frag_duplicate", "drop_frag_bad", "drop_frag_oversize", "drop_frag_no_memory"}
+		"drop_icmp_bad", "drop_icmp_other", "drop_icmp_error_bad_quote", "drop_icmp_error_other_proto",
+		"drop_frag_overlap", "drop_frag_duplicate", "drop_frag_bad", "drop_frag_oversize", "drop_frag_no_memory",
+		"drop_not_unicast"}
 	for _, name := range names {
 		if _, ok := m[name]; !ok {
 			t.Errorf("Snapshot lacks %q", name)
@@ -391,7 +397,7 @@ func TestPutHeader(t *testing.T) {
 	l := newLayer()
 	b := make([]byte, 20+100)
 	for i := range 3 {
-		l.PutHeader(b, peerAddr, header.ProtoTCP, 100)
+		l.PutHeader(b, ourAddr, peerAddr, header.ProtoTCP, 100)
 		h, err := header.ParseIPv4(b)
 		if err != nil {
 			t.Fatal(err)
@@ -413,7 +419,7 @@ func TestPutHeaderPanicsOnOversizedPayload(t *testing.T) {
 			t.Fatal("no panic")
 		}
 	}()
-	newLayer().PutHeader(make([]byte, 20), peerAddr, header.ProtoTCP, 65516)
+	newLayer().PutHeader(make([]byte, 20), ourAddr, peerAddr, header.ProtoTCP, 65516)
 }
 
 // TestInputTruncationsNeverPanic feeds every prefix of valid packets.
@@ -474,12 +480,13 @@ func checkInvariants(t *testing.T, l *Layer, pkt []byte, v Verdict, h header.IPv
 		if h != nil {
 			t.Fatalf("drop with a %d-byte view", len(h))
 		}
-	case DeliverTCP:
+	case DeliverTCP, DeliverUDP:
 		ph, err := header.ParseIPv4(h)
 		if err != nil || len(ph) != len(h) {
 			t.Fatalf("delivered view does not parse: %v", err)
 		}
-		if h.Protocol() != header.ProtoTCP || h.DstBytes() != l.Addr || h.TTL() == 0 || h.IsFragment() {
+		want := map[Verdict]uint8{DeliverTCP: header.ProtoTCP, DeliverUDP: header.ProtoUDP}[v]
+		if h.Protocol() != want || !l.IsLocal(h.DstBytes()) || h.TTL() == 0 || h.IsFragment() {
 			t.Fatalf("delivered proto %d dst %v ttl %d", h.Protocol(), h.Dst(), h.TTL())
 		}
 		if (len(h) > len(pkt) || &h[0] != &pkt[0]) && l.Stats.Load(Reassembled) == 0 {
@@ -490,7 +497,7 @@ func checkInvariants(t *testing.T, l *Layer, pkt []byte, v Verdict, h header.IPv
 		if err != nil || len(ph) != len(h) {
 			t.Fatalf("reply does not parse: %v", err)
 		}
-		if h.Protocol() != header.ProtoICMP || h.SrcBytes() != l.Addr || h.TTL() != 64 || h.IsFragment() || h.HeaderLen() != 20 {
+		if h.Protocol() != header.ProtoICMP || !l.IsLocal(h.SrcBytes()) || h.TTL() != 64 || h.IsFragment() || h.HeaderLen() != 20 {
 			t.Fatalf("reply proto %d src %v ttl %d", h.Protocol(), h.Src(), h.TTL())
 		}
 		m, err := header.ParseICMPv4(h.Payload())

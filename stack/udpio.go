@@ -1,0 +1,140 @@
+package stack
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+	"syscall"
+	"time"
+
+	"ustack/stack/header"
+	"ustack/stack/ipv4"
+	"ustack/stack/link"
+	"ustack/stack/udp"
+)
+
+// The stack's side of UDP: datagrams in (to the udp.Table, port
+// unreachable back), out (built here, fragmented when over the path MTU),
+// and the ICMP errors about them.
+
+// udpInput hands the UDP datagram in h to its endpoint, or answers with
+// ICMP port unreachable (RFC 1122 §4.1.3.1), rate-limited and never for a
+// broadcast (the IP layer dropped those).
+func (s *Stack) udpInput(now time.Time, h header.IPv4) {
+	src, dst := netip.AddrFrom4(h.SrcBytes()), netip.AddrFrom4(h.DstBytes())
+	if s.udp.Input(src, dst, h.Payload()) == udp.Unreachable {
+		s.sendICMPError(now, h, header.ICMPDestUnreach, header.ICMPPortUnreach)
+	}
+}
+
+// bigPool holds buffers for datagrams over the link MTU, built whole
+// before they are cut into fragments.
+var bigPool = sync.Pool{New: func() any { b := make([]byte, 0xffff); return &b }}
+
+// sendUDP sends payload as one datagram from local (an invalid address:
+// the one SelectSource chooses for dst) to dst, which checkUDPDest passed,
+// and writes it out. RFC 8085 §3.2 leaves the size to the application;
+// Linux's limits hold: EMSGSIZE beyond 65507 bytes, or beyond the path MTU
+// in mode "do"; otherwise a datagram over the path MTU goes in fragments
+// (DF clear), and one that fits goes with DF as the mode says (Linux's
+// default for UDP, IP_PMTUDISC_WANT: set).
+func (s *Stack) sendUDP(local, dst netip.AddrPort, payload []byte) error {
+	if len(payload) > header.UDPMaxIPv4Payload {
+		return fmt.Errorf("%d bytes: %w (at most %d in one IPv4 datagram)", len(payload), syscall.EMSGSIZE, header.UDPMaxIPv4Payload)
+	}
+	src := local.Addr()
+	if !src.IsValid() {
+		var err error
+		if src, err = s.sourceFor(dst.Addr()); err != nil {
+			return err
+		}
+	}
+	ihl := ipHeaderLen(dst.Addr())
+	n := header.UDPHeaderLen + len(payload)
+	size := ihl + n
+	mode := s.opts.PMTUDiscovery
+	if mode == ipv4.PMTUDiscDo && dst.Addr().Is4() {
+		if mtu, _ := s.pathMTU(s.clk.Now(), dst.Addr().As4()); size > mtu {
+			return fmt.Errorf("%d bytes over the path MTU %d with DF: %w", size, mtu, syscall.EMSGSIZE)
+		}
+	}
+	var bp *[]byte
+	var p []byte
+	if size <= s.mtu {
+		bp = s.pool.Get().(*[]byte)
+		p = (*bp)[link.Headroom : link.Headroom+size]
+	} else {
+		bp = bigPool.Get().(*[]byte)
+		p = (*bp)[:size]
+	}
+	copy(p[ihl+header.UDPHeaderLen:], payload)
+	header.PutUDP(p[ihl:], local.Port(), dst.Port(), len(payload), src, dst.Addr())
+	mtu := s.putIPHeader(p, src, dst.Addr(), header.ProtoUDP, n, mode, true)
+	switch {
+	case mtu == 0:
+		s.putUDPBuf(bp, size)
+		return fmt.Errorf("source %v: %w (the address was removed)", src, syscall.EADDRNOTAVAIL)
+	case size > mtu:
+		s.queueDatagram(p, mtu)
+		s.putUDPBuf(bp, size)
+	default:
+		s.queue(bp, link.Headroom+size)
+	}
+	s.udp.Stats.Inc(udp.OutDatagrams)
+	s.flush()
+	return nil
+}
+
+func (s *Stack) putUDPBuf(bp *[]byte, size int) {
+	if size <= s.mtu {
+		s.pool.Put(bp)
+	} else {
+		bigPool.Put(bp)
+	}
+}
+
+// udpICMPError takes an ICMP error quoting a UDP datagram we sent, as
+// Linux's __udp4_lib_err does without IP_RECVERR: "fragmentation needed"
+// lowers the path MTU (RFC 1191) whoever sent the datagram; a hard error
+// (icmp_err_convert's fatal ones: port, protocol unreachable, ...;
+// parameter problem; fragmentation needed unless the mode is "dont")
+// becomes the pending error of the connected socket that sent it, which
+// its next Read or Write reports once; soft errors and errors about an
+// unconnected socket are ignored (RFC 1122 §4.1.3.3 asks UDP to pass them
+// up; Linux does only with IP_RECVERR, which we do not have).
+func (s *Stack) udpICMPError(now time.Time, e *ipv4.ICMPError) {
+	if e.FragNeeded() {
+		if _, changed := s.ip.PMTU.Update(now, e.Dst, e.MTU, s.mtu); changed {
+			s.icmpCnt.Inc(icmpPMTUUpdates)
+		}
+	}
+	local := netip.AddrPortFrom(netip.AddrFrom4(e.Src), e.SrcPort)
+	remote := netip.AddrPortFrom(netip.AddrFrom4(e.Dst), e.DstPort)
+	ep := s.udp.Connected(local, remote)
+	errno, hard := udpErrno(e, s.opts.PMTUDiscovery)
+	if ep == nil || !hard {
+		s.icmpCnt.Inc(icmpUDPIgnored)
+		return
+	}
+	ep.SetError(errno)
+	s.icmpCnt.Inc(icmpToConn)
+}
+
+// udpFatal are the destination unreachable codes Linux's icmp_err_convert
+// marks fatal (a hard error for UDP).
+var udpFatal = [16]bool{2: true, 3: true, 6: true, 7: true, 8: true, 9: true, 10: true, 13: true, 14: true, 15: true}
+
+// udpErrno is the errno an ICMP error means to a UDP socket and whether it
+// is hard (reported without IP_RECVERR), as Linux's __udp4_lib_err.
+func udpErrno(e *ipv4.ICMPError, mode ipv4.PMTUDisc) (syscall.Errno, bool) {
+	switch e.Type {
+	case header.ICMPDestUnreach:
+		if e.FragNeeded() {
+			return syscall.EMSGSIZE, mode != ipv4.PMTUDiscDont
+		}
+		return e.Errno, int(e.Code) < len(udpFatal) && udpFatal[e.Code]
+	case header.ICMPParamProblem:
+		return syscall.EPROTO, true
+	}
+	return e.Errno, false // time exceeded: EHOSTUNREACH, soft
+}
