@@ -83,6 +83,11 @@ func TestStopEndsEveryConnection(t *testing.T) {
 	if !waitfor.Within(5*time.Second, func() bool { return held.Info().Unacked == 0 && s.Held() == 1 }) {
 		t.Fatal("the held connection's data is not acknowledged")
 	}
+	// The source must have filled the window the client offered before
+	// the smaller buffer: until then its FIN could still leave.
+	if !waitfor.Within(5*time.Second, func() bool { return source.Info().RcvWnd == 0 }) {
+		t.Fatal("the source did not fill the client's window")
+	}
 	st := s.Stop(300 * time.Millisecond)
 	if st.Closed != 3 || st.Aborted < 1 {
 		t.Errorf("Stop: %+v, want 3 closed, the source's among the aborted", st)
