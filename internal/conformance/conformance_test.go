@@ -135,3 +135,23 @@ func TestListing(t *testing.T) {
 		}
 	}
 }
+
+// Delays match within one rounding step, and only delays.
+func TestSameLine(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{
+		{"+~400ms: ACK", "+~400ms: ACK", true},
+		{"+~400ms: ACK", "+~500ms: ACK", true},
+		{"+~1100ms: RST|ACK", "+~1000ms: RST|ACK", true},
+		{"+~400ms: ACK", "+~600ms: ACK", false},
+		{"+~400ms: ACK", "+~400ms: RST", false},
+		{"+~400ms: ACK len=1", "+~400ms: ACK len=2", false},
+		{"+~0ms: ACK, +~200ms: ACK", "+~0ms: ACK, +~300ms: ACK", true},
+	} {
+		if got := sameLine(c.a, c.b); got != c.want {
+			t.Errorf("sameLine(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
+		}
+	}
+}
