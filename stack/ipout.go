@@ -90,7 +90,7 @@ func (s *Stack) queueDatagram(pkt header.IPv4, mtu int) {
 	for off := 0; ; {
 		bp := s.pool.Get().(*[]byte)
 		n, next := s.ip.PutFragment((*bp)[link.Headroom:], pkt, mtu, off)
-		s.queue(bp, link.Headroom+n)
+		s.queue(bp, link.Headroom+n, 0)
 		if next == 0 {
 			return
 		}
@@ -120,7 +120,7 @@ func (s *Stack) sendICMPError(now time.Time, orig header.IPv4, typ, code uint8) 
 		s.pool.Put(bp)
 		return
 	}
-	s.queue(bp, link.Headroom+n)
+	s.queue(bp, link.Headroom+n, 0)
 }
 
 // fragTimer is the reassembly timeout's one clock timer, armed for the
@@ -205,14 +205,16 @@ func (s *Stack) startMSS(cfg *tcp.Config, dst [4]byte) {
 func (s *Stack) queueCopy(pkt []byte) {
 	bp := s.pool.Get().(*[]byte)
 	copy((*bp)[link.Headroom:], pkt)
-	s.queue(bp, link.Headroom+len(pkt))
+	s.queue(bp, link.Headroom+len(pkt), 0)
 }
 
-// queue adds the first n bytes of the pooled buffer *bp to the output.
-func (s *Stack) queue(bp *[]byte, n int) {
+// queue adds the first n bytes of the pooled buffer *bp to the output;
+// segSize is what link.Offloader.WriteOffload takes (0: a complete packet).
+func (s *Stack) queue(bp *[]byte, n, segSize int) {
 	s.txMu.Lock()
 	s.txq = append(s.txq, (*bp)[:n])
 	s.txh = append(s.txh, bp)
+	s.txs = append(s.txs, segSize)
 	s.txMu.Unlock()
 }
 
@@ -222,23 +224,48 @@ func (s *Stack) flush() {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	s.txMu.Lock()
-	q, h := s.txq, s.txh
-	s.txq, s.txh = s.txSpare[:0], s.txSpareH[:0]
+	q, h, sz := s.txq, s.txh, s.txs
+	s.txq, s.txh, s.txs = s.txSpare[:0], s.txSpareH[:0], s.txSpareS[:0]
 	s.txMu.Unlock()
 	if len(q) == 0 {
-		s.txSpare, s.txSpareH = q, h
+		s.txSpare, s.txSpareH, s.txSpareS = q, h, sz
 		return
 	}
 	bs := max(s.ep.BatchSize(), 1)
 	for i := 0; i < len(q); i += bs {
 		end := min(i+bs, len(q))
-		if _, err := s.ep.WriteBatch(q[i:end], link.Headroom); err != nil {
+		var err error
+		if s.off != nil {
+			_, err = s.off.WriteOffload(q[i:end], link.Headroom, sz[i:end])
+		} else {
+			_, err = s.ep.WriteBatch(q[i:end], link.Headroom)
+		}
+		if err != nil {
 			s.cnt.Inc(evLinkWriteErr)
 		}
 	}
 	for i, bp := range h {
-		s.pool.Put(bp)
+		if cap(*bp) > link.Headroom+s.mtu {
+			s.bigPool.Put(bp)
+		} else {
+			s.pool.Put(bp)
+		}
 		q[i], h[i] = nil, nil
 	}
-	s.txSpare, s.txSpareH = q[:0], h[:0]
+	s.txSpare, s.txSpareH, s.txSpareS = q[:0], h[:0], sz[:0]
+}
+
+// useOffload takes the link's offloads (TSO, whole super-packets on read,
+// checksum offload) if it has them and the stack may: never in Manual
+// mode, whose deterministic runs see one packet per segment.
+func (s *Stack) useOffload(ep link.Endpoint) {
+	o, ok := ep.(link.Offloader)
+	if !ok || s.opts.NoOffload || s.opts.Manual || o.OffloadMaxSize() <= s.mtu {
+		return
+	}
+	s.off = o
+	size := min(o.OffloadMaxSize(), link.MaxPacket)
+	// Room for the largest IP and TCP headers.
+	s.tsoMax = size - 60 - header.TCPMaxHeaderLen
+	s.bigPool.New = func() any { b := make([]byte, link.Headroom+size); return &b }
 }

@@ -7,6 +7,7 @@ package stack
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -71,6 +72,11 @@ type Options struct {
 	// (the deterministic simulator does, over a link.Poller and a virtual
 	// clock).
 	Manual bool
+	// NoOffload keeps the stack from using a link's offloads (a
+	// link.Offloader's TSO, whole super-packets on read and checksum
+	// offload): one packet per segment, every checksum computed and
+	// verified here.
+	NoOffload bool
 }
 
 // Stack is one TCP and UDP over IPv4 host, of one or more addresses, on a
@@ -128,7 +134,15 @@ type Stack struct {
 	txSpareH []*[]byte
 	writeMu  sync.Mutex // serialises link writes, so packets leave in order; taken before txMu
 	txSpare  [][]byte
+	txs      []int // per queued packet: its TSO segment size, 0 if complete (link.Offloader)
+	txSpareS []int
 	pool     sync.Pool
+	bigPool  sync.Pool // buffers for TSO units larger than the MTU
+
+	// off is the link's offloads when the stack uses them (useOffload);
+	// tsoMax is then the most TCP payload one unit may carry.
+	off    link.Offloader
+	tsoMax int
 
 	tm timerHeap
 
@@ -203,6 +217,7 @@ func New(ep link.Endpoint, opts Options) (*Stack, error) {
 	s.chal.perSec = opts.ChallengeACKsPerSecond
 	s.opts.TCP.ChallengeACK = s.chal.allow
 	s.pool.New = func() any { b := make([]byte, link.Headroom+mtu); return &b }
+	s.useOffload(ep)
 	s.tm.init(s)
 	if opts.Manual {
 		if _, ok := ep.(link.Poller); !ok {
@@ -262,7 +277,13 @@ func (s *Stack) readLoop() {
 	var b rxBatch
 	b.init(s)
 	for {
-		n, err := s.ep.ReadBatch(b.bufs, b.sizes, link.Headroom)
+		var n int
+		var err error
+		if s.off != nil {
+			n, err = s.off.ReadOffload(b.bufs, b.sizes, b.csumOK, link.Headroom)
+		} else {
+			n, err = s.ep.ReadBatch(b.bufs, b.sizes, link.Headroom)
+		}
 		if err != nil {
 			if s.closed.Load() || errors.Is(err, net.ErrClosed) {
 				return
@@ -278,12 +299,14 @@ func (s *Stack) readLoop() {
 type rxBatch struct {
 	bufs    [][]byte
 	sizes   []int
+	csumOK  []bool // per packet: the link vouches for the transport checksum
 	touched []*Conn
 	gen     uint64
 }
 
 func (b *rxBatch) init(s *Stack) {
 	b.bufs, b.sizes = link.ReadBuffers(max(s.ep.BatchSize(), 1), max(s.mtu, link.MaxPacket))
+	b.csumOK = make([]bool, len(b.bufs))
 }
 
 // process handles n packets just read, then lets every touched connection
@@ -295,7 +318,7 @@ func (b *rxBatch) process(s *Stack, n int) {
 	now := s.clk.Now()
 	b.touched = b.touched[:0]
 	for i := 0; i < n; i++ {
-		if c := s.input(now, b.bufs[i][link.Headroom:link.Headroom+b.sizes[i]]); c != nil && c.batchGen != b.gen {
+		if c := s.input(now, b.bufs[i][link.Headroom:link.Headroom+b.sizes[i]], b.csumOK[i]); c != nil && c.batchGen != b.gen {
 			c.batchGen = b.gen
 			b.touched = append(b.touched, c)
 		}
@@ -328,13 +351,17 @@ func (s *Stack) Poll() (int, error) {
 		if err != nil || n == 0 {
 			return total, err
 		}
+		clear(s.pollBatch.csumOK[:n])
 		s.pollBatch.process(s, n)
 		total += n
 	}
 }
 
 // input handles one inbound packet and returns the connection it touched.
-func (s *Stack) input(now time.Time, pkt []byte) *Conn {
+// csumOK: the link vouches for the TCP checksum (the kernel built the
+// packet and left the checksum to the device, or checked it: virtio-net's
+// NEEDS_CSUM and DATA_VALID), so it is not verified again.
+func (s *Stack) input(now time.Time, pkt []byte, csumOK bool) *Conn {
 	v, h := s.ip.Input(now, pkt)
 	switch v {
 	case ipv4.Reply:
@@ -364,7 +391,7 @@ func (s *Stack) input(now time.Time, pkt []byte) *Conn {
 		return nil
 	}
 	src, dst := h.SrcBytes(), h.DstBytes()
-	if !header.TCPChecksumOK(raw, src, dst) {
+	if !csumOK && !header.TCPChecksumOK(raw, src, dst) {
 		s.cnt.Drop(dropBadChecksum)
 		return nil
 	}
@@ -472,7 +499,11 @@ func (s *Stack) Send(c *tcp.Conn, seg *tcp.Segment) { s.sendSegment(c.ID, seg) }
 // sendSegment builds the IP packet for seg, from the connection's local
 // address, and queues it.
 func (s *Stack) sendSegment(id tcp.ID, seg *tcp.Segment) {
-	bp := s.pool.Get().(*[]byte)
+	pool := &s.pool
+	if seg.SegSize > 0 {
+		pool = &s.bigPool // a TSO unit (newTCB sets TSOMax only with s.off)
+	}
+	bp := pool.Get().(*[]byte)
 	buf := (*bp)[:cap(*bp)]
 	p := buf[link.Headroom:]
 	src, dst := id.Local.Addr(), id.Remote.Addr()
@@ -485,25 +516,43 @@ func (s *Stack) sendSegment(id tcp.ID, seg *tcp.Segment) {
 		SrcPort: id.Local.Port(), DstPort: id.Remote.Port(),
 		Seq: uint32(seg.Seq), Ack: uint32(seg.Ack), Flags: seg.Flags, Window: seg.Wnd, OptLen: optLen,
 	})
-	header.SetTransportChecksum(t[:hl+n], tcpChecksumAt, header.PseudoSum(header.ProtoTCP, src, dst, hl+n))
+	pseudo := header.PseudoSum(header.ProtoTCP, src, dst, hl+n)
+	segSize := 0
+	if s.off != nil {
+		// Checksum offload: the link completes the checksum (and cuts a
+		// TSO unit into segments of SegSize payload bytes).
+		binary.BigEndian.PutUint16(t[tcpChecksumAt:], pseudo)
+		segSize = max(seg.SegSize, 1)
+	} else {
+		header.SetTransportChecksum(t[:hl+n], tcpChecksumAt, pseudo)
+	}
 	mtu := s.putIPHeader(p, src, dst, header.ProtoTCP, hl+n, s.modeFor(id), false)
 	if mtu == 0 {
 		// The local address was removed: Linux's route lookup fails and
 		// the segment is not sent; the connection's timers go on.
 		s.cnt.Inc(evAddrGone)
-		s.pool.Put(bp)
+		pool.Put(bp)
+		return
+	}
+	size := ihl + hl + n
+	if seg.SegSize > 0 {
+		s.cnt.Add(evSegsOut, uint64((n+seg.SegSize-1)/seg.SegSize))
+		s.queue(bp, link.Headroom+size, segSize) // the link cuts it
 		return
 	}
 	s.cnt.Inc(evSegsOut)
-	size := ihl + hl + n
 	if size > mtu {
 		// DF clear (mode "dont", or a path MTU locked below 552) and over
 		// the path MTU: fragments.
+		if s.off != nil {
+			// Fragments carry no offload: the checksum must be whole.
+			header.SetTransportChecksum(t[:hl+n], tcpChecksumAt, pseudo)
+		}
 		s.queueDatagram(p[:size], mtu)
 		s.pool.Put(bp)
 		return
 	}
-	s.queue(bp, link.Headroom+size)
+	s.queue(bp, link.Headroom+size, segSize)
 }
 
 // tcpChecksumAt is the offset of the TCP checksum (RFC 9293 §3.1).
@@ -533,6 +582,7 @@ func (s *Stack) unregister(c *Conn) {
 }
 
 func (s *Stack) newTCB(id tcp.ID, cfg tcp.Config) *tcp.Conn {
+	cfg.TSOMax = s.tsoMax // zero unless the link takes TSO units
 	s.startMSS(&cfg, id.Remote.Addr().As4())
 	return tcp.NewConn(id, cfg, s, s.opts.Trace)
 }

@@ -78,7 +78,7 @@ func (s *Stack) sendUDP(local, dst netip.AddrPort, payload []byte) error {
 		s.queueDatagram(p, mtu)
 		s.putUDPBuf(bp, size)
 	default:
-		s.queue(bp, link.Headroom+size)
+		s.queue(bp, link.Headroom+size, 0)
 	}
 	s.udp.Stats.Inc(udp.OutDatagrams)
 	s.flush()

@@ -10,11 +10,14 @@ const (
 	evRxSplits               // super-packets split into segments (TSO on read)
 	evTxPackets              // packets handed to the kernel (before GRO coalescing)
 	evTxErrors               // writes in which the kernel refused some packets
+	evRxSuper                // super-packets handed over whole (ReadOffload)
+	evTxSuper                // TSO packets written whole for the kernel to cut (WriteOffload)
 	numEvents
 )
 
 var eventNames = [numEvents]string{
 	evRxPackets: "rx_packets", evRxSplits: "rx_splits", evTxPackets: "tx_packets", evTxErrors: "tx_errors",
+	evRxSuper: "rx_super", evTxSuper: "tx_super",
 }
 
 func (e event) String() string { return counter.Name(eventNames[:], e, "event") }
@@ -44,9 +47,11 @@ func (d *Device) Stats() Stats {
 	return Stats{
 		RxPackets: d.cnt.Load(evRxPackets),
 		RxSplits:  d.cnt.Load(evRxSplits),
+		RxSuper:   d.cnt.Load(evRxSuper),
 		RxDropped: d.cnt.Dropped(),
 		TxPackets: d.cnt.Load(evTxPackets),
 		TxErrors:  d.cnt.Load(evTxErrors),
+		TxSuper:   d.cnt.Load(evTxSuper),
 	}
 }
 

@@ -62,6 +62,7 @@ const _ = uint(writeOffset - virtioNetHdrLen)
 // serialized.
 type Device struct {
 	dev     wgtun.Device
+	file    *os.File        // the device's file, for the offload path (offload_linux.go)
 	nl      *netlink.Handle // bound to the namespace the device lives in
 	name    string
 	index   int
@@ -93,10 +94,12 @@ var _ link.Endpoint = (*Device)(nil)
 // drops by reason).
 type Stats struct {
 	RxPackets uint64 // packets handed to ReadBatch callers
-	RxSplits  uint64 // super-packets split into segments (TSO on read)
+	RxSplits  uint64 // super-packets split into segments (ReadBatch with offloads)
+	RxSuper   uint64 // super-packets handed over whole (ReadOffload)
 	RxDropped uint64 // packets dropped on read: malformed virtio header, too many segments, caller buffer too small
 	TxPackets uint64 // packets handed to the kernel (before GRO coalescing)
 	TxErrors  uint64 // writes in which the kernel refused some packets
+	TxSuper   uint64 // TSO packets written whole for the kernel to cut (WriteOffload)
 }
 
 // Open creates a TUN device in the network namespace of the calling thread
@@ -144,6 +147,11 @@ func Open(cfg Config) (*Device, error) {
 		offload: !cfg.NoOffload && dev.BatchSize() > 1,
 		host:    cfg.HostAddr,
 		cnt:     newCounters(),
+	}
+	if nt, ok := dev.(interface{ File() *os.File }); ok {
+		d.file = nt.File()
+	} else {
+		d.offload = false
 	}
 	if err := d.configure(); err != nil {
 		_ = d.Close()

@@ -46,6 +46,12 @@ type Config struct {
 	CC string
 	// MaxOOOSegments bounds the out-of-order queue (default 1024 segments).
 	MaxOOOSegments int
+	// TSOMax, if more than one segment's payload, lets new data leave in
+	// units of up to TSOMax payload bytes (a whole number of segments),
+	// which the link cuts into segments of the effective MSS
+	// (Segment.SegSize): TCP segmentation offload. Retransmissions stay
+	// one segment each, and loss detection still works per segment.
+	TSOMax int
 	// ChallengeACK, if set, is asked before each challenge ACK (RFC 5961
 	// §7): the stack-wide rate limit.
 	ChallengeACK func(now time.Time) bool

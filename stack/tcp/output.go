@@ -42,7 +42,11 @@ func (c *Conn) send(now time.Time, s Segment) {
 		c.opt.lastAckSent = c.rcv.nxt
 		c.rcv.acked()
 	}
-	c.stats.segsOut++
+	if seg.SegSize > 0 {
+		c.stats.segsOut += uint64((len(seg.Payload) + seg.SegSize - 1) / seg.SegSize)
+	} else {
+		c.stats.segsOut++
+	}
 	c.out.Send(c, seg)
 }
 

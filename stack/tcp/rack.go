@@ -90,9 +90,19 @@ func (k *sackRecovery) onSent(now time.Time, seq, end seqnum.Value) {
 		n := copy(r.recs, r.recs[r.head:])
 		r.recs, r.head = r.recs[:n], 0
 	}
-	r.recs = append(r.recs, sentRec{start: seq, end: end, at: stampOf(now)})
-	if s.model != nil {
-		s.rate.onSent(now, &r.recs[len(r.recs)-1], idle)
+	// One record per segment on the wire, also when a TSO unit carried
+	// several: SACK and RACK then judge each one as the peer saw it.
+	mss := seqnum.Size(k.c.effMSS())
+	for seq != end {
+		next := end
+		if seq.Size(end) > mss {
+			next = seq.Add(mss)
+		}
+		r.recs = append(r.recs, sentRec{start: seq, end: next, at: stampOf(now)})
+		if s.model != nil {
+			s.rate.onSent(now, &r.recs[len(r.recs)-1], idle)
+		}
+		seq = next
 	}
 }
 
@@ -188,7 +198,7 @@ func (k *sackRecovery) rackDetect(now time.Time) bool {
 		if !stampOf(now).Before(due) {
 			rec.lost = true
 			r.lostBytes += int(rec.start.Size(rec.end))
-			k.c.snd.rate.lostTotal += int64(rec.start.Size(rec.end))
+			k.c.snd.noteLost(int(rec.start.Size(rec.end)))
 		} else if k.reoAt.IsZero() || due.Before(k.reoAt) {
 			k.reoAt = due
 		}

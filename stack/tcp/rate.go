@@ -101,3 +101,10 @@ func (r *rateState) sample(minRTT time.Duration, inFlight int, inRecovery bool) 
 func (r *rateState) markAppLimited(inFlight int) {
 	r.appLimited = max(r.delivered+int64(inFlight), 1)
 }
+
+// noteLost counts bytes newly marked lost, for the rate samples' Lost.
+func (s *sender) noteLost(n int) {
+	if s.rate != nil {
+		s.rate.lostTotal += int64(n)
+	}
+}

@@ -276,7 +276,10 @@ func (c *Conn) processText(now time.Time, seg *Segment) bool {
 	n := c.rcv.buf.Append(seg.Payload, c.rcvBufLimit())
 	c.rcv.nxt = c.rcv.nxt.Add(seqnum.Size(n))
 	c.rcv.stats.bytesIn += uint64(n)
-	c.rcv.ackPending++
+	// Count full-sized segments: a coalesced super-packet (the kernel's
+	// TSO reaches us whole through the TUN) owes the ACKs its segments
+	// would (RFC 9293 §3.8.6.3), and gets one at the end of the batch.
+	c.rcv.ackPending += max(1, (n+c.cfg.MSS-1)/c.cfg.MSS)
 	c.events |= EvReadable
 	if c.rcv.ooo.len() > 0 {
 		c.rcv.ackNow = true // filling a hole: ACK at once

@@ -218,7 +218,7 @@ func (k *sackRecovery) markHolesLost() {
 		}
 		rec.lost = true
 		k.rack.lostBytes += int(rec.start.Size(rec.end))
-		k.c.snd.rate.lostTotal += int64(rec.start.Size(rec.end))
+		k.c.snd.noteLost(int(rec.start.Size(rec.end)))
 	}
 }
 

@@ -23,6 +23,9 @@ type Segment struct {
 	Wnd      uint16 // the raw window field; scaling applies in the TCB
 	Opts     header.TCPOptions
 	Payload  []byte
+	// SegSize, when the payload is longer, is the payload of each segment
+	// the link cuts it into (TSO: Config.TSOMax); otherwise zero.
+	SegSize int
 }
 
 // Has reports whether every flag in f is set.

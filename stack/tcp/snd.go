@@ -30,7 +30,7 @@ type sender struct {
 	cc    cc.Controller
 	ccObs cc.AppLimitedObserver // cc, if it watches how the window is used
 	model cc.ModelBased         // cc, if it takes delivery-rate samples (rate.go)
-	rate  rateState
+	rate  *rateState            // with model only: idle connections of other controllers do not pay for it
 	rtt   rttState
 
 	rtxAt          stamp // retransmission of SYN, data or FIN (RFC 6298)
@@ -103,7 +103,7 @@ func (s *sender) startCC(name string, sack bool) {
 		if !sack {
 			s.cc = cc.New("cubic", s.mss)
 		} else {
-			s.model = m
+			s.model, s.rate = m, new(rateState)
 		}
 	}
 	s.ccObs, _ = s.cc.(cc.AppLimitedObserver)
@@ -147,9 +147,16 @@ func (c *Conn) sendData(now time.Time) {
 		}
 		mss := c.effMSS()
 		room := c.sendRoom()
-		n := min(avail, mss, room)
+		unit := mss
+		if c.cfg.TSOMax >= 2*mss && c.snd.nxt == c.snd.max {
+			unit = c.cfg.TSOMax / mss * mss // new data: one TSO unit
+		}
+		n := min(avail, unit, room)
 		if c.snd.nxt.LessThan(limit) && limit != c.snd.max {
 			n = min(n, int(c.snd.nxt.Size(limit)))
+		}
+		if n > mss && n < avail {
+			n = n / mss * mss // no short segment inside a unit
 		}
 		if n <= 0 {
 			if c.snd.wnd == 0 && c.snd.una == c.snd.max && c.snd.persistAt.IsZero() {
@@ -227,6 +234,9 @@ func (c *Conn) sendRange(now time.Time, seq seqnum.Value, n int, fin, push bool)
 		seg.Payload = c.snd.buf.Bytes()[off : off+n]
 		if push || off+n == c.snd.buf.Len() {
 			seg.Flags |= flagPSH
+		}
+		if mss := c.effMSS(); c.cfg.TSOMax > 0 && n > mss {
+			seg.SegSize = mss // the link cuts it (TSO)
 		}
 	}
 	if fin {

@@ -1,0 +1,103 @@
+package stack
+
+import (
+	"net/netip"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"testing"
+	"time"
+
+	"ustack/stack/clock"
+	"ustack/stack/link"
+)
+
+// idleConnBytes opens n connections between two stacks over the
+// in-memory pipe in virtual time, lets each exchange a request and an
+// answer (so that its buffers have been used), and returns the heap bytes
+// per connection per side once they are idle.
+func idleConnBytes(tb testing.TB, n int) float64 {
+	v := clock.NewVirtual()
+	ea, eb := link.Pipe(1500)
+	opts := Options{Clock: v, Manual: true, MaxConns: 2 * n, Backlog: n}
+	a, err := New(ea, withAddr(opts, addrA))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b, err := New(eb, withAddr(opts, addrB))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer a.Close()
+	defer b.Close()
+	ln, err := b.ListenTCP(7)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	poll := func() {
+		for {
+			n0, _ := a.Poll()
+			n1, _ := b.Poll()
+			if n0+n1 == 0 {
+				return
+			}
+		}
+	}
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	cli := make([]*Conn, 0, n)
+	srv := make([]*Conn, 0, n)
+	req, buf := []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), make([]byte, 512)
+	for range n {
+		c, err := a.DialTCPAsync(netip.AddrPortFrom(addrB, 7), a.opts.TCP)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		poll()
+		sc := ln.TryAccept()
+		if sc == nil {
+			tb.Fatal("no connection accepted")
+		}
+		c.TryWrite(req)
+		poll()
+		if k, _ := sc.TryRead(buf); k != len(req) {
+			tb.Fatalf("server read %d bytes", k)
+		}
+		sc.TryWrite(buf[:200])
+		poll()
+		if k, _ := c.TryRead(buf); k != 200 {
+			tb.Fatalf("client read %d bytes", k)
+		}
+		cli, srv = append(cli, c), append(srv, sc)
+	}
+	// Past the delayed ACKs: every connection idle.
+	v.Advance(time.Second)
+	poll()
+	var after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if f := os.Getenv("IDLEMEM_PROFILE"); f != "" {
+		w, _ := os.Create(f)
+		pprof.WriteHeapProfile(w)
+		w.Close()
+	}
+	runtime.KeepAlive(cli)
+	runtime.KeepAlive(srv)
+	return float64(after.HeapAlloc-before.HeapAlloc) / float64(2*n)
+}
+
+func withAddr(o Options, a netip.Addr) Options { o.Addr = a; return o }
+
+// BenchmarkIdleConnMemory reports the heap one idle established
+// connection costs a stack after it exchanged a request and an answer
+// (bytes/conn): the TCB, the stack's Conn, its map entry and whatever
+// buffers it still holds.
+func BenchmarkIdleConnMemory(b *testing.B) {
+	var per float64
+	for b.Loop() {
+		per = idleConnBytes(b, 2000)
+	}
+	b.ReportMetric(per, "bytes/conn")
+}
+

@@ -1,0 +1,260 @@
+package tun
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"ustack/stack/header"
+	"ustack/stack/link"
+)
+
+// The offload path (link.Offloader) reads and writes the device's file
+// directly, virtio-net header and all, instead of going through wireguard's
+// Read (which cuts every super-packet into MTU segments and computes their
+// checksums) and Write (which tries to coalesce segments again and
+// re-verifies their checksums). A TCP super-packet the kernel hands over
+// reaches the stack whole; one the stack builds leaves whole, and the
+// kernel cuts it (include/linux/virtio_net.h, virtio_net_hdr_to_skb).
+
+// virtioNetHdr is struct virtio_net_hdr (include/uapi/linux/virtio_net.h),
+// in the host's byte order: a TUN device without TUNSETVNETLE/BE uses the
+// legacy, native-endian layout.
+type virtioNetHdr struct {
+	flags      uint8
+	gsoType    uint8
+	hdrLen     uint16
+	gsoSize    uint16
+	csumStart  uint16
+	csumOffset uint16
+}
+
+func (h *virtioNetHdr) decode(b []byte) {
+	h.flags, h.gsoType = b[0], b[1]
+	h.hdrLen = binary.NativeEndian.Uint16(b[2:])
+	h.gsoSize = binary.NativeEndian.Uint16(b[4:])
+	h.csumStart = binary.NativeEndian.Uint16(b[6:])
+	h.csumOffset = binary.NativeEndian.Uint16(b[8:])
+}
+
+func (h *virtioNetHdr) encode(b []byte) {
+	b[0], b[1] = h.flags, h.gsoType
+	binary.NativeEndian.PutUint16(b[2:], h.hdrLen)
+	binary.NativeEndian.PutUint16(b[4:], h.gsoSize)
+	binary.NativeEndian.PutUint16(b[6:], h.csumStart)
+	binary.NativeEndian.PutUint16(b[8:], h.csumOffset)
+}
+
+// OffloadMaxSize implements link.Offloader: 64 KiB with offloads on, else
+// 0 (the stack then uses ReadBatch and WriteBatch).
+func (d *Device) OffloadMaxSize() int {
+	if !d.offload {
+		return 0
+	}
+	return link.MaxPacket
+}
+
+var errOffloadOff = errors.New("tun: offloads are off on this device (OffloadMaxSize is 0)")
+
+// ReadOffload implements link.Offloader: one packet per call, read straight
+// into bufs[0] behind its virtio-net header, without a copy. A TCP
+// super-packet (GSO_TCPV4 or GSO_TCPV6) stays whole; so does a UDP one, which no TCP
+// consumer wants but a read-and-drop one can count. csumOK[0] is set when the
+// kernel left the checksum to the device (NEEDS_CSUM: locally built, correct
+// by construction) or says it checked it (DATA_VALID).
+func (d *Device) ReadOffload(bufs [][]byte, sizes []int, csumOK []bool, offset int) (int, error) {
+	if !d.offload {
+		return 0, errOffloadOff
+	}
+	if len(bufs) == 0 {
+		return 0, nil
+	}
+	if len(sizes) == 0 || len(csumOK) == 0 {
+		return 0, errors.New("tun: ReadOffload: sizes and csumOK need room for one packet")
+	}
+	if offset < virtioNetHdrLen || len(bufs[0])-offset < link.MaxPacket {
+		return 0, fmt.Errorf("tun: ReadOffload: need offset >= %d and %d bytes after it", virtioNetHdrLen, link.MaxPacket)
+	}
+	d.rmu.Lock()
+	defer d.rmu.Unlock()
+	for {
+		if d.closed.Load() {
+			return 0, net.ErrClosed
+		}
+		if d.pendI < d.pendN {
+			// Left over from a ReadBatch through wireguard's path.
+			n, err := d.handOut(bufs, sizes, offset)
+			clear(csumOK[:n])
+			return n, err
+		}
+		frame := bufs[0][offset-virtioNetHdrLen : offset+link.MaxPacket]
+		n, err := d.file.Read(frame)
+		if err != nil {
+			if d.closed.Load() || errors.Is(err, os.ErrClosed) || errors.Is(err, syscall.EBADFD) {
+				return 0, net.ErrClosed
+			}
+			return 0, fmt.Errorf("tun: reading %s: %w", d.name, err)
+		}
+		size, ok, good := parseOffloadFrame(frame[:n])
+		if !good {
+			d.cnt.Drop(dropMalformed)
+			continue
+		}
+		if size > d.mtu {
+			d.cnt.Inc(evRxSuper)
+		}
+		d.cnt.Inc(evRxPackets)
+		sizes[0], csumOK[0] = size, ok
+		return 1, nil
+	}
+}
+
+// parseOffloadFrame checks the virtio-net header in front of a packet read
+// from the device and returns the packet's size and whether its transport
+// checksum needs no verification; good is false for a frame to drop.
+func parseOffloadFrame(frame []byte) (size int, csumOK, good bool) {
+	if len(frame) <= virtioNetHdrLen {
+		return 0, false, false
+	}
+	var h virtioNetHdr
+	h.decode(frame)
+	pkt := frame[virtioNetHdrLen:]
+	csumOK = h.flags&(unix.VIRTIO_NET_HDR_F_NEEDS_CSUM|unix.VIRTIO_NET_HDR_F_DATA_VALID) != 0
+	switch h.gsoType {
+	case unix.VIRTIO_NET_HDR_GSO_NONE:
+		return len(pkt), csumOK, true
+	case unix.VIRTIO_NET_HDR_GSO_TCPV4, unix.VIRTIO_NET_HDR_GSO_UDP_L4:
+		return fixIPv4Length(pkt), csumOK, fixIPv4Length(pkt) > 0
+	case unix.VIRTIO_NET_HDR_GSO_TCPV6:
+		return fixIPv6Length(pkt), csumOK, fixIPv6Length(pkt) > 0
+	}
+	return 0, false, false // ECN GSO: never negotiated
+}
+
+// fixIPv4Length makes a super-packet's IPv4 total length (and so its
+// header checksum) the whole packet's, as the stack trusts it; 0 if pkt is
+// not IPv4.
+func fixIPv4Length(pkt []byte) int {
+	if len(pkt) < header.IPv4MinHeaderLen || pkt[0]>>4 != 4 {
+		return 0
+	}
+	if int(binary.BigEndian.Uint16(pkt[2:])) != len(pkt) {
+		ihl := int(pkt[0]&0x0f) * 4
+		if ihl < header.IPv4MinHeaderLen || ihl > len(pkt) {
+			return 0
+		}
+		binary.BigEndian.PutUint16(pkt[2:], uint16(len(pkt)))
+		pkt[10], pkt[11] = 0, 0
+		binary.BigEndian.PutUint16(pkt[10:], ^header.Checksum(pkt[:ihl], 0))
+	}
+	return len(pkt)
+}
+
+// fixIPv6Length is fixIPv4Length for IPv6's payload length; 0 if pkt is
+// not IPv6.
+func fixIPv6Length(pkt []byte) int {
+	const ipv6HeaderLen = 40
+	if len(pkt) < ipv6HeaderLen || pkt[0]>>4 != 6 || len(pkt)-ipv6HeaderLen > 0xffff {
+		return 0
+	}
+	binary.BigEndian.PutUint16(pkt[4:], uint16(len(pkt)-ipv6HeaderLen))
+	return len(pkt)
+}
+
+// WriteOffload implements link.Offloader: each packet is written whole,
+// behind a virtio-net header built in its headroom, one write(2) each. A
+// packet with segSize > 0 has a partial TCP checksum, which the kernel
+// completes (NEEDS_CSUM); if it is larger than the MTU the kernel also cuts
+// it into segments of segSize payload bytes (GSO_TCPV4).
+func (d *Device) WriteOffload(bufs [][]byte, offset int, segSize []int) (int, error) {
+	if !d.offload {
+		return 0, errOffloadOff
+	}
+	if offset < virtioNetHdrLen {
+		return 0, fmt.Errorf("tun: WriteOffload: offset %d < %d", offset, virtioNetHdrLen)
+	}
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	if d.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	var errs error
+	for i, b := range bufs {
+		pkt := b[offset:]
+		h := virtioNetHdr{}
+		if i < len(segSize) && segSize[i] > 0 {
+			var ok bool
+			if h, ok = tcpOffloadHdr(pkt, segSize[i], d.mtu); !ok {
+				d.cnt.Inc(evTxErrors)
+				errs = errors.Join(errs, fmt.Errorf("tun: WriteOffload: packet %d is not a TCP packet fit for offload", i))
+				continue
+			}
+		} else if len(pkt) == 0 || len(pkt) > d.mtu {
+			d.cnt.Inc(evTxErrors)
+			errs = errors.Join(errs, fmt.Errorf("tun: WriteOffload: packet %d: %d bytes for a link of MTU %d", i, len(pkt), d.mtu))
+			continue
+		}
+		h.encode(b[offset-virtioNetHdrLen:])
+		if _, err := d.file.Write(b[offset-virtioNetHdrLen:]); err != nil {
+			if d.closed.Load() || errors.Is(err, os.ErrClosed) || errors.Is(err, syscall.EBADFD) {
+				return i, net.ErrClosed
+			}
+			d.cnt.Inc(evTxErrors)
+			errs = errors.Join(errs, err)
+			continue
+		}
+		if len(pkt) > d.mtu {
+			d.cnt.Inc(evTxSuper)
+		}
+		d.cnt.Inc(evTxPackets)
+	}
+	if errs != nil {
+		return len(bufs), fmt.Errorf("tun: writing to %s: %w", d.name, errs)
+	}
+	return len(bufs), nil
+}
+
+// tcpOffloadHdr is the virtio-net header for a TCP packet (IPv4, or IPv6
+// without extension headers, as the stack sends it) with a partial
+// checksum, cut into segSize-byte segments if it exceeds the MTU.
+func tcpOffloadHdr(pkt []byte, segSize, mtu int) (virtioNetHdr, bool) {
+	var ihl int
+	gso := uint8(unix.VIRTIO_NET_HDR_GSO_TCPV4)
+	switch {
+	case len(pkt) >= header.IPv4MinHeaderLen && pkt[0]>>4 == 4 && pkt[9] == header.ProtoTCP:
+		ihl = int(pkt[0]&0x0f) * 4
+		if ihl < header.IPv4MinHeaderLen {
+			return virtioNetHdr{}, false
+		}
+	case len(pkt) >= 40 && pkt[0]>>4 == 6 && pkt[6] == header.ProtoTCP:
+		ihl, gso = 40, unix.VIRTIO_NET_HDR_GSO_TCPV6
+	default:
+		return virtioNetHdr{}, false
+	}
+	if len(pkt) < ihl+header.TCPMinHeaderLen {
+		return virtioNetHdr{}, false
+	}
+	thl := int(pkt[ihl+12]>>4) * 4
+	if thl < header.TCPMinHeaderLen || len(pkt) < ihl+thl {
+		return virtioNetHdr{}, false
+	}
+	h := virtioNetHdr{
+		flags:      unix.VIRTIO_NET_HDR_F_NEEDS_CSUM,
+		hdrLen:     uint16(ihl + thl),
+		csumStart:  uint16(ihl),
+		csumOffset: 16, // the TCP checksum field
+	}
+	if len(pkt) > mtu {
+		if segSize <= 0 || ihl+thl+segSize > mtu {
+			return virtioNetHdr{}, false
+		}
+		h.gsoType = gso
+		h.gsoSize = uint16(segSize)
+	}
+	return h, true
+}
