@@ -100,4 +100,3 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 	}
 	b.ReportMetric(per, "bytes/conn")
 }
-
