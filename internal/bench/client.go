@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -90,13 +91,17 @@ func benchDial(ctx context.Context, addr string) (*net.TCPConn, error) {
 
 // clientUpload writes --bytes to the discard service, half-closes, and
 // waits for the server's close: every byte has then been read by the
-// server's application.
+// server's application. With --duration (and no --bytes) it writes for
+// that long instead (see uploadFor).
 func clientUpload(ctx context.Context, f ClientConfig) (benchClientResult, error) {
 	c, err := benchDial(ctx, f.Addr)
 	if err != nil {
 		return benchClientResult{}, err
 	}
 	defer c.Close()
+	if f.Bytes == 0 {
+		return uploadFor(c, f.Duration)
+	}
 	buf := make([]byte, 256<<10)
 	start := time.Now()
 	for left := f.Bytes; left > 0; {
@@ -113,6 +118,42 @@ func clientUpload(ctx context.Context, f ClientConfig) (benchClientResult, error
 		return benchClientResult{}, err
 	}
 	return benchClientResult{Seconds: time.Since(start).Seconds(), Bytes: f.Bytes}, nil
+}
+
+// uploadFor writes for d and counts the bytes the server's TCP has
+// acknowledged: those written less those still in the send queue
+// (SIOCOUTQ). It then resets the connection (SO_LINGER 0), so that no
+// queued data drains into the next run.
+func uploadFor(c *net.TCPConn, d time.Duration) (benchClientResult, error) {
+	buf := make([]byte, 256<<10)
+	start := time.Now()
+	c.SetWriteDeadline(start.Add(d))
+	var written int64
+	for {
+		n, err := c.Write(buf)
+		written += int64(n)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			break
+		}
+		if err != nil {
+			return benchClientResult{}, fmt.Errorf("after %d bytes: %w", written, err)
+		}
+	}
+	secs := time.Since(start).Seconds()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return benchClientResult{}, err
+	}
+	var queued int
+	var qerr error
+	if err := rc.Control(func(fd uintptr) { queued, qerr = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ) }); err != nil {
+		return benchClientResult{}, err
+	}
+	if qerr != nil {
+		return benchClientResult{}, fmt.Errorf("SIOCOUTQ: %w", qerr)
+	}
+	c.SetLinger(0)
+	return benchClientResult{Seconds: secs, Bytes: written - int64(queued)}, nil
 }
 
 // clientDownload asks the source service for --bytes and reads them to the
@@ -166,32 +207,69 @@ func clientDownload(ctx context.Context, f ClientConfig) (benchClientResult, err
 	return benchClientResult{Seconds: time.Since(start).Seconds(), Bytes: got}, nil
 }
 
-// clientEcho does --warmup then --count 1-byte round trips on one
-// connection to the echo service and reports each measured one.
+// clientEcho does --warmup then --count 1-byte round trips on one fresh
+// connection to the echo service and reports each measured one. It uses
+// blocking system calls (write(2), then read(2) sleeping in the kernel
+// until the byte is back), Nagle off, as a C client or `nc` does: Go's
+// net.Conn would park the goroutine and let the runtime spin a few
+// microseconds before it sleeps in epoll_wait, a busy poll that hides part
+// of the server's wake-up latency (docs/benchmarks.md, the method section).
 func clientEcho(ctx context.Context, f ClientConfig) (benchClientResult, error) {
-	c, err := benchDial(ctx, f.Addr)
+	fd, err := blockingDial(ctx, f.Addr)
 	if err != nil {
 		return benchClientResult{}, err
 	}
-	defer c.Close()
-	c.SetNoDelay(true)
-	var b [1]byte
+	defer unix.Close(fd)
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+		return benchClientResult{}, fmt.Errorf("TCP_NODELAY: %w", err)
+	}
+	b := []byte{0}
 	samples := make([]int64, 0, f.Count)
 	start := time.Now()
 	for i := 0; i < f.Warmup+f.Count; i++ {
 		b[0] = byte(i)
 		t0 := time.Now()
-		if _, err := c.Write(b[:]); err != nil {
-			return benchClientResult{}, err
+		if _, err := unix.Write(fd, b); err != nil {
+			return benchClientResult{}, fmt.Errorf("write: %w", err)
 		}
-		if _, err := io.ReadFull(c, b[:]); err != nil {
-			return benchClientResult{}, err
+		if n, err := unix.Read(fd, b); err != nil || n != 1 {
+			return benchClientResult{}, fmt.Errorf("read: %d, %v", n, err)
 		}
 		if i >= f.Warmup {
 			samples = append(samples, int64(time.Since(t0)))
 		}
 	}
 	return benchClientResult{Seconds: time.Since(start).Seconds(), Count: int64(len(samples)), Samples: samples}, nil
+}
+
+// blockingDial connects a blocking IPv4 TCP socket to addr. Reads and
+// writes time out (SO_RCVTIMEO, SO_SNDTIMEO) at ctx's deadline, or after
+// 30 s: a lost server fails the run instead of hanging it.
+func blockingDial(ctx context.Context, addr string) (int, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !ap.Addr().Is4() {
+		return -1, fmt.Errorf("--addr %q: want IPv4:PORT", addr)
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	limit := 30 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		limit = max(time.Until(dl), time.Millisecond)
+	}
+	tv := unix.NsecToTimeval(limit.Nanoseconds())
+	for _, opt := range []int{unix.SO_RCVTIMEO, unix.SO_SNDTIMEO} {
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, opt, &tv); err != nil {
+			unix.Close(fd)
+			return -1, err
+		}
+	}
+	if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("connect %v: %w", ap, err)
+	}
+	return fd, nil
 }
 
 // clientHandshakes does full TLS 1.2 handshakes (RSA key exchange,

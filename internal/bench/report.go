@@ -181,6 +181,7 @@ func (b *bench) writeReport(dir string, machine map[string]any, rs []benchResult
 	b.reportIntro(p, machine)
 	b.reportMachine(p, machine)
 	b.reportResults(p, rs)
+	b.reportLoss(p)
 	b.reportTargets(p, rs, plots)
 	b.reportMethod(p)
 	b.reportRuns(p, rs)
