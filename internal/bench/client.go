@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,7 @@ type ClientConfig struct {
 	Count    int           // round trips (echo) or connections (idle)
 	Warmup   int           // round trips not measured (echo)
 	Conc     int           // concurrent connections (handshakes, idle)
+	CPU      int           // echo: run on this CPU only (-1: anywhere)
 }
 
 // ClientModes are the modes of `ustack bench client`.
@@ -215,6 +217,16 @@ func clientDownload(ctx context.Context, f ClientConfig) (benchClientResult, err
 // microseconds before it sleeps in epoll_wait, a busy poll that hides part
 // of the server's wake-up latency (docs/benchmarks.md, the method section).
 func clientEcho(ctx context.Context, f ClientConfig) (benchClientResult, error) {
+	if f.CPU >= 0 {
+		// The loop runs on this thread only, pinned (sched_setaffinity
+		// of the calling thread).
+		runtime.LockOSThread()
+		var set unix.CPUSet
+		set.Set(f.CPU)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			return benchClientResult{}, fmt.Errorf("--cpu %d: %w", f.CPU, err)
+		}
+	}
 	fd, err := blockingDial(ctx, f.Addr)
 	if err != nil {
 		return benchClientResult{}, err
@@ -229,10 +241,10 @@ func clientEcho(ctx context.Context, f ClientConfig) (benchClientResult, error) 
 	for i := 0; i < f.Warmup+f.Count; i++ {
 		b[0] = byte(i)
 		t0 := time.Now()
-		if _, err := unix.Write(fd, b); err != nil {
+		if _, err := retryEINTR(func() (int, error) { return unix.Write(fd, b) }); err != nil {
 			return benchClientResult{}, fmt.Errorf("write: %w", err)
 		}
-		if n, err := unix.Read(fd, b); err != nil || n != 1 {
+		if n, err := retryEINTR(func() (int, error) { return unix.Read(fd, b) }); err != nil || n != 1 {
 			return benchClientResult{}, fmt.Errorf("read: %d, %v", n, err)
 		}
 		if i >= f.Warmup {
@@ -240,6 +252,18 @@ func clientEcho(ctx context.Context, f ClientConfig) (benchClientResult, error) 
 		}
 	}
 	return benchClientResult{Seconds: time.Since(start).Seconds(), Count: int64(len(samples)), Samples: samples}, nil
+}
+
+// retryEINTR repeats a system call that a signal interrupted: the Go
+// runtime signals its threads (preemption), and a socket with SO_RCVTIMEO
+// or SO_SNDTIMEO is not restarted after a signal (signal(7)).
+func retryEINTR(call func() (int, error)) (int, error) {
+	for {
+		n, err := call()
+		if !errors.Is(err, unix.EINTR) {
+			return n, err
+		}
+	}
 }
 
 // blockingDial connects a blocking IPv4 TCP socket to addr. Reads and
@@ -265,7 +289,16 @@ func blockingDial(ctx context.Context, addr string) (int, error) {
 			return -1, err
 		}
 	}
-	if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}); err != nil {
+	sa := &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}
+	// After an interrupted connect(2) the handshake goes on: calling again
+	// answers EALREADY until it is done, then EISCONN.
+	err = unix.Connect(fd, sa)
+	for errors.Is(err, unix.EINTR) || errors.Is(err, unix.EALREADY) {
+		if err = unix.Connect(fd, sa); errors.Is(err, unix.EISCONN) {
+			err = nil
+		}
+	}
+	if err != nil {
 		unix.Close(fd)
 		return -1, fmt.Errorf("connect %v: %w", ap, err)
 	}
