@@ -28,12 +28,39 @@ import (
 
 // benchClientResult is what a client mode reports.
 type benchClientResult struct {
-	Seconds float64 `json:"seconds"`         // measured interval
-	Bytes   int64   `json:"bytes,omitempty"` // payload moved in it
-	Count   int64   `json:"count,omitempty"` // handshakes, connections, samples
-	Errors  int64   `json:"errors,omitempty"`
-	Samples []int64 `json:"samples_ns,omitempty"` // echo round trips
-	Ready   bool    `json:"ready,omitempty"`      // idle: all connections are up
+	Seconds float64     `json:"seconds"`         // measured interval
+	Bytes   int64       `json:"bytes,omitempty"` // payload moved in it
+	Count   int64       `json:"count,omitempty"` // handshakes, connections, samples
+	Errors  int64       `json:"errors,omitempty"`
+	Samples []int64     `json:"samples_ns,omitempty"` // echo round trips
+	Ready   bool        `json:"ready,omitempty"`      // idle: all connections are up
+	Sender  *senderInfo `json:"sender,omitempty"`     // timed upload: the kernel sender's TCP_INFO at the end
+}
+
+// senderInfo is the kernel sender's view of a connection (TCP_INFO), for
+// reading a loss run: why the sender sent no faster.
+type senderInfo struct {
+	RTTMicros       uint32 `json:"rtt_us"`
+	RTTVarMicros    uint32 `json:"rttvar_us"`
+	Cwnd            uint32 `json:"cwnd"` // segments
+	Ssthresh        uint32 `json:"ssthresh"`
+	Reordering      uint32 `json:"reordering"`
+	PeerWindow      uint32 `json:"peer_window"` // bytes the receiver last offered
+	TotalRetrans    uint32 `json:"total_retrans"`
+	BusyMicros      uint64 `json:"busy_us"`         // time with data in flight
+	RwndLimitedUsec uint64 `json:"rwnd_limited_us"` // of which, limited by the receiver's window
+}
+
+func tcpSenderInfo(fd int) (*senderInfo, error) {
+	ti, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	if err != nil {
+		return nil, err
+	}
+	return &senderInfo{
+		RTTMicros: ti.Rtt, RTTVarMicros: ti.Rttvar, Cwnd: ti.Snd_cwnd, Ssthresh: ti.Snd_ssthresh,
+		Reordering: ti.Reordering, PeerWindow: ti.Snd_wnd, TotalRetrans: ti.Total_retrans,
+		BusyMicros: ti.Busy_time, RwndLimitedUsec: ti.Rwnd_limited,
+	}, nil
 }
 
 // ClientConfig are the settings of a client mode (its flags).
@@ -148,14 +175,18 @@ func uploadFor(c *net.TCPConn, d time.Duration) (benchClientResult, error) {
 	}
 	var queued int
 	var qerr error
-	if err := rc.Control(func(fd uintptr) { queued, qerr = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ) }); err != nil {
+	var info *senderInfo
+	if err := rc.Control(func(fd uintptr) {
+		queued, qerr = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ)
+		info, _ = tcpSenderInfo(int(fd))
+	}); err != nil {
 		return benchClientResult{}, err
 	}
 	if qerr != nil {
 		return benchClientResult{}, fmt.Errorf("SIOCOUTQ: %w", qerr)
 	}
 	c.SetLinger(0)
-	return benchClientResult{Seconds: secs, Bytes: written - int64(queued)}, nil
+	return benchClientResult{Seconds: secs, Bytes: written - int64(queued), Sender: info}, nil
 }
 
 // clientDownload asks the source service for --bytes and reads them to the

@@ -140,6 +140,11 @@ func (b *bench) measureLoss(ctx context.Context, stack string, round int, loss f
 	}
 	b.note("observed loss: to the client %.2f%% of %d packets, from it %.2f%% of %d (queue drops %d/%d)",
 		100*frac(st.Out), st.Out.Offered, 100*frac(st.In), st.In.Offered, st.Out.DroppedQueue, st.In.DroppedQueue)
+	if si := r.Sender; si != nil {
+		b.note("kernel sender at the end: srtt %d µs (var %d), cwnd %d segments, ssthresh %d, reordering %d, window offered %d bytes, limited by it %.0f%% of the busy time, %d retransmits",
+			si.RTTMicros, si.RTTVarMicros, si.Cwnd, si.Ssthresh, si.Reordering, si.PeerWindow,
+			100*float64(si.RwndLimitedUsec)/float64(max(si.BusyMicros, 1)), si.TotalRetrans)
+	}
 	mb := float64(r.Bytes) / 1e6
 	perMB := map[string]float64{}
 	var parts []string
