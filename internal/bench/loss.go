@@ -138,8 +138,9 @@ func (b *bench) measureLoss(ctx context.Context, stack string, round int, loss f
 	frac := func(d link.DirStats) float64 {
 		return float64(d.DroppedLoss+d.DroppedQueue) / float64(max(d.Offered, 1))
 	}
-	b.note("observed loss: to the client %.2f%% of %d packets, from it %.2f%% of %d (queue drops %d/%d)",
-		100*frac(st.Out), st.Out.Offered, 100*frac(st.In), st.In.Offered, st.Out.DroppedQueue, st.In.DroppedQueue)
+	b.note("observed loss: to the client %.2f%% of %d packets, from it %.2f%% of %d (queue drops %d/%d); %.3f packets to the client per packet from it",
+		100*frac(st.Out), st.Out.Offered, 100*frac(st.In), st.In.Offered, st.Out.DroppedQueue, st.In.DroppedQueue,
+		float64(st.Out.Offered)/float64(max(st.In.Offered, 1)))
 	if si := r.Sender; si != nil {
 		b.note("kernel sender at the end: srtt %d µs (var %d), cwnd %d segments, ssthresh %d, reordering %d, window offered %d bytes, limited by it %.0f%% of the busy time, %d retransmits",
 			si.RTTMicros, si.RTTVarMicros, si.Cwnd, si.Ssthresh, si.Reordering, si.PeerWindow,
