@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -180,5 +181,40 @@ func TestUploadFor(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the server did not see the connection end")
+	}
+}
+
+// TestPinProcess pins every thread of the test process to one CPU and
+// gives the former set back.
+func TestPinProcess(t *testing.T) {
+	first, second, err := twoCPUs()
+	if err != nil {
+		t.Skip(err)
+	}
+	if first == second {
+		t.Fatalf("twoCPUs = %d, %d", first, second)
+	}
+	var before unix.CPUSet
+	unix.SchedGetaffinity(0, &before)
+	restore, err := pinProcess(second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tasks, _ := os.ReadDir("/proc/self/task")
+	for _, task := range tasks {
+		tid, _ := strconv.Atoi(task.Name())
+		var set unix.CPUSet
+		if err := unix.SchedGetaffinity(tid, &set); err != nil {
+			continue // the thread ended
+		}
+		if set.Count() != 1 || !set.IsSet(second) {
+			t.Errorf("thread %d may run on %d CPUs after pinning to %d", tid, set.Count(), second)
+		}
+	}
+	restore()
+	var after unix.CPUSet
+	unix.SchedGetaffinity(0, &after)
+	if after != before {
+		t.Errorf("after restore: %v CPUs, before %v", after.Count(), before.Count())
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"slices"
 	"strconv"
 
@@ -18,15 +17,17 @@ import (
 // round trip on one vCPU; an unpinned run is a mix of both placements, in
 // proportions that depend on how many threads each stack wakes per round
 // trip. Here the server process (this one: the in-process stacks and the
-// kernel's Go server) is pinned to CPU 0 and the client to CPU 0 or 1.
+// kernel's Go server) is pinned to the first CPU it may use and the client
+// to the same or the next one.
 
 // measureEchoPinned yields echo_rtt_p50_same_cpu_us and
 // echo_rtt_p50_cross_cpu_us.
 func (b *bench) measureEchoPinned(ctx context.Context, env *benchEnv) (map[string]float64, error) {
-	if runtime.NumCPU() < 2 {
-		return nil, errors.New("echo pinned: needs 2 CPUs")
+	first, second, err := twoCPUs()
+	if err != nil {
+		return nil, err
 	}
-	restore, err := pinProcess(0)
+	restore, err := pinProcess(first)
 	if err != nil {
 		return nil, err
 	}
@@ -35,7 +36,7 @@ func (b *bench) measureEchoPinned(ctx context.Context, env *benchEnv) (map[strin
 	for _, v := range []struct {
 		metric string
 		cpu    int
-	}{{"echo_rtt_p50_same_cpu_us", 0}, {"echo_rtt_p50_cross_cpu_us", 1}} {
+	}{{"echo_rtt_p50_same_cpu_us", first}, {"echo_rtt_p50_cross_cpu_us", second}} {
 		r, err := env.runClient(ctx, "echo", "--addr", env.serverAddr(benchPortEcho), "--count", strconv.Itoa(b.p.EchoCount),
 			"--warmup", strconv.Itoa(b.p.EchoCount/10), "--cpu", strconv.Itoa(v.cpu))
 		if err != nil {
@@ -49,6 +50,24 @@ func (b *bench) measureEchoPinned(ctx context.Context, env *benchEnv) (map[strin
 		out[v.metric] = float64(percentile(s, 0.5)) / 1e3
 	}
 	return out, nil
+}
+
+// twoCPUs is the first two CPUs this process may run on.
+func twoCPUs() (int, int, error) {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return 0, 0, err
+	}
+	var cpus []int
+	for c := 0; c < len(set)*64 && len(cpus) < 2; c++ {
+		if set.IsSet(c) {
+			cpus = append(cpus, c)
+		}
+	}
+	if len(cpus) < 2 {
+		return 0, 0, errors.New("echo pinned: needs 2 CPUs to run on")
+	}
+	return cpus[0], cpus[1], nil
 }
 
 // pinProcess restricts every thread of this process to cpu and returns

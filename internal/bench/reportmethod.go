@@ -51,9 +51,9 @@ func (b *bench) reportMethodEcho(p printer) {
 	p("  a user sees, scheduler included. The step's notes give the server process's context switches and\n")
 	p("  CPU time per round trip (for the kernel, only its Go server's: its TCP work is the kernel's).\n")
 	p("- `echo_rtt_p50_same_cpu_us`, `echo_rtt_p50_cross_cpu_us`: the same with every thread of the server\n")
-	p("  process (the bench process: ustack, gVisor, or the kernel's Go server) pinned to CPU 0 and the\n")
-	p("  client's thread to CPU 0 (same) or 1 (cross). They separate the stack's cost from where the\n")
-	p("  scheduler happens to put the two ends.\n")
+	p("  process (the bench process: ustack, gVisor, or the kernel's Go server) pinned to the first CPU it\n")
+	p("  may use and the client's thread to the same CPU or the next one. They separate the stack's cost\n")
+	p("  from where the scheduler happens to put the two ends.\n")
 }
 
 func (b *bench) reportMethodIdle(p printer) {
