@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 	"testing"
@@ -196,9 +197,13 @@ func TestPinProcess(t *testing.T) {
 	}
 	var before unix.CPUSet
 	unix.SchedGetaffinity(0, &before)
+	procs := runtime.GOMAXPROCS(0)
 	restore, err := pinProcess(second)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if n := runtime.GOMAXPROCS(0); n != 1 {
+		t.Errorf("GOMAXPROCS %d while pinned, want 1", n)
 	}
 	tasks, _ := os.ReadDir("/proc/self/task")
 	for _, task := range tasks {
@@ -214,6 +219,9 @@ func TestPinProcess(t *testing.T) {
 	restore()
 	var after unix.CPUSet
 	unix.SchedGetaffinity(0, &after)
+	if n := runtime.GOMAXPROCS(0); n != procs {
+		t.Errorf("GOMAXPROCS %d after restore, want %d", n, procs)
+	}
 	if after != before {
 		t.Errorf("after restore: %v CPUs, before %v", after.Count(), before.Count())
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 
@@ -70,10 +71,13 @@ func twoCPUs() (int, int, error) {
 	return cpus[0], cpus[1], nil
 }
 
-// pinProcess restricts every thread of this process to cpu and returns
-// the function that gives each thread (those created since too) the
-// process's former CPU set back. Threads created meanwhile inherit the
-// pinning from their creator.
+// pinProcess restricts every thread of this process to cpu, and the Go
+// scheduler to one P, as `taskset -c CPU` at start would (the runtime sizes
+// GOMAXPROCS from the CPUs it may use); with two Ps on one CPU, the
+// runtime's spinning threads would compete with the server for it. It
+// returns the function that gives each thread (those created since too)
+// the process's former CPU set back, and GOMAXPROCS its former value.
+// Threads created meanwhile inherit the pinning from their creator.
 func pinProcess(cpu int) (restore func(), err error) {
 	var old, set unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &old); err != nil {
@@ -84,7 +88,11 @@ func pinProcess(cpu int) (restore func(), err error) {
 		setAllThreads(&old)
 		return nil, fmt.Errorf("pinning to CPU %d: %w", cpu, err)
 	}
-	return func() { setAllThreads(&old) }, nil
+	procs := runtime.GOMAXPROCS(1)
+	return func() {
+		runtime.GOMAXPROCS(procs)
+		setAllThreads(&old)
+	}, nil
 }
 
 // setAllThreads sets the CPU set of every thread of this process.
