@@ -240,12 +240,16 @@ func (b *bench) runAll(ctx context.Context, w io.Writer) error {
 		}
 		var parts []string
 		for _, name := range st.m.metrics {
+			v, ok := vals[name]
+			if !ok {
+				continue // not asked for (--only)
+			}
 			mi, _ := metricByName(name)
 			for _, s := range stacks {
 				k := benchKey{s, name}
-				b.runs[k] = append(b.runs[k], vals[name])
+				b.runs[k] = append(b.runs[k], v)
 			}
-			parts = append(parts, fmt.Sprintf("%s %s %s", name, formatValue(vals[name]), mi.unit))
+			parts = append(parts, fmt.Sprintf("%s %s %s", name, formatValue(v), mi.unit))
 		}
 		if !tty {
 			fmt.Fprintf(w, "%s %s (%s)\n", head, strings.Join(parts, ", "), took)

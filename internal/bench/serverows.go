@@ -119,47 +119,36 @@ func (b *bench) serveEnv(ctx context.Context) (env *benchEnv, err error) {
 	return env, nil
 }
 
-// serveOutput is what serve printed: lines until ready, then all of it.
+// serveOutput is what serve printed; all is complete once done is closed.
 type serveOutput struct {
-	lines chan string
-	all   strings.Builder
-	done  chan struct{}
+	ready, done chan struct{}
+	all         strings.Builder
 }
 
-// waitReady reads serve's stdout until its "ready:" line, then drains the
-// rest in the background.
+// waitReady reads serve's stdout in the background, to the end, and waits
+// for its "ready:" line.
 func waitReady(h *helper, l *serveOutput, within time.Duration) error {
-	l.lines, l.done = make(chan string, 64), make(chan struct{})
+	l.ready, l.done = make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(l.done)
 		sc := bufio.NewScanner(h.stdout)
+		seen := false
 		for sc.Scan() {
-			select {
-			case l.lines <- sc.Text():
-			default:
-			}
 			l.all.WriteString(sc.Text() + "\n")
+			if !seen && strings.HasPrefix(sc.Text(), "ready:") {
+				seen = true
+				close(l.ready)
+			}
 		}
-		close(l.lines)
 	}()
-	timeout := time.After(within)
-	for {
-		select {
-		case line, ok := <-l.lines:
-			if !ok {
-				werr := h.cmd.Wait()
-				return fmt.Errorf("ustack serve exited before it was ready (%v): %s", werr, strings.TrimSpace(h.stderr.String()))
-			}
-			if strings.HasPrefix(line, "ready:") {
-				go func() {
-					for range l.lines {
-					}
-				}()
-				return nil
-			}
-		case <-timeout:
-			return fmt.Errorf("ustack serve: no \"ready:\" line within %v: %s", within, strings.TrimSpace(h.stderr.String()))
-		}
+	select {
+	case <-l.ready:
+		return nil
+	case <-l.done:
+		werr := h.cmd.Wait()
+		return fmt.Errorf("ustack serve exited before it was ready (%v): %s", werr, strings.TrimSpace(h.stderr.String()))
+	case <-time.After(within):
+		return fmt.Errorf("ustack serve: no \"ready:\" line within %v: %s", within, strings.TrimSpace(h.stderr.String()))
 	}
 }
 
