@@ -108,6 +108,7 @@ func cmdBenchClient(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&f.Count, "count", 0, "round trips (echo) or connections (idle)")
 	fs.IntVar(&f.Warmup, "warmup", 0, "round trips not measured (echo)")
 	fs.IntVar(&f.Conc, "conc", 1, "concurrent connections (handshakes, idle)")
+	fs.IntVar(&f.CPU, "cpu", -1, "echo: run the round trips on this `CPU` only (default: anywhere)")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageErr("bench client %s: %v", mode, err)

@@ -56,6 +56,7 @@ type bench struct {
 	runs        map[benchKey][]float64
 	failures    map[benchKey][]string
 	echoSamples map[string][]int64 // every measured round trip, per stack
+	lossCounts  map[benchKey][]lossSample
 
 	notes []string // the current step's remarks, printed after it
 	log   []string // every remark, for the report
@@ -108,6 +109,7 @@ func Run(ctx context.Context, p Params, out Output, stdout, stderr io.Writer) er
 		runs:        map[benchKey][]float64{},
 		failures:    map[benchKey][]string{},
 		echoSamples: map[string][]int64{},
+		lossCounts:  map[benchKey][]lossSample{},
 	}
 	machine := benchMachine(out.Command, p)
 	runErr := b.runAll(ctx, stderr)
@@ -115,12 +117,13 @@ func Run(ctx context.Context, p Params, out Output, stdout, stderr io.Writer) er
 	b.finishIdle()
 	results := b.results()
 	printBenchTable(stdout, results)
+	b.printLossCounters(stdout)
 	var errs []error
 	if runErr != nil {
 		errs = append(errs, runErr)
 	}
 	if out.JSON != "" {
-		if err := writeBenchJSON(out.JSON, machine, results); err != nil {
+		if err := writeBenchJSON(out.JSON, machine, results, b.lossJSON()); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -237,12 +240,16 @@ func (b *bench) runAll(ctx context.Context, w io.Writer) error {
 		}
 		var parts []string
 		for _, name := range st.m.metrics {
+			v, ok := vals[name]
+			if !ok {
+				continue // not asked for (--only)
+			}
 			mi, _ := metricByName(name)
 			for _, s := range stacks {
 				k := benchKey{s, name}
-				b.runs[k] = append(b.runs[k], vals[name])
+				b.runs[k] = append(b.runs[k], v)
 			}
-			parts = append(parts, fmt.Sprintf("%s %s %s", name, formatValue(vals[name]), mi.unit))
+			parts = append(parts, fmt.Sprintf("%s %s %s", name, formatValue(v), mi.unit))
 		}
 		if !tty {
 			fmt.Fprintf(w, "%s %s (%s)\n", head, strings.Join(parts, ", "), took)
@@ -316,11 +323,12 @@ func findResult(rs []benchResult, stack, metric string) (float64, bool) {
 	return 0, false
 }
 
-func writeBenchJSON(name string, machine map[string]any, results []benchResult) error {
+func writeBenchJSON(name string, machine map[string]any, results []benchResult, loss []lossJSON) error {
 	b, err := json.MarshalIndent(struct {
-		Machine map[string]any `json:"machine"`
-		Results []benchResult  `json:"results"`
-	}{machine, results}, "", "  ")
+		Machine      map[string]any `json:"machine"`
+		Results      []benchResult  `json:"results"`
+		LossCounters []lossJSON     `json:"loss_counters,omitempty"`
+	}{machine, results, loss}, "", "  ")
 	if err != nil {
 		return err
 	}

@@ -58,7 +58,7 @@ func TestBenchQuick(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	jsonPath, reportDir := filepath.Join(dir, "bench.json"), filepath.Join(dir, "report")
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, exe, "bench", "--quick", "--json", jsonPath, "--report", reportDir)
 	var out bytes.Buffer
@@ -88,6 +88,12 @@ func TestBenchQuick(t *testing.T) {
 			Unit   string    `json:"unit"`
 			Runs   []float64 `json:"runs"`
 		} `json:"results"`
+		LossCounters []struct {
+			Stack  string             `json:"stack"`
+			Metric string             `json:"metric"`
+			Sender string             `json:"sender"`
+			PerMB  map[string]float64 `json:"per_mb"`
+		} `json:"loss_counters"`
 	}
 	if err := json.Unmarshal(raw, &doc); err != nil {
 		t.Fatalf("JSON does not parse: %v\n%s", err, raw)
@@ -112,11 +118,27 @@ func TestBenchQuick(t *testing.T) {
 			}
 		}
 	}
+	// Every loss run records the sender's counters: at least the segments
+	// it sent.
+	sent := map[string]string{"kernel": "OutSegs", "ustack": "SegsOut", "gvisor": "SegmentsSent"}
+	counters := map[[2]string]bool{}
+	for _, lc := range doc.LossCounters {
+		if lc.PerMB[sent[lc.Sender]] > 0 {
+			counters[[2]string{lc.Stack, lc.Metric}] = true
+		}
+	}
+	for m := range lossMetricSender {
+		for _, s := range []string{"kernel", "ustack", "gvisor"} {
+			if !counters[[2]string{s, m}] {
+				t.Errorf("no sender counters for %s on %s: %+v", m, s, doc.LossCounters)
+			}
+		}
+	}
 	md, err := os.ReadFile(filepath.Join(reportDir, "benchmarks.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"## Machine", "## Results", "ustack / gVisor", "bench/throughput.svg", "bench/latency.svg", "bench/loss.svg"} {
+	for _, want := range []string{"## Machine", "## Results", "ustack / gVisor", "bench/throughput.svg", "bench/latency.svg", "bench/loss.svg", "## Loss recovery: the sender's counters", "`TCPTimeouts`"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("benchmarks.md lacks %q", want)
 		}

@@ -22,6 +22,8 @@ import (
 	"ustack/internal/waitfor"
 	"ustack/stack/link"
 	"ustack/tun"
+
+	"golang.org/x/sys/unix"
 )
 
 // metricInfo describes one figure of the report.
@@ -40,11 +42,18 @@ var benchMetrics = []metricInfo{
 	{"http_conn_per_s", "conn/s", true, "HTTP/1.1 new connections (Connection: close)"},
 	{"https_handshakes_per_s", "handshakes/s", true, "HTTPS full handshakes (RSA key exchange)"},
 	{"https_rps", "req/s", true, "HTTPS keep-alive requests"},
+	{"serve_http_rps", "req/s", true, "`ustack serve --http`: keep-alive requests for its connection page (kernel, gVisor: the bench server)"},
+	{"serve_conn_per_s", "conn/s", true, "`ustack serve --http`: new connections (kernel, gVisor: the bench server)"},
+	{"serve_https_rps", "req/s", true, "`ustack serve --https --kex rsa`: keep-alive requests (kernel, gVisor: the bench server)"},
 	{"echo_rtt_p50_us", "µs", false, "1-byte echo round trip, median"},
 	{"echo_rtt_p99_us", "µs", false, "1-byte echo round trip, 99th percentile"},
+	{"echo_rtt_p50_same_cpu_us", "µs", false, "1-byte echo round trip, median, client and server on one CPU"},
+	{"echo_rtt_p50_cross_cpu_us", "µs", false, "1-byte echo round trip, median, client and server on two CPUs"},
 	{"bytes_per_idle_conn", "bytes", false, "server memory per idle established connection"},
 	{"goodput_loss1_gbps", "Gbit/s", true, "download goodput at 1% loss"},
 	{"goodput_loss5_gbps", "Gbit/s", true, "download goodput at 5% loss"},
+	{"goodput_up_loss1_gbps", "Gbit/s", true, "upload goodput at 1% loss (the stack receives)"},
+	{"goodput_up_loss5_gbps", "Gbit/s", true, "upload goodput at 5% loss (the stack receives)"},
 	{"tun_limit_gbps", "Gbit/s", true, "TUN path limit: read and drop (same for every stack)"},
 }
 
@@ -74,10 +83,14 @@ var benchMeasurements = []measurement{
 	{"http_conn", []string{"http_conn_per_s"}, true, onEnv((*bench).measureHTTPConn)},
 	{"https_handshakes", []string{"https_handshakes_per_s"}, true, onEnv((*bench).measureHandshakes)},
 	{"https", []string{"https_rps"}, true, onEnv((*bench).measureHTTPS)},
+	{"serve", []string{"serve_http_rps", "serve_conn_per_s", "serve_https_rps"}, true, (*bench).measureServe},
 	{"echo", []string{"echo_rtt_p50_us", "echo_rtt_p99_us"}, true, onEnv((*bench).measureEcho)},
+	{"echo_pinned", []string{"echo_rtt_p50_same_cpu_us", "echo_rtt_p50_cross_cpu_us"}, true, onEnv((*bench).measureEchoPinned)},
 	{"idle", []string{"bytes_per_idle_conn"}, true, onEnv((*bench).measureIdle)},
 	{"loss1", []string{"goodput_loss1_gbps"}, true, (*bench).measureLoss1},
 	{"loss5", []string{"goodput_loss5_gbps"}, true, (*bench).measureLoss5},
+	{"up_loss1", []string{"goodput_up_loss1_gbps"}, true, (*bench).measureLossUp1},
+	{"up_loss5", []string{"goodput_up_loss5_gbps"}, true, (*bench).measureLossUp5},
 }
 
 // onEnv runs a measurement in a fresh environment for the stack, without
@@ -157,38 +170,6 @@ func (b *bench) segmentNote(env *benchEnv) {
 		st := env.gv.Stats()
 		b.note("gvisor: %d segments in, %d out (%.3f out per in)", st.SegmentsRcvd, st.SegmentsSent, float64(st.SegmentsSent)/float64(max(st.SegmentsRcvd, 1)))
 	}
-}
-
-func (b *bench) measureLoss1(ctx context.Context, stack string, round int) (map[string]float64, error) {
-	v, err := b.measureLoss(ctx, stack, round, 0.01)
-	return map[string]float64{"goodput_loss1_gbps": v}, err
-}
-
-func (b *bench) measureLoss5(ctx context.Context, stack string, round int) (map[string]float64, error) {
-	v, err := b.measureLoss(ctx, stack, round, 0.05)
-	return map[string]float64{"goodput_loss5_gbps": v}, err
-}
-
-// measureLoss reads from the source service for the run's duration through
-// a path that loses the given fraction of packets in each direction. The
-// seed depends on the round only: every stack faces the same loss stream.
-func (b *bench) measureLoss(ctx context.Context, stack string, round int, loss float64) (float64, error) {
-	env, err := b.env(stack, loss, int64(round+1)*1000+int64(loss*1000))
-	if err != nil {
-		return 0, err
-	}
-	defer env.Close()
-	r, err := env.runClient(ctx, "download", "--addr", env.serverAddr(benchPortSource), "--duration", b.p.Duration.String())
-	if err != nil {
-		return 0, err
-	}
-	st := env.imp.Stats()
-	frac := func(d link.DirStats) float64 {
-		return float64(d.DroppedLoss+d.DroppedQueue) / float64(max(d.Offered, 1))
-	}
-	b.note("observed loss: data %.2f%% of %d packets, acks %.2f%% of %d (queue drops %d/%d)",
-		100*frac(st.Out), st.Out.Offered, 100*frac(st.In), st.In.Offered, st.Out.DroppedQueue, st.In.DroppedQueue)
-	return gbps(r.Bytes, r.Seconds), nil
 }
 
 // wrk's summary lines.
@@ -274,12 +255,18 @@ func (b *bench) measureHandshakes(ctx context.Context, env *benchEnv) (map[strin
 }
 
 func (b *bench) measureEcho(ctx context.Context, env *benchEnv) (map[string]float64, error) {
+	ru0, _ := getrusage()
 	r, err := env.runClient(ctx, "echo", "--addr", env.serverAddr(benchPortEcho), "--count", strconv.Itoa(b.p.EchoCount), "--warmup", strconv.Itoa(b.p.EchoCount/10))
 	if err != nil {
 		return nil, err
 	}
 	if len(r.Samples) == 0 {
 		return nil, fmt.Errorf("echo on %s: no samples", env.stack)
+	}
+	if ru1, err := getrusage(); err == nil && r.Count > 0 {
+		n := float64(b.p.EchoCount + b.p.EchoCount/10)
+		b.note("server process: %.2f context switches and %.1f µs of CPU per round trip (the kernel's column: its Go server only)",
+			float64(ru1.switches-ru0.switches)/n, (ru1.cpu-ru0.cpu).Seconds()*1e6/n)
 	}
 	b.echoSamples[env.stack] = append(b.echoSamples[env.stack], r.Samples...)
 	s := slices.Clone(r.Samples)
@@ -288,6 +275,21 @@ func (b *bench) measureEcho(ctx context.Context, env *benchEnv) (map[string]floa
 		"echo_rtt_p50_us": float64(percentile(s, 0.50)) / 1e3,
 		"echo_rtt_p99_us": float64(percentile(s, 0.99)) / 1e3,
 	}, nil
+}
+
+// rusage is what this process has spent so far.
+type rusage struct {
+	switches int64 // voluntary and involuntary context switches, every thread
+	cpu      time.Duration
+}
+
+func getrusage() (rusage, error) {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return rusage{}, err
+	}
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return rusage{switches: ru.Nvcsw + ru.Nivcsw, cpu: cpu}, nil
 }
 
 // percentile of sorted samples, nearest rank.

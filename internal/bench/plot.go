@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image/color"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgsvg"
 )
 
 // The report's plots, drawn with gonum.org/v1/plot and written as SVG.
@@ -40,7 +42,7 @@ func (b *bench) writePlots(dir string, rs []benchResult) ([]benchPlot, error) {
 		{"throughput.svg", "Bulk throughput per stack", plotThroughput},
 		{"requests.svg", "Request and connection rates per stack", plotRequests},
 		{"latency.svg", "1-byte echo round trip: distribution", b.plotLatency},
-		{"loss.svg", "Goodput against loss", plotLoss},
+		{"loss.svg", "Goodput against loss, the stack sending and receiving", plotLoss},
 	} {
 		p, err := m.draw(rs)
 		if err != nil {
@@ -49,7 +51,7 @@ func (b *bench) writePlots(dir string, rs []benchResult) ([]benchPlot, error) {
 		if p == nil {
 			continue // nothing measured for it
 		}
-		if err := p.Save(7*vg.Inch, 4*vg.Inch, filepath.Join(dir, m.file)); err != nil {
+		if err := savePlot(p, filepath.Join(dir, m.file)); err != nil {
 			return out, fmt.Errorf("plot %s: %w", m.file, err)
 		}
 		out = append(out, benchPlot{m.file, m.title})
@@ -57,18 +59,53 @@ func (b *bench) writePlots(dir string, rs []benchResult) ([]benchPlot, error) {
 	return out, nil
 }
 
+// The plots' size, and the margin kept free on the right and at the top:
+// gonum draws the data area and a right-hand legend up to the canvas's
+// edge, where a viewer cuts the legend's thumbnails and its text when its
+// font is a little wider than the one gonum measured with.
+const (
+	plotWidth, plotHeight = 7 * vg.Inch, 4 * vg.Inch
+	plotMargin            = vg.Length(12)
+)
+
+// savePlot writes p as SVG, drawn inside the margin.
+func savePlot(p *plot.Plot, name string) error {
+	c := vgsvg.New(plotWidth, plotHeight)
+	p.Draw(draw.Crop(draw.New(c), 0, -plotMargin, 0, -plotMargin))
+	f, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	if _, err := c.WriteTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 func newPlot(title, ylabel string) *plot.Plot {
 	p := plot.New()
 	p.Title.Text = title
 	p.Y.Label.Text = ylabel
-	p.Legend.Top = true
+	placeLegend(p, true)
 	p.Y.Min = 0
 	return p
 }
 
+// placeLegend puts the legend in the top or bottom right corner of the
+// data area, clear of its edges and of the axis.
+func placeLegend(p *plot.Plot, top bool) {
+	p.Legend.Top, p.Legend.Left = top, false
+	p.Legend.XOffs = -vg.Points(6)
+	p.Legend.YOffs = -vg.Points(4)
+	if !top {
+		p.Legend.YOffs = vg.Points(6)
+	}
+}
+
 // groupedBars draws one bar per stack in each group of metrics.
 func groupedBars(p *plot.Plot, rs []benchResult, metrics []string, scale func(stack, metric string, v float64) (float64, bool)) (bool, error) {
-	w := vg.Points(18)
+	w := vg.Points(15)
 	any := false
 	for i, s := range benchStacks {
 		vals := make(plotter.Values, len(metrics))
@@ -118,7 +155,7 @@ func plotThroughput(rs []benchResult) (*plot.Plot, error) {
 
 // plotRequests shows each rate relative to the kernel's, which is 1.
 func plotRequests(rs []benchResult) (*plot.Plot, error) {
-	metrics := []string{"http_rps", "http_conn_per_s", "https_handshakes_per_s", "https_rps"}
+	metrics := []string{"http_rps", "http_conn_per_s", "https_handshakes_per_s", "https_rps", "serve_http_rps", "serve_conn_per_s", "serve_https_rps"}
 	p := newPlot("Request and connection rates, relative to the kernel (median)", "× kernel")
 	ok, err := groupedBars(p, rs, metrics, func(s, m string, v float64) (float64, bool) {
 		k, ok := findResult(rs, stackKernel, m)
@@ -130,7 +167,9 @@ func plotRequests(rs []benchResult) (*plot.Plot, error) {
 	if err != nil || !ok {
 		return nil, err
 	}
-	p.NominalX("HTTP keep-alive", "HTTP new conns", "HTTPS handshakes", "HTTPS keep-alive")
+	p.NominalX("HTTP", "HTTP\nnew conn", "HTTPS\nhandshake", "HTTPS", "serve\nHTTP", "serve\nnew conn", "serve\nHTTPS")
+	p.X.Label.Text = "keep-alive requests unless named; serve: ustack serve against the others' bench server"
+	p.Y.Max *= 1.3 // room for the legend
 	return p, nil
 }
 
@@ -141,8 +180,7 @@ func (b *bench) plotLatency([]benchResult) (*plot.Plot, error) {
 	p.X.Label.Text = "round trip (µs)"
 	p.X.Scale = plot.LogScale{}
 	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
-	p.Legend.Top = false
-	p.Legend.Left = false
+	placeLegend(p, false)
 	p.Y.Max = 1
 	p.X.Tick.Marker = latencyTicks{}
 	drawn := false
@@ -176,45 +214,59 @@ func (b *bench) plotLatency([]benchResult) (*plot.Plot, error) {
 	return p, nil
 }
 
+// lossSeries are the loss plot's lines: the download (the stack sends),
+// solid, and the upload (the stack receives), dashed.
+var lossSeries = []struct {
+	suffix  string
+	metrics [2]string // at 1% and 5%
+	dashed  bool
+}{
+	{" sending", [2]string{"goodput_loss1_gbps", "goodput_loss5_gbps"}, false},
+	{" receiving", [2]string{"goodput_up_loss1_gbps", "goodput_up_loss5_gbps"}, true},
+}
+
 // plotLoss draws goodput at each loss rate measured, log scale.
 func plotLoss(rs []benchResult) (*plot.Plot, error) {
-	p := newPlot("Download goodput against packet loss (median)", "Gbit/s (log)")
+	p := newPlot("Goodput against packet loss (median)", "Gbit/s (log)")
 	p.X.Label.Text = "packet loss in each direction (%)"
 	p.Y.Scale = plot.LogScale{}
 	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	p.Y.Min = math.Inf(1)
 	drawn := false
-	for _, s := range benchStacks {
-		var xys plotter.XYs
-		for _, pt := range []struct {
-			loss   float64
-			metric string
-		}{{1, "goodput_loss1_gbps"}, {5, "goodput_loss5_gbps"}} {
-			if v, ok := findResult(rs, s, pt.metric); ok && v > 0 {
-				xys = append(xys, plotter.XY{X: pt.loss, Y: v})
-				p.Y.Min = math.Min(p.Y.Min, v)
+	for _, ser := range lossSeries {
+		for _, s := range benchStacks {
+			var xys plotter.XYs
+			for i, loss := range []float64{1, 5} {
+				if v, ok := findResult(rs, s, ser.metrics[i]); ok && v > 0 {
+					xys = append(xys, plotter.XY{X: loss, Y: v})
+					p.Y.Min = math.Min(p.Y.Min, v)
+				}
 			}
+			if len(xys) == 0 {
+				continue
+			}
+			l, sc, err := plotter.NewLinePoints(xys)
+			if err != nil {
+				return nil, err
+			}
+			l.Color = stackColor[s]
+			l.Width = vg.Points(1.5)
+			sc.Color = stackColor[s]
+			sc.Shape = draw.CircleGlyph{}
+			if ser.dashed {
+				l.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
+				sc.Shape = draw.RingGlyph{}
+			}
+			p.Add(l, sc)
+			p.Legend.Add(stackLabel[s]+ser.suffix, l, sc)
+			drawn = true
 		}
-		if len(xys) == 0 {
-			continue
-		}
-		l, sc, err := plotter.NewLinePoints(xys)
-		if err != nil {
-			return nil, err
-		}
-		l.Color = stackColor[s]
-		l.Width = vg.Points(1.5)
-		sc.Color = stackColor[s]
-		sc.Shape = draw.CircleGlyph{}
-		p.Add(l, sc)
-		p.Legend.Add(stackLabel[s], l, sc)
-		drawn = true
 	}
 	if !drawn {
 		return nil, nil
 	}
 	p.Y.Min /= 2
-	p.Y.Max *= 8 // room for the legend
+	p.Y.Max *= 30 // room for the legend
 	p.X.Min, p.X.Max = 0, 6
 	p.X.Tick.Marker = plot.ConstantTicks([]plot.Tick{{Value: 0, Label: "0"}, {Value: 1, Label: "1"}, {Value: 5, Label: "5"}})
 	p.Add(plotter.NewGrid())

@@ -181,6 +181,7 @@ func (b *bench) writeReport(dir string, machine map[string]any, rs []benchResult
 	b.reportIntro(p, machine)
 	b.reportMachine(p, machine)
 	b.reportResults(p, rs)
+	b.reportLoss(p)
 	b.reportTargets(p, rs, plots)
 	b.reportMethod(p)
 	b.reportRuns(p, rs)
@@ -299,50 +300,6 @@ func (b *bench) reportTargets(p printer, rs []benchResult, plots []benchPlot) {
 			p("### %s\n\n![%s](bench/%s)\n\n", pl.title, pl.title, pl.file)
 		}
 	}
-}
-
-// reportMethod writes how each figure is measured.
-func (b *bench) reportMethod(p printer) {
-	p("## How each figure is measured\n\n")
-	p("Every run builds fresh namespaces (unique names, 198.18.0.0/15 addresses only, deleted afterwards),\n")
-	p("starts the servers, measures, and tears everything down. The client side is always the kernel's TCP\n")
-	p("in the client namespace, in processes of their own (`wrk`, or `ustack bench client MODE`), so that\n")
-	p("the server process holds only the server: its CPU profile and its memory are the server's.\n\n")
-	p("- `upload_gbps`: one connection writes %s to the discard service, half-closes and waits for the\n", byteSize(b.p.Bytes))
-	p("  server's close (so every byte was read by the server's application); bytes × 8 / elapsed.\n")
-	p("- `download_gbps`: one connection asks the source service for %s and reads them to the server's close.\n", byteSize(b.p.Bytes))
-	p("- `http_rps`: `wrk -t 2 -c 64 -d %v` against `GET /` (a %d-byte page from `net/http`).\n", b.p.Duration, len(benchPage))
-	p("- `http_conn_per_s`: the same with `-c 32 -H 'Connection: close'`: one request per connection, the\n")
-	p("  server closes first (and holds TIME-WAIT). The client namespace's ephemeral port range is 1024-65535.\n")
-	p("- `https_handshakes_per_s`: 8 concurrent Go crypto/tls clients for %v, each connection a full\n", b.p.Duration)
-	p("  TLS 1.2 handshake with `TLS_RSA_WITH_AES_128_GCM_SHA256` (RSA-2048 key exchange), no session\n")
-	p("  cache (a resumed session fails the run), then close. The server is tlslite on ustack and\n")
-	p("  crypto/tls (that suite only, TLS 1.2) on the kernel and gVisor; both serve `net/http`.\n")
-	p("- `https_rps`: `wrk -t 2 -c 64` over HTTPS (OpenSSL negotiates the same suite), keep-alive.\n")
-	p("- `echo_rtt_p50_us`, `echo_rtt_p99_us`: one connection, %d warm-up then %d 1-byte write/read round\n", b.p.EchoCount/10, b.p.EchoCount)
-	p("  trips to the echo service, timed by the client; percentiles of each run, then the median of runs.\n")
-	p("- `bytes_per_idle_conn`: a client process opens %d connections to a service that accepts and keeps\n", b.p.Conns)
-	p("  them (no goroutine per connection). ustack and gVisor: growth of the bench process's Go heap in use\n")
-	p("  plus goroutine stacks (`runtime.MemStats` HeapInuse + StackInuse, after GC) per connection. The\n")
-	p("  kernel: the same for its Go server, plus the growth of the kernel's slab (`/proc/meminfo` Slab:\n")
-	p("  socket, inode, file, dentry, epoll entry) less the client side's share of that growth, which the\n")
-	if b.clientSlabPerConn != 0 {
-		p("  ustack and gVisor runs measure (there all slab growth is the client's: %.0f bytes per connection\n", b.clientSlabPerConn)
-		p("  in this run, the median of those runs). Slab is machine-wide, so the kernel's figure is the noisiest.\n")
-	} else {
-		p("  ustack and gVisor runs measure (there all slab growth is the client's). Slab is machine-wide, so\n")
-		p("  the kernel's figure is the noisiest.\n")
-	}
-	p("- `goodput_loss1_gbps`, `goodput_loss5_gbps`: the download, for %v, through a path on which\n", b.p.Duration)
-	p("  `link.Impair` (the same code for all three) drops 1%% or 5%% of the packets in each direction, seeded\n")
-	p("  per round. It sits on the client's TUN: ustack and gVisor run on `Impair(TUN)`; the kernel, which has\n")
-	p("  no link of ours, is reached through a relay that copies batches between `Impair(TUN)` in the client\n")
-	p("  namespace and a second TUN in the server namespace (so the kernel's path has one more TUN hop).\n")
-	p("- `tun_limit_gbps`: the ceiling of the TUN path. A client floods UDP with GSO (64 KiB sends of\n")
-	p("  1500-byte packets; the TUN's USO hands them over whole, wireguard-go splits them) while this\n")
-	p("  process only reads and drops, through `tun.Device.ReadBatch` as ustack does; IP bytes read per second.\n")
-	p("  It is a property of the path, not of a stack: measured once per round and listed under every stack.\n")
-	p("  A TCP transfer's goodput is at most 1448/1500 (96.5%%) of it: IP and TCP headers with timestamps.\n\n")
 }
 
 // reportRuns writes every run, the counters seen and the profiles.
