@@ -20,6 +20,8 @@ import (
 	"ustack/internal/services"
 	"ustack/stack"
 	"ustack/stack/link"
+	"ustack/stack/tcp"
+	"ustack/stack/tcp/cc"
 	"ustack/tlslite"
 	"ustack/tun"
 )
@@ -191,6 +193,9 @@ func (env *benchEnv) inProcess(cfg envConfig, hostPrefix netip.Prefix) (benchLis
 			// and no connection limit below what the runs open.
 			Backlog:  4096,
 			MaxConns: 1 << 20,
+			// The kernel's congestion control, so that the two TCPs
+			// are compared like for like (kernelCC).
+			TCP: tcp.Config{CC: kernelCC()},
 		})
 		if err != nil {
 			return nil, err
@@ -378,4 +383,18 @@ func (e *benchEnv) runClient(ctx context.Context, mode string, args ...string) (
 		return r, fmt.Errorf("client %s on %s: %w", mode, e.stack, err)
 	}
 	return r, nil
+}
+
+// kernelCC is the congestion control the kernel's TCP runs by default
+// here (net.ipv4.tcp_congestion_control: BBR on some distributions' kernels,
+// CUBIC upstream), for ustack to run the same when it knows it, and CUBIC
+// otherwise. Loss figures depend on it more than on anything else: BBR
+// does not take random loss for congestion.
+func kernelCC() string {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_congestion_control")
+	name := strings.TrimSpace(string(b))
+	if err != nil || cc.Valid(name) != nil {
+		return "cubic"
+	}
+	return name
 }

@@ -39,6 +39,7 @@ func benchMachine(command string, p Params) map[string]any {
 	if unix.Uname(&u) == nil {
 		m["kernel"] = unix.ByteSliceToString(u.Sysname[:]) + " " + unix.ByteSliceToString(u.Release[:]) + " " + unix.ByteSliceToString(u.Machine[:])
 	}
+	m["congestion_control"] = kernelCC() + " (the kernel's default; ustack runs the same)"
 	if os, err := osRelease(); err == nil {
 		m["os"] = os
 	}

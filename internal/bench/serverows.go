@@ -103,7 +103,7 @@ func (b *bench) serveEnv(ctx context.Context) (env *benchEnv, err error) {
 	}
 	args := append([]string{"serve"}, serveAddrArgs()...)
 	args = append(args, "--http", strconv.Itoa(benchPortHTTP), "--https", strconv.Itoa(benchPortHTTPS),
-		"--tls-dir", dir, "--kex", "rsa", "--backlog", "4096")
+		"--tls-dir", dir, "--kex", "rsa", "--backlog", "4096", "--cc", kernelCC())
 	h, err := startHelper(ctx, env.client, exe, args...)
 	if err != nil {
 		return nil, err
