@@ -215,6 +215,9 @@ func TestAddRemoveAddr(t *testing.T) {
 	if err := echo(); err != nil {
 		t.Fatal(err)
 	}
+	// a's ACK of the echo may still be on its way: wait until b has
+	// everything a sent, so that the next drop is the "lost" segment.
+	waitQuiet(t, a, b)
 	if err := b.RemoveAddr(addrB2); err != nil {
 		t.Fatal(err)
 	}
@@ -259,5 +262,25 @@ func TestAddRemoveAddr(t *testing.T) {
 	}
 	if _, err := New(nil, Options{}); err == nil {
 		t.Error("New without an address")
+	}
+}
+
+// waitQuiet waits (in real time) until every segment a has sent has reached
+// b: a's tcp.segs_out equals b's tcp.segs_in plus what b dropped as not
+// for it, and stays so for a moment.
+func waitQuiet(t *testing.T, a, b *Stack) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for stable := 0; stable < 10; {
+		sb := statsOf(b)
+		if statsOf(a)["tcp.segs_out"] == sb["tcp.segs_in"]+sb["ip.drop_not_for_us"] {
+			stable++
+		} else {
+			stable = 0
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a sent %d segments, b received %d", statsOf(a)["tcp.segs_out"], statsOf(b)["tcp.segs_in"])
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
