@@ -39,22 +39,23 @@ var bigPool = sync.Pool{New: func() any { b := make([]byte, 0xffff); return &b }
 // (DF clear), and one that fits goes with DF as the mode says (Linux's
 // default for UDP, IP_PMTUDISC_WANT: set).
 func (s *Stack) sendUDP(local, dst netip.AddrPort, payload []byte) error {
-	if len(payload) > header.UDPMaxIPv4Payload {
-		return fmt.Errorf("%d bytes: %w (at most %d in one IPv4 datagram)", len(payload), syscall.EMSGSIZE, header.UDPMaxIPv4Payload)
+	src, err := s.udpSource(local.Addr(), dst.Addr(), len(payload))
+	if err != nil {
+		return err
 	}
-	src := local.Addr()
-	if !src.IsValid() {
-		var err error
-		if src, err = s.sourceFor(dst.Addr()); err != nil {
-			return err
-		}
-	}
+	v4 := dst.Addr().Is4()
 	ihl := ipHeaderLen(dst.Addr())
 	n := header.UDPHeaderLen + len(payload)
 	size := ihl + n
 	mode := s.opts.PMTUDiscovery
-	if mode == ipv4.PMTUDiscDo && dst.Addr().Is4() {
-		if mtu, _ := s.pathMTU(s.clk.Now(), dst.Addr().As4()); size > mtu {
+	if mode == ipv4.PMTUDiscDo {
+		var mtu int
+		if v4 {
+			mtu, _ = s.pathMTU(s.clk.Now(), dst.Addr().As4())
+		} else {
+			mtu = s.pathMTU6(dst.Addr().As16())
+		}
+		if size > mtu {
 			return fmt.Errorf("%d bytes over the path MTU %d with DF: %w", size, mtu, syscall.EMSGSIZE)
 		}
 	}
@@ -69,13 +70,22 @@ func (s *Stack) sendUDP(local, dst netip.AddrPort, payload []byte) error {
 	}
 	copy(p[ihl+header.UDPHeaderLen:], payload)
 	header.PutUDP(p[ihl:], local.Port(), dst.Port(), len(payload), src, dst.Addr())
-	mtu := s.putIPHeader(p, src, dst.Addr(), header.ProtoUDP, n, mode, true)
+	var mtu int
+	if v4 {
+		mtu = s.putIPHeader(p, src, dst.Addr(), header.ProtoUDP, n, mode, true)
+	} else {
+		mtu = s.putIP6Header(p, src, dst.Addr(), header.ProtoUDP, n, local.Port(), dst.Port())
+	}
 	switch {
 	case mtu == 0:
 		s.putUDPBuf(bp, size)
 		return fmt.Errorf("source %v: %w (the address was removed)", src, syscall.EADDRNOTAVAIL)
-	case size > mtu:
+	case size > mtu && v4:
 		s.queueDatagram(p, mtu)
+		s.putUDPBuf(bp, size)
+	case size > mtu:
+		// RFC 8200 §4.5 and §5: the source fragments to the path MTU.
+		s.queueDatagram6(p, mtu)
 		s.putUDPBuf(bp, size)
 	default:
 		s.queue(bp, link.Headroom+size)
@@ -83,6 +93,30 @@ func (s *Stack) sendUDP(local, dst netip.AddrPort, payload []byte) error {
 	s.udp.Stats.Inc(udp.OutDatagrams)
 	s.flush()
 	return nil
+}
+
+// udpMaxIPv6Payload is the most data one UDP datagram carries over IPv6
+// without a jumbogram (RFC 2675, which we do not send): 65535 - 8.
+const udpMaxIPv6Payload = 0xffff - header.UDPHeaderLen
+
+// udpSource checks the size of a datagram of n bytes to dst and returns
+// its source: src, which must be of dst's family (EAFNOSUPPORT otherwise,
+// as a Linux socket bound to an IPv4 address answers an IPv6 destination),
+// or, if invalid, the one SelectSource chooses.
+func (s *Stack) udpSource(src, dst netip.Addr, n int) (netip.Addr, error) {
+	if dst.Is4() && n > header.UDPMaxIPv4Payload {
+		return src, fmt.Errorf("%d bytes: %w (at most %d in one IPv4 datagram)", n, syscall.EMSGSIZE, header.UDPMaxIPv4Payload)
+	}
+	if !dst.Is4() && n > udpMaxIPv6Payload {
+		return src, fmt.Errorf("%d bytes: %w (at most %d in one IPv6 datagram)", n, syscall.EMSGSIZE, udpMaxIPv6Payload)
+	}
+	if !src.IsValid() {
+		return s.sourceFor(dst)
+	}
+	if src.Is4() != dst.Is4() {
+		return src, fmt.Errorf("source %v cannot send to %v: %w", src, dst, syscall.EAFNOSUPPORT)
+	}
+	return src, nil
 }
 
 func (s *Stack) putUDPBuf(bp *[]byte, size int) {
