@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"ustack/internal/waitfor"
 	"ustack/stack/header"
+	"ustack/stack/ipv4"
 	"ustack/stack/link"
 	"ustack/stack/tcp"
 )
@@ -439,5 +441,48 @@ func TestDialIPv6Errors(t *testing.T) {
 	defer s.Close()
 	if err := s.AddAddr(addrA6); err == nil {
 		t.Fatal("AddAddr of an IPv6 address on a 1000-byte link")
+	}
+}
+
+// TestUDPLargestDatagramIPv6: 65527 bytes, the most one IPv6 datagram
+// carries without a jumbogram, go in fragments cut by the source (RFC 8200
+// §4.5: 1448 bytes of data each on a 1500-byte link) and come back whole
+// through echo; one more byte is EMSGSIZE, and so is a datagram over the
+// path MTU in mode "do".
+func TestUDPLargestDatagramIPv6(t *testing.T) {
+	a, b := pair6(t, Options{}, Options{})
+	go udpEcho(listenUDP(t, b, netip.AddrPortFrom(addrB6, 7)))
+	c, err := a.DialUDP(netip.AddrPortFrom(addrB6, 7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg, _ := readAllStream(newStream(7, 65527))
+	if _, err := c.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := readWithin(t, c, 10*time.Second)
+	if err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("%d bytes back, %v", len(got), err)
+	}
+	for _, s := range []*Stack{a, b} {
+		if m := statsOf(s); m["ip6.fragmented"] != 1 || m["ip6.fragments_sent"] != 46 || m["ip6.reassembled"] != 1 {
+			t.Fatalf("counters %v", m)
+		}
+	}
+	if _, err := c.Write(make([]byte, 65528)); !errors.Is(err, syscall.EMSGSIZE) {
+		t.Fatalf("65528 bytes: %v, want EMSGSIZE", err)
+	}
+	d, _ := pair6(t, Options{PMTUDiscovery: ipv4.PMTUDiscDo}, Options{})
+	cd, err := d.DialUDP(netip.AddrPortFrom(addrB6, 7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cd.Close()
+	if _, err := cd.Write(make([]byte, 1500-48+1)); !errors.Is(err, syscall.EMSGSIZE) {
+		t.Fatalf("over the MTU in mode do: %v, want EMSGSIZE", err)
+	}
+	if _, err := cd.Write(make([]byte, 1500-48)); err != nil {
+		t.Fatalf("at the MTU in mode do: %v", err)
 	}
 }

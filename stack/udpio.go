@@ -15,7 +15,8 @@ import (
 
 // The stack's side of UDP: datagrams in (to the udp.Table, port
 // unreachable back), out (built here, fragmented when over the path MTU),
-// and the ICMP errors about them.
+// and the ICMP errors about them. The IPv6 side of input and of ICMPv6
+// errors is in ip6.go.
 
 // udpInput hands the UDP datagram in h to its endpoint, or answers with
 // ICMP port unreachable (RFC 1122 §4.1.3.1), rate-limited and never for a
@@ -28,16 +29,18 @@ func (s *Stack) udpInput(now time.Time, h header.IPv4) {
 }
 
 // bigPool holds buffers for datagrams over the link MTU, built whole
-// before they are cut into fragments.
-var bigPool = sync.Pool{New: func() any { b := make([]byte, 0xffff); return &b }}
+// before they are cut into fragments: up to 65535 bytes over IPv4, the
+// 40-byte header and 65535 of payload over IPv6.
+var bigPool = sync.Pool{New: func() any { b := make([]byte, ipv6HeaderLen+0xffff); return &b }}
 
 // sendUDP sends payload as one datagram from local (an invalid address:
 // the one SelectSource chooses for dst) to dst, which checkUDPDest passed,
 // and writes it out. RFC 8085 §3.2 leaves the size to the application;
-// Linux's limits hold: EMSGSIZE beyond 65507 bytes, or beyond the path MTU
-// in mode "do"; otherwise a datagram over the path MTU goes in fragments
-// (DF clear), and one that fits goes with DF as the mode says (Linux's
-// default for UDP, IP_PMTUDISC_WANT: set).
+// Linux's limits hold: EMSGSIZE beyond 65507 bytes (65527 over IPv6), or
+// beyond the path MTU in mode "do"; otherwise a datagram over the path MTU
+// goes in fragments (over IPv4 with DF clear; over IPv6 with a fragment
+// header, RFC 8200 §4.5), and one that fits goes with DF as the mode says
+// (Linux's default for UDP, IP_PMTUDISC_WANT: set).
 func (s *Stack) sendUDP(local, dst netip.AddrPort, payload []byte) error {
 	src, err := s.udpSource(local.Addr(), dst.Addr(), len(payload))
 	if err != nil {
