@@ -464,7 +464,9 @@ func (s *Stack) demux(now time.Time, id tcp.ID, seg *tcp.Segment) (c *Conn, stop
 				// RFC 4987 §3.6: answer statelessly.
 				iss := s.jar.Make(id, seg.Seq, seg.Opts.MSS, now)
 				cfg := l.cfg
-				s.startMSS(&cfg, id.Remote.Addr())
+				if !id.Remote.Addr().Is4() {
+					s.startMSS(&cfg, id.Remote.Addr()) // MTU - 60, not - 40
+				}
 				sa := tcp.SynAckForCookie(seg, iss, cfg, uint32(now.UnixMilli())+s.tsOffset(id))
 				s.cnt.Inc(evCookiesSent)
 				s.sendSegment(id, &sa)
