@@ -236,9 +236,13 @@ func TestICMPv6PortUnreachableRefusesUDP(t *testing.T) {
 	if m := statsOf(a); m["ip6.icmp_errors_delivered"] != 1 || m["icmp.errors_to_conn"] != 1 {
 		t.Fatalf("client counters: %v", m)
 	}
-	// Rate-limited: a burst to the closed port gets fewer errors back.
+	// Rate-limited: a burst to the closed port gets fewer errors back
+	// (from an unconnected socket, whose writes no error stops).
+	u := listenUDP(t, a, netip.AddrPortFrom(addrA6, 0))
 	for range 200 {
-		c.Write([]byte("x"))
+		if _, err := u.WriteToUDPAddrPort([]byte("x"), netip.AddrPortFrom(addrB6, 9)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	waitCounter(t, b, "udp.drop_no_port", 201)
 	if m := statsOf(b); m["ip6.icmp_rate_limited"] == 0 || m["ip6.icmp_errors_sent"] >= 201 {
