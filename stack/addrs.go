@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+
+	"ustack/stack/header"
 )
 
 // The stack's addresses. Each is held as a prefix: the address and the
@@ -33,12 +35,9 @@ func (a *addrSet) load() []netip.Prefix {
 	return nil
 }
 
-// errNoIPv6 is the error for an IPv6 address while the stack has no IPv6
-// layer.
-var errNoIPv6 = errors.New("IPv6 is not supported by this stack yet")
-
 // normPrefix checks one address (with its subnet length) the stack may
-// take and returns it in canonical form: IPv4-mapped addresses as IPv4.
+// take and returns it in canonical form: IPv4-mapped addresses as IPv4,
+// IPv6 ones without a zone (the stack has one interface).
 func normPrefix(p netip.Prefix) (netip.Prefix, error) {
 	a := p.Addr()
 	if !a.IsValid() {
@@ -52,8 +51,14 @@ func normPrefix(p netip.Prefix) (netip.Prefix, error) {
 	if bits < 0 {
 		bits = a.BitLen()
 	}
-	if !a.Is4() {
-		return p, fmt.Errorf("%v: %w", a, errNoIPv6)
+	if a.Is6() {
+		// RFC 4291: unicast, neither unspecified (§2.5.2), loopback
+		// (§2.5.3) nor multicast (§2.7).
+		a = a.WithZone("")
+		if a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
+			return p, fmt.Errorf("%v is not a unicast IPv6 address a host may have (RFC 4291)", a)
+		}
+		return netip.PrefixFrom(a, bits), nil
 	}
 	if a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
 		return p, fmt.Errorf("%v is not a unicast address a host may have (RFC 1122 §3.2.1.3)", a)
@@ -61,18 +66,35 @@ func normPrefix(p netip.Prefix) (netip.Prefix, error) {
 	return netip.PrefixFrom(a, bits), nil
 }
 
-// setAddrs installs list as the stack's addresses: the IPv4 layer's first
-// (so that input accepts them before anything may use them as a source),
-// then the stack's. a.mu is held.
+// setAddrs installs list as the stack's addresses: the IPv4 and IPv6
+// layers' first (so that input accepts them before anything may use them
+// as a source), then the stack's. An IPv6 address needs a link MTU of at
+// least 1280 (RFC 8200 §5). a.mu is held.
 func (s *Stack) setAddrsLocked(list []netip.Prefix) error {
 	var v4 []netip.Prefix
+	var v6 []netip.Addr
 	for _, p := range list {
 		if p.Addr().Is4() {
 			v4 = append(v4, p)
+		} else {
+			v6 = append(v6, p.Addr())
 		}
+	}
+	if len(v6) > 0 && s.mtu < header.IPv6MinMTU {
+		return fmt.Errorf("%v: the link MTU %d is below IPv6's minimum of %d (RFC 8200 §5)", v6[0], s.mtu, header.IPv6MinMTU)
 	}
 	if err := s.ip.SetAddrs(v4); err != nil {
 		return err
+	}
+	for _, a := range v6 {
+		if err := s.ip6.AddAddr(a); err != nil {
+			return err
+		}
+	}
+	for _, a := range s.ip6.Addrs() {
+		if !slices.Contains(v6, a) {
+			s.ip6.RemoveAddr(a)
+		}
 	}
 	s.addrs.cur.Store(&list)
 	return nil
@@ -130,7 +152,7 @@ func (s *Stack) AddPrefix(p netip.Prefix) error {
 // nothing, listeners on it accept nothing, until it is added back. Removing
 // an address the stack does not have is an error (EADDRNOTAVAIL).
 func (s *Stack) RemoveAddr(a netip.Addr) error {
-	a = a.Unmap()
+	a = a.Unmap().WithZone("")
 	s.addrs.mu.Lock()
 	defer s.addrs.mu.Unlock()
 	cur := s.addrs.load()
@@ -144,7 +166,7 @@ func (s *Stack) RemoveAddr(a netip.Addr) error {
 // hasAddr reports whether a is one of the stack's addresses: one atomic
 // load and a scan of a few entries.
 func (s *Stack) hasAddr(a netip.Addr) bool {
-	a = a.Unmap()
+	a = a.Unmap().WithZone("")
 	for _, p := range s.addrs.load() {
 		if p.Addr() == a {
 			return true
@@ -160,7 +182,7 @@ func (s *Stack) checkLocal(a netip.Addr) (netip.Addr, error) {
 	if !a.IsValid() || a.IsUnspecified() {
 		return netip.Addr{}, nil
 	}
-	a = a.Unmap()
+	a = a.Unmap().WithZone("")
 	if !s.hasAddr(a) {
 		return a, fmt.Errorf("%v is not an address of this stack: %w", a, syscall.EADDRNOTAVAIL)
 	}

@@ -249,13 +249,16 @@ func TestAddRemoveAddr(t *testing.T) {
 	}{
 		{b.AddAddr(addrB2), syscall.EEXIST},
 		{b.RemoveAddr(netip.MustParseAddr("198.18.7.7")), syscall.EADDRNOTAVAIL},
-		{b.AddAddr(netip.MustParseAddr("2001:2::2")), errNoIPv6},
+		{b.RemoveAddr(netip.MustParseAddr("2001:2::77")), syscall.EADDRNOTAVAIL},
 	} {
 		if !errors.Is(tc.err, tc.want) {
 			t.Errorf("got %v, want %v", tc.err, tc.want)
 		}
 	}
-	for _, bad := range []string{"0.0.0.0", "224.0.0.1", "127.0.0.1", "255.255.255.255"} {
+	if err := b.AddAddr(netip.MustParseAddr("2001:2::2")); err != nil {
+		t.Errorf("AddAddr(2001:2::2): %v", err)
+	}
+	for _, bad := range []string{"0.0.0.0", "224.0.0.1", "127.0.0.1", "255.255.255.255", "::", "::1", "ff02::1"} {
 		if err := b.AddAddr(netip.MustParseAddr(bad)); err == nil {
 			t.Errorf("AddAddr(%s) accepted", bad)
 		}

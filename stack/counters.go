@@ -11,7 +11,8 @@ import (
 // Stats are the stack-wide counters (Each lists the same, and more, by
 // name).
 type Stats struct {
-	IP                map[string]uint64
+	IP                map[string]uint64 // the IPv4 layer's (Each's "ip." counters)
+	IP6               map[string]uint64 // the IPv6 layer's (Each's "ip6." counters)
 	TCPSegsIn         uint64
 	TCPSegsOut        uint64
 	TCPBadHeader      uint64 // too short or bad data offset
@@ -71,7 +72,7 @@ var eventNames = [numEvents]string{
 func (e event) String() string { return counter.Name(eventNames[:], e, "event") }
 
 // dropReason is why the stack dropped a TCP segment (or a connection in
-// the making) after the IPv4 layer delivered it.
+// the making) after the IPv4 or IPv6 layer delivered it.
 type dropReason uint8
 
 const (
@@ -108,6 +109,7 @@ func (s *Stack) Stats() Stats {
 	ev, dr := s.cnt.Load, s.cnt.Drops
 	return Stats{
 		IP:                s.ip.Stats.Snapshot(),
+		IP6:               s.ip6.Stats.Snapshot(),
 		TCPSegsIn:         ev(evSegsIn),
 		TCPSegsOut:        ev(evSegsOut),
 		TCPBadHeader:      dr(dropBadHeader),
@@ -139,6 +141,8 @@ func (s *Stack) Stats() Stats {
 
 // Each lists every counter of the stack by name, layer by layer: "ip."
 // then the IPv4 layer's (ip.received, ..., ip.drop_bad_checksum, ...),
+// "ip6." then the IPv6 layer's (ip6.received, ..., ip6.drop_not_for_us,
+// ...),
 // "tcp." then the stack's own (tcp.segs_in, ..., tcp.drop_no_connection,
 // ..., and tcp.conns, the connections with a TCB now), "udp." then UDP's
 // (udp.in_datagrams, ..., udp.drop_no_port, ..., and udp.sockets, open
@@ -148,6 +152,7 @@ func (s *Stack) Stats() Stats {
 // link.Impaired and link.PipeEnd are).
 func (s *Stack) Each(f func(name string, v uint64)) {
 	counter.Prefixed("ip.", &s.ip.Stats).Each(f)
+	counter.Prefixed("ip6.", &s.ip6.Stats).Each(f)
 	counter.Prefixed("tcp.", s.cnt).Each(f)
 	s.mu.RLock()
 	n := len(s.conns)

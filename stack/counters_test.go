@@ -118,7 +118,8 @@ func TestEveryStackCounterIsNamed(t *testing.T) {
 	})
 	for _, name := range []string{"ip.received", "ip.drop_bad_checksum", "ip.dropped", "tcp.segs_in",
 		"tcp.drop_no_connection", "tcp.drop_tuple_in_use", "tcp.conns", "link.drop_queue_full",
-		"udp.in_datagrams", "udp.drop_no_port", "udp.sockets", "icmp.errors_udp_ignored"} {
+		"udp.in_datagrams", "udp.drop_no_port", "udp.sockets", "icmp.errors_udp_ignored",
+		"ip6.received", "ip6.drop_not_for_us", "ip6.reasm_bytes"} {
 		if !seen[name] {
 			t.Errorf("Each does not list %s", name)
 		}
@@ -127,7 +128,7 @@ func TestEveryStackCounterIsNamed(t *testing.T) {
 		t.Error(err)
 	}
 	nUDP := len(counter.Snapshot(a.udp.Stats)) + 1
-	if want := len(a.ip.Stats.Snapshot()) + int(numEvents) + int(numDropReasons) + 1 + nUDP + int(numICMPEvents) + 2; len(seen) != want {
+	if want := len(a.ip.Stats.Snapshot()) + len(a.ip6.Stats.Snapshot()) + int(numEvents) + int(numDropReasons) + 1 + nUDP + int(numICMPEvents) + 2; len(seen) != want {
 		t.Errorf("Each listed %d counters, want %d", len(seen), want)
 	}
 }

@@ -11,8 +11,9 @@ import (
 	"ustack/stack/tcp"
 )
 
-// icmpEvent counts what became of the ICMP errors the IPv4 layer handed
-// up (ipv4.DeliverICMPError), and datagrams the stack could not send.
+// icmpEvent counts what became of the ICMP and ICMPv6 errors the IPv4 and
+// IPv6 layers handed up (DeliverICMPError), and datagrams the stack could
+// not send.
 type icmpEvent uint8
 
 const (
@@ -20,7 +21,7 @@ const (
 	icmpNoConn                       // quoting no connection of ours (Linux: ICMP_MIB_INERRORS)
 	icmpOutOfWindow                  // quoted sequence number not outstanding (RFC 5927 §4.1)
 	icmpReqIgnored                   // about a passive connection in SYN-RECEIVED, not fatal to it (Linux's tcp_req_err)
-	icmpPMTUUpdates                  // "fragmentation needed" that lowered a path MTU
+	icmpPMTUUpdates                  // "fragmentation needed" or Packet Too Big that lowered a path MTU
 	icmpTooBig                       // datagrams over the link MTU with DF set, not sent
 	icmpUDPIgnored                   // about UDP: soft, or for an unconnected socket (Linux without IP_RECVERR)
 	numICMPEvents
@@ -52,19 +53,11 @@ func (s *Stack) icmpError(now time.Time, h header.IPv4) *Conn {
 		Local:  netip.AddrPortFrom(netip.AddrFrom4(e.Src), e.SrcPort),
 		Remote: netip.AddrPortFrom(netip.AddrFrom4(e.Dst), e.DstPort),
 	}
-	s.mu.RLock()
-	c := s.conns[id]
-	s.mu.RUnlock()
+	c := s.lockConnForICMP(id)
 	if c == nil {
-		s.icmpCnt.Inc(icmpNoConn)
 		return nil
 	}
-	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.gone {
-		s.icmpCnt.Inc(icmpNoConn)
-		return nil
-	}
 	seq := seqnum.Value(e.Seq)
 	// Linux's tcp_v4_err on a request socket (a passive open in
 	// SYN-RECEIVED) calls tcp_req_err, which drops the request only for
@@ -81,13 +74,38 @@ func (s *Stack) icmpError(now time.Time, h header.IPv4) *Conn {
 	} else {
 		ok = c.tcb.ICMPError(now, seq, e.Errno)
 	}
+	s.countICMPTaken(ok)
+	c.afterLocked()
+	return c
+}
+
+// lockConnForICMP finds the connection id an ICMP or ICMPv6 error quotes
+// and returns it locked, or nil (counted) when there is none.
+func (s *Stack) lockConnForICMP(id tcp.ID) *Conn {
+	s.mu.RLock()
+	c := s.conns[id]
+	s.mu.RUnlock()
+	if c == nil {
+		s.icmpCnt.Inc(icmpNoConn)
+		return nil
+	}
+	c.mu.Lock()
+	if c.gone {
+		c.mu.Unlock()
+		s.icmpCnt.Inc(icmpNoConn)
+		return nil
+	}
+	return c
+}
+
+// countICMPTaken counts an error a connection took, or refused for its
+// quoted sequence number (RFC 5927 §4.1).
+func (s *Stack) countICMPTaken(ok bool) {
 	if ok {
 		s.icmpCnt.Inc(icmpToConn)
 	} else {
 		s.icmpCnt.Inc(icmpOutOfWindow)
 	}
-	c.afterLocked()
-	return c
 }
 
 // abortsRequest is tcp_v4_err's test for a request socket.

@@ -29,21 +29,29 @@ import (
 // from ustack to gVisor pass through gate, which a test can hold to freeze
 // gVisor in a state that waits for an ACK.
 type gvEnv struct {
-	us    *Stack
-	gv    *gvpeer.Host
-	gate  *gvGate
-	trace *gvTrace
+	us     *Stack
+	gv     *gvpeer.Host
+	gate   *gvGate
+	trace  *gvTrace
+	usAddr netip.Addr // ustack's address
+	gvAddr netip.Addr // gVisor's
 }
 
 func gvSetup(t testing.TB, cfg tcp.Config, gopts gvpeer.Options) *gvEnv {
+	return gvSetupAddrs(t, cfg, gopts, addrA, addrB)
+}
+
+// gvSetupAddrs is gvSetup with ustack at usAddr and gVisor at gvAddr, of
+// one family.
+func gvSetupAddrs(t testing.TB, cfg tcp.Config, gopts gvpeer.Options, usAddr, gvAddr netip.Addr) *gvEnv {
 	t.Helper()
 	eu, eg := link.Pipe(1500)
-	env := &gvEnv{gate: &gvGate{Endpoint: eu}, trace: &gvTrace{}}
-	us, err := New(env.gate, strict(Options{Addr: addrA, TCP: cfg, Trace: env.trace.add}))
+	env := &gvEnv{gate: &gvGate{Endpoint: eu}, trace: &gvTrace{}, usAddr: usAddr, gvAddr: gvAddr}
+	us, err := New(env.gate, strict(Options{Addr: usAddr, TCP: cfg, Trace: env.trace.add}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	gv, err := gvpeer.New(eg, addrB, gopts)
+	gv, err := gvpeer.New(eg, gvAddr, gopts)
 	if err != nil {
 		us.Close()
 		t.Fatal(err)
@@ -83,10 +91,10 @@ func (g *gvGate) sentCount() int {
 // note tracks FINs and RSTs; g.mu is held.
 func (g *gvGate) note(dir string, pkt []byte) {
 	g.rec.add(dir, pkt)
-	if len(pkt) < 20 || pkt[9] != 6 {
+	ihl, ok := tcpAt(pkt)
+	if !ok {
 		return
 	}
-	ihl := int(pkt[0]&0xf) * 4
 	if len(pkt) < ihl+header.TCPMinHeaderLen {
 		return
 	}
@@ -98,6 +106,18 @@ func (g *gvGate) note(dir string, pkt []byte) {
 	case f&header.FlagFIN != 0:
 		g.finIn = true
 	}
+}
+
+// tcpAt is the offset of the TCP header in an IPv4 or IPv6 packet
+// (without extension headers, as neither stack sends any with TCP).
+func tcpAt(pkt []byte) (int, bool) {
+	switch {
+	case len(pkt) >= 40 && pkt[0]>>4 == 6 && pkt[6] == header.ProtoTCP:
+		return 40, true
+	case len(pkt) >= 20 && pkt[0]>>4 == 4 && pkt[9] == header.ProtoTCP:
+		return int(pkt[0]&0xf) * 4, true
+	}
+	return 0, false
 }
 
 // resetsBeforeFINs is the number of RSTs seen before FINs went both ways.
@@ -323,7 +343,7 @@ func (env *gvEnv) gvConnect(t *testing.T, ustackDials bool, port uint16) (*Conn,
 			}
 			acc <- c
 		}()
-		uc, err := env.us.DialTCP(ctx, netip.AddrPortFrom(addrB, port))
+		uc, err := env.us.DialTCP(ctx, netip.AddrPortFrom(env.gvAddr, port))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -346,7 +366,7 @@ func (env *gvEnv) gvConnect(t *testing.T, ustackDials bool, port uint16) (*Conn,
 		}
 		acc <- c
 	}()
-	gc, err := env.gv.Dial(ctx, netip.AddrPortFrom(addrA, port))
+	gc, err := env.gv.Dial(ctx, netip.AddrPortFrom(env.usAddr, port))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,6 +429,40 @@ func TestGVisorTransfer32MiB(t *testing.T) {
 				t.Errorf("%d RSTs before both FINs", n)
 			}
 			if st := env.us.Stats(); st.TCPBadChecksum != 0 || st.TCPBadOptions != 0 || st.TCPBadHeader != 0 {
+				t.Errorf("ustack stats: %+v", st)
+			}
+			if st := env.gv.Stats(); st.InvalidSegments != 0 || st.ChecksumErrors != 0 {
+				t.Errorf("gVisor stats: %+v", st)
+			}
+		})
+	}
+}
+
+// TestGVisorTransferIPv6: 8 MiB each way at once between ustack and gVisor
+// over IPv6, with each side dialing: SHA-256 equal, segments of the IPv6
+// MSS, a graceful close.
+func TestGVisorTransferIPv6(t *testing.T) {
+	size := int64(8 << 20)
+	if testing.Short() {
+		size = 2 << 20
+	}
+	for _, ustackDials := range []bool{true, false} {
+		name := map[bool]string{true: "ustack-dials", false: "gvisor-dials"}[ustackDials]
+		t.Run(name, func(t *testing.T) {
+			env := gvSetupAddrs(t, usCfg, gvOpts, addrA6, addrB6)
+			uc, gc := env.gvConnect(t, ustackDials, 9000)
+			if i := uc.Info(); i.SndMSS != 1440 {
+				t.Errorf("ustack's send MSS %d, want 1440", i.SndMSS)
+			}
+			d := gvExchange(t, uc, gc, size, true)
+			t.Logf("%d MiB each way in %v over IPv6", size>>20, d.Round(time.Millisecond))
+			uc.Close()
+			gc.Close()
+			env.waitUS(t, uc, tcp.Closed)
+			if n := env.gate.resetsBeforeFINs(); n != 0 {
+				t.Errorf("%d RSTs before both FINs", n)
+			}
+			if st := env.us.Stats(); st.TCPBadChecksum != 0 || st.IP6["delivered"] == 0 {
 				t.Errorf("ustack stats: %+v", st)
 			}
 			if st := env.gv.Stats(); st.InvalidSegments != 0 || st.ChecksumErrors != 0 {

@@ -24,9 +24,9 @@ func ipHeaderLen(dst netip.Addr) int {
 	return ipv6HeaderLen
 }
 
-// ipv6HeaderLen is the fixed IPv6 header (RFC 8200 §3), for when IPv6 is
-// wired in.
-const ipv6HeaderLen = 40
+// ipv6HeaderLen is the fixed IPv6 header (RFC 8200 §3), the only one the
+// stack writes (no extension header but a fragment's, ip6.go).
+const ipv6HeaderLen = header.IPv6HeaderLen
 
 // putIPHeader writes the IP header of a datagram from src to dst carrying
 // n bytes of proto into p[:ipHeaderLen(dst)] and returns the path MTU to
@@ -141,15 +141,24 @@ func (s *Stack) fragmentsHeld(now time.Time) {
 
 // sendTimeExceeded sends ICMP time exceeded, code 1, for each datagram
 // whose reassembly timed out with its first fragment in (RFC 792; Linux's
-// ip_expire).
+// ip_expire), and its ICMPv6 counterpart, code 1 (RFC 8200 §4.5: "an ICMP
+// Time Exceeded -- Fragment Reassembly Time Exceeded message").
 func (s *Stack) sendTimeExceeded(now time.Time) {
 	for _, q := range s.ip.TakeExpired() {
 		s.sendICMPError(now, q, header.ICMPTimeExceeded, header.ICMPFragTimeExceeded)
 	}
+	for _, q := range s.ip6.TakeExpired() {
+		s.sendICMP6Error(now, q, header.ICMPv6TimeExceeded, header.ICMPv6FragTimeExceeded, 0)
+	}
 }
 
+// armFragTimer arms the one timer for the reassembly queue, of either
+// family, that expires first.
 func (s *Stack) armFragTimer(now time.Time) {
 	next := s.ip.NextFragmentExpiry()
+	if n6 := s.ip6.NextFragmentExpiry(); !n6.IsZero() && (next.IsZero() || n6.Before(next)) {
+		next = n6
+	}
 	if next.IsZero() {
 		return
 	}
@@ -178,6 +187,7 @@ func (s *Stack) fragTimerFire() {
 	}
 	now := s.clk.Now()
 	s.ip.ExpireFragments(now)
+	s.ip6.ExpireFragments(now)
 	s.sendTimeExceeded(now)
 	s.flush()
 	s.armFragTimer(now)
@@ -194,11 +204,18 @@ func (s *Stack) stopFragTimer() {
 
 // startMSS lowers a new connection's MSS to what a path MTU learned for
 // its peer allows, as Linux's tcp_connect_init and the MSS it advertises do
-// (the route's MTU includes the learned one).
-func (s *Stack) startMSS(cfg *tcp.Config, dst [4]byte) {
-	if mtu, _ := s.ip.PMTU.Lookup(s.clk.Now(), dst); mtu > 0 && cfg.MSS > mtu-40 {
-		cfg.MSS = mtu - 40
+// (the route's MTU includes the learned one). Over IPv6 the headers take
+// 60 bytes of the MTU, not 40 (RFC 8200 §8.3), and a path MTU is never
+// below 1280, so neither is the MSS below 1220.
+func (s *Stack) startMSS(cfg *tcp.Config, dst netip.Addr) {
+	if dst.Is4() {
+		if mtu, _ := s.ip.PMTU.Lookup(s.clk.Now(), dst.As4()); mtu > 0 && cfg.MSS > mtu-40 {
+			cfg.MSS = mtu - 40
+		}
+		return
 	}
+	mtu := s.pathMTU6(dst.As16())
+	cfg.MSS = min(cfg.MSS, mtu-ipv6HeaderLen-header.TCPMinHeaderLen)
 }
 
 // queueCopy queues a copy of an already built packet.

@@ -254,15 +254,15 @@ func (l *Listener) Addr() net.Addr {
 	return net.TCPAddrFromAddrPort(netip.AddrPortFrom(a, l.port))
 }
 
-// DialTCP opens a connection to raddr (active open) and waits for the
-// handshake, the context, or the SYN retry limit.
+// DialTCP opens a connection to raddr, IPv4 or IPv6 (active open), and
+// waits for the handshake, the context, or the SYN retry limit.
 func (s *Stack) DialTCP(ctx context.Context, raddr netip.AddrPort) (*Conn, error) {
 	return s.DialTCPConfig(ctx, raddr, s.opts.TCP)
 }
 
 // DialTCPConfig is DialTCP with a TCP configuration for this connection.
 func (s *Stack) DialTCPConfig(ctx context.Context, raddr netip.AddrPort, cfg tcp.Config) (*Conn, error) {
-	return s.dial(ctx, raddr, cfg, nil)
+	return s.dial(ctx, canonAddrPort(raddr), cfg, nil)
 }
 
 // dial is DialTCPConfig with a way to bind the local end (nil: an
@@ -333,14 +333,14 @@ func (l *Listener) TryAccept() *Conn {
 // is usable when State() is ESTABLISHED (or failed when CLOSED). For polled
 // stacks, which cannot block in DialTCP.
 func (s *Stack) DialTCPAsync(raddr netip.AddrPort, cfg tcp.Config) (*Conn, error) {
-	return s.startDial(raddr, cfg, nil)
+	return s.startDial(canonAddrPort(raddr), cfg, nil)
 }
 
 // startDial binds the local end (bind; nil: an ephemeral port) and sends
 // the SYN.
 func (s *Stack) startDial(raddr netip.AddrPort, cfg tcp.Config, bind func(tcp.Config) (*Conn, error)) (*Conn, error) {
-	if !raddr.Addr().Is4() {
-		return nil, fmt.Errorf("%v is not an IPv4 address", raddr.Addr())
+	if a := raddr.Addr(); !a.IsValid() || a.IsUnspecified() || a.IsMulticast() {
+		return nil, fmt.Errorf("%v is not a unicast address: %w", a, syscall.EINVAL)
 	}
 	if err := cc.Valid(cfg.CC); err != nil {
 		return nil, err

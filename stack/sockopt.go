@@ -74,6 +74,7 @@ func (d *Dialer) DialContext(ctx context.Context, s *Stack, raddr netip.AddrPort
 	if d.TCP != nil {
 		cfg = *d.TCP
 	}
+	raddr = canonAddrPort(raddr)
 	if d.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, d.Timeout)
@@ -92,6 +93,9 @@ func (s *Stack) bindLocal(local netip.AddrPort, reuse bool, raddr netip.AddrPort
 	src, err := s.checkLocal(local.Addr())
 	if err != nil {
 		return nil, fmt.Errorf("bind %v: %w", local, err)
+	}
+	if src.IsValid() && src.Is4() != raddr.Addr().Is4() {
+		return nil, fmt.Errorf("bind %v: %w (connecting to %v)", local, syscall.EAFNOSUPPORT, raddr)
 	}
 	if local.Port() == 0 {
 		return s.bindEphemeral(src, raddr, cfg)

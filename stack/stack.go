@@ -1,8 +1,9 @@
 // Package stack is ustack's socket layer: a Stack runs TCP and UDP over
-// IPv4 for its addresses over a link.Endpoint and offers net.Conn,
-// net.Listener and net.PacketConn. It owns the goroutines (one reader,
-// timer callbacks), the per-connection locks, the clock and the link; the
-// protocols themselves live in the packages below it (ipv4, tcp, udp).
+// IPv4 and IPv6 for its addresses over a link.Endpoint and offers
+// net.Conn, net.Listener and net.PacketConn. It owns the goroutines (one
+// reader, timer callbacks), the per-connection locks, the clock and the
+// link; the protocols themselves live in the packages below it (ipv4,
+// ipv6, tcp, udp).
 package stack
 
 import (
@@ -21,6 +22,7 @@ import (
 	"ustack/stack/counter"
 	"ustack/stack/header"
 	"ustack/stack/ipv4"
+	"ustack/stack/ipv6"
 	"ustack/stack/link"
 	"ustack/stack/tcp"
 	"ustack/stack/tcp/cc"
@@ -30,11 +32,13 @@ import (
 // Options configure a Stack. One address, in Addr, Addrs or Prefixes, is
 // required.
 type Options struct {
-	// Addr is the stack's own IPv4 address: a shorthand for Addrs with one
+	// Addr is the stack's own address: a shorthand for Addrs with one
 	// address (it comes first when both are set).
 	Addr netip.Addr
-	// Addrs are the stack's addresses (Stack.AddAddr adds more while it
-	// runs). The first is the primary one, which Stack.Addr returns.
+	// Addrs are the stack's addresses, IPv4 or IPv6 (Stack.AddAddr adds
+	// more while it runs). The first is the primary one, which Stack.Addr
+	// returns. An IPv6 address needs a link MTU of at least 1280 (RFC 8200
+	// §5).
 	Addrs []netip.Addr
 	// Prefixes are more addresses, each with the length of its subnet as
 	// `ip addr add 198.18.0.2/30` gives it (see Stack.AddPrefix).
@@ -44,7 +48,8 @@ type Options struct {
 	// Rand seeds the ISN secret and ephemeral ports; crypto/rand by default.
 	Rand io.Reader
 	// TCP is the default configuration of every connection. MSS defaults
-	// to the link MTU minus 40. New refuses a CC that cc.Lookup does not
+	// to the link MTU minus 40 (minus 60 on an IPv6 connection, whose MSS
+	// is also held to that). New refuses a CC that cc.Lookup does not
 	// know (the TCB itself would fall back to NewReno).
 	TCP tcp.Config
 	// Trace, if set, is called on every TCP state transition, under the
@@ -65,7 +70,11 @@ type Options struct {
 	// as Linux's IP_MTU_DISCOVER: want (the default: DF set, lowered by
 	// ICMP "fragmentation needed", cleared below 552), do (DF always), dont
 	// (DF clear, datagrams fragmented to the path MTU).
-	// Conn.SetPMTUDiscovery overrides it for one connection.
+	// Conn.SetPMTUDiscovery overrides it for one connection. IPv6 has no
+	// DF (RFC 8200 §5: only the source fragments): there TCP always follows
+	// Packet Too Big, "do" refuses a UDP datagram over the path MTU
+	// (EMSGSIZE, as Linux's IPV6_PMTUDISC_DO) and the other modes send it
+	// in fragments.
 	PMTUDiscovery ipv4.PMTUDisc
 	// Manual runs no reader goroutine: the caller drives input with Poll
 	// (the deterministic simulator does, over a link.Poller and a virtual
@@ -78,8 +87,8 @@ type Options struct {
 	NoOffload bool
 }
 
-// Stack is one TCP and UDP over IPv4 host, of one or more addresses, on a
-// link.
+// Stack is one TCP and UDP host over IPv4 and IPv6, of one or more
+// addresses, on a link.
 //
 // Lock order. A goroutine that holds more than one of the stack's locks
 // takes them in this order, never the reverse:
@@ -98,7 +107,7 @@ type Options struct {
 // and never held while calling back into the stack: challengeLimiter.mu
 // (under Conn.mu), the clock's (Virtual runs its callbacks unlocked),
 // fragTimer.mu, connModes.mu and ended.mu (under Conn.mu), addrSet.mu, the IPv4
-// layer's own (reassembly, path MTUs, ICMP rate limit), the UDP table's
+// and IPv6 layers' own (addresses, reassembly, path MTUs, ICMP rate limit), the UDP table's
 // and each UDP endpoint's (package udp: never held while calling out),
 // UDPConn.mu, and the link endpoint's (WriteBatch under writeMu must not
 // call into the stack).
@@ -107,6 +116,7 @@ type Stack struct {
 	opts Options
 	clk  clock.Clock
 	ip   *ipv4.Layer
+	ip6  *ipv6.Layer
 	isn  *tcp.ISNGenerator
 	jar  *tcp.CookieJar
 	chal challengeLimiter
@@ -200,7 +210,8 @@ func New(ep link.Endpoint, opts Options) (*Stack, error) {
 		return nil, fmt.Errorf("stack: seeding ports: %w", err)
 	}
 	s := &Stack{
-		ep: ep, opts: opts, clk: opts.Clock, ip: ipv4.New(addrs[0].Addr()), isn: isn, jar: jar,
+		ep: ep, opts: opts, clk: opts.Clock, ip: ipv4.New(netip.Addr{}), ip6: ipv6.New(netip.Addr{}),
+		isn: isn, jar: jar,
 		mtu:       mtu,
 		conns:     make(map[tcp.ID]*Conn),
 		listeners: make(map[listenKey]*Listener),
@@ -210,6 +221,7 @@ func New(ep link.Endpoint, opts Options) (*Stack, error) {
 		cnt:       newCounters(),
 		icmpCnt:   counter.NewSet("", numICMPEvents),
 	}
+	s.ip6.SetLinkMTU(mtu)
 	if err := s.setAddrsLocked(addrs); err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
@@ -270,8 +282,12 @@ func (s *Stack) Close() error {
 // input handles one inbound packet and returns the connection it touched.
 // csumOK: the link vouches for the TCP checksum (the kernel built the
 // packet and left the checksum to the device, or checked it: virtio-net's
-// NEEDS_CSUM and DATA_VALID), so it is not verified again.
+// NEEDS_CSUM and DATA_VALID), so it is not verified again. The version
+// nibble (RFC 791 §3.1, RFC 8200 §3) chooses the layer.
 func (s *Stack) input(now time.Time, pkt []byte, csumOK bool) *Conn {
+	if len(pkt) > 0 && pkt[0]>>4 == header.IPv6Version {
+		return s.input6(now, pkt, csumOK)
+	}
 	v, h := s.ip.Input(now, pkt)
 	switch v {
 	case ipv4.Reply:
@@ -294,14 +310,19 @@ func (s *Stack) input(now time.Time, pkt []byte, csumOK bool) *Conn {
 	default:
 		return nil
 	}
-	raw := h.Payload()
+	return s.tcpInput(now, h.Payload(), h.Src(), h.Dst(), csumOK)
+}
+
+// tcpInput handles the TCP segment raw from src to dst (one of ours),
+// over either family, and returns the connection it touched. The checksum
+// covers the family's pseudo-header (RFC 9293 §3.1, RFC 8200 §8.1).
+func (s *Stack) tcpInput(now time.Time, raw []byte, src, dst netip.Addr, csumOK bool) *Conn {
 	th, err := header.ParseTCP(raw)
 	if err != nil {
 		s.cnt.Drop(dropBadHeader)
 		return nil
 	}
-	src, dst := h.SrcBytes(), h.DstBytes()
-	if !csumOK && !header.TCPChecksumOK(raw, src, dst) {
+	if !csumOK && header.Checksum(raw, header.PseudoSum(header.ProtoTCP, src, dst, len(raw))) != 0xffff {
 		s.cnt.Drop(dropBadChecksum)
 		return nil
 	}
@@ -312,8 +333,8 @@ func (s *Stack) input(now time.Time, pkt []byte, csumOK bool) *Conn {
 	}
 	s.cnt.Inc(evSegsIn)
 	id := tcp.ID{
-		Local:  netip.AddrPortFrom(netip.AddrFrom4(dst), th.DstPort()),
-		Remote: netip.AddrPortFrom(netip.AddrFrom4(src), th.SrcPort()),
+		Local:  netip.AddrPortFrom(dst, th.DstPort()),
+		Remote: netip.AddrPortFrom(src, th.SrcPort()),
 	}
 	c, stop := s.demux(now, id, &seg)
 	if stop {
@@ -379,7 +400,11 @@ func (s *Stack) demux(now time.Time, id tcp.ID, seg *tcp.Segment) (c *Conn, stop
 			if why == dropSYNQueueFull && !s.opts.NoSYNCookies {
 				// RFC 4987 §3.6: answer statelessly.
 				iss := s.jar.Make(id, seg.Seq, seg.Opts.MSS, now)
-				sa := tcp.SynAckForCookie(seg, iss, l.cfg, uint32(now.UnixMilli())+s.tsOffset(id))
+				cfg := l.cfg
+				if !id.Remote.Addr().Is4() {
+					s.startMSS(&cfg, id.Remote.Addr()) // MTU - 60, not - 40
+				}
+				sa := tcp.SynAckForCookie(seg, iss, cfg, uint32(now.UnixMilli())+s.tsOffset(id))
 				s.cnt.Inc(evCookiesSent)
 				s.sendSegment(id, &sa)
 				return nil, true
@@ -436,7 +461,12 @@ func (s *Stack) sendSegment(id tcp.ID, seg *tcp.Segment) {
 	} else {
 		header.SetTransportChecksum(t[:hl+n], tcpChecksumAt, pseudo)
 	}
-	mtu := s.putIPHeader(p, src, dst, header.ProtoTCP, hl+n, s.modeFor(id), false)
+	var mtu int
+	if ihl == header.IPv4MinHeaderLen {
+		mtu = s.putIPHeader(p, src, dst, header.ProtoTCP, hl+n, s.modeFor(id), false)
+	} else {
+		mtu = s.putIP6Header(p, src, dst, header.ProtoTCP, hl+n, id.Local.Port(), id.Remote.Port())
+	}
 	if mtu == 0 {
 		// The local address was removed: Linux's route lookup fails and
 		// the segment is not sent; the connection's timers go on.
@@ -451,9 +481,13 @@ func (s *Stack) sendSegment(id tcp.ID, seg *tcp.Segment) {
 		return
 	}
 	s.cnt.Inc(evSegsOut)
-	if size > mtu {
+	if size > mtu && ihl == header.IPv4MinHeaderLen {
 		// DF clear (mode "dont", or a path MTU locked below 552) and over
-		// the path MTU: fragments.
+		// the path MTU: fragments. Over IPv6, TCP is never fragmented:
+		// its MSS keeps segments within the path MTU (startMSS,
+		// Conn.PathMTU); one sent before a Packet Too Big lowered this
+		// connection's goes whole, as a DF segment does over IPv4, and
+		// the router's Packet Too Big about it lowers it.
 		if s.off != nil {
 			// Fragments carry no offload: the checksum must be whole.
 			header.SetTransportChecksum(t[:hl+n], tcpChecksumAt, pseudo)
@@ -493,7 +527,7 @@ func (s *Stack) unregister(c *Conn) {
 
 func (s *Stack) newTCB(id tcp.ID, cfg tcp.Config) *tcp.Conn {
 	cfg.TSOMax = s.tsoMax // zero unless the link takes TSO units
-	s.startMSS(&cfg, id.Remote.Addr().As4())
+	s.startMSS(&cfg, id.Remote.Addr())
 	return tcp.NewConn(id, cfg, s, s.opts.Trace)
 }
 

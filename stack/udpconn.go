@@ -57,7 +57,7 @@ func (s *Stack) DialUDPFrom(laddr, raddr netip.AddrPort) (*UDPConn, error) {
 	opErr := func(err error) error {
 		return &net.OpError{Op: "dial", Net: "udp", Addr: net.UDPAddrFromAddrPort(raddr), Err: err}
 	}
-	raddr = netip.AddrPortFrom(raddr.Addr().Unmap(), raddr.Port())
+	raddr = canonAddrPort(raddr)
 	if err := s.checkUDPDest(raddr); err != nil {
 		return nil, opErr(err)
 	}
@@ -92,21 +92,25 @@ func (s *Stack) openUDP(local, remote netip.AddrPort) (*UDPConn, error) {
 	return &UDPConn{s: s, ep: ep}, nil
 }
 
+// canonAddrPort is a peer's address as the stack holds it: IPv4-mapped
+// addresses as IPv4, IPv6 ones without a zone (one interface), so that it
+// compares equal to what input reads from a header.
+func canonAddrPort(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port())
+}
+
 // checkUDPDest refuses a destination no datagram may go to: no address or
-// port (EINVAL, as Linux's udp_sendmsg for port 0), a family the stack
-// does not speak, a broadcast (EACCES, as Linux without SO_BROADCAST) or
-// a multicast group (EOPNOTSUPP: we have no multicast routing; Linux
-// would send it).
+// port (EINVAL, as Linux's udp_sendmsg for port 0), a broadcast (EACCES,
+// as Linux without SO_BROADCAST) or a multicast group of either family
+// (EOPNOTSUPP: we have no multicast routing; Linux would send it).
 func (s *Stack) checkUDPDest(dst netip.AddrPort) error {
 	a := dst.Addr()
 	switch {
 	case !a.IsValid() || a.IsUnspecified() || dst.Port() == 0:
 		return fmt.Errorf("destination %v: %w", dst, syscall.EINVAL)
-	case !a.Is4():
-		return fmt.Errorf("destination %v: %w (%w)", dst, syscall.EAFNOSUPPORT, errNoIPv6)
 	case a.IsMulticast():
 		return fmt.Errorf("destination %v is a multicast group: %w", dst, syscall.EOPNOTSUPP)
-	case s.ip.NotUnicast(a.As4()):
+	case a.Is4() && s.ip.NotUnicast(a.As4()):
 		return fmt.Errorf("destination %v is a broadcast address: %w", dst, syscall.EACCES)
 	}
 	return nil
@@ -168,7 +172,7 @@ func (c *UDPConn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
 	if c.ep.Connected() {
 		return 0, c.opError("write", addr, net.ErrWriteToConnected)
 	}
-	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	addr = canonAddrPort(addr)
 	if err := c.write(b, addr); err != nil {
 		return 0, c.opError("write", addr, err)
 	}
@@ -190,7 +194,8 @@ func (c *UDPConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 // mode "do"), with a pending ICMP error once (ECONNREFUSED after a port
 // unreachable), with EADDRNOTAVAIL once the socket's address was removed,
 // and with os.ErrDeadlineExceeded past the write deadline. A datagram over
-// the path MTU goes in IPv4 fragments.
+// the path MTU goes in IPv4 or IPv6 fragments (over IPv6, up to 65527
+// bytes).
 func (c *UDPConn) Write(b []byte) (int, error) {
 	if !c.ep.Connected() {
 		return 0, c.opError("write", netip.AddrPort{}, syscall.EDESTADDRREQ)

@@ -15,7 +15,8 @@ import (
 
 // The stack's side of UDP: datagrams in (to the udp.Table, port
 // unreachable back), out (built here, fragmented when over the path MTU),
-// and the ICMP errors about them.
+// and the ICMP errors about them. The IPv6 side of input and of ICMPv6
+// errors is in ip6.go.
 
 // udpInput hands the UDP datagram in h to its endpoint, or answers with
 // ICMP port unreachable (RFC 1122 §4.1.3.1), rate-limited and never for a
@@ -27,34 +28,37 @@ func (s *Stack) udpInput(now time.Time, h header.IPv4) {
 	}
 }
 
-// bigPool holds buffers for datagrams over the link MTU, built whole
-// before they are cut into fragments.
-var bigPool = sync.Pool{New: func() any { b := make([]byte, 0xffff); return &b }}
+// udpBigPool holds buffers for UDP datagrams over the link MTU, built whole
+// before they are cut into fragments: up to 65535 bytes over IPv4, the
+// 40-byte header and 65535 of payload over IPv6.
+var udpBigPool = sync.Pool{New: func() any { b := make([]byte, ipv6HeaderLen+0xffff); return &b }}
 
 // sendUDP sends payload as one datagram from local (an invalid address:
 // the one SelectSource chooses for dst) to dst, which checkUDPDest passed,
 // and writes it out. RFC 8085 §3.2 leaves the size to the application;
-// Linux's limits hold: EMSGSIZE beyond 65507 bytes, or beyond the path MTU
-// in mode "do"; otherwise a datagram over the path MTU goes in fragments
-// (DF clear), and one that fits goes with DF as the mode says (Linux's
-// default for UDP, IP_PMTUDISC_WANT: set).
+// Linux's limits hold: EMSGSIZE beyond 65507 bytes (65527 over IPv6), or
+// beyond the path MTU in mode "do"; otherwise a datagram over the path MTU
+// goes in fragments (over IPv4 with DF clear; over IPv6 with a fragment
+// header, RFC 8200 §4.5), and one that fits goes with DF as the mode says
+// (Linux's default for UDP, IP_PMTUDISC_WANT: set).
 func (s *Stack) sendUDP(local, dst netip.AddrPort, payload []byte) error {
-	if len(payload) > header.UDPMaxIPv4Payload {
-		return fmt.Errorf("%d bytes: %w (at most %d in one IPv4 datagram)", len(payload), syscall.EMSGSIZE, header.UDPMaxIPv4Payload)
+	src, err := s.udpSource(local.Addr(), dst.Addr(), len(payload))
+	if err != nil {
+		return err
 	}
-	src := local.Addr()
-	if !src.IsValid() {
-		var err error
-		if src, err = s.sourceFor(dst.Addr()); err != nil {
-			return err
-		}
-	}
+	v4 := dst.Addr().Is4()
 	ihl := ipHeaderLen(dst.Addr())
 	n := header.UDPHeaderLen + len(payload)
 	size := ihl + n
 	mode := s.opts.PMTUDiscovery
-	if mode == ipv4.PMTUDiscDo && dst.Addr().Is4() {
-		if mtu, _ := s.pathMTU(s.clk.Now(), dst.Addr().As4()); size > mtu {
+	if mode == ipv4.PMTUDiscDo {
+		var mtu int
+		if v4 {
+			mtu, _ = s.pathMTU(s.clk.Now(), dst.Addr().As4())
+		} else {
+			mtu = s.pathMTU6(dst.Addr().As16())
+		}
+		if size > mtu {
 			return fmt.Errorf("%d bytes over the path MTU %d with DF: %w", size, mtu, syscall.EMSGSIZE)
 		}
 	}
@@ -64,18 +68,27 @@ func (s *Stack) sendUDP(local, dst netip.AddrPort, payload []byte) error {
 		bp = s.pool.Get().(*[]byte)
 		p = (*bp)[link.Headroom : link.Headroom+size]
 	} else {
-		bp = bigPool.Get().(*[]byte)
+		bp = udpBigPool.Get().(*[]byte)
 		p = (*bp)[:size]
 	}
 	copy(p[ihl+header.UDPHeaderLen:], payload)
 	header.PutUDP(p[ihl:], local.Port(), dst.Port(), len(payload), src, dst.Addr())
-	mtu := s.putIPHeader(p, src, dst.Addr(), header.ProtoUDP, n, mode, true)
+	var mtu int
+	if v4 {
+		mtu = s.putIPHeader(p, src, dst.Addr(), header.ProtoUDP, n, mode, true)
+	} else {
+		mtu = s.putIP6Header(p, src, dst.Addr(), header.ProtoUDP, n, local.Port(), dst.Port())
+	}
 	switch {
 	case mtu == 0:
 		s.putUDPBuf(bp, size)
 		return fmt.Errorf("source %v: %w (the address was removed)", src, syscall.EADDRNOTAVAIL)
-	case size > mtu:
+	case size > mtu && v4:
 		s.queueDatagram(p, mtu)
+		s.putUDPBuf(bp, size)
+	case size > mtu:
+		// RFC 8200 §4.5 and §5: the source fragments to the path MTU.
+		s.queueDatagram6(p, mtu)
 		s.putUDPBuf(bp, size)
 	default:
 		s.queue(bp, link.Headroom+size, 0)
@@ -85,11 +98,35 @@ func (s *Stack) sendUDP(local, dst netip.AddrPort, payload []byte) error {
 	return nil
 }
 
+// udpMaxIPv6Payload is the most data one UDP datagram carries over IPv6
+// without a jumbogram (RFC 2675, which we do not send): 65535 - 8.
+const udpMaxIPv6Payload = 0xffff - header.UDPHeaderLen
+
+// udpSource checks the size of a datagram of n bytes to dst and returns
+// its source: src, which must be of dst's family (EAFNOSUPPORT otherwise,
+// as a Linux socket bound to an IPv4 address answers an IPv6 destination),
+// or, if invalid, the one SelectSource chooses.
+func (s *Stack) udpSource(src, dst netip.Addr, n int) (netip.Addr, error) {
+	if dst.Is4() && n > header.UDPMaxIPv4Payload {
+		return src, fmt.Errorf("%d bytes: %w (at most %d in one IPv4 datagram)", n, syscall.EMSGSIZE, header.UDPMaxIPv4Payload)
+	}
+	if !dst.Is4() && n > udpMaxIPv6Payload {
+		return src, fmt.Errorf("%d bytes: %w (at most %d in one IPv6 datagram)", n, syscall.EMSGSIZE, udpMaxIPv6Payload)
+	}
+	if !src.IsValid() {
+		return s.sourceFor(dst)
+	}
+	if src.Is4() != dst.Is4() {
+		return src, fmt.Errorf("source %v cannot send to %v: %w", src, dst, syscall.EAFNOSUPPORT)
+	}
+	return src, nil
+}
+
 func (s *Stack) putUDPBuf(bp *[]byte, size int) {
 	if size <= s.mtu {
 		s.pool.Put(bp)
 	} else {
-		bigPool.Put(bp)
+		udpBigPool.Put(bp)
 	}
 }
 

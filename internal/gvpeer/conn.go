@@ -12,7 +12,6 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
 )
@@ -59,7 +58,7 @@ type Listener struct {
 // Listen listens on port of the host's address (backlog 4096, as gonet).
 func (h *Host) Listen(port uint16) (*Listener, error) {
 	var wq waiter.Queue
-	ep, terr := h.s.NewEndpoint(tcp.ProtocolNumber, ipv4.ProtocolNumber, &wq)
+	ep, terr := h.s.NewEndpoint(tcp.ProtocolNumber, netProto(h.addr), &wq)
 	if terr != nil {
 		return nil, fmt.Errorf("gvpeer: listen tcp port %d: %v", port, terr)
 	}
@@ -126,11 +125,12 @@ func (h *Host) Dial(ctx context.Context, raddr netip.AddrPort) (*Conn, error) {
 	opErr := func(err error) error {
 		return &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(raddr), Err: err}
 	}
-	if !raddr.Addr().Is4() {
-		return nil, opErr(fmt.Errorf("%v is not an IPv4 address", raddr.Addr()))
+	raddr = netip.AddrPortFrom(raddr.Addr().Unmap(), raddr.Port())
+	if raddr.Addr().Is4() != h.addr.Is4() {
+		return nil, opErr(fmt.Errorf("%v is not of the host's family (%v)", raddr.Addr(), h.addr))
 	}
 	var wq waiter.Queue
-	ep, terr := h.s.NewEndpoint(tcp.ProtocolNumber, ipv4.ProtocolNumber, &wq)
+	ep, terr := h.s.NewEndpoint(tcp.ProtocolNumber, netProto(h.addr), &wq)
 	if terr != nil {
 		return nil, opErr(Errno(terr))
 	}
@@ -183,5 +183,5 @@ var errnos = map[reflect.Type]error{
 }
 
 func (h *Host) fullAddr(ap netip.AddrPort) tcpip.FullAddress {
-	return tcpip.FullAddress{Addr: tcpip.AddrFrom4(ap.Addr().As4()), Port: ap.Port()}
+	return tcpip.FullAddress{Addr: tcpAddr(ap.Addr()), Port: ap.Port()}
 }

@@ -1,5 +1,5 @@
 // Package gvpeer runs gVisor's netstack (gvisor.dev/gvisor/pkg/tcpip) as a
-// TCP/IPv4 host on a ustack link.Endpoint, so that ustack can be tested and
+// TCP host over IPv4 or IPv6 on a ustack link.Endpoint, so that ustack can be tested and
 // measured against an independent, mature TCP in one process, without root.
 //
 // It is a test and benchmark peer only. docs/design.md allows gVisor's stack and
@@ -7,8 +7,9 @@
 // ustack itself must never import this package outside those two places.
 // Living under internal/ keeps it out of reach of other modules.
 //
-// A Host owns one gVisor stack with the ipv4 and tcp protocols, one NIC, one
-// address and a default route. Its NIC is a small gVisor LinkEndpoint that
+// A Host owns one gVisor stack with the ipv4, ipv6 and tcp protocols, one
+// NIC, one address (IPv4 or IPv6: its connections are of that family) and
+// default routes. Its NIC is a small gVisor LinkEndpoint that
 // talks to the link.Endpoint directly: outbound packets are copied into
 // headroom-reserving buffers and written with WriteBatch (concurrent writers
 // are combined into one batch), and one goroutine reads inbound batches with

@@ -9,6 +9,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
@@ -58,14 +59,15 @@ type Host struct {
 
 const nicID tcpip.NICID = 1
 
-// New starts a gVisor host with address addr on ep. The host reads from ep
-// until Close.
+// New starts a gVisor host with address addr, IPv4 or IPv6, on ep. The host
+// reads from ep until Close.
 func New(ep link.Endpoint, addr netip.Addr, opts Options) (*Host, error) {
-	if !addr.Is4() {
-		return nil, fmt.Errorf("gvpeer: address %v is not an IPv4 address", addr)
+	addr = addr.Unmap()
+	if !addr.IsValid() {
+		return nil, fmt.Errorf("gvpeer: no address")
 	}
 	s := stack.New(stack.Options{
-		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol},
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol},
 	})
 	h := &Host{s: s, lep: newLinkEndpoint(ep), addr: addr, opts: opts}
@@ -82,13 +84,16 @@ func New(ep link.Endpoint, addr netip.Addr, opts Options) (*Host, error) {
 		return fail("CreateNIC", err)
 	}
 	pa := tcpip.ProtocolAddress{
-		Protocol:          ipv4.ProtocolNumber,
-		AddressWithPrefix: tcpip.AddrFrom4(addr.As4()).WithPrefix(),
+		Protocol:          netProto(addr),
+		AddressWithPrefix: tcpAddr(addr).WithPrefix(),
 	}
 	if err := s.AddProtocolAddress(nicID, pa, stack.AddressProperties{}); err != nil {
 		return fail("AddProtocolAddress", err)
 	}
-	s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: nicID}})
+	s.SetRouteTable([]tcpip.Route{
+		{Destination: header.IPv4EmptySubnet, NIC: nicID},
+		{Destination: header.IPv6EmptySubnet, NIC: nicID},
+	})
 	h.lep.start()
 	return h, nil
 }
@@ -196,4 +201,20 @@ func Pair(mtu int, addrA, addrB netip.Addr, opts Options) (a, b *Host, err error
 		return nil, nil, err
 	}
 	return a, b, nil
+}
+
+// netProto is gVisor's network protocol for a's family.
+func netProto(a netip.Addr) tcpip.NetworkProtocolNumber {
+	if a.Is4() {
+		return ipv4.ProtocolNumber
+	}
+	return ipv6.ProtocolNumber
+}
+
+// tcpAddr is a in gVisor's form.
+func tcpAddr(a netip.Addr) tcpip.Address {
+	if a.Is4() {
+		return tcpip.AddrFrom4(a.As4())
+	}
+	return tcpip.AddrFrom16(a.As16())
 }

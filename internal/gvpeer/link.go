@@ -15,7 +15,7 @@ import (
 )
 
 // linkEndpoint is gVisor's view of a ustack link.Endpoint: a stack.LinkEndpoint
-// without a link-layer header, carrying raw IPv4 packets.
+// without a link-layer header, carrying raw IPv4 and IPv6 packets.
 //
 // Outbound, WritePackets copies each packet into a pooled buffer after
 // link.Headroom and queues it; the first writer to find no flush under way
@@ -78,7 +78,11 @@ func (e *linkEndpoint) readLoop() {
 		d := e.attached()
 		for i := 0; i < n; i++ {
 			p := bufs[i][link.Headroom : link.Headroom+sizes[i]]
-			if d == nil || len(p) == 0 || p[0]>>4 != header.IPv4Version {
+			proto := header.IPv4ProtocolNumber
+			if len(p) > 0 && p[0]>>4 == header.IPv6Version {
+				proto = header.IPv6ProtocolNumber
+			}
+			if d == nil || len(p) == 0 || p[0]>>4 != header.IPv4Version && proto == header.IPv4ProtocolNumber {
 				e.dropped.Add(1)
 				continue
 			}
@@ -87,7 +91,7 @@ func (e *linkEndpoint) readLoop() {
 			// keep the packet (receive queue, out-of-order queue) while bufs
 			// is reused for the next batch.
 			pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(p)})
-			d.DeliverNetworkPacket(header.IPv4ProtocolNumber, pkt)
+			d.DeliverNetworkPacket(proto, pkt)
 			pkt.DecRef()
 		}
 	}

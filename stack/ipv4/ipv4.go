@@ -198,10 +198,16 @@ type Layer struct {
 }
 
 // New returns a layer for addr, which must be an IPv4 (or IPv4-mapped IPv6)
-// address; New panics otherwise. SetAddrs gives it more.
+// address; New panics otherwise. SetAddrs gives it more. The invalid Addr
+// gives a layer with no address yet (a stack whose addresses are all IPv6
+// for now).
 func New(addr netip.Addr) *Layer {
 	l := &Layer{Stats: newStats()}
-	if err := l.SetAddrs([]netip.Prefix{netip.PrefixFrom(addr, addr.BitLen())}); err != nil {
+	var list []netip.Prefix
+	if addr.IsValid() {
+		list = []netip.Prefix{netip.PrefixFrom(addr, addr.BitLen())}
+	}
+	if err := l.SetAddrs(list); err != nil {
 		panic(fmt.Sprintf("ipv4: New(%v): %v", addr, err))
 	}
 	l.ids.init()

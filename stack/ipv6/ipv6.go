@@ -272,13 +272,17 @@ type Layer struct {
 
 // New returns a layer owning addr (see AddAddr), for a link MTU of 1500
 // until SetLinkMTU says otherwise. It panics if addr is not a unicast IPv6
-// address.
+// address. The invalid Addr gives a layer with no address yet (a stack
+// whose addresses are all IPv4 for now).
 func New(addr netip.Addr) *Layer {
 	l := &Layer{Stats: newStats()}
 	l.addrs.Store(&addrSet{})
 	l.linkMTU.Store(1500)
 	l.ids.init()
 	l.reasm.init(&l.Stats)
+	if !addr.IsValid() {
+		return l
+	}
 	if err := l.AddAddr(addr); err != nil {
 		panic(err)
 	}

@@ -68,7 +68,7 @@ func (r *run) logf(format string, args ...any) {
 }
 
 func (r *run) setup() error {
-	pa, pb := link.Pipe(r.MTU)
+	pa, pb := link.Pipe(r.linkMTU())
 	pipes := [2]*link.PipeEnd{pa, pb}
 	for k := range r.st {
 		r.ends[k] = link.Impair(pipes[k], link.ImpairConfig{
@@ -81,7 +81,7 @@ func (r *run) setup() error {
 		cfg := r.TCP[k]
 		cfg.StrictTransitions = true // an illegal transition fails the run
 		s, err := stack.New(r.ends[k], stack.Options{
-			Addr:   addrs[k],
+			Addr:   r.addr(k),
 			Clock:  r.v,
 			Rand:   rand.NewChaCha8(key),
 			TCP:    cfg,
@@ -224,7 +224,7 @@ func (r *run) stepConn(cr *connRun, now time.Time) (bool, error) {
 		if now.Sub(clock.Epoch) < sc.Start {
 			return false, nil
 		}
-		raddr := netip.AddrPortFrom(addrs[1-sc.Client], uint16(basePort+cr.i))
+		raddr := netip.AddrPortFrom(r.addr(1-sc.Client), uint16(basePort+cr.i))
 		c, err := r.st[sc.Client].DialTCPAsync(raddr, r.st[sc.Client].Options().TCP)
 		if err != nil {
 			return false, fmt.Errorf("dial: %v", err)

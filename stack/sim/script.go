@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -49,6 +50,27 @@ type Script struct {
 	MTU     int
 	TCP     [2]tcp.Config
 	Conns   []ConnScript
+	// IPv6 runs the script over IPv6 (2001:2::1 and 2001:2::2) instead of
+	// IPv4; a link MTU below IPv6's minimum is raised to 1280 (RFC 8200
+	// §5). NewScript leaves it off: the draw of a seed is the same either
+	// way.
+	IPv6 bool
+}
+
+// addr is stack k's address in this script.
+func (s Script) addr(k int) netip.Addr {
+	if s.IPv6 {
+		return addrs6[k]
+	}
+	return addrs[k]
+}
+
+// linkMTU is the MTU of the link the script runs on.
+func (s Script) linkMTU() int {
+	if s.IPv6 {
+		return max(s.MTU, 1280)
+	}
+	return s.MTU
 }
 
 // NewScript draws the script of seed for profile p.
@@ -132,10 +154,10 @@ func drawSize(r *rand.Rand, max int) int {
 
 func (s Script) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "seed %d profile %s (%v) mtu %d\n", s.Seed, s.Profile.Name, s.Profile.Spec, s.MTU)
+	fmt.Fprintf(&b, "seed %d profile %s (%v) mtu %d\n", s.Seed, s.Profile.Name, s.Profile.Spec, s.linkMTU())
 	for k, cfg := range s.TCP {
 		fmt.Fprintf(&b, "  stack %s %s: rcvbuf %d sndbuf %d sack %v ts %v ws %v nodelay %v delack %v cc %q\n",
-			names[k], addrs[k], cfg.RcvBuf, cfg.SndBuf, !cfg.NoSACK, !cfg.NoTimestamps, !cfg.NoWindowScale,
+			names[k], s.addr(k), cfg.RcvBuf, cfg.SndBuf, !cfg.NoSACK, !cfg.NoTimestamps, !cfg.NoWindowScale,
 			cfg.NoDelay, cfg.DelayedAck, cfg.CC)
 	}
 	for i, c := range s.Conns {

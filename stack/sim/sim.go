@@ -99,8 +99,9 @@ const (
 )
 
 var (
-	addrs = [2]netip.Addr{netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2")}
-	names = [2]string{"A", "B"}
+	addrs  = [2]netip.Addr{netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2")}
+	addrs6 = [2]netip.Addr{netip.MustParseAddr("2001:2::1"), netip.MustParseAddr("2001:2::2")}
+	names  = [2]string{"A", "B"}
 )
 
 // basePort is the listening port of connection 0; connection i listens on
@@ -158,6 +159,14 @@ func (r *Result) Fingerprint() string {
 // a panic inside the stacks is the run's error.
 func Run(seed uint64, p Profile) *Result {
 	return RunScript(NewScript(seed, p))
+}
+
+// RunIPv6 is Run over IPv6: the same script, on the stacks' IPv6
+// addresses (Script.IPv6).
+func RunIPv6(seed uint64, p Profile) *Result {
+	s := NewScript(seed, p)
+	s.IPv6 = true
+	return RunScript(s)
 }
 
 // RunScript runs a script.

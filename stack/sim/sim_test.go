@@ -14,7 +14,16 @@ var (
 	flagSeed    = flag.Uint64("sim.seed", 0, "run only this seed (on every profile unless -sim.profile)")
 	flagProfile = flag.String("sim.profile", "", "run only this profile: "+profileNames())
 	flagV       = flag.Bool("sim.v", false, "print the script, the notes and the trace of every run")
+	flagV6      = flag.Bool("sim.v6", false, "run TestSim and TestSimDeterministic over IPv6 (Script.IPv6)")
 )
+
+// runSeed is Run, or RunIPv6 with -sim.v6.
+func runSeed(seed uint64, p Profile) *Result {
+	if *flagV6 {
+		return RunIPv6(seed, p)
+	}
+	return Run(seed, p)
+}
 
 // knownBadSeeds lists seeds excluded from the default run because a known
 // bug in ustack fails them; -sim.seed runs them anyway. Keep it empty unless
@@ -83,6 +92,8 @@ func replay(seed uint64, p string) string {
 	return fmt.Sprintf("go test ./stack/sim/ -run TestSim -sim.seed=%d -sim.profile=%s -sim.v", seed, p)
 }
 
+func replay6(seed uint64, p string) string { return replay(seed, p) + " -sim.v6" }
+
 func report(t *testing.T, res *Result) {
 	t.Helper()
 	s := res.Script
@@ -103,7 +114,11 @@ func report(t *testing.T, res *Result) {
 		t.Log(b.String())
 	}
 	if res.Err != nil {
-		t.Errorf("sim: seed %d profile %s failed: %v; replay: %s", s.Seed, s.Profile.Name, res.Err, replay(s.Seed, s.Profile.Name))
+		again := replay(s.Seed, s.Profile.Name)
+		if s.IPv6 {
+			again = replay6(s.Seed, s.Profile.Name)
+		}
+		t.Errorf("sim: seed %d profile %s (IPv6 %v) failed: %v; replay: %s", s.Seed, s.Profile.Name, s.IPv6, res.Err, again)
 	}
 }
 
@@ -133,7 +148,7 @@ func TestSim(t *testing.T) {
 			var virt time.Duration
 			var bytes, rsts int
 			for _, seed := range seeds {
-				res := Run(seed, p)
+				res := runSeed(seed, p)
 				report(t, res)
 				virt += res.End
 				rsts += res.RSTEndings
@@ -159,7 +174,7 @@ func TestSimDeterministic(t *testing.T) {
 		t.Run(p.Name, func(t *testing.T) {
 			t.Parallel()
 			for _, seed := range seeds {
-				a, b := Run(seed, p).Fingerprint(), Run(seed, p).Fingerprint()
+				a, b := runSeed(seed, p).Fingerprint(), runSeed(seed, p).Fingerprint()
 				// The fingerprint holds the error too: a failing seed
 				// must fail the same way twice.
 				if a != b {
@@ -249,6 +264,34 @@ func TestSimBBR(t *testing.T) {
 				res := RunScript(s)
 				if res.Err != nil {
 					t.Errorf("sim: seed %d profile %s with BBR failed: %v", seed, p.Name, res.Err)
+				}
+			}
+		})
+	}
+}
+
+// TestSimIPv6 runs the first 32 seeds of every profile over IPv6: the same
+// scripts, invariants and impairments on 2001:2::1 and 2001:2::2 (a 576-byte
+// link raised to 1280), and the first seeds twice, for determinism.
+func TestSimIPv6(t *testing.T) {
+	n := uint64(32)
+	if testing.Short() {
+		n = 8
+	}
+	for _, p := range selectedProfiles(t) {
+		t.Run(p.Name, func(t *testing.T) {
+			t.Parallel()
+			for seed := uint64(1); seed <= n; seed++ {
+				if *flagSeed != 0 && seed != *flagSeed {
+					continue
+				}
+				res := RunIPv6(seed, p)
+				report(t, res)
+				if seed <= 2 && RunIPv6(seed, p).Fingerprint() != res.Fingerprint() {
+					t.Errorf("seed %d profile %s over IPv6: two runs differ", seed, p.Name)
+				}
+				if st := res.Stats[0]; st.IP6["delivered"] == 0 || st.IP["received"] != 0 {
+					t.Errorf("seed %d profile %s: not over IPv6 (ip6 delivered %d, ip received %d)", seed, p.Name, st.IP6["delivered"], st.IP["received"])
 				}
 			}
 		})

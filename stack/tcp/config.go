@@ -86,8 +86,11 @@ const (
 	// DefaultPeerMSS is assumed when the peer sends no MSS option
 	// (RFC 9293 §3.7.1).
 	DefaultPeerMSS = 536
-	maxWindow      = 65535 // the window field; more needs window scaling
-	maxWindowShift = 14    // RFC 7323 §2.3
+	// DefaultPeerMSSv6 is DefaultPeerMSS over IPv6 (RFC 9293 §3.7.1: the
+	// IPv6 minimum MTU, 1280, less 60).
+	DefaultPeerMSSv6 = 1220
+	maxWindow        = 65535 // the window field; more needs window scaling
+	maxWindowShift   = 14    // RFC 7323 §2.3
 )
 
 // WithDefaults returns c with zero fields replaced by defaults.

@@ -38,11 +38,11 @@ func NewCookieJar(rand io.Reader) (*CookieJar, error) {
 }
 
 func (j *CookieJar) hash(id ID, irs seqnum.Value, t uint32) uint32 {
-	var b [16 + 12 + 8]byte
-	keyed(b[:], &j.secret, id)
-	binary.BigEndian.PutUint32(b[28:], uint32(irs))
-	binary.BigEndian.PutUint32(b[32:], t)
-	h := sha256.Sum256(b[:])
+	var b [keyedMax + 8]byte
+	n := keyed(b[:], &j.secret, id)
+	binary.BigEndian.PutUint32(b[n:], uint32(irs))
+	binary.BigEndian.PutUint32(b[n+4:], t)
+	h := sha256.Sum256(b[:n+8])
 	return binary.BigEndian.Uint32(h[:4]) & 0xffffff
 }
 
@@ -53,6 +53,9 @@ func period(now time.Time) uint32 { return uint32(now.Unix() / int64(cookiePerio
 func (j *CookieJar) Make(id ID, irs seqnum.Value, peerMSS uint16, now time.Time) seqnum.Value {
 	if peerMSS == 0 {
 		peerMSS = DefaultPeerMSS
+		if a := id.Remote.Addr(); a.Is6() && !a.Is4In6() {
+			peerMSS = DefaultPeerMSSv6
+		}
 	}
 	idx := 0
 	for i, m := range cookieMSS {

@@ -60,7 +60,26 @@ func (c *Conn) icmpSeqOK(seq seqnum.Value) bool {
 
 // minPathMTU is the smallest path MTU TCP takes from an ICMP "fragmentation
 // needed" (Linux's ip_rt_min_pmtu, 552); a smaller one is raised to it.
-const minPathMTU = 552
+// Over IPv6 the floor is the minimum link MTU, 1280 (RFC 8201 §4: a node
+// "MUST NOT reduce its estimate of the Path MTU below the IPv6 minimum
+// link MTU").
+const (
+	minPathMTU   = 552
+	minPathMTUv6 = 1280
+)
+
+// ipv6 reports whether the connection runs over IPv6.
+func (c *Conn) ipv6() bool { return c.ID.Remote.Addr().Is6() && !c.ID.Remote.Addr().Is4In6() }
+
+// netHeaderLen is the IP header that MSS does not count: 20 bytes for
+// IPv4, 40 for IPv6 (RFC 9293 §3.7.1, RFC 8200 §8.3: the MSS of a
+// connection over IPv6 is the path MTU minus 60).
+func (c *Conn) netHeaderLen() int {
+	if c.ipv6() {
+		return ipv6HeaderLen
+	}
+	return ipv4HeaderLen
+}
 
 // PathMTU takes a lower path MTU from an ICMP "fragmentation needed" (RFC
 // 1191 §6.2) about the segment at seq, or from the stack's path-MTU cache.
@@ -72,11 +91,15 @@ func (c *Conn) PathMTU(now time.Time, seq seqnum.Value, mtu int) bool {
 		c.stats.icmpOutOfWindow++
 		return false
 	}
-	mtu = max(mtu, minPathMTU)
+	if c.ipv6() {
+		mtu = max(mtu, minPathMTUv6)
+	} else {
+		mtu = max(mtu, minPathMTU)
+	}
 	if c.pmtu == 0 || mtu < c.pmtu {
 		c.pmtu = mtu // kept for the handshake's MSS (takeSynOptions)
 	}
-	mss := mtu - ipv4HeaderLen - tcpHeaderLen
+	mss := mtu - c.netHeaderLen() - tcpHeaderLen
 	if mss >= c.snd.mss {
 		return true
 	}
@@ -94,6 +117,7 @@ func (c *Conn) PathMTU(now time.Time, seq seqnum.Value, mtu int) bool {
 // Header sizes without options: what MSS counts (RFC 9293 §3.7.1).
 const (
 	ipv4HeaderLen = 20
+	ipv6HeaderLen = 40
 	tcpHeaderLen  = 20
 )
 

@@ -61,11 +61,16 @@ func (c *Conn) takeSynOptions(now time.Time, seg *Segment) {
 	peer := int(seg.Opts.MSS)
 	if peer == 0 {
 		peer = DefaultPeerMSS
+		if c.ipv6() {
+			// RFC 9293 §3.7.1: 1220 over IPv6 (Linux's mss_clamp for an
+			// IPv6 request, IPV6_MIN_MTU - 60).
+			peer = DefaultPeerMSSv6
+		}
 	}
 	c.snd.mss = min(peer, c.cfg.MSS)
 	if c.pmtu > 0 {
 		// A "fragmentation needed" that came during the handshake holds.
-		c.snd.mss = min(c.snd.mss, c.pmtu-ipv4HeaderLen-tcpHeaderLen)
+		c.snd.mss = min(c.snd.mss, c.pmtu-c.netHeaderLen()-tcpHeaderLen)
 	}
 	c.opt.ws = seg.Opts.WS.Present && !c.cfg.NoWindowScale
 	if c.opt.ws {
