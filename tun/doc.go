@@ -68,7 +68,6 @@
 // before their cleanup ran.
 //
 // Network safety: tests in this package use 198.18.0.0/15 and 2001:2::/48
-// addresses only,
-// only inside namespaces they created, and delete those namespaces on the
-// way out, failure included.
+// addresses only, only inside namespaces they created, and delete those
+// namespaces on the way out, failure included.
 package tun
