@@ -18,6 +18,9 @@ import (
 // by net.ipv6.conf.all.disable_ipv6. Callers may retry without HostAddr6.
 var ErrIPv6Disabled = errors.New("IPv6 is disabled in this kernel")
 
+// MinMTU6 is IPv6's minimum link MTU (RFC 8200 §5).
+const MinMTU6 = 1280
+
 // checkHostAddr6 checks Config.HostAddr6, if set: an IPv6 unicast address
 // with a prefix that leaves room for the stack's address.
 func checkHostAddr6(cfg Config) error {
@@ -31,6 +34,9 @@ func checkHostAddr6(cfg Config) error {
 		return fmt.Errorf("TUN device %q: IPv6 host address %v: need a global or unique-local unicast address, e.g. 2001:2::1/64", cfg.Name, h)
 	case h.Bits() > 127:
 		return fmt.Errorf("TUN device %q: IPv6 host address %v: a /128 leaves no address for the stack; use e.g. %v/64", cfg.Name, h, h.Addr())
+	case cfg.MTU < MinMTU6:
+		// Linux turns IPv6 off on such a device (addrconf_notify).
+		return fmt.Errorf("TUN device %q: IPv6 host address %v: MTU %d is below IPv6's minimum of %d (RFC 8200 §5)", cfg.Name, h, cfg.MTU, MinMTU6)
 	}
 	return nil
 }

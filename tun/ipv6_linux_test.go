@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,8 +28,13 @@ func TestConfigValidationIPv6(t *testing.T) {
 		{"ff02::1/64", "need a global or unique-local unicast address"},
 		{"::/64", "need a global or unique-local unicast address"},
 		{"2001:2::1/128", "a /128 leaves no address for the stack"},
+		{"2001:2::1/64 mtu 1279", "MTU 1279 is below IPv6's minimum of 1280"},
 	} {
-		cfg := Config{Name: "ustk0", HostAddr: host, HostAddr6: netip.MustParsePrefix(tc.h6)}
+		h6, mtu, _ := strings.Cut(tc.h6, " mtu ")
+		cfg := Config{Name: "ustk0", HostAddr: host, HostAddr6: netip.MustParsePrefix(h6)}
+		if mtu != "" {
+			cfg.MTU, _ = strconv.Atoi(mtu)
+		}
 		_, err := Open(cfg)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Open with HostAddr6 %s = %v; want an error containing %q", tc.h6, err, tc.want)
