@@ -243,3 +243,31 @@ func vmRSS(pid int) (int64, error) {
 	}
 	return 0, fmt.Errorf("/proc/%d/status has no VmRSS", pid)
 }
+
+// TestDemo6: `ustack demo -6 --json` as root tells the whole story over
+// IPv6, between the kernel's TCP at 2001:2::1 and ustack at
+// [2001:2::2]:443, and removes its namespace.
+func TestDemo6(t *testing.T) {
+	requireStackIPv6(t)
+	ns := newNamespace(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := ns.Command(ctx, ustackBin, "demo", "-6", "--json")
+	cmd.WaitDelay = time.Second
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("ustack demo -6: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	if !strings.Contains(out, "[2001:2::2]:443") || !strings.Contains(out, "2001:2::1") {
+		t.Errorf("the demo does not name [2001:2::2]:443 and 2001:2::1:\n%s", out)
+	}
+	lines, namespace := parseDemo(t, out)
+	if namespace == "" {
+		t.Errorf("ustack demo -6 does not say which namespace it runs in")
+	} else {
+		demoNetnsGone(t, namespace)
+	}
+	findDemoSteps(t, lines)
+}
