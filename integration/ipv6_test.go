@@ -270,4 +270,7 @@ func TestDemo6(t *testing.T) {
 		demoNetnsGone(t, namespace)
 	}
 	findDemoSteps(t, lines)
+	if !strings.Contains(out, "2001:2::2, RSA public key") {
+		t.Errorf("the certificate on the ladder is not for 2001:2::2")
+	}
 }
