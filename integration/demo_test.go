@@ -132,7 +132,7 @@ var demoSteps = []demoStep{
 	{name: "ServerHello", match: toClient("TLS ServerHello")},
 	{name: "server random and the RSA suite", match: noteRE(`^server random [0-9a-f]{16}…, TLS_RSA_WITH_AES_128_GCM_SHA256$`)},
 	{name: "Certificate", match: toClient("TLS Certificate")},
-	{name: "certificate details", match: noteRE(`^198\.18\.0\.2, RSA public key \(2048 bits\), signed by `)},
+	{name: "certificate details", match: noteRE(`^(198\.18\.0\.2|2001:2::2), RSA public key \(2048 bits\), signed by `)},
 	{name: "ServerHelloDone", match: toClient("TLS ServerHelloDone")},
 	{name: "ClientKeyExchange", match: toServer("TLS ClientKeyExchange")},
 	{name: "encrypted pre-master secret", match: noteRE(`^pre-master secret encrypted with the server's public key \(256 bytes\) [0-9a-f]{16}…$`)},
@@ -250,6 +250,9 @@ func TestDemo(t *testing.T) {
 		demoNetnsGone(t, namespace)
 	}
 	at := findDemoSteps(t, lines)
+	if !strings.Contains(out, "198.18.0.2, RSA public key") {
+		t.Errorf("the certificate on the ladder is not for 198.18.0.2")
+	}
 
 	// TIME-WAIT lasts 2*MSL, as the demo says.
 	if tw, cl := at["server FIN-WAIT-2 -> TIME-WAIT"], at["server TIME-WAIT -> CLOSED"]; tw >= 0 && cl >= 0 {

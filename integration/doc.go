@@ -7,8 +7,9 @@
 // CI (the CI environment variable set), where that is a failure.
 //
 // Network safety: every test creates its own namespace (tun.NewNamespace,
-// named ustack-<purpose>-<pid>-<n>), uses addresses in 198.18.0.0/15 only,
-// only inside that namespace, and deletes it in t.Cleanup, failure included.
+// named ustack-<purpose>-<pid>-<n>), uses addresses in 198.18.0.0/15 and
+// 2001:2::/48 only, only inside that namespace, and deletes it in
+// t.Cleanup, failure included.
 // TestMain fails the run if any namespace of this process, or any TUN device
 // named with the tests' prefix in the calling namespace, remains.
 //

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"ustack/tun"
 )
 
@@ -294,7 +296,8 @@ func newDialer(t *testing.T, ns *tun.Namespace, workers int) *dialer {
 			err := ns.Do(func() error {
 				for r := range d.reqs {
 					nd := net.Dialer{Timeout: 20 * time.Second}
-					c, err := nd.Dial("tcp4", r.addr)
+					// The address's family chooses IPv4 or IPv6.
+					c, err := nd.Dial("tcp", r.addr)
 					if err != nil {
 						r.res <- dialRes{err: err}
 						continue
@@ -337,21 +340,26 @@ func (d *dialer) mustDial(t *testing.T, addr string) *net.TCPConn {
 	return c
 }
 
-// listenIn listens on addr inside ns. The socket uses IP_FREEBIND, so the
-// address need not exist yet (ustack assigns it when it creates its TUN).
+// listenIn listens on addr inside ns (IPv4 or IPv6, as the address is).
+// The socket uses IP_FREEBIND (IPV6_FREEBIND), so the address need not
+// exist yet (ustack assigns it when it creates its TUN).
 func listenIn(t *testing.T, ns *tun.Namespace, addr string) net.Listener {
 	t.Helper()
 	var l net.Listener
 	err := ns.Do(func() error {
-		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		lc := net.ListenConfig{Control: func(network, _ string, rc syscall.RawConn) error {
 			var serr error
 			err := rc.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_FREEBIND, 1)
+				if network == "tcp6" {
+					serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IPV6, unix.IPV6_FREEBIND, 1)
+				} else {
+					serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_FREEBIND, 1)
+				}
 			})
 			return errors.Join(err, serr)
 		}}
 		var err error
-		l, err = lc.Listen(context.Background(), "tcp4", addr)
+		l, err = lc.Listen(context.Background(), "tcp", addr)
 		return err
 	})
 	if err != nil {

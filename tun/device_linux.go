@@ -34,6 +34,10 @@ type Config struct {
 	// HostAddr is the address (and prefix) of the kernel side, e.g.
 	// 198.18.0.1/30. The kernel routes the rest of the prefix into the device.
 	HostAddr netip.Prefix
+	// HostAddr6, if set, is the kernel side's IPv6 address and prefix, e.g.
+	// 2001:2::1/64: the kernel routes the rest of the prefix into the
+	// device too. Unset, IPv6 is off on the device (see configureIPv6).
+	HostAddr6 netip.Prefix
 	// NoOffload turns off the virtio-net header and with it checksum offload,
 	// TSO splitting on read and GRO coalescing on write: one packet per read
 	// and per write, and BatchSize 1.
@@ -70,6 +74,7 @@ type Device struct {
 	batch   int
 	offload bool
 	host    netip.Prefix
+	host6   netip.Prefix
 
 	rmu    sync.Mutex
 	rbufs  [][]byte // internal read buffers, for callers with short batches or buffers
@@ -146,6 +151,7 @@ func Open(cfg Config) (*Device, error) {
 		batch:   dev.BatchSize(),
 		offload: !cfg.NoOffload && dev.BatchSize() > 1,
 		host:    cfg.HostAddr,
+		host6:   cfg.HostAddr6,
 		cnt:     newCounters(),
 	}
 	if nt, ok := dev.(interface{ File() *os.File }); ok {
@@ -182,7 +188,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	case cfg.HostAddr.Bits() > 31:
 		return cfg, fmt.Errorf("TUN device %q: host address %v: a /32 leaves no address for the stack; use e.g. %v/30", cfg.Name, cfg.HostAddr, cfg.HostAddr.Addr())
 	}
-	return cfg, nil
+	return cfg, checkHostAddr6(cfg)
 }
 
 const capHint = "needs CAP_NET_ADMIN (run as root, or grant it: sudo setcap cap_net_admin+ep ./ustack)"
@@ -199,23 +205,45 @@ func preflight(nl *netlink.Handle, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("creating TUN device %q: listing addresses: %w", cfg.Name, err)
 	}
-	host := cfg.HostAddr
 	for _, a := range addrs {
-		if a.IPNet == nil || a.IP.To4() == nil {
+		if a.IPNet == nil {
 			continue
 		}
-		ip, _ := netip.AddrFromSlice(a.IP.To4())
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok {
+			continue
+		}
+		ip = ip.Unmap()
 		ones, _ := a.Mask.Size()
 		p := netip.PrefixFrom(ip, ones)
-		ifname := linkName(nl, a.LinkIndex)
-		if ip == host.Addr() {
-			return wrapf(syscall.EADDRINUSE, "creating TUN device %q: host address %v is already assigned to interface %q (%v); choose another host address (--host-addr) or remove it (ip addr del %v dev %s)",
-				cfg.Name, host.Addr(), ifname, p, p, ifname)
+		for _, h := range []struct {
+			host netip.Prefix
+			flag string
+		}{{cfg.HostAddr, "--host-addr"}, {cfg.HostAddr6, "--host-addr6"}} {
+			if err := clash(nl, cfg.Name, h.host, h.flag, p, a.LinkIndex); err != nil {
+				return err
+			}
 		}
-		if p.Overlaps(host.Masked()) && !ip.IsLoopback() {
-			return wrapf(syscall.EADDRINUSE, "creating TUN device %q: host prefix %v overlaps %v on interface %q, so the kernel would not know which interface reaches the stack; choose a non-overlapping host address (--host-addr)",
-				cfg.Name, host.Masked(), p, ifname)
-		}
+	}
+	return nil
+}
+
+// clash reports whether host, the kernel side's address to be, is already
+// p, an address of another interface, or overlaps its prefix (loopback
+// aside): the kernel would then not know which interface reaches the
+// stack.
+func clash(nl *netlink.Handle, dev string, host netip.Prefix, flag string, p netip.Prefix, index int) error {
+	if !host.IsValid() || host.Addr().Is4() != p.Addr().Is4() {
+		return nil
+	}
+	ifname := linkName(nl, index)
+	if p.Addr() == host.Addr() {
+		return wrapf(syscall.EADDRINUSE, "creating TUN device %q: host address %v is already assigned to interface %q (%v); choose another host address (%s) or remove it (ip addr del %v dev %s)",
+			dev, host.Addr(), ifname, p, flag, p, ifname)
+	}
+	if p.Overlaps(host.Masked()) && !p.Addr().IsLoopback() && !p.Addr().IsLinkLocalUnicast() {
+		return wrapf(syscall.EADDRINUSE, "creating TUN device %q: host prefix %v overlaps %v on interface %q, so the kernel would not know which interface reaches the stack; choose a non-overlapping host address (%s)",
+			dev, host.Masked(), p, ifname, flag)
 	}
 	return nil
 }
@@ -238,7 +266,7 @@ func listAddrs(nl *netlink.Handle) ([]netlink.Addr, error) {
 	var err error
 	for range 5 {
 		var addrs []netlink.Addr
-		addrs, err = nl.AddrList(nil, netlink.FAMILY_V4)
+		addrs, err = nl.AddrList(nil, netlink.FAMILY_ALL)
 		if !errors.Is(err, netlink.ErrDumpInterrupted) {
 			return addrs, err
 		}
@@ -290,35 +318,39 @@ func createTUN(name string, vnetHdr bool) (int, error) {
 	return fd, nil
 }
 
-// configure sets the kernel side up: IPv6 off (the link carries IPv4 only,
-// and this keeps router solicitations and MLD reports out of it), MTU,
-// address, link up.
+// configure sets the kernel side up: IPv6 (off, or on with HostAddr6 and
+// nothing of its own; see configureIPv6), MTU, address, link up.
 func (d *Device) configure() error {
 	l, err := d.nl.LinkByName(d.name)
 	if err != nil {
 		return fmt.Errorf("configuring TUN device %q: %w", d.name, err)
 	}
 	d.index = l.Attrs().Index
-	// Best effort: there is no IPv6 sysctl tree if IPv6 is disabled. The
-	// thread is locked in Open, so /proc/sys/net is this namespace's.
-	_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+d.name+"/disable_ipv6", []byte("1"), 0)
-	step := func(what string, err error) error {
-		if err == nil {
-			return nil
-		}
-		if errors.Is(err, unix.EPERM) {
-			return fmt.Errorf("configuring TUN device %q: %s: %w: %s", d.name, what, err, capHint)
-		}
-		return fmt.Errorf("configuring TUN device %q: %s: %w", d.name, what, err)
+	if err := d.configureIPv6(l); err != nil {
+		return err
 	}
-	if err := step(fmt.Sprintf("setting MTU %d", d.mtu), d.nl.LinkSetMTU(l, d.mtu)); err != nil {
+	if err := d.step(fmt.Sprintf("setting MTU %d", d.mtu), d.nl.LinkSetMTU(l, d.mtu)); err != nil {
 		return err
 	}
 	ipnet := &net.IPNet{IP: d.host.Addr().AsSlice(), Mask: net.CIDRMask(d.host.Bits(), 32)}
-	if err := step(fmt.Sprintf("adding address %v", d.host), d.nl.AddrAdd(l, &netlink.Addr{IPNet: ipnet})); err != nil {
+	if err := d.step(fmt.Sprintf("adding address %v", d.host), d.nl.AddrAdd(l, &netlink.Addr{IPNet: ipnet})); err != nil {
 		return err
 	}
-	return step("setting link up", d.nl.LinkSetUp(l))
+	if err := d.step("setting link up", d.nl.LinkSetUp(l)); err != nil {
+		return err
+	}
+	return d.checkRoute6()
+}
+
+// step words a failed configuration step, with a hint for EPERM.
+func (d *Device) step(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("configuring TUN device %q: %s: %w: %s", d.name, what, err, capHint)
+	}
+	return fmt.Errorf("configuring TUN device %q: %s: %w", d.name, what, err)
 }
 
 // Name is the interface name.
@@ -329,6 +361,9 @@ func (d *Device) Index() int { return d.index }
 
 // HostAddr is the kernel side's address.
 func (d *Device) HostAddr() netip.Prefix { return d.host }
+
+// HostAddr6 is the kernel side's IPv6 address (invalid if IPv6 is off).
+func (d *Device) HostAddr6() netip.Prefix { return d.host6 }
 
 // Offload reports whether the virtio-net header and offloads are in use.
 func (d *Device) Offload() bool { return d.offload }

@@ -5,10 +5,14 @@
 // # The device
 //
 // Open creates a TUN device in the network namespace of the calling thread,
-// gives its kernel side an address (Config.HostAddr, e.g. 198.18.0.1/30), sets
-// the MTU and brings the link up. The kernel then routes the rest of that
-// prefix (e.g. 198.18.0.2, the stack's address) into the device, and the
-// stack reads those packets with ReadBatch and answers with WriteBatch.
+// gives its kernel side an address (Config.HostAddr, e.g. 198.18.0.1/30) and
+// optionally an IPv6 one (Config.HostAddr6, e.g. 2001:2::1/64, usable at once:
+// no duplicate address detection, no link-local address, no router
+// solicitations), sets the MTU and brings the link up. The kernel then routes
+// the rest of those prefixes (e.g. 198.18.0.2 and 2001:2::2, the stack's
+// addresses) into the device, and the stack reads those packets with
+// ReadBatch and answers with WriteBatch. Without HostAddr6, IPv6 is off on
+// the device.
 // Close removes the device; a failed Open leaves nothing behind.
 //
 // Packet I/O goes through golang.zx2c4.com/wireguard/tun, which brings:
@@ -63,7 +67,7 @@
 // RemoveStaleNamespaces deletes the namespaces of processes that died
 // before their cleanup ran.
 //
-// Network safety: tests in this package use 198.18.0.0/15 addresses only,
-// only inside namespaces they created, and delete those namespaces on the
-// way out, failure included.
+// Network safety: tests in this package use 198.18.0.0/15 and 2001:2::/48
+// addresses only, only inside namespaces they created, and delete those
+// namespaces on the way out, failure included.
 package tun

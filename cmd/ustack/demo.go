@@ -27,12 +27,13 @@ import (
 const demoMSL = 1 * time.Second
 
 func cmdDemo(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("demo", "Usage: ustack demo [--svg FILE] [--html FILE] [--json] [--pcap FILE] [--in-memory]\n\nThe whole story in one command: a server on ustack, a client, every packet and\nstate on a ladder diagram. As root it runs in a fresh network namespace with a\nTUN device and the kernel's TCP as the client; otherwise both ends are ustack\nover an in-memory link.\n\n", stderr)
+	fs := newFlagSet("demo", "Usage: ustack demo [-6] [--svg FILE] [--html FILE] [--json] [--pcap FILE] [--in-memory]\n\nThe whole story in one command: a server on ustack, a client, every packet and\nstate on a ladder diagram. As root it runs in a fresh network namespace with a\nTUN device and the kernel's TCP as the client; otherwise both ends are ustack\nover an in-memory link.\n\n", stderr)
 	pcap := fs.String("pcap", "", "also write every packet to `FILE` (pcapng)")
 	inMemory := fs.Bool("in-memory", false, "tell the story over an in-memory link even as root")
 	jsonOut := fs.Bool("json", false, "write the events as JSON lines (docs/events.md) instead of the ladder")
 	svgOut := fs.String("svg", "", "also draw the story as an SVG sequence diagram in `FILE`")
 	htmlOut := fs.String("html", "", "also write the story as a self-contained HTML page in `FILE`")
+	v6 := fs.Bool("6", false, "tell it over IPv6 (server 2001:2::2, client 2001:2::1)")
 	if err := parseFlags(fs, args, "demo"); err != nil {
 		return err
 	}
@@ -45,7 +46,11 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		pic = ladder.NewRecorder()
 		sink = ladder.Tee(sink, pic)
 	}
-	err := demoRun(sink, *pcap, *inMemory)
+	addrs := demoAddrs4
+	if *v6 {
+		addrs = demoAddrs6
+	}
+	err := addrs.demoRun(sink, *pcap, *inMemory)
 	if pic != nil {
 		// A demo that could not finish is drawn too, as far as it got.
 		if perr := picture.WriteFiles(pic.Events(), *svgOut, *htmlOut, picture.Options{}); err == nil {
@@ -55,11 +60,23 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	return err
 }
 
+// demoAddrs are the addresses of one telling of the story: the server's,
+// on ustack, and the client's.
+type demoAddrs struct {
+	server netip.AddrPort
+	client netip.Addr
+}
+
+var (
+	demoAddrs4 = demoAddrs{netip.MustParseAddrPort("198.18.0.2:443"), netip.MustParseAddr("198.18.0.1")}
+	demoAddrs6 = demoAddrs{netip.MustParseAddrPort("[2001:2::2]:443"), netip.MustParseAddr("2001:2::1")}
+)
+
 // demoRun tells the story over a TUN as root, else in memory.
-func demoRun(sink ladder.Sink, pcap string, inMemory bool) error {
+func (a demoAddrs) demoRun(sink ladder.Sink, pcap string, inMemory bool) error {
 	if !inMemory && os.Geteuid() == 0 {
 		if _, err := os.Stat("/dev/net/tun"); err == nil {
-			return demoTUN(sink, pcap)
+			return a.demoTUN(sink, pcap)
 		}
 	}
 	why := "not running as root"
@@ -67,13 +84,8 @@ func demoRun(sink ladder.Sink, pcap string, inMemory bool) error {
 		why = "asked for --in-memory"
 	}
 	sink.Emit(ladder.Event{Kind: ladder.KindTitle, Text: fmt.Sprintf("ustack demo over an in-memory link, both ends on ustack (%s; run as root for the TUN and the kernel's TCP)", why)})
-	return demoMemory(sink, pcap)
+	return a.demoMemory(sink, pcap)
 }
-
-var (
-	demoServer = netip.MustParseAddrPort("198.18.0.2:443")
-	demoClient = netip.MustParseAddr("198.18.0.1")
-)
 
 // withPcap layers a pcapng tap on ep if a file was asked for.
 func withPcap(ep link.Endpoint, file string) (link.Endpoint, func(), error) {
@@ -92,20 +104,30 @@ func withPcap(ep link.Endpoint, file string) (link.Endpoint, func(), error) {
 	return tap, func() { f.Close() }, nil
 }
 
+// demoStack starts a stack of address addr on ep. A stack that takes no
+// IPv6 address yet makes demo -6 fail, saying so.
+func demoStack(ep link.Endpoint, addr netip.Addr, trace func(tcp.TraceEvent)) (*stack.Stack, error) {
+	st, err := stack.New(ep, stack.Options{Addrs: []netip.Addr{addr}, TCP: tcp.Config{MSL: demoMSL}, Trace: trace})
+	if err != nil && addr.Is6() {
+		return nil, fmt.Errorf("demo -6: the stack does not take the IPv6 address %v: %w", addr, err)
+	}
+	return st, err
+}
+
 // demoServe starts the server's stack on ep, seen by l and, if a file is
-// asked for, a pcap, and listens on demoServer's port. closeSrv closes the
+// asked for, a pcap, and listens on the server's port. closeSrv closes the
 // stack, then the pcap.
-func demoServe(ep link.Endpoint, l *ladder.Ladder, pcap string) (srv *stack.Stack, ln *stack.Listener, closeSrv func(), err error) {
+func (a demoAddrs) demoServe(ep link.Endpoint, l *ladder.Ladder, pcap string) (srv *stack.Stack, ln *stack.Listener, closeSrv func(), err error) {
 	sep, closePcap, err := withPcap(ladder.Observe(ep, l), pcap)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	srv, err = stack.New(sep, stack.Options{Addr: demoServer.Addr(), TCP: tcp.Config{MSL: demoMSL}, Trace: l.State})
+	srv, err = demoStack(sep, a.server.Addr(), l.State)
 	if err != nil {
 		closePcap()
 		return nil, nil, nil, err
 	}
-	if ln, err = srv.ListenTCP(demoServer.Port()); err != nil {
+	if ln, err = srv.ListenTCP(a.server.Port()); err != nil {
 		srv.Close()
 		closePcap()
 		return nil, nil, nil, err
@@ -114,41 +136,46 @@ func demoServe(ep link.Endpoint, l *ladder.Ladder, pcap string) (srv *stack.Stac
 }
 
 // demoMemory runs server and client on two ustack stacks joined by a Pipe.
-func demoMemory(sink ladder.Sink, pcap string) error {
+func (a demoAddrs) demoMemory(sink ladder.Sink, pcap string) error {
 	ea, eb := link.Pipe(1500)
-	l := ladder.New(sink, time.Now, demoServer.String())
-	srv, ln, closeSrv, err := demoServe(eb, l, pcap)
+	l := ladder.New(sink, time.Now, a.server.String())
+	srv, ln, closeSrv, err := a.demoServe(eb, l, pcap)
 	if err != nil {
+		ea.Close()
 		return err
 	}
 	defer closeSrv()
-	cli, err := stack.New(ea, stack.Options{Addr: demoClient, TCP: tcp.Config{MSL: demoMSL}, Trace: l.State})
+	cli, err := demoStack(ea, a.client, l.State)
 	if err != nil {
 		return err
 	}
 	defer cli.Close()
-	dial := func(ctx context.Context) (net.Conn, error) { return cli.DialTCP(ctx, demoServer) }
-	return demoStory(l, ln, dial, srv, false)
+	dial := func(ctx context.Context) (net.Conn, error) { return cli.DialTCP(ctx, a.server) }
+	return a.demoStory(l, ln, dial, srv, false)
 }
 
 // demoTUN runs the server on ustack behind a TUN in a fresh namespace and the
 // client on the kernel's TCP in that namespace.
-func demoTUN(sink ladder.Sink, pcap string) error {
+func (a demoAddrs) demoTUN(sink ladder.Sink, pcap string) error {
 	ns, err := tun.NewNamespace("demo")
 	if err != nil {
 		return err
 	}
 	defer ns.Close()
 	sink.Emit(ladder.Event{Kind: ladder.KindTitle, Namespace: ns.Name(),
-		Text: fmt.Sprintf("ustack demo in network namespace %s: server on ustack %v behind TUN ustack0, client on the kernel's TCP at %v", ns.Name(), demoServer, demoClient)})
-	dev, err := ns.OpenTUN(tun.Config{Name: "ustack0", MTU: 1500, HostAddr: netip.PrefixFrom(demoClient, 30)})
+		Text: fmt.Sprintf("ustack demo in network namespace %s: server on ustack %v behind TUN ustack0, client on the kernel's TCP at %v", ns.Name(), a.server, a.client)})
+	cfg := tun.Config{Name: "ustack0", MTU: 1500, HostAddr: netip.PrefixFrom(demoAddrs4.client, 30)}
+	if a.client.Is6() {
+		cfg.HostAddr6 = netip.PrefixFrom(a.client, 64)
+	}
+	dev, err := ns.OpenTUN(cfg)
 	if err != nil {
 		return err
 	}
 	defer dev.Close()
-	l := ladder.New(sink, time.Now, demoServer.String())
+	l := ladder.New(sink, time.Now, a.server.String())
 	l.InferClient()
-	srv, ln, closeSrv, err := demoServe(dev, l, pcap)
+	srv, ln, closeSrv, err := a.demoServe(dev, l, pcap)
 	if err != nil {
 		return err
 	}
@@ -158,24 +185,24 @@ func demoTUN(sink ladder.Sink, pcap string) error {
 		err := ns.Do(func() error {
 			var d net.Dialer
 			var err error
-			c, err = d.DialContext(ctx, "tcp4", demoServer.String())
+			c, err = d.DialContext(ctx, "tcp", a.server.String())
 			return err
 		})
 		return c, err
 	}
-	return demoStory(l, ln, dial, srv, true)
+	return a.demoStory(l, ln, dial, srv, true)
 }
 
 // demoStory serves one page over HTTPS (RSA key exchange), fetches it with
 // Go's crypto/tls, and waits for the server's TIME-WAIT to end.
-func demoStory(l *ladder.Ladder, ln *stack.Listener, dial func(context.Context) (net.Conn, error), srv *stack.Stack, kernelClient bool) error {
-	l.Note("making a CA and an RSA-2048 server certificate for %v", demoServer.Addr())
+func (a demoAddrs) demoStory(l *ladder.Ladder, ln *stack.Listener, dial func(context.Context) (net.Conn, error), srv *stack.Stack, kernelClient bool) error {
+	l.Note("making a CA and an RSA-2048 server certificate for %v", a.server.Addr())
 	dir, err := os.MkdirTemp("", "ustack-demo-tls-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	d, err := tlslite.LoadOrCreateDir(dir, []net.IP{net.IP(demoServer.Addr().AsSlice())}, nil)
+	d, err := tlslite.LoadOrCreateDir(dir, []net.IP{net.IP(a.server.Addr().AsSlice())}, nil)
 	if err != nil {
 		return err
 	}
@@ -195,7 +222,7 @@ func demoStory(l *ladder.Ladder, ln *stack.Listener, dial func(context.Context) 
 	if kernelClient {
 		client = "client (kernel TCP, Go crypto/tls)"
 	}
-	l.Header(client, "server (ustack "+demoServer.String()+", tlslite)")
+	l.Header(client, "server (ustack "+a.server.String()+", tlslite)")
 	l.Note("TCP three-way handshake: SYN, SYN+ACK, ACK")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -208,7 +235,7 @@ func demoStory(l *ladder.Ladder, ln *stack.Listener, dial func(context.Context) 
 	// The client offers only the RSA key exchange, so that the pre-master
 	// secret travels encrypted with the server's public key.
 	c := tls.Client(raw, &tls.Config{
-		RootCAs: d.Roots, ServerName: demoServer.Addr().String(),
+		RootCAs: d.Roots, ServerName: a.server.Addr().String(),
 		MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_RSA_WITH_AES_128_GCM_SHA256},
 	})
 	if err := c.HandshakeContext(ctx); err != nil {
@@ -217,7 +244,7 @@ func demoStory(l *ladder.Ladder, ln *stack.Listener, dial func(context.Context) 
 	l.Note("handshake done: from here on every record is AES-128-GCM with the derived keys")
 	// The client reads until the server closes: the server does the active
 	// close and so holds TIME-WAIT.
-	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: "+demoServer.String()+"\r\nConnection: close\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: "+a.server.String()+"\r\nConnection: close\r\n\r\n"); err != nil {
 		return fmt.Errorf("demo: sending the request: %w", err)
 	}
 	resp, err := io.ReadAll(c)

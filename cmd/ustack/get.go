@@ -52,11 +52,14 @@ func cmdGet(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ns, err := openStack(&f, lc, tcp.Config{}, stderr)
+	ns, err := openStack(&f, lc, tcp.Config{}, stderr, stderr)
 	if err != nil {
 		return err
 	}
 	defer ns.close()
+	if ip.Is6() && !ns.addr6.IsValid() {
+		return fmt.Errorf("GET %s: the stack has no IPv6 address (--addr6 none, or IPv6 off as said above)", u)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	dialTCP := func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -87,17 +90,20 @@ func cmdGet(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// getTarget reads the URL: the server's IPv4 address and port.
+// getTarget reads the URL: the server's IP address (IPv4, or IPv6 in
+// brackets as RFC 3986 §3.2.2 writes it) and port. The stack chooses the
+// source address of the same family (RFC 6724).
 func getTarget(rawURL string) (*url.URL, netip.Addr, int, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, netip.Addr{}, 0, usageErr("%q is not an http:// or https:// URL (example: http://198.18.0.1:8080/)", rawURL)
+		return nil, netip.Addr{}, 0, usageErr("%q is not an http:// or https:// URL (example: http://198.18.0.1:8080/ or http://[2001:2::1]:8080/)", rawURL)
 	}
 	host := u.Hostname()
 	ip, err := netip.ParseAddr(host)
-	if err != nil || !ip.Is4() {
-		return nil, netip.Addr{}, 0, usageErr("%q: give the server as an IPv4 address (ustack resolves no names)", host)
+	if err != nil || ip.Zone() != "" {
+		return nil, netip.Addr{}, 0, usageErr("%q: give the server as an IPv4 address or an IPv6 address in brackets (ustack resolves no names; example: http://[2001:2::1]:8080/)", host)
 	}
+	ip = ip.Unmap()
 	port := 80
 	if u.Scheme == "https" {
 		port = 443

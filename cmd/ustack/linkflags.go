@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -22,6 +23,8 @@ type linkFlags struct {
 	tun       string
 	addr      string
 	hostAddr  string
+	addr6     string
+	hostAddr6 string
 	mtu       int
 	noOffload bool
 	msl       time.Duration
@@ -35,6 +38,8 @@ func (f *linkFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.tun, "tun", tun.DefaultName, "TUN device to create")
 	fs.StringVar(&f.addr, "addr", "198.18.0.2", "the stack's own IPv4 address")
 	fs.StringVar(&f.hostAddr, "host-addr", "198.18.0.1/30", "address (CIDR) given to the kernel side of the TUN")
+	fs.StringVar(&f.addr6, "addr6", defaultAddr6, "the stack's own IPv6 address; none: IPv4 only")
+	fs.StringVar(&f.hostAddr6, "host-addr6", "2001:2::1/64", "IPv6 address (CIDR) given to the kernel side of the TUN")
 	fs.IntVar(&f.mtu, "mtu", 1500, "link MTU")
 	fs.BoolVar(&f.noOffload, "no-offload", false, "turn off the TUN's virtio-net offloads (TSO/GRO)")
 	fs.DurationVar(&f.msl, "msl", tcp.DefaultMSL, "maximum segment lifetime; TIME-WAIT lasts 2*MSL")
@@ -44,9 +49,19 @@ func (f *linkFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.impair, "impair", "", "impair the link: loss=0.05,dup=0.01,reorder=0.02,delay=5ms,corrupt=0.001,rate=10mbit,jitter=1ms")
 }
 
+// defaultAddr6 is in 2001:2::/48, the IPv6 benchmarking range (RFC 5180
+// §8), as 198.18.0.0/15 is IPv4's (RFC 2544).
+const defaultAddr6 = "2001:2::2"
+
+// minMTU6 is IPv6's minimum link MTU (RFC 8200 §5); Linux turns IPv6 off
+// on a device with a smaller one.
+const minMTU6 = tun.MinMTU6
+
 type linkConfig struct {
 	addr   netip.Addr
 	host   netip.Prefix
+	addr6  netip.Addr   // invalid: IPv6 off
+	host6  netip.Prefix // invalid: IPv6 off
 	impair link.Spec
 }
 
@@ -66,6 +81,9 @@ func (f *linkFlags) validate() (linkConfig, error) {
 	}
 	if !h.Contains(a) {
 		return lc, usageErr("--addr %v is outside --host-addr %v: the kernel routes only that prefix into the TUN; pick an address inside it or widen the prefix", a, h)
+	}
+	if lc.addr6, lc.host6, err = f.validate6(); err != nil {
+		return lc, err
 	}
 	if f.mtu < 576 || f.mtu > 65535 {
 		return lc, usageErr("--mtu %d is out of range: use 576 to 65535 (default 1500)", f.mtu)
@@ -87,52 +105,138 @@ func (f *linkFlags) validate() (linkConfig, error) {
 	return lc, nil
 }
 
+// validate6 checks --addr6 and --host-addr6 as validate does their IPv4
+// counterparts; --addr6 none (or empty) turns IPv6 off.
+func (f *linkFlags) validate6() (netip.Addr, netip.Prefix, error) {
+	if f.addr6 == "" || f.addr6 == "none" {
+		return netip.Addr{}, netip.Prefix{}, nil
+	}
+	a, err := netip.ParseAddr(f.addr6)
+	if err != nil || !a.Is6() || a.Is4In6() || a.Zone() != "" {
+		return a, netip.Prefix{}, usageErr("--addr6 %q is not an IPv6 address (example: --addr6 %s; --addr6 none for IPv4 only)", f.addr6, defaultAddr6)
+	}
+	if !a.IsGlobalUnicast() {
+		return a, netip.Prefix{}, usageErr("--addr6 %v is not a global or unique-local unicast address (example: --addr6 %s)", a, defaultAddr6)
+	}
+	h, err := netip.ParsePrefix(f.hostAddr6)
+	if err != nil || !h.Addr().Is6() || h.Addr().Is4In6() {
+		return a, h, usageErr("--host-addr6 %q is not an IPv6 address with a prefix length (example: --host-addr6 2001:2::1/64)", f.hostAddr6)
+	}
+	if !h.Addr().IsGlobalUnicast() {
+		return a, h, usageErr("--host-addr6 %v is not a global or unique-local unicast address (example: --host-addr6 2001:2::1/64)", h)
+	}
+	if h.Addr() == a {
+		return a, h, usageErr("--addr6 and --host-addr6 are both %v: the stack and the kernel side need different addresses in one prefix (example: --addr6 2001:2::2 --host-addr6 2001:2::1/64)", a)
+	}
+	if !h.Contains(a) {
+		return a, h, usageErr("--addr6 %v is outside --host-addr6 %v: the kernel routes only that prefix into the TUN; pick an address inside it or widen the prefix", a, h)
+	}
+	return a, h, nil
+}
+
 // netStack is a stack on a TUN device with its decorators.
 type netStack struct {
 	dev   *tun.Device
 	st    *stack.Stack
 	pcapF *os.File
 	tap   *link.TapEndpoint
+	// addr6 and host6 are the IPv6 addresses in use: invalid when IPv6 is
+	// off (--addr6 none, a kernel without IPv6, a stack that refused it).
+	addr6 netip.Addr
+	host6 netip.Prefix
 }
 
-// openStack creates the TUN device and runs a stack on it.
-func openStack(f *linkFlags, lc linkConfig, tcpCfg tcp.Config, stdout io.Writer) (*netStack, error) {
-	dev, err := tun.Open(tun.Config{Name: f.tun, MTU: f.mtu, HostAddr: lc.host, NoOffload: f.noOffload})
+// openStack creates the TUN device and runs a stack on it. Where the
+// kernel or the stack cannot do IPv6, it says so on notes in one line and
+// runs IPv4 only.
+func openStack(f *linkFlags, lc linkConfig, tcpCfg tcp.Config, stdout, notes io.Writer) (*netStack, error) {
+	ns := &netStack{addr6: lc.addr6, host6: lc.host6}
+	if ns.addr6.IsValid() && f.mtu < minMTU6 {
+		fmt.Fprintf(notes, "ipv6: off: --mtu %d is below IPv6's minimum link MTU of %d (RFC 8200 §5); running IPv4 only\n", f.mtu, minMTU6)
+		ns.addr6, ns.host6 = netip.Addr{}, netip.Prefix{}
+	}
+	cfg := tun.Config{Name: f.tun, MTU: f.mtu, HostAddr: lc.host, HostAddr6: ns.host6, NoOffload: f.noOffload}
+	dev, err := tun.Open(cfg)
+	if errors.Is(err, tun.ErrIPv6Disabled) {
+		fmt.Fprintf(notes, "ipv6: off: %v; running IPv4 only\n", err)
+		ns.addr6, ns.host6, cfg.HostAddr6 = netip.Addr{}, netip.Prefix{}, netip.Prefix{}
+		dev, err = tun.Open(cfg)
+	}
 	if err != nil {
 		return nil, err
 	}
-	ns := &netStack{dev: dev}
-	var ep link.Endpoint = dev
-	if lc.impair != (link.Spec{}) {
-		ep = link.Impair(ep, link.ImpairConfig{In: lc.impair, Out: lc.impair, Seed: time.Now().UnixNano()})
+	ns.dev = dev
+	ep, err := ns.decorate(f, lc, dev)
+	if err != nil {
+		return nil, err
 	}
-	if f.pcap != "" {
-		pf, err := os.Create(f.pcap)
-		if err != nil {
-			dev.Close()
-			return nil, fmt.Errorf("--pcap: %w", err)
-		}
-		tap, err := link.Tap(ep, pf, link.TapInterface(f.tun, "ustack "+lc.addr.String()))
-		if err != nil {
-			pf.Close()
-			dev.Close()
-			return nil, fmt.Errorf("--pcap: %w", err)
-		}
-		ns.pcapF, ns.tap, ep = pf, tap, tap
-	}
-	opts := stack.Options{Addr: lc.addr, TCP: tcpCfg}
 	tcpCfg.MSL, tcpCfg.CC = f.msl, f.cc
-	opts.TCP = tcpCfg
+	opts := stack.Options{Addr: lc.addr, TCP: tcpCfg}
 	if f.trace {
 		opts.Trace = traceWriter(stdout)
 	}
-	st, err := stack.New(ep, opts)
+	st, err := ns.newStack(ep, opts, notes)
 	if err != nil {
 		ns.close()
 		return nil, err
 	}
 	ns.st = st
 	return ns, nil
+}
+
+// decorate layers the impairments and the pcap tap asked for on dev.
+func (ns *netStack) decorate(f *linkFlags, lc linkConfig, dev *tun.Device) (link.Endpoint, error) {
+	var ep link.Endpoint = dev
+	if lc.impair != (link.Spec{}) {
+		ep = link.Impair(ep, link.ImpairConfig{In: lc.impair, Out: lc.impair, Seed: time.Now().UnixNano()})
+	}
+	if f.pcap == "" {
+		return ep, nil
+	}
+	pf, err := os.Create(f.pcap)
+	if err != nil {
+		dev.Close()
+		return nil, fmt.Errorf("--pcap: %w", err)
+	}
+	tap, err := link.Tap(ep, pf, link.TapInterface(f.tun, "ustack "+lc.addr.String()))
+	if err != nil {
+		pf.Close()
+		dev.Close()
+		return nil, fmt.Errorf("--pcap: %w", err)
+	}
+	ns.pcapF, ns.tap = pf, tap
+	return tap, nil
+}
+
+// newStack starts the stack with the IPv6 address too, if there is one.
+// A stack without an IPv6 layer refuses it in New (before it starts
+// anything): then it runs IPv4 only and says why on notes.
+func (ns *netStack) newStack(ep link.Endpoint, opts stack.Options, notes io.Writer) (*stack.Stack, error) {
+	if !ns.addr6.IsValid() {
+		return stack.New(ep, opts)
+	}
+	opts6 := opts
+	opts6.Addrs = []netip.Addr{ns.addr6}
+	st, err6 := stack.New(ep, opts6)
+	if err6 == nil {
+		return st, nil
+	}
+	st, err := stack.New(ep, opts)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(notes, "ipv6: off: the stack refused %v (%v); running IPv4 only\n", ns.addr6, err6)
+	ns.addr6 = netip.Addr{}
+	return st, nil
+}
+
+// addrs names the stack's addresses: "198.18.0.2" or "198.18.0.2 and
+// 2001:2::2".
+func (ns *netStack) addrs(v4 netip.Addr) string {
+	if ns.addr6.IsValid() {
+		return fmt.Sprintf("%v and %v", v4, ns.addr6)
+	}
+	return v4.String()
 }
 
 func (ns *netStack) close() {

@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"encoding/xml"
 	"io"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"ustack/tlslite"
 )
 
 // TestDemoInMemoryTellsTheStory: the no-root demo shows the handshake, the
@@ -66,6 +70,16 @@ func TestServeFlagErrors(t *testing.T) {
 		{[]string{"nosuch"}, "unknown command"},
 		{[]string{"get"}, "missing URL"},
 		{[]string{"get", "ftp://x/"}, "is not an http:// or https:// URL"},
+		{[]string{"get", "http://example.org/"}, "give the server as an IPv4 address or an IPv6 address in brackets"},
+		{[]string{"get", "http://[fe80::1%25eth0]/"}, "give the server as an IPv4 address or an IPv6 address in brackets"},
+		{[]string{"serve", "--echo", "7", "--addr6", "198.18.0.9"}, `--addr6 "198.18.0.9" is not an IPv6 address (example: --addr6 2001:2::2; --addr6 none for IPv4 only)`},
+		{[]string{"serve", "--echo", "7", "--addr6", "::ffff:198.18.0.9"}, "is not an IPv6 address"},
+		{[]string{"serve", "--echo", "7", "--addr6", "fe80::2"}, "--addr6 fe80::2 is not a global or unique-local unicast address"},
+		{[]string{"serve", "--echo", "7", "--addr6", "2001:2:0:1::2"}, "--addr6 2001:2:0:1::2 is outside --host-addr6 2001:2::1/64"},
+		{[]string{"serve", "--echo", "7", "--addr6", "2001:2::1"}, "--addr6 and --host-addr6 are both 2001:2::1"},
+		{[]string{"serve", "--echo", "7", "--host-addr6", "2001:2::1"}, `--host-addr6 "2001:2::1" is not an IPv6 address with a prefix length`},
+		{[]string{"serve", "--echo", "7", "--host-addr6", "198.18.0.1/30"}, "is not an IPv6 address with a prefix length"},
+		{[]string{"serve", "--udp-echo", "65536"}, "--udp-echo 65536 is not a port"},
 	} {
 		var out, errb bytes.Buffer
 		code := run(c.args, &out, &errb)
@@ -191,5 +205,108 @@ func TestLabPictureFlags(t *testing.T) {
 		if err != nil || !bytes.Contains(b, []byte("SYN+ACK seq=0 ack=1")) {
 			t.Errorf("%s: %v, or no SYN+ACK in it", f, err)
 		}
+	}
+}
+
+// TestIPv6Flags: --addr6 none (or empty) turns IPv6 off; the defaults are
+// 2001:2::2 in 2001:2::1/64; a UDP echo alone is a service, and may share
+// a TCP service's port number.
+func TestIPv6Flags(t *testing.T) {
+	parse := func(args ...string) (linkConfig, error) {
+		var f serveFlags
+		if err := f.parse(args, io.Discard); err != nil {
+			return linkConfig{}, err
+		}
+		return f.validate()
+	}
+	lc, err := parse("--echo", "7")
+	if err != nil || lc.addr6 != netip.MustParseAddr("2001:2::2") || lc.host6 != netip.MustParsePrefix("2001:2::1/64") {
+		t.Errorf("defaults: %v %v, %v", lc.addr6, lc.host6, err)
+	}
+	for _, off := range []string{"none", ""} {
+		lc, err := parse("--echo", "7", "--addr6", off, "--host-addr6", "nonsense")
+		if err != nil || lc.addr6.IsValid() || lc.host6.IsValid() {
+			t.Errorf("--addr6 %q: %v %v, %v; want IPv6 off, --host-addr6 ignored", off, lc.addr6, lc.host6, err)
+		}
+	}
+	if _, err := parse("--udp-echo", "7", "--echo", "7"); err != nil {
+		t.Errorf("--udp-echo 7 --echo 7: %v", err)
+	}
+}
+
+// TestGetTargetIPv6: get takes IPv6 URLs, the address in brackets.
+func TestGetTargetIPv6(t *testing.T) {
+	for _, c := range []struct {
+		url, ip string
+		port    int
+	}{
+		{"http://[2001:2::1]/", "2001:2::1", 80},
+		{"https://[2001:2::1]/x", "2001:2::1", 443},
+		{"http://[2001:2::1]:8080/", "2001:2::1", 8080},
+		{"http://[::ffff:198.18.0.1]:8080/", "198.18.0.1", 8080},
+		{"http://198.18.0.1:8080/", "198.18.0.1", 8080},
+	} {
+		_, ip, port, err := getTarget(c.url)
+		if err != nil || ip != netip.MustParseAddr(c.ip) || port != c.port {
+			t.Errorf("getTarget(%s) = %v, %d, %v; want %s, %d", c.url, ip, port, err, c.ip, c.port)
+		}
+	}
+}
+
+// TestServerTLSNamesBothFamilies: the certificate serve creates names the
+// IPv4 and the IPv6 address; one loaded from a directory that lacks the
+// IPv6 address is used, with a warning that says how to get a new one.
+func TestServerTLSNamesBothFamilies(t *testing.T) {
+	v4, v6 := netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("2001:2::2")
+	dir := filepath.Join(t.TempDir(), "tls")
+	var out, warn bytes.Buffer
+	cfg, err := serverTLS(dir, []netip.Addr{v4, v6}, tlslite.KeyExchangeAny, &out, &warn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sans []string
+	for _, ip := range cfg.Certificates[0].Leaf.IPAddresses {
+		sans = append(sans, ip.String())
+	}
+	if strings.Join(sans, " ") != "198.18.0.2 2001:2::2" || warn.Len() != 0 {
+		t.Errorf("IP SANs %v, warnings %q; want 198.18.0.2 2001:2::2 and none", sans, warn.String())
+	}
+	if !strings.Contains(out.String(), "certificate for 198.18.0.2 and 2001:2::2") {
+		t.Errorf("stdout: %q", out.String())
+	}
+
+	old := filepath.Join(t.TempDir(), "old")
+	if _, err := tlslite.LoadOrCreateDir(old, []net.IP{net.IP(v4.AsSlice())}, nil); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if _, err := serverTLS(old, []netip.Addr{v4, v6}, tlslite.KeyExchangeAny, &out, &warn); err != nil {
+		t.Fatal(err)
+	}
+	if w := warn.String(); !strings.Contains(w, "does not name 2001:2::2,") || !strings.Contains(w, "remove "+old) {
+		t.Errorf("warning for a certificate without the IPv6 address: %q", w)
+	}
+}
+
+// TestDemoIPv6InMemory: demo -6 tells the story between 2001:2::1 and
+// [2001:2::2]:443, the ladder drawing the IPv6 segments; skipped while
+// the stack takes no IPv6 address (demo -6 then says so and fails).
+func TestDemoIPv6InMemory(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := run([]string{"demo", "-6", "--in-memory"}, &out, &errb)
+	if code != 0 && strings.Contains(errb.String(), "demo -6: the stack does not take the IPv6 address 2001:2::2") {
+		t.Skipf("skipped until IPv6 is wired into stack.Stack: %s", strings.TrimSpace(errb.String()))
+	}
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	s := out.String()
+	pos := 0
+	for _, step := range []string{"[2001:2::2]:443", "── SYN seq=0", "SYN+ACK seq=0 ack=1", "TLS ClientHello", "TLS Finished", "TIME-WAIT", "server: TIME-WAIT →", "done"} {
+		i := strings.Index(s[pos:], step)
+		if i < 0 {
+			t.Fatalf("demo -6 output lacks %q after position %d:\n%s", step, pos, s)
+		}
+		pos += i + len(step)
 	}
 }

@@ -1,18 +1,18 @@
 package main
 
 import (
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"os/signal"
-	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"ustack/internal/services"
-	"ustack/stack"
 	"ustack/stack/tcp"
 	"ustack/tlslite"
 )
@@ -22,6 +22,7 @@ type serveFlags struct {
 	sockFlags
 	echo, discard, source, http int
 	https                       int
+	udpEcho                     int
 	tlsDir, kex                 string
 	keepIdle, keepIntvl         time.Duration
 	keepCount                   int
@@ -46,33 +47,41 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	}
 	var tlsCfg *tlslite.Config
 	if f.https != 0 {
-		if tlsCfg, err = serverTLS(f.tlsDir, lc.addr, kex, stdout); err != nil {
+		if tlsCfg, err = serverTLS(f.tlsDir, validAddrs(lc.addr, lc.addr6), kex, stdout, stderr); err != nil {
 			return err
 		}
 	}
 	tcpCfg := tcp.Config{KeepAlive: true, KeepIdle: f.keepIdle, KeepInterval: f.keepIntvl, KeepCount: f.keepCount}
-	ns, err := openStack(&f.linkFlags, lc, tcpCfg, stdout)
+	ns, err := openStack(&f.linkFlags, lc, tcpCfg, stdout, stderr)
 	if err != nil {
 		return err
 	}
 	defer ns.close()
-	srv, err := f.start(ns.st, lc, tlsCfg, stdout)
+	srv, err := f.start(ns, lc, tlsCfg, stdout)
 	if err != nil {
 		return err
 	}
-	if f.https != 0 {
-		u := fmt.Sprintf("https://%v/", lc.addr)
-		if f.https != 443 {
-			u = fmt.Sprintf("https://%v:%d/", lc.addr, f.https)
-		}
-		fmt.Fprintf(stdout, "try: curl --cacert %s %s\n", filepath.Join(f.tlsDir, "ca.pem"), u)
+	udp, err := f.startUDP(ns, lc, stdout)
+	if err != nil {
+		srv.Close()
+		return err
 	}
-	fmt.Fprintf(stdout, "ready: ustack %v on %s (kernel side %v, mtu %d, offload %v)\n", lc.addr, ns.dev.Name(), lc.host, f.mtu, ns.dev.Offload())
+	if f.https != 0 {
+		f.printTry(lc.addr, ns.addr6, stdout)
+	}
+	kernel := lc.host.String()
+	if ns.addr6.IsValid() {
+		kernel += " and " + ns.host6.String()
+	} else {
+		kernel += ", IPv6 off"
+	}
+	fmt.Fprintf(stdout, "ready: ustack %s on %s (kernel side %s, mtu %d, offload %v)\n", ns.addrs(lc.addr), ns.dev.Name(), kernel, f.mtu, ns.dev.Offload())
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sig)
 	got := <-sig
 	fmt.Fprintf(stdout, "stopping on %v: closing every connection before removing %s\n", got, ns.dev.Name())
+	udp.stop()
 	st := srv.Stop(drainTime)
 	fmt.Fprintf(stdout, "stopped: closed %d connections on the wire, %d of them aborted with RST (not done within %v), in %v\n",
 		st.Closed, st.Aborted, drainTime, st.Took.Round(time.Millisecond))
@@ -89,6 +98,7 @@ func (f *serveFlags) parse(args []string, stderr io.Writer) error {
 	fs.IntVar(&f.source, "source", 0, "endless byte stream on `PORT` until the peer closes")
 	fs.IntVar(&f.http, "http", 0, "plain HTTP/1.1 on `PORT`: a page showing the visitor's connection")
 	fs.IntVar(&f.https, "https", 0, "HTTPS (tlslite + net/http) on `PORT`: the same page, with the TLS session")
+	fs.IntVar(&f.udpEcho, "udp-echo", 0, "UDP echo service (RFC 862) on `PORT`, on every address of the stack")
 	fs.StringVar(&f.tlsDir, "tls-dir", "ustack-tls", "`DIR` with ca.pem, cert.pem, key.pem: used if present, else created")
 	fs.StringVar(&f.kex, "kex", "any", "TLS key exchange: rsa, ecdhe, or any (prefers ECDHE when offered)")
 	fs.DurationVar(&f.keepIdle, "keepalive-idle", tcp.DefaultKeepIdle, "keepalive idle time")
@@ -121,8 +131,12 @@ func (f *serveFlags) validate() (linkConfig, error) {
 	return lc, nil
 }
 
-// checkPorts checks that each service asked for has a port of its own.
+// checkPorts checks that each TCP service asked for has a port of its own
+// (UDP echo may share one: UDP ports are another space).
 func (f *serveFlags) checkPorts() error {
+	if f.udpEcho < 0 || f.udpEcho > 65535 {
+		return usageErr("--udp-echo %d is not a port (1-65535)", f.udpEcho)
+	}
 	ports := map[string]int{"--echo": f.echo, "--discard": f.discard, "--source": f.source, "--http": f.http, "--https": f.https}
 	seen := map[int]string{}
 	for name, p := range ports {
@@ -137,14 +151,16 @@ func (f *serveFlags) checkPorts() error {
 		}
 		seen[p] = name
 	}
-	if len(seen) == 0 {
-		return usageErr("no service to run: give at least one of --echo, --discard, --source, --http, --https (example: --echo 7 --http 80)")
+	if len(seen) == 0 && f.udpEcho == 0 {
+		return usageErr("no service to run: give at least one of --echo, --discard, --source, --http, --https, --udp-echo (example: --echo 7 --http 80)")
 	}
 	return nil
 }
 
-// start runs each service asked for on its port of st.
-func (f *serveFlags) start(st *stack.Stack, lc linkConfig, tlsCfg *tlslite.Config, stdout io.Writer) (*services.Server, error) {
+// start runs each TCP service asked for on its port of the stack, on all
+// its addresses (both families when it has IPv6).
+func (f *serveFlags) start(ns *netStack, lc linkConfig, tlsCfg *tlslite.Config, stdout io.Writer) (*services.Server, error) {
+	st := ns.st
 	srv := &services.Server{Setup: f.setup}
 	httpsServe := func(l net.Listener) { srv.HTTP(tlslite.NewListener(l, tlsCfg), "") }
 	plainServe := func(l net.Listener) { srv.HTTP(l, "") }
@@ -168,23 +184,33 @@ func (f *serveFlags) start(st *stack.Stack, lc linkConfig, tlsCfg *tlslite.Confi
 			return nil, err
 		}
 		srv.Go(l, s.serve)
-		fmt.Fprintf(stdout, "listening: %s on %v:%d\n", s.name, lc.addr, s.port)
+		fmt.Fprintf(stdout, "listening: %s on %s\n", s.name, ns.addrPorts(lc.addr, s.port))
 	}
 	return srv, nil
 }
 
 // serverTLS loads or creates the TLS directory (a CA and an RSA-2048 leaf
-// for addr) and returns the server configuration. SSLKEYLOGFILE, if set,
-// receives the session keys in NSS format.
-func serverTLS(dir string, addr netip.Addr, kex tlslite.KeyExchange, stdout io.Writer) (*tlslite.Config, error) {
-	d, err := tlslite.LoadOrCreateDir(dir, []net.IP{net.IP(addr.AsSlice())}, nil)
+// for addrs) and returns the server configuration. A loaded certificate
+// that does not name every address gets a warning on warn: clients
+// checking it at that address refuse it. SSLKEYLOGFILE, if set, receives
+// the session keys in NSS format.
+func serverTLS(dir string, addrs []netip.Addr, kex tlslite.KeyExchange, stdout, warn io.Writer) (*tlslite.Config, error) {
+	ips := make([]net.IP, len(addrs))
+	for i, a := range addrs {
+		ips[i] = net.IP(a.AsSlice())
+	}
+	d, err := tlslite.LoadOrCreateDir(dir, ips, nil)
 	if err != nil {
 		return nil, fmt.Errorf("--tls-dir %s: %w", dir, err)
 	}
 	if d.Created {
-		fmt.Fprintf(stdout, "tls: created a CA and an RSA-2048 certificate for %v in %s\n", addr, dir)
+		fmt.Fprintf(stdout, "tls: created a CA and an RSA-2048 certificate for %s in %s\n", joinAddrs(addrs), dir)
 	} else {
 		fmt.Fprintf(stdout, "tls: using the certificate in %s\n", dir)
+		if missing := missingSANs(d.Certificate.Leaf, addrs); len(missing) > 0 {
+			fmt.Fprintf(warn, "tls: warning: the certificate in %s does not name %s, so clients reaching the stack there refuse it; remove %s (its three files) and serve creates a new CA and certificate for %s\n",
+				dir, joinAddrs(missing), dir, joinAddrs(addrs))
+		}
 	}
 	cfg := &tlslite.Config{Certificates: []tlslite.Certificate{d.Certificate}, KeyExchange: kex}
 	if kl, err := keyLog(); err != nil {
@@ -193,6 +219,46 @@ func serverTLS(dir string, addr netip.Addr, kex tlslite.KeyExchange, stdout io.W
 		cfg.KeyLogWriter = kl
 	}
 	return cfg, nil
+}
+
+// missingSANs lists the addresses among addrs that leaf has no IP address
+// (subject alternative name) for.
+func missingSANs(leaf *x509.Certificate, addrs []netip.Addr) []netip.Addr {
+	if leaf == nil {
+		return nil
+	}
+	var missing []netip.Addr
+	for _, a := range addrs {
+		found := false
+		for _, ip := range leaf.IPAddresses {
+			if b, ok := netip.AddrFromSlice(ip); ok && b.Unmap() == a {
+				found = true
+			}
+		}
+		if !found {
+			missing = append(missing, a)
+		}
+	}
+	return missing
+}
+
+// validAddrs lists those of addrs that are set.
+func validAddrs(addrs ...netip.Addr) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range addrs {
+		if a.IsValid() {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func joinAddrs(addrs []netip.Addr) string {
+	s := make([]string, len(addrs))
+	for i, a := range addrs {
+		s[i] = a.String()
+	}
+	return strings.Join(s, " and ")
 }
 
 // keyLog opens $SSLKEYLOGFILE for appending, if set.

@@ -1,5 +1,5 @@
 // Package record keeps what a lab saw on the link: the TCP segments (parsed
-// from raw IPv4 packets) and the state transitions of each side, and answers
+// from raw IPv4 or IPv6 packets) and the state transitions of each side, and answers
 // the questions a lab's claims ask about them.
 package record
 
@@ -36,19 +36,31 @@ func (p Pkt) Is(flags uint8) bool { return p.Flags&^header.FlagPSH == flags }
 // Has reports whether every flag in flags is set.
 func (p Pkt) Has(flags uint8) bool { return p.Flags&flags == flags }
 
-// Parse reads an IPv4/TCP packet; ok is false for anything else. The
-// payload is copied.
+// Parse reads an IPv4/TCP packet, or an IPv6 one whose next header is
+// TCP (extension headers are not followed); ok is false for anything
+// else. The payload is copied.
 func Parse(pkt []byte) (Pkt, bool) {
-	h, err := header.ParseIPv4(pkt)
-	if err != nil || h.Protocol() != header.ProtoTCP {
-		return Pkt{}, false
+	var src, dst netip.Addr
+	var seg []byte
+	if len(pkt) > 0 && pkt[0]>>4 == 6 {
+		h, err := header.ParseIPv6(pkt)
+		if err != nil || h.NextHeader() != header.ProtoTCP {
+			return Pkt{}, false
+		}
+		src, dst, seg = h.Src(), h.Dst(), h[header.IPv6HeaderLen:]
+	} else {
+		h, err := header.ParseIPv4(pkt)
+		if err != nil || h.Protocol() != header.ProtoTCP {
+			return Pkt{}, false
+		}
+		src, dst, seg = h.Src(), h.Dst(), h.Payload()
 	}
-	t, err := header.ParseTCP(h.Payload())
+	t, err := header.ParseTCP(seg)
 	if err != nil {
 		return Pkt{}, false
 	}
 	return Pkt{
-		Flags: t.Flags(), Seq: t.Seq(), Ack: t.Ack(), Src: h.Src(), Dst: h.Dst(), SrcPort: t.SrcPort(), DstPort: t.DstPort(), Window: t.Window(),
+		Flags: t.Flags(), Seq: t.Seq(), Ack: t.Ack(), Src: src, Dst: dst, SrcPort: t.SrcPort(), DstPort: t.DstPort(), Window: t.Window(),
 		Payload: append([]byte(nil), t.Payload()...),
 	}, true
 }

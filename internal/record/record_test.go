@@ -131,3 +131,25 @@ func TestStream(t *testing.T) {
 		t.Errorf("First found an RST")
 	}
 }
+
+// TestParseIPv6: an IPv6 packet whose next header is TCP parses with its
+// addresses; one with another next header, or cut short, does not.
+func TestParseIPv6(t *testing.T) {
+	src, dst := netip.MustParseAddr("2001:2::1"), netip.MustParseAddr("2001:2::2")
+	v4 := Build(cli, srv, 1000, 2000, header.FlagACK|header.FlagPSH, []byte("hi"))[link.Headroom:]
+	seg := v4[20:]
+	pkt := make([]byte, header.IPv6HeaderLen+len(seg))
+	header.PutIPv6(pkt, header.IPv6Fields{PayloadLen: uint16(len(seg)), NextHeader: header.ProtoTCP, HopLimit: 64, Src: src.As16(), Dst: dst.As16()})
+	copy(pkt[header.IPv6HeaderLen:], seg)
+	p, ok := Parse(pkt)
+	if !ok || p.Src != src || p.Dst != dst || p.SrcPort != cli.Port() || p.DstPort != srv.Port() || p.Seq != 1000 || p.Ack != 2000 || string(p.Payload) != "hi" {
+		t.Fatalf("Parse = %+v, %v", p, ok)
+	}
+	other := append([]byte(nil), pkt...)
+	other[6] = header.ProtoUDP
+	for name, b := range map[string][]byte{"udp": other, "truncated": pkt[:len(pkt)-1]} {
+		if _, ok := Parse(b); ok {
+			t.Errorf("%s parses as TCP", name)
+		}
+	}
+}
