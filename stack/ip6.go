@@ -29,7 +29,7 @@ func (s *Stack) input6(now time.Time, pkt []byte, csumOK bool) *Conn {
 		case header.ProtoTCP:
 			return s.tcpInput(now, p.Payload(), p.SrcAddr(), p.DstAddr(), csumOK)
 		case header.ProtoUDP:
-			s.udpInput6(now, &p)
+			s.udpInput6(now, &p, csumOK)
 		}
 	case ipv6.Reply:
 		s.reply6(now, p.IP)
@@ -118,8 +118,8 @@ func (s *Stack) sendICMP6Error(now time.Time, orig []byte, typ, code uint8, para
 // ICMPv6 destination unreachable, port unreachable (RFC 4443 §3.1: "if
 // the transport protocol has no listener"), rate-limited. The checksum is
 // mandatory over IPv6 (RFC 8200 §8.1): udp.Table drops a zero one as bad.
-func (s *Stack) udpInput6(now time.Time, p *ipv6.Packet) {
-	if s.udp.Input(p.SrcAddr(), p.DstAddr(), p.Payload()) == udp.Unreachable {
+func (s *Stack) udpInput6(now time.Time, p *ipv6.Packet, csumOK bool) {
+	if s.udp.Input(p.SrcAddr(), p.DstAddr(), p.Payload(), csumOK) == udp.Unreachable {
 		s.sendICMP6Error(now, p.IP, header.ICMPv6DestUnreach, header.ICMPv6PortUnreach, 0)
 	}
 }

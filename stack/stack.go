@@ -295,7 +295,7 @@ func (s *Stack) input(now time.Time, pkt []byte, csumOK bool) *Conn {
 		return nil
 	case ipv4.DeliverTCP:
 	case ipv4.DeliverUDP:
-		s.udpInput(now, h)
+		s.udpInput(now, h, csumOK)
 		return nil
 	case ipv4.DeliverICMPError:
 		return s.icmpError(now, h)

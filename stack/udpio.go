@@ -20,10 +20,12 @@ import (
 
 // udpInput hands the UDP datagram in h to its endpoint, or answers with
 // ICMP port unreachable (RFC 1122 §4.1.3.1), rate-limited and never for a
-// broadcast (the IP layer dropped those).
-func (s *Stack) udpInput(now time.Time, h header.IPv4) {
+// broadcast (the IP layer dropped those). csumOK: the link vouches for the
+// checksum (input's), which is then not verified again: a datagram the
+// kernel built carries only the pseudo-header's sum (NEEDS_CSUM).
+func (s *Stack) udpInput(now time.Time, h header.IPv4, csumOK bool) {
 	src, dst := netip.AddrFrom4(h.SrcBytes()), netip.AddrFrom4(h.DstBytes())
-	if s.udp.Input(src, dst, h.Payload()) == udp.Unreachable {
+	if s.udp.Input(src, dst, h.Payload(), csumOK) == udp.Unreachable {
 		s.sendICMPError(now, h, header.ICMPDestUnreach, header.ICMPPortUnreach)
 	}
 }

@@ -104,7 +104,7 @@ func TestInput(t *testing.T) {
 		{long, Dropped},
 		{datagram(from, netip.AddrPortFrom(us, 8), "closed"), Unreachable},
 	} {
-		if got := tb.Input(peer, us, tc.pkt); got != tc.want {
+		if got := tb.Input(peer, us, tc.pkt, false); got != tc.want {
 			t.Errorf("Input(%x) = %v, want %v", tc.pkt, got, tc.want)
 		}
 	}
