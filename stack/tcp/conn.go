@@ -51,6 +51,7 @@ type Stats struct {
 	DupAcks               uint64
 	ChallengeAcks         uint64
 	OutOfOrder            uint64 // segments queued out of order
+	ACKsCompressed        uint64 // ACKs for out-of-order data held back and not sent (Linux's TCPAckCompressed)
 	OOODropped            uint64 // out-of-order segments dropped: queue full
 	FastRetransmits       uint64 // loss recoveries entered on duplicate ACKs / SACK
 	PAWSDropped           uint64 // old-timestamp segments (RFC 7323 §5)
@@ -78,6 +79,7 @@ func (s *Stats) Add(o Stats) {
 	s.DupAcks += o.DupAcks
 	s.ChallengeAcks += o.ChallengeAcks
 	s.OutOfOrder += o.OutOfOrder
+	s.ACKsCompressed += o.ACKsCompressed
 	s.OOODropped += o.OOODropped
 	s.FastRetransmits += o.FastRetransmits
 	s.PAWSDropped += o.PAWSDropped

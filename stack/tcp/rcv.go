@@ -26,7 +26,13 @@ type receiver struct {
 
 	ackNow     bool  // an ACK must go out at the next output
 	ackPending int   // in-order segments received and not yet acknowledged
-	delackAt   stamp // delayed ACK (RFC 9293 §3.8.6.3)
+	delackAt   stamp // delayed ACK (RFC 9293 §3.8.6.3), or a compressed SACK's
+
+	// SACK compression (oooACK): the RCV.NXT the immediate duplicate ACKs
+	// were counted for, how many went, and how many ACKs are held back.
+	compNxt    seqnum.Value
+	dupSent    uint8
+	compressed uint8
 
 	// Quick-ACK mode, as Linux has it: the first ACKs of a connection (and
 	// after an idle gap) go out at once, unless the connection is
@@ -36,12 +42,13 @@ type receiver struct {
 	lastData stamp // when in-order data last arrived
 
 	stats struct {
-		bytesIn, outOfOrder, oooDropped uint64
+		bytesIn, outOfOrder, oooDropped, acksCompressed uint64
 	}
 }
 
 func (r *receiver) addStats(st *Stats) {
 	st.BytesIn, st.OutOfOrder, st.OOODropped = r.stats.bytesIn, r.stats.outOfOrder, r.stats.oooDropped
+	st.ACKsCompressed = r.stats.acksCompressed
 }
 
 // start sets the receive sequence space from the peer's SYN.
@@ -63,6 +70,11 @@ func (r *receiver) window() uint32 {
 func (r *receiver) acked() {
 	r.ackNow, r.ackPending = false, 0
 	r.delackAt = 0
+	if r.compressed > 0 {
+		// The ACK going out carries what the held ones would have.
+		r.stats.acksCompressed += uint64(r.compressed) - 1
+		r.compressed = 0
+	}
 	if r.quick > 0 {
 		r.quick--
 	}
@@ -99,6 +111,11 @@ func (r *receiver) dataSent(now time.Time, ato time.Duration) {
 // §3.8.6.3); with delayed ACKs off (delay < 0), or two segments owed, the
 // ACK goes out now, so that one ACK covers the whole batch.
 func (r *receiver) endBatch(now time.Time, delay time.Duration) {
+	if r.compressed > 0 && !r.delackAt.After(stampOf(now.Add(compSACKSlack))) {
+		// The held SACK is due within the timer's slack: it goes with
+		// the batch rather than after another wake-up.
+		r.ackNow = true
+	}
 	if r.ackPending == 0 {
 		return
 	}
@@ -109,12 +126,62 @@ func (r *receiver) endBatch(now time.Time, delay time.Duration) {
 	}
 }
 
-// onDelayedAck runs when the delayed-ACK timer expires.
+// onDelayedAck runs when the delayed-ACK timer expires (or the SACK
+// compression's, which shares it).
 func (r *receiver) onDelayedAck() {
 	r.delackAt = 0
 	if r.ackPending > 0 {
 		r.ackNow = true
 		r.pingpong = false // the answer did not come: leave pingpong (Linux)
+	}
+	if r.compressed > 0 {
+		r.ackNow = true
+	}
+}
+
+// SACK compression, as Linux does it (tcp_comp_sack_*, since 4.18). RFC
+// 5681 §4.2 says a receiver SHOULD send an immediate duplicate ACK for
+// each out-of-order segment; RFC 6675 §2 and RFC 8985 let a SACK sender
+// count SACKed bytes rather than ACKs, so after the duplicate ACKs fast
+// retransmit needs, one ACK carrying the newest SACK blocks says as much
+// as many. Linux sends the first three duplicate ACKs for each RCV.NXT at
+// once, then holds the ACK for 5% of the RTT, at most 1 ms (with 100 µs
+// of timer slack) or until 44 are held. On a lossy path this halves the
+// ACKs a sender must process, and keeps the ACK clock from lagging behind
+// the data when every ACK is one write to the link.
+const (
+	compSACKDupAcks = 3                      // TCP_FASTRETRANS_THRESH
+	compSACKMax     = 44                     // net.ipv4.tcp_comp_sack_nr
+	compSACKDelay   = time.Millisecond       // net.ipv4.tcp_comp_sack_delay_ns
+	compSACKSlack   = 100 * time.Microsecond // net.ipv4.tcp_comp_sack_slack_ns
+)
+
+// oooACK asks for the ACK an out-of-order segment is owed, on a
+// connection with SACK (without it the sender counts duplicate ACKs, and
+// each goes at once): at once in
+// quick-ACK mode, for the first compSACKDupAcks of each RCV.NXT, or once
+// compSACKMax are held; otherwise held until min(compSACKDelay, srtt/20)
+// from now (srtt 0: unknown, the full delay).
+func (r *receiver) oooACK(now time.Time, srtt time.Duration) {
+	if r.quick > 0 && !r.pingpong || r.compressed >= compSACKMax {
+		r.ackNow = true
+		return
+	}
+	if r.compNxt != r.nxt {
+		r.compNxt, r.dupSent = r.nxt, 0
+	}
+	if r.dupSent < compSACKDupAcks {
+		r.dupSent++
+		r.ackNow = true
+		return
+	}
+	r.compressed++
+	delay := compSACKDelay
+	if srtt > 0 {
+		delay = min(delay, srtt/20)
+	}
+	if at := stampOf(now.Add(delay)); r.delackAt.IsZero() || at.Before(r.delackAt) {
+		r.delackAt = at
 	}
 }
 
@@ -252,8 +319,8 @@ func (c *Conn) processText(now time.Time, seg *Segment) bool {
 		return false
 	}
 	if seg.Seq != c.rcv.nxt {
-		c.rcv.ackNow = true // RFC 5681 §4.2: a duplicate ACK at once for out-of-order data
 		if c.rcv.ooo.len() >= c.cfg.MaxOOOSegments {
+			c.rcv.ackNow = true      // RFC 5681 §4.2: a duplicate ACK at once
 			c.rcv.stats.oooDropped++ // bounded: hostile input cannot grow it
 			seg.Flags &^= flagFIN
 			return true
@@ -262,7 +329,11 @@ func (c *Conn) processText(now time.Time, seg *Segment) bool {
 		c.rcv.lastOOO = seg.Seq
 		c.rcv.ooo.insert(seg.Seq, seg.Payload, seg.Has(flagFIN))
 		seg.Flags &^= flagFIN
-		c.rcv.ackNow = true // RFC 5681 §4.2: a duplicate ACK at once for out-of-order data
+		if c.opt.sack {
+			c.rcv.oooACK(now, c.snd.rtt.srtt) // RFC 5681 §4.2, compressed as Linux does
+		} else {
+			c.rcv.ackNow = true // RFC 5681 §4.2: the sender counts duplicate ACKs
+		}
 		return true
 	}
 	if c.rcv.discard {
