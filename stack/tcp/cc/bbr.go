@@ -76,7 +76,13 @@ const (
 	bbrFullBwCount    = 3    // rounds without it: the pipe is full
 	bbrMinCwndSegs    = 4
 	bbrCycleLen       = 8
-	bbrQuantaSegments = 3 // Linux adds 3 TSO segments of headroom to the target
+	bbrQuantaSegments = 3 // Linux adds 3 TSO units of headroom to the target
+	// bbrPacingShift: a TSO unit holds about 1/1024 s of the pacing rate
+	// (sk_pacing_shift 10), within GSO's 64 KiB less TCP's header room.
+	bbrPacingShift  = 10
+	bbrMaxTSOBytes  = 0xffff - 1 - 320 // GSO_LEGACY_MAX_SIZE - 1 - MAX_TCP_HEADER
+	bbrMaxTSOSegs   = 0x7f
+	bbrPacingMargin = 0.99 // Linux paces 1% below the estimate
 )
 
 // bbrPacingGains is ProbeBW's cycle: probe up, drain, cruise six times.
@@ -235,6 +241,47 @@ func (b *BBR) bdp(gain float64) int {
 	return int(gain * bw * b.minRTT.Seconds())
 }
 
+// quantizationBudget is Linux's bbr_quantization_budget: room for three
+// TSO units over the target, so that end hosts that send and acknowledge
+// in units (TSO, GRO, delayed and compressed ACKs) keep the pipe busy,
+// rounded up to an even number of segments (fewer delayed ACKs), and two
+// more segments in ProbeBW's probing phase so that it gets above the BDP
+// even when the BDP is small.
+func (b *BBR) quantizationBudget(cwnd int) int {
+	cwnd += bbrQuantaSegments * b.tsoSegsGoal() * b.mss
+	segs := (cwnd + b.mss - 1) / b.mss
+	cwnd = (segs + segs&1) * b.mss
+	if b.mode == bbrProbeBW && b.cycle == 0 {
+		cwnd += 2 * b.mss
+	}
+	return cwnd
+}
+
+// tsoSegsGoal is Linux's bbr_tso_segs_goal: the segments of one TSO unit
+// at the pacing rate (1/1024 s of it), at least 2 and at most 127. Linux
+// sizes it this way whether the device takes TSO or not, and so do we:
+// it is the controller's allowance for bursty ACKs, not the link's.
+func (b *BBR) tsoSegsGoal() int {
+	bytes := min(int(b.pacingRate())>>bbrPacingShift, bbrMaxTSOBytes)
+	return min(max(bytes/b.mss, 2), bbrMaxTSOSegs)
+}
+
+// pacingRate is the rate Linux would pace at, in bytes per second: the
+// pacing gain times BtlBw, 1% below it; before the first estimate, the
+// initial window over the RTT (1 ms if unknown) at the high gain
+// (bbr_init_pacing_rate_from_rtt).
+func (b *BBR) pacingRate() float64 {
+	bw := b.maxBw()
+	if bw == 0 {
+		rtt := b.minRTT
+		if rtt <= 0 {
+			rtt = time.Millisecond
+		}
+		return bbrHighGain * float64(b.initialCwnd) / rtt.Seconds()
+	}
+	return b.pacingGain * bw * bbrPacingMargin
+}
+
 func (b *BBR) enterStartup() {
 	b.mode, b.pacingGain, b.cwndGain = bbrStartup, bbrHighGain, bbrHighGain
 }
@@ -349,10 +396,7 @@ func (b *BBR) setCwnd(rs RateSample) {
 		b.inRecovery, b.conservation = false, false
 		b.cwnd = max(b.cwnd, b.priorCwnd)
 	}
-	target := b.bdp(b.cwndGain) + bbrQuantaSegments*b.mss
-	if b.mode == bbrProbeBW && b.cycle == 0 {
-		target += 2 * b.mss
-	}
+	target := b.quantizationBudget(b.bdp(b.cwndGain))
 	switch {
 	case b.conservation:
 		b.cwnd = max(b.cwnd, rs.InFlight+rs.Acked)

@@ -184,3 +184,32 @@ func TestBBRAppLimitedSamplesDoNotLowerTheEstimate(t *testing.T) {
 		t.Errorf("BtlBw moved from %.0f to %.0f on app-limited samples", bw, p.b.BtlBw())
 	}
 }
+
+// On a short fast path the BDP is a few segments, but Linux keeps room
+// for three TSO units of 1/1024 s of the pacing rate over it (its
+// quantization budget), so that hosts that acknowledge in bursts (GRO,
+// delayed and compressed ACKs) do not leave the pipe idle: 1 Gbit/s
+// makes a unit of 44 segments of 1460 bytes (64 KiB less header room).
+func TestBBRQuantizationBudgetOnAShortPath(t *testing.T) {
+	p := newBBRPath(125e6, 50*time.Microsecond) // BDP about 6 KB
+	for i := 0; i < 60 && p.b.Mode() != "probe_bw"; i++ {
+		p.round()
+	}
+	if p.b.Mode() != "probe_bw" {
+		t.Fatalf("mode %s, want probe_bw", p.b.Mode())
+	}
+	for range 16 {
+		p.round()
+	}
+	if g := p.b.tsoSegsGoal(); g != 44 {
+		t.Errorf("TSO goal %d segments, want 44", g)
+	}
+	// The model's queue keeps RTprop above 50 µs: the BDP is BBR's own.
+	lo := int(2*125e6*p.b.RTprop().Seconds()) + 3*44*mss
+	if c := p.b.Cwnd(); c < lo || c > lo+4*mss {
+		t.Errorf("ProbeBW cwnd = %d, want 2*BDP plus three 44-segment units, %d to %d", c, lo, lo+4*mss)
+	}
+	if c := p.b.Cwnd() / mss; c%2 != 0 && p.b.cycle != 0 {
+		t.Errorf("cwnd of %d segments: Linux rounds it up to an even number", c)
+	}
+}
