@@ -81,6 +81,12 @@ func (th *timerHeap) fire() {
 	th.mu.Unlock()
 	for _, c := range due {
 		c.mu.Lock()
+		// The time is read again under the connection's lock: a Tick that
+		// waited for the lock must not re-arm its timers from a stale now
+		// (a keepalive probe would be due again at once, and go out twice).
+		if t := th.s.clk.Now(); t.After(now) {
+			now = t
+		}
 		c.tcb.Tick(now)
 		c.afterLocked()
 		c.mu.Unlock()

@@ -87,6 +87,11 @@ func (a demoAddrs) demoRun(sink ladder.Sink, pcap string, inMemory bool) error {
 	return a.demoMemory(sink, pcap)
 }
 
+// pcapPending bounds the capture bytes waiting for the disk: a Tap writes
+// through a link.AsyncWriter so that a slow disk never holds up the stack's
+// output and timers (and the capture's timestamps with them).
+const pcapPending = 64 << 20
+
 // withPcap layers a pcapng tap on ep if a file was asked for.
 func withPcap(ep link.Endpoint, file string) (link.Endpoint, func(), error) {
 	if file == "" {
@@ -96,12 +101,14 @@ func withPcap(ep link.Endpoint, file string) (link.Endpoint, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("--pcap: %w", err)
 	}
-	tap, err := link.Tap(ep, f, link.TapInterface("demo", "ustack demo"))
+	aw := link.NewAsyncWriter(f, pcapPending)
+	tap, err := link.Tap(ep, aw, link.TapInterface("demo", "ustack demo"))
 	if err != nil {
+		aw.Close()
 		f.Close()
 		return nil, nil, err
 	}
-	return tap, func() { f.Close() }, nil
+	return tap, func() { aw.Close(); f.Close() }, nil
 }
 
 // demoStack starts a stack of address addr on ep. A stack that takes no

@@ -139,6 +139,7 @@ type netStack struct {
 	dev   *tun.Device
 	st    *stack.Stack
 	pcapF *os.File
+	pcapW *link.AsyncWriter // drains the capture into pcapF off the stack's write path
 	tap   *link.TapEndpoint
 	// addr6 and host6 are the IPv6 addresses in use: invalid when IPv6 is
 	// off (--addr6 none, a kernel without IPv6, a stack that refused it).
@@ -198,13 +199,15 @@ func (ns *netStack) decorate(f *linkFlags, lc linkConfig, dev *tun.Device) (link
 		dev.Close()
 		return nil, fmt.Errorf("--pcap: %w", err)
 	}
-	tap, err := link.Tap(ep, pf, link.TapInterface(f.tun, "ustack "+lc.addr.String()))
+	aw := link.NewAsyncWriter(pf, pcapPending)
+	tap, err := link.Tap(ep, aw, link.TapInterface(f.tun, "ustack "+lc.addr.String()))
 	if err != nil {
+		aw.Close()
 		pf.Close()
 		dev.Close()
 		return nil, fmt.Errorf("--pcap: %w", err)
 	}
-	ns.pcapF, ns.tap = pf, tap
+	ns.pcapF, ns.pcapW, ns.tap = pf, aw, tap
 	return tap, nil
 }
 
@@ -247,6 +250,7 @@ func (ns *netStack) close() {
 	}
 	ns.dev.Close()
 	if ns.pcapF != nil {
+		ns.pcapW.Close()
 		ns.pcapF.Close()
 	}
 }
