@@ -52,6 +52,7 @@ type Stats struct {
 	ChallengeAcks         uint64
 	OutOfOrder            uint64 // segments queued out of order
 	ACKsCompressed        uint64 // ACKs for out-of-order data held back and not sent (Linux's TCPAckCompressed)
+	DSACKsSent            uint64 // duplicates reported in a D-SACK block (RFC 2883; Linux's TCPDSACKOldSent + TCPDSACKOfoSent)
 	OOODropped            uint64 // out-of-order segments dropped: queue full
 	FastRetransmits       uint64 // loss recoveries entered on duplicate ACKs / SACK
 	PAWSDropped           uint64 // old-timestamp segments (RFC 7323 §5)
@@ -80,6 +81,7 @@ func (s *Stats) Add(o Stats) {
 	s.ChallengeAcks += o.ChallengeAcks
 	s.OutOfOrder += o.OutOfOrder
 	s.ACKsCompressed += o.ACKsCompressed
+	s.DSACKsSent += o.DSACKsSent
 	s.OOODropped += o.OOODropped
 	s.FastRetransmits += o.FastRetransmits
 	s.PAWSDropped += o.PAWSDropped

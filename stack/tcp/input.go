@@ -175,6 +175,7 @@ func (c *Conn) checkSeq(now time.Time, seg *Segment) bool {
 		// RFC 7323 §5.3 R1: an old duplicate: acknowledge and drop (the
 		// ACK rate-limited as Linux does, see dupACK).
 		c.stats.pawsDropped++
+		c.dsackOld(seg)
 		c.dupACK(now, len(seg.Payload) > 0)
 		return false
 	}
@@ -193,6 +194,7 @@ func (c *Conn) checkSeq(now time.Time, seg *Segment) bool {
 			c.sendChallengeACK(now)
 			return false
 		}
+		c.dsackOld(seg)
 		c.dupACK(now, len(seg.Payload) > 0)
 		return false
 	}
@@ -204,6 +206,7 @@ func (c *Conn) checkSeq(now time.Time, seg *Segment) bool {
 	c.updateTSRecent(now, seg)
 	// Trim what lies before RCV.NXT (already received) and after the window.
 	if seg.Seq.LessThan(c.rcv.nxt) {
+		c.dsackOld(seg)
 		d := int(seg.Seq.Size(c.rcv.nxt))
 		if seg.Has(flagSYN) {
 			seg.Flags &^= flagSYN
@@ -225,6 +228,24 @@ func (c *Conn) checkSeq(now time.Time, seg *Segment) bool {
 		c.rcv.ackNow = true   // say what was taken, and the window (a zero-window probe's answer)
 	}
 	return true
+}
+
+// dsackOld reports the part of seg's text below RCV.NXT, data we hold
+// already, as a D-SACK (RFC 2883 §4.1), as Linux's tcp_send_dupack and
+// tcp_data_queue do for a retransmission, whole or partial.
+func (c *Conn) dsackOld(seg *Segment) {
+	if !c.opt.sack || len(seg.Payload) == 0 || !seg.Seq.LessThan(c.rcv.nxt) {
+		return
+	}
+	start := seg.Seq
+	if seg.Has(flagSYN) {
+		start = start.Add(1)
+	}
+	end := start.Add(seqnum.Size(len(seg.Payload)))
+	if c.rcv.nxt.LessThan(end) {
+		end = c.rcv.nxt
+	}
+	c.rcv.noteDSACK(start, end)
 }
 
 // acceptable is the sequence test of §3.10.7.4 first, in Linux's form

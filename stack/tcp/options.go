@@ -110,7 +110,7 @@ func (c *Conn) optionsFor(now time.Time, seg *Segment) {
 		seg.Opts.TS, seg.Opts.TSVal, seg.Opts.TSEcr = true, c.tsNow(now), c.opt.tsRecent
 		room -= 12
 	}
-	if c.opt.sack && seg.Flags&flagACK != 0 && c.rcv.ooo.len() > 0 {
+	if c.opt.sack && seg.Flags&flagACK != 0 && c.rcv.sackPending() {
 		c.rcv.fillSACK(&seg.Opts, (room-4)/8)
 	}
 }
@@ -121,8 +121,8 @@ func (c *Conn) optionBytes() int {
 	if c.opt.ts {
 		n += 12
 	}
-	if c.opt.sack && c.rcv.ooo.len() > 0 {
-		n += 4 + 8*min(c.rcv.ooo.len(), header.MaxSACKBlocks-boolInt(c.opt.ts))
+	if c.opt.sack && c.rcv.sackPending() {
+		n += 4 + 8*min(c.rcv.ooo.len()+boolInt(c.rcv.dsackOn), header.MaxSACKBlocks-boolInt(c.opt.ts))
 	}
 	return n
 }

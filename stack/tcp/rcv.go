@@ -20,9 +20,12 @@ type receiver struct {
 	finRcvd bool // the peer's FIN was processed: EOF after buf
 	discard bool // CloseRead: in-order data is acknowledged and dropped
 
-	lastOOO   seqnum.Value // where the latest out-of-order segment began
-	sackSent  [header.MaxSACKBlocks]seqnum.Value
-	nSackSent int
+	// recent holds a sequence number inside each of the out-of-order
+	// blocks that changed last, the newest first (noteSACK).
+	recent  [header.MaxSACKBlocks]seqnum.Value
+	nRecent uint8
+	dsackOn bool             // a D-SACK block is to be reported (RFC 2883)
+	dsack   header.SACKBlock // the duplicate it reports
 
 	ackNow     bool  // an ACK must go out at the next output
 	ackPending int   // in-order segments received and not yet acknowledged
@@ -42,13 +45,13 @@ type receiver struct {
 	lastData stamp // when in-order data last arrived
 
 	stats struct {
-		bytesIn, outOfOrder, oooDropped, acksCompressed uint64
+		bytesIn, outOfOrder, oooDropped, acksCompressed, dsackSent uint64
 	}
 }
 
 func (r *receiver) addStats(st *Stats) {
 	st.BytesIn, st.OutOfOrder, st.OOODropped = r.stats.bytesIn, r.stats.outOfOrder, r.stats.oooDropped
-	st.ACKsCompressed = r.stats.acksCompressed
+	st.ACKsCompressed, st.DSACKsSent = r.stats.acksCompressed, r.stats.dsackSent
 }
 
 // start sets the receive sequence space from the peer's SYN.
@@ -195,25 +198,79 @@ func (r *receiver) ackDue() bool {
 }
 
 // The receiver's side of RFC 2018: SACK blocks for every hole, the block
-// holding the most recent arrival first, then the blocks reported most
-// recently (§4).
+// holding the most recent arrival first, then the blocks that changed most
+// recently (§4), then the highest; and RFC 2883's D-SACK before them all.
 
-// fillSACK writes up to max blocks describing the out-of-order queue. The
-// queue may hold many more blocks than an ACK can carry (one per hole);
-// each is found where it is needed, so that the newest arrival's block is
-// reported however many holes lie below it.
-func (r *receiver) fillSACK(o *header.TCPOptions, max int) {
-	max = min(max, header.MaxSACKBlocks)
-	if max <= 0 || r.ooo.len() == 0 {
-		o.NumSACK, r.nSackSent = 0, 0
+// noteSACK records an out-of-order arrival at v (already queued): its block
+// goes first in the recent list, ahead of the blocks that changed before.
+// Linux keeps its selective_acks in this order (tcp_sack_new_ofo_skb),
+// segment by segment: an ACK that answers several arrivals at once (a
+// batch, a super-packet, a compressed SACK) still names every block they
+// touched, so the sender's RACK never takes data we hold for lost.
+func (r *receiver) noteSACK(v seqnum.Value) {
+	b, ok := r.ooo.blockAt(v)
+	if !ok {
 		return
 	}
+	var out [header.MaxSACKBlocks]seqnum.Value
+	var starts [header.MaxSACKBlocks]uint32
+	out[0], starts[0] = v, b.Start
+	n := 1
+next:
+	for _, w := range r.recent[:r.nRecent] {
+		if n == len(out) {
+			break
+		}
+		wb, ok := r.ooo.blockAt(w)
+		if !ok {
+			continue // delivered in order since
+		}
+		for _, st := range starts[:n] {
+			if st == wb.Start {
+				continue next // merged into a block already listed
+			}
+		}
+		out[n], starts[n] = w, wb.Start
+		n++
+	}
+	r.recent, r.nRecent = out, uint8(n)
+}
+
+// noteDSACK reports [start, end), data that arrived again, in the next ACK
+// (RFC 2883 §4: a D-SACK block first, then the ordinary SACK blocks). Linux
+// sends D-SACKs by default (net.ipv4.tcp_dsack = 1): a sender learns from
+// them that a retransmission was spurious and widens its reordering window
+// (RFC 8985 §6.2). The newest duplicate wins, as in Linux's tcp_dsack_set.
+func (r *receiver) noteDSACK(start, end seqnum.Value) {
+	if !start.LessThan(end) {
+		return
+	}
+	r.dsack, r.dsackOn = header.SACKBlock{Start: uint32(start), End: uint32(end)}, true
+	r.stats.dsackSent++
+}
+
+// sackPending says whether an ACK now carries a SACK option.
+func (r *receiver) sackPending() bool { return r.ooo.len() > 0 || r.dsackOn }
+
+// fillSACK writes up to max blocks: the D-SACK block if one is pending,
+// then the out-of-order queue's blocks. The queue may hold many more blocks
+// than an ACK can carry (one per hole); each is found where it is needed,
+// so that the newest arrival's block is reported however many holes lie
+// below it.
+func (r *receiver) fillSACK(o *header.TCPOptions, max int) {
+	max = min(max, header.MaxSACKBlocks)
 	n := 0
+	if max > 0 && r.dsackOn {
+		o.SACK[0] = r.dsack
+		n = 1
+		r.dsackOn = false // sent once, as Linux does
+	}
+	first := n
 	pick := func(b header.SACKBlock, ok bool) {
 		if !ok || n >= max || b.Start == b.End {
 			return
 		}
-		for _, p := range o.SACK[:n] {
+		for _, p := range o.SACK[first:n] {
 			if p.Start == b.Start {
 				return
 			}
@@ -221,21 +278,18 @@ func (r *receiver) fillSACK(o *header.TCPOptions, max int) {
 		o.SACK[n] = b
 		n++
 	}
-	pick(r.ooo.blockAt(r.lastOOO))
-	for _, v := range r.sackSent[:r.nSackSent] {
-		pick(r.ooo.blockAt(v))
-	}
-	// Then the highest blocks, from the top down.
-	for i := r.ooo.len() - 1; i >= 0 && n < max; {
-		b, first := r.ooo.blockOf(i)
-		pick(b, true)
-		i = first - 1
+	if r.ooo.len() > 0 {
+		for _, v := range r.recent[:r.nRecent] {
+			pick(r.ooo.blockAt(v))
+		}
+		// Then the highest blocks, from the top down.
+		for i := r.ooo.len() - 1; i >= 0 && n < max; {
+			b, first := r.ooo.blockOf(i)
+			pick(b, true)
+			i = first - 1
+		}
 	}
 	o.NumSACK = n
-	r.nSackSent = n
-	for i := 0; i < n; i++ {
-		r.sackSent[i] = seqnum.Value(o.SACK[i].Start)
-	}
 }
 
 // rcvLimit is the largest window the window field can express.
@@ -326,8 +380,18 @@ func (c *Conn) processText(now time.Time, seg *Segment) bool {
 			return true
 		}
 		c.rcv.stats.outOfOrder++
-		c.rcv.lastOOO = seg.Seq
+		if c.opt.sack {
+			if b, ok := c.rcv.ooo.blockAt(seg.Seq); ok {
+				// Some or all of it is queued already (RFC 2883 §4).
+				end := seg.Seq.Add(seqnum.Size(len(seg.Payload)))
+				if be := seqnum.Value(b.End); be.LessThan(end) {
+					end = be
+				}
+				c.rcv.noteDSACK(seg.Seq, end)
+			}
+		}
 		c.rcv.ooo.insert(seg.Seq, seg.Payload, seg.Has(flagFIN))
+		c.rcv.noteSACK(seg.Seq)
 		seg.Flags &^= flagFIN
 		if c.opt.sack {
 			c.rcv.oooACK(now, c.snd.rtt.srtt) // RFC 5681 §4.2, compressed as Linux does

@@ -24,7 +24,7 @@ func TestSACKNewestBlockFirstWithManyHoles(t *testing.T) {
 		r.ooo.insert(seq.Add(100), payload, false)
 	}
 	newest := base.Add(300*39 + 100)
-	r.lastOOO = newest.Add(100)
+	r.noteSACK(newest.Add(100))
 	var o header.TCPOptions
 	r.fillSACK(&o, 3)
 	if o.NumSACK != 3 {
@@ -37,7 +37,7 @@ func TestSACKNewestBlockFirstWithManyHoles(t *testing.T) {
 	// The next ACK after an arrival in block 5 reports it first, then the
 	// blocks just reported.
 	mid := base.Add(300*5 + 100)
-	r.lastOOO = mid
+	r.noteSACK(mid)
 	var o2 header.TCPOptions
 	r.fillSACK(&o2, 3)
 	got := []uint32{o2.SACK[0].Start, o2.SACK[1].Start, o2.SACK[2].Start}
