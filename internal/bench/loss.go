@@ -62,7 +62,7 @@ var lossRows = []lossRow{
 	{"segments marked lost by RACK", "", "RACKLost", ""},
 	{"retransmits lost again", "TCPLostRetransmit", "", ""},
 	{"spurious RTOs, recoveries undone", "TCPSpuriousRTOs", "", "SpuriousRecovery"},
-	{"D-SACKs received", "TCPDSACKRecv", "", ""},
+	{"D-SACKs received", "TCPDSACKRecv", "DSACKsReceived", ""},
 	{"D-SACKs sent for old data", "TCPDSACKOldSent", "", ""},
 	{"reordering detected through SACK", "TCPSACKReorder", "", ""},
 	{"duplicate ACKs received", "", "DupAcks", ""},
@@ -175,7 +175,7 @@ func (e *benchEnv) senderCounters(s lossSender) (map[string]uint64, counterKind,
 		return map[string]uint64{
 			"Timeouts": t.Timeouts, "TLPProbes": t.TLPProbes, "RACKLost": t.RACKLost,
 			"FastRetransmits": t.FastRetransmits, "Retransmits": t.Retransmits,
-			"SegsOut": t.SegsOut, "DupAcks": t.DupAcks,
+			"SegsOut": t.SegsOut, "DupAcks": t.DupAcks, "DSACKsReceived": t.DSACKsReceived,
 		}, kindUstack, nil
 	case e.gv != nil:
 		t := e.gv.Stats()

@@ -52,6 +52,7 @@ type Stats struct {
 	ChallengeAcks         uint64
 	OutOfOrder            uint64 // segments queued out of order
 	ACKsCompressed        uint64 // ACKs for out-of-order data held back and not sent (Linux's TCPAckCompressed)
+	DSACKsReceived        uint64 // D-SACK blocks received (RFC 2883; Linux's TCPDSACKRecv): each widens RACK's reordering window
 	DSACKsSent            uint64 // duplicates reported in a D-SACK block (RFC 2883; Linux's TCPDSACKOldSent + TCPDSACKOfoSent)
 	OOODropped            uint64 // out-of-order segments dropped: queue full
 	FastRetransmits       uint64 // loss recoveries entered on duplicate ACKs / SACK
@@ -82,6 +83,7 @@ func (s *Stats) Add(o Stats) {
 	s.OutOfOrder += o.OutOfOrder
 	s.ACKsCompressed += o.ACKsCompressed
 	s.DSACKsSent += o.DSACKsSent
+	s.DSACKsReceived += o.DSACKsReceived
 	s.OOODropped += o.OOODropped
 	s.FastRetransmits += o.FastRetransmits
 	s.PAWSDropped += o.PAWSDropped

@@ -94,3 +94,64 @@ func TestSACKNamesEveryBlockABatchTouched(t *testing.T) {
 	wantBlocks(t, s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: next}),
 		dblk(at(8), at(10)), dblk(at(2), at(4)), dblk(at(5), at(7)), dblk(at(14), at(15)))
 }
+
+// TestRACKReorderingWindowWidensWithDSACK: each D-SACK (a retransmission
+// that proved spurious) widens RACK's reordering window by minRTT/4, at
+// most once a round trip and never beyond SRTT; 16 recoveries without one
+// bring it back (RFC 8985 §6.2 step 4).
+func TestRACKReorderingWindowWidensWithDSACK(t *testing.T) {
+	const m = 1000
+	s := sackOpen(t, Config{NoDelay: true, MSS: m})
+	// Round trips of 20 ms: SRTT and the minimum RTT.
+	for i := 0; i < 12; i++ {
+		s.write(bytesN(m))
+		s.sent = s.sent[:0]
+		s.advance(20 * time.Millisecond)
+		s.in(sackAck(uint32(1 + (i+1)*m)))
+	}
+	s.write(bytesN(4 * m))
+	s.sent = s.sent[:0]
+	s.in(sackAck(1 + 14*m))
+	k, ok := s.c.rec.(*sackRecovery)
+	if !ok {
+		t.Fatalf("recovery is %T, want SACK recovery", s.c.rec)
+	}
+	base := k.reoWnd()
+	// RFC 8985 §6.2: never beyond SRTT.
+	want := func(steps int) time.Duration { return min(time.Duration(steps)*base, s.c.snd.rtt.srtt) }
+	if base != k.rack.minRTT/4 || base == 0 {
+		t.Fatalf("reordering window %v, want minRTT/4 = %v", base, k.rack.minRTT/4)
+	}
+	// A D-SACK: the first block lies below the cumulative ACK.
+	s.in(sackAck(1+14*m, blk(1+12*m, 1+13*m)))
+	if got := k.reoWnd(); got != want(2) || got <= base {
+		t.Fatalf("after a D-SACK the window is %v, want %v", got, want(2))
+	}
+	// Another in the same round trip changes nothing.
+	s.in(sackAck(1+14*m, blk(1+13*m, 1+14*m)))
+	if got := k.reoWnd(); got != want(2) {
+		t.Fatalf("after a second D-SACK in the round the window is %v, want %v", got, want(2))
+	}
+	// Once SND.UNA passes the round's end, the next D-SACK counts; one
+	// inside the second block is a D-SACK too (RFC 2883 §4).
+	s.in(sackAck(1 + 16*m))
+	s.write(bytesN(4 * m))
+	s.sent = s.sent[:0]
+	s.in(sackAck(1+16*m, blk(1+17*m, 1+18*m), blk(1+17*m, 1+19*m)))
+	if got := k.reoWnd(); got != want(3) || got <= want(2) {
+		t.Fatalf("after a D-SACK in the next round the window is %v, want %v", got, want(3))
+	}
+	if got := s.c.Stats().DSACKsReceived; got != 3 {
+		t.Fatalf("DSACKsReceived = %d, want 3", got)
+	}
+	for i := 0; i < rackReoPersist-1; i++ {
+		k.rack.recoveryEnded()
+	}
+	if got := k.reoWnd(); got != want(3) {
+		t.Fatalf("after %d recoveries the window is %v, want still %v", rackReoPersist-1, got, want(3))
+	}
+	k.rack.recoveryEnded()
+	if got := k.reoWnd(); got != base {
+		t.Fatalf("after %d recoveries without a D-SACK the window is %v, want %v again", rackReoPersist, got, base)
+	}
+}

@@ -356,7 +356,7 @@ func (c *Conn) checkACK(now time.Time, seg *Segment) bool {
 	// unanswered zero-window probes and any ICMP soft error.
 	c.snd.probesOut = 0
 	c.softErr = 0
-	newSACK := c.rec.takeSACK(now, seg.Opts.SACK, seg.Opts.NumSACK)
+	newSACK := c.rec.takeSACK(now, seg.Ack, seg.Opts.SACK, seg.Opts.NumSACK)
 	if c.snd.una.LessThan(seg.Ack) {
 		c.ackAdvanced(now, seg)
 		c.rec.check(now)

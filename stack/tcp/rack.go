@@ -47,6 +47,64 @@ type rackState struct {
 	// ACK being processed, and its send time (rttSample takes it).
 	lastRTT time.Duration
 	lastAt  stamp
+	// The reordering window's adaptation to D-SACKs (RFC 8985 §6.2 step
+	// 4): reoMult counts the steps of minRTT/4 (0 stands for 1), reoPersist
+	// the recoveries it lasts without a D-SACK, dsackRound the SND.NXT
+	// that ends the round in which a D-SACK already widened it.
+	reoMult      uint8
+	reoPersist   uint8
+	dsackRoundOn bool
+	dsackRound   seqnum.Value
+}
+
+// rackReoPersist is RFC 8985 §6.2's 16 recoveries (Linux's
+// TCP_RACK_RECOVERY_THRESH).
+const rackReoPersist = 16
+
+// onDSACK widens the reordering window by one step of minRTT/4, at most
+// once a round trip (RFC 8985 §6.2 step 4, Linux's tcp_rack_update_reo_wnd):
+// a D-SACK says a retransmission was spurious, so the window was too short
+// for this path's reordering.
+func (k *sackRecovery) onDSACK() {
+	r := &k.rack
+	s := &k.c.snd
+	k.sstat.dsackRecv++
+	if r.dsackRoundOn && s.una.GreaterThanEq(r.dsackRound) {
+		r.dsackRoundOn = false
+	}
+	if r.dsackRoundOn {
+		return
+	}
+	r.dsackRoundOn, r.dsackRound = true, s.nxt
+	if r.reoMult == 0 {
+		r.reoMult = 1
+	}
+	if r.reoMult < 255 {
+		r.reoMult++
+	}
+	r.reoPersist = rackReoPersist
+}
+
+// recoveryEnded lets a widened reordering window shrink back after
+// rackReoPersist recoveries without a D-SACK (RFC 8985 §6.2 step 4).
+func (r *rackState) recoveryEnded() {
+	if r.reoPersist == 0 {
+		return
+	}
+	if r.reoPersist--; r.reoPersist == 0 {
+		r.reoMult = 1
+	}
+}
+
+// reoWnd is RACK.reo_wnd: minRTT/4 per step, never more than SRTT (RFC
+// 8985 §6.2 step 4).
+func (k *sackRecovery) reoWnd() time.Duration {
+	r := &k.rack
+	w := r.minRTT / 4 * time.Duration(max(r.reoMult, 1))
+	if srtt := k.c.snd.rtt.srtt; srtt > 0 && r.reoMult > 1 {
+		w = min(w, srtt)
+	}
+	return w
 }
 
 func (k *sackRecovery) rttSample() time.Duration {
@@ -187,7 +245,7 @@ func (k *sackRecovery) rackDetect(now time.Time) bool {
 	if r.xmitTS.IsZero() {
 		return r.lostBytes > 0
 	}
-	reoWnd := r.minRTT / 4
+	reoWnd := k.reoWnd()
 	live := r.live()
 	for i := range live {
 		rec := &live[i]

@@ -42,7 +42,7 @@ type lossRecovery interface {
 	// takeSACK takes the n SACK blocks of an acceptable ACK and reports
 	// whether they SACKed anything new. The blocks come by value, so that
 	// the segment does not escape through the interface.
-	takeSACK(now time.Time, blocks sackBlocks, n int) bool
+	takeSACK(now time.Time, ack seqnum.Value, blocks sackBlocks, n int) bool
 	// acked runs when SND.UNA has moved, before the RTT sample.
 	acked(now time.Time)
 	// ackAdvanced handles a new cumulative ACK in recovery and reports
@@ -182,7 +182,7 @@ func (r *renoRecovery) onSent(_ time.Time, seq, end seqnum.Value) { r.prrSent(se
 
 // takeSACK: no SACK; each duplicate ACK counts as one segment delivered
 // (RFC 6937 §3 without SACK).
-func (r *renoRecovery) takeSACK(time.Time, sackBlocks, int) bool {
+func (r *renoRecovery) takeSACK(time.Time, seqnum.Value, sackBlocks, int) bool {
 	r.prrACKStart(r.dupSacked())
 	return false
 }

@@ -109,7 +109,7 @@ type sackRecovery struct {
 	rack  rackState
 	tlpAt stamp // tail loss probe (RFC 8985 §7)
 	reoAt stamp // RACK reordering window (RFC 8985 §6.2)
-	sstat struct{ tlpProbes, rackLost uint64 }
+	sstat struct{ tlpProbes, rackLost, dsackRecv uint64 }
 }
 
 // pipe: outside recovery, the data sent and neither ACKed nor SACKed; in
@@ -133,13 +133,16 @@ func (k *sackRecovery) nextSACKed(v seqnum.Value) (seqnum.Value, bool) {
 // takeSACK adds the ACK's SACK blocks to the scoreboard (RFC 6675 §5:
 // blocks below SND.UNA or above SND.MAX are ignored) and marks the newly
 // covered records delivered.
-func (k *sackRecovery) takeSACK(now time.Time, blocks sackBlocks, n int) bool {
+func (k *sackRecovery) takeSACK(now time.Time, ack seqnum.Value, blocks sackBlocks, n int) bool {
 	k.prrACKStart(k.sb.bytes)
 	k.rack.lastRTT, k.rack.lastAt = 0, 0 // this ACK's sample, if any, comes below
 	if n == 0 {
 		return false
 	}
 	s := &k.c.snd
+	if isDSACK(blocks, n, seqnum.Max(ack, s.una)) {
+		k.onDSACK()
+	}
 	before := k.sb.bytes
 	for _, b := range blocks[:n] {
 		start, end := seqnum.Value(b.Start), seqnum.Value(b.End)
@@ -168,8 +171,30 @@ func (k *sackRecovery) ackAdvanced(time.Time) bool {
 		k.dupAcks = 0
 		return false
 	}
-	k.fullyAcked()
+	if k.fullyAcked() {
+		k.rack.recoveryEnded()
+	}
 	return true
+}
+
+// isDSACK reports whether the first block is a D-SACK (RFC 2883 §4): it
+// lies below the cumulative ACK, or inside the second block.
+func isDSACK(blocks sackBlocks, n int, una seqnum.Value) bool {
+	if n == 0 {
+		return false
+	}
+	start, end := seqnum.Value(blocks[0].Start), seqnum.Value(blocks[0].End)
+	if !start.LessThan(end) {
+		return false
+	}
+	if end.LessThanEq(una) {
+		return true
+	}
+	if n > 1 {
+		s1, e1 := seqnum.Value(blocks[1].Start), seqnum.Value(blocks[1].End)
+		return s1.LessThanEq(start) && end.LessThanEq(e1)
+	}
+	return false
 }
 
 // onDupAck: recovery starts at the third duplicate ACK or once more than
@@ -303,5 +328,5 @@ func (k *sackRecovery) onAckAdvanced(now time.Time) {
 
 func (k *sackRecovery) addStats(st *Stats) {
 	k.recoveryBase.addStats(st)
-	st.TLPProbes, st.RACKLost = k.sstat.tlpProbes, k.sstat.rackLost
+	st.TLPProbes, st.RACKLost, st.DSACKsReceived = k.sstat.tlpProbes, k.sstat.rackLost, k.sstat.dsackRecv
 }
