@@ -135,10 +135,10 @@ func (w *labTWorld) dial(ctx context.Context, addr netip.AddrPort) (net.Conn, er
 func (w *labTWorld) sendRaw(pkt []byte) error {
 	srv := w.r.fam.server.Addr()
 	return w.ns.Do(func() error {
-		family := syscall.AF_INET
-		var to syscall.Sockaddr = &syscall.SockaddrInet4{Addr: srv.As4()}
-		if w.r.fam.v6 {
-			family, to = syscall.AF_INET6, &syscall.SockaddrInet6{Addr: srv.As16()}
+		family := syscall.AF_INET6
+		var to syscall.Sockaddr = &syscall.SockaddrInet6{Addr: srv.As16()}
+		if srv.Is4() {
+			family, to = syscall.AF_INET, &syscall.SockaddrInet4{Addr: srv.As4()}
 		}
 		fd, err := syscall.Socket(family, syscall.SOCK_RAW, syscall.IPPROTO_RAW)
 		if err != nil {
