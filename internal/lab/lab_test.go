@@ -250,14 +250,6 @@ func TestLabList(t *testing.T) {
 	}
 }
 
-// TestLabAll runs every scenario and prints the summary.
-func TestLabAll(t *testing.T) {
-	code, out, errs := runLabCmd(t, Options{}, "all")
-	if code != 0 || !strings.Contains(out, fmt.Sprintf("all %d scenarios PASS", len(labScenarios))) {
-		t.Fatalf("exit %d, stderr %q:\n%s", code, errs, out)
-	}
-}
-
 // labDocNotes say more about each lab in docs/labs.md (doc_test.go), in
 // a paragraph after its answer.
 var labDocNotes = map[string]string{
