@@ -142,8 +142,8 @@ type mmB struct {
 }
 
 // mmPMTU: the server sends mmSize bytes through a router whose next hop
-// has MTU mmRouterMTU; the router drops what is too big and sends ICMP
-// back.
+// has the family's router MTU; the router drops what is too big and sends
+// ICMP (or ICMPv6) back.
 func (r *labRun) mmPMTU() (mmB, error) {
 	var b mmB
 	var w *labVWorld

@@ -29,7 +29,7 @@ type labFamily struct {
 var (
 	labIPv4 = labFamily{
 		client:  netip.MustParseAddr("198.18.0.1"),
-		server:  netip.MustParseAddrPort("198.18.0.2:80"),
+		server:  netip.AddrPortFrom(netip.MustParseAddr("198.18.0.2"), labPort),
 		router:  netip.MustParseAddr("198.18.0.254"),
 		spoofed: netip.MustParsePrefix("198.19.0.0/16"),
 		other:   netip.MustParseAddr("198.18.0.99"),
@@ -38,7 +38,7 @@ var (
 	labIPv6 = labFamily{
 		v6:      true,
 		client:  netip.MustParseAddr("2001:2::1"),
-		server:  netip.MustParseAddrPort("[2001:2::2]:80"),
+		server:  netip.AddrPortFrom(netip.MustParseAddr("2001:2::2"), labPort),
 		router:  netip.MustParseAddr("2001:2::fe"),
 		spoofed: netip.MustParsePrefix("2001:2:0:13::/64"),
 		other:   netip.MustParseAddr("2001:2::99"),
