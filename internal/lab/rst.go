@@ -226,7 +226,7 @@ func (r *labRun) rstHalfOpenTUN(w *labTWorld, ln *stack.Listener) error {
 func (w *labTWorld) reboot() error {
 	r := w.r
 	w.srv.Close()
-	dev, err := w.ns.OpenTUN(r.tunConfig())
+	dev, err := r.openTUN(w.ns)
 	if err != nil {
 		return err
 	}

@@ -54,7 +54,7 @@ func (r *labRun) newTWorldWith(cfg tcp.Config, so func(o *stack.Options), decide
 	w := &labTWorld{r: r, ns: ns}
 	r.tw = w
 	cleanup := func() { ns.Close() }
-	dev, err := ns.OpenTUN(r.tunConfig())
+	dev, err := r.openTUN(ns)
 	if err != nil {
 		return nil, cleanup, err
 	}
@@ -105,6 +105,16 @@ func (r *labRun) tunConfig() tun.Config {
 		cfg.HostAddr6 = netip.PrefixFrom(r.fam.client, r.fam.hostLen)
 	}
 	return cfg
+}
+
+// openTUN opens the lab's TUN device in ns; a kernel without IPv6 fails
+// -6, saying how to go on.
+func (r *labRun) openTUN(ns *tun.Namespace) (*tun.Device, error) {
+	dev, err := ns.OpenTUN(r.tunConfig())
+	if errors.Is(err, tun.ErrIPv6Disabled) {
+		return nil, fmt.Errorf("%w (run the lab without -6 for IPv4)", err)
+	}
+	return dev, err
 }
 
 // rawServer diverts the packets to port to a raw two-way peer the lab
