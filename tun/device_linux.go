@@ -339,7 +339,10 @@ func (d *Device) configure() error {
 	if err := d.step("setting link up", d.nl.LinkSetUp(l)); err != nil {
 		return err
 	}
-	return d.checkRoute6()
+	if err := d.checkRoute6(); err != nil {
+		return err
+	}
+	return d.waitLocal6()
 }
 
 // step words a failed configuration step, with a hint for EPERM.

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -58,8 +59,9 @@ func (d *Device) ipv6Conf(name string) string {
 // 0 besides) and no autoconfiguration from router advertisements
 // (accept_ra 0). The host address skips duplicate address detection
 // (IFA_F_NODAD, and accept_dad 0): on a point-to-point link to the stack
-// there is nobody to collide with, and it is usable at once instead of
-// after DAD's second or so (RFC 4862 §5.4). The kernel still sends MLD
+// there is nobody to collide with, and it is usable within a millisecond
+// instead of after DAD's second or so (RFC 4862 §5.4; see waitLocal6).
+// The kernel still sends MLD
 // reports for the groups it joins (RFC 3810), which the stack ignores.
 func (d *Device) configureIPv6(l netlink.Link) error {
 	if !d.host6.IsValid() {
@@ -108,4 +110,37 @@ func (d *Device) checkRoute6() error {
 		return nil
 	}
 	return d.step(fmt.Sprintf("adding route %v", dst), d.nl.RouteAdd(filter))
+}
+
+// localWait6 bounds waitLocal6.
+const localWait6 = 2 * time.Second
+
+// waitLocal6 waits, once the link is up, until the kernel takes packets
+// addressed to HostAddr6. Even without DAD the kernel completes a new
+// address in its address-configuration work queue after the link comes
+// up (addrconf_dad_work, then addrconf_dad_completed), and only then adds
+// the address's route to the local table: until that moment the address
+// is already a source for the kernel's packets, but a packet to it is
+// dropped (Ip6InAddrErrors) — the SYN+ACK to a connect made at once, which
+// then waits a second for the SYN's retransmission. An IPv4 address is
+// local as soon as it is added.
+func (d *Device) waitLocal6() error {
+	if !d.host6.IsValid() {
+		return nil
+	}
+	filter := &netlink.Route{Table: unix.RT_TABLE_LOCAL, Dst: &net.IPNet{IP: d.host6.Addr().AsSlice(), Mask: net.CIDRMask(128, 128)}}
+	deadline := time.Now().Add(localWait6)
+	for {
+		routes, err := d.nl.RouteListFiltered(netlink.FAMILY_V6, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_DST)
+		if err != nil {
+			return d.step("listing IPv6 local routes", err)
+		}
+		if len(routes) > 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("configuring TUN device %q: the kernel did not make %v local within %v (no route in its local table)", d.name, d.host6.Addr(), localWait6)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

@@ -45,9 +45,11 @@ func TestConfigValidationIPv6(t *testing.T) {
 // TestOpenConfiguresIPv6: with HostAddr6 the kernel side holds that
 // address at once (no duplicate address detection, so not tentative), no
 // link-local address of its own, no router advertisements taken, and a
-// route of the prefix into the device; a datagram the kernel sends to the
-// stack's IPv6 address right after Open arrives on the device from the
-// host address.
+// route of the prefix into the device; the host address is local when
+// Open returns (its route is in the local table: a packet to it is taken
+// at once, not dropped as an address error); a datagram the kernel sends
+// to the stack's IPv6 address right after Open arrives on the device from
+// the host address.
 func TestOpenConfiguresIPv6(t *testing.T) {
 	for _, mode := range offloadModes {
 		t.Run(mode.name, func(t *testing.T) {
@@ -59,6 +61,14 @@ func TestOpenConfiguresIPv6(t *testing.T) {
 			if d.HostAddr6() != host6 {
 				t.Errorf("HostAddr6() = %v, want %v", d.HostAddr6(), host6)
 			}
+			inNS(t, ns, func() error {
+				local := &netlink.Route{Table: unix.RT_TABLE_LOCAL, Dst: &net.IPNet{IP: host6.Addr().AsSlice(), Mask: net.CIDRMask(128, 128)}}
+				rs, err := netlink.RouteListFiltered(netlink.FAMILY_V6, local, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_DST)
+				if err == nil && len(rs) != 1 {
+					t.Errorf("local routes of %v when Open returned: %+v; want one (the address not yet local)", host6.Addr(), rs)
+				}
+				return err
+			})
 			r := startReader(t, d, d.BatchSize(), d.MTU())
 			// At once: the datagram leaves from host6, which would still be
 			// tentative, and unusable as a source, had DAD run.

@@ -20,6 +20,7 @@ func cmdLab(args []string, stdout, stderr io.Writer) error {
 	noCookies := fs.Bool("no-cookies", false, "syn-flood: run only the half with SYN cookies off")
 	svgOut := fs.String("svg", "", "also draw the story as an SVG sequence diagram in `FILE` (lab all: a directory, one NAME.svg per lab)")
 	htmlOut := fs.String("html", "", "also write the story as a self-contained HTML page in `FILE` (lab all: a directory, one NAME.html per lab and index.html)")
+	v6 := fs.Bool("6", false, "run over IPv6: client 2001:2::1, server 2001:2::2 (with --tun, on the TUN as ustack demo -6)")
 	brk := fs.String("break", "", "")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: ustack lab [flags] [SCENARIO|all]\n\nThe textbook stories, each run on the wire, drawn as a ladder diagram and\nchecked. Without a scenario, list them.\n\n")
@@ -27,7 +28,11 @@ func cmdLab(args []string, stdout, stderr io.Writer) error {
 			if f.Name == "break" {
 				return // hidden: for the tests that break a lab on purpose
 			}
-			fmt.Fprintf(stderr, "  --%s\t%s (default %q)\n", f.Name, f.Usage, f.DefValue)
+			dash := "--"
+			if len(f.Name) == 1 {
+				dash = "-" // -6
+			}
+			fmt.Fprintf(stderr, "  %s%s\t%s (default %q)\n", dash, f.Name, f.Usage, f.DefValue)
 		})
 	}
 	// Flags may come before or after the scenario name.
@@ -52,13 +57,13 @@ func cmdLab(args []string, stdout, stderr io.Writer) error {
 	if *brk != "" && *useTUN {
 		return usageErr("--break breaks the in-memory labs only: run it without --tun")
 	}
-	opts := lab.Options{TUN: *useTUN, Lang: *lang, Color: !*noColor && !*jsonOut && isTerminal(stdout), JSON: *jsonOut, Break: *brk, SVG: *svgOut, HTML: *htmlOut, NoCookies: *noCookies}
+	opts := lab.Options{TUN: *useTUN, Lang: *lang, Color: !*noColor && !*jsonOut && isTerminal(stdout), JSON: *jsonOut, Break: *brk, SVG: *svgOut, HTML: *htmlOut, NoCookies: *noCookies, IPv6: *v6}
 	if len(names) == 0 {
 		lab.List(stdout, opts)
 		return nil
 	}
 	if len(names) > 1 {
-		lab.List(stderr, lab.Options{Lang: opts.Lang})
+		lab.List(stderr, lab.Options{Lang: opts.Lang, IPv6: opts.IPv6})
 		return usageErr("one scenario at a time (or all), got %s", strings.Join(names, " "))
 	}
 	if opts.TUN {
@@ -76,7 +81,7 @@ func cmdLab(args []string, stdout, stderr io.Writer) error {
 		return lab.All(stdout, opts)
 	}
 	if !lab.Exists(names[0]) {
-		lab.List(stderr, lab.Options{Lang: opts.Lang})
+		lab.List(stderr, lab.Options{Lang: opts.Lang, IPv6: opts.IPv6})
 		return usageErr("unknown scenario %q", names[0])
 	}
 	return lab.Run(stdout, names[0], opts)

@@ -192,19 +192,42 @@ func TestDemoPictures(t *testing.T) {
 	}
 }
 
-// TestLabPictureFlags: lab --svg FILE --html FILE NAME writes both.
+// TestLabPictureFlags: lab --svg FILE --html FILE NAME writes both; with
+// -6 (before or after the name) the story runs over IPv6, and the help
+// names -6 with one dash.
 func TestLabPictureFlags(t *testing.T) {
-	dir := t.TempDir()
-	svgFile, htmlFile := filepath.Join(dir, "hs.svg"), filepath.Join(dir, "hs.html")
-	var out, errb bytes.Buffer
-	if code := run([]string{"lab", "--no-color", "--svg", svgFile, "handshake", "--html", htmlFile}, &out, &errb); code != 0 {
-		t.Fatalf("exit %d: %s", code, errb.String())
-	}
-	for _, f := range []string{svgFile, htmlFile} {
-		b, err := os.ReadFile(f)
-		if err != nil || !bytes.Contains(b, []byte("SYN+ACK seq=0 ack=1")) {
-			t.Errorf("%s: %v, or no SYN+ACK in it", f, err)
+	for _, c := range []struct {
+		args []string
+		addr string
+	}{
+		{[]string{"--svg", "SVG", "handshake", "--html", "HTML"}, "198.18.0.2"},
+		{[]string{"-6", "--svg", "SVG", "handshake", "--html", "HTML"}, "2001:2::2"},
+		{[]string{"--svg", "SVG", "handshake", "-6", "--html", "HTML"}, "2001:2::2"},
+	} {
+		dir := t.TempDir()
+		svgFile, htmlFile := filepath.Join(dir, "hs.svg"), filepath.Join(dir, "hs.html")
+		args := []string{"lab", "--no-color"}
+		for _, a := range c.args {
+			args = append(args, strings.NewReplacer("SVG", svgFile, "HTML", htmlFile).Replace(a))
 		}
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code != 0 {
+			t.Fatalf("%v: exit %d: %s", c.args, code, errb.String())
+		}
+		if !strings.Contains(out.String(), "client (ustack ") || !strings.Contains(out.String(), c.addr) {
+			t.Errorf("%v: the ladder does not show %s:\n%s", c.args, c.addr, out.String())
+		}
+		for _, f := range []string{svgFile, htmlFile} {
+			b, err := os.ReadFile(f)
+			if err != nil || !bytes.Contains(b, []byte("SYN+ACK seq=0 ack=1")) || !bytes.Contains(b, []byte(c.addr)) {
+				t.Errorf("%v: %s: %v, or no SYN+ACK or no %s in it", c.args, f, err, c.addr)
+			}
+		}
+	}
+	var out, errb bytes.Buffer
+	run([]string{"lab", "--help"}, &out, &errb)
+	if !strings.Contains(errb.String(), "\n  -6\trun over IPv6") {
+		t.Errorf("lab --help should list -6:\n%s", errb.String())
 	}
 }
 

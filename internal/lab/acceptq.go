@@ -194,7 +194,7 @@ func (a *acceptTUN) quietDial() error {
 	a.r.setQuiet(true)
 	defer a.r.setQuiet(false)
 	n := a.w.srv.Stats().TCPEstablished
-	c, err := a.w.dial(a.ctx, labServer)
+	c, err := a.w.dial(a.ctx, a.r.fam.server)
 	if err != nil {
 		return err
 	}
@@ -220,7 +220,7 @@ func (a *acceptTUN) fill(s *acceptStory) (net.Conn, error) {
 	}
 	ch := make(chan dialed, 1)
 	a.holding.Store(true)
-	go func() { c, err := a.w.dial(a.ctx, labServer); ch <- dialed{c, err} }()
+	go func() { c, err := a.w.dial(a.ctx, a.r.fam.server); ch <- dialed{c, err} }()
 	if !waitfor.Within(2*time.Second, a.held.Load) {
 		return nil, fmt.Errorf("C's SYN+ACK was not seen")
 	}
@@ -247,7 +247,7 @@ func labAcceptQueueTUN(r *labRun) error {
 		return err
 	}
 	a.w = w
-	ln, err := w.srv.ListenTCP(labServer.Port())
+	ln, err := w.srv.ListenTCP(labPort)
 	if err != nil {
 		return err
 	}

@@ -113,7 +113,7 @@ func (x *cgWatch) decide(p record.Pkt) link.Action {
 // step narrates the sender's state changes.
 func (x *cgWatch) step() {
 	p := x.s.last()
-	mss := tcp.DefaultMSS
+	mss := x.r.fam.mss1500()
 	switch {
 	case !x.inRec && p.ca >= tcp.CARecovery:
 		x.inRec, x.recFrom = true, x.r.now()
@@ -273,5 +273,5 @@ func (r *labRun) cgCompare(runs []*ccRunResult, ws []*cgWatch) {
 			"%s: without SACK recovery takes a round trip per lost segment (%v), with SACK one round trip (%v)", no.v.cc, no.recTimes[0].Round(time.Millisecond), yes.recTimes[0].Round(time.Millisecond))
 	}
 	reno, cubic := runs[1].s.firstReduced(), runs[3].s.firstReduced()
-	r.check(cubic.cwnd > reno.cwnd, "after the same loss CUBIC keeps more of its window than NewReno (%d against %d MSS)", cubic.cwnd/tcp.DefaultMSS, reno.cwnd/tcp.DefaultMSS)
+	r.check(cubic.cwnd > reno.cwnd, "after the same loss CUBIC keeps more of its window than NewReno (%d against %d MSS)", cubic.cwnd/r.fam.mss1500(), reno.cwnd/r.fam.mss1500())
 }

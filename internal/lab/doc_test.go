@@ -164,6 +164,10 @@ listed under it.
     ustack lab all              run every one and print a summary
     ustack lab --tun NAME       the server on ustack behind a TUN in a fresh network
                                 namespace, the client on the kernel's TCP (root)
+    ustack lab -6 NAME          over IPv6: the client at 2001:2::1, the server at
+                                2001:2::2, in memory or with --tun; mss-mtu then
+                                announces MSS = MTU − 60, and its router sends
+                                ICMPv6 Packet Too Big (RFC 8201)
     ustack lab --lang zh NAME   narrate in Chinese (三次握手, 四次挥手, TIME_WAIT, 2MSL,
                                 保活计时器, 预主密钥, 会话密钥)
     ustack lab --no-color NAME  plain text
@@ -193,7 +197,7 @@ kernel's states, which ustack cannot see, are inferred from its packets and
 marked with ~.
 
 The tests (internal/lab/lab_test.go) run every lab in memory and, as root,
-with --tun, and show that the labs check something: with the hidden,
+with --tun, each over IPv4 and over IPv6, and show that the labs check something: with the hidden,
 test-only flag ` + "`--break skip-time-wait`" + ` the client is a TCP the lab
 builds itself from raw segments, which goes to CLOSED at once instead of
 waiting in TIME-WAIT, and with ` + "`--break two-way-handshake`" + ` the

@@ -69,7 +69,7 @@ func (r *labRun) fsRecord(env *labTLSEnv) (*fsRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	cert, err := ca.Issue([]net.IP{net.IP(labServer.Addr().AsSlice())}, nil, nil)
+	cert, err := ca.Issue([]net.IP{net.IP(r.fam.server.Addr().AsSlice())}, nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -93,12 +93,12 @@ func (r *labRun) fsRecord(env *labTLSEnv) (*fsRun, error) {
 // fsSession runs one HTTPS request with the server restricted to suite.
 func (r *labRun) fsSession(env *labTLSEnv, cert tlslite.Certificate, roots *x509.CertPool, kex string, suite uint16) (fsSession, error) {
 	s := fsSession{kex: kex, suite: suite,
-		req:  "GET /account HTTP/1.1\r\nHost: " + labServer.Addr().String() + "\r\nCookie: session=" + kex + "-secret\r\nConnection: close\r\n\r\n",
+		req:  "GET /account HTTP/1.1\r\nHost: " + r.fam.host() + "\r\nCookie: session=" + kex + "-secret\r\nConnection: close\r\n\r\n",
 		resp: "HTTP/1.1 200 OK\r\nContent-Length: 20\r\nConnection: close\r\n\r\nbalance: 1234.56 EUR"}
 	srvCfg := &tlslite.Config{Certificates: []tlslite.Certificate{cert}, CipherSuites: []uint16{suite}, CurvePreferences: []tlslite.CurveID{tlslite.X25519}}
 	_, srvErr := serveHTTPS(env, srvCfg, s.resp)
 	obs := &labTLSObserver{r: r, client: true, draw: true}
-	c, ctx, closeClient, err := env.client(&tlslite.Config{RootCAs: roots, ServerName: labServer.Addr().String(), Observer: obs.observe})
+	c, ctx, closeClient, err := env.client(&tlslite.Config{RootCAs: roots, ServerName: r.fam.server.Addr().String(), Observer: obs.observe})
 	if err != nil {
 		return s, err
 	}

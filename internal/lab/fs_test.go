@@ -63,7 +63,7 @@ func TestLabForwardSecrecyTshark(t *testing.T) {
 		t.Skipf("tshark not installed: %v", err)
 	}
 	var out bytes.Buffer
-	r := &labRun{w: &out, sink: ladder.NewText(&out, false), opts: Options{Lang: "en"}, name: "forward-secrecy"}
+	r := newLabRun(&out, ladder.NewText(&out, false), Options{Lang: "en"}, "forward-secrecy")
 	env, done, err := r.tlsEnvMem()
 	if err != nil {
 		t.Fatal(err)

@@ -32,9 +32,12 @@ type scenario struct {
 	// answer is the one-line answer to the lab's question, for the
 	// course in docs/labs.md, translated.
 	answer string
-	mem    func(r *labRun) error
-	tun    func(r *labRun) error
-	real   bool // the in-memory run is in real time (TLS)
+	// desc6 and answer6, if set, replace desc and answer over IPv6 (-6),
+	// for the labs whose story differs there.
+	desc6, answer6 string
+	mem            func(r *labRun) error
+	tun            func(r *labRun) error
+	real           bool // the in-memory run is in real time (TLS)
 }
 
 // labScenarios in the order of the textbook.
@@ -53,11 +56,29 @@ var labScenarios = []scenario{
 	{name: "nagle", answer: "Nagle holds a small write while an earlier small segment is unacknowledged, and the peer holds its ACK for the delayed-ACK timer (40 ms) waiting for data to ride on: write-write-read stalls 40 ms; TCP_NODELAY removes the stall.", title: "Nagle's algorithm meets the delayed ACK", desc: "write-write-read: the second small write waits for an ACK the peer delays 40 ms; TCP_NODELAY sends both at once", mem: labNagle, tun: labNagleTUN},
 	{name: "slow-start", answer: "cwnd starts at 10 segments and doubles every round trip until the first loss; ssthresh becomes β·flight (0.5 NewReno, 0.7 CUBIC), and congestion avoidance then adds one MSS per round trip (NewReno) or follows the cubic curve.", title: "slow start and congestion avoidance", desc: "a bulk transfer over a bottleneck: 10, 20, 40, 80 segments per round trip, the loss that ends it, then one MSS per RTT (NewReno) or the cubic curve", mem: labSlowStart, tun: labSlowStartTUN},
 	{name: "congestion", answer: "Three duplicate ACKs trigger a fast retransmit and fast recovery (PRR), and ssthresh becomes β·flight (0.5 NewReno, 0.7 CUBIC); with SACK every hole is resent in one round trip, without it one per round trip; a timeout instead drops cwnd to 1 MSS and starts slow start again.", title: "fast retransmit, fast recovery and the timeout", desc: "three segments lost mid-transfer: duplicate ACKs, fast retransmit, PRR, β for NewReno and CUBIC, with and without SACK; then a whole window lost and the timeout", mem: labCongestion, tun: labCongestionTUN},
-	{name: "mss-mtu", answer: "Each side announces MSS = its MTU − 40 and sends segments no larger than the other announced; a router whose next hop has a smaller MTU drops a DF packet and sends ICMP \"fragmentation needed\" with that MTU, and the sender shrinks its segments at once.", title: "MSS, MTU and path MTU discovery", desc: "a smaller MTU at one end lowers the segment size both use; a router with a smaller MTU sends ICMP \"fragmentation needed\" and the sender shrinks its segments mid-connection", mem: labMSSMTU, tun: labMSSMTUTUN},
+	{name: "mss-mtu", answer: "Each side announces MSS = its MTU − 40 and sends segments no larger than the other announced; a router whose next hop has a smaller MTU drops a DF packet and sends ICMP \"fragmentation needed\" with that MTU, and the sender shrinks its segments at once.", title: "MSS, MTU and path MTU discovery", desc: "a smaller MTU at one end lowers the segment size both use; a router with a smaller MTU sends ICMP \"fragmentation needed\" and the sender shrinks its segments mid-connection", mem: labMSSMTU, tun: labMSSMTUTUN,
+		desc6:   "a smaller MTU at one end lowers the segment size both use; a router with a smaller MTU sends ICMPv6 \"Packet Too Big\" and the sender shrinks its segments mid-connection",
+		answer6: "Each side announces MSS = its MTU − 60 (40 bytes of IPv6 header, 20 of TCP) and sends segments no larger than the other announced; no router fragments an IPv6 packet: one whose next hop has a smaller MTU drops it and sends ICMPv6 \"Packet Too Big\" with that MTU (RFC 8201), and the sender shrinks its segments at once."},
 	{name: "https-rsa", answer: "The client encrypts a random pre-master secret with the server's RSA key; both sides derive the session keys from it and the two randoms.", title: "HTTPS with RSA key exchange", desc: "the eight steps of an HTTPS connection, with the values, and the proof that the derived keys decrypt the records", mem: tlsStory((*labRun).tlsEnvMem, (*labRun).httpsRSA), tun: tlsStory((*labRun).tlsEnvTUN, (*labRun).httpsRSA), real: true},
 	{name: "cert-check", answer: "A client accepts a certificate only if it is in date, names the host and chains to a CA it trusts; each failure has its own alert.", title: "certificate checks", desc: "expired, wrong-host and untrusted-CA certificates are refused, each with its reason", mem: tlsStory((*labRun).tlsEnvMem, (*labRun).certCheck), tun: tlsStory((*labRun).tlsEnvTUN, (*labRun).certCheck), real: true},
 	{name: "forward-secrecy", answer: "With RSA key exchange the server's private key decrypts a recorded pre-master secret, and so every recorded session; with ECDHE it only signed an ephemeral share, and the erased ephemeral keys take the session keys with them.", title: "forward secrecy: RSA key exchange vs ECDHE", desc: "two recorded sessions, one server key: later the key decrypts the RSA session and not the ECDHE one", mem: tlsStory((*labRun).tlsEnvMem, (*labRun).forwardSecrecy), tun: tlsStory((*labRun).tlsEnvTUN, (*labRun).forwardSecrecy), real: true},
 	{name: "resumption", answer: "Client and server already share the session's master secret, so an abbreviated handshake skips the certificate and the key exchange: the server sends ChangeCipherSpec and Finished at once, and data flows after 1 round trip instead of 2.", title: "session resumption: session ID and session ticket", desc: "a full handshake, then one resumed by session ID and one by ticket: which messages disappear, 2 round trips become 1; an unreadable ticket means a full handshake", mem: tlsStory((*labRun).tlsEnvMemDelayed, (*labRun).resumption), tun: tlsStory((*labRun).tlsEnvTUNDelayed, (*labRun).resumption), real: true},
+}
+
+// descIn is the scenario's one-line description in a run with opts.
+func (s scenario) descIn(opts Options) string {
+	if opts.IPv6 && s.desc6 != "" {
+		return s.desc6
+	}
+	return s.desc
+}
+
+// answerIn is the scenario's answer in a run with opts.
+func (s scenario) answerIn(opts Options) string {
+	if opts.IPv6 && s.answer6 != "" {
+		return s.answer6
+	}
+	return s.answer
 }
 
 // nameWidth is the longest scenario name, for the list's column.
@@ -101,6 +122,9 @@ type Options struct {
 	// directory, where each lab writes NAME.svg or NAME.html and All an
 	// index.html.
 	SVG, HTML string
+	// IPv6 runs the labs over IPv6 (-6): 2001:2::1 and 2001:2::2 instead
+	// of 198.18.0.1 and 198.18.0.2.
+	IPv6 bool
 }
 
 // Breaks are the values Options.Break accepts.
@@ -124,15 +148,15 @@ func List(w io.Writer, opts Options) {
 	if opts.JSON {
 		sink := ladder.NewJSON(w)
 		for _, s := range labScenarios {
-			sink.Emit(ladder.Event{Kind: ladder.KindScenario, Text: labT(opts.Lang, s.desc), LabInfo: &ladder.LabInfo{Lab: s.name, Title: labT(opts.Lang, s.title)}})
+			sink.Emit(ladder.Event{Kind: ladder.KindScenario, Text: labT(opts.Lang, s.descIn(opts)), LabInfo: &ladder.LabInfo{Lab: s.name, Title: labT(opts.Lang, s.title)}})
 		}
 		return
 	}
 	fmt.Fprintln(w, labT(opts.Lang, "Scenarios (ustack lab NAME; ustack lab all runs every one):"))
 	for _, s := range labScenarios {
-		fmt.Fprintf(w, "  %-*s %s\n", nameWidth(), s.name, labT(opts.Lang, s.desc))
+		fmt.Fprintf(w, "  %-*s %s\n", nameWidth(), s.name, labT(opts.Lang, s.descIn(opts)))
 	}
-	fmt.Fprintln(w, labT(opts.Lang, "Flags: --tun (root: the kernel's TCP through a TUN), --lang zh, --no-color, --json, --svg FILE (a picture), --html FILE (a page)."))
+	fmt.Fprintln(w, labT(opts.Lang, "Flags: -6 (over IPv6), --tun (root: the kernel's TCP through a TUN), --lang zh, --no-color, --json, --svg FILE (a picture), --html FILE (a page)."))
 }
 
 // Run runs one scenario and writes its story, claims and verdict to w; the
@@ -229,7 +253,7 @@ type labClaim struct {
 // not nil, keeps every event for the pictures. It reports whether every
 // claim held, and if not the first that failed.
 func runLab(w io.Writer, sink ladder.Sink, sc scenario, opts Options, pic *ladder.Recorder) (bool, string) {
-	r := &labRun{w: w, sink: sink, opts: opts, name: sc.name}
+	r := newLabRun(w, sink, opts, sc.name)
 	if pic != nil {
 		r.pic, r.sink = pic, ladder.Tee(sink, pic)
 	}
@@ -252,6 +276,11 @@ func runLab(w io.Writer, sink ladder.Sink, sc scenario, opts Options, pic *ladde
 	return r.verdict()
 }
 
+// newLabRun is the state of a run of lab name with opts.
+func newLabRun(w io.Writer, sink ladder.Sink, opts Options, name string) *labRun {
+	return &labRun{w: w, sink: sink, opts: opts, name: name, fam: opts.family()}
+}
+
 // title starts a scenario's story: its name, title and how it runs.
 func (r *labRun) title(sc scenario) {
 	mode := r.T("in-memory: both ends on ustack, virtual time")
@@ -260,6 +289,9 @@ func (r *labRun) title(sc scenario) {
 	}
 	if r.opts.TUN {
 		mode = r.T("--tun: the server on ustack behind a TUN, the client on the kernel's TCP, real time")
+	}
+	if r.fam.v6 {
+		mode += r.T(", over IPv6")
 	}
 	broken := ""
 	switch r.opts.Break {
@@ -322,6 +354,7 @@ type labRun struct {
 	sink   ladder.Sink
 	opts   Options
 	name   string
+	fam    labFamily // the run's addresses, IPv4's or IPv6's
 	claims []labClaim
 	pic    *ladder.Recorder // the events for the pictures, if asked for
 	l      *ladder.Ladder
@@ -352,7 +385,7 @@ func labT(lang, s string) string {
 
 // newLadder starts the run's ladder on a clock.
 func (r *labRun) newLadder(now func() time.Time) {
-	r.l = ladder.New(r.sink, now, labServer.String())
+	r.l = ladder.New(r.sink, now, r.fam.server.String())
 }
 
 // stamp is the time on the ladder, for the events written after it.

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -91,7 +92,6 @@ func TestLabTCP2Chinese(t *testing.T) {
 		"rst":          {"半开连接", "异常终止"},
 		"byte-stream":  {"字节", "长度前缀"},
 	}
-	ascii := regexp.MustCompile(`^[\x00-\x7f]*$`)
 	for name, words := range want {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -104,29 +104,42 @@ func TestLabTCP2Chinese(t *testing.T) {
 					t.Errorf("no %q in:\n%s", w, out)
 				}
 			}
-			// Narration lines: "<time>ms     text"; claims: "  ✔ text".
-			for _, line := range strings.Split(out, "\n") {
-				text := line
-				if i := strings.Index(line, "ms     "); i >= 0 && i < 16 {
-					text = line[i+7:]
-				} else if s, ok := strings.CutPrefix(strings.TrimSpace(line), "✔ "); ok {
-					text = s
-				} else {
-					continue
-				}
-				if ascii.MatchString(text) && strings.Contains(text, " the ") {
-					t.Errorf("untranslated: %q", text)
-				}
+			for _, u := range untranslated(out) {
+				t.Errorf("untranslated: %q", u)
 			}
 		})
 	}
 }
 
-// TestLabZHTCP2Verbs: each translation has the English string's verbs, in
-// an order the explicit indexes make right.
+// untranslated are the narration lines ("<time>ms     text") and claims
+// ("  ✔ text") of a lab's output that are still English.
+func untranslated(out string) []string {
+	ascii := regexp.MustCompile(`^[\x00-\x7f]*$`)
+	var en []string
+	for _, line := range strings.Split(out, "\n") {
+		text := line
+		if i := strings.Index(line, "ms     "); i >= 0 && i < 16 {
+			text = line[i+7:]
+		} else if s, ok := strings.CutPrefix(strings.TrimSpace(line), "✔ "); ok {
+			text = s
+		} else {
+			continue
+		}
+		if ascii.MatchString(text) && strings.Contains(text, " the ") {
+			en = append(en, text)
+		}
+	}
+	return en
+}
+
+// TestLabZHTCP2Verbs: each translation of the six labs' and of the IPv6
+// story's strings has the English string's verbs, in an order the
+// explicit indexes make right.
 func TestLabZHTCP2Verbs(t *testing.T) {
 	verb := regexp.MustCompile(`%(\[\d+\])?[#0-9.]*[a-zA-Z]`)
-	for en, zh := range labZHTCP2 {
+	all := maps.Clone(labZHTCP2)
+	maps.Copy(all, labZHV6)
+	for en, zh := range all {
 		e, z := verb.FindAllString(en, -1), verb.FindAllString(zh, -1)
 		strip := func(vs []string) []string {
 			out := make([]string, len(vs))

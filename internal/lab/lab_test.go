@@ -31,24 +31,96 @@ func runLabCmd(t *testing.T, opts Options, name string) (int, string, string) {
 	return 0, out.String(), ""
 }
 
-// TestLabInMemory: every scenario passes over the in-memory link.
+// labFamilies are the address families every lab runs over (-6 for
+// IPv6): the server's address, which the story shows, and a prefix of the
+// other family's addresses, which it never does.
+var labFamilies = []struct {
+	name, server, other string
+	v6                  bool
+}{
+	{"ipv4", "198.18.0.2", "2001:2::", false},
+	{"ipv6", "2001:2::2", "198.18.", true},
+}
+
+// labFamilyClaims are claims a lab must check and pass in one family
+// only, in memory: the facts that differ between IPv4 and IPv6 (a
+// fragment of each); labFamilyClaimsTUN those of the --tun labs.
+var labFamilyClaims = map[string]map[bool][]string{
+	"mss-mtu": {
+		false: {"it announces MSS 960; the client (MTU 1500, MSS 1460)", "1460 − 12 = 1448 bytes", `ICMP "fragmentation needed"`, "path MTU 1200, MSS 1160"},
+		true:  {"it announces MSS 1340; the client (MTU 1500, MSS 1440)", "1440 − 12 = 1428 bytes", `ICMPv6 "Packet Too Big"`, "path MTU 1280, MSS 1220"},
+	},
+	"syn-flood":  {false: {"MSS index 7 (1460)"}, true: {"MSS index 6 (1440)"}},
+	"slow-start": {false: {"(cwnd 14600 = 10 MSS)"}, true: {"(cwnd 14400 = 10 MSS)"}},
+}
+
+var labFamilyClaimsTUN = map[string]map[bool][]string{
+	"mss-mtu": {
+		false: {"ustack's MSS 960 − 12", "the kernel takes the ICMP's MTU: its segments shrink to 800 − 40 − 12 = 748 bytes (748)"},
+		true:  {"ustack's MSS 1340 − 12", "the kernel takes the ICMPv6's MTU: its segments shrink to 1280 − 60 − 12 = 1208 bytes (1208)"},
+	},
+	"syn-flood": {false: {"MSS index 7 (1460)"}, true: {"MSS index 6 (1440)"}},
+}
+
+// checkLabRun asserts a lab's text output in a family: it passed, no
+// claim failed, it shows the family's addresses and never the other's,
+// its mode line says IPv6 exactly with -6, and it checked and passed
+// each of want.
+func checkLabRun(t *testing.T, out string, v6 bool, want []string) {
+	t.Helper()
+	if !strings.HasSuffix(strings.TrimSpace(out), "PASS") {
+		t.Fatalf("no PASS:\n%s", out)
+	}
+	if strings.Contains(out, "✘") {
+		t.Fatalf("a claim failed yet the lab passed:\n%s", out)
+	}
+	fam := labFamilies[0]
+	if v6 {
+		fam = labFamilies[1]
+	}
+	if !strings.Contains(out, fam.server) || strings.Contains(out, fam.other) {
+		t.Errorf("%s: the story should show %s and no address in %s:\n%s", fam.name, fam.server, fam.other, out)
+	}
+	if v6 != strings.Contains(out, ", over IPv6)") {
+		t.Errorf("%s: the mode line should say over IPv6 exactly with -6:\n%s", fam.name, out)
+	}
+	for _, w := range want {
+		if !passedClaim(out, w) {
+			t.Errorf("%s: no passed claim contains %q:\n%s", fam.name, w, out)
+		}
+	}
+}
+
+// passedClaim reports whether a ✔ line of out contains w.
+func passedClaim(out, w string) bool {
+	for _, line := range strings.Split(out, "\n") {
+		if s, ok := strings.CutPrefix(strings.TrimSpace(line), "✔ "); ok && strings.Contains(s, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestLabInMemory: every scenario passes over the in-memory link, over
+// IPv4 and over IPv6 (-6), and tells its family's story.
 func TestLabInMemory(t *testing.T) {
 	for _, sc := range labScenarios {
-		t.Run(sc.name, func(t *testing.T) {
-			t.Parallel()
-			code, out, errs := runLabCmd(t, Options{}, sc.name)
-			if code != 0 || !strings.HasSuffix(strings.TrimSpace(out), "PASS") {
-				t.Fatalf("exit %d, stderr %q:\n%s", code, errs, out)
-			}
-			if strings.Contains(out, "✘") {
-				t.Fatalf("a claim failed yet the lab passed:\n%s", out)
-			}
-		})
+		for _, fam := range labFamilies {
+			t.Run(sc.name+"/"+fam.name, func(t *testing.T) {
+				t.Parallel()
+				code, out, errs := runLabCmd(t, Options{IPv6: fam.v6}, sc.name)
+				if code != 0 {
+					t.Fatalf("exit %d, stderr %q:\n%s", code, errs, out)
+				}
+				checkLabRun(t, out, fam.v6, labFamilyClaims[sc.name][fam.v6])
+			})
+		}
 	}
 }
 
 // TestLabTUN: every scenario passes against the kernel's TCP through a TUN
-// (root only; CI promises root).
+// (root only; CI promises root), over IPv4 and over IPv6 (-6); the two
+// families of a lab run side by side, each in its own namespace.
 func TestLabTUN(t *testing.T) {
 	if os.Geteuid() != 0 {
 		why := "lab --tun needs root (a network namespace and a TUN device)"
@@ -65,12 +137,18 @@ func TestLabTUN(t *testing.T) {
 	}
 	for _, sc := range labScenarios {
 		t.Run(sc.name, func(t *testing.T) {
-			code, out, errs := runLabCmd(t, Options{TUN: true}, sc.name)
-			if code != 0 || !strings.HasSuffix(strings.TrimSpace(out), "PASS") {
-				t.Fatalf("exit %d, stderr %q:\n%s", code, errs, out)
-			}
-			if !strings.Contains(out, "network namespace ustack-lab-") {
-				t.Fatalf("no namespace in the story:\n%s", out)
+			for _, fam := range labFamilies {
+				t.Run(fam.name, func(t *testing.T) {
+					t.Parallel()
+					code, out, errs := runLabCmd(t, Options{TUN: true, IPv6: fam.v6}, sc.name)
+					if code != 0 {
+						t.Fatalf("exit %d, stderr %q:\n%s", code, errs, out)
+					}
+					if !strings.Contains(out, "network namespace ustack-lab-") {
+						t.Fatalf("no namespace in the story:\n%s", out)
+					}
+					checkLabRun(t, out, fam.v6, labFamilyClaimsTUN[sc.name][fam.v6])
+				})
 			}
 		})
 	}
@@ -135,6 +213,29 @@ func TestLabChinese(t *testing.T) {
 	}
 }
 
+// TestLabIPv6Chinese: over IPv6 the mss-mtu lab tells IPv6's story in
+// Chinese too (分组过大 is ICMPv6's Packet Too Big), with no line left in
+// English, and the list describes it so.
+func TestLabIPv6Chinese(t *testing.T) {
+	code, out, _ := runLabCmd(t, Options{Lang: "zh", IPv6: true}, "mss-mtu")
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	for _, w := range []string{"，经 IPv6)", "MSS 1500 − 60 = 1440（IPv6 首部 40 字节", "ICMPv6“分组过大”", "路径 MTU 1280，MSS 1220", "PASS"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("no %q in:\n%s", w, out)
+		}
+	}
+	for _, u := range untranslated(out) {
+		t.Errorf("untranslated: %q", u)
+	}
+	var list bytes.Buffer
+	List(&list, Options{Lang: "zh", IPv6: true})
+	if !strings.Contains(list.String(), "ICMPv6“分组过大”") || !strings.Contains(list.String(), "-6（经 IPv6）") {
+		t.Errorf("the -6 list should describe mss-mtu's IPv6 story and name -6:\n%s", list.String())
+	}
+}
+
 // TestLabList: the list names every scenario.
 func TestLabList(t *testing.T) {
 	var out bytes.Buffer
@@ -146,14 +247,6 @@ func TestLabList(t *testing.T) {
 	}
 	if err := Run(&out, "no-such-lab", Options{}); err == nil || !strings.Contains(err.Error(), "unknown scenario") {
 		t.Errorf("an unknown scenario: %v", err)
-	}
-}
-
-// TestLabAll runs every scenario and prints the summary.
-func TestLabAll(t *testing.T) {
-	code, out, errs := runLabCmd(t, Options{}, "all")
-	if code != 0 || !strings.Contains(out, fmt.Sprintf("all %d scenarios PASS", len(labScenarios))) {
-		t.Fatalf("exit %d, stderr %q:\n%s", code, errs, out)
 	}
 }
 

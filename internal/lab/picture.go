@@ -26,7 +26,7 @@ func writePictures(pic *ladder.Recorder, sc scenario, opts Options, svgFile, htm
 	if pic == nil {
 		return nil
 	}
-	return picture.WriteFiles(pic.Events(), svgFile, htmlFile, picture.Options{Lang: opts.Lang, Answer: labT(opts.Lang, sc.answer)})
+	return picture.WriteFiles(pic.Events(), svgFile, htmlFile, picture.Options{Lang: opts.Lang, Answer: labT(opts.Lang, sc.answerIn(opts))})
 }
 
 // pictureDirs is where lab all writes its pictures and pages, and the
@@ -80,7 +80,11 @@ func (d *pictureDirs) write(opts Options) error {
 		return nil
 	}
 	var b bytes.Buffer
-	if err := picture.Index(&b, labT(opts.Lang, "ustack lab: the textbook, live"), d.entries, picture.Options{Lang: opts.Lang}); err != nil {
+	title := "ustack lab: the textbook, live"
+	if opts.IPv6 {
+		title = "ustack lab -6: the textbook, live, over IPv6"
+	}
+	if err := picture.Index(&b, labT(opts.Lang, title), d.entries, picture.Options{Lang: opts.Lang}); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(d.html, "index.html"), b.Bytes(), 0o644); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/xml"
+	"fmt"
 	"html"
 	"image"
 	"image/png"
@@ -124,29 +125,50 @@ func TestLabFailedPicture(t *testing.T) {
 }
 
 // TestLabAllPictures: lab all --svg DIR --html DIR writes each lab's
-// picture and page, and an index linking them.
+// picture and page, and an index linking them; with -6 too, where every
+// lab passes, the pictures show the IPv6 addresses, the index says IPv6
+// and the mss-mtu page gives IPv6's answer.
 func TestLabAllPictures(t *testing.T) {
-	dir := t.TempDir()
-	svgDir, htmlDir := filepath.Join(dir, "svg"), filepath.Join(dir, "html")
-	if err := All(io.Discard, Options{Lang: "en", SVG: svgDir, HTML: htmlDir}); err != nil {
-		t.Fatal(err)
-	}
-	index, err := os.ReadFile(filepath.Join(htmlDir, "index.html"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, sc := range labScenarios {
-		svg, err := os.ReadFile(filepath.Join(svgDir, sc.name+".svg"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		svgArrows(t, svg)
-		if _, err := os.Stat(filepath.Join(htmlDir, sc.name+".html")); err != nil {
-			t.Error(err)
-		}
-		if !bytes.Contains(index, []byte(`href="`+sc.name+`.html"`)) || !bytes.Contains(index, []byte(`href="../svg/`+sc.name+`.svg"`)) {
-			t.Errorf("index.html does not link %s's page and picture", sc.name)
-		}
+	for _, fam := range labFamilies {
+		t.Run(fam.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			svgDir, htmlDir := filepath.Join(dir, "svg"), filepath.Join(dir, "html")
+			var out bytes.Buffer
+			if err := All(&out, Options{Lang: "en", SVG: svgDir, HTML: htmlDir, IPv6: fam.v6}); err != nil {
+				t.Fatalf("%v:\n%s", err, out.String())
+			}
+			if !strings.Contains(out.String(), fmt.Sprintf("all %d scenarios PASS", len(labScenarios))) {
+				t.Errorf("no summary of every lab passing:\n%s", out.String())
+			}
+			index, err := os.ReadFile(filepath.Join(htmlDir, "index.html"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fam.v6 != bytes.Contains(index, []byte("over IPv6")) {
+				t.Errorf("index.html should say over IPv6 exactly with -6")
+			}
+			for _, sc := range labScenarios {
+				svg, err := os.ReadFile(filepath.Join(svgDir, sc.name+".svg"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				svgArrows(t, svg)
+				if !bytes.Contains(svg, []byte(html.EscapeString(fam.server))) || bytes.Contains(svg, []byte(fam.other)) {
+					t.Errorf("%s.svg should show %s and no address in %s", sc.name, fam.server, fam.other)
+				}
+				page, err := os.ReadFile(filepath.Join(htmlDir, sc.name+".html"))
+				if err != nil {
+					t.Error(err)
+				}
+				if p := html.UnescapeString(string(page)); !strings.Contains(p, sc.answerIn(Options{IPv6: fam.v6})) {
+					t.Errorf("%s.html lacks its answer", sc.name)
+				}
+				if !bytes.Contains(index, []byte(`href="`+sc.name+`.html"`)) || !bytes.Contains(index, []byte(`href="../svg/`+sc.name+`.svg"`)) {
+					t.Errorf("index.html does not link %s's page and picture", sc.name)
+				}
+			}
+		})
 	}
 }
 

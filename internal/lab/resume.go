@@ -96,7 +96,7 @@ func (r *labRun) resumption(env *labTLSEnv) error {
 	if err != nil {
 		return err
 	}
-	cert, err := ca.Issue([]net.IP{net.IP(labServer.Addr().AsSlice())}, nil, nil)
+	cert, err := ca.Issue([]net.IP{net.IP(r.fam.server.Addr().AsSlice())}, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -111,7 +111,7 @@ func (r *labRun) resumption(env *labTLSEnv) error {
 	r.say("the server can resume a session two ways: from its session cache, by session ID (RFC 5246 §7.3), or from a session ticket the client brings back, sealed with the server's ticket key (RFC 5077)")
 	r.say("each of the server's packets is held %v in the network: one round trip (RTT) is about %v", labResumeDelay, labResumeDelay)
 	r.say("(each connection starts with its TCP handshake, one RTT before the ClientHello; only TLS messages are drawn)")
-	name := labServer.Addr().String()
+	name := r.fam.server.Addr().String()
 	idClient := &tlslite.Config{RootCAs: roots, ServerName: name, SessionTicketsDisabled: true, ClientSessionCache: tlslite.NewLRUClientSessionCache(4)}
 	tkClient := &tlslite.Config{RootCAs: roots, ServerName: name, ClientSessionCache: tlslite.NewLRUClientSessionCache(4)}
 	steps := []struct {
@@ -139,7 +139,7 @@ func (r *labRun) resumption(env *labTLSEnv) error {
 // resumeConn runs one connection: a handshake, one request and its answer.
 func (r *labRun) resumeConn(env *labTLSEnv, title string, srvCfg, cliCfg *tlslite.Config) (resConn, error) {
 	r.section("%s", r.T(title))
-	r.l.Restart(labServer.String(), "", "")
+	r.l.Restart(r.fam.server.String(), "", "")
 	obs := &labResumeObs{labTLSObserver: labTLSObserver{r: r, client: true, draw: true}}
 	if s, ok := cliCfg.ClientSessionCache.Get(cliCfg.ServerName); ok {
 		obs.c.offeredTicket = len(s.Ticket) > 0 && !cliCfg.SessionTicketsDisabled
@@ -151,7 +151,7 @@ func (r *labRun) resumeConn(env *labTLSEnv, title string, srvCfg, cliCfg *tlslit
 	} else {
 		r.say("the client's session cache is empty")
 	}
-	const req = "GET / HTTP/1.1\r\nHost: 198.18.0.2\r\nConnection: close\r\n\r\n"
+	req := "GET / HTTP/1.1\r\nHost: " + r.fam.host() + "\r\nConnection: close\r\n\r\n"
 	const resp = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nhi\n"
 	srvState, srvErr := serveHTTPS(env, srvCfg, resp)
 	cfg := cliCfg.Clone()

@@ -13,13 +13,15 @@ import (
 	"ustack/stack/header"
 	"ustack/stack/link"
 	"ustack/stack/tcp"
-	"ustack/tun"
 )
 
 // rstClosedPort is where nobody listens in the rst lab.
 const rstClosedPort = 81
 
-var rstClosed = netip.AddrPortFrom(labServer.Addr(), rstClosedPort)
+// rstClosed is the server's address at that port.
+func (r *labRun) rstClosed() netip.AddrPort {
+	return netip.AddrPortFrom(r.fam.server.Addr(), rstClosedPort)
+}
 
 // labKeepOpen is a stack's link that Close leaves open: the rst lab's
 // rebooted server stack shares the tap with the stack it replaces.
@@ -73,14 +75,14 @@ func labRST(r *labRun) error {
 		return err
 	}
 	defer w.close()
-	client := "client (ustack " + labClientAddr.String() + ")"
+	client := "client (ustack " + r.fam.client.String() + ")"
 	buf := make([]byte, 100)
 
 	r.section("1. connecting to a closed port")
-	r.l.Restart(rstClosed.String(), "CLOSED", "CLOSED")
-	r.l.Header(client, "server (ustack "+rstClosed.String()+", nobody listens)")
+	r.l.Restart(r.rstClosed().String(), "CLOSED", "CLOSED")
+	r.l.Header(client, "server (ustack "+r.rstClosed().String()+", nobody listens)")
 	r.say("the client sends SYN to port %d, where no application listens", rstClosedPort)
-	c, err := w.cli.DialTCPAsync(rstClosed, w.cli.Options().TCP)
+	c, err := w.cli.DialTCPAsync(r.rstClosed(), w.cli.Options().TCP)
 	if err != nil {
 		return err
 	}
@@ -91,7 +93,7 @@ func labRST(r *labRun) error {
 
 	r.section("2. an abort: close with SO_LINGER 0")
 	n := len(r.rec.Packets())
-	r.l.Restart(labServer.String(), "CLOSED", "LISTEN")
+	r.l.Restart(r.fam.server.String(), "CLOSED", "LISTEN")
 	r.ladderHeader()
 	cc, sc, err := w.establish(ln)
 	if err != nil {
@@ -114,7 +116,7 @@ func labRST(r *labRun) error {
 func (r *labRun) rstHalfOpen(w *labVWorld, ln *stack.Listener) error {
 	r.section("3. a half-open connection: the server reboots and forgets it")
 	n := len(r.rec.Packets())
-	r.l.Restart(labServer.String(), "CLOSED", "LISTEN")
+	r.l.Restart(r.fam.server.String(), "CLOSED", "LISTEN")
 	r.ladderHeader()
 	c, sc, err := w.establish(ln)
 	if err != nil {
@@ -124,14 +126,14 @@ func (r *labRun) rstHalfOpen(w *labVWorld, ln *stack.Listener) error {
 	w.run(time.Second)
 	sc.TryRead(make([]byte, 100))
 	r.say("the server's host crashes and reboots: no FIN, no RST; its new stack knows nothing of the connection, and the service listens again")
-	fresh, err := stack.New(labKeepOpen{w.srvTap}, stack.Options{Addr: labServer.Addr(), Clock: w.clk, Rand: labRand(77), Trace: r.trace, Manual: true})
+	fresh, err := stack.New(labKeepOpen{w.srvTap}, stack.Options{Addr: r.fam.server.Addr(), Clock: w.clk, Rand: labRand(77), Trace: r.trace, Manual: true})
 	if err != nil {
 		return err
 	}
 	old := w.srv
 	w.srv = fresh
 	defer func() { fresh.Close(); w.srv = old }()
-	if _, err := fresh.ListenTCP(labServer.Port()); err != nil {
+	if _, err := fresh.ListenTCP(labPort); err != nil {
 		return err
 	}
 	r.l.State(tcp.TraceEvent{Time: w.clk.Now(), ID: sc.ID(), From: tcp.Established, To: tcp.Closed, Cause: "host rebooted: the connection is forgotten"})
@@ -150,23 +152,23 @@ func labRSTTUN(r *labRun) error {
 	if err != nil {
 		return err
 	}
-	ln, err := w.srv.ListenTCP(labServer.Port())
+	ln, err := w.srv.ListenTCP(labPort)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	r.section("1. connecting to a closed port")
-	r.l.Restart(rstClosed.String(), "CLOSED", "CLOSED")
-	r.l.Header("client (kernel "+labClientAddr.String()+")", "server (ustack "+rstClosed.String()+", nobody listens)")
-	_, derr := w.dial(ctx, rstClosed)
+	r.l.Restart(r.rstClosed().String(), "CLOSED", "CLOSED")
+	r.l.Header("client (kernel "+r.fam.client.String()+")", "server (ustack "+r.rstClosed().String()+", nobody listens)")
+	_, derr := w.dial(ctx, r.rstClosed())
 	r.say("the kernel's connect fails: %v", derr)
 	pk := r.rec.WaitPkts(2*time.Second, record.Any(func(p record.Pkt) bool { return !p.ToServer && p.Has(header.FlagRST) }))
 	r.checkRefused(pk, derr, w.srv.Stats())
 
 	r.section("2. an abort: close with SO_LINGER 0")
 	n := len(r.rec.Packets())
-	r.l.Restart(labServer.String(), "CLOSED", "LISTEN")
+	r.l.Restart(r.fam.server.String(), "CLOSED", "LISTEN")
 	r.tunHeader()
 	c, sc, err := w.connect(ln)
 	if err != nil {
@@ -181,7 +183,7 @@ func labRSTTUN(r *labRun) error {
 	sc.Close()
 	_, rerr := c.Read(make([]byte, 100))
 	r.say("the kernel's read fails: %v", rerr)
-	r.checkAbort(r.since(n), sndNxt, rerr, labServer.Port())
+	r.checkAbort(r.since(n), sndNxt, rerr, labPort)
 	return r.rstHalfOpenTUN(w, ln)
 }
 
@@ -191,7 +193,7 @@ func labRSTTUN(r *labRun) error {
 func (r *labRun) rstHalfOpenTUN(w *labTWorld, ln *stack.Listener) error {
 	r.section("3. a half-open connection: the server reboots and forgets it")
 	n := len(r.rec.Packets())
-	r.l.Restart(labServer.String(), "CLOSED", "LISTEN")
+	r.l.Restart(r.fam.server.String(), "CLOSED", "LISTEN")
 	r.tunHeader()
 	c, sc, err := w.connect(ln)
 	if err != nil {
@@ -207,7 +209,7 @@ func (r *labRun) rstHalfOpenTUN(w *labTWorld, ln *stack.Listener) error {
 	if err := w.reboot(); err != nil {
 		return err
 	}
-	if _, err := w.srv.ListenTCP(labServer.Port()); err != nil {
+	if _, err := w.srv.ListenTCP(labPort); err != nil {
 		return err
 	}
 	r.l.State(tcp.TraceEvent{Time: time.Now(), ID: id, From: tcp.Established, To: tcp.Closed, Cause: "host rebooted: the connection is forgotten"})
@@ -224,14 +226,14 @@ func (r *labRun) rstHalfOpenTUN(w *labTWorld, ln *stack.Listener) error {
 func (w *labTWorld) reboot() error {
 	r := w.r
 	w.srv.Close()
-	dev, err := w.ns.OpenTUN(tun.Config{Name: "ustack0", MTU: 1500, HostAddr: netip.PrefixFrom(labClientAddr, 30), NoOffload: true})
+	dev, err := r.openTUN(w.ns)
 	if err != nil {
 		return err
 	}
 	tap := &labTap{r: r, reads: true}
 	tap.Endpoint = link.Impair(dev, link.ImpairConfig{Rule: tap.outRule})
 	w.tap = tap
-	w.srv, err = stack.New(tap, stack.Options{Addr: labServer.Addr(), TCP: tcp.Config{MSL: labTUNMSL}, Trace: r.trace})
+	w.srv, err = stack.New(tap, stack.Options{Addr: r.fam.server.Addr(), TCP: tcp.Config{MSL: labTUNMSL}, Trace: r.trace})
 	if err != nil {
 		tap.Close()
 		return err

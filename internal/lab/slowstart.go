@@ -32,7 +32,7 @@ func labSlowStart(r *labRun) error {
 			draw = ccRTT + 4*time.Millisecond
 			r.say("the server starts sending a large file at once (drawn for the first round trip; then the ladder goes quiet and the rounds are summed up)")
 		}
-		x := &ssWatch{r: r, mss: tcp.DefaultMSS}
+		x := &ssWatch{r: r, mss: r.fam.mss1500()}
 		res, err := r.ccRun(ccRunConfig{series: name, srv: tcp.Config{CC: name}, seed: 20, dur: ssRun, draw: draw,
 			watch: x.see, onStep: func(t *labTransfer) {
 				if x.s == nil {

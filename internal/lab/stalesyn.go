@@ -18,16 +18,16 @@ const (
 )
 
 // staleSYN builds the old duplicate SYN to the server's port.
-func staleSYN(port uint16) []byte {
-	return record.Build(netip.AddrPortFrom(labClientAddr, stalePort), netip.AddrPortFrom(labServer.Addr(), port), staleSeq, 0, header.FlagSYN, nil)
+func (r *labRun) staleSYN(port uint16) []byte {
+	return record.Build(netip.AddrPortFrom(r.fam.client, stalePort), netip.AddrPortFrom(r.fam.server.Addr(), port), staleSeq, 0, header.FlagSYN, nil)
 }
 
 // twoWayPort is where the lab's raw two-way server listens.
-var twoWayPort = labServer.Port() + 1
+const twoWayPort = labPort + 1
 
 // serverTitle is the server column's title; raw: the lab's two-way TCP.
-func serverTitle(port uint16, raw bool) string {
-	at := netip.AddrPortFrom(labServer.Addr(), port).String()
+func (r *labRun) serverTitle(port uint16, raw bool) string {
+	at := netip.AddrPortFrom(r.fam.server.Addr(), port).String()
 	if raw {
 		return "server (the lab's raw TCP " + at + ", two-way)"
 	}
@@ -42,7 +42,7 @@ func (r *labRun) checkStaleRefused(pk []record.Pkt, established bool) {
 		return !p.ToServer && p.Is(header.FlagSYN|header.FlagACK) && p.DstPort == stalePort
 	})
 	rst, okR := record.First(pk, func(p record.Pkt) bool { return p.ToServer && p.Has(header.FlagRST) && p.SrcPort == stalePort })
-	ss := r.rec.States(true, labServer.Port())
+	ss := r.rec.States(true, labPort)
 	r.check(okSA && sa.Ack == staleSeq+1, "the server answers the old SYN with SYN+ACK ack=z+1")
 	r.check(okR && rst.Seq == staleSeq+1, "the client, which never sent it, answers RST seq=z+1")
 	r.check(!established && !slices.Contains(ss, "ESTABLISHED"), "no connection is established (server: %s)", arrowJoin(ss))
@@ -53,8 +53,8 @@ func (r *labRun) checkStaleRefused(pk []record.Pkt, established bool) {
 func (r *labRun) twoWaySection(client string) int {
 	r.section("the same, with a two-way handshake (a TCP the lab builds from raw segments, on port %d)", twoWayPort)
 	n := len(r.rec.Packets())
-	r.l.Restart(netip.AddrPortFrom(labServer.Addr(), twoWayPort).String(), "CLOSED", "LISTEN")
-	r.l.Header(client, serverTitle(twoWayPort, true))
+	r.l.Restart(netip.AddrPortFrom(r.fam.server.Addr(), twoWayPort).String(), "CLOSED", "LISTEN")
+	r.l.Header(client, r.serverTitle(twoWayPort, true))
 	return n
 }
 
@@ -80,12 +80,12 @@ func labStaleSYN(r *labRun) error {
 	two := w.rawServer(twoWayPort)
 	broken := r.opts.Break == breakTwoWay
 	if broken {
-		w.rawServer(labServer.Port())
+		w.rawServer(labPort)
 	}
-	client := "client (ustack " + labClientAddr.String() + ")"
-	r.l.Header(client, serverTitle(labServer.Port(), broken))
+	client := "client (ustack " + r.fam.client.String() + ")"
+	r.l.Header(client, r.serverTitle(labPort, broken))
 	r.say("long ago the client sent SYN seq=z (z=%d) from port %d, gave up, and forgot it; a copy was delayed in the network", staleSeq, stalePort)
-	r.inject(true, staleSYN(labServer.Port()), r.T("the old duplicate SYN arrives at the server now"))
+	r.inject(true, r.staleSYN(labPort), r.T("the old duplicate SYN arrives at the server now"))
 	r.say("the server cannot tell it is old: it answers SYN+ACK ack=z+1 and waits in SYN-RECEIVED")
 	w.pollServer()
 	r.say("the client has no such connection: it answers the SYN+ACK with RST seq=z+1")
@@ -93,10 +93,10 @@ func labStaleSYN(r *labRun) error {
 	r.say("the RST takes the server back to LISTEN: no connection")
 	w.pollServer()
 	w.settle()
-	r.checkStaleRefused(r.rec.Packets(), ln.TryAccept() != nil || two.acceptedOn(labServer.Port()) != nil)
+	r.checkStaleRefused(r.rec.Packets(), ln.TryAccept() != nil || two.acceptedOn(labPort) != nil)
 
 	n := r.twoWaySection(client)
-	r.inject(true, staleSYN(twoWayPort), r.T("the same old duplicate SYN, to a server that trusts a SYN alone"))
+	r.inject(true, r.staleSYN(twoWayPort), r.T("the same old duplicate SYN, to a server that trusts a SYN alone"))
 	w.pollServer()
 	bogus := two.acceptedOn(twoWayPort)
 	if bogus != nil {
@@ -114,20 +114,20 @@ func labStaleSYNTUN(r *labRun) error {
 	if err != nil {
 		return err
 	}
-	if _, err := w.srv.ListenTCP(labServer.Port()); err != nil {
+	if _, err := w.srv.ListenTCP(labPort); err != nil {
 		return err
 	}
 	two := w.rawServer(twoWayPort)
 	r.tunHeader()
-	r.say("an old duplicate SYN seq=z (z=%d) from %v:%d, a connection the kernel never made, reaches the server (sent through a raw socket)", staleSeq, labClientAddr, stalePort)
-	if err := w.sendRaw(staleSYN(labServer.Port())); err != nil {
+	r.say("an old duplicate SYN seq=z (z=%d) from %v:%d, a connection the kernel never made, reaches the server (sent through a raw socket)", staleSeq, r.fam.client, stalePort)
+	if err := w.sendRaw(r.staleSYN(labPort)); err != nil {
 		return err
 	}
 	pk := r.rec.WaitPkts(2*time.Second, record.Any(func(p record.Pkt) bool { return p.ToServer && p.Has(header.FlagRST) && p.SrcPort == stalePort }))
 	r.checkStaleRefused(pk, w.srv.Stats().TCPEstablished != 0)
 
-	n := r.twoWaySection("client (kernel " + labClientAddr.String() + ")")
-	if err := w.sendRaw(staleSYN(twoWayPort)); err != nil {
+	n := r.twoWaySection("client (kernel " + r.fam.client.String() + ")")
+	if err := w.sendRaw(r.staleSYN(twoWayPort)); err != nil {
 		return err
 	}
 	bogus := two.waitAccepted(twoWayPort, 2*time.Second)

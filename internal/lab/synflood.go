@@ -28,39 +28,52 @@ const (
 
 var floodMsg = []byte("hello through the flood\n")
 
-// labSpoofed is where the forged SYNs claim to come from: addresses
-// nobody uses, inside 198.18.0.0/15.
-var labSpoofed = netip.MustParsePrefix("198.19.0.0/16")
-
-// floodSYNs builds n SYNs to the server from spoofed addresses and ports.
-func floodSYNs(n int, seed uint64) [][]byte {
+// floodSYNs builds n SYNs to the server from spoofed addresses (in the
+// family's labFamily.spoofed, which nobody uses) and ports.
+func (r *labRun) floodSYNs(n int, seed uint64) [][]byte {
 	rng := labRand(seed)
 	var b [8]byte
 	var out [][]byte
 	for range n {
 		rng.Read(b[:])
-		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 19, b[0], b[1] | 1}), 1024+binary.BigEndian.Uint16(b[2:])%64000)
+		// The last two bytes of the address are random (the last one odd).
+		a := r.fam.spoofed.Addr().AsSlice()
+		a[len(a)-2], a[len(a)-1] = b[0], b[1]|1
+		ip, _ := netip.AddrFromSlice(a)
+		src := netip.AddrPortFrom(ip, 1024+binary.BigEndian.Uint16(b[2:])%64000)
 		seq := binary.BigEndian.Uint32(b[4:])
-		out = append(out, record.Build(src, labServer, seq, 0, header.FlagSYN, nil))
+		out = append(out, record.Build(src, r.fam.server, seq, 0, header.FlagSYN, nil))
 	}
 	return out
 }
 
 // spoofedPkt says whether a packet is to or from a forged address: the
 // ladder does not draw them (a flood would fill it).
-func spoofedPkt(p record.Pkt) bool { return labSpoofed.Contains(p.Src) || labSpoofed.Contains(p.Dst) }
+func (r *labRun) spoofedPkt(p record.Pkt) bool {
+	return r.fam.spoofed.Contains(p.Src) || r.fam.spoofed.Contains(p.Dst)
+}
 
 // cookieBits decodes a SYN cookie ISN (RFC 4987 §3.6 as ustack, and
 // Linux, lay it out): the top 5 bits are a 64-second counter mod 32, the
 // next 3 the index of the peer's MSS.
 func cookieBits(isn uint32) (t, mssIdx uint32) { return isn >> 27, isn >> 24 & 7 }
 
+// cookieMSSIndex is the index a cookie gives the MSS of a client on a
+// 1500-byte link: 7 for 1460 (IPv4), 6 for 1440 (IPv6), in the table
+// ustack and Linux's IPv6 share (stack/tcp/cookie.go).
+func (f labFamily) cookieMSSIndex() uint32 {
+	if f.v6 {
+		return 6
+	}
+	return 7
+}
+
 // isCookie reports whether isn is a cookie made at now (or the period
-// before) for MSS 1460 (index 7).
-func isCookie(isn uint32, now time.Time) bool {
+// before) for a client's MSS index mssIdx.
+func isCookie(isn uint32, now time.Time, mssIdx uint32) bool {
 	t, m := cookieBits(isn)
 	cur := uint32(now.Unix() / 64)
-	return m == 7 && (t == cur%32 || t == (cur-1)%32)
+	return m == mssIdx && (t == cur%32 || t == (cur-1)%32)
 }
 
 // floodFill checks that the flood filled the SYN queue: backlog+1
@@ -84,7 +97,7 @@ func (r *labRun) cookieClaims(pk []record.Pkt, port uint16, st stack.Stats, got 
 		return !p.ToServer && p.DstPort == port && p.Is(header.FlagSYN|header.FlagACK)
 	})
 	t, m := cookieBits(sa.Seq)
-	r.check(ok && isCookie(sa.Seq, sa.T), "the SYN+ACK the client got carries a cookie ISN, %#08x: counter %d (the time in 64 s periods, mod 32), MSS index %d (1460)", sa.Seq, t, m)
+	r.check(ok && isCookie(sa.Seq, sa.T, r.fam.cookieMSSIndex()), "the SYN+ACK the client got carries a cookie ISN, %#08x: counter %d (the time in 64 s periods, mod 32), MSS index %d (%d)", sa.Seq, t, m, r.fam.mss1500())
 	ack, okA := record.First(pk, func(p record.Pkt) bool { return p.ToServer && p.SrcPort == port && p.Is(header.FlagACK) })
 	r.check(okA && ack.Ack == sa.Seq+1, "the client's ACK returns the cookie (ack=ISN+1) and the server rebuilds the connection from it")
 	r.check(st.TCPSynCookiesOK == 1, "the server's counters: %d cookies sent, %d validated", st.TCPSynCookiesSent, st.TCPSynCookiesOK)
@@ -129,7 +142,7 @@ func (r *labRun) drainedAt(k int) time.Time {
 	var at time.Time
 	n := 0
 	for _, s := range r.rec.StateLog()[k:] {
-		if s.Server && s.To == tcp.Closed && labSpoofed.Contains(s.ID.Remote.Addr()) {
+		if s.Server && s.To == tcp.Closed && r.fam.spoofed.Contains(s.ID.Remote.Addr()) {
 			at = s.T
 			n++
 		}
@@ -150,8 +163,8 @@ func (r *labRun) floodWorld(cookies bool) (*labVWorld, *stack.Listener, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	w.srvTap.hide = spoofedPkt
-	w.cliTap.hide = spoofedPkt
+	w.srvTap.hide = r.spoofedPkt
+	w.cliTap.hide = r.spoofedPkt
 	r.ladderHeader()
 	return w, ln, nil
 }
@@ -159,9 +172,9 @@ func (r *labRun) floodWorld(cookies bool) (*labVWorld, *stack.Listener, error) {
 // flood writes the forged SYNs into the link towards the server, records
 // them and lets the server answer, without drawing them.
 func (r *labRun) floodMem(w *labVWorld) {
-	syns := floodSYNs(labFloodSYNs, 12)
+	syns := r.floodSYNs(labFloodSYNs, 12)
 	first, _ := record.Parse(syns[0][link.Headroom:])
-	r.say("an attacker sends %d SYNs from forged addresses and ports (e.g. %v:%d), never to be completed (not drawn)", labFloodSYNs, first.Src, first.SrcPort)
+	r.say("an attacker sends %d SYNs from forged addresses and ports (e.g. %v), never to be completed (not drawn)", labFloodSYNs, netip.AddrPortFrom(first.Src, first.SrcPort))
 	for _, b := range syns {
 		p, _ := record.Parse(b[link.Headroom:])
 		p.ToServer, p.T, p.Injected = true, r.now(), true
@@ -273,8 +286,8 @@ func (r *labRun) synFloodTUN(cookies bool) error {
 	if err != nil {
 		return err
 	}
-	w.tap.hide = spoofedPkt
-	ln, err := w.srv.ListenTCP(labServer.Port())
+	w.tap.hide = r.spoofedPkt
+	ln, err := w.srv.ListenTCP(labPort)
 	if err != nil {
 		return err
 	}
@@ -285,9 +298,9 @@ func (r *labRun) synFloodTUN(cookies bool) error {
 	} else {
 		r.say("the server listens with backlog %d: its SYN queue holds %d half-open connections; SYN cookies are off", labFloodBacklog, labFloodBacklog+1)
 	}
-	syns := floodSYNs(labFloodSYNs, 12)
+	syns := r.floodSYNs(labFloodSYNs, 12)
 	first, _ := record.Parse(syns[0][link.Headroom:])
-	r.say("an attacker sends %d SYNs from forged addresses and ports (e.g. %v:%d), never to be completed (not drawn)", labFloodSYNs, first.Src, first.SrcPort)
+	r.say("an attacker sends %d SYNs from forged addresses and ports (e.g. %v), never to be completed (not drawn)", labFloodSYNs, netip.AddrPortFrom(first.Src, first.SrcPort))
 	r.setQuiet(true)
 	for _, b := range syns {
 		if err := w.sendRaw(b); err != nil {
@@ -306,7 +319,7 @@ func (r *labRun) synFloodTUN(cookies bool) error {
 	defer cancel()
 	start := time.Now()
 	r.say("a real client (the kernel) connects")
-	c, err := w.dial(ctx, labServer)
+	c, err := w.dial(ctx, r.fam.server)
 	if err != nil {
 		return err
 	}

@@ -42,11 +42,11 @@ func (w *labVWorld) establish(ln *stack.Listener) (c clientConn, sc *stack.Conn,
 
 // ladderHeader names the columns of an in-memory lab.
 func (r *labRun) ladderHeader() {
-	client := "client (ustack " + labClientAddr.String() + ")"
+	client := "client (ustack " + r.fam.client.String() + ")"
 	if r.vw != nil && r.vw.cliPeer != nil {
-		client = "client (the lab's raw TCP " + labClientAddr.String() + ", no TIME-WAIT)"
+		client = "client (the lab's raw TCP " + r.fam.client.String() + ", no TIME-WAIT)"
 	}
-	r.l.Header(client, "server (ustack "+labServer.String()+")")
+	r.l.Header(client, "server (ustack "+r.fam.server.String()+")")
 }
 
 // labHandshake: SYN seq=x; SYN+ACK seq=y ack=x+1; ACK ack=y+1.
@@ -57,7 +57,7 @@ func labHandshake(r *labRun) error {
 	}
 	defer w.close()
 	r.ladderHeader()
-	r.say("the server listens on port %d (passive open): it waits in LISTEN", labServer.Port())
+	r.say("the server listens on port %d (passive open): it waits in LISTEN", labPort)
 	r.say("the client opens (active open): it picks its initial sequence number x and sends SYN seq=x")
 	c, err := w.dial()
 	if err != nil {
@@ -158,25 +158,25 @@ func labClose(r *labRun) error {
 
 // labPortSeed is a seed of labRand with which a stack's first two dials
 // draw the same ephemeral port (checked, and searched for if the stack's
-// port choice changed). The stack has no bind(): this is how the
-// time-wait lab's client comes back on the same 4-tuple.
+// port choice changed), over IPv4 and over IPv6. The stack has no bind():
+// this is how the time-wait lab's client comes back on the same 4-tuple.
 const labPortSeed = 18436
 
-func labSamePortSeed() (uint64, error) {
+func labSamePortSeed(fam labFamily) (uint64, error) {
 	try := func(seed uint64) bool {
 		a, _ := link.Pipe(1500)
-		st, err := stack.New(a, stack.Options{Addr: labClientAddr, Rand: labRand(seed), Manual: true})
+		st, err := stack.New(a, stack.Options{Addr: fam.client, Rand: labRand(seed), Manual: true})
 		if err != nil {
 			return false
 		}
 		defer st.Close()
-		c1, err := st.DialTCPAsync(labServer, tcp.Config{})
+		c1, err := st.DialTCPAsync(fam.server, tcp.Config{})
 		if err != nil {
 			return false
 		}
 		p1 := c1.ID().Local.Port()
 		c1.Abort()
-		c2, err := st.DialTCPAsync(labServer, tcp.Config{})
+		c2, err := st.DialTCPAsync(fam.server, tcp.Config{})
 		return err == nil && c2.ID().Local.Port() == p1
 	}
 	if try(labPortSeed) {

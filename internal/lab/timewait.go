@@ -37,7 +37,7 @@ type timeWait struct {
 // TIME-WAIT acknowledges it again and restarts 2*MSL. Then an old segment
 // of the connection arrives after the client has connected again.
 func labTimeWait(r *labRun) error {
-	seed, err := labSamePortSeed()
+	seed, err := labSamePortSeed(r.fam)
 	if err != nil {
 		return err
 	}
@@ -140,7 +140,7 @@ func (s *timeWait) second() error {
 		return errors.New("the request was not captured")
 	}
 	o := s.oldReq
-	old := record.Build(netip.AddrPortFrom(labClientAddr, s.oldPort), labServer, o.Seq, o.Ack, o.Flags, o.Payload)
+	old := record.Build(netip.AddrPortFrom(r.fam.client, s.oldPort), r.fam.server, o.Seq, o.Ack, o.Flags, o.Payload)
 	r.inject(true, old, r.T("the old copy of the first connection's request arrives now, late (within MSL)"))
 	w.settle()
 	r.say("the client sends its new request")
@@ -177,7 +177,7 @@ func (s *timeWait) claims() {
 		return p.ToServer && p.Is(header.FlagACK) && p.Ack == s.srvFIN+1 && !p.Dropped
 	})
 	rst := record.Where(pk, func(p record.Pkt) bool {
-		return p.ToServer && p.Has(header.FlagRST) && p.DstPort == labServer.Port() && p.SrcPort == s.oldPort
+		return p.ToServer && p.Has(header.FlagRST) && p.DstPort == labPort && p.SrcPort == s.oldPort
 	})
 	r.check(len(reack) >= 1 && len(rst) == 0, "the client, in TIME-WAIT, acknowledges the repeated FIN again (ack=w+1), no RST")
 	r.check(s.srvEnd.To == tcp.Closed && !strings.Contains(s.srvEnd.Cause, "RST"), "the server's connection ends normally on that ACK, not by a reset (%s)", s.srvEnd.Cause)

@@ -23,7 +23,7 @@ import (
 )
 
 // labTLSEnv is where a TLS lab runs: a server stack listening on
-// labServer, and a way for the client to open a TCP connection to it.
+// the run's server address, and a way for the client to open a TCP connection to it.
 type labTLSEnv struct {
 	srv  *stack.Stack
 	ln   *stack.Listener
@@ -63,23 +63,23 @@ func (r *labRun) tlsEnvMemWith(delay time.Duration, cfg tcp.Config) (*labTLSEnv,
 			return link.Pass
 		}})
 	}
-	srv, err := stack.New(&labTap{Endpoint: srvEnd, r: r}, stack.Options{Addr: labServer.Addr(), Trace: r.trace, TCP: cfg})
+	srv, err := stack.New(&labTap{Endpoint: srvEnd, r: r}, stack.Options{Addr: r.fam.server.Addr(), Trace: r.trace, TCP: cfg})
 	if err != nil {
 		return nil, nil, err
 	}
-	cli, err := stack.New(&labTap{Endpoint: a, r: r, toServer: true}, stack.Options{Addr: labClientAddr, Trace: r.trace, TCP: cfg})
+	cli, err := stack.New(&labTap{Endpoint: a, r: r, toServer: true}, stack.Options{Addr: r.fam.client, Trace: r.trace, TCP: cfg})
 	if err != nil {
 		srv.Close()
 		return nil, nil, err
 	}
-	ln, err := srv.ListenTCP(labServer.Port())
+	ln, err := srv.ListenTCP(labPort)
 	if err != nil {
 		cli.Close()
 		srv.Close()
 		return nil, nil, err
 	}
 	env := &labTLSEnv{srv: srv, ln: ln, who: "ustack",
-		dial: func(ctx context.Context) (net.Conn, error) { return cli.DialTCP(ctx, labServer) }}
+		dial: func(ctx context.Context) (net.Conn, error) { return cli.DialTCP(ctx, r.fam.server) }}
 	return env, func() { cli.Close(); srv.Close() }, nil
 }
 
@@ -211,8 +211,8 @@ func labPubKey(c *x509.Certificate) string {
 func (r *labRun) tlsLadder(env *labTLSEnv, ca *tlslite.CA) *x509.CertPool {
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Cert)
-	r.l.Restart(labServer.String(), "", "")
-	r.l.Header("client ("+env.who+" TCP, tlslite)", "server (ustack "+labServer.String()+", tlslite)")
+	r.l.Restart(r.fam.server.String(), "", "")
+	r.l.Header("client ("+env.who+" TCP, tlslite)", "server (ustack "+r.fam.server.String()+", tlslite)")
 	return roots
 }
 
@@ -225,7 +225,7 @@ func (r *labRun) httpsRSA(env *labTLSEnv) error {
 	if err != nil {
 		return err
 	}
-	cert, err := ca.Issue([]net.IP{net.IP(labServer.Addr().AsSlice())}, nil, nil)
+	cert, err := ca.Issue([]net.IP{net.IP(r.fam.server.Addr().AsSlice())}, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -233,15 +233,15 @@ func (r *labRun) httpsRSA(env *labTLSEnv) error {
 	key := cert.PrivateKey
 	r.say("[1] the server's key pair: RSA-%d, public n=%s e=%d; the private key d=%s… never leaves the server",
 		key.N.BitLen(), short(key.N.Bytes()), key.E, short(key.D.Bytes())[:16])
-	r.say("    the CA %q signed a certificate binding that public key to %v; the client trusts that CA", ca.Cert.Subject.CommonName, labServer.Addr())
+	r.say("    the CA %q signed a certificate binding that public key to %v; the client trusts that CA", ca.Cert.Subject.CommonName, r.fam.server.Addr())
 	r.say("(the TCP handshake runs first, as in lab handshake; only TLS messages are drawn)")
 
 	srvObs := &labTLSObserver{r: r, steps: true}
 	cliObs := &labTLSObserver{r: r, client: true, draw: true, steps: true}
-	req := "GET / HTTP/1.1\r\nHost: " + labServer.Addr().String() + "\r\nConnection: close\r\n\r\n"
+	req := "GET / HTTP/1.1\r\nHost: " + r.fam.host() + "\r\nConnection: close\r\n\r\n"
 	resp := "HTTP/1.1 200 OK\r\nContent-Length: 24\r\nConnection: close\r\n\r\nhello from ustack, lab!\n"
 	srvState, srvErr := serveOneHTTPS(env, cert, srvObs, resp)
-	c, ctx, closeClient, err := env.client(&tlslite.Config{RootCAs: roots, ServerName: labServer.Addr().String(), KeyExchange: tlslite.KeyExchangeRSA, Observer: cliObs.observe})
+	c, ctx, closeClient, err := env.client(&tlslite.Config{RootCAs: roots, ServerName: r.fam.server.Addr().String(), KeyExchange: tlslite.KeyExchangeRSA, Observer: cliObs.observe})
 	if err != nil {
 		return err
 	}
@@ -290,7 +290,7 @@ func (r *labRun) proveHTTPS(hs httpsRun) {
 	ck, _ := labFind[tlslite.KeysEvent](cliObs)
 	sk, _ := labFind[tlslite.KeysEvent](srvObs)
 	r.check(len(crt.Certificates) > 0 && bytes.Equal(crt.Certificates[0].Raw, cert.Leaf.Raw) && cliState.HandshakeComplete,
-		"[2] the client received the server's certificate and accepted it: signed by the CA it trusts, valid now, for %v", labServer.Addr())
+		"[2] the client received the server's certificate and accepted it: signed by the CA it trusts, valid now, for %v", r.fam.server.Addr())
 	r.check(len(ch.Random) == 32 && len(sh.Random) == 32 && !bytes.Equal(ch.Random, sh.Random),
 		"[3][4] client random and server random: 32 bytes each, one from each side")
 	pm := ck.PreMasterSecret
@@ -418,7 +418,7 @@ func (r *labRun) certCheck(env *labTLSEnv) error {
 	if err != nil {
 		return err
 	}
-	ip := []net.IP{net.IP(labServer.Addr().AsSlice())}
+	ip := []net.IP{net.IP(r.fam.server.Addr().AsSlice())}
 	good, err := ca.Issue(ip, nil, nil)
 	if err != nil {
 		return err
@@ -429,7 +429,7 @@ func (r *labRun) certCheck(env *labTLSEnv) error {
 	if err != nil {
 		return err
 	}
-	wrong, err := ca.Issue([]net.IP{net.ParseIP("198.18.0.99")}, []string{"www.example.com"}, same)
+	wrong, err := ca.Issue([]net.IP{net.IP(r.fam.other.AsSlice())}, []string{"www.example.com"}, same)
 	if err != nil {
 		return err
 	}
@@ -438,7 +438,7 @@ func (r *labRun) certCheck(env *labTLSEnv) error {
 		return err
 	}
 	roots := r.tlsLadder(env, ca)
-	r.say("the client trusts one CA, %q, and connects to %v", ca.Cert.Subject.CommonName, labServer.Addr())
+	r.say("the client trusts one CA, %q, and connects to %v", ca.Cert.Subject.CommonName, r.fam.server.Addr())
 	cases := []struct {
 		title  string
 		cert   tlslite.Certificate
@@ -493,7 +493,7 @@ func (r *labRun) tryCert(env *labTLSEnv, cert tlslite.Certificate, roots *x509.C
 		s.Close()
 	}()
 	defer func() { <-done }()
-	c, ctx, closeClient, err := env.client(&tlslite.Config{RootCAs: roots, ServerName: labServer.Addr().String(), Observer: obs.observe})
+	c, ctx, closeClient, err := env.client(&tlslite.Config{RootCAs: roots, ServerName: r.fam.server.Addr().String(), Observer: obs.observe})
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,7 @@ func init() {
 // quietRun is a labRun whose story goes to a buffer.
 func quietRun(name string) (*labRun, *bytes.Buffer) {
 	var out bytes.Buffer
-	return &labRun{w: &out, sink: ladder.NewText(&out, false), opts: Options{Lang: "en"}, name: name}, &out
+	return newLabRun(&out, ladder.NewText(&out, false), Options{Lang: "en"}, name), &out
 }
 
 // TestLabChineseTLS2: the two labs narrate with the textbook's terms.

@@ -22,8 +22,8 @@ import (
 )
 
 // labTWorld is the --tun world: the server on ustack behind a TUN in a
-// fresh network namespace (198.18.0.0/30 only), the client on the
-// kernel's TCP inside that namespace, real time.
+// fresh network namespace (198.18.0.0/30 only, and with -6 2001:2::/64),
+// the client on the kernel's TCP inside that namespace, real time.
 type labTWorld struct {
 	r   *labRun
 	ns  *tun.Namespace
@@ -54,11 +54,11 @@ func (r *labRun) newTWorldWith(cfg tcp.Config, so func(o *stack.Options), decide
 	w := &labTWorld{r: r, ns: ns}
 	r.tw = w
 	cleanup := func() { ns.Close() }
-	dev, err := ns.OpenTUN(tun.Config{Name: "ustack0", MTU: 1500, HostAddr: netip.PrefixFrom(labClientAddr, 30), NoOffload: true})
+	dev, err := r.openTUN(ns)
 	if err != nil {
 		return nil, cleanup, err
 	}
-	r.say("network namespace %s: the kernel at %v, ustack at %v behind TUN ustack0", ns.Name(), labClientAddr, labServer.Addr())
+	r.say("network namespace %s: the kernel at %v, ustack at %v behind TUN ustack0", ns.Name(), r.fam.client, r.fam.server.Addr())
 	r.newLadder(time.Now)
 	r.l.InferClient()
 	tap := &labTap{r: r, reads: true, decide: decideOut}
@@ -84,7 +84,7 @@ func (r *labRun) newTWorldWith(cfg tcp.Config, so func(o *stack.Options), decide
 	if cfg.MSL == 0 {
 		cfg.MSL = labTUNMSL
 	}
-	opts := stack.Options{Addr: labServer.Addr(), TCP: cfg, Trace: r.trace}
+	opts := stack.Options{Addr: r.fam.server.Addr(), TCP: cfg, Trace: r.trace}
 	if so != nil {
 		so(&opts)
 	}
@@ -94,6 +94,27 @@ func (r *labRun) newTWorldWith(cfg tcp.Config, so func(o *stack.Options), decide
 		return nil, cleanup, err
 	}
 	return w, func() { w.srv.Close(); ns.Close() }, nil
+}
+
+// tunConfig is the TUN device of a --tun lab: the kernel's side takes the
+// client's address, IPv4's always and IPv6's too with -6 (as ustack demo
+// -6 does), without offloads so that the ladder sees every segment.
+func (r *labRun) tunConfig() tun.Config {
+	cfg := tun.Config{Name: "ustack0", MTU: 1500, HostAddr: netip.PrefixFrom(labIPv4.client, labIPv4.hostLen), NoOffload: true}
+	if r.fam.v6 {
+		cfg.HostAddr6 = netip.PrefixFrom(r.fam.client, r.fam.hostLen)
+	}
+	return cfg
+}
+
+// openTUN opens the lab's TUN device in ns; a kernel without IPv6 fails
+// -6, saying how to go on.
+func (r *labRun) openTUN(ns *tun.Namespace) (*tun.Device, error) {
+	dev, err := ns.OpenTUN(r.tunConfig())
+	if errors.Is(err, tun.ErrIPv6Disabled) {
+		return nil, fmt.Errorf("%w (run the lab without -6 for IPv4)", err)
+	}
+	return dev, err
 }
 
 // rawServer diverts the packets to port to a raw two-way peer the lab
@@ -107,22 +128,34 @@ func (w *labTWorld) dial(ctx context.Context, addr netip.AddrPort) (net.Conn, er
 	err := w.ns.Do(func() error {
 		d := net.Dialer{KeepAlive: -1}
 		var err error
-		c, err = d.DialContext(ctx, "tcp4", addr.String())
+		network := "tcp4"
+		if addr.Addr().Is6() {
+			network = "tcp6"
+		}
+		c, err = d.DialContext(ctx, network, addr.String())
 		return err
 	})
 	return c, err
 }
 
-// sendRaw sends an IPv4 packet (with link.Headroom in front) from inside
-// the namespace through a raw socket: it enters ustack as if from the wire.
+// sendRaw sends an IP packet of the run's family (with link.Headroom in
+// front) from inside the namespace through a raw socket: it enters ustack
+// as if from the wire. An IPPROTO_RAW socket takes the packet's own
+// header, for IPv4 and for IPv6 alike (Linux's raw(7), and ipv6/raw.c).
 func (w *labTWorld) sendRaw(pkt []byte) error {
+	srv := w.r.fam.server.Addr()
 	return w.ns.Do(func() error {
-		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_RAW)
+		family := syscall.AF_INET6
+		var to syscall.Sockaddr = &syscall.SockaddrInet6{Addr: srv.As16()}
+		if srv.Is4() {
+			family, to = syscall.AF_INET, &syscall.SockaddrInet4{Addr: srv.As4()}
+		}
+		fd, err := syscall.Socket(family, syscall.SOCK_RAW, syscall.IPPROTO_RAW)
 		if err != nil {
 			return err
 		}
 		defer syscall.Close(fd)
-		return syscall.Sendto(fd, pkt[link.Headroom:], 0, &syscall.SockaddrInet4{Addr: labServer.Addr().As4()})
+		return syscall.Sendto(fd, pkt[link.Headroom:], 0, to)
 	})
 }
 
@@ -145,7 +178,7 @@ func (w *labTWorld) kernelTCP(state string) []string {
 }
 
 func (r *labRun) tunHeader() {
-	r.l.Header("client (kernel "+labClientAddr.String()+")", "server (ustack "+labServer.String()+")")
+	r.l.Header("client (kernel "+r.fam.client.String()+")", "server (ustack "+r.fam.server.String()+")")
 }
 
 // tunListen makes the --tun world (see newTWorld) with the server
@@ -155,7 +188,7 @@ func (r *labRun) tunListen(cfg tcp.Config, decideOut func(p record.Pkt) link.Act
 	if err != nil {
 		return nil, nil, done, err
 	}
-	ln, err := w.srv.ListenTCP(labServer.Port())
+	ln, err := w.srv.ListenTCP(labPort)
 	if err != nil {
 		return nil, nil, done, err
 	}
@@ -181,7 +214,7 @@ func (r *labRun) tunConnected(cfg tcp.Config, dropIn func(p record.Pkt) bool) (*
 func (w *labTWorld) connect(ln *stack.Listener) (net.Conn, *stack.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := w.dial(ctx, labServer)
+	c, err := w.dial(ctx, w.r.fam.server)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -218,7 +251,7 @@ func labHandshakeTUN(r *labRun) error {
 	if err != nil {
 		return err
 	}
-	r.say("the server (ustack) listens on port %d; the kernel connects to it (its states, marked ~, are inferred from the packets)", labServer.Port())
+	r.say("the server (ustack) listens on port %d; the kernel connects to it (its states, marked ~, are inferred from the packets)", labPort)
 	c, sc, err := w.connect(ln)
 	if err != nil {
 		return err
@@ -291,7 +324,7 @@ func labCloseTUN(r *labRun) error {
 	ss := r.rec.States(true, 0)
 	r.check(record.HasRun(ss, "ESTABLISHED", "CLOSE-WAIT", "LAST-ACK", "CLOSED"),
 		"server (passive close): ESTABLISHED → CLOSE-WAIT → LAST-ACK → CLOSED (%s)", arrowJoin(ss))
-	r.check(len(tw) == 1 && strings.Contains(tw[0], labServer.String()),
+	r.check(len(tw) == 1 && strings.Contains(tw[0], r.fam.server.String()),
 		"the passive side (server) is CLOSED while the active side (kernel) is still in TIME-WAIT")
 	return nil
 }
@@ -421,10 +454,10 @@ func (r *labRun) tlsEnvTUNWith(delay time.Duration, cfg tcp.Config) (*labTLSEnv,
 	if err != nil {
 		return nil, done, err
 	}
-	ln, err := w.srv.ListenTCP(labServer.Port())
+	ln, err := w.srv.ListenTCP(labPort)
 	if err != nil {
 		return nil, done, err
 	}
 	return &labTLSEnv{srv: w.srv, ln: ln, who: "kernel",
-		dial: func(ctx context.Context) (net.Conn, error) { return w.dial(ctx, labServer) }}, done, nil
+		dial: func(ctx context.Context) (net.Conn, error) { return w.dial(ctx, r.fam.server) }}, done, nil
 }

@@ -13,16 +13,85 @@ import (
 	"ustack/stack/tcp"
 )
 
-// The lab's addresses (docs/design.md "Network safety": 198.18.0.0/15 only).
+// labFamily is the addresses of one family's labs: IPv4's in
+// 198.18.0.0/15 (RFC 2544), IPv6's in 2001:2::/48 (RFC 5180 §8), the
+// only ranges the labs use (docs/design.md "Network safety").
+type labFamily struct {
+	v6      bool
+	client  netip.Addr     // the client (with --tun, the kernel's side of the TUN)
+	server  netip.AddrPort // the server, on ustack
+	router  netip.Addr     // the mss-mtu lab's router in the middle of the path
+	spoofed netip.Prefix   // where the syn-flood lab's forged SYNs claim to come from: nobody
+	other   netip.Addr     // the host the cert-check lab's wrong certificate names
+	hostLen int            // the prefix length of the kernel's side of the TUN
+}
+
 var (
-	labClientAddr = netip.MustParseAddr("198.18.0.1")
-	labServer     = netip.MustParseAddrPort("198.18.0.2:80")
+	labIPv4 = labFamily{
+		client:  netip.MustParseAddr("198.18.0.1"),
+		server:  netip.AddrPortFrom(netip.MustParseAddr("198.18.0.2"), labPort),
+		router:  netip.MustParseAddr("198.18.0.254"),
+		spoofed: netip.MustParsePrefix("198.19.0.0/16"),
+		other:   netip.MustParseAddr("198.18.0.99"),
+		hostLen: 30,
+	}
+	labIPv6 = labFamily{
+		v6:      true,
+		client:  netip.MustParseAddr("2001:2::1"),
+		server:  netip.AddrPortFrom(netip.MustParseAddr("2001:2::2"), labPort),
+		router:  netip.MustParseAddr("2001:2::fe"),
+		spoofed: netip.MustParsePrefix("2001:2:0:13::/64"),
+		other:   netip.MustParseAddr("2001:2::99"),
+		hostLen: 64,
+	}
 )
+
+// labPort is the server's port in either family.
+const labPort = 80
+
+// family is the addresses a run uses: IPv6's with Options.IPv6.
+func (o Options) family() labFamily {
+	if o.IPv6 {
+		return labIPv6
+	}
+	return labIPv4
+}
+
+// ipHeader is the family's IP header without options: 20 bytes (IPv4),
+// 40 (IPv6, RFC 8200 §3).
+func (f labFamily) ipHeader() int {
+	if f.v6 {
+		return 40
+	}
+	return 20
+}
+
+// mss1500 is the MSS of a host on a 1500-byte link in the family: the
+// MTU less the IP and TCP headers (RFC 9293 §3.7.1): 1460, or 1440.
+func (f labFamily) mss1500() int { return 1500 - f.ipHeader() - 20 }
+
+// host is the server's address as an HTTP Host header names it (an IPv6
+// literal in brackets, RFC 3986 §3.2.2).
+func (f labFamily) host() string {
+	if f.v6 {
+		return "[" + f.server.Addr().String() + "]"
+	}
+	return f.server.Addr().String()
+}
+
+// pick is s4 for an IPv4 run and s6 for an IPv6 one: the story's
+// sentences where the families differ.
+func (r *labRun) pick(s4, s6 string) string {
+	if r.fam.v6 {
+		return s6
+	}
+	return s4
+}
 
 // trace is the state-transition hook of the stacks and peers: record, then
 // draw.
 func (r *labRun) trace(e tcp.TraceEvent) {
-	server := e.ID.Local.Addr() == labServer.Addr()
+	server := e.ID.Local.Addr() == r.fam.server.Addr()
 	r.rec.AddState(record.State{T: e.Time, Server: server, ID: e.ID, From: e.From, To: e.To, Cause: e.Cause})
 	switch {
 	case r.l == nil:
@@ -99,7 +168,7 @@ func (r *labRun) newVWorld(c labVConfig) (*labVWorld, error) {
 	w.cliTap.Endpoint = link.Impair(withMTU(newLabWriteOnly(w.cliEnd), c.cliMTU), link.ImpairConfig{Clock: w.clk, Rule: w.cliTap.outRule, Out: c.cliOut})
 	w.srvTap.Endpoint = link.Impair(withMTU(newLabWriteOnly(w.srvEnd), c.srvMTU), link.ImpairConfig{Clock: w.clk, Rule: w.srvTap.outRule, Out: c.srvOut})
 	w.cliTap.raw, w.srvTap.raw = w.cliEnd, w.srvEnd
-	so := stack.Options{Addr: labServer.Addr(), Clock: w.clk, Rand: labRand(c.srvSeed + 1000), TCP: c.srv, Trace: r.trace, Manual: true}
+	so := stack.Options{Addr: r.fam.server.Addr(), Clock: w.clk, Rand: labRand(c.srvSeed + 1000), TCP: c.srv, Trace: r.trace, Manual: true}
 	if c.srvOpts != nil {
 		c.srvOpts(&so)
 	}
@@ -108,13 +177,13 @@ func (r *labRun) newVWorld(c labVConfig) (*labVWorld, error) {
 	if err != nil {
 		return nil, err
 	}
-	w.cli, err = stack.New(w.cliTap, stack.Options{Addr: labClientAddr, Clock: w.clk, Rand: labRand(c.cliSeed), TCP: c.cli, Trace: r.trace, Manual: true})
+	w.cli, err = stack.New(w.cliTap, stack.Options{Addr: r.fam.client, Clock: w.clk, Rand: labRand(c.cliSeed), TCP: c.cli, Trace: r.trace, Manual: true})
 	if err != nil {
 		w.srv.Close()
 		return nil, err
 	}
 	if r.opts.Break == breakSkipTimeWait {
-		w.cliPeer = newPeer(r, labClientAddr, w.cliTap, c.cliSeed)
+		w.cliPeer = newPeer(r, r.fam.client, w.cliTap, c.cliSeed)
 	}
 	return w, nil
 }
@@ -125,7 +194,7 @@ func (r *labRun) vListen(c labVConfig) (*labVWorld, *stack.Listener, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	ln, err := w.srv.ListenTCP(labServer.Port())
+	ln, err := w.srv.ListenTCP(labPort)
 	if err != nil {
 		w.close()
 		return nil, nil, err
@@ -143,7 +212,7 @@ func (w *labVWorld) rawServer(port uint16) *peer {
 // reads for its ports, on first use, and adds port to them.
 func rawServerOn(r *labRun, tap *labTap, p **peer, port uint16) *peer {
 	if *p == nil {
-		*p = newPeer(r, labServer.Addr(), tap, 4)
+		*p = newPeer(r, r.fam.server.Addr(), tap, 4)
 		tap.divert = (*p).divert
 	}
 	(*p).listen(port)
@@ -159,9 +228,9 @@ func (w *labVWorld) close() {
 // it).
 func (w *labVWorld) dial() (clientConn, error) {
 	if w.cliPeer != nil {
-		return w.cliPeer.dial(labServer), nil
+		return w.cliPeer.dial(w.r.fam.server), nil
 	}
-	c, err := w.cli.DialTCPAsync(labServer, w.cli.Options().TCP)
+	c, err := w.cli.DialTCPAsync(w.r.fam.server, w.cli.Options().TCP)
 	if err != nil {
 		return nil, err
 	}

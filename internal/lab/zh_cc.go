@@ -101,6 +101,7 @@ var labZHCC = map[string]string{
 	"the router's next hop has MTU %d: this %d-byte packet cannot pass; ICMP \"fragmentation needed, next-hop MTU %d\" goes back to the kernel": "路由器下一跳的 MTU 为 %d：这个 %d 字节的分组无法通过；ICMP“需要分片，下一跳 MTU %d”被送回内核",
 	"ustack announces MSS %d (as a host whose link has MTU %d); the kernel, on a TUN with MTU 1500, announces 1460":                             "ustack 通告 MSS %d（如同链路 MTU 为 %d 的主机）；内核在 MTU 1500 的 TUN 上，通告 1460",
 	"the kernel sent %d bytes in segments of at most %d (the ladder is not drawn)":                                                              "内核发送了 %d 字节，报文段最多 %d 字节（未画出报文段）",
+	"the kernel sent %d bytes in segments of at most %d":                                                                                        "内核发送了 %d 字节，报文段最多 %d 字节",
 	"the kernel sent another %d bytes; after the ICMP its segments carry at most %d":                                                            "内核又发送了 %d 字节；收到 ICMP 后其报文段最多 %d 字节",
 	"the kernel's segments carry at most ustack's MSS %d − %d (timestamps) = %d bytes (%d)":                                                     "内核的报文段不超过 ustack 的 MSS %d − %d（时间戳选项）= %d 字节（%d）",
 	"the router drops the kernel's packets over %d bytes (%d dropped)":                                                                          "路由器丢弃内核超过 %d 字节的分组（丢弃 %d 个）",

@@ -28,7 +28,7 @@ var labZHTCP2 = map[string]string{
 	// syn-flood.
 	"the server listens with backlog %d: its SYN queue holds %d half-open connections; SYN cookies are on (the default)":            "服务器以 backlog %d 监听：半连接队列可容纳 %d 个半开连接；SYN cookie 已打开（默认）",
 	"the server listens with backlog %d: its SYN queue holds %d half-open connections; SYN cookies are off":                         "服务器以 backlog %d 监听：半连接队列可容纳 %d 个半开连接；SYN cookie 已关闭",
-	"an attacker sends %d SYNs from forged addresses and ports (e.g. %v:%d), never to be completed (not drawn)":                     "攻击者从伪造的地址和端口（如 %v:%[3]d）发送 %[1]d 个 SYN，永远不会完成握手（图中不画出）",
+	"an attacker sends %d SYNs from forged addresses and ports (e.g. %v), never to be completed (not drawn)":                        "攻击者从伪造的地址和端口（如 %[2]v）发送 %[1]d 个 SYN，永远不会完成握手（图中不画出）",
 	"the SYN queue is full; the server answers further SYNs with a cookie: an ISN that encodes the connection, so it keeps nothing": "半连接队列已满；服务器用 cookie 回应后来的 SYN：把连接的信息编码在初始序号 ISN 中，自己不保存任何状态",
 	"the server read %q":                   "服务器读到 %q",
 	"the same flood, with SYN cookies off": "同样的洪泛攻击，但关闭 SYN cookie",
@@ -39,7 +39,7 @@ var labZHTCP2 = map[string]string{
 	"the client is connected after %v": "客户在 %v 后建立了连接",
 	"the flood fills the SYN queue: %d half-open connections (backlog %d + 1); the other %d SYNs are answered with cookies (%d)": "洪泛填满了半连接队列：%d 个半开连接（backlog %d + 1）；其余 %d 个 SYN 用 cookie 回应（%d）",
 	"the flood fills the SYN queue: %d half-open connections; without cookies the other %d SYNs are dropped and counted (%d)":    "洪泛填满了半连接队列：%d 个半开连接；没有 cookie 时其余 %d 个 SYN 被丢弃并计数（%d）",
-	"the SYN+ACK the client got carries a cookie ISN, %#08x: counter %d (the time in 64 s periods, mod 32), MSS index %d (1460)": "客户收到的 SYN+ACK 携带 cookie 初始序号 %#08x：计数器 %d（以 64 秒为周期的时间，模 32），MSS 序号 %d（1460）",
+	"the SYN+ACK the client got carries a cookie ISN, %#08x: counter %d (the time in 64 s periods, mod 32), MSS index %d (%d)":   "客户收到的 SYN+ACK 携带 cookie 初始序号 %#08x：计数器 %d（以 64 秒为周期的时间，模 32），MSS 序号 %d（%d）",
 	"the client's ACK returns the cookie (ack=ISN+1) and the server rebuilds the connection from it":                             "客户的 ACK 带回 cookie（ack=ISN+1），服务器据此重建连接",
 	"the server's counters: %d cookies sent, %d validated":                                                                       "服务器的计数器：发出 %d 个 cookie，验证通过 %d 个",
 	"the client's connection is established and carries data: the server read %q":                                                "客户的连接已建立并能传送数据：服务器读到 %q",

@@ -65,22 +65,35 @@ func Parse(pkt []byte) (Pkt, bool) {
 	}, true
 }
 
-// Build makes an IPv4/TCP packet with link.Headroom in front and correct
-// checksums; a SYN carries an MSS option of 1460.
+// Build makes a TCP packet from src to dst, IPv4 or IPv6 as the
+// addresses are, with link.Headroom in front and correct checksums; a SYN
+// carries the MSS option of a host on a 1500-byte link: 1460 over IPv4,
+// 1440 over IPv6 (RFC 8200's 40-byte header, RFC 9293 §3.7.1).
 func Build(src, dst netip.AddrPort, seq, ack uint32, flags uint8, payload []byte) []byte {
-	b := make([]byte, link.Headroom+40+4+len(payload))
+	v6 := !src.Addr().Unmap().Is4()
+	ipLen, mss := header.IPv4MinHeaderLen, uint16(1460)
+	if v6 {
+		ipLen, mss = header.IPv6HeaderLen, 1440
+	}
+	b := make([]byte, link.Headroom+ipLen+20+4+len(payload))
 	p := b[link.Headroom:]
-	t := p[20:]
+	t := p[ipLen:]
 	optLen := 0
 	if flags&header.FlagSYN != 0 {
-		o := header.TCPOptions{MSS: 1460}
+		o := header.TCPOptions{MSS: mss}
 		optLen = header.PutTCPOptions(t[20:], &o)
 	}
 	copy(t[20+optLen:], payload)
+	segLen := 20 + optLen + len(payload)
 	header.PutTCP(t, header.TCPFields{SrcPort: src.Port(), DstPort: dst.Port(), Seq: seq, Ack: ack, Flags: flags, Window: 65535, OptLen: optLen})
-	header.SetTCPChecksum(t[:20+optLen+len(payload)], src.Addr().As4(), dst.Addr().As4())
-	header.PutIPv4(p, header.IPv4Fields{TotalLen: uint16(40 + optLen + len(payload)), TTL: 64, Protocol: header.ProtoTCP, Src: src.Addr().As4(), Dst: dst.Addr().As4()})
-	return b[:link.Headroom+40+optLen+len(payload)]
+	if v6 {
+		header.SetTransportChecksum(t[:segLen], 16, header.PseudoSum(header.ProtoTCP, src.Addr(), dst.Addr(), segLen))
+		header.PutIPv6(p, header.IPv6Fields{PayloadLen: uint16(segLen), NextHeader: header.ProtoTCP, HopLimit: 64, Src: src.Addr().As16(), Dst: dst.Addr().As16()})
+	} else {
+		header.SetTCPChecksum(t[:segLen], src.Addr().Unmap().As4(), dst.Addr().Unmap().As4())
+		header.PutIPv4(p, header.IPv4Fields{TotalLen: uint16(ipLen + segLen), TTL: 64, Protocol: header.ProtoTCP, Src: src.Addr().Unmap().As4(), Dst: dst.Addr().Unmap().As4()})
+	}
+	return b[:link.Headroom+ipLen+segLen]
 }
 
 // State is one state transition of a side.

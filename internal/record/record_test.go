@@ -15,39 +15,61 @@ var (
 	srv = netip.MustParseAddrPort("198.18.0.2:80")
 )
 
-// TestBuildParse: a built segment parses back to its fields, with valid
-// checksums, and a SYN carries its MSS option.
+// TestBuildParse: a built segment, IPv4 or IPv6, parses back to its
+// fields, with valid checksums, and a SYN carries the MSS option of a
+// 1500-byte link in its family.
 func TestBuildParse(t *testing.T) {
-	for _, c := range []struct {
-		flags   uint8
-		payload string
-	}{
-		{header.FlagSYN, ""},
-		{header.FlagACK | header.FlagPSH, "hello"},
-		{header.FlagFIN | header.FlagACK, ""},
-	} {
-		b := Build(cli, srv, 1000, 2000, c.flags, []byte(c.payload))
-		pkt := b[link.Headroom:]
-		ip, err := header.ParseIPv4(pkt)
-		if err != nil {
-			t.Fatalf("%s: IPv4: %v", header.FlagString(c.flags), err)
-		}
-		if !header.TCPChecksumOK(ip.Payload(), ip.SrcBytes(), ip.DstBytes()) {
-			t.Errorf("%s: bad TCP checksum", header.FlagString(c.flags))
-		}
-		p, ok := Parse(pkt)
-		if !ok {
-			t.Fatalf("%s: does not parse", header.FlagString(c.flags))
-		}
-		if p.Flags != c.flags || p.Seq != 1000 || p.Ack != 2000 || string(p.Payload) != c.payload ||
-			p.Src != cli.Addr() || p.Dst != srv.Addr() || p.SrcPort != cli.Port() || p.DstPort != srv.Port() {
-			t.Errorf("%s: parsed %+v", header.FlagString(c.flags), p)
-		}
-		tcpHdr, _ := header.ParseTCP(ip.Payload())
-		var o header.TCPOptions
-		header.ParseTCPOptions(tcpHdr.Options(), &o)
-		if (c.flags&header.FlagSYN != 0) != (o.MSS == 1460) {
-			t.Errorf("%s: MSS option %d", header.FlagString(c.flags), o.MSS)
+	cli6 := netip.MustParseAddrPort("[2001:2::1]:40000")
+	srv6 := netip.MustParseAddrPort("[2001:2::2]:80")
+	for _, fam := range []struct {
+		cli, srv netip.AddrPort
+		mss      uint16
+	}{{cli, srv, 1460}, {cli6, srv6, 1440}} {
+		for _, c := range []struct {
+			flags   uint8
+			payload string
+		}{
+			{header.FlagSYN, ""},
+			{header.FlagACK | header.FlagPSH, "hello"},
+			{header.FlagFIN | header.FlagACK, ""},
+		} {
+			name := fam.cli.Addr().String() + " " + header.FlagString(c.flags)
+			b := Build(fam.cli, fam.srv, 1000, 2000, c.flags, []byte(c.payload))
+			pkt := b[link.Headroom:]
+			var seg []byte
+			if fam.cli.Addr().Is4() {
+				ip, err := header.ParseIPv4(pkt)
+				if err != nil {
+					t.Fatalf("%s: IPv4: %v", name, err)
+				}
+				if !header.TCPChecksumOK(ip.Payload(), ip.SrcBytes(), ip.DstBytes()) {
+					t.Errorf("%s: bad TCP checksum", name)
+				}
+				seg = ip.Payload()
+			} else {
+				ip, err := header.ParseIPv6(pkt)
+				if err != nil || ip.NextHeader() != header.ProtoTCP || ip.PayloadLen() != len(pkt)-header.IPv6HeaderLen || ip.HopLimit() != 64 {
+					t.Fatalf("%s: IPv6 header %x: %v", name, pkt[:header.IPv6HeaderLen], err)
+				}
+				seg = pkt[header.IPv6HeaderLen:]
+				if header.Checksum(seg, header.PseudoSum(header.ProtoTCP, ip.Src(), ip.Dst(), len(seg))) != 0xffff {
+					t.Errorf("%s: bad TCP checksum", name)
+				}
+			}
+			p, ok := Parse(pkt)
+			if !ok {
+				t.Fatalf("%s: does not parse", name)
+			}
+			if p.Flags != c.flags || p.Seq != 1000 || p.Ack != 2000 || string(p.Payload) != c.payload ||
+				p.Src != fam.cli.Addr() || p.Dst != fam.srv.Addr() || p.SrcPort != fam.cli.Port() || p.DstPort != fam.srv.Port() {
+				t.Errorf("%s: parsed %+v", name, p)
+			}
+			tcpHdr, _ := header.ParseTCP(seg)
+			var o header.TCPOptions
+			header.ParseTCPOptions(tcpHdr.Options(), &o)
+			if (c.flags&header.FlagSYN != 0) != (o.MSS == fam.mss) {
+				t.Errorf("%s: MSS option %d", name, o.MSS)
+			}
 		}
 	}
 }
