@@ -24,11 +24,11 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 Kernel vs ustack vs gVisor netstack: the same servers on each stack, reached
 by the same kernel-side clients (wrk and this program) from a network
 namespace. Needs root; creates and deletes its own namespaces (198.18.0.0/15
-addresses only). Metrics: %s.
+and 2001:2::/48 addresses only). Metrics: %s.
 
 `, strings.Join(bench.MetricNames(), ", ")), stderr)
 	quick := fs.Bool("quick", false, "a short run: one round, smaller sizes (a smoke test)")
-	only := fs.String("only", "", "measure only these comma-separated `METRIC`s (e.g. upload_gbps,echo_rtt_p99_us)")
+	only := fs.String("only", "", "measure only these comma-separated `METRIC`s (e.g. upload_gbps,echo_rtt_p99_us); an IPv6 one brings its IPv4 row, for their ratio")
 	jsonOut := fs.String("json", "", "write the results as JSON to `FILE`")
 	report := fs.String("report", "", "write benchmarks.md and plots (bench/*.svg) to `DIR`")
 	runs := fs.Int("runs", 0, "rounds; each figure is the median of its runs (default 5, 1 with --quick)")

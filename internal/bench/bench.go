@@ -54,6 +54,7 @@ type bench struct {
 	tty bool // the progress goes to a terminal
 
 	runs        map[benchKey][]float64
+	byRound     map[benchKey]map[int]float64 // the same figures by round, for the IPv6/IPv4 ratios
 	failures    map[benchKey][]string
 	echoSamples map[string][]int64 // every measured round trip, per stack
 	lossCounts  map[benchKey][]lossSample
@@ -104,9 +105,13 @@ func Run(ctx context.Context, p Params, out Output, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	if p.Only != nil {
+		addIPv4Twins(p.Only)
+	}
 	b := &bench{
 		p: p, tls: d, tty: out.TTY,
 		runs:        map[benchKey][]float64{},
+		byRound:     map[benchKey]map[int]float64{},
 		failures:    map[benchKey][]string{},
 		echoSamples: map[string][]int64{},
 		lossCounts:  map[benchKey][]lossSample{},
@@ -116,14 +121,16 @@ func Run(ctx context.Context, p Params, out Output, stdout, stderr io.Writer) er
 	machine["loadavg_after"] = loadAvg()
 	b.finishIdle()
 	results := b.results()
+	ratios := b.ipv6Ratios()
 	printBenchTable(stdout, results)
+	printIPv6Table(stdout, ratios)
 	b.printLossCounters(stdout)
 	var errs []error
 	if runErr != nil {
 		errs = append(errs, runErr)
 	}
 	if out.JSON != "" {
-		if err := writeBenchJSON(out.JSON, machine, results, b.lossJSON()); err != nil {
+		if err := writeBenchJSON(out.JSON, machine, results, ratios, b.lossJSON()); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -248,6 +255,10 @@ func (b *bench) runAll(ctx context.Context, w io.Writer) error {
 			for _, s := range stacks {
 				k := benchKey{s, name}
 				b.runs[k] = append(b.runs[k], v)
+				if b.byRound[k] == nil {
+					b.byRound[k] = map[int]float64{}
+				}
+				b.byRound[k][st.round] = v
 			}
 			parts = append(parts, fmt.Sprintf("%s %s %s", name, formatValue(v), mi.unit))
 		}
@@ -323,12 +334,13 @@ func findResult(rs []benchResult, stack, metric string) (float64, bool) {
 	return 0, false
 }
 
-func writeBenchJSON(name string, machine map[string]any, results []benchResult, loss []lossJSON) error {
+func writeBenchJSON(name string, machine map[string]any, results []benchResult, ratios []familyRatio, loss []lossJSON) error {
 	b, err := json.MarshalIndent(struct {
 		Machine      map[string]any `json:"machine"`
 		Results      []benchResult  `json:"results"`
+		IPv6Ratios   []familyRatio  `json:"ipv6_ratios,omitempty"`
 		LossCounters []lossJSON     `json:"loss_counters,omitempty"`
-	}{machine, results, loss}, "", "  ")
+	}{machine, results, ratios, loss}, "", "  ")
 	if err != nil {
 		return err
 	}

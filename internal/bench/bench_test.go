@@ -88,6 +88,11 @@ func TestBenchQuick(t *testing.T) {
 			Unit   string    `json:"unit"`
 			Runs   []float64 `json:"runs"`
 		} `json:"results"`
+		IPv6Ratios []struct {
+			Stack  string   `json:"stack"`
+			Metric string   `json:"metric"`
+			Value  *float64 `json:"value"`
+		} `json:"ipv6_ratios"`
 		LossCounters []struct {
 			Stack  string             `json:"stack"`
 			Metric string             `json:"metric"`
@@ -118,6 +123,20 @@ func TestBenchQuick(t *testing.T) {
 			}
 		}
 	}
+	// Every stack has its IPv6/IPv4 ratio for every pair of rows.
+	ratios := map[[2]string]bool{}
+	for _, r := range doc.IPv6Ratios {
+		if r.Value != nil && *r.Value > 0 && !math.IsInf(*r.Value, 0) {
+			ratios[[2]string{r.Stack, r.Metric}] = true
+		}
+	}
+	for _, p := range ipv6Pairs {
+		for _, s := range []string{"kernel", "ustack", "gvisor"} {
+			if !ratios[[2]string{s, p.v6}] {
+				t.Errorf("no IPv6/IPv4 ratio of %s for %s: %+v", p.v6, s, doc.IPv6Ratios)
+			}
+		}
+	}
 	// Every loss run records the sender's counters: at least the segments
 	// it sent.
 	sent := map[string]string{"kernel": "OutSegs", "ustack": "SegsOut", "gvisor": "SegmentsSent"}
@@ -138,7 +157,7 @@ func TestBenchQuick(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"## Machine", "## Results", "ustack / gVisor", "bench/throughput.svg", "bench/latency.svg", "bench/loss.svg", "## Loss recovery: the sender's counters", "`TCPTimeouts`"} {
+	for _, want := range []string{"## Machine", "## Results", "ustack / gVisor", "## IPv6 against IPv4", "over IPv6 ≥ 0.9× over IPv4", "bench/throughput.svg", "bench/latency.svg", "bench/loss.svg", "## Loss recovery: the sender's counters", "`TCPTimeouts`"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("benchmarks.md lacks %q", want)
 		}

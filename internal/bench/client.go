@@ -107,7 +107,7 @@ func RunClient(ctx context.Context, mode string, f ClientConfig, stdout io.Write
 
 func benchDial(ctx context.Context, addr string) (*net.TCPConn, error) {
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp4", addr)
+	c, err := d.DialContext(ctx, "tcp", addr) // the address says which family
 	if err != nil {
 		return nil, err
 	}

@@ -28,9 +28,10 @@ import (
 
 // The bench's network: every environment is a fresh set of namespaces
 // (unique names from tun.NewNamespace), with addresses in 198.18.0.0/15
-// only, deleted on the way out. The client namespace holds the kernel-side
-// clients at benchClientAddr; the server under test answers at
-// benchServerAddr:
+// and (for the IPv6 rows) 2001:2::/48 only, deleted on the way out. The
+// client namespace holds the kernel-side clients at benchClientAddr; the
+// server under test answers at benchServerAddr, or over IPv6 at
+// benchServerAddr6 from benchClientAddr6:
 //
 //	kernel: client ns --veth-- server ns (the kernel's TCP, Go servers in it)
 //	ustack: client ns --TUN-- ustack (in this process)
@@ -44,6 +45,10 @@ var (
 	benchClientAddr = netip.MustParseAddr("198.18.0.1")
 	benchServerAddr = netip.MustParseAddr("198.18.0.2")
 	benchPrefixLen  = 30
+
+	benchClientAddr6 = netip.MustParseAddr("2001:2::1")
+	benchServerAddr6 = netip.MustParseAddr("2001:2::2")
+	benchPrefixLen6  = 64
 )
 
 const (
@@ -64,11 +69,16 @@ type envConfig struct {
 	loss  float64 // > 0: Impair the path with this loss in each direction
 	seed  int64
 	tls   *tlslite.Dir
+	// v6: the server answers at benchServerAddr6 and the clients reach it
+	// over IPv6 (gVisor's host then has only that address; ustack has
+	// both). Not with loss.
+	v6 bool
 }
 
 // benchEnv is one stack under test with its client namespace.
 type benchEnv struct {
 	stack  string
+	addr   netip.Addr // the server's address: benchServerAddr or benchServerAddr6
 	client *tun.Namespace
 	server *tun.Namespace // kernel only
 	srv    *services.Server
@@ -97,14 +107,26 @@ func (e *benchEnv) Close() {
 	}
 }
 
+// serverAddr is the server's address and port, as "IP:PORT" or
+// "[IPv6]:PORT".
 func (e *benchEnv) serverAddr(port int) string {
-	return netip.AddrPortFrom(benchServerAddr, uint16(port)).String()
+	a := e.addr
+	if !a.IsValid() {
+		a = benchServerAddr
+	}
+	return netip.AddrPortFrom(a, uint16(port)).String()
 }
 
 // newBenchEnv builds the environment for one stack and starts the bench
 // services on it.
 func newBenchEnv(cfg envConfig) (env *benchEnv, err error) {
-	env = &benchEnv{stack: cfg.stack}
+	env = &benchEnv{stack: cfg.stack, addr: benchServerAddr}
+	if cfg.v6 {
+		if cfg.loss > 0 {
+			return nil, errors.New("bench: no IPv6 environment with loss")
+		}
+		env.addr = benchServerAddr6
+	}
 	defer func() {
 		if err != nil {
 			env.Close()
@@ -157,16 +179,20 @@ func (env *benchEnv) kernel(cfg envConfig, hostPrefix netip.Prefix) (benchListen
 	if cfg.loss > 0 {
 		err = env.kernelRelay(cfg, hostPrefix)
 	} else {
-		err = env.veth()
+		err = env.veth(cfg.v6)
 	}
 	if err != nil {
 		return nil, err
+	}
+	network := "tcp4"
+	if cfg.v6 {
+		network = "tcp6"
 	}
 	return func(port uint16) (net.Listener, error) {
 		var l net.Listener
 		err := env.server.Do(func() error {
 			var err error
-			l, err = net.Listen("tcp4", netip.AddrPortFrom(benchServerAddr, port).String())
+			l, err = net.Listen(network, netip.AddrPortFrom(env.addr, port).String())
 			return err
 		})
 		return l, err
@@ -176,7 +202,11 @@ func (env *benchEnv) kernel(cfg envConfig, hostPrefix netip.Prefix) (benchListen
 // inProcess runs ustack or gVisor's netstack in this process on a TUN in
 // the client namespace (impaired with loss).
 func (env *benchEnv) inProcess(cfg envConfig, hostPrefix netip.Prefix) (benchListen, error) {
-	dev, err := env.client.OpenTUN(tun.Config{Name: "bench0", MTU: benchMTU, HostAddr: hostPrefix})
+	tc := tun.Config{Name: "bench0", MTU: benchMTU, HostAddr: hostPrefix}
+	if cfg.v6 {
+		tc.HostAddr6 = netip.PrefixFrom(benchClientAddr6, benchPrefixLen6)
+	}
+	dev, err := env.client.OpenTUN(tc)
 	if err != nil {
 		return nil, err
 	}
@@ -187,8 +217,12 @@ func (env *benchEnv) inProcess(cfg envConfig, hostPrefix netip.Prefix) (benchLis
 		ep = env.imp
 	}
 	if cfg.stack == stackUstack {
+		addrs := []netip.Addr{benchServerAddr}
+		if cfg.v6 {
+			addrs = append(addrs, benchServerAddr6)
+		}
 		st, err := stack.New(ep, stack.Options{
-			Addr: benchServerAddr,
+			Addrs: addrs,
 			// As the kernel's: listen(2) backlog up to somaxconn (4096),
 			// and no connection limit below what the runs open.
 			Backlog:  4096,
@@ -205,8 +239,8 @@ func (env *benchEnv) inProcess(cfg envConfig, hostPrefix netip.Prefix) (benchLis
 		return func(port uint16) (net.Listener, error) { return st.ListenTCP(port) }, nil
 	}
 	// gVisor as wireguard-go's tun/netstack configures it: stock options
-	// plus SACK.
-	h, err := gvpeer.New(ep, benchServerAddr, gvpeer.Options{SACK: true, ModerateRecvBuf: true})
+	// plus SACK. A host has one address, so over IPv6 only that one.
+	h, err := gvpeer.New(ep, env.addr, gvpeer.Options{SACK: true, ModerateRecvBuf: true})
 	if err != nil {
 		return nil, err
 	}
@@ -230,21 +264,55 @@ func setSysctl(ns *tun.Namespace, name, value string) error {
 	})
 }
 
-// veth joins the client and server namespaces with a veth pair.
-func (e *benchEnv) veth() error {
+// veth joins the client and server namespaces with a veth pair, with
+// IPv6 addresses too when v6 is set.
+func (e *benchEnv) veth(v6 bool) error {
 	c, s := e.client.Name(), e.server.Name()
 	cp := netip.PrefixFrom(benchClientAddr, benchPrefixLen).String()
 	sp := netip.PrefixFrom(benchServerAddr, benchPrefixLen).String()
-	for _, args := range [][]string{
-		{"-n", c, "link", "add", "bench0", "type", "veth", "peer", "name", "bench1", "netns", s},
-		{"-n", c, "addr", "add", cp, "dev", "bench0"},
-		{"-n", s, "addr", "add", sp, "dev", "bench1"},
-		{"-n", c, "link", "set", "bench0", "up"},
-		{"-n", s, "link", "set", "bench1", "up"},
-	} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			return fmt.Errorf("bench: ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	ip := func(cmds ...[]string) error {
+		for _, args := range cmds {
+			if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+				return fmt.Errorf("bench: ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+			}
 		}
+		return nil
+	}
+	if err := ip(
+		[]string{"-n", c, "link", "add", "bench0", "type", "veth", "peer", "name", "bench1", "netns", s},
+		[]string{"-n", c, "addr", "add", cp, "dev", "bench0"},
+		[]string{"-n", s, "addr", "add", sp, "dev", "bench1"},
+	); err != nil {
+		return err
+	}
+	if v6 {
+		if err := vethIPv6(e.client, "bench0", netip.PrefixFrom(benchClientAddr6, benchPrefixLen6)); err != nil {
+			return err
+		}
+		if err := vethIPv6(e.server, "bench1", netip.PrefixFrom(benchServerAddr6, benchPrefixLen6)); err != nil {
+			return err
+		}
+	}
+	return ip(
+		[]string{"-n", c, "link", "set", "bench0", "up"},
+		[]string{"-n", s, "link", "set", "bench1", "up"},
+	)
+}
+
+// vethIPv6 gives one end of the veth pair, still down, its IPv6 address
+// and nothing else, as the TUN's kernel side gets (tun.configureIPv6): no
+// link-local address, so no router solicitations, no DAD (usable at once;
+// nobody else is on the link), no router advertisements taken. The
+// sysctls are the namespace's own.
+func vethIPv6(ns *tun.Namespace, dev string, addr netip.Prefix) error {
+	for _, kv := range [][2]string{{"addr_gen_mode", "1"}, {"accept_ra", "0"}, {"router_solicitations", "0"}, {"accept_dad", "0"}, {"disable_ipv6", "0"}} {
+		if err := setSysctl(ns, "net/ipv6/conf/"+dev+"/"+kv[0], kv[1]); err != nil {
+			return fmt.Errorf("%w (is IPv6 disabled in this kernel?)", err)
+		}
+	}
+	args := []string{"-n", ns.Name(), "addr", "add", addr.String(), "dev", dev, "nodad"}
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("bench: ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }

@@ -37,12 +37,16 @@ type metricInfo struct {
 // benchMetrics are the figures, in report order (the JSON names are fixed).
 var benchMetrics = []metricInfo{
 	{"upload_gbps", "Gbit/s", true, "upload, client to server"},
+	{"upload_ipv6_gbps", "Gbit/s", true, "upload over IPv6"},
 	{"download_gbps", "Gbit/s", true, "download, server to client"},
+	{"download_ipv6_gbps", "Gbit/s", true, "download over IPv6"},
 	{"http_rps", "req/s", true, "HTTP/1.1 keep-alive requests"},
+	{"http_ipv6_rps", "req/s", true, "HTTP/1.1 keep-alive requests over IPv6"},
 	{"http_conn_per_s", "conn/s", true, "HTTP/1.1 new connections (Connection: close)"},
 	{"https_handshakes_per_s", "handshakes/s", true, "HTTPS full handshakes (RSA key exchange)"},
 	{"https_rps", "req/s", true, "HTTPS keep-alive requests"},
 	{"serve_http_rps", "req/s", true, "`ustack serve --http`: keep-alive requests for its connection page (kernel, gVisor: the bench server)"},
+	{"serve_http_ipv6_rps", "req/s", true, "`ustack serve --http`: keep-alive requests over IPv6 (kernel, gVisor: the bench server)"},
 	{"serve_conn_per_s", "conn/s", true, "`ustack serve --http`: new connections (kernel, gVisor: the bench server)"},
 	{"serve_https_rps", "req/s", true, "`ustack serve --https --kex rsa`: keep-alive requests (kernel, gVisor: the bench server)"},
 	{"echo_rtt_p50_us", "µs", false, "1-byte echo round trip, median"},
@@ -78,12 +82,16 @@ type measurement struct {
 var benchMeasurements = []measurement{
 	{"tun_limit", []string{"tun_limit_gbps"}, false, (*bench).measureTUNLimit},
 	{"upload", []string{"upload_gbps"}, true, onEnv((*bench).measureUpload)},
+	{"upload6", []string{"upload_ipv6_gbps"}, true, onEnv6((*bench).measureUpload, "upload_gbps", "upload_ipv6_gbps")},
 	{"download", []string{"download_gbps"}, true, onEnv((*bench).measureDownload)},
+	{"download6", []string{"download_ipv6_gbps"}, true, onEnv6((*bench).measureDownload, "download_gbps", "download_ipv6_gbps")},
 	{"http", []string{"http_rps"}, true, onEnv((*bench).measureHTTP)},
+	{"http6", []string{"http_ipv6_rps"}, true, onEnv6((*bench).measureHTTP, "http_rps", "http_ipv6_rps")},
 	{"http_conn", []string{"http_conn_per_s"}, true, onEnv((*bench).measureHTTPConn)},
 	{"https_handshakes", []string{"https_handshakes_per_s"}, true, onEnv((*bench).measureHandshakes)},
 	{"https", []string{"https_rps"}, true, onEnv((*bench).measureHTTPS)},
 	{"serve", []string{"serve_http_rps", "serve_conn_per_s", "serve_https_rps"}, true, (*bench).measureServe},
+	{"serve6", []string{"serve_http_ipv6_rps"}, true, (*bench).measureServe6},
 	{"echo", []string{"echo_rtt_p50_us", "echo_rtt_p99_us"}, true, onEnv((*bench).measureEcho)},
 	{"echo_pinned", []string{"echo_rtt_p50_same_cpu_us", "echo_rtt_p50_cross_cpu_us"}, true, onEnv((*bench).measureEchoPinned)},
 	{"idle", []string{"bytes_per_idle_conn"}, true, onEnv((*bench).measureIdle)},
@@ -103,6 +111,23 @@ func onEnv(m func(b *bench, ctx context.Context, env *benchEnv) (map[string]floa
 		}
 		defer env.Close()
 		return m(b, ctx, env)
+	}
+}
+
+// onEnv6 is onEnv over IPv6: the measurement m, whose figure is named
+// from, runs in a fresh IPv6 environment and yields it as to.
+func onEnv6(m func(b *bench, ctx context.Context, env *benchEnv) (map[string]float64, error), from, to string) func(*bench, context.Context, string, int) (map[string]float64, error) {
+	return func(b *bench, ctx context.Context, stack string, _ int) (map[string]float64, error) {
+		env, err := newBenchEnv(envConfig{stack: stack, tls: b.tls, v6: true})
+		if err != nil {
+			return nil, err
+		}
+		defer env.Close()
+		vals, err := m(b, ctx, env)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]float64{to: vals[from]}, nil
 	}
 }
 

@@ -59,19 +59,22 @@ func (b *bench) writePlots(dir string, rs []benchResult) ([]benchPlot, error) {
 	return out, nil
 }
 
-// The plots' size, and the margin kept free on the right and at the top:
+// The plots' size, and the margins kept free: on the right and at the top,
 // gonum draws the data area and a right-hand legend up to the canvas's
 // edge, where a viewer cuts the legend's thumbnails and its text when its
-// font is a little wider than the one gonum measured with.
+// font is a little wider than the one gonum measured with; on the left,
+// gonum puts the vertical axis label's baseline less than its font's
+// ascent from the edge, so that a tall glyph would be cut.
 const (
 	plotWidth, plotHeight = 7 * vg.Inch, 4 * vg.Inch
 	plotMargin            = vg.Length(12)
+	plotMarginLeft        = vg.Length(4)
 )
 
-// savePlot writes p as SVG, drawn inside the margin.
+// savePlot writes p as SVG, drawn inside the margins.
 func savePlot(p *plot.Plot, name string) error {
 	c := vgsvg.New(plotWidth, plotHeight)
-	p.Draw(draw.Crop(draw.New(c), 0, -plotMargin, 0, -plotMargin))
+	p.Draw(draw.Crop(draw.New(c), plotMarginLeft, -plotMargin, 0, -plotMargin))
 	f, err := os.Create(name)
 	if err != nil {
 		return err

@@ -182,6 +182,7 @@ func (b *bench) writeReport(dir string, machine map[string]any, rs []benchResult
 	b.reportIntro(p, machine)
 	b.reportMachine(p, machine)
 	b.reportResults(p, rs)
+	b.reportIPv6(p, b.ipv6Ratios())
 	b.reportLoss(p)
 	b.reportTargets(p, rs, plots)
 	b.reportMethod(p)
@@ -292,6 +293,9 @@ func (b *bench) reportTargets(p printer, rs []benchResult, plots []benchPlot) {
 			verdict = "met"
 		}
 		p("| %s | %.2f× | %s |\n", t.desc, r, verdict)
+	}
+	for _, row := range ipv6TargetRows(b.ipv6Ratios()) {
+		p("| %s | %s | %s |\n", row[0], row[1], row[2])
 	}
 	p("\n")
 

@@ -3,7 +3,7 @@ package bench
 // reportMethod writes how each figure is measured.
 func (b *bench) reportMethod(p printer) {
 	p("## How each figure is measured\n\n")
-	p("Every run builds fresh namespaces (unique names, 198.18.0.0/15 addresses only, deleted afterwards),\n")
+	p("Every run builds fresh namespaces (unique names, 198.18.0.0/15 and 2001:2::/48 addresses only, deleted afterwards),\n")
 	p("starts the servers, measures, and tears everything down. The client side is always the kernel's TCP\n")
 	p("in the client namespace, in processes of their own (`wrk`, or `ustack bench client MODE`), so that\n")
 	p("the server process holds only the server: its CPU profile and its memory are the server's.\n\n")
@@ -18,6 +18,11 @@ func (b *bench) reportMethod(p printer) {
 	p("  cache (a resumed session fails the run), then close. The server is tlslite on ustack and\n")
 	p("  crypto/tls (that suite only, TLS 1.2) on the kernel and gVisor; both serve `net/http`.\n")
 	p("- `https_rps`: `wrk -t 2 -c 64` over HTTPS (OpenSSL negotiates the same suite), keep-alive.\n")
+	p("- `upload_ipv6_gbps`, `download_ipv6_gbps`, `http_ipv6_rps`: the same runs as `upload_gbps`,\n")
+	p("  `download_gbps` and `http_rps`, each right after its IPv4 run in every round, over IPv6: the client\n")
+	p("  at 2001:2::1, the server at 2001:2::2 (/64). The kernel's veth ends and the TUN's kernel side get\n")
+	p("  that address and nothing else (no link-local address, no DAD, no router solicitations); ustack\n")
+	p("  has both addresses, gVisor's host only the IPv6 one. \"IPv6 against IPv4\" gives the ratios.\n")
 	b.reportMethodServe(p)
 	b.reportMethodEcho(p)
 	b.reportMethodIdle(p)
@@ -33,14 +38,17 @@ func (b *bench) reportMethod(p printer) {
 func (b *bench) reportMethodServe(p printer) {
 	p("- `serve_http_rps`, `serve_conn_per_s`, `serve_https_rps`: `ustack serve` itself, the command a user\n")
 	p("  runs, started as a subprocess in the client namespace (`ustack serve --tun bench0 --addr 198.18.0.2\n")
-	p("  --host-addr 198.18.0.1/30 --http 80 --https 443 --tls-dir DIR --kex rsa --backlog 4096`; it creates\n")
-	p("  its TUN there), once its `ready:` line is out and a Go TLS client trusting only the CA it wrote in\n")
+	p("  --host-addr 198.18.0.1/30 --addr6 2001:2::2 --host-addr6 2001:2::1/64 --http 80 --https 443\n")
+	p("  --tls-dir DIR --kex rsa --backlog 4096`; it creates its TUN there), once its `ready:` line is out\n")
+	p("  and a Go TLS client trusting only the CA it wrote in\n")
 	p("  DIR has fetched its page, then stopped with SIGTERM to its PID. The same wrk runs as `http_rps`,\n")
 	p("  `http_conn_per_s` and `https_rps`, against `GET /`, serve's connection page (about 1.2 KB of HTML\n")
 	p("  built per request from the connection's state, against the bench page's %d bytes). The kernel and\n", len(benchPage))
 	p("  gVisor have no `ustack serve`: their columns are the same wrk runs against their bench server (the\n")
 	p("  bench page, `net/http`, crypto/tls), so these ratios read \"ustack serve against the kernel's (or\n")
 	p("  gVisor's) Go server\".\n")
+	p("- `serve_http_ipv6_rps`: `serve_http_rps` over IPv6, to serve's 2001:2::2, right after the IPv4 serve\n")
+	p("  rows in every round (a serve of its own); kernel and gVisor: `http_ipv6_rps`'s run.\n")
 }
 
 func (b *bench) reportMethodEcho(p printer) {

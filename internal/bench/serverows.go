@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -64,12 +65,35 @@ func (b *bench) measureServe(ctx context.Context, stack string, _ int) (map[stri
 	return out, nil
 }
 
+// measureServe6 is serve_http_ipv6_rps: on ustack, the wrk run of
+// serve_http_rps against serve's IPv6 address (serve takes 2001:2::2 by
+// default, with 2001:2::1/64 on the kernel's side of its TUN); on the
+// others, http_rps in an IPv6 environment.
+func (b *bench) measureServe6(ctx context.Context, stack string, round int) (map[string]float64, error) {
+	if stack != stackUstack {
+		return onEnv6((*bench).measureHTTP, "http_rps", "serve_http_ipv6_rps")(b, ctx, stack, round)
+	}
+	env, err := b.serveEnv(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer env.Close()
+	env.addr = benchServerAddr6
+	vals, err := b.measureHTTP(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]float64{"serve_http_ipv6_rps": vals["http_rps"]}, nil
+}
+
 // serveAddrArgs are serve's flags for the bench's addresses and link.
 func serveAddrArgs() []string {
 	return []string{
 		"--tun", "bench0", "--mtu", strconv.Itoa(benchMTU),
 		"--addr", benchServerAddr.String(),
 		"--host-addr", fmt.Sprintf("%v/%d", benchClientAddr, benchPrefixLen),
+		"--addr6", benchServerAddr6.String(),
+		"--host-addr6", netip.PrefixFrom(benchClientAddr6, benchPrefixLen6).String(),
 	}
 }
 
@@ -78,7 +102,7 @@ func serveAddrArgs() []string {
 // the CA serve wrote, that the page is serve's. Close stops it with
 // SIGTERM (by its PID) and waits for it.
 func (b *bench) serveEnv(ctx context.Context) (env *benchEnv, err error) {
-	env = &benchEnv{stack: stackUstack}
+	env = &benchEnv{stack: stackUstack, addr: benchServerAddr}
 	defer func() {
 		if err != nil {
 			env.Close()

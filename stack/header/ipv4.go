@@ -156,14 +156,25 @@ func PutIPv4(b []byte, f IPv4Fields) {
 }
 
 // PseudoHeaderChecksum is the partial checksum of the IPv4 pseudo-header
-// (RFC 9293 §3.1) for a transport segment of the given length.
+// (RFC 9293 §3.1) for a transport segment of the given length: source,
+// destination, zero, protocol, length, summed as words (foldSum).
 func PseudoHeaderChecksum(proto uint8, src, dst [4]byte, length uint16) uint16 {
-	var p [12]byte
-	copy(p[0:4], src[:])
-	copy(p[4:8], dst[:])
-	p[9] = proto
-	binary.BigEndian.PutUint16(p[10:], length)
-	return checksum.Checksum(p[:], 0)
+	return foldSum(uint64(binary.BigEndian.Uint32(src[:])) + uint64(binary.BigEndian.Uint32(dst[:])) +
+		uint64(proto) + uint64(length))
+}
+
+// foldSum folds a sum of big-endian 16- and 32-bit words into their 16-bit
+// one's-complement sum, as the Internet checksum adds them (RFC 1071 §2:
+// the sum may be taken in wider words and folded, the carries added back
+// in; 2^16 is 1 modulo 2^16-1). Like checksum.Checksum, it returns 0 only
+// for a zero sum.
+func foldSum(s uint64) uint16 {
+	s = s>>32 + s&0xffffffff
+	s = s>>32 + s&0xffffffff
+	s = s>>16 + s&0xffff
+	s = s>>16 + s&0xffff
+	s = s>>16 + s&0xffff
+	return uint16(s)
 }
 
 // Checksum returns the Internet checksum (one's-complement sum) of b added to

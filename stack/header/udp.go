@@ -95,13 +95,7 @@ func PseudoSum(proto uint8, src, dst netip.Addr, n int) uint16 {
 	if src.Is4() {
 		return PseudoHeaderChecksum(proto, src.As4(), dst.As4(), uint16(n))
 	}
-	var p [40]byte
-	s, d := src.As16(), dst.As16()
-	copy(p[0:16], s[:])
-	copy(p[16:32], d[:])
-	binary.BigEndian.PutUint32(p[32:], uint32(n))
-	p[39] = proto
-	return Checksum(p[:], 0)
+	return PseudoHeaderChecksumIPv6(proto, src.As16(), dst.As16(), uint32(n))
 }
 
 // SetTransportChecksum writes the checksum of segment seg (a TCP or UDP

@@ -3,6 +3,7 @@ package ipv6
 import (
 	"encoding/binary"
 	"hash/maphash"
+	"math/bits"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
@@ -23,11 +24,12 @@ const identBuckets = 2048
 // learns little about the traffic to others.
 type idents struct {
 	seed   maphash.Seed
+	key    uint64 // of the flow labels' hash
 	ids    [identBuckets]atomic.Uint32
 	stamps [identBuckets]atomic.Int64 // last use, Unix milliseconds
 }
 
-func (g *idents) init() { g.seed = maphash.MakeSeed() }
+func (g *idents) init() { g.seed, g.key = maphash.MakeSeed(), rand.Uint64() }
 
 func (g *idents) next(now time.Time, src, dst [16]byte) uint32 {
 	var k [32]byte
@@ -44,20 +46,29 @@ func (g *idents) next(now time.Time, src, dst [16]byte) uint32 {
 
 // flowLabel is RFC 6437 §3's label for a flow: a keyed hash of its
 // addresses, protocol and ports, 20 bits, never 0 (Linux's
-// ip6_make_flowlabel with net.ipv6.auto_flowlabels on, its default).
+// ip6_make_flowlabel with net.ipv6.auto_flowlabels on, its default, which
+// hashes the flow with jhash and a random key). Every segment sent over
+// IPv6 carries one, so the hash is a cheap one: the flow's 296 bits
+// folded into two words (the destination's halves rotated, so that the
+// two directions of a flow differ), each mixed into the secret key by a
+// 64-bit mixer (splitmix64's finaliser).
 func (g *idents) flowLabel(src, dst [16]byte, proto uint8, sport, dport uint16) uint32 {
-	var k [37]byte
-	copy(k[0:16], src[:])
-	copy(k[16:32], dst[:])
-	k[32] = proto
-	binary.BigEndian.PutUint16(k[33:], sport)
-	binary.BigEndian.PutUint16(k[35:], dport)
-	h := maphash.Bytes(g.seed, k[:])
-	h ^= h >> 32
-	if v := uint32(h) & 0xfffff; v != 0 {
+	ports := uint64(proto)<<32 | uint64(sport)<<16 | uint64(dport)
+	h := mix64(g.key ^ binary.BigEndian.Uint64(src[:8]) ^ bits.RotateLeft64(binary.BigEndian.Uint64(dst[:8]), 29))
+	h = mix64(h ^ binary.BigEndian.Uint64(src[8:]) ^ bits.RotateLeft64(binary.BigEndian.Uint64(dst[8:]), 29) ^ ports)
+	if v := uint32(h^h>>32) & 0xfffff; v != 0 {
 		return v
 	}
 	return 1
+}
+
+// mix64 scrambles x: each bit of the result depends on every bit of x.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
 }
 
 // FlowLabel is the flow label of the flow (src, dst, proto, ports) for

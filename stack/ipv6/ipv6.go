@@ -329,6 +329,14 @@ func (l *Layer) Input(now time.Time, pkt []byte) (Verdict, Packet) {
 		return l.drop(BadSource)
 	}
 	p.Multicast = mc
+	// The common case first: TCP or UDP right after the header, to a
+	// unicast address (RFC 8200 §4: no extension headers), which the walk
+	// and process below would deliver as they are.
+	if nh := h.NextHeader(); !mc && (nh == header.ProtoTCP || nh == header.ProtoUDP) {
+		p.Proto, p.Off = nh, header.IPv6HeaderLen
+		l.Stats.c.Inc(Delivered)
+		return Deliver, p
+	}
 	return l.process(now, p, false)
 }
 

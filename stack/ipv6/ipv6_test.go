@@ -484,3 +484,23 @@ func TestConcurrentInput(t *testing.T) {
 		t.Fatal(l.Stats.Snapshot())
 	}
 }
+
+// TestFlowLabelsSpread: the flows of one pair of addresses get labels
+// spread over the 20 bits (RFC 6437 §3: "uniformly distributed"): 4096
+// flows, about 8 collisions expected.
+func TestFlowLabelsSpread(t *testing.T) {
+	l := newLayer()
+	seen := map[uint32]bool{}
+	var bits uint32
+	for port := range uint16(4096) {
+		v := l.FlowLabel(ourAddr, peerAddr, header.ProtoTCP, 80, 32768+port)
+		if v == 0 || v > 0xfffff {
+			t.Fatalf("label %#x", v)
+		}
+		seen[v] = true
+		bits |= v
+	}
+	if len(seen) < 4096-40 || bits != 0xfffff {
+		t.Fatalf("%d distinct labels of 4096, bits used %#x", len(seen), bits)
+	}
+}
