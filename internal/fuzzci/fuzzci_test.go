@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// Under CI=true, TestFuzzTargets shares this much time among the targets,
+// With USTACK_FUZZ=ci, TestFuzzTargets shares this much time among the targets,
 // its self-check included: each gets an equal share of what is left less
 // what a run costs beyond fuzzing (building, the baseline coverage), at
 // least minPerTarget. With a warm build cache, 24 targets get about 3 s
@@ -27,19 +27,20 @@ const (
 // TestFuzzTargets runs every fuzz target of the module for a bounded time,
 // one go test -fuzz at a time (one worker each, leaving a core to the
 // packages go test ./... runs beside it), and fails naming the target and
-// the failing input go test wrote. It runs under CI=true or with
+// the failing input go test wrote. It runs with USTACK_FUZZ=ci (the
+// README's test command, after everything else) or with
 // USTACK_FUZZ_SECONDS=N (N seconds per target), and skips otherwise.
 func TestFuzzTargets(t *testing.T) {
 	start := time.Now()
-	fixed, how := time.Duration(0), "CI=true"
+	fixed, how := time.Duration(0), "USTACK_FUZZ=ci"
 	if s := os.Getenv("USTACK_FUZZ_SECONDS"); s != "" {
 		n, err := strconv.ParseFloat(s, 64)
 		if err != nil || n <= 0 {
 			t.Fatalf("USTACK_FUZZ_SECONDS=%q: want a positive number of seconds per fuzz target, e.g. USTACK_FUZZ_SECONDS=10", s)
 		}
 		fixed, how = time.Duration(n*float64(time.Second)), "USTACK_FUZZ_SECONDS"
-	} else if os.Getenv("CI") != "true" {
-		t.Skip("fuzzing every target takes about 2.5 minutes: run it with CI=true go test ./internal/fuzzci, " +
+	} else if os.Getenv("USTACK_FUZZ") != "ci" {
+		t.Skip("fuzzing every target takes about 2.5 minutes: run it with USTACK_FUZZ=ci go test ./internal/fuzzci, " +
 			"or USTACK_FUZZ_SECONDS=N go test -v ./internal/fuzzci for N seconds per target")
 	}
 	root := moduleRoot(t)
