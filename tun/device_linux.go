@@ -78,7 +78,7 @@ const _ = uint(writeOffset - virtioNetHdrLen)
 // more than one (Config.Queues), Queues returns them all, each a
 // link.Endpoint that may be read and written concurrently with the others.
 type Device struct {
-	*Queue          // the first queue: ReadBatch, WriteBatch, ReadOffload, WriteOffload
+	*Queue  // the first queue: ReadBatch, WriteBatch, ReadOffload, WriteOffload
 	queues  []*Queue
 	nl      *netlink.Handle // bound to the namespace the device lives in
 	name    string
