@@ -177,7 +177,11 @@ func (b *bench) plan() []step {
 				continue
 			}
 			for i := range benchStacks {
-				steps = append(steps, step{r, m, benchStacks[(i+r)%len(benchStacks)]})
+				s := benchStacks[(i+r)%len(benchStacks)]
+				if ustackOnly(m.metrics[0]) && s != stackUstack {
+					continue
+				}
+				steps = append(steps, step{r, m, s})
 			}
 		}
 	}
@@ -299,6 +303,9 @@ func (b *bench) results() []benchResult {
 			continue
 		}
 		for _, s := range benchStacks {
+			if ustackOnly(m.name) && s != stackUstack {
+				continue
+			}
 			k := benchKey{s, m.name}
 			r := benchResult{Stack: s, Metric: m.name, Unit: m.unit, Runs: b.runs[k], Errors: b.failures[k]}
 			if r.Runs == nil {

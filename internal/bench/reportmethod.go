@@ -19,6 +19,7 @@ func (b *bench) reportMethod(p printer) {
 	p("  crypto/tls (that suite only, TLS 1.2) on the kernel and gVisor; both serve `net/http`.\n")
 	p("- `https_rps`: `wrk -t 2 -c 64` over HTTPS (OpenSSL negotiates the same suite), keep-alive.\n")
 	b.reportMethodServe(p)
+	b.reportMethodQueues(p)
 	b.reportMethodEcho(p)
 	b.reportMethodIdle(p)
 	b.reportMethodLoss(p)
@@ -41,6 +42,18 @@ func (b *bench) reportMethodServe(p printer) {
 	p("  gVisor have no `ustack serve`: their columns are the same wrk runs against their bench server (the\n")
 	p("  bench page, `net/http`, crypto/tls), so these ratios read \"ustack serve against the kernel's (or\n")
 	p("  gVisor's) Go server\".\n")
+}
+
+func (b *bench) reportMethodQueues(p printer) {
+	p("- `serve_q1_http_rps`, `serve_q2_http_rps`, `serve_queues_gain`, `serve_q2_min_share` (ustack only):\n")
+	p("  `ustack serve` started as for the serve rows with `--queues 1`, then with `--queues 2` (a\n")
+	p("  multi-queue TUN, one reader goroutine per queue), each under the `http_rps` wrk run (`-t 2 -c 64`,\n")
+	p("  keep-alive, %v) against its page, back to back in one step, the order alternating by round.\n", b.p.Duration)
+	p("  The gain is the median of each round's q2/q1 ratio's figures (the median of both rates is listed\n")
+	p("  too); the share is the less used queue's part of the packets read in the two-queue run, from the\n")
+	p("  `queues:` line serve prints when it stops (the step's notes give both queues' counts). wrk's two\n")
+	p("  threads and the kernel's TCP run on the same machine, so on 2 CPUs the second reader competes with\n")
+	p("  them for the second CPU.\n")
 }
 
 func (b *bench) reportMethodEcho(p printer) {

@@ -42,7 +42,7 @@ func (b *bench) measureServe(ctx context.Context, stack string, _ int) (map[stri
 	var env *benchEnv
 	var err error
 	if stack == stackUstack {
-		env, err = b.serveEnv(ctx)
+		env, _, err = b.serveEnv(ctx)
 	} else {
 		env, err = b.env(stack, 0, 0)
 	}
@@ -73,11 +73,12 @@ func serveAddrArgs() []string {
 	}
 }
 
-// serveEnv starts `ustack serve --http 80 --https 443` in a fresh client
-// namespace, waits for its "ready:" line, and checks over HTTPS, trusting
-// the CA serve wrote, that the page is serve's. Close stops it with
-// SIGTERM (by its PID) and waits for it.
-func (b *bench) serveEnv(ctx context.Context) (env *benchEnv, err error) {
+// serveEnv starts `ustack serve --http 80 --https 443` and the extra
+// flags in a fresh client namespace, waits for its "ready:" line, and
+// checks over HTTPS, trusting the CA serve wrote, that the page is serve's.
+// Close stops it with SIGTERM (by its PID) and waits for it; the output
+// is then complete.
+func (b *bench) serveEnv(ctx context.Context, extra ...string) (env *benchEnv, log *serveOutput, err error) {
 	env = &benchEnv{stack: stackUstack}
 	defer func() {
 		if err != nil {
@@ -86,37 +87,38 @@ func (b *bench) serveEnv(ctx context.Context) (env *benchEnv, err error) {
 		}
 	}()
 	if env.client, err = tun.NewNamespace("bench_client"); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	env.onClose(func() { env.client.Close() })
 	if err := setSysctl(env.client, "net/ipv4/ip_local_port_range", "1024 65535"); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	dir, err := os.MkdirTemp("", "ustack-bench-serve-tls-")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	env.onClose(func() { os.RemoveAll(dir) })
 	exe, err := benchExe()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	args := append([]string{"serve"}, serveAddrArgs()...)
 	args = append(args, "--http", strconv.Itoa(benchPortHTTP), "--https", strconv.Itoa(benchPortHTTPS),
 		"--tls-dir", dir, "--kex", "rsa", "--backlog", "4096", "--cc", kernelCC())
+	args = append(args, extra...)
 	h, err := startHelper(ctx, env.client, exe, args...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	log := &serveOutput{}
+	log = &serveOutput{}
 	env.onClose(func() { stopServe(h, log, b) })
 	if err := waitReady(h, log, 10*time.Second); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := checkServePage(env.client, filepath.Join(dir, "ca.pem")); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return env, nil
+	return env, log, nil
 }
 
 // serveOutput is what serve printed; all is complete once done is closed.
