@@ -43,6 +43,9 @@ type Conn struct {
 	// Both guarded by mu.
 	ln *lane
 	th *timerHeap
+	// sent: the TCB queued a segment since the last unlockAndFlush
+	// (or reader's batch end), which must flush. Guarded by mu.
+	sent bool
 
 	// Guarded by the lock of the timer heap c is in (th).
 	tdl  time.Time

@@ -140,6 +140,12 @@ func (ln *lane) queued() int {
 // batches, in the order they were queued.
 func (ln *lane) flush() {
 	s := ln.s
+	if ln.queued() == 0 {
+		// Nothing to write: what this goroutine queued, another flush
+		// took already and is writing, under writeMu. Waiting behind
+		// its system calls would gain nothing.
+		return
+	}
 	ln.writeMu.Lock()
 	defer ln.writeMu.Unlock()
 	ln.txMu.Lock()
@@ -185,12 +191,18 @@ func (ln *lane) stats() QueueStats {
 }
 
 // unlockAndFlush unlocks c and writes out what the calls into its TCB
-// queued: on its lane, read while c.mu is still held (a reader may move
-// the connection to its own lane as soon as it is released).
+// queued, if they queued anything: on its lane, read while c.mu is still
+// held (a reader may move the connection to its own lane as soon as it is
+// released). Every goroutine that queues flushes afterwards, so one that
+// queued nothing has nothing to flush: a Read that sends no window update
+// does not wait behind other connections' writes.
 func (c *Conn) unlockAndFlush() {
-	ln := c.ln
+	ln, sent := c.ln, c.sent
+	c.sent = false
 	c.mu.Unlock()
-	ln.flush()
+	if sent {
+		ln.flush()
+	}
 }
 
 // laneSender is a connection as the tcp.Sender of its TCB: segments go out
@@ -201,5 +213,6 @@ type laneSender Conn
 // Send implements tcp.Sender.
 func (ls *laneSender) Send(_ *tcp.Conn, seg *tcp.Segment) {
 	c := (*Conn)(ls)
+	c.sent = true
 	c.s.sendSegment(c.ln, c.id, seg)
 }

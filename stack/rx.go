@@ -80,6 +80,7 @@ func (b *rxBatch) process(s *Stack, n int) {
 		c.ln = ln // another lane's reader may have taken it meanwhile: this batch's output is ours to flush
 		c.tcb.Flush(now)
 		c.afterLocked()
+		c.sent = false // flushed below
 		c.mu.Unlock()
 		b.touched[i] = nil
 	}
