@@ -49,7 +49,7 @@ func (b *bench) reportMethodQueues(p printer) {
 	p("  `ustack serve` started as for the serve rows with `--queues 1`, then with `--queues 2` (a\n")
 	p("  multi-queue TUN, one reader goroutine per queue), each under the `http_rps` wrk run (`-t 2 -c 64`,\n")
 	p("  keep-alive, %v) against its page, back to back in one step, the order alternating by round.\n", b.p.Duration)
-	p("  The gain is the median of each round's q2/q1 ratio's figures (the median of both rates is listed\n")
+	p("  The gain is the median of each round's q2/q1 ratio (the median of both rates is listed\n")
 	p("  too); the share is the less used queue's part of the packets read in the two-queue run, from the\n")
 	p("  `queues:` line serve prints when it stops (the step's notes give both queues' counts). wrk's two\n")
 	p("  threads and the kernel's TCP run on the same machine, so on 2 CPUs the second reader competes with\n")
