@@ -14,6 +14,7 @@ import (
 // of its lane (Conn.schedule moves it when its lane changes), so that
 // readers of different lanes do not share a timer lock.
 type timerHeap struct {
+	s       *Stack
 	ln      *lane
 	mu      sync.Mutex        // guards what follows and the tdl, tidx of each Conn in h; lock order: see Stack
 	h       heapq.Heap[*Conn] // by tdl
@@ -23,7 +24,7 @@ type timerHeap struct {
 }
 
 func (th *timerHeap) init(ln *lane) {
-	th.ln = ln
+	th.s, th.ln = ln.s, ln
 	th.h = heapq.New(func(a, b *Conn) bool { return a.tdl.Before(b.tdl) }, func(c *Conn, i int) { c.tidx = i })
 }
 
@@ -76,7 +77,7 @@ func (th *timerHeap) armLocked() {
 		return
 	}
 	th.armedAt = first
-	clk := th.ln.s.clk
+	clk := th.s.clk
 	d := first.Sub(clk.Now())
 	if th.t == nil {
 		th.t = clk.AfterFunc(d, th.fire)
@@ -89,7 +90,7 @@ func (th *timerHeap) armLocked() {
 // what they sent: on this lane, and on any other a connection moved to
 // after it was taken off the heap.
 func (th *timerHeap) fire() {
-	s := th.ln.s
+	s := th.s
 	now := s.clk.Now()
 	var due []*Conn
 	th.mu.Lock()
