@@ -64,6 +64,12 @@ type bench struct {
 	idleRaw           []idleRaw
 	clientSlabPerConn float64
 	profiles          []string
+
+	// The queues rows (queuerows.go): extra flags for the serve that
+	// serveEnv starts next, and each queue's packets read and written,
+	// as the last serve stopped reported them.
+	serveArgs  []string
+	queueSplit [][2]uint64
 }
 
 // Output says where a run's results go.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
-	"strings"
 )
 
 // The queues rows: `ustack serve --queues 1` against `--queues 2`, the same
@@ -63,25 +62,28 @@ func (b *bench) measureServeQueues(ctx context.Context, _ string, round int) (ma
 // and returns the rate and, for q > 1, each queue's packets read and
 // written, from the line serve prints when it stops.
 func (b *bench) serveQueuesRun(ctx context.Context, q int) (float64, [][2]uint64, error) {
-	env, log, err := b.serveEnv(ctx, "--queues", strconv.Itoa(q))
+	b.serveArgs, b.queueSplit = []string{"--queues", strconv.Itoa(q)}, nil
+	env, err := b.serveEnv(ctx)
+	b.serveArgs = nil
 	if err != nil {
 		return 0, nil, err
 	}
 	rps, err := b.runWrk(ctx, env, "http://"+env.serverAddr(benchPortHTTP)+"/", 64)
-	env.Close() // stops serve: its output is complete
+	env.Close() // stops serve, which reports its queues (stopServe)
 	if err != nil {
 		return 0, nil, err
 	}
+	return rps, b.queueSplit, nil
+}
+
+// parseQueueSplit reads each queue's packets read and written from
+// serve's "queues:" line.
+func parseQueueSplit(line string) [][2]uint64 {
 	var split [][2]uint64
-	for line := range strings.SplitSeq(log.all.String(), "\n") {
-		if !strings.HasPrefix(line, "queues:") {
-			continue
-		}
-		for _, m := range serveQueuesRE.FindAllStringSubmatch(line, -1) {
-			rx, _ := strconv.ParseUint(m[2], 10, 64)
-			tx, _ := strconv.ParseUint(m[3], 10, 64)
-			split = append(split, [2]uint64{rx, tx})
-		}
+	for _, m := range serveQueuesRE.FindAllStringSubmatch(line, -1) {
+		rx, _ := strconv.ParseUint(m[2], 10, 64)
+		tx, _ := strconv.ParseUint(m[3], 10, 64)
+		split = append(split, [2]uint64{rx, tx})
 	}
-	return rps, split, nil
+	return split
 }

@@ -42,7 +42,7 @@ func (b *bench) measureServe(ctx context.Context, stack string, _ int) (map[stri
 	var env *benchEnv
 	var err error
 	if stack == stackUstack {
-		env, _, err = b.serveEnv(ctx)
+		env, err = b.serveEnv(ctx)
 	} else {
 		env, err = b.env(stack, 0, 0)
 	}
@@ -73,12 +73,11 @@ func serveAddrArgs() []string {
 	}
 }
 
-// serveEnv starts `ustack serve --http 80 --https 443` and the extra
-// flags in a fresh client namespace, waits for its "ready:" line, and
-// checks over HTTPS, trusting the CA serve wrote, that the page is serve's.
-// Close stops it with SIGTERM (by its PID) and waits for it; the output
-// is then complete.
-func (b *bench) serveEnv(ctx context.Context, extra ...string) (env *benchEnv, log *serveOutput, err error) {
+// serveEnv starts `ustack serve --http 80 --https 443` in a fresh client
+// namespace, waits for its "ready:" line, and checks over HTTPS, trusting
+// the CA serve wrote, that the page is serve's. Close stops it with
+// SIGTERM (by its PID) and waits for it.
+func (b *bench) serveEnv(ctx context.Context) (env *benchEnv, err error) {
 	env = &benchEnv{stack: stackUstack}
 	defer func() {
 		if err != nil {
@@ -87,38 +86,38 @@ func (b *bench) serveEnv(ctx context.Context, extra ...string) (env *benchEnv, l
 		}
 	}()
 	if env.client, err = tun.NewNamespace("bench_client"); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	env.onClose(func() { env.client.Close() })
 	if err := setSysctl(env.client, "net/ipv4/ip_local_port_range", "1024 65535"); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "ustack-bench-serve-tls-")
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	env.onClose(func() { os.RemoveAll(dir) })
 	exe, err := benchExe()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	args := append([]string{"serve"}, serveAddrArgs()...)
 	args = append(args, "--http", strconv.Itoa(benchPortHTTP), "--https", strconv.Itoa(benchPortHTTPS),
 		"--tls-dir", dir, "--kex", "rsa", "--backlog", "4096", "--cc", kernelCC())
-	args = append(args, extra...)
+	args = append(args, b.serveArgs...) // the queues rows' --queues
 	h, err := startHelper(ctx, env.client, exe, args...)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	log = &serveOutput{}
+	log := &serveOutput{}
 	env.onClose(func() { stopServe(h, log, b) })
 	if err := waitReady(h, log, 10*time.Second); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if err := checkServePage(env.client, filepath.Join(dir, "ca.pem")); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return env, log, nil
+	return env, nil
 }
 
 // serveOutput is what serve printed; all is complete once done is closed.
@@ -179,9 +178,13 @@ func stopServe(h *helper, l *serveOutput, b *bench) {
 		<-exited
 		b.note("ustack serve did not stop within 10 s of SIGTERM: killed")
 	}
+	b.queueSplit = nil
 	for line := range strings.SplitSeq(l.all.String(), "\n") {
 		if strings.HasPrefix(line, "stopped:") {
 			b.note("ustack serve %s", line)
+		}
+		if strings.HasPrefix(line, "queues:") {
+			b.queueSplit = parseQueueSplit(line)
 		}
 	}
 }
