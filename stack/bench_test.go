@@ -111,17 +111,18 @@ func TestStackPathAllocatesNothing(t *testing.T) {
 func BenchmarkTimerSchedule(b *testing.B) {
 	v := clock.NewVirtual()
 	s := &Stack{clk: v}
-	s.tm.init(s)
+	ln := &lane{s: s}
+	ln.tm.init(ln)
 	conns := make([]*Conn, 1024)
 	for i := range conns {
 		conns[i] = &Conn{tidx: -1}
-		s.tm.schedule(conns[i], v.Now().Add(time.Duration(i+1)*time.Millisecond))
+		ln.tm.schedule(conns[i], v.Now().Add(time.Duration(i+1)*time.Millisecond))
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		c := conns[i%len(conns)]
-		s.tm.schedule(c, v.Now().Add(time.Duration(i%5000+1)*time.Millisecond))
+		ln.tm.schedule(c, v.Now().Add(time.Duration(i%5000+1)*time.Millisecond))
 	}
 }
 

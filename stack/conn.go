@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"ustack/stack/clock"
@@ -34,17 +35,27 @@ type Conn struct {
 	rdDeadline, wrDeadline time.Time
 	rdTimer, wrTimer       clock.Timer
 
-	batchGen uint64 // reader-goroutine only: last input batch that touched c
+	batchGen atomic.Uint64 // the last input batch that touched c (rxBatch.gen: unique among lanes)
 
-	// Guarded by the stack's timer heap lock.
+	// ln is the lane the connection's packets go out on: the one its last
+	// segment came in on (a reader sets it before it calls into the TCB),
+	// or laneFor's until one came. th is the timer heap its entry is in.
+	// Both guarded by mu.
+	ln *lane
+	th *timerHeap
+	// sent: the TCB queued a segment since the last unlockAndFlush
+	// (or reader's batch end), which must flush. Guarded by mu.
+	sent bool
+
+	// Guarded by the lock of the timer heap c is in (th).
 	tdl  time.Time
 	tidx int
 }
 
 func (s *Stack) newConn(id tcp.ID, cfg tcp.Config) *Conn {
-	c := &Conn{s: s, id: id, tidx: -1, linger: -1}
+	c := &Conn{s: s, id: id, tidx: -1, linger: -1, ln: s.laneFor(id)}
 	c.cond.L = &c.mu
-	c.tcb = s.newTCB(id, cfg)
+	c.tcb = s.newTCB(id, cfg, (*laneSender)(c))
 	c.tcb.SetTSOffset(s.tsOffset(id))
 	return c
 }
@@ -74,7 +85,7 @@ func (c *Conn) afterLocked() {
 		c.remove()
 		return
 	}
-	c.s.tm.schedule(c, c.tcb.NextDeadline())
+	c.schedule(c.tcb.NextDeadline())
 }
 
 // remove takes the connection out of the stack.
@@ -83,7 +94,7 @@ func (c *Conn) remove() {
 		return
 	}
 	c.gone = true
-	c.s.tm.schedule(c, time.Time{})
+	c.schedule(time.Time{})
 	c.s.unregister(c)
 	st := c.tcb.Stats()
 	c.s.cnt.Add(evRetransmits, st.Retransmits)
@@ -154,8 +165,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 		n, eof := c.tcb.Read(c.s.clk.Now(), b)
 		if n > 0 {
 			c.afterLocked()
-			c.mu.Unlock()
-			c.s.flush()
+			c.unlockAndFlush()
 			return n, nil
 		}
 		if eof {
@@ -208,17 +218,15 @@ func (c *Conn) Write(b []byte) (int, error) {
 		done += n
 		c.afterLocked()
 		if err != nil {
-			c.mu.Unlock()
-			c.s.flush()
+			c.unlockAndFlush()
 			return done, c.opError("write", os.NewSyscallError("tcp", err))
 		}
 		if done == len(b) {
-			c.mu.Unlock()
-			c.s.flush()
+			c.unlockAndFlush()
 			return done, nil
 		}
 		if n > 0 {
-			c.s.flush() // under c.mu: allowed by the lock order (see Stack)
+			c.ln.flush() // under c.mu: allowed by the lock order (see Stack)
 		}
 		if c.tcb.SendSpace() == 0 || n == 0 {
 			c.cond.Wait()
@@ -244,8 +252,7 @@ func (c *Conn) Close() error {
 	c.stopDeadlineTimers()
 	c.afterLocked()
 	c.cond.Broadcast()
-	c.mu.Unlock()
-	c.s.flush()
+	c.unlockAndFlush()
 	if c.linger > 0 {
 		c.lingerWait(time.Duration(c.linger) * time.Second)
 	}
@@ -280,8 +287,7 @@ func (c *Conn) CloseWrite() error {
 	}
 	c.tcb.CloseWrite(c.s.clk.Now())
 	c.afterLocked()
-	c.mu.Unlock()
-	c.s.flush()
+	c.unlockAndFlush()
 	return nil
 }
 
@@ -291,8 +297,7 @@ func (c *Conn) Abort() error {
 	c.closed = true
 	c.tcb.Abort(c.s.clk.Now(), "app abort")
 	c.afterLocked()
-	c.mu.Unlock()
-	c.s.flush()
+	c.unlockAndFlush()
 	return nil
 }
 
@@ -388,8 +393,7 @@ func (c *Conn) SetNoDelay(noDelay bool) error {
 	c.mu.Lock()
 	c.tcb.SetNoDelay(c.s.clk.Now(), noDelay)
 	c.afterLocked()
-	c.mu.Unlock()
-	c.s.flush()
+	c.unlockAndFlush()
 	return nil
 }
 
@@ -432,6 +436,7 @@ func (c *Conn) waitEstablished(ctx context.Context) error {
 			c.closed = true
 			c.tcb.Abort(c.s.clk.Now(), "dial canceled")
 			c.afterLocked()
+			c.ln.flush() // the RST
 			return err
 		}
 		c.cond.Wait()
@@ -468,8 +473,7 @@ func (c *Conn) TryRead(b []byte) (int, error) {
 			}
 		}
 	}
-	c.mu.Unlock()
-	c.s.flush()
+	c.unlockAndFlush()
 	return n, err
 }
 
@@ -491,8 +495,7 @@ func (c *Conn) TryWrite(b []byte) (int, error) {
 	}
 	n, err := c.tcb.Write(c.s.clk.Now(), b)
 	c.afterLocked()
-	c.mu.Unlock()
-	c.s.flush()
+	c.unlockAndFlush()
 	if err != nil {
 		return n, os.NewSyscallError("tcp", err)
 	}

@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"fmt"
 	"sync"
 
 	"ustack/stack/counter"
@@ -40,6 +41,10 @@ type Stats struct {
 	UDPBadChecksum  uint64
 	UDPQueueFull    uint64 // dropped: the socket's receive queue was full
 	UDPSockets      int    // sockets open now
+
+	// Queues are the counters of each queue of the link the stack reads
+	// (one, unless the link is a link.MultiQueue with several).
+	Queues []QueueStats
 }
 
 // event is a stack-wide count that is not a drop.
@@ -107,7 +112,12 @@ func (s *Stack) Stats() Stats {
 	n := len(s.conns)
 	s.mu.RUnlock()
 	ev, dr := s.cnt.Load, s.cnt.Drops
+	queues := make([]QueueStats, len(s.lanes))
+	for i, ln := range s.lanes {
+		queues[i] = ln.stats()
+	}
 	return Stats{
+		Queues:            queues,
 		IP:                s.ip.Stats.Snapshot(),
 		IP6:               s.ip6.Stats.Snapshot(),
 		TCPSegsIn:         ev(evSegsIn),
@@ -147,9 +157,11 @@ func (s *Stack) Stats() Stats {
 // ..., and tcp.conns, the connections with a TCB now), "udp." then UDP's
 // (udp.in_datagrams, ..., udp.drop_no_port, ..., and udp.sockets, open
 // now), "icmp." then what became of the ICMP errors about TCP and UDP
-// (icmp.errors_no_conn, ...), and "link." then
-// the link endpoint's, if it lists counters (a counter.Lister, as
-// link.Impaired and link.PipeEnd are).
+// (icmp.errors_no_conn, ...), "queue.0." and so on, each queue's
+// (queue.0.rx_packets, queue.0.tx_packets, queue.0.rx_batches) when the
+// stack reads more than one, and "link." then the link endpoint's, if it
+// lists counters (a counter.Lister, as link.Impaired and link.PipeEnd
+// are).
 func (s *Stack) Each(f func(name string, v uint64)) {
 	counter.Prefixed("ip.", &s.ip.Stats).Each(f)
 	counter.Prefixed("ip6.", &s.ip6.Stats).Each(f)
@@ -161,6 +173,11 @@ func (s *Stack) Each(f func(name string, v uint64)) {
 	counter.Prefixed("udp.", s.udp.Stats).Each(f)
 	f("udp.sockets", uint64(s.udp.Len()))
 	counter.Prefixed("icmp.", s.icmpCnt).Each(f)
+	if len(s.lanes) > 1 {
+		for _, ln := range s.lanes {
+			counter.Prefixed(fmt.Sprintf("queue.%d.", ln.idx), ln.cnt).Each(f)
+		}
+	}
 	if l, ok := s.ep.(counter.Lister); ok {
 		counter.Prefixed("link.", l).Each(f)
 	}

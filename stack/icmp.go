@@ -40,7 +40,7 @@ func (e icmpEvent) String() string { return counter.Name(icmpEventNames[:], e, "
 // and port, remote = the quoted destination address and port. It returns
 // the connection, or nil. An error about a UDP datagram goes to
 // udpICMPError.
-func (s *Stack) icmpError(now time.Time, h header.IPv4) *Conn {
+func (s *Stack) icmpError(ln *lane, now time.Time, h header.IPv4) *Conn {
 	e, why := s.ip.ParseICMPError(h)
 	if why != 0 {
 		return nil // Input checked it already
@@ -53,7 +53,7 @@ func (s *Stack) icmpError(now time.Time, h header.IPv4) *Conn {
 		Local:  netip.AddrPortFrom(netip.AddrFrom4(e.Src), e.SrcPort),
 		Remote: netip.AddrPortFrom(netip.AddrFrom4(e.Dst), e.DstPort),
 	}
-	c := s.lockConnForICMP(id)
+	c := s.lockConnForICMP(ln, id)
 	if c == nil {
 		return nil
 	}
@@ -80,8 +80,9 @@ func (s *Stack) icmpError(now time.Time, h header.IPv4) *Conn {
 }
 
 // lockConnForICMP finds the connection id an ICMP or ICMPv6 error quotes
-// and returns it locked, or nil (counted) when there is none.
-func (s *Stack) lockConnForICMP(id tcp.ID) *Conn {
+// and returns it locked, or nil (counted) when there is none. What it
+// sends from now on goes out on ln, the lane the error came in on.
+func (s *Stack) lockConnForICMP(ln *lane, id tcp.ID) *Conn {
 	s.mu.RLock()
 	c := s.conns[id]
 	s.mu.RUnlock()
@@ -95,6 +96,7 @@ func (s *Stack) lockConnForICMP(id tcp.ID) *Conn {
 		s.icmpCnt.Inc(icmpNoConn)
 		return nil
 	}
+	c.ln = ln
 	return c
 }
 

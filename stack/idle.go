@@ -57,7 +57,7 @@ func (s *Stack) WaitIdle(ctx context.Context) error {
 func (s *Stack) busy() string {
 	moved := func() uint64 { return s.ip.Stats.Load(ipv4.Received) + s.ip.Stats.Load(ipv4.Sent) }
 	before := moved()
-	if s.rxBusy.Load() != 0 {
+	if s.rxBusy() {
 		return "processing input"
 	}
 	s.mu.RLock()
@@ -72,18 +72,28 @@ func (s *Stack) busy() string {
 			return fmt.Sprintf("%v: %s", c.id, why)
 		}
 	}
-	s.writeMu.Lock()
-	s.txMu.Lock()
-	queued := len(s.txq)
-	s.txMu.Unlock()
-	s.writeMu.Unlock()
-	if queued > 0 {
-		return fmt.Sprintf("%d packets queued for the link", queued)
+	for _, ln := range s.lanes {
+		ln.writeMu.Lock() // not while a flush writes
+		queued := ln.queued()
+		ln.writeMu.Unlock()
+		if queued > 0 {
+			return fmt.Sprintf("%d packets queued for the link", queued)
+		}
 	}
-	if s.rxBusy.Load() != 0 || moved() != before {
+	if s.rxBusy() || moved() != before {
 		return "packets moved during the check"
 	}
 	return ""
+}
+
+// rxBusy reports whether a lane is processing an input batch.
+func (s *Stack) rxBusy() bool {
+	for _, ln := range s.lanes {
+		if ln.rxBusy.Load() != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // busy returns what keeps the connection from being idle at now (see

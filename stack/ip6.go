@@ -21,24 +21,24 @@ import (
 
 // input6 handles one inbound IPv6 packet and returns the connection it
 // touched.
-func (s *Stack) input6(now time.Time, pkt []byte, csumOK bool) *Conn {
+func (s *Stack) input6(ln *lane, now time.Time, pkt []byte, csumOK bool) *Conn {
 	v, p := s.ip6.Input(now, pkt)
 	switch v {
 	case ipv6.Deliver:
 		switch p.Proto {
 		case header.ProtoTCP:
-			return s.tcpInput(now, p.Payload(), p.SrcAddr(), p.DstAddr(), csumOK)
+			return s.tcpInput(ln, now, p.Payload(), p.SrcAddr(), p.DstAddr(), csumOK)
 		case header.ProtoUDP:
-			s.udpInput6(now, &p, csumOK)
+			s.udpInput6(ln, now, &p, csumOK)
 		}
 	case ipv6.Reply:
-		s.reply6(now, p.IP)
+		s.reply6(ln, now, p.IP)
 	case ipv6.Held:
-		s.fragmentsHeld(now)
+		s.fragmentsHeld(ln, now)
 	case ipv6.DeliverICMPError:
-		return s.icmp6Error(now, &p.ICMP)
+		return s.icmp6Error(ln, now, &p.ICMP)
 	case ipv6.SendError:
-		s.sendICMP6Error(now, p.IP, p.ErrType, p.ErrCode, p.ErrParam)
+		s.sendICMP6Error(ln, now, p.IP, p.ErrType, p.ErrCode, p.ErrParam)
 	}
 	return nil
 }
@@ -73,16 +73,16 @@ func (s *Stack) putIP6Header(p []byte, src, dst netip.Addr, proto uint8, n int, 
 // payload, built by the stack) in a buffer of the caller's, cut into
 // fragments when it exceeds mtu: RFC 8200 §4.5, the source fragments, to
 // the path MTU (§5).
-func (s *Stack) queueDatagram6(pkt header.IPv6, mtu int) {
+func (s *Stack) queueDatagram6(ln *lane, pkt header.IPv6, mtu int) {
 	if !ipv6.NeedsFragments(pkt, mtu) {
-		s.queueCopy(pkt)
+		s.queueCopy(ln, pkt)
 		return
 	}
 	id := s.ip6.FragmentID(s.clk.Now(), pkt.SrcBytes(), pkt.DstBytes())
 	for off := 0; ; {
 		bp := s.pool.Get().(*[]byte)
 		n, next := s.ip6.PutFragment((*bp)[link.Headroom:], pkt, mtu, off, id)
-		s.queue(bp, link.Headroom+n, 0)
+		ln.queue(bp, link.Headroom+n, 0)
 		if next == 0 {
 			return
 		}
@@ -92,14 +92,14 @@ func (s *Stack) queueDatagram6(pkt header.IPv6, mtu int) {
 
 // reply6 queues an echo reply (RFC 4443 §4.2), in fragments if it
 // exceeds the path MTU.
-func (s *Stack) reply6(now time.Time, h header.IPv6) {
-	s.queueDatagram6(h, s.pathMTU6(h.DstBytes()))
+func (s *Stack) reply6(ln *lane, now time.Time, h header.IPv6) {
+	s.queueDatagram6(ln, h, s.pathMTU6(h.DstBytes()))
 }
 
 // sendICMP6Error queues an ICMPv6 error about orig, if RFC 4443 §2.4's
 // rules and the rate limit let one go (ipv6.Layer.PutICMPError): at most
 // 1280 bytes and the path MTU.
-func (s *Stack) sendICMP6Error(now time.Time, orig []byte, typ, code uint8, param uint32) {
+func (s *Stack) sendICMP6Error(ln *lane, now time.Time, orig []byte, typ, code uint8, param uint32) {
 	if len(orig) < header.IPv6HeaderLen {
 		return
 	}
@@ -111,16 +111,16 @@ func (s *Stack) sendICMP6Error(now time.Time, orig []byte, typ, code uint8, para
 		s.pool.Put(bp)
 		return
 	}
-	s.queue(bp, link.Headroom+n, 0)
+	ln.queue(bp, link.Headroom+n, 0)
 }
 
 // udpInput6 hands the UDP datagram of p to its endpoint, or answers with
 // ICMPv6 destination unreachable, port unreachable (RFC 4443 §3.1: "if
 // the transport protocol has no listener"), rate-limited. The checksum is
 // mandatory over IPv6 (RFC 8200 §8.1): udp.Table drops a zero one as bad.
-func (s *Stack) udpInput6(now time.Time, p *ipv6.Packet, csumOK bool) {
+func (s *Stack) udpInput6(ln *lane, now time.Time, p *ipv6.Packet, csumOK bool) {
 	if s.udp.Input(p.SrcAddr(), p.DstAddr(), p.Payload(), csumOK) == udp.Unreachable {
-		s.sendICMP6Error(now, p.IP, header.ICMPv6DestUnreach, header.ICMPv6PortUnreach, 0)
+		s.sendICMP6Error(ln, now, p.IP, header.ICMPv6DestUnreach, header.ICMPv6PortUnreach, 0)
 	}
 }
 
@@ -128,7 +128,7 @@ func (s *Stack) udpInput6(now time.Time, p *ipv6.Packet, csumOK bool) {
 // connection it quotes, as icmpError does for ICMP (RFC 4443 §2.4(b): the
 // error goes to the upper-layer process), and returns it; one about a UDP
 // datagram goes to udpICMP6Error.
-func (s *Stack) icmp6Error(now time.Time, e *ipv6.ICMPError) *Conn {
+func (s *Stack) icmp6Error(ln *lane, now time.Time, e *ipv6.ICMPError) *Conn {
 	if e.Proto == header.ProtoUDP {
 		s.udpICMP6Error(now, e)
 		return nil
@@ -137,7 +137,7 @@ func (s *Stack) icmp6Error(now time.Time, e *ipv6.ICMPError) *Conn {
 		Local:  netip.AddrPortFrom(netip.AddrFrom16(e.Src), e.SrcPort),
 		Remote: netip.AddrPortFrom(netip.AddrFrom16(e.Dst), e.DstPort),
 	}
-	c := s.lockConnForICMP(id)
+	c := s.lockConnForICMP(ln, id)
 	if c == nil {
 		return nil
 	}

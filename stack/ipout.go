@@ -74,9 +74,9 @@ func (s *Stack) pathMTU(now time.Time, dst [4]byte) (int, bool) {
 // queueDatagram queues the datagram pkt, built in a buffer of the caller's,
 // cut into fragments when it exceeds mtu and its DF is clear (RFC 791
 // §3.2); one over the link MTU with DF set is dropped and counted.
-func (s *Stack) queueDatagram(pkt header.IPv4, mtu int) {
+func (s *Stack) queueDatagram(ln *lane, pkt header.IPv4, mtu int) {
 	if len(pkt) <= mtu {
-		s.queueCopy(pkt)
+		s.queueCopy(ln, pkt)
 		return
 	}
 	if !ipv4.NeedsFragments(pkt, mtu) || pkt.HeaderLen() != header.IPv4MinHeaderLen {
@@ -84,13 +84,13 @@ func (s *Stack) queueDatagram(pkt header.IPv4, mtu int) {
 			s.icmpCnt.Inc(icmpTooBig)
 			return
 		}
-		s.queueCopy(pkt)
+		s.queueCopy(ln, pkt)
 		return
 	}
 	for off := 0; ; {
 		bp := s.pool.Get().(*[]byte)
 		n, next := s.ip.PutFragment((*bp)[link.Headroom:], pkt, mtu, off)
-		s.queue(bp, link.Headroom+n, 0)
+		ln.queue(bp, link.Headroom+n, 0)
 		if next == 0 {
 			return
 		}
@@ -100,15 +100,15 @@ func (s *Stack) queueDatagram(pkt header.IPv4, mtu int) {
 
 // reply queues an echo reply (DF clear, as Linux's), in fragments if it
 // exceeds the path MTU.
-func (s *Stack) reply(now time.Time, h header.IPv4) {
+func (s *Stack) reply(ln *lane, now time.Time, h header.IPv4) {
 	mtu, _ := s.pathMTU(now, h.DstBytes())
-	s.queueDatagram(h, mtu)
+	s.queueDatagram(ln, h, mtu)
 }
 
 // sendICMPError queues an ICMP error about orig, if the rules and the rate
 // limit let one go (ipv4.Layer.PutICMPError). Its size is at most 576 and
 // the path MTU, as Linux's icmp_send.
-func (s *Stack) sendICMPError(now time.Time, orig header.IPv4, typ, code uint8) {
+func (s *Stack) sendICMPError(ln *lane, now time.Time, orig header.IPv4, typ, code uint8) {
 	if len(orig) < header.IPv4MinHeaderLen {
 		return
 	}
@@ -120,7 +120,7 @@ func (s *Stack) sendICMPError(now time.Time, orig header.IPv4, typ, code uint8) 
 		s.pool.Put(bp)
 		return
 	}
-	s.queue(bp, link.Headroom+n, 0)
+	ln.queue(bp, link.Headroom+n, 0)
 }
 
 // fragTimer is the reassembly timeout's one clock timer, armed for the
@@ -134,8 +134,8 @@ type fragTimer struct {
 
 // fragmentsHeld runs after Input kept a fragment: time-exceeded messages
 // for queues that ran out meanwhile, and the timer for the oldest one.
-func (s *Stack) fragmentsHeld(now time.Time) {
-	s.sendTimeExceeded(now)
+func (s *Stack) fragmentsHeld(ln *lane, now time.Time) {
+	s.sendTimeExceeded(ln, now)
 	s.armFragTimer(now)
 }
 
@@ -143,12 +143,12 @@ func (s *Stack) fragmentsHeld(now time.Time) {
 // whose reassembly timed out with its first fragment in (RFC 792; Linux's
 // ip_expire), and its ICMPv6 counterpart, code 1 (RFC 8200 §4.5: "an ICMP
 // Time Exceeded -- Fragment Reassembly Time Exceeded message").
-func (s *Stack) sendTimeExceeded(now time.Time) {
+func (s *Stack) sendTimeExceeded(ln *lane, now time.Time) {
 	for _, q := range s.ip.TakeExpired() {
-		s.sendICMPError(now, q, header.ICMPTimeExceeded, header.ICMPFragTimeExceeded)
+		s.sendICMPError(ln, now, q, header.ICMPTimeExceeded, header.ICMPFragTimeExceeded)
 	}
 	for _, q := range s.ip6.TakeExpired() {
-		s.sendICMP6Error(now, q, header.ICMPv6TimeExceeded, header.ICMPv6FragTimeExceeded, 0)
+		s.sendICMP6Error(ln, now, q, header.ICMPv6TimeExceeded, header.ICMPv6FragTimeExceeded, 0)
 	}
 }
 
@@ -188,8 +188,10 @@ func (s *Stack) fragTimerFire() {
 	now := s.clk.Now()
 	s.ip.ExpireFragments(now)
 	s.ip6.ExpireFragments(now)
-	s.sendTimeExceeded(now)
-	s.flush()
+	// The reassembly timer is the stack's, not a lane's: its errors go
+	// out on the first lane.
+	s.sendTimeExceeded(s.lanes[0], now)
+	s.lanes[0].flush()
 	s.armFragTimer(now)
 }
 
@@ -219,57 +221,10 @@ func (s *Stack) startMSS(cfg *tcp.Config, dst netip.Addr) {
 }
 
 // queueCopy queues a copy of an already built packet.
-func (s *Stack) queueCopy(pkt []byte) {
+func (s *Stack) queueCopy(ln *lane, pkt []byte) {
 	bp := s.pool.Get().(*[]byte)
 	copy((*bp)[link.Headroom:], pkt)
-	s.queue(bp, link.Headroom+len(pkt), 0)
-}
-
-// queue adds the first n bytes of the pooled buffer *bp to the output;
-// segSize is what link.Offloader.WriteOffload takes (0: a complete packet).
-func (s *Stack) queue(bp *[]byte, n, segSize int) {
-	s.txMu.Lock()
-	s.txq = append(s.txq, (*bp)[:n])
-	s.txh = append(s.txh, bp)
-	s.txs = append(s.txs, segSize)
-	s.txMu.Unlock()
-}
-
-// flush writes every queued packet to the link, in batches, in the order
-// they were queued.
-func (s *Stack) flush() {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	s.txMu.Lock()
-	q, h, sz := s.txq, s.txh, s.txs
-	s.txq, s.txh, s.txs = s.txSpare[:0], s.txSpareH[:0], s.txSpareS[:0]
-	s.txMu.Unlock()
-	if len(q) == 0 {
-		s.txSpare, s.txSpareH, s.txSpareS = q, h, sz
-		return
-	}
-	bs := max(s.ep.BatchSize(), 1)
-	for i := 0; i < len(q); i += bs {
-		end := min(i+bs, len(q))
-		var err error
-		if s.off != nil {
-			_, err = s.off.WriteOffload(q[i:end], link.Headroom, sz[i:end])
-		} else {
-			_, err = s.ep.WriteBatch(q[i:end], link.Headroom)
-		}
-		if err != nil {
-			s.cnt.Inc(evLinkWriteErr)
-		}
-	}
-	for i, bp := range h {
-		if cap(*bp) > link.Headroom+s.mtu {
-			s.bigPool.Put(bp)
-		} else {
-			s.pool.Put(bp)
-		}
-		q[i], h[i] = nil, nil
-	}
-	s.txSpare, s.txSpareH, s.txSpareS = q[:0], h[:0], sz[:0]
+	ln.queue(bp, link.Headroom+len(pkt), 0)
 }
 
 // useOffload takes the link's offloads (TSO, whole super-packets on read,

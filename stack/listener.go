@@ -279,7 +279,6 @@ func (s *Stack) dial(ctx context.Context, raddr netip.AddrPort, cfg tcp.Config, 
 		return nil, opErr(err)
 	}
 	if err := c.waitEstablished(ctx); err != nil {
-		s.flush()
 		return nil, opErr(err)
 	}
 	return c, nil
@@ -360,7 +359,6 @@ func (s *Stack) startDial(raddr netip.AddrPort, cfg tcp.Config, bind func(tcp.Co
 	now := s.clk.Now()
 	c.tcb.Connect(now, s.isn.ISN(c.id, now))
 	c.afterLocked()
-	c.mu.Unlock()
-	s.flush()
+	c.unlockAndFlush()
 	return c, nil
 }

@@ -7,24 +7,25 @@ import (
 	"ustack/stack/link"
 )
 
-// The receive loop: one reader goroutine (or Poll in Manual mode) reads
-// batches from the link and hands each packet to input (stack.go).
+// The receive loop: one reader goroutine per lane (or Poll in Manual mode)
+// reads batches from the lane's link queue and hands each packet to input
+// (stack.go).
 
-// readLoop is the one receive path (docs/design.md "The hot path"): read a batch,
-// validate and demux each packet, process it under its connection's lock,
-// then let every touched connection send one ACK for the batch and write
-// everything out at once.
-func (s *Stack) readLoop() {
-	defer close(s.done)
+// readLoop is a lane's receive path (docs/design.md "The hot path"): read
+// a batch, validate and demux each packet, process it under its
+// connection's lock, then let every touched connection send one ACK for
+// the batch and write everything out at once, on this lane.
+func (s *Stack) readLoop(ln *lane) {
+	defer s.readers.Done()
 	var b rxBatch
-	b.init(s)
+	b.init(s, ln)
 	for {
 		var n int
 		var err error
-		if s.off != nil {
-			n, err = s.off.ReadOffload(b.bufs, b.sizes, b.csumOK, link.Headroom)
+		if ln.off != nil {
+			n, err = ln.off.ReadOffload(b.bufs, b.sizes, b.csumOK, link.Headroom)
 		} else {
-			n, err = s.ep.ReadBatch(b.bufs, b.sizes, link.Headroom)
+			n, err = ln.ep.ReadBatch(b.bufs, b.sizes, link.Headroom)
 		}
 		if err != nil {
 			if s.closed.Load() || errors.Is(err, net.ErrClosed) {
@@ -37,8 +38,9 @@ func (s *Stack) readLoop() {
 	}
 }
 
-// rxBatch holds the reader's buffers and the connections a batch touched.
+// rxBatch holds a reader's buffers and the connections a batch touched.
 type rxBatch struct {
+	ln      *lane
 	bufs    [][]byte
 	sizes   []int
 	csumOK  []bool // per packet: the link vouches for the transport checksum
@@ -46,33 +48,43 @@ type rxBatch struct {
 	gen     uint64
 }
 
-func (b *rxBatch) init(s *Stack) {
-	b.bufs, b.sizes = link.ReadBuffers(max(s.ep.BatchSize(), 1), max(s.mtu, link.MaxPacket))
+func (b *rxBatch) init(s *Stack, ln *lane) {
+	b.ln, b.gen = ln, uint64(ln.idx)
+	n := max(ln.ep.BatchSize(), 1)
+	if ln.off != nil {
+		n = 1 // ReadOffload returns one packet (or super-packet) a call
+	}
+	b.bufs, b.sizes = link.ReadBuffers(n, max(s.mtu, link.MaxPacket))
 	b.csumOK = make([]bool, len(b.bufs))
 }
 
 // process handles n packets just read, then lets every touched connection
 // send one ACK for the batch and writes everything out at once.
 func (b *rxBatch) process(s *Stack, n int) {
-	s.rxBusy.Add(1)
-	defer s.rxBusy.Add(-1)
-	b.gen++
+	ln := b.ln
+	ln.rxBusy.Add(1)
+	defer ln.rxBusy.Add(-1)
+	ln.cnt.Add(laneRxPackets, uint64(n))
+	ln.cnt.Inc(laneRxBatches)
+	b.gen += link.MaxQueues // unique among the lanes: gen mod MaxQueues is the lane's index
 	now := s.clk.Now()
 	b.touched = b.touched[:0]
 	for i := 0; i < n; i++ {
-		if c := s.input(now, b.bufs[i][link.Headroom:link.Headroom+b.sizes[i]], b.csumOK[i]); c != nil && c.batchGen != b.gen {
-			c.batchGen = b.gen
+		if c := s.input(ln, now, b.bufs[i][link.Headroom:link.Headroom+b.sizes[i]], b.csumOK[i]); c != nil && c.batchGen.Load() != b.gen {
+			c.batchGen.Store(b.gen)
 			b.touched = append(b.touched, c)
 		}
 	}
 	for i, c := range b.touched {
 		c.mu.Lock()
+		c.ln = ln // another lane's reader may have taken it meanwhile: this batch's output is ours to flush
 		c.tcb.Flush(now)
 		c.afterLocked()
+		c.sent = false // flushed below
 		c.mu.Unlock()
 		b.touched[i] = nil
 	}
-	s.flush()
+	ln.flush()
 }
 
 // Poll processes every packet waiting on the link, without blocking, and
@@ -85,7 +97,7 @@ func (s *Stack) Poll() (int, error) {
 	s.pollMu.Lock()
 	defer s.pollMu.Unlock()
 	if s.pollBatch.bufs == nil {
-		s.pollBatch.init(s)
+		s.pollBatch.init(s, s.lanes[0])
 	}
 	total := 0
 	for {

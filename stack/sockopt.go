@@ -212,7 +212,6 @@ func (c *Conn) control(f func(now time.Time)) error {
 	}
 	f(c.s.clk.Now())
 	c.afterLocked()
-	c.mu.Unlock()
-	c.s.flush()
+	c.unlockAndFlush()
 	return nil
 }

@@ -1,7 +1,7 @@
 // Package stack is ustack's socket layer: a Stack runs TCP and UDP over
 // IPv4 and IPv6 for its addresses over a link.Endpoint and offers
-// net.Conn, net.Listener and net.PacketConn. It owns the goroutines (one
-// reader, timer callbacks), the per-connection locks, the clock and the
+// net.Conn, net.Listener and net.PacketConn. It owns the goroutines (a
+// reader per queue of the link, timer callbacks), the per-connection locks, the clock and the
 // link; the protocols themselves live in the packages below it (ipv4,
 // ipv6, tcp, udp).
 package stack
@@ -93,14 +93,23 @@ type Options struct {
 // Lock order. A goroutine that holds more than one of the stack's locks
 // takes them in this order, never the reverse:
 //
-//	Stack.pollMu → Conn.mu → Listener.mu → Stack.mu → timerHeap.mu → Stack.writeMu → Stack.txMu
+//	Stack.pollMu → Conn.mu → Listener.mu → Stack.mu → timerHeap.mu → lane.writeMu → lane.txMu
+//
+// Each lane (one per queue of the link, lane.go) has its own timerHeap.mu,
+// writeMu and txMu; no goroutine holds two lanes' locks of one kind at
+// once (moving a connection's timer entry to its new lane's heap takes the
+// old heap's lock, releases it, then takes the new one's; a timer fire
+// flushes one lane after another).
 //
 // The paths that nest them: Poll processes input under pollMu, which locks
-// each connection; under Conn.mu, the TCB's output queues packets (txMu),
-// afterLocked hands an established child to its listener (Listener.mu),
-// reschedules the connection's timer (timerHeap.mu) and, once CLOSED,
-// unregisters it (Stack.mu, then Listener.mu for the half-open count, one
-// after the other); Conn.Write flushes under Conn.mu (writeMu, then txMu).
+// each connection; under Conn.mu, the TCB's output queues packets on the
+// connection's lane (txMu), afterLocked hands an established child to its
+// listener (Listener.mu), reschedules the connection's timer
+// (timerHeap.mu) and, once CLOSED, unregisters it (Stack.mu, then
+// Listener.mu for the half-open count, one after the other); Conn.Write
+// flushes under Conn.mu (writeMu, then txMu). Conn.ln and Conn.th, which
+// lane a connection sends on and whose heap holds its timer entry, change
+// only under Conn.mu.
 // No path holds Stack.mu, Listener.mu or timerHeap.mu while it locks a
 // connection: input, Close, Listener.Close and the timer's fire copy what
 // they need and unlock first. The locks below these are leaves, taken last
@@ -137,34 +146,28 @@ type Stack struct {
 	listeners map[listenKey]*Listener
 	portRand  *mrand.Rand
 
-	txMu     sync.Mutex // guards txq; the last lock of the order above
-	txq      [][]byte   // packets to write
-	txh      []*[]byte  // their pool handles, returned after the write
-	txSpareH []*[]byte
-	writeMu  sync.Mutex // serialises link writes, so packets leave in order; taken before txMu
-	txSpare  [][]byte
-	txs      []int // per queued packet: its TSO segment size, 0 if complete (link.Offloader)
-	txSpareS []int
-	pool     sync.Pool
-	bigPool  sync.Pool // buffers for TSO units larger than the MTU
+	// lanes are the link's queues: one, unless the link is a
+	// link.MultiQueue with several (lane.go).
+	lanes   []*lane
+	readers sync.WaitGroup
+	pool    sync.Pool
+	bigPool sync.Pool // buffers for TSO units larger than the MTU
 
 	// off is the link's offloads when the stack uses them (useOffload);
 	// tsoMax is then the most TCP payload one unit may carry.
 	off    link.Offloader
 	tsoMax int
 
-	tm timerHeap
-
 	pollMu    sync.Mutex // serialises Poll; the first lock of the order above
 	pollBatch rxBatch
-	rxBusy    atomic.Int32 // input batches being processed (see WaitIdle)
 
 	closeOnce sync.Once
 	closed    atomic.Bool
 	done      chan struct{}
 }
 
-// New starts a stack on ep. The stack reads from ep until Close.
+// New starts a stack on ep. The stack reads from ep until Close: from
+// each of its queues, with a goroutine each, if ep is a link.MultiQueue.
 func New(ep link.Endpoint, opts Options) (*Stack, error) {
 	addrs, err := initialAddrs(&opts)
 	if err != nil {
@@ -229,14 +232,20 @@ func New(ep link.Endpoint, opts Options) (*Stack, error) {
 	s.opts.TCP.ChallengeACK = s.chal.allow
 	s.pool.New = func() any { b := make([]byte, link.Headroom+mtu); return &b }
 	s.useOffload(ep)
-	s.tm.init(s)
+	if err := s.initLanes(ep); err != nil {
+		return nil, err
+	}
 	if opts.Manual {
 		if _, ok := ep.(link.Poller); !ok {
 			return nil, link.ErrNotPoller
 		}
 		close(s.done)
 	} else {
-		go s.readLoop()
+		s.readers.Add(len(s.lanes))
+		for _, ln := range s.lanes {
+			go s.readLoop(ln)
+		}
+		go func() { s.readers.Wait(); close(s.done) }()
 	}
 	return s, nil
 }
@@ -271,7 +280,9 @@ func (s *Stack) Close() error {
 			c.shutdown(net.ErrClosed)
 			c.mu.Unlock()
 		}
-		s.tm.stop()
+		for _, ln := range s.lanes {
+			ln.tm.stop()
+		}
 		s.stopFragTimer()
 		s.ep.Close()
 		<-s.done
@@ -279,44 +290,46 @@ func (s *Stack) Close() error {
 	return nil
 }
 
-// input handles one inbound packet and returns the connection it touched.
+// input handles one inbound packet, read from lane ln (where what it
+// makes goes out), and returns the connection it touched.
 // csumOK: the link vouches for the TCP checksum (the kernel built the
 // packet and left the checksum to the device, or checked it: virtio-net's
 // NEEDS_CSUM and DATA_VALID), so it is not verified again. The version
 // nibble (RFC 791 §3.1, RFC 8200 §3) chooses the layer.
-func (s *Stack) input(now time.Time, pkt []byte, csumOK bool) *Conn {
+func (s *Stack) input(ln *lane, now time.Time, pkt []byte, csumOK bool) *Conn {
 	if len(pkt) > 0 && pkt[0]>>4 == header.IPv6Version {
-		return s.input6(now, pkt, csumOK)
+		return s.input6(ln, now, pkt, csumOK)
 	}
 	v, h := s.ip.Input(now, pkt)
 	switch v {
 	case ipv4.Reply:
-		s.reply(now, h)
+		s.reply(ln, now, h)
 		return nil
 	case ipv4.DeliverTCP:
 	case ipv4.DeliverUDP:
-		s.udpInput(now, h, csumOK)
+		s.udpInput(ln, now, h, csumOK)
 		return nil
 	case ipv4.DeliverICMPError:
-		return s.icmpError(now, h)
+		return s.icmpError(ln, now, h)
 	case ipv4.Held:
-		s.fragmentsHeld(now)
+		s.fragmentsHeld(ln, now)
 		return nil
 	case ipv4.Unreachable:
 		// RFC 1122 §3.2.2.1: a host SHOULD send protocol unreachable
 		// when "the designated transport protocol is not supported".
-		s.sendICMPError(now, h, header.ICMPDestUnreach, header.ICMPProtoUnreach)
+		s.sendICMPError(ln, now, h, header.ICMPDestUnreach, header.ICMPProtoUnreach)
 		return nil
 	default:
 		return nil
 	}
-	return s.tcpInput(now, h.Payload(), h.Src(), h.Dst(), csumOK)
+	return s.tcpInput(ln, now, h.Payload(), h.Src(), h.Dst(), csumOK)
 }
 
 // tcpInput handles the TCP segment raw from src to dst (one of ours),
-// over either family, and returns the connection it touched. The checksum
+// over either family, read from lane ln, and returns the connection it
+// touched, which from now on sends on ln. The checksum
 // covers the family's pseudo-header (RFC 9293 §3.1, RFC 8200 §8.1).
-func (s *Stack) tcpInput(now time.Time, raw []byte, src, dst netip.Addr, csumOK bool) *Conn {
+func (s *Stack) tcpInput(ln *lane, now time.Time, raw []byte, src, dst netip.Addr, csumOK bool) *Conn {
 	th, err := header.ParseTCP(raw)
 	if err != nil {
 		s.cnt.Drop(dropBadHeader)
@@ -336,7 +349,7 @@ func (s *Stack) tcpInput(now time.Time, raw []byte, src, dst netip.Addr, csumOK 
 		Local:  netip.AddrPortFrom(dst, th.DstPort()),
 		Remote: netip.AddrPortFrom(src, th.SrcPort()),
 	}
-	c, stop := s.demux(now, id, &seg)
+	c, stop := s.demux(ln, now, id, &seg)
 	if stop {
 		return nil
 	}
@@ -345,11 +358,12 @@ func (s *Stack) tcpInput(now time.Time, raw []byte, src, dst netip.Addr, csumOK 
 		s.cnt.Drop(dropNoConnection)
 		if r, ok := tcp.ResetFor(&seg); ok {
 			s.cnt.Inc(evResetsSent)
-			s.sendSegment(id, &r)
+			s.sendSegment(ln, id, &r)
 		}
 		return nil
 	}
 	c.mu.Lock()
+	c.ln = ln
 	if c.halfOpen && seg.Flags&(header.FlagACK|header.FlagRST|header.FlagSYN) == header.FlagACK && c.listener.acceptFull() {
 		// The handshake would complete with nowhere to queue the
 		// connection. Linux (tcp_abort_on_overflow=0, the default) drops
@@ -370,7 +384,7 @@ func (s *Stack) tcpInput(now time.Time, raw []byte, src, dst netip.Addr, csumOK 
 // port, from a SYN or from the ACK of a valid SYN cookie. stop says the
 // segment has been dealt with (answered with a cookie, or dropped and
 // counted); a nil connection without stop means there is none.
-func (s *Stack) demux(now time.Time, id tcp.ID, seg *tcp.Segment) (c *Conn, stop bool) {
+func (s *Stack) demux(ln *lane, now time.Time, id tcp.ID, seg *tcp.Segment) (c *Conn, stop bool) {
 	s.mu.RLock()
 	c = s.conns[id]
 	var l *Listener
@@ -381,6 +395,7 @@ func (s *Stack) demux(now time.Time, id tcp.ID, seg *tcp.Segment) (c *Conn, stop
 	if c != nil && l != nil && seg.Flags&header.FlagSYN != 0 {
 		// A new SYN may end a TIME-WAIT on this 4-tuple (RFC 6191).
 		c.mu.Lock()
+		c.ln = ln
 		reopened := c.tcb.ReopenFromTimeWait(now, seg)
 		if reopened {
 			c.afterLocked()
@@ -406,7 +421,7 @@ func (s *Stack) demux(now time.Time, id tcp.ID, seg *tcp.Segment) (c *Conn, stop
 				}
 				sa := tcp.SynAckForCookie(seg, iss, cfg, uint32(now.UnixMilli())+s.tsOffset(id))
 				s.cnt.Inc(evCookiesSent)
-				s.sendSegment(id, &sa)
+				s.sendSegment(ln, id, &sa)
 				return nil, true
 			}
 			s.cnt.Drop(why)
@@ -428,12 +443,9 @@ func (s *Stack) demux(now time.Time, id tcp.ID, seg *tcp.Segment) (c *Conn, stop
 	return c, false
 }
 
-// Send implements tcp.Sender.
-func (s *Stack) Send(c *tcp.Conn, seg *tcp.Segment) { s.sendSegment(c.ID, seg) }
-
 // sendSegment builds the IP packet for seg, from the connection's local
-// address, and queues it.
-func (s *Stack) sendSegment(id tcp.ID, seg *tcp.Segment) {
+// address, and queues it on lane ln.
+func (s *Stack) sendSegment(ln *lane, id tcp.ID, seg *tcp.Segment) {
 	pool := &s.pool
 	if seg.SegSize > 0 {
 		pool = &s.bigPool // a TSO unit (newTCB sets TSOMax only with s.off)
@@ -477,7 +489,7 @@ func (s *Stack) sendSegment(id tcp.ID, seg *tcp.Segment) {
 	size := ihl + hl + n
 	if seg.SegSize > 0 {
 		s.cnt.Add(evSegsOut, uint64((n+seg.SegSize-1)/seg.SegSize))
-		s.queue(bp, link.Headroom+size, segSize) // the link cuts it
+		ln.queue(bp, link.Headroom+size, segSize) // the link cuts it
 		return
 	}
 	s.cnt.Inc(evSegsOut)
@@ -492,11 +504,11 @@ func (s *Stack) sendSegment(id tcp.ID, seg *tcp.Segment) {
 			// Fragments carry no offload: the checksum must be whole.
 			header.SetTransportChecksum(t[:hl+n], tcpChecksumAt, pseudo)
 		}
-		s.queueDatagram(p[:size], mtu)
+		s.queueDatagram(ln, p[:size], mtu)
 		s.pool.Put(bp)
 		return
 	}
-	s.queue(bp, link.Headroom+size, segSize)
+	ln.queue(bp, link.Headroom+size, segSize)
 }
 
 // tcpChecksumAt is the offset of the TCP checksum (RFC 9293 §3.1).
@@ -525,10 +537,10 @@ func (s *Stack) unregister(c *Conn) {
 	}
 }
 
-func (s *Stack) newTCB(id tcp.ID, cfg tcp.Config) *tcp.Conn {
+func (s *Stack) newTCB(id tcp.ID, cfg tcp.Config, out tcp.Sender) *tcp.Conn {
 	cfg.TSOMax = s.tsoMax // zero unless the link takes TSO units
 	s.startMSS(&cfg, id.Remote.Addr())
-	return tcp.NewConn(id, cfg, s, s.opts.Trace)
+	return tcp.NewConn(id, cfg, out, s.opts.Trace)
 }
 
 // Options returns the stack's options, with defaults filled in.

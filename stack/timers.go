@@ -8,21 +8,37 @@ import (
 	"ustack/stack/heapq"
 )
 
-// timerHeap is the stack's one timer facility (docs/design.md "Timers"): a heap
+// timerHeap is a lane's timer facility (docs/design.md "Timers"): a heap
 // of connections keyed by their TCB's NextDeadline, with one clock timer
-// armed for the earliest. A connection has at most one entry.
+// armed for the earliest. A connection has at most one entry, in the heap
+// of its lane (Conn.schedule moves it when its lane changes), so that
+// readers of different lanes do not share a timer lock.
 type timerHeap struct {
 	s       *Stack
-	mu      sync.Mutex        // guards what follows and each Conn's tdl, tidx; lock order: see Stack
+	ln      *lane
+	mu      sync.Mutex        // guards what follows and the tdl, tidx of each Conn in h; lock order: see Stack
 	h       heapq.Heap[*Conn] // by tdl
 	t       clock.Timer
 	armedAt time.Time // deadline the clock timer is set for; zero if idle
 	stopped bool
 }
 
-func (th *timerHeap) init(s *Stack) {
-	th.s = s
+func (th *timerHeap) init(ln *lane) {
+	th.s, th.ln = ln.s, ln
 	th.h = heapq.New(func(a, b *Conn) bool { return a.tdl.Before(b.tdl) }, func(c *Conn, i int) { c.tidx = i })
+}
+
+// schedule sets c's timer entry to d (zero removes it), in the heap of c's
+// lane, taking it out of another lane's heap first if it was there. c.mu
+// is held; it guards c.th, so no two goroutines move one connection at
+// once, and a heap's lock is never held while another's is taken.
+func (c *Conn) schedule(d time.Time) {
+	th := &c.ln.tm
+	if c.th != nil && c.th != th {
+		c.th.schedule(c, time.Time{})
+	}
+	c.th = th
+	th.schedule(c, d)
 }
 
 // schedule sets c's deadline (zero removes it).
@@ -61,17 +77,21 @@ func (th *timerHeap) armLocked() {
 		return
 	}
 	th.armedAt = first
-	d := first.Sub(th.s.clk.Now())
+	clk := th.s.clk
+	d := first.Sub(clk.Now())
 	if th.t == nil {
-		th.t = th.s.clk.AfterFunc(d, th.fire)
+		th.t = clk.AfterFunc(d, th.fire)
 	} else {
 		th.t.Reset(d)
 	}
 }
 
-// fire runs the timers of every connection that is due.
+// fire runs the timers of every connection that is due, then writes out
+// what they sent: on this lane, and on any other a connection moved to
+// after it was taken off the heap.
 func (th *timerHeap) fire() {
-	now := th.s.clk.Now()
+	s := th.s
+	now := s.clk.Now()
 	var due []*Conn
 	th.mu.Lock()
 	th.armedAt = time.Time{}
@@ -79,6 +99,7 @@ func (th *timerHeap) fire() {
 		due = append(due, th.h.Pop())
 	}
 	th.mu.Unlock()
+	var others uint64 // lanes other than this one that were written to (link.MaxQueues <= 64)
 	for _, c := range due {
 		c.mu.Lock()
 		// The time is read again under the connection's lock: a Tick that
@@ -89,9 +110,17 @@ func (th *timerHeap) fire() {
 		}
 		c.tcb.Tick(now)
 		c.afterLocked()
+		if c.ln != th.ln {
+			others |= 1 << c.ln.idx
+		}
 		c.mu.Unlock()
 	}
-	th.s.flush()
+	th.ln.flush()
+	for i, ln := range s.lanes {
+		if others&(1<<i) != 0 {
+			ln.flush()
+		}
+	}
 	th.mu.Lock()
 	if !th.stopped {
 		th.armLocked()

@@ -10,6 +10,7 @@ import (
 	"ustack/stack/header"
 	"ustack/stack/ipv4"
 	"ustack/stack/link"
+	"ustack/stack/tcp"
 	"ustack/stack/udp"
 )
 
@@ -23,10 +24,10 @@ import (
 // broadcast (the IP layer dropped those). csumOK: the link vouches for the
 // checksum (input's), which is then not verified again: a datagram the
 // kernel built carries only the pseudo-header's sum (NEEDS_CSUM).
-func (s *Stack) udpInput(now time.Time, h header.IPv4, csumOK bool) {
+func (s *Stack) udpInput(ln *lane, now time.Time, h header.IPv4, csumOK bool) {
 	src, dst := netip.AddrFrom4(h.SrcBytes()), netip.AddrFrom4(h.DstBytes())
 	if s.udp.Input(src, dst, h.Payload(), csumOK) == udp.Unreachable {
-		s.sendICMPError(now, h, header.ICMPDestUnreach, header.ICMPPortUnreach)
+		s.sendICMPError(ln, now, h, header.ICMPDestUnreach, header.ICMPPortUnreach)
 	}
 }
 
@@ -81,22 +82,24 @@ func (s *Stack) sendUDP(local, dst netip.AddrPort, payload []byte) error {
 	} else {
 		mtu = s.putIP6Header(p, src, dst.Addr(), header.ProtoUDP, n, local.Port(), dst.Port())
 	}
+	// The flow's lane, by the hash a connection's would have.
+	ln := s.laneFor(tcp.ID{Local: netip.AddrPortFrom(src, local.Port()), Remote: dst})
 	switch {
 	case mtu == 0:
 		s.putUDPBuf(bp, size)
 		return fmt.Errorf("source %v: %w (the address was removed)", src, syscall.EADDRNOTAVAIL)
 	case size > mtu && v4:
-		s.queueDatagram(p, mtu)
+		s.queueDatagram(ln, p, mtu)
 		s.putUDPBuf(bp, size)
 	case size > mtu:
 		// RFC 8200 §4.5 and §5: the source fragments to the path MTU.
-		s.queueDatagram6(p, mtu)
+		s.queueDatagram6(ln, p, mtu)
 		s.putUDPBuf(bp, size)
 	default:
-		s.queue(bp, link.Headroom+size, 0)
+		ln.queue(bp, link.Headroom+size, 0)
 	}
 	s.udp.Stats.Inc(udp.OutDatagrams)
-	s.flush()
+	ln.flush()
 	return nil
 }
 

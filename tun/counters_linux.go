@@ -42,21 +42,58 @@ type counters = counter.Layer[event, dropReason]
 
 func newCounters() counters { return counter.NewLayer(numEvents, "rx_drop_", numDropReasons) }
 
-// Stats returns the device's counters.
-func (d *Device) Stats() Stats {
+// Stats returns the queue's counters.
+func (q *Queue) Stats() Stats {
 	return Stats{
-		RxPackets: d.cnt.Load(evRxPackets),
-		RxSplits:  d.cnt.Load(evRxSplits),
-		RxSuper:   d.cnt.Load(evRxSuper),
-		RxDropped: d.cnt.Dropped(),
-		TxPackets: d.cnt.Load(evTxPackets),
-		TxErrors:  d.cnt.Load(evTxErrors),
-		TxSuper:   d.cnt.Load(evTxSuper),
+		RxPackets: q.cnt.Load(evRxPackets),
+		RxSplits:  q.cnt.Load(evRxSplits),
+		RxSuper:   q.cnt.Load(evRxSuper),
+		RxDropped: q.cnt.Dropped(),
+		TxPackets: q.cnt.Load(evTxPackets),
+		TxErrors:  q.cnt.Load(evTxErrors),
+		TxSuper:   q.cnt.Load(evTxSuper),
 	}
 }
 
-// Each lists the device's counters by name: rx_packets, ..., and the read
-// drops by reason, rx_drop_too_many_segments, ...
-func (d *Device) Each(f func(name string, v uint64)) {
-	d.cnt.Each(f)
+// Stats returns the device's counters: the sums over its queues.
+func (d *Device) Stats() Stats {
+	var t Stats
+	for _, q := range d.queues {
+		s := q.Stats()
+		t.RxPackets += s.RxPackets
+		t.RxSplits += s.RxSplits
+		t.RxSuper += s.RxSuper
+		t.RxDropped += s.RxDropped
+		t.TxPackets += s.TxPackets
+		t.TxErrors += s.TxErrors
+		t.TxSuper += s.TxSuper
+	}
+	return t
 }
+
+// QueueStats returns each queue's counters.
+func (d *Device) QueueStats() []Stats {
+	st := make([]Stats, len(d.queues))
+	for i, q := range d.queues {
+		st[i] = q.Stats()
+	}
+	return st
+}
+
+// Each lists the device's counters by name, summed over its queues:
+// rx_packets, ..., and the read drops by reason, rx_drop_too_many_segments,
+// ...
+func (d *Device) Each(f func(name string, v uint64)) {
+	if len(d.queues) == 1 {
+		d.cnt.Each(f)
+		return
+	}
+	sums := map[string]uint64{}
+	for _, q := range d.queues[1:] {
+		q.cnt.Each(func(name string, v uint64) { sums[name] += v })
+	}
+	d.cnt.Each(func(name string, v uint64) { f(name, v+sums[name]) })
+}
+
+// Each lists the queue's counters by name, as Device.Each does.
+func (q *Queue) Each(f func(name string, v uint64)) { q.cnt.Each(f) }

@@ -42,7 +42,18 @@ type Config struct {
 	// TSO splitting on read and GRO coalescing on write: one packet per read
 	// and per write, and BatchSize 1.
 	NoOffload bool
+	// Queues is the number of queues, 1 to MaxQueues (0 means 1). With
+	// more than one the device is opened with IFF_MULTI_QUEUE, once per
+	// queue: the kernel spreads flows over the queues (by flow hash, then
+	// to the queue a flow's packets were last written on), and Queues
+	// returns each as an endpoint of its own, to be read by a goroutine
+	// of its own.
+	Queues int
 }
+
+// MaxQueues is the most queues Open makes: link.MaxQueues, the stack's
+// limit (Linux's TUN allows 256, MAX_TAP_QUEUES).
+const MaxQueues = link.MaxQueues
 
 // virtioNetHdrLen is sizeof(struct virtio_net_hdr) in
 // include/uapi/linux/virtio_net.h, which wireguard writes in front of each
@@ -63,10 +74,12 @@ const _ = uint(writeOffset - virtioNetHdrLen)
 
 // Device is a TUN device adapted to link.Endpoint. ReadBatch and WriteBatch
 // may be called concurrently with each other; calls of the same kind are
-// serialized.
+// serialized. Its reads and writes are those of its first queue; with
+// more than one (Config.Queues), Queues returns them all, each a
+// link.Endpoint that may be read and written concurrently with the others.
 type Device struct {
-	dev     wgtun.Device
-	file    *os.File        // the device's file, for the offload path (offload_linux.go)
+	*Queue  // the first queue: ReadBatch, WriteBatch, ReadOffload, WriteOffload
+	queues  []*Queue
 	nl      *netlink.Handle // bound to the namespace the device lives in
 	name    string
 	index   int
@@ -75,6 +88,18 @@ type Device struct {
 	offload bool
 	host    netip.Prefix
 	host6   netip.Prefix
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Queue is one queue of a Device: a file descriptor of /dev/net/tun
+// attached to the device, wrapped by wireguard-go's tun.
+type Queue struct {
+	d    *Device
+	idx  int
+	dev  wgtun.Device
+	file *os.File // the queue's file, for the offload path (offload_linux.go)
 
 	rmu    sync.Mutex
 	rbufs  [][]byte // internal read buffers, for callers with short batches or buffers
@@ -93,7 +118,11 @@ type Device struct {
 	cnt counters
 }
 
-var _ link.Endpoint = (*Device)(nil)
+var (
+	_ link.Endpoint   = (*Device)(nil)
+	_ link.MultiQueue = (*Device)(nil)
+	_ link.Offloader  = (*Queue)(nil)
+)
 
 // Stats counts what went through a Device (Each lists the same, with the
 // drops by reason).
@@ -108,9 +137,9 @@ type Stats struct {
 }
 
 // Open creates a TUN device in the network namespace of the calling thread
-// (see Namespace.OpenTUN for another namespace), assigns cfg.HostAddr to its
-// kernel side, sets the MTU and brings the link up. It needs CAP_NET_ADMIN.
-// On error nothing it created remains.
+// (see Namespace.OpenTUN for another namespace), with cfg.Queues queues,
+// assigns cfg.HostAddr to its kernel side, sets the MTU and brings the
+// link up. It needs CAP_NET_ADMIN. On error nothing it created remains.
 func Open(cfg Config) (*Device, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -128,12 +157,14 @@ func Open(cfg Config) (*Device, error) {
 		nl.Close()
 		return nil, err
 	}
-	fd, err := createTUN(cfg.Name, !cfg.NoOffload)
+	multi := cfg.Queues > 1
+	fd, err := createTUN(cfg.Name, !cfg.NoOffload, multi, true)
 	if err != nil {
 		nl.Close()
 		return nil, err
 	}
-	dev, name, err := wgtun.CreateUnmonitoredTUNFromFD(fd)
+	d := &Device{nl: nl, name: cfg.Name, mtu: cfg.MTU, host: cfg.HostAddr, host6: cfg.HostAddr6}
+	q, err := d.newQueue(fd, 0)
 	if err != nil {
 		// wireguard has wrapped fd in an *os.File (whose finalizer will close
 		// it) or not: don't risk a double close; delete the link instead.
@@ -143,33 +174,80 @@ func Open(cfg Config) (*Device, error) {
 		nl.Close()
 		return nil, fmt.Errorf("creating TUN device %q: %w", cfg.Name, err)
 	}
-	d := &Device{
-		dev:     dev,
-		nl:      nl,
-		name:    name,
-		mtu:     cfg.MTU,
-		batch:   dev.BatchSize(),
-		offload: !cfg.NoOffload && dev.BatchSize() > 1,
-		host:    cfg.HostAddr,
-		host6:   cfg.HostAddr6,
-		cnt:     newCounters(),
-	}
-	if nt, ok := dev.(interface{ File() *os.File }); ok {
-		d.file = nt.File()
-	} else {
-		d.offload = false
+	d.Queue, d.queues = q, []*Queue{q}
+	d.batch = q.dev.BatchSize()
+	d.offload = !cfg.NoOffload && d.batch > 1 && q.file != nil
+	q.initReadBuffers()
+	for i := 1; i < cfg.Queues; i++ {
+		if err := d.attachQueue(cfg, i); err != nil {
+			_ = d.Close()
+			return nil, err
+		}
 	}
 	if err := d.configure(); err != nil {
 		_ = d.Close()
 		return nil, err
 	}
-	d.rbufs = make([][]byte, d.batch)
-	for i := range d.rbufs {
-		d.rbufs[i] = make([]byte, d.mtu)
-	}
-	d.rsizes = make([]int, d.batch)
 	return d, nil
 }
+
+// newQueue wraps fd, a /dev/net/tun descriptor attached to the device, as
+// its queue idx.
+func (d *Device) newQueue(fd, idx int) (*Queue, error) {
+	dev, _, err := wgtun.CreateUnmonitoredTUNFromFD(fd)
+	if err != nil {
+		return nil, err
+	}
+	q := &Queue{d: d, idx: idx, dev: dev, cnt: newCounters()}
+	if nt, ok := dev.(interface{ File() *os.File }); ok {
+		q.file = nt.File()
+	}
+	return q, nil
+}
+
+// attachQueue opens queue idx of a multi-queue device: /dev/net/tun once
+// more, attached to the device by name (IFF_MULTI_QUEUE, without
+// IFF_TUN_EXCL), with the first queue's offloads.
+func (d *Device) attachQueue(cfg Config, idx int) error {
+	fd, err := createTUN(cfg.Name, !cfg.NoOffload, true, false)
+	if err != nil {
+		return fmt.Errorf("opening queue %d of %d: %w", idx+1, cfg.Queues, err)
+	}
+	q, err := d.newQueue(fd, idx)
+	if err != nil {
+		return fmt.Errorf("creating TUN device %q: queue %d of %d: %w", cfg.Name, idx+1, cfg.Queues, err)
+	}
+	d.queues = append(d.queues, q)
+	if q.dev.BatchSize() != d.batch || (d.offload && q.file == nil) {
+		return fmt.Errorf("creating TUN device %q: queue %d of %d came without the offloads of the first", cfg.Name, idx+1, cfg.Queues)
+	}
+	q.initReadBuffers()
+	return nil
+}
+
+func (q *Queue) initReadBuffers() {
+	q.rbufs = make([][]byte, q.d.batch)
+	for i := range q.rbufs {
+		q.rbufs[i] = make([]byte, q.d.mtu)
+	}
+	q.rsizes = make([]int, q.d.batch)
+}
+
+// Queues implements link.MultiQueue: the device itself when it has one
+// queue, else each queue.
+func (d *Device) Queues() []link.Endpoint {
+	if len(d.queues) == 1 {
+		return []link.Endpoint{d}
+	}
+	eps := make([]link.Endpoint, len(d.queues))
+	for i, q := range d.queues {
+		eps[i] = q
+	}
+	return eps
+}
+
+// NumQueues is the number of queues.
+func (d *Device) NumQueues() int { return len(d.queues) }
 
 func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Name == "" {
@@ -187,6 +265,8 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("TUN device %q: host address %v: need an IPv4 address with prefix, e.g. 198.18.0.1/30", cfg.Name, cfg.HostAddr)
 	case cfg.HostAddr.Bits() > 31:
 		return cfg, fmt.Errorf("TUN device %q: host address %v: a /32 leaves no address for the stack; use e.g. %v/30", cfg.Name, cfg.HostAddr, cfg.HostAddr.Addr())
+	case cfg.Queues < 0 || cfg.Queues > MaxQueues:
+		return cfg, fmt.Errorf("TUN device %q: %d queues: use 1 to %d", cfg.Name, cfg.Queues, MaxQueues)
 	}
 	return cfg, checkHostAddr6(cfg)
 }
@@ -282,9 +362,11 @@ func linkName(nl *netlink.Handle, index int) string {
 }
 
 // createTUN opens /dev/net/tun and creates the interface, refusing to attach
-// to an existing one (IFF_TUN_EXCL). The fd is blocking; wireguard makes it
-// non-blocking and hands it to the runtime poller.
-func createTUN(name string, vnetHdr bool) (int, error) {
+// to an existing one (IFF_TUN_EXCL) when excl; with multi, the interface is
+// a multi-queue one (IFF_MULTI_QUEUE) and, without excl, fd becomes one
+// more queue of it. The fd is blocking; wireguard makes it non-blocking and
+// hands it to the runtime poller.
+func createTUN(name string, vnetHdr, multi, excl bool) (int, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		switch {
@@ -300,9 +382,15 @@ func createTUN(name string, vnetHdr bool) (int, error) {
 		unix.Close(fd)
 		return -1, fmt.Errorf("creating TUN device %q: %w", name, err)
 	}
-	flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_TUN_EXCL)
+	flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI)
+	if excl {
+		flags |= unix.IFF_TUN_EXCL
+	}
 	if vnetHdr {
 		flags |= unix.IFF_VNET_HDR
+	}
+	if multi {
+		flags |= unix.IFF_MULTI_QUEUE
 	}
 	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
@@ -310,8 +398,13 @@ func createTUN(name string, vnetHdr bool) (int, error) {
 		switch {
 		case errors.Is(err, unix.EPERM):
 			return -1, fmt.Errorf("creating TUN device %q: %w: %s", name, err, capHint)
-		case errors.Is(err, unix.EBUSY), errors.Is(err, unix.EEXIST):
+		case excl && (errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST)):
 			return -1, wrapf(os.ErrExist, "creating TUN device %q: a network interface with that name already exists; choose another name (--tun) or remove it (ip link del %s)", name, name)
+		case multi && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.E2BIG) || errors.Is(err, unix.EBUSY)):
+			// tun_set_iff: EINVAL without multi-queue support (before
+			// Linux 3.8) or for a mismatch of flags, E2BIG beyond
+			// MAX_TAP_QUEUES (256) queues.
+			return -1, fmt.Errorf("creating TUN device %q: the kernel refused a multi-queue TUN (TUNSETIFF with IFF_MULTI_QUEUE: %w): it needs Linux 3.8 or later and at most 256 queues; run with one queue (--queues 1)", name, err)
 		}
 		return -1, fmt.Errorf("creating TUN device %q: TUNSETIFF: %w", name, err)
 	}
@@ -381,31 +474,31 @@ func (d *Device) BatchSize() int { return d.batch }
 
 // ReadBatch implements link.Endpoint. See the package documentation for
 // when it copies through internal buffers.
-func (d *Device) ReadBatch(bufs [][]byte, sizes []int, offset int) (int, error) {
+func (q *Queue) ReadBatch(bufs [][]byte, sizes []int, offset int) (int, error) {
 	if len(bufs) == 0 {
 		return 0, nil
 	}
 	if len(sizes) < len(bufs) {
 		return 0, errors.New("tun: ReadBatch: len(sizes) < len(bufs)")
 	}
-	d.rmu.Lock()
-	defer d.rmu.Unlock()
+	q.rmu.Lock()
+	defer q.rmu.Unlock()
 	for {
-		if d.closed.Load() {
+		if q.closed.Load() {
 			return 0, net.ErrClosed
 		}
-		if d.pendI < d.pendN {
-			return d.handOut(bufs, sizes, offset)
+		if q.pendI < q.pendN {
+			return q.handOut(bufs, sizes, offset)
 		}
-		direct := len(bufs) >= d.batch && fits(bufs[:d.batch], offset, d.mtu)
+		direct := len(bufs) >= q.d.batch && fits(bufs[:q.d.batch], offset, q.d.mtu)
 		var n int
 		var err error
 		if direct {
-			n, err = d.dev.Read(bufs[:d.batch], sizes[:d.batch], offset)
+			n, err = q.dev.Read(bufs[:q.d.batch], sizes[:q.d.batch], offset)
 		} else {
-			n, err = d.dev.Read(d.rbufs, d.rsizes, 0)
+			n, err = q.dev.Read(q.rbufs, q.rsizes, 0)
 		}
-		n, err = d.readResult(n, err)
+		n, err = q.readResult(n, err)
 		if err != nil {
 			return 0, err
 		}
@@ -413,13 +506,13 @@ func (d *Device) ReadBatch(bufs [][]byte, sizes []int, offset int) (int, error) 
 			continue
 		}
 		if n > 1 {
-			d.cnt.Inc(evRxSplits)
+			q.cnt.Inc(evRxSplits)
 		}
 		if direct {
-			d.cnt.Add(evRxPackets, uint64(n))
+			q.cnt.Add(evRxPackets, uint64(n))
 			return n, nil
 		}
-		d.pendI, d.pendN = 0, n
+		q.pendI, q.pendN = 0, n
 	}
 }
 
@@ -435,81 +528,81 @@ func fits(bufs [][]byte, offset, mtu int) bool {
 // readResult sorts wireguard's read errors: the device closed, a system call
 // failing (returned), or one read's packet unusable (dropped and counted;
 // the caller reads again).
-func (d *Device) readResult(n int, err error) (int, error) {
+func (q *Queue) readResult(n int, err error) (int, error) {
 	switch {
 	case err == nil:
 		return n, nil
-	case d.closed.Load() || errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed):
+	case q.closed.Load() || errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed):
 		return 0, net.ErrClosed
 	case errors.Is(err, wgtun.ErrTooManySegments):
 		// The segments that fit are good; the rest of the super-packet is
 		// lost, and TCP will retransmit it.
-		d.cnt.Drop(dropTooManySegments)
+		q.cnt.Drop(dropTooManySegments)
 		return max(n, 0), nil
 	}
 	var errno syscall.Errno
 	var pathErr *os.PathError
 	if errors.As(err, &errno) || errors.As(err, &pathErr) {
-		return 0, fmt.Errorf("tun: reading %s: %w", d.name, err)
+		return 0, fmt.Errorf("tun: reading %s: %w", q.d.name, err)
 	}
 	// A malformed virtio-net header, an unsupported GSO type, a packet too
 	// big for the buffer: wireguard's parse errors.
-	d.cnt.Drop(dropMalformed)
+	q.cnt.Drop(dropMalformed)
 	return 0, nil
 }
 
 // handOut copies pending packets from the internal buffers to the caller's.
-func (d *Device) handOut(bufs [][]byte, sizes []int, offset int) (int, error) {
+func (q *Queue) handOut(bufs [][]byte, sizes []int, offset int) (int, error) {
 	n := 0
-	for n < len(bufs) && d.pendI < d.pendN {
-		pkt := d.rbufs[d.pendI][:d.rsizes[d.pendI]]
+	for n < len(bufs) && q.pendI < q.pendN {
+		pkt := q.rbufs[q.pendI][:q.rsizes[q.pendI]]
 		if len(bufs[n])-offset < len(pkt) {
 			if n > 0 {
 				break // try it as the first packet of the next call
 			}
-			d.pendI++
-			d.cnt.Drop(dropShortBuffer)
+			q.pendI++
+			q.cnt.Drop(dropShortBuffer)
 			return 0, link.ErrShortBuffer
 		}
 		sizes[n] = copy(bufs[n][offset:], pkt)
-		d.pendI++
+		q.pendI++
 		n++
 	}
-	d.cnt.Add(evRxPackets, uint64(n))
+	q.cnt.Add(evRxPackets, uint64(n))
 	return n, nil
 }
 
 // WriteBatch implements link.Endpoint. It returns len(bufs) unless the device
 // is closed; an error otherwise means the kernel refused some packets, which
 // are dropped as on any lossy link. Empty packets are dropped (see prepare).
-func (d *Device) WriteBatch(bufs [][]byte, offset int) (int, error) {
+func (q *Queue) WriteBatch(bufs [][]byte, offset int) (int, error) {
 	if len(bufs) == 0 {
 		return 0, nil
 	}
-	d.wmu.Lock()
-	defer d.wmu.Unlock()
-	if d.closed.Load() {
+	q.wmu.Lock()
+	defer q.wmu.Unlock()
+	if q.closed.Load() {
 		return 0, net.ErrClosed
 	}
 	var errs error
-	for start := 0; start < len(bufs); start += d.batch {
+	for start := 0; start < len(bufs); start += q.d.batch {
 		// wireguard's GRO tables hold at most IdealBatchSize flows per call.
-		q, qoff := d.prepare(bufs[start:min(start+d.batch, len(bufs))], offset)
-		if len(q) == 0 {
+		pkts, qoff := q.prepare(bufs[start:min(start+q.d.batch, len(bufs))], offset)
+		if len(pkts) == 0 {
 			continue
 		}
-		_, err := d.dev.Write(q, qoff)
+		_, err := q.dev.Write(pkts, qoff)
 		if err != nil {
-			if d.closed.Load() || errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) {
+			if q.closed.Load() || errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) {
 				return start, net.ErrClosed
 			}
-			d.cnt.Inc(evTxErrors)
+			q.cnt.Inc(evTxErrors)
 			errs = errors.Join(errs, err)
 		}
-		d.cnt.Add(evTxPackets, uint64(len(q)))
+		q.cnt.Add(evTxPackets, uint64(len(pkts)))
 	}
 	if errs != nil {
-		return len(bufs), fmt.Errorf("tun: writing to %s: %w", d.name, errs)
+		return len(bufs), fmt.Errorf("tun: writing to %s: %w", q.d.name, errs)
 	}
 	return len(bufs), nil
 }
@@ -520,8 +613,8 @@ func (d *Device) WriteBatch(bufs [][]byte, offset int) (int, error) {
 // needs behind. Without, the caller's buffers go as they are. Either way,
 // empty packets are left out: the kernel would refuse them, and wireguard's
 // GRO would reject the whole batch for one.
-func (d *Device) prepare(bufs [][]byte, offset int) ([][]byte, int) {
-	if !d.offload {
+func (q *Queue) prepare(bufs [][]byte, offset int) ([][]byte, int) {
+	if !q.d.offload {
 		empty := false
 		for _, b := range bufs {
 			empty = empty || len(b) <= offset
@@ -530,36 +623,56 @@ func (d *Device) prepare(bufs [][]byte, offset int) ([][]byte, int) {
 			return bufs, offset
 		}
 	}
-	d.wq = d.wq[:0]
+	q.wq = q.wq[:0]
 	for _, b := range bufs {
 		if len(b) <= offset {
 			continue
 		}
-		if !d.offload {
-			d.wq = append(d.wq, b)
+		if !q.d.offload {
+			q.wq = append(q.wq, b)
 			continue
 		}
-		i := len(d.wq)
-		if i == len(d.wbufs) {
-			d.wbufs = append(d.wbufs, make([]byte, writeOffset, writeBufCap))
+		i := len(q.wq)
+		if i == len(q.wbufs) {
+			q.wbufs = append(q.wbufs, make([]byte, writeOffset, writeBufCap))
 		}
-		d.wq = append(d.wq, append(d.wbufs[i][:writeOffset], b[offset:]...))
+		q.wq = append(q.wq, append(q.wbufs[i][:writeOffset], b[offset:]...))
 	}
-	if !d.offload {
-		return d.wq, offset
+	if !q.d.offload {
+		return q.wq, offset
 	}
-	return d.wq, writeOffset
+	return q.wq, writeOffset
 }
 
-// Close implements link.Endpoint: it closes the device, which the kernel then
-// removes with its address and routes, and makes sure the interface is gone.
-// Blocked ReadBatch calls return net.ErrClosed.
-func (d *Device) Close() error {
-	d.closeOnce.Do(func() {
-		d.closed.Store(true)
-		err := d.dev.Close()
+// MTU implements link.Endpoint.
+func (q *Queue) MTU() int { return q.d.mtu }
+
+// BatchSize implements link.Endpoint: the device's.
+func (q *Queue) BatchSize() int { return q.d.batch }
+
+// Close implements link.Endpoint: it closes this queue only (the kernel
+// detaches it and spreads flows over the others). Blocked ReadBatch calls
+// on it return net.ErrClosed. Device.Close closes them all.
+func (q *Queue) Close() error {
+	q.closeOnce.Do(func() {
+		q.closed.Store(true)
+		err := q.dev.Close()
 		if errors.Is(err, os.ErrClosed) {
 			err = nil
+		}
+		q.closeErr = err
+	})
+	return q.closeErr
+}
+
+// Close implements link.Endpoint: it closes the device, every queue, which
+// the kernel then removes with its address and routes, and makes sure the
+// interface is gone. Blocked ReadBatch calls return net.ErrClosed.
+func (d *Device) Close() error {
+	d.closeOnce.Do(func() {
+		var err error
+		for _, q := range d.queues {
+			err = errors.Join(err, q.Close())
 		}
 		// A TUN device without IFF_PERSIST disappears with its last file
 		// descriptor. Delete it in case it lingers (persisted by someone).

@@ -368,7 +368,7 @@ func TestOpenExistingName(t *testing.T) {
 	// The kernel check behind the preflight one: IFF_TUN_EXCL never attaches
 	// to an existing device.
 	inNS(t, ns, func() error {
-		fd, err := createTUN("ustk1", true)
+		fd, err := createTUN("ustk1", true, false, true)
 		if err == nil {
 			unix.Close(fd)
 			t.Error("createTUN attached to the existing ustk1")

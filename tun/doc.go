@@ -55,6 +55,19 @@
 // The MTU is fixed by Open; raising the kernel side's MTU behind the device's
 // back is not supported.
 //
+// # Queues
+//
+// With Config.Queues > 1 the device is a multi-queue one (IFF_MULTI_QUEUE):
+// Open opens /dev/net/tun once per queue, attaches each descriptor to the
+// device by name and wraps it in a wireguard-go tun with the same offloads.
+// Device.Queues returns the queues, each a link.Endpoint (and
+// link.Offloader) with its own buffers, locks and counters, to be read and
+// written concurrently; Device itself reads and writes the first, and its
+// Close closes them all. The kernel sends a new flow to the queue its hash
+// chooses and, once a packet of the flow was written on a queue, to that
+// queue (tun's flow table), so a reader that answers on its own queue keeps
+// its flows. Stats and Each sum the queues; QueueStats tells them apart.
+//
 // # Namespaces
 //
 // NewNamespace creates a named network namespace (ustack-<purpose>-<pid>-<n>,

@@ -52,8 +52,8 @@ func (h *virtioNetHdr) encode(b []byte) {
 
 // OffloadMaxSize implements link.Offloader: 64 KiB with offloads on, else
 // 0 (the stack then uses ReadBatch and WriteBatch).
-func (d *Device) OffloadMaxSize() int {
-	if !d.offload {
+func (q *Queue) OffloadMaxSize() int {
+	if !q.d.offload {
 		return 0
 	}
 	return link.MaxPacket
@@ -67,8 +67,8 @@ var errOffloadOff = errors.New("tun: offloads are off on this device (OffloadMax
 // consumer wants but a read-and-drop one can count. csumOK[0] is set when the
 // kernel left the checksum to the device (NEEDS_CSUM: locally built, correct
 // by construction) or says it checked it (DATA_VALID).
-func (d *Device) ReadOffload(bufs [][]byte, sizes []int, csumOK []bool, offset int) (int, error) {
-	if !d.offload {
+func (q *Queue) ReadOffload(bufs [][]byte, sizes []int, csumOK []bool, offset int) (int, error) {
+	if !q.d.offload {
 		return 0, errOffloadOff
 	}
 	if len(bufs) == 0 {
@@ -80,35 +80,35 @@ func (d *Device) ReadOffload(bufs [][]byte, sizes []int, csumOK []bool, offset i
 	if offset < virtioNetHdrLen || len(bufs[0])-offset < link.MaxPacket {
 		return 0, fmt.Errorf("tun: ReadOffload: need offset >= %d and %d bytes after it", virtioNetHdrLen, link.MaxPacket)
 	}
-	d.rmu.Lock()
-	defer d.rmu.Unlock()
+	q.rmu.Lock()
+	defer q.rmu.Unlock()
 	for {
-		if d.closed.Load() {
+		if q.closed.Load() {
 			return 0, net.ErrClosed
 		}
-		if d.pendI < d.pendN {
+		if q.pendI < q.pendN {
 			// Left over from a ReadBatch through wireguard's path.
-			n, err := d.handOut(bufs, sizes, offset)
+			n, err := q.handOut(bufs, sizes, offset)
 			clear(csumOK[:n])
 			return n, err
 		}
 		frame := bufs[0][offset-virtioNetHdrLen : offset+link.MaxPacket]
-		n, err := d.file.Read(frame)
+		n, err := q.file.Read(frame)
 		if err != nil {
-			if d.closed.Load() || errors.Is(err, os.ErrClosed) || errors.Is(err, syscall.EBADFD) {
+			if q.closed.Load() || errors.Is(err, os.ErrClosed) || errors.Is(err, syscall.EBADFD) {
 				return 0, net.ErrClosed
 			}
-			return 0, fmt.Errorf("tun: reading %s: %w", d.name, err)
+			return 0, fmt.Errorf("tun: reading %s: %w", q.d.name, err)
 		}
 		size, ok, good := parseOffloadFrame(frame[:n])
 		if !good {
-			d.cnt.Drop(dropMalformed)
+			q.cnt.Drop(dropMalformed)
 			continue
 		}
-		if size > d.mtu {
-			d.cnt.Inc(evRxSuper)
+		if size > q.d.mtu {
+			q.cnt.Inc(evRxSuper)
 		}
-		d.cnt.Inc(evRxPackets)
+		q.cnt.Inc(evRxPackets)
 		sizes[0], csumOK[0] = size, ok
 		return 1, nil
 	}
@@ -171,16 +171,16 @@ func fixIPv6Length(pkt []byte) int {
 // packet with segSize > 0 has a partial TCP checksum, which the kernel
 // completes (NEEDS_CSUM); if it is larger than the MTU the kernel also cuts
 // it into segments of segSize payload bytes (GSO_TCPV4).
-func (d *Device) WriteOffload(bufs [][]byte, offset int, segSize []int) (int, error) {
-	if !d.offload {
+func (q *Queue) WriteOffload(bufs [][]byte, offset int, segSize []int) (int, error) {
+	if !q.d.offload {
 		return 0, errOffloadOff
 	}
 	if offset < virtioNetHdrLen {
 		return 0, fmt.Errorf("tun: WriteOffload: offset %d < %d", offset, virtioNetHdrLen)
 	}
-	d.wmu.Lock()
-	defer d.wmu.Unlock()
-	if d.closed.Load() {
+	q.wmu.Lock()
+	defer q.wmu.Unlock()
+	if q.closed.Load() {
 		return 0, net.ErrClosed
 	}
 	var errs error
@@ -189,32 +189,32 @@ func (d *Device) WriteOffload(bufs [][]byte, offset int, segSize []int) (int, er
 		h := virtioNetHdr{}
 		if i < len(segSize) && segSize[i] > 0 {
 			var ok bool
-			if h, ok = tcpOffloadHdr(pkt, segSize[i], d.mtu); !ok {
-				d.cnt.Inc(evTxErrors)
+			if h, ok = tcpOffloadHdr(pkt, segSize[i], q.d.mtu); !ok {
+				q.cnt.Inc(evTxErrors)
 				errs = errors.Join(errs, fmt.Errorf("tun: WriteOffload: packet %d is not a TCP packet fit for offload", i))
 				continue
 			}
-		} else if len(pkt) == 0 || len(pkt) > d.mtu {
-			d.cnt.Inc(evTxErrors)
-			errs = errors.Join(errs, fmt.Errorf("tun: WriteOffload: packet %d: %d bytes for a link of MTU %d", i, len(pkt), d.mtu))
+		} else if len(pkt) == 0 || len(pkt) > q.d.mtu {
+			q.cnt.Inc(evTxErrors)
+			errs = errors.Join(errs, fmt.Errorf("tun: WriteOffload: packet %d: %d bytes for a link of MTU %d", i, len(pkt), q.d.mtu))
 			continue
 		}
 		h.encode(b[offset-virtioNetHdrLen:])
-		if _, err := d.file.Write(b[offset-virtioNetHdrLen:]); err != nil {
-			if d.closed.Load() || errors.Is(err, os.ErrClosed) || errors.Is(err, syscall.EBADFD) {
+		if _, err := q.file.Write(b[offset-virtioNetHdrLen:]); err != nil {
+			if q.closed.Load() || errors.Is(err, os.ErrClosed) || errors.Is(err, syscall.EBADFD) {
 				return i, net.ErrClosed
 			}
-			d.cnt.Inc(evTxErrors)
+			q.cnt.Inc(evTxErrors)
 			errs = errors.Join(errs, err)
 			continue
 		}
-		if len(pkt) > d.mtu {
-			d.cnt.Inc(evTxSuper)
+		if len(pkt) > q.d.mtu {
+			q.cnt.Inc(evTxSuper)
 		}
-		d.cnt.Inc(evTxPackets)
+		q.cnt.Inc(evTxPackets)
 	}
 	if errs != nil {
-		return len(bufs), fmt.Errorf("tun: writing to %s: %w", d.name, errs)
+		return len(bufs), fmt.Errorf("tun: writing to %s: %w", q.d.name, errs)
 	}
 	return len(bufs), nil
 }

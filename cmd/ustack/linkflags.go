@@ -32,6 +32,7 @@ type linkFlags struct {
 	trace     bool
 	impair    string
 	cc        string
+	queues    int
 }
 
 func (f *linkFlags) register(fs *flag.FlagSet) {
@@ -47,6 +48,7 @@ func (f *linkFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.trace, "trace", false, "print one line per TCP state transition")
 	fs.StringVar(&f.cc, "cc", "cubic", "congestion control of every connection: "+strings.Join(cc.Known(), ", ")+" (bbr holds its rate under random loss; it needs the peer to SACK)")
 	fs.StringVar(&f.impair, "impair", "", "impair the link: loss=0.05,dup=0.01,reorder=0.02,delay=5ms,corrupt=0.001,rate=10mbit,jitter=1ms")
+	fs.IntVar(&f.queues, "queues", 1, fmt.Sprintf("`N` queues on the TUN (IFF_MULTI_QUEUE, 1 to %d), a reader goroutine each: the kernel spreads flows over them, so the stack uses N cores", tun.MaxQueues))
 }
 
 // defaultAddr6 is in 2001:2::/48, the IPv6 benchmarking range (RFC 5180
@@ -101,8 +103,23 @@ func (f *linkFlags) validate() (linkConfig, error) {
 	if err != nil {
 		return lc, usageErr("--impair: %v", err)
 	}
+	if err := f.validateQueues(); err != nil {
+		return lc, err
+	}
 	lc.addr, lc.host, lc.impair = a, h, spec
 	return lc, nil
+}
+
+// validateQueues checks --queues: in range, and alone (the capture and the
+// impairments wrap one endpoint, which would leave the other queues unread).
+func (f *linkFlags) validateQueues() error {
+	if f.queues < 1 || f.queues > tun.MaxQueues {
+		return usageErr("--queues %d is out of range: use 1 to %d (one reader goroutine per queue; about as many as the machine's cores)", f.queues, tun.MaxQueues)
+	}
+	if f.queues > 1 && (f.pcap != "" || f.impair != "") {
+		return usageErr("--queues %d does not combine with --pcap or --impair, which wrap a single queue: use --queues 1 with them", f.queues)
+	}
+	return nil
 }
 
 // validate6 checks --addr6 and --host-addr6 as validate does their IPv4
@@ -156,7 +173,7 @@ func openStack(f *linkFlags, lc linkConfig, tcpCfg tcp.Config, stdout, notes io.
 		fmt.Fprintf(notes, "ipv6: off: --mtu %d is below IPv6's minimum link MTU of %d (RFC 8200 §5); running IPv4 only\n", f.mtu, minMTU6)
 		ns.addr6, ns.host6 = netip.Addr{}, netip.Prefix{}
 	}
-	cfg := tun.Config{Name: f.tun, MTU: f.mtu, HostAddr: lc.host, HostAddr6: ns.host6, NoOffload: f.noOffload}
+	cfg := tun.Config{Name: f.tun, MTU: f.mtu, HostAddr: lc.host, HostAddr6: ns.host6, NoOffload: f.noOffload, Queues: f.queues}
 	dev, err := tun.Open(cfg)
 	if errors.Is(err, tun.ErrIPv6Disabled) {
 		fmt.Fprintf(notes, "ipv6: off: %v; running IPv4 only\n", err)

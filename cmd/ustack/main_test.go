@@ -80,6 +80,10 @@ func TestServeFlagErrors(t *testing.T) {
 		{[]string{"serve", "--echo", "7", "--host-addr6", "2001:2::1"}, `--host-addr6 "2001:2::1" is not an IPv6 address with a prefix length`},
 		{[]string{"serve", "--echo", "7", "--host-addr6", "198.18.0.1/30"}, "is not an IPv6 address with a prefix length"},
 		{[]string{"serve", "--udp-echo", "65536"}, "--udp-echo 65536 is not a port"},
+		{[]string{"serve", "--echo", "7", "--queues", "0"}, "--queues 0 is out of range: use 1 to 64"},
+		{[]string{"serve", "--echo", "7", "--queues", "65"}, "--queues 65 is out of range: use 1 to 64"},
+		{[]string{"serve", "--echo", "7", "--queues", "2", "--pcap", "x.pcapng"}, "--queues 2 does not combine with --pcap or --impair"},
+		{[]string{"get", "http://198.18.0.1/", "--queues", "2", "--impair", "loss=0.01"}, "--queues 2 does not combine with --pcap or --impair"},
 	} {
 		var out, errb bytes.Buffer
 		code := run(c.args, &out, &errb)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"ustack/internal/services"
+	"ustack/stack"
 	"ustack/stack/tcp"
 	"ustack/tlslite"
 )
@@ -75,7 +76,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	} else {
 		kernel += ", IPv6 off"
 	}
-	fmt.Fprintf(stdout, "ready: ustack %s on %s (kernel side %s, mtu %d, offload %v)\n", ns.addrs(lc.addr), ns.dev.Name(), kernel, f.mtu, ns.dev.Offload())
+	queues := ""
+	if n := ns.dev.NumQueues(); n > 1 {
+		queues = fmt.Sprintf(", %d queues", n)
+	}
+	fmt.Fprintf(stdout, "ready: ustack %s on %s (kernel side %s, mtu %d, offload %v%s)\n", ns.addrs(lc.addr), ns.dev.Name(), kernel, f.mtu, ns.dev.Offload(), queues)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sig)
@@ -85,7 +90,20 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	st := srv.Stop(drainTime)
 	fmt.Fprintf(stdout, "stopped: closed %d connections on the wire, %d of them aborted with RST (not done within %v), in %v\n",
 		st.Closed, st.Aborted, drainTime, st.Took.Round(time.Millisecond))
+	if qs := ns.st.Stats().Queues; len(qs) > 1 {
+		fmt.Fprintln(stdout, queueLine(qs))
+	}
 	return nil
+}
+
+// queueLine says how the packets split over the queues:
+// "queues: 0 rx 1200 tx 1300, 1 rx 1100 tx 1250 (packets)".
+func queueLine(qs []stack.QueueStats) string {
+	parts := make([]string, len(qs))
+	for i, q := range qs {
+		parts[i] = fmt.Sprintf("%d rx %d tx %d", i, q.RxPackets, q.TxPackets)
+	}
+	return "queues: " + strings.Join(parts, ", ") + " (packets)"
 }
 
 // parse registers serve's flags and parses args.

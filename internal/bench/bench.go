@@ -65,6 +65,12 @@ type bench struct {
 	idleRaw           []idleRaw
 	clientSlabPerConn float64
 	profiles          []string
+
+	// The queues rows (queuerows.go): extra flags for the serve that
+	// serveEnv starts next, and each queue's packets read and written,
+	// as the last serve stopped reported them.
+	serveArgs  []string
+	queueSplit [][2]uint64
 }
 
 // Output says where a run's results go.
@@ -184,7 +190,11 @@ func (b *bench) plan() []step {
 				continue
 			}
 			for i := range benchStacks {
-				steps = append(steps, step{r, m, benchStacks[(i+r)%len(benchStacks)]})
+				s := benchStacks[(i+r)%len(benchStacks)]
+				if ustackOnly(m.metrics[0]) && s != stackUstack {
+					continue
+				}
+				steps = append(steps, step{r, m, s})
 			}
 		}
 	}
@@ -310,6 +320,9 @@ func (b *bench) results() []benchResult {
 			continue
 		}
 		for _, s := range benchStacks {
+			if ustackOnly(m.name) && s != stackUstack {
+				continue
+			}
 			k := benchKey{s, m.name}
 			r := benchResult{Stack: s, Metric: m.name, Unit: m.unit, Runs: b.runs[k], Errors: b.failures[k]}
 			if r.Runs == nil {

@@ -24,6 +24,7 @@ func (b *bench) reportMethod(p printer) {
 	p("  that address and nothing else (no link-local address, no DAD, no router solicitations); ustack\n")
 	p("  has both addresses, gVisor's host only the IPv6 one. \"IPv6 against IPv4\" gives the ratios.\n")
 	b.reportMethodServe(p)
+	b.reportMethodQueues(p)
 	b.reportMethodEcho(p)
 	b.reportMethodIdle(p)
 	b.reportMethodLoss(p)
@@ -49,6 +50,18 @@ func (b *bench) reportMethodServe(p printer) {
 	p("  gVisor's) Go server\".\n")
 	p("- `serve_http_ipv6_rps`: `serve_http_rps` over IPv6, to serve's 2001:2::2, right after the IPv4 serve\n")
 	p("  rows in every round (a serve of its own); kernel and gVisor: `http_ipv6_rps`'s run.\n")
+}
+
+func (b *bench) reportMethodQueues(p printer) {
+	p("- `serve_q1_http_rps`, `serve_q2_http_rps`, `serve_queues_gain`, `serve_q2_min_share` (ustack only):\n")
+	p("  `ustack serve` started as for the serve rows with `--queues 1`, then with `--queues 2` (a\n")
+	p("  multi-queue TUN, one reader goroutine per queue), each under the `http_rps` wrk run (`-t 2 -c 64`,\n")
+	p("  keep-alive, %v) against its page, back to back in one step, the order alternating by round.\n", b.p.Duration)
+	p("  The gain is the median of each round's q2/q1 ratio (the median of both rates is listed\n")
+	p("  too); the share is the less used queue's part of the packets read in the two-queue run, from the\n")
+	p("  `queues:` line serve prints when it stops (the step's notes give both queues' counts). wrk's two\n")
+	p("  threads and the kernel's TCP run on the same machine, so on 2 CPUs the second reader competes with\n")
+	p("  them for the second CPU.\n")
 }
 
 func (b *bench) reportMethodEcho(p printer) {

@@ -128,6 +128,7 @@ func (b *bench) serveEnv(ctx context.Context) (env *benchEnv, err error) {
 	args := append([]string{"serve"}, serveAddrArgs()...)
 	args = append(args, "--http", strconv.Itoa(benchPortHTTP), "--https", strconv.Itoa(benchPortHTTPS),
 		"--tls-dir", dir, "--kex", "rsa", "--backlog", "4096", "--cc", kernelCC())
+	args = append(args, b.serveArgs...) // the queues rows' --queues
 	h, err := startHelper(ctx, env.client, exe, args...)
 	if err != nil {
 		return nil, err
@@ -201,9 +202,13 @@ func stopServe(h *helper, l *serveOutput, b *bench) {
 		<-exited
 		b.note("ustack serve did not stop within 10 s of SIGTERM: killed")
 	}
+	b.queueSplit = nil
 	for line := range strings.SplitSeq(l.all.String(), "\n") {
 		if strings.HasPrefix(line, "stopped:") {
 			b.note("ustack serve %s", line)
+		}
+		if strings.HasPrefix(line, "queues:") {
+			b.queueSplit = parseQueueSplit(line)
 		}
 	}
 }

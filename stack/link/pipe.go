@@ -17,6 +17,8 @@ type PipeEnd struct {
 	peer *PipeEnd
 
 	drops *counter.Set[pipeDrop] // packets this end could not write; see Each
+
+	spread *spreader // MultiPipe's single end: writes go to one queue per flow
 }
 
 type pipeQueue struct {
@@ -37,11 +39,13 @@ func Pipe(mtu int) (*PipeEnd, *PipeEnd) { return PipeWithQueue(mtu, DefaultPipeQ
 
 // PipeWithQueue is Pipe with a chosen queue length.
 func PipeWithQueue(mtu, queue int) (*PipeEnd, *PipeEnd) {
-	a := &PipeEnd{mtu: mtu, in: newPipeQueue(queue), drops: counter.NewSet("drop_", numPipeDrops)}
-	b := &PipeEnd{mtu: mtu, in: newPipeQueue(queue), drops: counter.NewSet("drop_", numPipeDrops)}
+	a := &PipeEnd{mtu: mtu, in: newPipeQueue(queue), drops: newPipeDrops()}
+	b := &PipeEnd{mtu: mtu, in: newPipeQueue(queue), drops: newPipeDrops()}
 	a.peer, b.peer = b, a
 	return a, b
 }
+
+func newPipeDrops() *counter.Set[pipeDrop] { return counter.NewSet("drop_", numPipeDrops) }
 
 func newPipeQueue(limit int) *pipeQueue {
 	q := &pipeQueue{limit: limit}
@@ -58,6 +62,9 @@ func (p *PipeEnd) BatchSize() int { return 64 }
 // WriteBatch implements Endpoint. Packets larger than the MTU are dropped and
 // counted, as a real link would.
 func (p *PipeEnd) WriteBatch(bufs [][]byte, offset int) (int, error) {
+	if p.spread != nil {
+		return p.spread.write(p, bufs, offset)
+	}
 	q := p.peer.in
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -65,24 +72,29 @@ func (p *PipeEnd) WriteBatch(bufs [][]byte, offset int) (int, error) {
 		return 0, net.ErrClosed
 	}
 	for _, b := range bufs {
-		pkt := b[offset:]
-		if len(pkt) > p.mtu {
-			p.drops.Inc(dropTooBig)
-			continue
-		}
-		if len(q.pkts) >= q.limit {
-			p.drops.Inc(dropPeerFull)
-			continue
-		}
-		var c []byte
-		if n := len(q.free); n > 0 {
-			c = q.free[n-1][:0]
-			q.free = q.free[:n-1]
-		}
-		q.pkts = append(q.pkts, append(c, pkt...))
+		p.put(q, b[offset:])
 	}
 	q.cond.Signal()
 	return len(bufs), nil
+}
+
+// put appends a copy of pkt to q, or drops and counts it: larger than
+// the MTU, or q full. q.mu is held.
+func (p *PipeEnd) put(q *pipeQueue, pkt []byte) {
+	if len(pkt) > p.mtu {
+		p.drops.Inc(dropTooBig)
+		return
+	}
+	if len(q.pkts) >= q.limit {
+		p.drops.Inc(dropPeerFull)
+		return
+	}
+	var c []byte
+	if n := len(q.free); n > 0 {
+		c = q.free[n-1][:0]
+		q.free = q.free[:n-1]
+	}
+	q.pkts = append(q.pkts, append(c, pkt...))
 }
 
 // ReadBatch implements Endpoint.

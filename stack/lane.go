@@ -1,0 +1,218 @@
+package stack
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"ustack/stack/counter"
+	"ustack/stack/link"
+	"ustack/stack/tcp"
+)
+
+// A lane is one queue of the link and what the stack keeps for it: the
+// reader goroutine that reads the queue, the packets waiting to be written
+// to it, and a timer heap. A link with one queue (every link but a
+// link.MultiQueue with several) gives the stack one lane, the whole stack
+// as it was before lanes. With several, each reader runs its batches (IP,
+// TCP, the connections' output) and flushes its own lane, in parallel
+// with the others: nothing global is locked per packet but the demux
+// table's read lock and the counters.
+//
+// Which lane a packet goes out on: the reader's, for everything its input
+// made (a connection takes the lane its last segment came in on,
+// Conn.ln); a connection's own lane for what the application's calls and
+// its timers make; for the rest (UDP sent by the application, ICMP errors
+// at reassembly timeouts) a lane by flow hash. Linux's TUN learns from
+// what we write on which queue it is to send the flow's next packets
+// (tun_flow_update in tun_get_user, tun_automq_select_queue), so a
+// connection answered on the lane it came in on stays there.
+type lane struct {
+	s   *Stack
+	idx int
+	ep  link.Endpoint
+	off link.Offloader // ep's offloads, when the stack uses them (Stack.off)
+
+	txMu     sync.Mutex // guards txq, txh, txs; the last lock of the order (see Stack)
+	txq      [][]byte   // packets to write
+	txh      []*[]byte  // their pool handles, returned after the write
+	txs      []int      // per queued packet: its TSO segment size, 0 if complete (link.Offloader)
+	writeMu  sync.Mutex // serialises this lane's link writes, so packets leave in order; taken before txMu
+	txSpare  [][]byte
+	txSpareH []*[]byte
+	txSpareS []int
+
+	tm     timerHeap
+	rxBusy atomic.Int32 // input batches being processed (see WaitIdle)
+	cnt    *counter.Set[laneEvent]
+}
+
+// laneEvent is what a lane counts.
+type laneEvent uint8
+
+const (
+	laneRxPackets laneEvent = iota // packets read from the queue (super-packets count once)
+	laneTxPackets                  // packets written to it (TSO units count once)
+	laneRxBatches                  // reads that returned packets
+	numLaneEvents
+)
+
+var laneEventNames = [numLaneEvents]string{
+	laneRxPackets: "rx_packets", laneTxPackets: "tx_packets", laneRxBatches: "rx_batches",
+}
+
+func (e laneEvent) String() string { return counter.Name(laneEventNames[:], e, "event") }
+
+// QueueStats are one lane's counters (Stats.Queues).
+type QueueStats struct {
+	RxPackets uint64 // packets read from the link queue (a super-packet counts once)
+	TxPackets uint64 // packets written to it (a TSO unit counts once)
+	RxBatches uint64 // reads that returned packets
+}
+
+// initLanes makes a lane per queue of ep: its queues if it is a
+// link.MultiQueue with more than one (never in Manual mode, whose one
+// Poll reads one endpoint), else ep alone.
+func (s *Stack) initLanes(ep link.Endpoint) error {
+	eps := []link.Endpoint{ep}
+	if mq, ok := ep.(link.MultiQueue); ok {
+		qs := mq.Queues()
+		switch {
+		case len(qs) > link.MaxQueues:
+			return fmt.Errorf("stack: the link has %d queues; at most %d are supported", len(qs), link.MaxQueues)
+		case len(qs) > 1 && s.opts.Manual:
+			return fmt.Errorf("stack: the link has %d queues, but a Manual stack polls one endpoint: give it a link of one queue", len(qs))
+		case len(qs) > 1:
+			eps = qs
+		}
+	}
+	s.lanes = make([]*lane, len(eps))
+	for i, e := range eps {
+		ln := &lane{s: s, idx: i, ep: e, cnt: counter.NewSet("", numLaneEvents)}
+		if s.off != nil {
+			o, ok := e.(link.Offloader)
+			if !ok || o.OffloadMaxSize() != s.off.OffloadMaxSize() {
+				return fmt.Errorf("stack: queue %d of the link lacks the offloads of the first", i)
+			}
+			ln.off = o
+		}
+		ln.tm.init(ln)
+		s.lanes[i] = ln
+	}
+	return nil
+}
+
+// laneFor is the lane of a connection before any segment of it came in
+// (an active open, or a passive one until its SYN is processed): one by
+// the hash of its 4-tuple.
+func (s *Stack) laneFor(id tcp.ID) *lane {
+	if len(s.lanes) == 1 {
+		return s.lanes[0]
+	}
+	a, b := id.Local.Addr().As16(), id.Remote.Addr().As16()
+	h := uint32(2166136261)
+	for i := range a {
+		h = (h ^ uint32(a[i]^b[i])) * 16777619
+	}
+	h = (h ^ uint32(id.Local.Port()^id.Remote.Port())) * 16777619
+	return s.lanes[h%uint32(len(s.lanes))]
+}
+
+// queue adds the first n bytes of the pooled buffer *bp to the lane's
+// output; segSize is what link.Offloader.WriteOffload takes (0: a
+// complete packet).
+func (ln *lane) queue(bp *[]byte, n, segSize int) {
+	ln.txMu.Lock()
+	ln.txq = append(ln.txq, (*bp)[:n])
+	ln.txh = append(ln.txh, bp)
+	ln.txs = append(ln.txs, segSize)
+	ln.txMu.Unlock()
+}
+
+// queued is the number of packets waiting on the lane.
+func (ln *lane) queued() int {
+	ln.txMu.Lock()
+	defer ln.txMu.Unlock()
+	return len(ln.txq)
+}
+
+// flush writes every packet queued on the lane to its link queue, in
+// batches, in the order they were queued.
+func (ln *lane) flush() {
+	s := ln.s
+	if ln.queued() == 0 {
+		// Nothing to write: what this goroutine queued, another flush
+		// took already and is writing, under writeMu. Waiting behind
+		// its system calls would gain nothing.
+		return
+	}
+	ln.writeMu.Lock()
+	defer ln.writeMu.Unlock()
+	ln.txMu.Lock()
+	q, h, sz := ln.txq, ln.txh, ln.txs
+	ln.txq, ln.txh, ln.txs = ln.txSpare[:0], ln.txSpareH[:0], ln.txSpareS[:0]
+	ln.txMu.Unlock()
+	if len(q) == 0 {
+		ln.txSpare, ln.txSpareH, ln.txSpareS = q, h, sz
+		return
+	}
+	bs := max(ln.ep.BatchSize(), 1)
+	for i := 0; i < len(q); i += bs {
+		end := min(i+bs, len(q))
+		var err error
+		if ln.off != nil {
+			_, err = ln.off.WriteOffload(q[i:end], link.Headroom, sz[i:end])
+		} else {
+			_, err = ln.ep.WriteBatch(q[i:end], link.Headroom)
+		}
+		if err != nil {
+			s.cnt.Inc(evLinkWriteErr)
+		}
+	}
+	ln.cnt.Add(laneTxPackets, uint64(len(q)))
+	for i, bp := range h {
+		if cap(*bp) > link.Headroom+s.mtu {
+			s.bigPool.Put(bp)
+		} else {
+			s.pool.Put(bp)
+		}
+		q[i], h[i] = nil, nil
+	}
+	ln.txSpare, ln.txSpareH, ln.txSpareS = q[:0], h[:0], sz[:0]
+}
+
+// stats returns the lane's counters.
+func (ln *lane) stats() QueueStats {
+	return QueueStats{
+		RxPackets: ln.cnt.Load(laneRxPackets),
+		TxPackets: ln.cnt.Load(laneTxPackets),
+		RxBatches: ln.cnt.Load(laneRxBatches),
+	}
+}
+
+// unlockAndFlush unlocks c and writes out what the calls into its TCB
+// queued, if they queued anything: on its lane, read while c.mu is still
+// held (a reader may move the connection to its own lane as soon as it is
+// released). Every goroutine that queues flushes afterwards, so one that
+// queued nothing has nothing to flush: a Read that sends no window update
+// does not wait behind other connections' writes.
+func (c *Conn) unlockAndFlush() {
+	ln, sent := c.ln, c.sent
+	c.sent = false
+	c.mu.Unlock()
+	if sent {
+		ln.flush()
+	}
+}
+
+// laneSender is a connection as the tcp.Sender of its TCB: segments go out
+// on the connection's lane. Every call into a TCB holds c.mu, which guards
+// c.ln.
+type laneSender Conn
+
+// Send implements tcp.Sender.
+func (ls *laneSender) Send(_ *tcp.Conn, seg *tcp.Segment) {
+	c := (*Conn)(ls)
+	c.sent = true
+	c.s.sendSegment(c.ln, c.id, seg)
+}
