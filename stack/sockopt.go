@@ -148,7 +148,9 @@ func (c *Conn) SetLinger(sec int) error {
 	return nil
 }
 
-// SetReadBuffer is SO_RCVBUF: the receive buffer, and so the window.
+// SetReadBuffer is SO_RCVBUF: the receive buffer, and so the window. It
+// fixes the size: the buffer's auto-tuning stops (Linux's
+// SOCK_RCVBUF_LOCK; stack/tcp/rcvtune.go).
 func (c *Conn) SetReadBuffer(bytes int) error { return c.setBuffers(bytes, 0) }
 
 // SetWriteBuffer is SO_SNDBUF: how much Write may queue unacknowledged.

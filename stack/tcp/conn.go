@@ -184,6 +184,7 @@ func NewConn(id ID, cfg Config, out Sender, trace func(TraceEvent)) *Conn {
 	cfg = cfg.WithDefaults()
 	c := &Conn{ID: id, cfg: cfg, out: out, trace: trace}
 	c.snd.mss = DefaultPeerMSS
+	c.rcv.tune.size = min(cfg.RcvBufInit, cfg.RcvBuf)
 	c.snd.rtt.init(cfg)
 	c.reno.c, c.sack.c = c, c
 	c.rec = &c.reno
@@ -219,6 +220,7 @@ func (c *Conn) setState(now time.Time, to State, cause string) {
 	case Established:
 		c.events |= EvEstablished | EvWritable
 		c.lastRcvd = stampOf(now) // the handshake's last segment came now
+		c.rcvTuneStart(now)
 	case Closed:
 		c.events |= EvClosed | EvReadable | EvWritable
 		c.stopTimers()
@@ -291,6 +293,13 @@ func (c *Conn) Read(now time.Time, p []byte) (n int, eof bool) {
 	if n > 0 && !c.rcv.finRcvd && c.state.Synchronized() && c.windowUpdateDue() {
 		c.rcv.ackNow = true
 		c.output(now)
+	}
+	if n > 0 {
+		// After the update: a buffer grown by auto-tuning shows in the
+		// next ACK rather than prompting one of its own (Linux opens the
+		// window it offers gradually as segments arrive, tcp_grow_window,
+		// so its tuning does not either).
+		c.rcvSpaceAdjust(now)
 	}
 	return n, c.rcv.buf.Len() == 0 && c.rcv.finRcvd
 }
@@ -380,6 +389,7 @@ type Info struct {
 	RTO              time.Duration
 	Cwnd, Ssthresh   int
 	SndWnd, RcvWnd   uint32
+	RcvBuf           int // the receive buffer's size now: auto-tuned, or as SO_RCVBUF set it
 	SndMSS           int
 	Unacked, Unsent  int
 	SndUna, SndNxt   seqnum.Value
@@ -402,7 +412,7 @@ type Info struct {
 func (c *Conn) Info() Info {
 	i := Info{
 		State: c.state, SRTT: c.snd.rtt.srtt, RTTVar: c.snd.rtt.rttvar, RTO: c.snd.rtt.rto,
-		SndWnd: c.snd.wnd, RcvWnd: c.rcv.window(), SndMSS: c.snd.mss,
+		SndWnd: c.snd.wnd, RcvWnd: c.rcv.window(), RcvBuf: c.rcv.tune.size, SndMSS: c.snd.mss,
 		Unacked: int(c.snd.una.Size(c.snd.nxt)), Unsent: c.snd.buf.Len(),
 		SndUna: c.snd.una, SndNxt: c.snd.nxt, RcvNxt: c.rcv.nxt, ISS: c.snd.iss, IRS: c.rcv.irs,
 		Stats: c.Stats(),

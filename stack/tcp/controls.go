@@ -54,15 +54,17 @@ func (c *Conn) SetCork(now time.Time, on bool) {
 }
 
 // SetBuffers sets the receive and send buffer sizes (SO_RCVBUF, SO_SNDBUF);
-// zero keeps one. The receive window grows at once if the buffer did,
-// within what the window scale agreed in the handshake can express.
+// zero keeps one. A receive buffer set so is fixed: auto-tuning stops
+// (rcvtune.go; Linux's SOCK_RCVBUF_LOCK). The receive window grows at once
+// if the buffer did, within what the window scale agreed in the handshake
+// can express; a smaller buffer does not take back the window offered.
 func (c *Conn) SetBuffers(now time.Time, rcv, snd int) {
 	if snd > 0 {
 		c.cfg.SndBuf = max(snd, c.cfg.MSS)
 		c.events |= EvWritable
 	}
 	if rcv > 0 {
-		c.cfg.RcvBuf = max(rcv, c.cfg.MSS)
+		c.rcv.tune.size, c.rcv.tune.locked = max(rcv, c.cfg.MSS), true
 		if c.state.Synchronized() && !c.rcv.finRcvd && c.windowUpdateDue() {
 			c.rcv.ackNow = true
 			c.output(now)

@@ -13,8 +13,11 @@ type negotiated struct {
 	ws       bool  // window scaling in use
 	sndShift uint8 // the peer's shift: scales windows it sends us
 	rcvShift uint8 // ours: scales windows we send
-	ts       bool  // timestamps in use
-	sack     bool  // SACK in use
+	// ourShift is the shift we announce (or announced), once shiftChosen.
+	ourShift    uint8
+	shiftChosen bool
+	ts          bool // timestamps in use
+	sack        bool // SACK in use
 
 	tsRecent    uint32       // TS.Recent (RFC 7323 §4.3)
 	tsRecentAt  stamp        // when TS.Recent was set, for the 24-day rule
@@ -23,8 +26,22 @@ type negotiated struct {
 }
 
 // ourShift is the window scale we announce: the smallest that lets the
-// whole receive buffer be offered.
-func (c *Conn) ourShift() uint8 { return windowShift(c.cfg.RcvBuf) }
+// largest receive buffer be offered whole: the auto-tuning's cap, or the
+// size SO_RCVBUF fixed before the SYN. Linux chooses it the same way
+// (tcp_select_initial_window: from tcp_rmem[2], or from the window clamp a
+// locked buffer sets); RFC 7323 §2.3 leaves the choice to the receiver.
+// It is chosen once, with the first SYN, so that a buffer set while the
+// handshake is under way cannot change what the SYN announced.
+func (c *Conn) ourShift() uint8 {
+	if !c.opt.shiftChosen {
+		size := c.cfg.RcvBuf
+		if c.rcv.tune.locked {
+			size = c.rcv.tune.size
+		}
+		c.opt.shiftChosen, c.opt.ourShift = true, windowShift(size)
+	}
+	return c.opt.ourShift
+}
 
 // windowShift is the smallest window scale that lets a buffer of rcvBuf
 // bytes be offered whole (RFC 7323 §2.3: at most 14).

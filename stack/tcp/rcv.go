@@ -41,6 +41,8 @@ type receiver struct {
 	pingpong bool
 	lastData stamp // when in-order data last arrived
 
+	tune rcvTune // the buffer's size and its auto-tuning (rcvtune.go)
+
 	stats struct {
 		bytesIn, outOfOrder, oooDropped, acksCompressed uint64
 	}
@@ -248,12 +250,13 @@ func (c *Conn) rcvLimit(syn bool) int {
 
 // advertise returns the window field for an outgoing segment and records
 // the right edge it offers. The window never shrinks (RFC 9293 §3.8.6.2.2)
-// and opens only in steps of min(RcvBuf/2, MSS) (receiver SWS avoidance).
+// and opens only in steps of min(buffer/2, MSS) (receiver SWS avoidance).
 func (c *Conn) advertise(syn bool) uint16 {
-	free := min(c.cfg.RcvBuf-c.rcv.buf.Len(), c.rcvLimit(syn))
+	size := c.rcv.tune.size
+	free := min(size-c.rcv.buf.Len(), c.rcvLimit(syn))
 	cur := int(c.rcv.window())
 	w := cur
-	if free > cur && (syn || free-cur >= min(c.cfg.RcvBuf/2, c.cfg.MSS)) {
+	if free > cur && (syn || free-cur >= min(size/2, c.cfg.MSS)) {
 		w = free
 	}
 	shift := c.opt.rcvShift
@@ -277,9 +280,10 @@ func (c *Conn) advertise(syn bool) uint16 {
 // last advertisement to be worth a segment of its own: at least one MSS and
 // at least double what the peer sees now.
 func (c *Conn) windowUpdateDue() bool {
-	free := min(c.cfg.RcvBuf-c.rcv.buf.Len(), c.rcvLimit(false))
+	size := c.rcv.tune.size
+	free := min(size-c.rcv.buf.Len(), c.rcvLimit(false))
 	cur := int(c.rcv.window())
-	return free-cur >= min(c.cfg.RcvBuf/2, c.cfg.MSS) && free >= 2*cur
+	return free-cur >= min(size/2, c.cfg.MSS) && free >= 2*cur
 }
 
 // ackEvery is how many in-order segments may wait, within one input batch,
@@ -347,6 +351,7 @@ func (c *Conn) processText(now time.Time, seg *Segment) bool {
 	n := c.rcv.buf.Append(seg.Payload, c.rcvBufLimit())
 	c.rcv.nxt = c.rcv.nxt.Add(seqnum.Size(n))
 	c.rcv.stats.bytesIn += uint64(n)
+	c.rcvRTTMeasure(now, seg)
 	// Count full-sized segments: a coalesced super-packet (the kernel's
 	// TSO reaches us whole through the TUN) owes the ACKs its segments
 	// would (RFC 9293 §3.8.6.3), and gets one at the end of the batch.
@@ -363,11 +368,11 @@ func (c *Conn) processText(now time.Time, seg *Segment) bool {
 	return true
 }
 
-// rcvBufLimit is the receive buffer's bound: RcvBuf, or more if the window
+// rcvBufLimit is the receive buffer's bound: its size, or more if the window
 // we advertised promised more (advertise rounds a kept window up to the
 // window-scale unit rather than shrink it). Every byte inside the offered
 // window is taken, so the window closes exactly at its edge.
-func (c *Conn) rcvBufLimit() int { return max(c.cfg.RcvBuf, c.rcv.buf.Len()+int(c.rcv.window())) }
+func (c *Conn) rcvBufLimit() int { return max(c.rcv.tune.size, c.rcv.buf.Len()+int(c.rcv.window())) }
 
 // drainOOO moves queued segments that became in-order into the receive
 // buffer. It reports whether a queued FIN became in-order.
