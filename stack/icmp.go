@@ -128,7 +128,7 @@ func abortsRequest(e *ipv4.ICMPError) bool {
 // sequence number is then not checked.
 func (s *Stack) fragNeeded(now time.Time, c *Conn, seq seqnum.Value, e *ipv4.ICMPError) bool {
 	dst := e.Dst
-	if s.modeFor(c.id) == ipv4.PMTUDiscDont {
+	if s.modeFor(c.tcb.ID) == ipv4.PMTUDiscDont {
 		if _, changed := s.ip.PMTU.Update(now, dst, e.MTU, s.mtu); changed {
 			s.icmpCnt.Inc(icmpPMTUUpdates)
 		}

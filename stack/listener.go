@@ -358,7 +358,7 @@ func (s *Stack) startDial(raddr netip.AddrPort, cfg tcp.Config, bind func(tcp.Co
 	s.cnt.Inc(evActiveOpens)
 	c.mu.Lock()
 	now := s.clk.Now()
-	c.tcb.Connect(now, s.isn.ISN(c.id, now))
+	c.tcb.Connect(now, s.isn.ISN(c.tcb.ID, now))
 	c.afterLocked()
 	c.mu.Unlock()
 	s.flush()

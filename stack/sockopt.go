@@ -3,6 +3,7 @@ package stack
 import (
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -144,7 +145,7 @@ func (c *Conn) SetLinger(sec int) error {
 	if c.closed {
 		return c.opError("set", net.ErrClosed)
 	}
-	c.linger = sec
+	c.linger = int32(max(min(sec, math.MaxInt32), -1))
 	return nil
 }
 

@@ -506,22 +506,22 @@ const tcpChecksumAt = 16
 func (s *Stack) register(c *Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.conns[c.id]; ok {
+	if _, ok := s.conns[c.tcb.ID]; ok {
 		return false
 	}
-	s.conns[c.id] = c
+	s.conns[c.tcb.ID] = c
 	return true
 }
 
 func (s *Stack) unregister(c *Conn) {
 	s.mu.Lock()
-	mine := s.conns[c.id] == c
+	mine := s.conns[c.tcb.ID] == c
 	if mine {
-		delete(s.conns, c.id)
+		delete(s.conns, c.tcb.ID)
 	}
 	s.mu.Unlock()
 	if mine && s.modes.n.Load() != 0 {
-		s.setMode(c.id, 0, false)
+		s.setMode(c.tcb.ID, 0, false)
 	}
 }
 

@@ -16,13 +16,13 @@ type timerHeap struct {
 	mu      sync.Mutex        // guards what follows and each Conn's tdl, tidx; lock order: see Stack
 	h       heapq.Heap[*Conn] // by tdl
 	t       clock.Timer
-	armedAt time.Time // deadline the clock timer is set for; zero if idle
+	armedAt int64 // deadline the clock timer is set for (Unix nanoseconds); zero if idle
 	stopped bool
 }
 
 func (th *timerHeap) init(s *Stack) {
 	th.s = s
-	th.h = heapq.New(func(a, b *Conn) bool { return a.tdl.Before(b.tdl) }, func(c *Conn, i int) { c.tidx = i })
+	th.h = heapq.New(func(a, b *Conn) bool { return a.tdl < b.tdl }, func(c *Conn, i int) { c.tidx = int32(i) })
 }
 
 // schedule sets c's deadline (zero removes it).
@@ -35,17 +35,17 @@ func (th *timerHeap) schedule(c *Conn, d time.Time) {
 	switch {
 	case d.IsZero():
 		if c.tidx >= 0 {
-			th.h.Remove(c.tidx)
+			th.h.Remove(int(c.tidx))
 		}
 		return
 	case c.tidx >= 0:
-		if c.tdl.Equal(d) {
+		if c.tdl == d.UnixNano() {
 			return
 		}
-		c.tdl = d
-		th.h.Fix(c.tidx)
+		c.tdl = d.UnixNano()
+		th.h.Fix(int(c.tidx))
 	default:
-		c.tdl = d
+		c.tdl = d.UnixNano()
 		th.h.Push(c)
 	}
 	th.armLocked()
@@ -57,11 +57,11 @@ func (th *timerHeap) armLocked() {
 		return
 	}
 	first := th.h.Min().tdl
-	if !th.armedAt.IsZero() && !first.Before(th.armedAt) {
+	if th.armedAt != 0 && first >= th.armedAt {
 		return
 	}
 	th.armedAt = first
-	d := first.Sub(th.s.clk.Now())
+	d := time.Duration(first - th.s.clk.Now().UnixNano())
 	if th.t == nil {
 		th.t = th.s.clk.AfterFunc(d, th.fire)
 	} else {
@@ -74,8 +74,8 @@ func (th *timerHeap) fire() {
 	now := th.s.clk.Now()
 	var due []*Conn
 	th.mu.Lock()
-	th.armedAt = time.Time{}
-	for th.h.Len() > 0 && !th.h.Min().tdl.After(now) {
+	th.armedAt = 0
+	for th.h.Len() > 0 && th.h.Min().tdl <= now.UnixNano() {
 		due = append(due, th.h.Pop())
 	}
 	th.mu.Unlock()
