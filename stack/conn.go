@@ -50,7 +50,7 @@ type deadlines struct {
 	rdTimer, wrTimer clock.Timer
 }
 
-func (s *Stack) newConn(id tcp.ID, cfg tcp.Config) *Conn {
+func (s *Stack) newConn(id tcp.ID, cfg *tcp.Config) *Conn {
 	c := &Conn{s: s, tidx: -1, linger: -1}
 	c.tcb = s.newTCB(id, cfg)
 	c.tcb.SetTSOffset(s.tsOffset(id))

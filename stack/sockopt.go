@@ -127,7 +127,7 @@ func (s *Stack) bindLocal(local netip.AddrPort, reuse bool, raddr netip.AddrPort
 	case taken:
 		return nil, fmt.Errorf("connect %v from %v: %w (the 4-tuple is in use)", raddr, local, syscall.EADDRNOTAVAIL)
 	}
-	c := s.newConn(id, cfg)
+	c := s.newConn(id, s.sharedConfig(cfg))
 	if !s.register(c) {
 		return nil, fmt.Errorf("connect %v from %v: %w (the 4-tuple is in use)", raddr, local, syscall.EADDRNOTAVAIL)
 	}

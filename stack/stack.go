@@ -400,9 +400,9 @@ func (s *Stack) demux(now time.Time, id tcp.ID, seg *tcp.Segment) (c *Conn, stop
 			if why == dropSYNQueueFull && !s.opts.NoSYNCookies {
 				// RFC 4987 §3.6: answer statelessly.
 				iss := s.jar.Make(id, seg.Seq, seg.Opts.MSS, now)
-				cfg := l.cfg
+				cfg := *l.cfg
 				if !id.Remote.Addr().Is4() {
-					s.startMSS(&cfg, id.Remote.Addr()) // MTU - 60, not - 40
+					cfg.MSS = s.startMSS(cfg.MSS, id.Remote.Addr()) // MTU - 60, not - 40
 				}
 				sa := tcp.SynAckForCookie(seg, iss, cfg, uint32(now.UnixMilli())+s.tsOffset(id))
 				s.cnt.Inc(evCookiesSent)
@@ -525,10 +525,17 @@ func (s *Stack) unregister(c *Conn) {
 	}
 }
 
-func (s *Stack) newTCB(id tcp.ID, cfg tcp.Config) *tcp.Conn {
+// newTCB makes the TCB for id from a configuration from sharedConfig.
+func (s *Stack) newTCB(id tcp.ID, cfg *tcp.Config) *tcp.Conn {
+	return tcp.NewConnShared(id, cfg, s.startMSS(cfg.MSS, id.Remote.Addr()), s, s.opts.Trace)
+}
+
+// sharedConfig is cfg as the connections made from it share it (a
+// listener's, a dial's): defaults filled in, and the link's TSO size.
+func (s *Stack) sharedConfig(cfg tcp.Config) *tcp.Config {
+	cfg = cfg.WithDefaults()
 	cfg.TSOMax = s.tsoMax // zero unless the link takes TSO units
-	s.startMSS(&cfg, id.Remote.Addr())
-	return tcp.NewConn(id, cfg, s, s.opts.Trace)
+	return &cfg
 }
 
 // Options returns the stack's options, with defaults filled in.

@@ -101,14 +101,23 @@ func (s *Stats) Add(o Stats) {
 // receive side (rcv.go) and loss recovery (recovery.go, sack.go, rack.go)
 // each own their state, their timers and their counters.
 type Conn struct {
-	ID      ID
-	cfg     Config
-	out     Sender
-	trace   func(TraceEvent)
-	state   State
-	passive bool  // created by a listener: RST in SYN-RECEIVED returns to LISTEN
-	err     error // sticky error reported to the application
-	events  Events
+	ID ID
+	// cfg is shared with the other connections made from the same
+	// configuration (a listener's children) and never written: a socket
+	// option that changes it gives the connection its own copy first
+	// (ownConfig). The options every server sets per connection are the
+	// connection's own fields instead: its MSS, Nagle, keepalive on or off.
+	cfg       *Config
+	cfgOwned  bool
+	noDelay   bool // TCP_NODELAY (Config.NoDelay)
+	keepAlive bool // SO_KEEPALIVE (Config.KeepAlive)
+	ourMSS    int  // the MSS we announce (Config.MSS, lowered by a known path MTU)
+	out       Sender
+	trace     func(TraceEvent)
+	state     State
+	passive   bool  // created by a listener: RST in SYN-RECEIVED returns to LISTEN
+	err       error // sticky error reported to the application
+	events    Events
 
 	// Application side.
 	rdShut bool // the application will read no more (Close)
@@ -178,11 +187,23 @@ func (c *Conn) Stats() Stats {
 	return st
 }
 
-// NewConn makes a TCB for id in state CLOSED. Call Connect (active open) or
-// Listen then SegmentArrives with a SYN (passive open).
+// NewConn makes a TCB for id in state CLOSED, with its own copy of cfg.
+// Call Connect (active open) or Listen then SegmentArrives with a SYN
+// (passive open).
 func NewConn(id ID, cfg Config, out Sender, trace func(TraceEvent)) *Conn {
 	cfg = cfg.WithDefaults()
-	c := &Conn{ID: id, cfg: cfg, out: out, trace: trace}
+	c := NewConnShared(id, &cfg, cfg.MSS, out, trace)
+	c.cfgOwned = true
+	return c
+}
+
+// NewConnShared is NewConn with a configuration shared with other
+// connections (so that each does not hold a copy): cfg must come from
+// WithDefaults and must not change afterwards. mss replaces cfg.MSS for
+// this connection.
+func NewConnShared(id ID, cfg *Config, mss int, out Sender, trace func(TraceEvent)) *Conn {
+	c := &Conn{ID: id, cfg: cfg, ourMSS: mss, out: out, trace: trace}
+	c.noDelay, c.keepAlive = cfg.NoDelay, cfg.KeepAlive
 	c.snd.mss = DefaultPeerMSS
 	c.rcv.tune.size = min(cfg.RcvBufInit, cfg.RcvBuf)
 	c.snd.rtt.init(cfg)
@@ -198,7 +219,21 @@ func (c *Conn) State() State { return c.state }
 func (c *Conn) Err() error { return c.err }
 
 // Config returns the connection's configuration.
-func (c *Conn) Config() Config { return c.cfg }
+func (c *Conn) Config() Config {
+	cfg := *c.cfg
+	cfg.MSS, cfg.NoDelay, cfg.KeepAlive = c.ourMSS, c.noDelay, c.keepAlive
+	return cfg
+}
+
+// ownConfig gives the connection its own copy of its configuration, to be
+// changed by a socket option; the shared one stays as it was.
+func (c *Conn) ownConfig() *Config {
+	if !c.cfgOwned {
+		cp := *c.cfg
+		c.cfg, c.cfgOwned = &cp, true
+	}
+	return c.cfg
+}
 
 // TakeEvents returns and clears the events since the last call.
 func (c *Conn) TakeEvents() Events { e := c.events; c.events = 0; return e }

@@ -33,13 +33,17 @@ func (c *Conn) userTimedOut(now time.Time, since stamp) bool {
 
 // SetUserTimeout is TCP_USER_TIMEOUT (RFC 5482 §3): see Config.UserTimeout.
 // Zero turns it off.
-func (c *Conn) SetUserTimeout(d time.Duration) { c.cfg.UserTimeout = max(d, 0) }
+func (c *Conn) SetUserTimeout(d time.Duration) {
+	if d = max(d, 0); d != c.cfg.UserTimeout {
+		c.ownConfig().UserTimeout = d
+	}
+}
 
 // SetFinWait2Timeout is TCP_LINGER2: how long an orphaned connection (the
 // application closed it) waits in FIN-WAIT-2 for the peer's FIN.
 func (c *Conn) SetFinWait2Timeout(d time.Duration) {
-	if d > 0 {
-		c.cfg.FinWait2Timeout = d
+	if d > 0 && d != c.cfg.FinWait2Timeout {
+		c.ownConfig().FinWait2Timeout = d
 	}
 }
 
@@ -60,11 +64,13 @@ func (c *Conn) SetCork(now time.Time, on bool) {
 // can express; a smaller buffer does not take back the window offered.
 func (c *Conn) SetBuffers(now time.Time, rcv, snd int) {
 	if snd > 0 {
-		c.cfg.SndBuf = max(snd, c.cfg.MSS)
+		if snd = max(snd, c.ourMSS); snd != c.cfg.SndBuf {
+			c.ownConfig().SndBuf = snd
+		}
 		c.events |= EvWritable
 	}
 	if rcv > 0 {
-		c.rcv.tune.size, c.rcv.tune.locked = max(rcv, c.cfg.MSS), true
+		c.rcv.tune.size, c.rcv.tune.locked = max(rcv, c.ourMSS), true
 		if c.state.Synchronized() && !c.rcv.finRcvd && c.windowUpdateDue() {
 			c.rcv.ackNow = true
 			c.output(now)

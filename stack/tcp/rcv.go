@@ -256,7 +256,7 @@ func (c *Conn) advertise(syn bool) uint16 {
 	free := min(size-c.rcv.buf.Len(), c.rcvLimit(syn))
 	cur := int(c.rcv.window())
 	w := cur
-	if free > cur && (syn || free-cur >= min(size/2, c.cfg.MSS)) {
+	if free > cur && (syn || free-cur >= min(size/2, c.ourMSS)) {
 		w = free
 	}
 	shift := c.opt.rcvShift
@@ -283,7 +283,7 @@ func (c *Conn) windowUpdateDue() bool {
 	size := c.rcv.tune.size
 	free := min(size-c.rcv.buf.Len(), c.rcvLimit(false))
 	cur := int(c.rcv.window())
-	return free-cur >= min(size/2, c.cfg.MSS) && free >= 2*cur
+	return free-cur >= min(size/2, c.ourMSS) && free >= 2*cur
 }
 
 // ackEvery is how many in-order segments may wait, within one input batch,
@@ -347,7 +347,7 @@ func (c *Conn) processText(now time.Time, seg *Segment) bool {
 		c.rcv.ackPending++
 		return true
 	}
-	c.rcv.dataArrived(now, c.rcv.stats.bytesIn == 0, c.snd.rtt.rto, c.cfg.MSS)
+	c.rcv.dataArrived(now, c.rcv.stats.bytesIn == 0, c.snd.rtt.rto, c.ourMSS)
 	n := c.rcv.buf.Append(seg.Payload, c.rcvBufLimit())
 	c.rcv.nxt = c.rcv.nxt.Add(seqnum.Size(n))
 	c.rcv.stats.bytesIn += uint64(n)
@@ -355,7 +355,7 @@ func (c *Conn) processText(now time.Time, seg *Segment) bool {
 	// Count full-sized segments: a coalesced super-packet (the kernel's
 	// TSO reaches us whole through the TUN) owes the ACKs its segments
 	// would (RFC 9293 §3.8.6.3), and gets one at the end of the batch.
-	c.rcv.ackPending += max(1, (n+c.cfg.MSS-1)/c.cfg.MSS)
+	c.rcv.ackPending += max(1, (n+c.ourMSS-1)/c.ourMSS)
 	c.events |= EvReadable
 	if c.rcv.ooo.len() > 0 {
 		c.rcv.ackNow = true // filling a hole: ACK at once

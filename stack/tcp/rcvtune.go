@@ -49,7 +49,7 @@ const initialRcvSpace = 10
 // (Linux's tcp_init_buffer_space): the first round starts now.
 func (c *Conn) rcvTuneStart(now time.Time) {
 	t := &c.rcv.tune
-	t.space = min(t.size, initialRcvSpace*c.cfg.MSS)
+	t.space = min(t.size, initialRcvSpace*c.ourMSS)
 	t.seq, t.at = c.rcv.read(), stampOf(now)
 }
 
@@ -124,7 +124,7 @@ func (c *Conn) rcvSpaceAdjust(now time.Time) {
 		return
 	}
 	if !t.locked {
-		win := int64(2*copied + 16*c.cfg.MSS)
+		win := int64(2*copied + 16*c.ourMSS)
 		win += 2 * win * int64(copied-t.space) / int64(max(t.space, 1))
 		if size := int(min(win, int64(c.cfg.RcvBuf))); size > t.size {
 			t.size = size

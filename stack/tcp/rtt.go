@@ -18,7 +18,7 @@ type rttState struct {
 	sent   stamp
 }
 
-func (r *rttState) init(cfg Config) {
+func (r *rttState) init(cfg *Config) {
 	r.rto, r.minRTO, r.maxRTO = cfg.InitialRTO, cfg.MinRTO, cfg.MaxRTO
 }
 

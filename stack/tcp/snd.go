@@ -169,7 +169,7 @@ func (c *Conn) sendData(now time.Time) {
 			return // sender SWS avoidance: wait for a usable window
 		}
 		fin := c.snd.finQueued && n == avail
-		if n < mss && n == avail && !fin && (!c.cfg.NoDelay && c.smallInFlight() || c.cork) {
+		if n < mss && n == avail && !fin && (!c.noDelay && c.smallInFlight() || c.cork) {
 			return // Nagle (Minshall's): one small segment in flight at a time; or corked
 		}
 		// A segment the peer's window cuts short is pushed, as Linux marks

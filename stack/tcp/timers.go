@@ -96,7 +96,7 @@ func (c *Conn) onSegmentReceived(now time.Time) {
 }
 
 func (c *Conn) armKeepalive(now time.Time) {
-	if c.cfg.KeepAlive && c.state.Synchronized() && c.state != TimeWait {
+	if c.keepAlive && c.state.Synchronized() && c.state != TimeWait {
 		c.tm.keepalive = stampOf(now.Add(c.cfg.KeepIdle))
 	} else {
 		c.tm.keepalive = 0
@@ -106,15 +106,15 @@ func (c *Conn) armKeepalive(now time.Time) {
 // SetKeepAlive turns keepalive on or off with the given parameters (zero
 // values keep the current ones).
 func (c *Conn) SetKeepAlive(now time.Time, on bool, idle, interval time.Duration, count int) {
-	c.cfg.KeepAlive = on
-	if idle > 0 {
-		c.cfg.KeepIdle = idle
+	c.keepAlive = on
+	if idle > 0 && idle != c.cfg.KeepIdle {
+		c.ownConfig().KeepIdle = idle
 	}
-	if interval > 0 {
-		c.cfg.KeepInterval = interval
+	if interval > 0 && interval != c.cfg.KeepInterval {
+		c.ownConfig().KeepInterval = interval
 	}
-	if count > 0 {
-		c.cfg.KeepCount = count
+	if count > 0 && count != c.cfg.KeepCount {
+		c.ownConfig().KeepCount = count
 	}
 	c.keepProbes = 0
 	c.armKeepalive(now)
@@ -122,7 +122,7 @@ func (c *Conn) SetKeepAlive(now time.Time, on bool, idle, interval time.Duration
 
 // SetNoDelay turns Nagle's algorithm off (true) or on.
 func (c *Conn) SetNoDelay(now time.Time, on bool) {
-	c.cfg.NoDelay = on
+	c.noDelay = on
 	if on {
 		c.output(now)
 	}
@@ -131,7 +131,7 @@ func (c *Conn) SetNoDelay(now time.Time, on bool) {
 // onKeepalive sends a probe <SEQ=SND.NXT-1><ACK=RCV.NXT> (RFC 1122
 // §4.2.3.6, RFC 9293 §3.8.4), or aborts after KeepCount unanswered probes.
 func (c *Conn) onKeepalive(now time.Time) {
-	if !c.cfg.KeepAlive || !c.state.Synchronized() || c.state == TimeWait {
+	if !c.keepAlive || !c.state.Synchronized() || c.state == TimeWait {
 		return
 	}
 	if c.snd.una != c.snd.max || c.snd.buf.Len() > 0 && c.state != FinWait2 {
