@@ -107,21 +107,10 @@ type Conn struct {
 	// option that changes it gives the connection its own copy first
 	// (ownConfig). The options every server sets per connection are the
 	// connection's own fields instead: its MSS, Nagle, keepalive on or off.
-	cfg       *Config
-	cfgOwned  bool
-	noDelay   bool // TCP_NODELAY (Config.NoDelay)
-	keepAlive bool // SO_KEEPALIVE (Config.KeepAlive)
-	ourMSS    int  // the MSS we announce (Config.MSS, lowered by a known path MTU)
-	out       Sender
-	trace     func(TraceEvent)
-	state     State
-	passive   bool  // created by a listener: RST in SYN-RECEIVED returns to LISTEN
-	err       error // sticky error reported to the application
-	events    Events
-
-	// Application side.
-	rdShut bool // the application will read no more (Close)
-	wrShut bool // the application will write no more (Close or CloseWrite)
+	cfg   *Config
+	out   Sender
+	trace func(TraceEvent)
+	err   error // sticky error reported to the application
 
 	opt negotiated // window scale, timestamps, SACK
 	snd sender     // send sequence space, send buffer, RTO, persist, congestion control
@@ -130,23 +119,35 @@ type Conn struct {
 	// rec is the loss recovery in use: reno until the handshake shows the
 	// peer does SACK, then sack.
 	rec  lossRecovery
+	rb   recoveryBase // the state both share
 	reno renoRecovery
 	sack sackRecovery
 
-	softErr syscall.Errno // the last ICMP error in a synchronized state (icmp.go)
-	pmtu    int           // path MTU from ICMP, 0 until one arrives
-
-	tm         connTimers // the timers of the connection as a whole
-	keepProbes int        // keepalive probes sent without an answer
-	stats      connStats
-
+	tm       connTimers // the timers of the connection as a whole
+	stats    connStats
 	lastOOW  stamp // when an invalid segment was last answered (oowLimited)
 	lastRcvd stamp // when an acceptable segment last arrived (keepalive with a user timeout)
-	cork     bool  // TCP_CORK (controls.go)
-	errTaken bool  // TakeError has returned err
 
-	tx Segment // scratch for the segment being sent
+	// The small fields last, packed (an idle connection's memory is
+	// mostly this struct; a test keeps it within its allocation class).
+	announcedMSS int32  // the MSS we announce (Config.MSS, lowered by a known path MTU): ourMSS
+	pmtu         int32  // path MTU from ICMP, 0 until one arrives
+	keepProbes   int32  // keepalive probes sent without an answer
+	softErr      uint16 // the last ICMP error (a syscall.Errno) in a synchronized state (icmp.go)
+	state        State
+	events       Events
+	passive      bool // created by a listener: RST in SYN-RECEIVED returns to LISTEN
+	rdShut       bool // the application will read no more (Close)
+	wrShut       bool // the application will write no more (Close or CloseWrite)
+	cork         bool // TCP_CORK (controls.go)
+	errTaken     bool // TakeError has returned err
+	cfgOwned     bool // cfg is this connection's own copy
+	noDelay      bool // TCP_NODELAY (Config.NoDelay)
+	keepAlive    bool // SO_KEEPALIVE (Config.KeepAlive)
 }
+
+// ourMSS is the MSS we announce.
+func (c *Conn) ourMSS() int { return int(c.announcedMSS) }
 
 // connTimers are the deadlines the connection as a whole owns; the sender,
 // the receiver and loss recovery own theirs (timers.go lists them all).
@@ -158,28 +159,29 @@ type connTimers struct {
 
 // connStats are the counters of segment processing as a whole.
 type connStats struct {
-	segsIn, segsOut       uint64
-	challengeAcks         uint64
-	challengeACKsLimited  uint64
-	droppedUnacceptable   uint64
-	pawsDropped           uint64
-	keepaliveProbes       uint64
-	illegalTransitions    uint64
-	badAcks               uint64
-	invalidOptionSegments uint64
-	icmpOutOfWindow       uint64
-	oowACKsLimited        uint64
+	segsIn, segsOut uint64
+	// Rare events, in 32 bits.
+	challengeAcks         uint32
+	challengeACKsLimited  uint32
+	droppedUnacceptable   uint32
+	pawsDropped           uint32
+	keepaliveProbes       uint32
+	illegalTransitions    uint32
+	badAcks               uint32
+	invalidOptionSegments uint32
+	icmpOutOfWindow       uint32
+	oowACKsLimited        uint32
 }
 
 // Stats returns the connection's counters, gathered from its parts.
 func (c *Conn) Stats() Stats {
 	st := Stats{
 		SegsIn: c.stats.segsIn, SegsOut: c.stats.segsOut,
-		ChallengeAcks: c.stats.challengeAcks, ChallengeACKsLimited: c.stats.challengeACKsLimited,
-		DroppedUnacceptable: c.stats.droppedUnacceptable, PAWSDropped: c.stats.pawsDropped,
-		KeepaliveProbes: c.stats.keepaliveProbes, IllegalTransitions: c.stats.illegalTransitions,
-		BadAcks: c.stats.badAcks, InvalidOptionSegments: c.stats.invalidOptionSegments,
-		ICMPOutOfWindow: c.stats.icmpOutOfWindow, OOWACKsLimited: c.stats.oowACKsLimited,
+		ChallengeAcks: uint64(c.stats.challengeAcks), ChallengeACKsLimited: uint64(c.stats.challengeACKsLimited),
+		DroppedUnacceptable: uint64(c.stats.droppedUnacceptable), PAWSDropped: uint64(c.stats.pawsDropped),
+		KeepaliveProbes: uint64(c.stats.keepaliveProbes), IllegalTransitions: uint64(c.stats.illegalTransitions),
+		BadAcks: uint64(c.stats.badAcks), InvalidOptionSegments: uint64(c.stats.invalidOptionSegments),
+		ICMPOutOfWindow: uint64(c.stats.icmpOutOfWindow), OOWACKsLimited: uint64(c.stats.oowACKsLimited),
 	}
 	c.snd.addStats(&st)
 	c.rcv.addStats(&st)
@@ -202,12 +204,13 @@ func NewConn(id ID, cfg Config, out Sender, trace func(TraceEvent)) *Conn {
 // WithDefaults and must not change afterwards. mss replaces cfg.MSS for
 // this connection.
 func NewConnShared(id ID, cfg *Config, mss int, out Sender, trace func(TraceEvent)) *Conn {
-	c := &Conn{ID: id, cfg: cfg, ourMSS: mss, out: out, trace: trace}
+	c := &Conn{ID: id, cfg: cfg, announcedMSS: int32(mss), out: out, trace: trace}
 	c.noDelay, c.keepAlive = cfg.NoDelay, cfg.KeepAlive
 	c.snd.mss = DefaultPeerMSS
-	c.rcv.tune.size = min(cfg.RcvBufInit, cfg.RcvBuf)
+	c.rcv.tune.size = int32(min(cfg.RcvBufInit, cfg.RcvBuf, maxRcvBuf))
 	c.snd.rtt.init(cfg)
-	c.reno.c, c.sack.c = c, c
+	c.rb.c = c
+	c.reno.recoveryBase, c.sack.recoveryBase = &c.rb, &c.rb
 	c.rec = &c.reno
 	return c
 }
@@ -221,7 +224,7 @@ func (c *Conn) Err() error { return c.err }
 // Config returns the connection's configuration.
 func (c *Conn) Config() Config {
 	cfg := *c.cfg
-	cfg.MSS, cfg.NoDelay, cfg.KeepAlive = c.ourMSS, c.noDelay, c.keepAlive
+	cfg.MSS, cfg.NoDelay, cfg.KeepAlive = c.ourMSS(), c.noDelay, c.keepAlive
 	return cfg
 }
 
@@ -447,7 +450,7 @@ type Info struct {
 func (c *Conn) Info() Info {
 	i := Info{
 		State: c.state, SRTT: c.snd.rtt.srtt, RTTVar: c.snd.rtt.rttvar, RTO: c.snd.rtt.rto,
-		SndWnd: c.snd.wnd, RcvWnd: c.rcv.window(), RcvBuf: c.rcv.tune.size, SndMSS: c.snd.mss,
+		SndWnd: c.snd.wnd, RcvWnd: c.rcv.window(), RcvBuf: int(c.rcv.tune.size), SndMSS: c.snd.mss,
 		Unacked: int(c.snd.una.Size(c.snd.nxt)), Unsent: c.snd.buf.Len(),
 		SndUna: c.snd.una, SndNxt: c.snd.nxt, RcvNxt: c.rcv.nxt, ISS: c.snd.iss, IRS: c.rcv.irs,
 		Stats: c.Stats(),
@@ -459,7 +462,7 @@ func (c *Conn) Info() Info {
 		i.WindowScale = [2]header.WindowScale{header.WS(c.opt.rcvShift), header.WS(c.opt.sndShift)}
 	}
 	i.Timestamps, i.SACK = c.opt.ts, c.opt.sack
-	i.CAState, i.Backoff, i.PMTU, i.UserTimeout = c.caState(), c.snd.rtxCount, c.pmtu, c.cfg.UserTimeout
+	i.CAState, i.Backoff, i.PMTU, i.UserTimeout = c.caState(), int(c.snd.rtxCount), int(c.pmtu), c.cfg.UserTimeout
 	i.SackedBytes, i.LostBytes = c.rec.sackedLost()
 	return i
 }

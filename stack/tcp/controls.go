@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"syscall"
 	"time"
 )
 
@@ -64,13 +65,13 @@ func (c *Conn) SetCork(now time.Time, on bool) {
 // can express; a smaller buffer does not take back the window offered.
 func (c *Conn) SetBuffers(now time.Time, rcv, snd int) {
 	if snd > 0 {
-		if snd = max(snd, c.ourMSS); snd != c.cfg.SndBuf {
+		if snd = max(snd, c.ourMSS()); snd != c.cfg.SndBuf {
 			c.ownConfig().SndBuf = snd
 		}
 		c.events |= EvWritable
 	}
 	if rcv > 0 {
-		c.rcv.tune.size, c.rcv.tune.locked = max(rcv, c.ourMSS), true
+		c.rcv.tune.size, c.rcv.tune.locked = int32(min(max(rcv, c.ourMSS()), maxRcvBuf)), true
 		if c.state.Synchronized() && !c.rcv.finRcvd && c.windowUpdateDue() {
 			c.rcv.ackNow = true
 			c.output(now)
@@ -99,7 +100,7 @@ func (c *Conn) TakeError() error {
 		return c.err
 	}
 	if c.softErr != 0 {
-		err := c.softErr
+		err := syscall.Errno(c.softErr)
 		c.softErr = 0
 		return err
 	}

@@ -137,7 +137,7 @@ func (c *Conn) AcceptCookie(now time.Time, ack *Segment, mss int) {
 	c.rcv.start(irs)
 	c.rcv.adv = c.rcv.nxt.Add(maxWindow)
 	c.opt.lastAckSent = c.rcv.nxt
-	c.snd.mss = min(mss, c.ourMSS)
+	c.snd.mss = min(mss, c.ourMSS())
 	c.snd.wl1, c.snd.wl2 = irs, iss
 	if ack.Opts.TS && !c.cfg.NoTimestamps {
 		bits := ack.Opts.TSEcr & cookieTSMask

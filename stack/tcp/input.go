@@ -145,7 +145,7 @@ func (c *Conn) inSynSent(now time.Time, seg *Segment) {
 	c.takeSynOptions(now, seg)
 	if ackOK {
 		c.snd.una = seg.Ack
-		c.snd.rtt.acked(now, seg.Ack)
+		c.snd.rtt.acked(now, seg.Ack, c.cfg)
 	}
 	if c.snd.una.GreaterThan(c.snd.iss) {
 		// Our SYN is acknowledged: ESTABLISHED, and <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
@@ -359,7 +359,7 @@ func (c *Conn) ackInSynReceived(now time.Time, seg *Segment) bool {
 		return false
 	}
 	c.snd.una = seg.Ack
-	c.snd.rtt.acked(now, seg.Ack)
+	c.snd.rtt.acked(now, seg.Ack, c.cfg)
 	c.snd.rtxAt = 0
 	c.snd.synRtx = 0
 	c.snd.setWnd(seg.Wnd, c.opt.sndShift)

@@ -36,7 +36,7 @@ func (c *Conn) ourShift() uint8 {
 	if !c.opt.shiftChosen {
 		size := c.cfg.RcvBuf
 		if c.rcv.tune.locked {
-			size = c.rcv.tune.size
+			size = int(c.rcv.tune.size)
 		}
 		c.opt.shiftChosen, c.opt.ourShift = true, windowShift(size)
 	}
@@ -56,7 +56,7 @@ func windowShift(rcvBuf int) uint8 {
 // synOptions are the options of our SYN or SYN-ACK. A SYN-ACK carries an
 // option only if the peer's SYN offered it (RFC 7323 §1.3, RFC 2018 §2).
 func (c *Conn) synOptions(now time.Time, synAck bool) header.TCPOptions {
-	o := header.TCPOptions{MSS: uint16(c.ourMSS)}
+	o := header.TCPOptions{MSS: uint16(c.ourMSS())}
 	if !c.cfg.NoWindowScale && (!synAck || c.opt.ws) {
 		o.WS = header.WS(c.ourShift())
 	}
@@ -84,10 +84,10 @@ func (c *Conn) takeSynOptions(now time.Time, seg *Segment) {
 			peer = DefaultPeerMSSv6
 		}
 	}
-	c.snd.mss = min(peer, c.ourMSS)
+	c.snd.mss = min(peer, c.ourMSS())
 	if c.pmtu > 0 {
 		// A "fragmentation needed" that came during the handshake holds.
-		c.snd.mss = min(c.snd.mss, c.pmtu-c.netHeaderLen()-tcpHeaderLen)
+		c.snd.mss = min(c.snd.mss, int(c.pmtu)-c.netHeaderLen()-tcpHeaderLen)
 	}
 	c.opt.ws = seg.Opts.WS.Present && !c.cfg.NoWindowScale
 	if c.opt.ws {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"ustack/stack/seqnum"
+	"ustack/stack/tcp/cc"
 )
 
 // RACK-TLP (RFC 8985), used when the peer SACKs: a segment is lost when a
@@ -73,7 +74,7 @@ func (k *sackRecovery) onSent(now time.Time, seq, end seqnum.Value) {
 		for ; i < len(live) && live[i].start.LessThan(end); i++ {
 			rec := &live[i]
 			rec.at, rec.rtx = stampOf(now), true
-			if s.model != nil {
+			if s.rate != nil {
 				s.rate.onSent(now, rec, idle)
 			}
 			if rec.lost {
@@ -99,7 +100,7 @@ func (k *sackRecovery) onSent(now time.Time, seq, end seqnum.Value) {
 			next = seq.Add(mss)
 		}
 		r.recs = append(r.recs, sentRec{start: seq, end: next, at: stampOf(now)})
-		if s.model != nil {
+		if s.rate != nil {
 			s.rate.onSent(now, &r.recs[len(r.recs)-1], idle)
 		}
 		seq = next
@@ -109,7 +110,7 @@ func (k *sackRecovery) onSent(now time.Time, seq, end seqnum.Value) {
 // rackDelivered notes that rec reached the peer (RFC 8985 §6.2 step 2).
 func (k *sackRecovery) rackDelivered(now time.Time, rec *sentRec) {
 	r := &k.rack
-	if k.c.snd.model != nil {
+	if k.c.snd.rate != nil {
 		k.c.snd.rate.onDelivered(now, rec)
 	}
 	rtt := stampOf(now).Sub(rec.at)
@@ -293,7 +294,8 @@ func (k *sackRecovery) check(now time.Time) {
 			}
 		}
 	}
-	if m := k.c.snd.model; m != nil {
+	if k.c.snd.rate != nil {
+		m := k.c.snd.cc.(cc.ModelBased)
 		if rs, ok := k.c.snd.rate.sample(k.rack.minRTT, k.pipe(), k.inRecover); ok {
 			m.OnRateSample(now, rs)
 		}

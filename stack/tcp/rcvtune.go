@@ -20,15 +20,14 @@ import (
 // scale is chosen at SYN time from the cap (options.go), so that the grown
 // buffer can be offered whole.
 type rcvTune struct {
-	size   int  // the receive buffer's size now: its bound and the window's
-	locked bool // SO_RCVBUF set: no tuning
-
-	// The round being measured: where the application's reading stood at
-	// its start and when it started, and the most taken in one round yet
+	// The round being measured: when it started, and where the
+	// application's reading stood then; the most taken in one round yet
 	// (Linux's rcvq_space).
-	space int
-	seq   seqnum.Value
 	at    stamp
+	seq   seqnum.Value
+	space int32
+
+	size int32 // the receive buffer's size now: its bound and the window's
 
 	// The receiver's round-trip estimate (Linux's rcv_rtt_est), from the
 	// timestamps the peer echoes and from how long a window takes to
@@ -36,9 +35,11 @@ type rcvTune struct {
 	// handshake's RTT, which a loaded path exceeds: too small an estimate
 	// would size the buffer for less than a round trip's data.
 	rtt     time.Duration
+	winAt   stamp        // when the window's timing began (zero: not timing)
+	winSeq  seqnum.Value // the window's right edge then
 	lastEcr uint32       // the TSecr last sampled
-	winSeq  seqnum.Value // the window's right edge when its timing began
-	winAt   stamp        // when that was (zero: not timing)
+
+	locked bool // SO_RCVBUF set: no tuning
 }
 
 // initialRcvSpace is how many segments the first round must beat before
@@ -49,7 +50,7 @@ const initialRcvSpace = 10
 // (Linux's tcp_init_buffer_space): the first round starts now.
 func (c *Conn) rcvTuneStart(now time.Time) {
 	t := &c.rcv.tune
-	t.space = min(t.size, initialRcvSpace*c.ourMSS)
+	t.space = min(t.size, int32(initialRcvSpace*c.ourMSS()))
 	t.seq, t.at = c.rcv.read(), stampOf(now)
 }
 
@@ -120,19 +121,23 @@ func (c *Conn) rcvSpaceAdjust(now time.Time) {
 	read := c.rcv.read()
 	copied := int(int64(t.seq.Size(read)) * int64(t.rtt) / int64(elapsed))
 	t.seq, t.at = read, stampOf(now)
-	if copied <= t.space {
+	if copied <= int(t.space) {
 		return
 	}
 	if !t.locked {
-		win := int64(2*copied + 16*c.ourMSS)
-		win += 2 * win * int64(copied-t.space) / int64(max(t.space, 1))
-		if size := int(min(win, int64(c.cfg.RcvBuf))); size > t.size {
+		win := int64(2*copied + 16*c.ourMSS())
+		win += 2 * win * int64(copied-int(t.space)) / int64(max(t.space, 1))
+		if size := int32(min(win, int64(c.cfg.RcvBuf), maxRcvBuf)); size > t.size {
 			t.size = size
 		}
 	}
-	t.space = copied
+	t.space = int32(min(copied, maxRcvBuf))
 }
 
 // RcvBuf is the receive buffer's size now: auto-tuned, or as SO_RCVBUF
 // set it.
-func (c *Conn) RcvBuf() int { return c.rcv.tune.size }
+func (c *Conn) RcvBuf() int { return int(c.rcv.tune.size) }
+
+// maxRcvBuf bounds the receive buffer: the largest window RFC 7323 §2.3
+// can express is 2^30 bytes.
+const maxRcvBuf = 1 << 30

@@ -104,7 +104,7 @@ func (sb *scoreboard) nextSACKed(v seqnum.Value) (seqnum.Value, seqnum.Value, bo
 // owns the scoreboard, RACK's records and two timers: the probe timeout
 // and the reordering window.
 type sackRecovery struct {
-	recoveryBase
+	*recoveryBase
 	sb    scoreboard // SACKed ranges above SND.UNA
 	rack  rackState
 	tlpAt stamp // tail loss probe (RFC 8985 §7)

@@ -1,6 +1,9 @@
 package tcp
 
-import "time"
+import (
+	"syscall"
+	"time"
+)
 
 // The timers of a connection are deadlines, each kept by the part that
 // owns it (docs/design.md "The hot path"); a zero deadline is disarmed:
@@ -145,9 +148,9 @@ func (c *Conn) onKeepalive(now time.Time) {
 	// tcp_keepalive_timer).
 	ut := c.cfg.UserTimeout
 	if ut > 0 && c.keepProbes > 0 && !c.lastRcvd.IsZero() && stampOf(now).Sub(c.lastRcvd) >= ut ||
-		ut <= 0 && c.keepProbes >= c.cfg.KeepCount {
+		ut <= 0 && int(c.keepProbes) >= c.cfg.KeepCount {
 		c.sendActiveRST(now) // Linux: tcp_send_active_reset, then the error
-		c.fail(now, ErrTimedOut, "timer keepalive: no answer to "+itoa(c.keepProbes)+" probes")
+		c.fail(now, ErrTimedOut, "timer keepalive: no answer to "+itoa(int(c.keepProbes))+" probes")
 		return
 	}
 	c.keepProbes++
@@ -162,7 +165,7 @@ func (c *Conn) onRetransmitTimeout(now time.Time) {
 	c.snd.rtt.cancel()
 	switch c.state {
 	case SynSent, SynReceived:
-		if c.snd.synRtx >= c.cfg.MaxSynRetries || c.userTimedOut(now, c.snd.unaSince) {
+		if int(c.snd.synRtx) >= c.cfg.MaxSynRetries || c.userTimedOut(now, c.snd.unaSince) {
 			// No RST: the peer did not answer; Linux drops a request that
 			// ran out of SYN-ACK retries, and fails a connect, silently.
 			c.fail(now, c.timeoutErr(), "timer SYN retries exhausted")
@@ -172,7 +175,7 @@ func (c *Conn) onRetransmitTimeout(now time.Time) {
 			c.snd.unaSince = stampOf(now) // the user timeout counts from here
 		}
 		c.snd.synRtx++
-		c.snd.rtt.backoff()
+		c.snd.rtt.backoff(c.cfg)
 		c.snd.stats.retransmits++
 		c.sendSYN(now)
 		return
@@ -184,7 +187,7 @@ func (c *Conn) onRetransmitTimeout(now time.Time) {
 		c.fail(now, c.timeoutErr(), "timer user timeout")
 		return
 	}
-	if c.snd.rtxCount >= c.cfg.MaxRetries {
+	if int(c.snd.rtxCount) >= c.cfg.MaxRetries {
 		// RFC 9293 §3.8.3 (R2): close the connection. No RST: the path or
 		// the peer is gone, and Linux's tcp_write_err sends none.
 		c.fail(now, c.timeoutErr(), "timer retransmission limit")
@@ -203,7 +206,7 @@ func (c *Conn) onRetransmitTimeout(now time.Time) {
 	// scoreboard too (RFC 2018 §8), so that everything from SND.UNA is
 	// resent.
 	c.rec.onRTO()
-	c.snd.rtt.backoff()
+	c.snd.rtt.backoff(c.cfg)
 	// Go back to SND.UNA and resend from there as the window allows.
 	c.snd.nxt = c.snd.una
 	c.output(now)
@@ -228,7 +231,7 @@ func itoa(n int) string {
 // ICMP soft error if there was one, else ETIMEDOUT (Linux's tcp_write_err).
 func (c *Conn) timeoutErr() error {
 	if c.softErr != 0 {
-		return c.softErr
+		return syscall.Errno(c.softErr)
 	}
 	return ErrTimedOut
 }
