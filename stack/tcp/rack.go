@@ -2,6 +2,7 @@ package tcp
 
 import (
 	"sort"
+	"sync"
 	"time"
 
 	"ustack/stack/seqnum"
@@ -36,10 +37,15 @@ type sentRec struct {
 }
 
 type rackState struct {
-	recs      []sentRec // outstanding segments in sequence order: recs[head:]
-	head      int
-	xmitTS    stamp         // RACK.xmit_ts: send time of the latest delivered segment
+	// The outstanding segments in sequence order: recs[head:]. The array
+	// comes from recPool when data goes out and returns to it once all is
+	// acknowledged (recsH is its pool handle), so that an idle connection
+	// holds none.
+	recs      []sentRec
+	recsH     *[]sentRec
+	head      int32
 	endSeq    seqnum.Value  // RACK.end_seq
+	xmitTS    stamp         // RACK.xmit_ts: send time of the latest delivered segment
 	rtt       time.Duration // RACK.rtt
 	minRTT    time.Duration
 	lostBytes int  // marked lost, not retransmitted since
@@ -57,6 +63,17 @@ func (k *sackRecovery) rttSample() time.Duration {
 }
 
 func (r *rackState) live() []sentRec { return r.recs[r.head:] }
+
+var recPool = sync.Pool{New: func() any { return new([]sentRec) }}
+
+// release returns the records' array to the pool: nothing is outstanding.
+func (r *rackState) release() {
+	if r.recsH != nil {
+		*r.recsH = r.recs[:0]
+		recPool.Put(r.recsH)
+	}
+	r.recs, r.recsH, r.head = nil, nil, 0
+}
 
 // onSent records a transmission of [seq, end).
 func (k *sackRecovery) onSent(now time.Time, seq, end seqnum.Value) {
@@ -87,7 +104,11 @@ func (k *sackRecovery) onSent(now time.Time, seq, end seqnum.Value) {
 		}
 		seq = k.c.snd.max
 	}
-	if r.head > 0 && r.head >= len(r.recs)/2 {
+	if r.recsH == nil {
+		r.recsH = recPool.Get().(*[]sentRec)
+		r.recs, r.head = (*r.recsH)[:0], 0
+	}
+	if r.head > 0 && int(r.head) >= len(r.recs)/2 {
 		n := copy(r.recs, r.recs[r.head:])
 		r.recs, r.head = r.recs[:n], 0
 	}
@@ -131,7 +152,7 @@ func (k *sackRecovery) rackDelivered(now time.Time, rec *sentRec) {
 // rackAcked drops the records below SND.UNA, taking them as delivered.
 func (k *sackRecovery) rackAcked(now time.Time) {
 	r := &k.rack
-	for r.head < len(r.recs) {
+	for int(r.head) < len(r.recs) {
 		rec := &r.recs[r.head]
 		if k.c.snd.una.LessThan(rec.end) {
 			if rec.start.LessThan(k.c.snd.una) {
@@ -151,8 +172,8 @@ func (k *sackRecovery) rackAcked(now time.Time) {
 		r.recs[r.head] = sentRec{}
 		r.head++
 	}
-	if r.head == len(r.recs) {
-		r.recs, r.head = r.recs[:0], 0
+	if int(r.head) == len(r.recs) {
+		r.release()
 	}
 }
 
