@@ -110,7 +110,6 @@ type Conn struct {
 	cfg   *Config
 	out   Sender
 	trace func(TraceEvent)
-	err   error // sticky error reported to the application
 
 	opt negotiated // window scale, timestamps, SACK
 	snd sender     // send sequence space, send buffer, RTO, persist, congestion control
@@ -133,6 +132,7 @@ type Conn struct {
 	announcedMSS int32  // the MSS we announce (Config.MSS, lowered by a known path MTU): ourMSS
 	pmtu         int32  // path MTU from ICMP, 0 until one arrives
 	keepProbes   int32  // keepalive probes sent without an answer
+	errno        uint16 // the sticky error reported to the application (a syscall.Errno; 0: none)
 	softErr      uint16 // the last ICMP error (a syscall.Errno) in a synchronized state (icmp.go)
 	state        State
 	events       Events
@@ -153,8 +153,10 @@ func (c *Conn) ourMSS() int { return int(c.announcedMSS) }
 // the receiver and loss recovery own theirs (timers.go lists them all).
 type connTimers struct {
 	keepalive stamp // RFC 1122 §4.2.3.6
-	finWait2  stamp // orphaned FIN-WAIT-2
-	timeWait  stamp // 2*MSL (RFC 9293 §3.10.7.4)
+	// closeAt ends the connection: in TIME-WAIT after 2*MSL (RFC 9293
+	// §3.10.7.4), in FIN-WAIT-2 once orphaned (FinWait2Timeout). One
+	// field for both: entering TIME-WAIT stops every other timer.
+	closeAt stamp
 }
 
 // connStats are the counters of segment processing as a whole.
@@ -219,7 +221,12 @@ func NewConnShared(id ID, cfg *Config, mss int, out Sender, trace func(TraceEven
 func (c *Conn) State() State { return c.state }
 
 // Err is the sticky error, if the connection failed.
-func (c *Conn) Err() error { return c.err }
+func (c *Conn) Err() error {
+	if c.errno == 0 {
+		return nil
+	}
+	return syscall.Errno(c.errno)
+}
 
 // Config returns the connection's configuration.
 func (c *Conn) Config() Config {
@@ -297,8 +304,8 @@ func (c *Conn) Connect(now time.Time, iss seqnum.Value) {
 // Write queues application data (RFC 9293 §3.10.2) and sends what the
 // windows allow. It returns how many bytes fit in the send buffer.
 func (c *Conn) Write(now time.Time, p []byte) (int, error) {
-	if c.err != nil {
-		return 0, c.err
+	if err := c.Err(); err != nil {
+		return 0, err
 	}
 	if c.wrShut {
 		return 0, syscall.EPIPE
@@ -391,7 +398,7 @@ func (c *Conn) Close(now time.Time) {
 	c.rcv.buf.release()
 	c.CloseWrite(now)
 	if c.state == FinWait2 {
-		c.tm.finWait2 = stampOf(now.Add(c.cfg.FinWait2Timeout))
+		c.tm.closeAt = stampOf(now.Add(c.cfg.FinWait2Timeout))
 	}
 }
 
@@ -406,16 +413,16 @@ func (c *Conn) Abort(now time.Time, why string) {
 	default:
 		c.sendActiveRST(now)
 	}
-	if c.err == nil {
-		c.err = ErrAborted
+	if c.errno == 0 {
+		c.errno = uint16(ErrAborted)
 	}
 	c.setState(now, Closed, why)
 }
 
 // fail records the error and closes the connection.
-func (c *Conn) fail(now time.Time, err error, cause string) {
-	if c.err == nil {
-		c.err = err
+func (c *Conn) fail(now time.Time, err syscall.Errno, cause string) {
+	if c.errno == 0 {
+		c.errno = uint16(err)
 	}
 	c.setState(now, Closed, cause)
 }
@@ -450,7 +457,7 @@ type Info struct {
 func (c *Conn) Info() Info {
 	i := Info{
 		State: c.state, SRTT: c.snd.rtt.srtt, RTTVar: c.snd.rtt.rttvar, RTO: c.snd.rtt.rto,
-		SndWnd: c.snd.wnd, RcvWnd: c.rcv.window(), RcvBuf: int(c.rcv.tune.size), SndMSS: c.snd.mss,
+		SndWnd: c.snd.wnd, RcvWnd: c.rcv.window(), RcvBuf: int(c.rcv.tune.size), SndMSS: int(c.snd.mss),
 		Unacked: int(c.snd.una.Size(c.snd.nxt)), Unsent: c.snd.buf.Len(),
 		SndUna: c.snd.una, SndNxt: c.snd.nxt, RcvNxt: c.rcv.nxt, ISS: c.snd.iss, IRS: c.rcv.irs,
 		Stats: c.Stats(),
@@ -468,7 +475,7 @@ func (c *Conn) Info() Info {
 }
 
 // MemoryUsed is the bytes of data buffers the connection holds.
-func (c *Conn) MemoryUsed() int { return c.snd.buf.Cap() + c.rcv.buf.Cap() + c.rcv.ooo.bytes }
+func (c *Conn) MemoryUsed() int { return c.snd.buf.Cap() + c.rcv.buf.Cap() + c.rcv.ooo.bytes() }
 
 // ErrAborted is the error after a local Abort.
 var ErrAborted = syscall.ECONNABORTED

@@ -95,9 +95,9 @@ func (c *Conn) ReadClosed() bool { return c.rcv.discard }
 // TakeError is SO_ERROR: the connection's error if it has one that was not
 // taken yet, else the last ICMP soft error, which it clears.
 func (c *Conn) TakeError() error {
-	if c.err != nil && !c.errTaken {
+	if c.errno != 0 && !c.errTaken {
 		c.errTaken = true
-		return c.err
+		return syscall.Errno(c.errno)
 	}
 	if c.softErr != 0 {
 		err := syscall.Errno(c.softErr)

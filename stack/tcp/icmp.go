@@ -100,10 +100,10 @@ func (c *Conn) PathMTU(now time.Time, seq seqnum.Value, mtu int) bool {
 		c.pmtu = int32(mtu) // kept for the handshake's MSS (takeSynOptions)
 	}
 	mss := mtu - c.netHeaderLen() - tcpHeaderLen
-	if mss >= c.snd.mss {
+	if mss >= int(c.snd.mss) {
 		return true
 	}
-	c.snd.mss = mss
+	c.snd.mss = int32(mss)
 	if c.state.Synchronized() && c.snd.una != c.snd.max {
 		c.snd.nxt = c.snd.una
 		c.output(now)

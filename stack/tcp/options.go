@@ -20,7 +20,7 @@ type negotiated struct {
 	sack        bool // SACK in use
 
 	tsRecent    uint32       // TS.Recent (RFC 7323 §4.3)
-	tsRecentAt  stamp        // when TS.Recent was set, for the 24-day rule
+	tsRecentAt  uint32       // when TS.Recent was set, in Unix seconds, for the 24-day rule
 	lastAckSent seqnum.Value // Last.ACK.sent
 	tsOffset    uint32       // random per-connection offset (RFC 7323 §5.4)
 }
@@ -84,10 +84,10 @@ func (c *Conn) takeSynOptions(now time.Time, seg *Segment) {
 			peer = DefaultPeerMSSv6
 		}
 	}
-	c.snd.mss = min(peer, c.ourMSS())
+	c.snd.mss = int32(min(peer, c.ourMSS()))
 	if c.pmtu > 0 {
 		// A "fragmentation needed" that came during the handshake holds.
-		c.snd.mss = min(c.snd.mss, int(c.pmtu)-c.netHeaderLen()-tcpHeaderLen)
+		c.snd.mss = int32(min(int(c.snd.mss), int(c.pmtu)-c.netHeaderLen()-tcpHeaderLen))
 	}
 	c.opt.ws = seg.Opts.WS.Present && !c.cfg.NoWindowScale
 	if c.opt.ws {
@@ -97,7 +97,7 @@ func (c *Conn) takeSynOptions(now time.Time, seg *Segment) {
 	}
 	c.opt.ts = seg.Opts.TS && !c.cfg.NoTimestamps
 	if c.opt.ts {
-		c.opt.tsRecent, c.opt.tsRecentAt = seg.Opts.TSVal, stampOf(now)
+		c.opt.tsRecent, c.opt.tsRecentAt = seg.Opts.TSVal, uint32(now.Unix())
 	}
 	c.opt.sack = seg.Opts.SACKPermit && !c.cfg.NoSACK
 	if c.opt.sack {
@@ -161,7 +161,7 @@ func (c *Conn) paws(now time.Time, seg *Segment) bool {
 	if int32(seg.Opts.TSVal-c.opt.tsRecent) >= 0 {
 		return true
 	}
-	if stampOf(now).Sub(c.opt.tsRecentAt) > 24*24*time.Hour {
+	if now.Unix()-int64(c.opt.tsRecentAt) > int64(24*24*time.Hour/time.Second) {
 		c.opt.tsRecent = seg.Opts.TSVal // §5.5: invalidate the stale TS.Recent
 		return true
 	}
@@ -172,6 +172,6 @@ func (c *Conn) paws(now time.Time, seg *Segment) bool {
 // segment that covers the left edge of the window.
 func (c *Conn) updateTSRecent(now time.Time, seg *Segment) {
 	if c.opt.ts && seg.Opts.TS && int32(seg.Opts.TSVal-c.opt.tsRecent) >= 0 && seg.Seq.LessThanEq(c.opt.lastAckSent) {
-		c.opt.tsRecent, c.opt.tsRecentAt = seg.Opts.TSVal, stampOf(now)
+		c.opt.tsRecent, c.opt.tsRecentAt = seg.Opts.TSVal, uint32(now.Unix())
 	}
 }

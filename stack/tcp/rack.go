@@ -258,7 +258,7 @@ func (k *sackRecovery) armTLP(now time.Time) {
 	// the RFC's earlier 10 ms floor cost a 10 ms stall on every tail loss
 	// of a fast path.
 	pto := 2*k.c.snd.rtt.srtt + tlpMin
-	if int(k.c.snd.una.Size(k.c.snd.max)) <= k.c.snd.mss {
+	if int(k.c.snd.una.Size(k.c.snd.max)) <= int(k.c.snd.mss) {
 		pto = 2*k.c.snd.rtt.srtt + wcDelAckT
 	}
 	at := stampOf(now).Add(pto)

@@ -27,8 +27,6 @@ type rcvTune struct {
 	seq   seqnum.Value
 	space int32
 
-	size int32 // the receive buffer's size now: its bound and the window's
-
 	// The receiver's round-trip estimate (Linux's rcv_rtt_est), from the
 	// timestamps the peer echoes and from how long a window takes to
 	// arrive; zero until the first sample. It does not start from the
@@ -39,7 +37,8 @@ type rcvTune struct {
 	winSeq  seqnum.Value // the window's right edge then
 	lastEcr uint32       // the TSecr last sampled
 
-	locked bool // SO_RCVBUF set: no tuning
+	size   int32 // the receive buffer's size now: its bound and the window's
+	locked bool  // SO_RCVBUF set: no tuning
 }
 
 // initialRcvSpace is how many segments the first round must beat before
@@ -82,7 +81,7 @@ func (c *Conn) rcvRTTMeasure(now time.Time, seg *Segment) {
 	// compares with rcv_mss, the largest it has seen). A smaller one may
 	// have waited for the application, and its echo be older than a
 	// round trip.
-	full := c.snd.mss - 12
+	full := int(c.snd.mss) - 12
 	if c.opt.ts && seg.Opts.TS && seg.Opts.TSEcr != t.lastEcr && len(seg.Payload) >= full {
 		t.lastEcr = seg.Opts.TSEcr
 		if d := int32(c.tsNow(now) - seg.Opts.TSEcr); d > 0 {

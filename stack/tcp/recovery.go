@@ -163,7 +163,7 @@ func (r *renoRecovery) pipe() int {
 	if !r.inRecover {
 		return int(s.una.Size(s.nxt))
 	}
-	return max(s.flight()-r.dupAcks*s.mss, 0)
+	return max(s.flight()-r.dupAcks*int(s.mss), 0)
 }
 
 func (r *renoRecovery) sackedAt(seqnum.Value) (seqnum.Value, bool)   { return 0, false }
@@ -191,7 +191,7 @@ func (r *renoRecovery) takeSACK(time.Time, sackBlocks, int) bool {
 // dupSacked is what the duplicate ACKs say the peer holds above SND.UNA.
 func (r *renoRecovery) dupSacked() int {
 	s := &r.c.snd
-	return min(r.dupAcks*s.mss, s.flight())
+	return min(r.dupAcks*int(s.mss), s.flight())
 }
 
 // ackAdvanced: a partial ACK resends the next unacknowledged segment at

@@ -21,27 +21,27 @@ type sender struct {
 	maxWnd uint32       // the largest window the peer has offered
 	wl1    seqnum.Value // SND.WL1
 	wl2    seqnum.Value // SND.WL2
-	mss    int          // largest payload we send: min(peer MSS, our MSS)
+	mss    int32        // largest payload we send: min(peer MSS, our MSS)
+	finSeq seqnum.Value // the sequence number the FIN occupies (valid when finQueued)
 
-	buf       buffer       // unacknowledged and unsent data, starting at bufSeq()
-	finQueued bool         // the application closed: a FIN follows the last byte of buf
-	finSeq    seqnum.Value // the sequence number the FIN occupies (valid when finQueued)
+	buf buffer // unacknowledged and unsent data, starting at bufSeq()
 
 	cc   cc.Controller
 	rate *rateState // with a model-based cc only (rate.go): idle connections of other controllers do not pay for it
 	rtt  rttState
 
-	rtxAt       stamp        // retransmission of SYN, data or FIN (RFC 6298)
-	persistAt   stamp        // zero-window probe (RFC 9293 §3.8.6.1)
-	probesSince stamp        // when the first zero-window probe without an answer went out
-	unaSince    stamp        // the first timeout retransmission since SND.UNA last moved (Linux's retrans_stamp)
-	smallEnd    seqnum.Value // end of the last segment shorter than the MSS sent (Nagle)
+	rtxAt       stamp // retransmission of SYN, data or FIN (RFC 6298)
+	persistAt   stamp // zero-window probe (RFC 9293 §3.8.6.1)
+	probesSince stamp // when the first zero-window probe without an answer went out
+	unaSince    stamp // the first timeout retransmission since SND.UNA last moved (Linux's retrans_stamp)
 
-	rtxCount       int32 // consecutive RTO expiries for data or FIN
-	synRtx         int32 // SYN / SYN-ACK retransmissions
+	smallEnd       seqnum.Value // end of the last segment shorter than the MSS sent (Nagle)
+	rtxCount       int32        // consecutive RTO expiries for data or FIN
+	synRtx         int32        // SYN / SYN-ACK retransmissions
 	persistBackoff int32
 	probesOut      int32 // zero-window probes since the last acceptable ACK
 	ccObs          bool  // cc is a cc.AppLimitedObserver: it watches how the window is used
+	finQueued      bool  // the application closed: a FIN follows the last byte of buf
 
 	stats struct {
 		bytesOut, retransmits      uint64
@@ -99,10 +99,10 @@ func (s *sender) startCC(name string, sack bool) {
 	if s.cc != nil {
 		return
 	}
-	s.cc = cc.New(name, s.mss)
+	s.cc = cc.New(name, int(s.mss))
 	if _, ok := s.cc.(cc.ModelBased); ok {
 		if !sack {
-			s.cc = cc.New("cubic", s.mss)
+			s.cc = cc.New("cubic", int(s.mss))
 		} else {
 			s.rate = new(rateState)
 		}
@@ -197,7 +197,7 @@ func (c *Conn) smallInFlight() bool {
 
 // effMSS is the payload that fits in one segment with the options it
 // carries (RFC 9293 §3.7.1: the MSS counts no TCP options).
-func (c *Conn) effMSS() int { return max(c.snd.mss-c.optionBytes(), 1) }
+func (c *Conn) effMSS() int { return max(int(c.snd.mss)-c.optionBytes(), 1) }
 
 // sendRoom is how many more bytes may leave at SND.NXT: the least of the
 // send window's room and the congestion window minus the pipe (in

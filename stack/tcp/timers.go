@@ -20,7 +20,7 @@ import (
 // NextDeadline is the earliest armed timer, or the zero time.
 func (c *Conn) NextDeadline() time.Time {
 	return earliest(c.snd.rtxAt, c.rec.deadline(), c.snd.persistAt, c.rcv.delackAt,
-		c.tm.keepalive, c.tm.finWait2, c.tm.timeWait).Time()
+		c.tm.keepalive, c.tm.closeAt).Time()
 }
 
 // earliest is the earliest set stamp, or zero.
@@ -48,14 +48,13 @@ func due(t stamp, now time.Time) bool { return !t.IsZero() && !stampOf(now).Befo
 // TIME-WAIT and FIN-WAIT-2 first, then retransmission, loss recovery's
 // timers, persist, delayed ACK and keepalive; then it sends what is due.
 func (c *Conn) Tick(now time.Time) {
-	if due(c.tm.timeWait, now) {
-		c.tm.timeWait = 0
-		c.setState(now, Closed, "timer 2*MSL")
-		return
-	}
-	if due(c.tm.finWait2, now) {
-		c.tm.finWait2 = 0
-		if c.state == FinWait2 {
+	if due(c.tm.closeAt, now) {
+		c.tm.closeAt = 0
+		switch c.state {
+		case TimeWait:
+			c.setState(now, Closed, "timer 2*MSL")
+			return
+		case FinWait2:
 			c.setState(now, Closed, "timer FIN-WAIT-2")
 			return
 		}
@@ -229,7 +228,7 @@ func itoa(n int) string {
 
 // timeoutErr is the error a connection that timed out reports: the last
 // ICMP soft error if there was one, else ETIMEDOUT (Linux's tcp_write_err).
-func (c *Conn) timeoutErr() error {
+func (c *Conn) timeoutErr() syscall.Errno {
 	if c.softErr != 0 {
 		return syscall.Errno(c.softErr)
 	}
