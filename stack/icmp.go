@@ -83,7 +83,7 @@ func (s *Stack) icmpError(now time.Time, h header.IPv4) *Conn {
 // and returns it locked, or nil (counted) when there is none.
 func (s *Stack) lockConnForICMP(id tcp.ID) *Conn {
 	s.mu.RLock()
-	c := s.conns[id]
+	c := s.conns[keyOf(id)]
 	s.mu.RUnlock()
 	if c == nil {
 		s.icmpCnt.Inc(icmpNoConn)

@@ -112,10 +112,10 @@ func (s *Stack) bindLocal(local netip.AddrPort, reuse bool, raddr netip.AddrPort
 	id := tcp.ID{Local: netip.AddrPortFrom(src, local.Port()), Remote: raddr}
 	s.mu.RLock()
 	listening := s.listenerFor(id.Local) != nil
-	_, taken := s.conns[id]
+	_, taken := s.conns[keyOf(id)]
 	shared := false
-	for other := range s.conns {
-		if other.Local == id.Local {
+	for _, other := range s.conns {
+		if other.tcb.ID.Local == id.Local {
 			shared = true
 			break
 		}

@@ -133,7 +133,7 @@ type Stack struct {
 	modes   connModes
 
 	mu        sync.RWMutex // guards conns, listeners; lock order above
-	conns     map[tcp.ID]*Conn
+	conns     map[connKey]*Conn
 	listeners map[listenKey]*Listener
 	portRand  *mrand.Rand
 
@@ -213,7 +213,7 @@ func New(ep link.Endpoint, opts Options) (*Stack, error) {
 		ep: ep, opts: opts, clk: opts.Clock, ip: ipv4.New(netip.Addr{}), ip6: ipv6.New(netip.Addr{}),
 		isn: isn, jar: jar,
 		mtu:       mtu,
-		conns:     make(map[tcp.ID]*Conn),
+		conns:     make(map[connKey]*Conn),
 		listeners: make(map[listenKey]*Listener),
 		portRand:  mrand.New(mrand.NewChaCha8(*(*[32]byte)(append(seed[:], seed[:]...)))),
 		udp:       udp.NewTable(udpSeed(seed)),
@@ -372,7 +372,7 @@ func (s *Stack) tcpInput(now time.Time, raw []byte, src, dst netip.Addr, csumOK 
 // counted); a nil connection without stop means there is none.
 func (s *Stack) demux(now time.Time, id tcp.ID, seg *tcp.Segment) (c *Conn, stop bool) {
 	s.mu.RLock()
-	c = s.conns[id]
+	c = s.conns[keyOf(id)]
 	var l *Listener
 	if c == nil || seg.Flags&header.FlagSYN != 0 {
 		l = s.listenerFor(id.Local)
@@ -506,18 +506,35 @@ const tcpChecksumAt = 16
 func (s *Stack) register(c *Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.conns[c.tcb.ID]; ok {
+	k := keyOf(c.tcb.ID)
+	if _, ok := s.conns[k]; ok {
 		return false
 	}
-	s.conns[c.tcb.ID] = c
+	s.conns[k] = c
 	return true
+}
+
+// connKey is the connection table's key: a 4-tuple in 36 bytes, where a
+// tcp.ID takes 64 (each netip.Addr keeps room for a zone); the table entry
+// is part of what an idle connection costs (docs/design.md "Memory"). No
+// address here has a zone (packets carry none, canonAddrPort drops a
+// dial's), and an IPv4 address and its IPv4-mapped IPv6 form never meet
+// in one table with the same other end.
+type connKey struct {
+	local, remote [16]byte
+	lport, rport  uint16
+}
+
+func keyOf(id tcp.ID) connKey {
+	return connKey{id.Local.Addr().As16(), id.Remote.Addr().As16(), id.Local.Port(), id.Remote.Port()}
 }
 
 func (s *Stack) unregister(c *Conn) {
 	s.mu.Lock()
-	mine := s.conns[c.tcb.ID] == c
+	k := keyOf(c.tcb.ID)
+	mine := s.conns[k] == c
 	if mine {
-		delete(s.conns, c.tcb.ID)
+		delete(s.conns, k)
 	}
 	s.mu.Unlock()
 	if mine && s.modes.n.Load() != 0 {
