@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"math/bits"
 	"time"
 
 	"ustack/stack/seqnum"
@@ -118,7 +119,10 @@ func (c *Conn) rcvSpaceAdjust(now time.Time) {
 		return
 	}
 	read := c.rcv.read()
-	copied := int(int64(t.seq.Size(read)) * int64(t.rtt) / int64(elapsed))
+	// bytes × rtt / elapsed in 128 bits (rtt ≤ elapsed: the quotient fits).
+	hi, lo := bits.Mul64(uint64(t.seq.Size(read)), uint64(t.rtt))
+	q, _ := bits.Div64(hi, lo, uint64(elapsed))
+	copied := int(min(q, maxRcvBuf))
 	t.seq, t.at = read, stampOf(now)
 	if copied <= int(t.space) {
 		return
@@ -130,7 +134,7 @@ func (c *Conn) rcvSpaceAdjust(now time.Time) {
 			t.size = size
 		}
 	}
-	t.space = int32(min(copied, maxRcvBuf))
+	t.space = int32(copied)
 }
 
 // RcvBuf is the receive buffer's size now: auto-tuned, or as SO_RCVBUF

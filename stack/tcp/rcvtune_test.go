@@ -267,3 +267,21 @@ func TestRcvRTTFromTimestamps(t *testing.T) {
 		}
 	}
 }
+
+// TestRcvBufLongRoundTrip: a round trip estimated at days (an echo of a
+// stale timestamp can do that) does not overflow the per-round-trip count.
+func TestRcvBufLongRoundTrip(t *testing.T) {
+	p := openDRS(t, Config{RcvBuf: 1 << 20}, 10*time.Millisecond, nil)
+	n := p.send(1 << 20)
+	p.s.c.rcv.tune.rtt = 10 * 24 * time.Hour
+	p.s.now = p.s.now.Add(20 * 24 * time.Hour)
+	if got := p.read(1 << 22); got != n {
+		t.Fatalf("read %d bytes of %d", got, n)
+	}
+	if sp := int(p.s.c.rcv.tune.space); sp != n/2 {
+		t.Fatalf("best round %d bytes, want %d: half of what was read, over two round trips", sp, n/2)
+	}
+	if got := p.s.c.RcvBuf(); got <= DefaultRcvBufInit || got > 1<<20 {
+		t.Fatalf("receive buffer %d, want it grown, within its cap", got)
+	}
+}
