@@ -16,48 +16,73 @@ import (
 
 // Conn is a TCP connection on a Stack. It implements net.Conn, plus
 // CloseWrite, keepalive and SetNoDelay like *net.TCPConn.
+//
+// Its memory is what an idle connection costs beside the TCB, so what
+// most connections never use is allocated when first needed: the
+// condition that blocked calls wait on, and the deadlines (the 4-tuple is
+// the TCB's).
 type Conn struct {
 	s    *Stack
-	id   tcp.ID
 	mu   sync.Mutex // guards what follows; lock order: see Stack
-	cond sync.Cond
+	cond *sync.Cond // nil until a call first waits
 	tcb  *tcp.Conn
 
 	listener *Listener // the listener that made this connection, if passive
-	queued   bool      // handed to the listener's accept queue
-	halfOpen bool      // counted in the listener's half-open queue
-	closed   bool      // the application called Close
-	gone     bool      // removed from the stack's table
 	fatal    error     // set when the stack shuts the connection down
-
-	linger int // SO_LINGER seconds; < 0: off (sockopt.go)
-
-	rdDeadline, wrDeadline time.Time
-	rdTimer, wrTimer       clock.Timer
+	dl       *deadlines
 
 	batchGen atomic.Uint64 // the last input batch that touched c (rxBatch.gen: unique among lanes)
 
-	// ln is the lane the connection's packets go out on: the one its last
-	// segment came in on (a reader sets it before it calls into the TCB),
-	// or laneFor's until one came. th is the timer heap its entry is in.
-	// Both guarded by mu.
-	ln *lane
-	th *timerHeap
+	linger   int32 // SO_LINGER seconds; < 0: off (sockopt.go)
+	queued   bool  // handed to the listener's accept queue
+	halfOpen bool  // counted in the listener's half-open queue
+	closed   bool  // the application called Close
+	gone     bool  // removed from the stack's table
 	// sent: the TCB queued a segment since the last unlockAndFlush
 	// (or reader's batch end), which must flush. Guarded by mu.
 	sent bool
+	// lnIdx is the lane the connection's packets go out on (lane): the
+	// one its last segment came in on (a reader sets it before it calls
+	// into the TCB), or laneFor's until one came. thIdx is 1 + the lane
+	// whose timer heap holds its entry, 0 for none. Both guarded by mu;
+	// indices rather than pointers keep an idle connection at 96 bytes.
+	lnIdx, thIdx uint8
 
 	// Guarded by the lock of the timer heap c is in (th).
-	tdl  time.Time
-	tidx int
+	tidx int32
+	tdl  int64 // Unix nanoseconds
 }
 
-func (s *Stack) newConn(id tcp.ID, cfg tcp.Config) *Conn {
-	c := &Conn{s: s, id: id, tidx: -1, linger: -1, ln: s.laneFor(id)}
-	c.cond.L = &c.mu
+// deadlines are a connection's read and write deadlines and the timers
+// that wake blocked calls at them.
+type deadlines struct {
+	rd, wr           time.Time
+	rdTimer, wrTimer clock.Timer
+}
+
+func (s *Stack) newConn(id tcp.ID, cfg *tcp.Config) *Conn {
+	c := &Conn{s: s, tidx: -1, linger: -1, lnIdx: uint8(s.laneFor(id).idx)}
 	c.tcb = s.newTCB(id, cfg, (*laneSender)(c))
 	c.tcb.SetTSOffset(s.tsOffset(id))
 	return c
+}
+
+// lane is the lane the connection's packets go out on. c.mu is held.
+func (c *Conn) lane() *lane { return c.s.lanes[c.lnIdx] }
+
+// wait blocks on the connection's condition until a wake. c.mu is held.
+func (c *Conn) wait() {
+	if c.cond == nil {
+		c.cond = sync.NewCond(&c.mu)
+	}
+	c.cond.Wait()
+}
+
+// wake wakes every blocked call. c.mu is held.
+func (c *Conn) wake() {
+	if c.cond != nil {
+		c.cond.Broadcast()
+	}
 }
 
 // tsOffset is the connection's random timestamp offset (RFC 7323 §5.4),
@@ -71,7 +96,7 @@ func (s *Stack) tsOffset(id tcp.ID) uint32 { return uint32(s.isn.ISN(id, time.Ti
 func (c *Conn) afterLocked() {
 	ev := c.tcb.TakeEvents()
 	if ev != 0 {
-		c.cond.Broadcast()
+		c.wake()
 	}
 	st := c.tcb.State()
 	if ev&tcp.EvEstablished != 0 {
@@ -103,7 +128,7 @@ func (c *Conn) remove() {
 		c.listener.leaveHalfOpen()
 		c.halfOpen = false
 	}
-	c.cond.Broadcast()
+	c.wake()
 }
 
 // shutdown ends the connection without sending anything (the stack is
@@ -180,11 +205,11 @@ func (c *Conn) Read(b []byte) (int, error) {
 			c.mu.Unlock()
 			return 0, io.EOF
 		}
-		if c.expired(c.rdDeadline) {
+		if c.dl != nil && c.expired(c.dl.rd) {
 			c.mu.Unlock()
 			return 0, c.opError("read", os.ErrDeadlineExceeded)
 		}
-		c.cond.Wait()
+		c.wait()
 	}
 }
 
@@ -202,7 +227,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 			c.mu.Unlock()
 			return done, c.opError("write", err)
 		}
-		if c.expired(c.wrDeadline) {
+		if c.dl != nil && c.expired(c.dl.wr) {
 			c.mu.Unlock()
 			return done, c.opError("write", os.ErrDeadlineExceeded)
 		}
@@ -211,7 +236,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 			// its error (ECONNREFUSED after a RST), as Linux's
 			// sk_stream_wait_connect does, rather than queue data for a
 			// connection that may never exist.
-			c.cond.Wait()
+			c.wait()
 			continue
 		}
 		n, err := c.tcb.Write(c.s.clk.Now(), b[done:])
@@ -226,10 +251,10 @@ func (c *Conn) Write(b []byte) (int, error) {
 			return done, nil
 		}
 		if n > 0 {
-			c.ln.flush() // under c.mu: allowed by the lock order (see Stack)
+			c.lane().flush() // under c.mu: allowed by the lock order (see Stack)
 		}
 		if c.tcb.SendSpace() == 0 || n == 0 {
-			c.cond.Wait()
+			c.wait()
 		}
 	}
 }
@@ -251,7 +276,7 @@ func (c *Conn) Close() error {
 	}
 	c.stopDeadlineTimers()
 	c.afterLocked()
-	c.cond.Broadcast()
+	c.wake()
 	c.unlockAndFlush()
 	if c.linger > 0 {
 		c.lingerWait(time.Duration(c.linger) * time.Second)
@@ -264,14 +289,14 @@ func (c *Conn) Close() error {
 // sk_stream_wait_close: while in FIN-WAIT-1, CLOSING or LAST-ACK).
 func (c *Conn) lingerWait(d time.Duration) {
 	expired := false
-	t := c.s.clk.AfterFunc(d, func() { c.mu.Lock(); expired = true; c.cond.Broadcast(); c.mu.Unlock() })
+	t := c.s.clk.AfterFunc(d, func() { c.mu.Lock(); expired = true; c.wake(); c.mu.Unlock() })
 	defer t.Stop()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for !expired {
 		switch c.tcb.State() {
 		case tcp.FinWait1, tcp.Closing, tcp.LastAck:
-			c.cond.Wait()
+			c.wait()
 		default:
 			return
 		}
@@ -302,13 +327,13 @@ func (c *Conn) Abort() error {
 }
 
 // LocalAddr implements net.Conn.
-func (c *Conn) LocalAddr() net.Addr { return net.TCPAddrFromAddrPort(c.id.Local) }
+func (c *Conn) LocalAddr() net.Addr { return net.TCPAddrFromAddrPort(c.tcb.ID.Local) }
 
 // RemoteAddr implements net.Conn.
-func (c *Conn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.id.Remote) }
+func (c *Conn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.tcb.ID.Remote) }
 
 // ID is the connection's 4-tuple.
-func (c *Conn) ID() tcp.ID { return c.id }
+func (c *Conn) ID() tcp.ID { return c.tcb.ID }
 
 // SetDeadline implements net.Conn.
 func (c *Conn) SetDeadline(t time.Time) error {
@@ -318,18 +343,28 @@ func (c *Conn) SetDeadline(t time.Time) error {
 
 // SetReadDeadline implements net.Conn.
 func (c *Conn) SetReadDeadline(t time.Time) error {
-	return c.setDeadline(&c.rdDeadline, &c.rdTimer, t)
+	return c.setDeadline(false, t)
 }
 
 // SetWriteDeadline implements net.Conn.
 func (c *Conn) SetWriteDeadline(t time.Time) error {
-	return c.setDeadline(&c.wrDeadline, &c.wrTimer, t)
+	return c.setDeadline(true, t)
 }
 
-// setDeadline sets the deadline *at, whose wake-up timer is *tm, to t.
-func (c *Conn) setDeadline(at *time.Time, tm *clock.Timer, t time.Time) error {
+// setDeadline sets the read or write deadline, and its wake-up timer, to t.
+func (c *Conn) setDeadline(write bool, t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.dl == nil {
+		if t.IsZero() {
+			return nil
+		}
+		c.dl = new(deadlines)
+	}
+	at, tm := &c.dl.rd, &c.dl.rdTimer
+	if write {
+		at, tm = &c.dl.wr, &c.dl.wrTimer
+	}
 	*at = t
 	*tm = c.armDeadline(*tm, t)
 	return nil
@@ -344,10 +379,10 @@ func (c *Conn) armDeadline(tm clock.Timer, t time.Time) clock.Timer {
 	}
 	d := t.Sub(c.s.clk.Now())
 	if d <= 0 {
-		c.cond.Broadcast()
+		c.wake()
 		return tm
 	}
-	wake := func() { c.mu.Lock(); c.cond.Broadcast(); c.mu.Unlock() }
+	wake := func() { c.mu.Lock(); c.wake(); c.mu.Unlock() }
 	if tm == nil {
 		return c.s.clk.AfterFunc(d, wake)
 	}
@@ -356,11 +391,14 @@ func (c *Conn) armDeadline(tm clock.Timer, t time.Time) clock.Timer {
 }
 
 func (c *Conn) stopDeadlineTimers() {
-	if c.rdTimer != nil {
-		c.rdTimer.Stop()
+	if c.dl == nil {
+		return
 	}
-	if c.wrTimer != nil {
-		c.wrTimer.Stop()
+	if c.dl.rdTimer != nil {
+		c.dl.rdTimer.Stop()
+	}
+	if c.dl.wrTimer != nil {
+		c.dl.wrTimer.Stop()
 	}
 }
 
@@ -414,7 +452,7 @@ func (c *Conn) State() tcp.State {
 
 // waitEstablished blocks until the handshake completes or fails.
 func (c *Conn) waitEstablished(ctx context.Context) error {
-	stop := context.AfterFunc(ctx, func() { c.mu.Lock(); c.cond.Broadcast(); c.mu.Unlock() })
+	stop := context.AfterFunc(ctx, func() { c.mu.Lock(); c.wake(); c.mu.Unlock() })
 	defer stop()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -436,10 +474,10 @@ func (c *Conn) waitEstablished(ctx context.Context) error {
 			c.closed = true
 			c.tcb.Abort(c.s.clk.Now(), "dial canceled")
 			c.afterLocked()
-			c.ln.flush() // the RST
+			c.lane().flush() // the RST
 			return err
 		}
-		c.cond.Wait()
+		c.wait()
 	}
 }
 

@@ -84,7 +84,7 @@ func (s *Stack) icmpError(ln *lane, now time.Time, h header.IPv4) *Conn {
 // sends from now on goes out on ln, the lane the error came in on.
 func (s *Stack) lockConnForICMP(ln *lane, id tcp.ID) *Conn {
 	s.mu.RLock()
-	c := s.conns[id]
+	c := s.conns[keyOf(id)]
 	s.mu.RUnlock()
 	if c == nil {
 		s.icmpCnt.Inc(icmpNoConn)
@@ -96,7 +96,7 @@ func (s *Stack) lockConnForICMP(ln *lane, id tcp.ID) *Conn {
 		s.icmpCnt.Inc(icmpNoConn)
 		return nil
 	}
-	c.ln = ln
+	c.lnIdx = uint8(ln.idx)
 	return c
 }
 
@@ -130,7 +130,7 @@ func abortsRequest(e *ipv4.ICMPError) bool {
 // sequence number is then not checked.
 func (s *Stack) fragNeeded(now time.Time, c *Conn, seq seqnum.Value, e *ipv4.ICMPError) bool {
 	dst := e.Dst
-	if s.modeFor(c.id) == ipv4.PMTUDiscDont {
+	if s.modeFor(c.tcb.ID) == ipv4.PMTUDiscDont {
 		if _, changed := s.ip.PMTU.Update(now, dst, e.MTU, s.mtu); changed {
 			s.icmpCnt.Inc(icmpPMTUUpdates)
 		}

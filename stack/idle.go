@@ -69,7 +69,7 @@ func (s *Stack) busy() string {
 	now := s.clk.Now()
 	for _, c := range conns {
 		if why := c.busy(now); why != "" {
-			return fmt.Sprintf("%v: %s", c.id, why)
+			return fmt.Sprintf("%v: %s", c.tcb.ID, why)
 		}
 	}
 	for _, ln := range s.lanes {

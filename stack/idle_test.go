@@ -3,6 +3,7 @@ package stack
 import (
 	"context"
 	"errors"
+	"io"
 	"net/netip"
 	"strings"
 	"testing"
@@ -29,7 +30,14 @@ func TestWaitIdleAfterTransfer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sc.Close()
+	// More than a receive buffer holds at first: the peer reads it all,
+	// so that no window update is still to come once the stacks are idle.
+	read := make(chan error, 1)
+	go func() { _, err := io.ReadFull(sc, make([]byte, 200_000)); read <- err }()
 	if _, err := c.Write(make([]byte, 200_000)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-read; err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range []*Stack{a, b} {

@@ -426,7 +426,7 @@ func TestPMTUModes(t *testing.T) {
 	}
 	s2.mu.RUnlock()
 	c.SetPMTUDiscovery(ipv4.PMTUDiscDo)
-	if s2.modeFor(c.id) != ipv4.PMTUDiscDo {
+	if s2.modeFor(c.tcb.ID) != ipv4.PMTUDiscDo {
 		t.Fatal("per-connection mode not taken")
 	}
 	c.Abort()

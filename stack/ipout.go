@@ -9,7 +9,6 @@ import (
 	"ustack/stack/header"
 	"ustack/stack/ipv4"
 	"ustack/stack/link"
-	"ustack/stack/tcp"
 )
 
 // The network layer's side of the stack: DF and fragments on the way out,
@@ -204,20 +203,20 @@ func (s *Stack) stopFragTimer() {
 	}
 }
 
-// startMSS lowers a new connection's MSS to what a path MTU learned for
+// startMSS lowers a new connection's MSS (from its configuration) to what a path MTU learned for
 // its peer allows, as Linux's tcp_connect_init and the MSS it advertises do
 // (the route's MTU includes the learned one). Over IPv6 the headers take
 // 60 bytes of the MTU, not 40 (RFC 8200 §8.3), and a path MTU is never
 // below 1280, so neither is the MSS below 1220.
-func (s *Stack) startMSS(cfg *tcp.Config, dst netip.Addr) {
+func (s *Stack) startMSS(mss int, dst netip.Addr) int {
 	if dst.Is4() {
-		if mtu, _ := s.ip.PMTU.Lookup(s.clk.Now(), dst.As4()); mtu > 0 && cfg.MSS > mtu-40 {
-			cfg.MSS = mtu - 40
+		if mtu, _ := s.ip.PMTU.Lookup(s.clk.Now(), dst.As4()); mtu > 0 && mss > mtu-40 {
+			return mtu - 40
 		}
-		return
+		return mss
 	}
 	mtu := s.pathMTU6(dst.As16())
-	cfg.MSS = min(cfg.MSS, mtu-ipv6HeaderLen-header.TCPMinHeaderLen)
+	return min(mss, mtu-ipv6HeaderLen-header.TCPMinHeaderLen)
 }
 
 // queueCopy queues a copy of an already built packet.

@@ -400,7 +400,7 @@ func TestTimeWaitIPv6(t *testing.T) {
 	waitfor.Cond(t, 5*time.Second, "TIME-WAIT", func() bool { return sc.State() == tcp.TimeWait })
 	id := tcp.ID{Local: netip.AddrPortFrom(addrB6, 80), Remote: local}
 	b.mu.RLock()
-	tw := b.conns[id]
+	tw := b.conns[keyOf(id)]
 	b.mu.RUnlock()
 	if tw != sc {
 		t.Fatalf("the TIME-WAIT connection is not found under %v", id)

@@ -197,7 +197,7 @@ func (ln *lane) stats() QueueStats {
 // queued nothing has nothing to flush: a Read that sends no window update
 // does not wait behind other connections' writes.
 func (c *Conn) unlockAndFlush() {
-	ln, sent := c.ln, c.sent
+	ln, sent := c.lane(), c.sent
 	c.sent = false
 	c.mu.Unlock()
 	if sent {
@@ -207,12 +207,12 @@ func (c *Conn) unlockAndFlush() {
 
 // laneSender is a connection as the tcp.Sender of its TCB: segments go out
 // on the connection's lane. Every call into a TCB holds c.mu, which guards
-// c.ln.
+// c.lnIdx.
 type laneSender Conn
 
 // Send implements tcp.Sender.
-func (ls *laneSender) Send(_ *tcp.Conn, seg *tcp.Segment) {
+func (ls *laneSender) Send(tcb *tcp.Conn, seg *tcp.Segment) {
 	c := (*Conn)(ls)
 	c.sent = true
-	c.s.sendSegment(c.ln, c.id, seg)
+	c.s.sendSegment(c.lane(), tcb.ID, seg)
 }

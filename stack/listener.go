@@ -19,8 +19,8 @@ type Listener struct {
 	s       *Stack
 	addr    netip.Addr // invalid: all the stack's addresses
 	port    uint16
-	cfg     tcp.Config
-	mu      sync.Mutex // guards what follows; lock order: see Stack (after Conn.mu)
+	cfg     *tcp.Config // shared by its connections (tcp.NewConnShared)
+	mu      sync.Mutex  // guards what follows; lock order: see Stack (after Conn.mu)
 	cond    sync.Cond
 	queue   []*Conn
 	half    int // connections in SYN-RECEIVED
@@ -79,7 +79,7 @@ func (s *Stack) listen(local netip.AddrPort, cfg tcp.Config) (*Listener, error) 
 	if cfg.ChallengeACK == nil {
 		cfg.ChallengeACK = s.chal.allow
 	}
-	l := &Listener{s: s, addr: addr, port: port, cfg: cfg.WithDefaults(), backlog: s.opts.Backlog}
+	l := &Listener{s: s, addr: addr, port: port, cfg: s.sharedConfig(cfg), backlog: s.opts.Backlog}
 	l.cond.L = &l.mu
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -299,13 +299,14 @@ func (s *Stack) bindEphemeral(src netip.Addr, raddr netip.AddrPort, cfg tcp.Conf
 			return nil, err
 		}
 	}
+	shared := s.sharedConfig(cfg)
 	s.mu.Lock()
 	start := s.portRand.IntN(ephemeralHi - ephemeralLo + 1)
 	s.mu.Unlock()
 	for i := 0; i <= ephemeralHi-ephemeralLo; i++ {
 		port := uint16(ephemeralLo + (start+i)%(ephemeralHi-ephemeralLo+1))
 		id := tcp.ID{Local: netip.AddrPortFrom(src, port), Remote: raddr}
-		c := s.newConn(id, cfg)
+		c := s.newConn(id, shared)
 		if s.register(c) {
 			return c, nil
 		}
@@ -357,7 +358,7 @@ func (s *Stack) startDial(raddr netip.AddrPort, cfg tcp.Config, bind func(tcp.Co
 	s.cnt.Inc(evActiveOpens)
 	c.mu.Lock()
 	now := s.clk.Now()
-	c.tcb.Connect(now, s.isn.ISN(c.id, now))
+	c.tcb.Connect(now, s.isn.ISN(c.tcb.ID, now))
 	c.afterLocked()
 	c.unlockAndFlush()
 	return c, nil

@@ -138,13 +138,13 @@ func TestMultiQueueConnMovesLane(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.mu.Lock()
-		ln, th := c.ln, c.th
+		ln, thIdx := c.lane(), c.thIdx
 		c.mu.Unlock()
 		if ln == first {
 			c.Abort()
 			continue
 		}
-		if th != &ln.tm {
+		if int(thIdx)-1 != ln.idx {
 			t.Errorf("the connection moved to lane %d, its timer entry is in another heap", ln.idx)
 		}
 		msg := bytes.Repeat([]byte("m"), 100_000)

@@ -55,5 +55,5 @@ func (c *Conn) SetPMTUDiscovery(mode ipv4.PMTUDisc) {
 	if c.gone {
 		return
 	}
-	c.s.setMode(c.id, mode, mode != c.s.opts.PMTUDiscovery)
+	c.s.setMode(c.tcb.ID, mode, mode != c.s.opts.PMTUDiscovery)
 }

@@ -77,7 +77,7 @@ func (b *rxBatch) process(s *Stack, n int) {
 	}
 	for i, c := range b.touched {
 		c.mu.Lock()
-		c.ln = ln // another lane's reader may have taken it meanwhile: this batch's output is ours to flush
+		c.lnIdx = uint8(ln.idx) // another lane's reader may have taken it meanwhile: this batch's output is ours to flush
 		c.tcb.Flush(now)
 		c.afterLocked()
 		c.sent = false // flushed below

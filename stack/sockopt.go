@@ -3,6 +3,7 @@ package stack
 import (
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -111,10 +112,10 @@ func (s *Stack) bindLocal(local netip.AddrPort, reuse bool, raddr netip.AddrPort
 	id := tcp.ID{Local: netip.AddrPortFrom(src, local.Port()), Remote: raddr}
 	s.mu.RLock()
 	listening := s.listenerFor(id.Local) != nil
-	_, taken := s.conns[id]
+	_, taken := s.conns[keyOf(id)]
 	shared := false
-	for other := range s.conns {
-		if other.Local == id.Local {
+	for _, other := range s.conns {
+		if other.tcb.ID.Local == id.Local {
 			shared = true
 			break
 		}
@@ -126,7 +127,7 @@ func (s *Stack) bindLocal(local netip.AddrPort, reuse bool, raddr netip.AddrPort
 	case taken:
 		return nil, fmt.Errorf("connect %v from %v: %w (the 4-tuple is in use)", raddr, local, syscall.EADDRNOTAVAIL)
 	}
-	c := s.newConn(id, cfg)
+	c := s.newConn(id, s.sharedConfig(cfg))
 	if !s.register(c) {
 		return nil, fmt.Errorf("connect %v from %v: %w (the 4-tuple is in use)", raddr, local, syscall.EADDRNOTAVAIL)
 	}
@@ -144,11 +145,13 @@ func (c *Conn) SetLinger(sec int) error {
 	if c.closed {
 		return c.opError("set", net.ErrClosed)
 	}
-	c.linger = sec
+	c.linger = int32(max(min(sec, math.MaxInt32), -1))
 	return nil
 }
 
-// SetReadBuffer is SO_RCVBUF: the receive buffer, and so the window.
+// SetReadBuffer is SO_RCVBUF: the receive buffer, and so the window. It
+// fixes the size: the buffer's auto-tuning stops (Linux's
+// SOCK_RCVBUF_LOCK; stack/tcp/rcvtune.go).
 func (c *Conn) SetReadBuffer(bytes int) error { return c.setBuffers(bytes, 0) }
 
 // SetWriteBuffer is SO_SNDBUF: how much Write may queue unacknowledged.

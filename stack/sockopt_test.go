@@ -128,7 +128,8 @@ func TestLingerZeroResets(t *testing.T) {
 // TestLingerWaitsForAck: with SO_LINGER > 0, Close returns once the FIN is
 // acknowledged: the connection is past FIN-WAIT-1.
 func TestLingerWaitsForAck(t *testing.T) {
-	c, _ := connected(t)
+	c, s := connected(t)
+	go io.Copy(io.Discard, s) // more than the peer's first receive buffer
 	c.SetLinger(5)
 	c.Write(make([]byte, 100000))
 	c.Close()

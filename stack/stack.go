@@ -107,7 +107,7 @@ type Options struct {
 // listener (Listener.mu), reschedules the connection's timer
 // (timerHeap.mu) and, once CLOSED, unregisters it (Stack.mu, then
 // Listener.mu for the half-open count, one after the other); Conn.Write
-// flushes under Conn.mu (writeMu, then txMu). Conn.ln and Conn.th, which
+// flushes under Conn.mu (writeMu, then txMu). Conn.lnIdx and Conn.thIdx, which
 // lane a connection sends on and whose heap holds its timer entry, change
 // only under Conn.mu.
 // No path holds Stack.mu, Listener.mu or timerHeap.mu while it locks a
@@ -142,7 +142,7 @@ type Stack struct {
 	modes   connModes
 
 	mu        sync.RWMutex // guards conns, listeners; lock order above
-	conns     map[tcp.ID]*Conn
+	conns     map[connKey]*Conn
 	listeners map[listenKey]*Listener
 	portRand  *mrand.Rand
 
@@ -216,7 +216,7 @@ func New(ep link.Endpoint, opts Options) (*Stack, error) {
 		ep: ep, opts: opts, clk: opts.Clock, ip: ipv4.New(netip.Addr{}), ip6: ipv6.New(netip.Addr{}),
 		isn: isn, jar: jar,
 		mtu:       mtu,
-		conns:     make(map[tcp.ID]*Conn),
+		conns:     make(map[connKey]*Conn),
 		listeners: make(map[listenKey]*Listener),
 		portRand:  mrand.New(mrand.NewChaCha8(*(*[32]byte)(append(seed[:], seed[:]...)))),
 		udp:       udp.NewTable(udpSeed(seed)),
@@ -363,7 +363,7 @@ func (s *Stack) tcpInput(ln *lane, now time.Time, raw []byte, src, dst netip.Add
 		return nil
 	}
 	c.mu.Lock()
-	c.ln = ln
+	c.lnIdx = uint8(ln.idx)
 	if c.halfOpen && seg.Flags&(header.FlagACK|header.FlagRST|header.FlagSYN) == header.FlagACK && c.listener.acceptFull() {
 		// The handshake would complete with nowhere to queue the
 		// connection. Linux (tcp_abort_on_overflow=0, the default) drops
@@ -386,7 +386,7 @@ func (s *Stack) tcpInput(ln *lane, now time.Time, raw []byte, src, dst netip.Add
 // counted); a nil connection without stop means there is none.
 func (s *Stack) demux(ln *lane, now time.Time, id tcp.ID, seg *tcp.Segment) (c *Conn, stop bool) {
 	s.mu.RLock()
-	c = s.conns[id]
+	c = s.conns[keyOf(id)]
 	var l *Listener
 	if c == nil || seg.Flags&header.FlagSYN != 0 {
 		l = s.listenerFor(id.Local)
@@ -395,7 +395,7 @@ func (s *Stack) demux(ln *lane, now time.Time, id tcp.ID, seg *tcp.Segment) (c *
 	if c != nil && l != nil && seg.Flags&header.FlagSYN != 0 {
 		// A new SYN may end a TIME-WAIT on this 4-tuple (RFC 6191).
 		c.mu.Lock()
-		c.ln = ln
+		c.lnIdx = uint8(ln.idx)
 		reopened := c.tcb.ReopenFromTimeWait(now, seg)
 		if reopened {
 			c.afterLocked()
@@ -415,9 +415,9 @@ func (s *Stack) demux(ln *lane, now time.Time, id tcp.ID, seg *tcp.Segment) (c *
 			if why == dropSYNQueueFull && !s.opts.NoSYNCookies {
 				// RFC 4987 §3.6: answer statelessly.
 				iss := s.jar.Make(id, seg.Seq, seg.Opts.MSS, now)
-				cfg := l.cfg
+				cfg := *l.cfg
 				if !id.Remote.Addr().Is4() {
-					s.startMSS(&cfg, id.Remote.Addr()) // MTU - 60, not - 40
+					cfg.MSS = s.startMSS(cfg.MSS, id.Remote.Addr()) // MTU - 60, not - 40
 				}
 				sa := tcp.SynAckForCookie(seg, iss, cfg, uint32(now.UnixMilli())+s.tsOffset(id))
 				s.cnt.Inc(evCookiesSent)
@@ -518,29 +518,54 @@ const tcpChecksumAt = 16
 func (s *Stack) register(c *Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.conns[c.id]; ok {
+	k := keyOf(c.tcb.ID)
+	if _, ok := s.conns[k]; ok {
 		return false
 	}
-	s.conns[c.id] = c
+	s.conns[k] = c
 	return true
+}
+
+// connKey is the connection table's key: a 4-tuple in 36 bytes, where a
+// tcp.ID takes 64 (each netip.Addr keeps room for a zone); the table entry
+// is part of what an idle connection costs (docs/design.md "Memory"). No
+// address here has a zone (packets carry none, canonAddrPort drops a
+// dial's), and an IPv4 address and its IPv4-mapped IPv6 form never meet
+// in one table with the same other end.
+type connKey struct {
+	local, remote [16]byte
+	lport, rport  uint16
+}
+
+func keyOf(id tcp.ID) connKey {
+	return connKey{id.Local.Addr().As16(), id.Remote.Addr().As16(), id.Local.Port(), id.Remote.Port()}
 }
 
 func (s *Stack) unregister(c *Conn) {
 	s.mu.Lock()
-	mine := s.conns[c.id] == c
+	k := keyOf(c.tcb.ID)
+	mine := s.conns[k] == c
 	if mine {
-		delete(s.conns, c.id)
+		delete(s.conns, k)
 	}
 	s.mu.Unlock()
 	if mine && s.modes.n.Load() != 0 {
-		s.setMode(c.id, 0, false)
+		s.setMode(c.tcb.ID, 0, false)
 	}
 }
 
-func (s *Stack) newTCB(id tcp.ID, cfg tcp.Config, out tcp.Sender) *tcp.Conn {
+// newTCB makes the TCB for id from a configuration from sharedConfig; its
+// segments go out through out (the connection's lane).
+func (s *Stack) newTCB(id tcp.ID, cfg *tcp.Config, out tcp.Sender) *tcp.Conn {
+	return tcp.NewConnShared(id, cfg, s.startMSS(cfg.MSS, id.Remote.Addr()), out, s.opts.Trace)
+}
+
+// sharedConfig is cfg as the connections made from it share it (a
+// listener's, a dial's): defaults filled in, and the link's TSO size.
+func (s *Stack) sharedConfig(cfg tcp.Config) *tcp.Config {
+	cfg = cfg.WithDefaults()
 	cfg.TSOMax = s.tsoMax // zero unless the link takes TSO units
-	s.startMSS(&cfg, id.Remote.Addr())
-	return tcp.NewConn(id, cfg, out, s.opts.Trace)
+	return &cfg
 }
 
 // Options returns the stack's options, with defaults filled in.

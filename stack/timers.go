@@ -19,25 +19,25 @@ type timerHeap struct {
 	mu      sync.Mutex        // guards what follows and the tdl, tidx of each Conn in h; lock order: see Stack
 	h       heapq.Heap[*Conn] // by tdl
 	t       clock.Timer
-	armedAt time.Time // deadline the clock timer is set for; zero if idle
+	armedAt int64 // deadline the clock timer is set for (Unix nanoseconds); zero if idle
 	stopped bool
 }
 
 func (th *timerHeap) init(ln *lane) {
 	th.s, th.ln = ln.s, ln
-	th.h = heapq.New(func(a, b *Conn) bool { return a.tdl.Before(b.tdl) }, func(c *Conn, i int) { c.tidx = i })
+	th.h = heapq.New(func(a, b *Conn) bool { return a.tdl < b.tdl }, func(c *Conn, i int) { c.tidx = int32(i) })
 }
 
 // schedule sets c's timer entry to d (zero removes it), in the heap of c's
 // lane, taking it out of another lane's heap first if it was there. c.mu
-// is held; it guards c.th, so no two goroutines move one connection at
+// is held; it guards c.thIdx, so no two goroutines move one connection at
 // once, and a heap's lock is never held while another's is taken.
 func (c *Conn) schedule(d time.Time) {
-	th := &c.ln.tm
-	if c.th != nil && c.th != th {
-		c.th.schedule(c, time.Time{})
+	th := &c.lane().tm
+	if c.thIdx != 0 && c.thIdx-1 != c.lnIdx {
+		c.s.lanes[c.thIdx-1].tm.schedule(c, time.Time{})
 	}
-	c.th = th
+	c.thIdx = c.lnIdx + 1
 	th.schedule(c, d)
 }
 
@@ -51,17 +51,17 @@ func (th *timerHeap) schedule(c *Conn, d time.Time) {
 	switch {
 	case d.IsZero():
 		if c.tidx >= 0 {
-			th.h.Remove(c.tidx)
+			th.h.Remove(int(c.tidx))
 		}
 		return
 	case c.tidx >= 0:
-		if c.tdl.Equal(d) {
+		if c.tdl == d.UnixNano() {
 			return
 		}
-		c.tdl = d
-		th.h.Fix(c.tidx)
+		c.tdl = d.UnixNano()
+		th.h.Fix(int(c.tidx))
 	default:
-		c.tdl = d
+		c.tdl = d.UnixNano()
 		th.h.Push(c)
 	}
 	th.armLocked()
@@ -73,12 +73,12 @@ func (th *timerHeap) armLocked() {
 		return
 	}
 	first := th.h.Min().tdl
-	if !th.armedAt.IsZero() && !first.Before(th.armedAt) {
+	if th.armedAt != 0 && first >= th.armedAt {
 		return
 	}
 	th.armedAt = first
 	clk := th.s.clk
-	d := first.Sub(clk.Now())
+	d := time.Duration(first - clk.Now().UnixNano())
 	if th.t == nil {
 		th.t = clk.AfterFunc(d, th.fire)
 	} else {
@@ -94,8 +94,8 @@ func (th *timerHeap) fire() {
 	now := s.clk.Now()
 	var due []*Conn
 	th.mu.Lock()
-	th.armedAt = time.Time{}
-	for th.h.Len() > 0 && !th.h.Min().tdl.After(now) {
+	th.armedAt = 0
+	for th.h.Len() > 0 && th.h.Min().tdl <= now.UnixNano() {
 		due = append(due, th.h.Pop())
 	}
 	th.mu.Unlock()
@@ -110,8 +110,8 @@ func (th *timerHeap) fire() {
 		}
 		c.tcb.Tick(now)
 		c.afterLocked()
-		if c.ln != th.ln {
-			others |= 1 << c.ln.idx
+		if int(c.lnIdx) != th.ln.idx {
+			others |= 1 << c.lnIdx
 		}
 		c.mu.Unlock()
 	}

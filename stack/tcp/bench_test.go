@@ -52,7 +52,7 @@ func BenchmarkEstablishedInput(b *testing.B) {
 func BenchmarkSendAndAck(b *testing.B) {
 	out := &nullSender{}
 	c := established(b, out)
-	c.cfg.NoDelay = true
+	c.noDelay = true
 	payload := bytesN(1460)
 	now := t0
 	b.SetBytes(1460)
@@ -87,7 +87,7 @@ func TestSteadyStateAllocatesNothing(t *testing.T) {
 	if n := testing.AllocsPerRun(1000, step); n != 0 {
 		t.Fatalf("receive path: %v allocations per segment", n)
 	}
-	c.cfg.NoDelay = true
+	c.noDelay = true
 	send := func() {
 		c.Write(t0, payload)
 		a := seg(ACK, rISS+1, c.snd.nxt)

@@ -9,8 +9,13 @@ type Config struct {
 	// payload it can receive (MTU - 40 for IPv4 without options).
 	MSS int
 	// RcvBuf and SndBuf bound the receive and send buffers, in bytes. The
-	// receive buffer is also the largest window offered.
+	// receive buffer is also the largest window offered. A connection's
+	// receive buffer starts at RcvBufInit and grows, as the application
+	// reads, up to RcvBuf (auto-tuning, rcvtune.go; Linux's tcp_rmem[1]
+	// and [2]) unless SO_RCVBUF fixes it; the window scale is chosen for
+	// RcvBuf.
 	RcvBuf, SndBuf int
+	RcvBufInit     int
 
 	InitialRTO, MinRTO, MaxRTO time.Duration
 	// MaxRetries is how many times a data segment (or FIN) is retransmitted
@@ -69,7 +74,8 @@ type Config struct {
 // Defaults (docs/design.md).
 const (
 	DefaultMSS           = 1460
-	DefaultRcvBuf        = 1 << 20
+	DefaultRcvBuf        = 6 << 20  // Linux's tcp_rmem[2]: window scale 7
+	DefaultRcvBufInit    = 64 << 10 // the window Linux's tcp_rmem[1] (128 KiB of memory) gives
 	DefaultSndBuf        = 1 << 20
 	DefaultInitialRTO    = time.Second
 	DefaultMinRTO        = 200 * time.Millisecond
@@ -107,6 +113,7 @@ func (c Config) WithDefaults() Config {
 	}
 	defi(&c.MSS, DefaultMSS)
 	defi(&c.RcvBuf, DefaultRcvBuf)
+	defi(&c.RcvBufInit, DefaultRcvBufInit)
 	defi(&c.SndBuf, DefaultSndBuf)
 	def(&c.InitialRTO, DefaultInitialRTO)
 	def(&c.MinRTO, DefaultMinRTO)

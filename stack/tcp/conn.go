@@ -105,18 +105,15 @@ func (s *Stats) Add(o Stats) {
 // receive side (rcv.go) and loss recovery (recovery.go, sack.go, rack.go)
 // each own their state, their timers and their counters.
 type Conn struct {
-	ID      ID
-	cfg     Config
-	out     Sender
-	trace   func(TraceEvent)
-	state   State
-	passive bool  // created by a listener: RST in SYN-RECEIVED returns to LISTEN
-	err     error // sticky error reported to the application
-	events  Events
-
-	// Application side.
-	rdShut bool // the application will read no more (Close)
-	wrShut bool // the application will write no more (Close or CloseWrite)
+	ID ID
+	// cfg is shared with the other connections made from the same
+	// configuration (a listener's children) and never written: a socket
+	// option that changes it gives the connection its own copy first
+	// (ownConfig). The options every server sets per connection are the
+	// connection's own fields instead: its MSS, Nagle, keepalive on or off.
+	cfg   *Config
+	out   Sender
+	trace func(TraceEvent)
 
 	opt negotiated // window scale, timestamps, SACK
 	snd sender     // send sequence space, send buffer, RTO, persist, congestion control
@@ -125,56 +122,72 @@ type Conn struct {
 	// rec is the loss recovery in use: reno until the handshake shows the
 	// peer does SACK, then sack.
 	rec  lossRecovery
+	rb   recoveryBase // the state both share
 	reno renoRecovery
 	sack sackRecovery
 
-	softErr syscall.Errno // the last ICMP error in a synchronized state (icmp.go)
-	pmtu    int           // path MTU from ICMP, 0 until one arrives
-
-	tm         connTimers // the timers of the connection as a whole
-	keepProbes int        // keepalive probes sent without an answer
-	stats      connStats
-
+	tm       connTimers // the timers of the connection as a whole
+	stats    connStats
 	lastOOW  stamp // when an invalid segment was last answered (oowLimited)
 	lastRcvd stamp // when an acceptable segment last arrived (keepalive with a user timeout)
-	cork     bool  // TCP_CORK (controls.go)
-	errTaken bool  // TakeError has returned err
 
-	tx Segment // scratch for the segment being sent
+	// The small fields last, packed (an idle connection's memory is
+	// mostly this struct; a test keeps it within its allocation class).
+	announcedMSS int32  // the MSS we announce (Config.MSS, lowered by a known path MTU): ourMSS
+	pmtu         int32  // path MTU from ICMP, 0 until one arrives
+	keepProbes   int32  // keepalive probes sent without an answer
+	errno        uint16 // the sticky error reported to the application (a syscall.Errno; 0: none)
+	softErr      uint16 // the last ICMP error (a syscall.Errno) in a synchronized state (icmp.go)
+	state        State
+	events       Events
+	passive      bool // created by a listener: RST in SYN-RECEIVED returns to LISTEN
+	rdShut       bool // the application will read no more (Close)
+	wrShut       bool // the application will write no more (Close or CloseWrite)
+	cork         bool // TCP_CORK (controls.go)
+	errTaken     bool // TakeError has returned err
+	cfgOwned     bool // cfg is this connection's own copy
+	noDelay      bool // TCP_NODELAY (Config.NoDelay)
+	keepAlive    bool // SO_KEEPALIVE (Config.KeepAlive)
 }
+
+// ourMSS is the MSS we announce.
+func (c *Conn) ourMSS() int { return int(c.announcedMSS) }
 
 // connTimers are the deadlines the connection as a whole owns; the sender,
 // the receiver and loss recovery own theirs (timers.go lists them all).
 type connTimers struct {
 	keepalive stamp // RFC 1122 §4.2.3.6
-	finWait2  stamp // orphaned FIN-WAIT-2
-	timeWait  stamp // 2*MSL (RFC 9293 §3.10.7.4)
+	// closeAt ends the connection: in TIME-WAIT after 2*MSL (RFC 9293
+	// §3.10.7.4), in FIN-WAIT-2 once orphaned (FinWait2Timeout). One
+	// field for both: entering TIME-WAIT stops every other timer.
+	closeAt stamp
 }
 
 // connStats are the counters of segment processing as a whole.
 type connStats struct {
-	segsIn, segsOut       uint64
-	challengeAcks         uint64
-	challengeACKsLimited  uint64
-	droppedUnacceptable   uint64
-	pawsDropped           uint64
-	keepaliveProbes       uint64
-	illegalTransitions    uint64
-	badAcks               uint64
-	invalidOptionSegments uint64
-	icmpOutOfWindow       uint64
-	oowACKsLimited        uint64
+	segsIn, segsOut uint64
+	// Rare events, in 32 bits.
+	challengeAcks         uint32
+	challengeACKsLimited  uint32
+	droppedUnacceptable   uint32
+	pawsDropped           uint32
+	keepaliveProbes       uint32
+	illegalTransitions    uint32
+	badAcks               uint32
+	invalidOptionSegments uint32
+	icmpOutOfWindow       uint32
+	oowACKsLimited        uint32
 }
 
 // Stats returns the connection's counters, gathered from its parts.
 func (c *Conn) Stats() Stats {
 	st := Stats{
 		SegsIn: c.stats.segsIn, SegsOut: c.stats.segsOut,
-		ChallengeAcks: c.stats.challengeAcks, ChallengeACKsLimited: c.stats.challengeACKsLimited,
-		DroppedUnacceptable: c.stats.droppedUnacceptable, PAWSDropped: c.stats.pawsDropped,
-		KeepaliveProbes: c.stats.keepaliveProbes, IllegalTransitions: c.stats.illegalTransitions,
-		BadAcks: c.stats.badAcks, InvalidOptionSegments: c.stats.invalidOptionSegments,
-		ICMPOutOfWindow: c.stats.icmpOutOfWindow, OOWACKsLimited: c.stats.oowACKsLimited,
+		ChallengeAcks: uint64(c.stats.challengeAcks), ChallengeACKsLimited: uint64(c.stats.challengeACKsLimited),
+		DroppedUnacceptable: uint64(c.stats.droppedUnacceptable), PAWSDropped: uint64(c.stats.pawsDropped),
+		KeepaliveProbes: uint64(c.stats.keepaliveProbes), IllegalTransitions: uint64(c.stats.illegalTransitions),
+		BadAcks: uint64(c.stats.badAcks), InvalidOptionSegments: uint64(c.stats.invalidOptionSegments),
+		ICMPOutOfWindow: uint64(c.stats.icmpOutOfWindow), OOWACKsLimited: uint64(c.stats.oowACKsLimited),
 	}
 	c.snd.addStats(&st)
 	c.rcv.addStats(&st)
@@ -182,14 +195,28 @@ func (c *Conn) Stats() Stats {
 	return st
 }
 
-// NewConn makes a TCB for id in state CLOSED. Call Connect (active open) or
-// Listen then SegmentArrives with a SYN (passive open).
+// NewConn makes a TCB for id in state CLOSED, with its own copy of cfg.
+// Call Connect (active open) or Listen then SegmentArrives with a SYN
+// (passive open).
 func NewConn(id ID, cfg Config, out Sender, trace func(TraceEvent)) *Conn {
 	cfg = cfg.WithDefaults()
-	c := &Conn{ID: id, cfg: cfg, out: out, trace: trace}
+	c := NewConnShared(id, &cfg, cfg.MSS, out, trace)
+	c.cfgOwned = true
+	return c
+}
+
+// NewConnShared is NewConn with a configuration shared with other
+// connections (so that each does not hold a copy): cfg must come from
+// WithDefaults and must not change afterwards. mss replaces cfg.MSS for
+// this connection.
+func NewConnShared(id ID, cfg *Config, mss int, out Sender, trace func(TraceEvent)) *Conn {
+	c := &Conn{ID: id, cfg: cfg, announcedMSS: int32(mss), out: out, trace: trace}
+	c.noDelay, c.keepAlive = cfg.NoDelay, cfg.KeepAlive
 	c.snd.mss = DefaultPeerMSS
+	c.rcv.tune.size = int32(min(cfg.RcvBufInit, cfg.RcvBuf, maxRcvBuf))
 	c.snd.rtt.init(cfg)
-	c.reno.c, c.sack.c = c, c
+	c.rb.c = c
+	c.reno.recoveryBase, c.sack.recoveryBase = &c.rb, &c.rb
 	c.rec = &c.reno
 	return c
 }
@@ -198,10 +225,29 @@ func NewConn(id ID, cfg Config, out Sender, trace func(TraceEvent)) *Conn {
 func (c *Conn) State() State { return c.state }
 
 // Err is the sticky error, if the connection failed.
-func (c *Conn) Err() error { return c.err }
+func (c *Conn) Err() error {
+	if c.errno == 0 {
+		return nil
+	}
+	return syscall.Errno(c.errno)
+}
 
 // Config returns the connection's configuration.
-func (c *Conn) Config() Config { return c.cfg }
+func (c *Conn) Config() Config {
+	cfg := *c.cfg
+	cfg.MSS, cfg.NoDelay, cfg.KeepAlive = c.ourMSS(), c.noDelay, c.keepAlive
+	return cfg
+}
+
+// ownConfig gives the connection its own copy of its configuration, to be
+// changed by a socket option; the shared one stays as it was.
+func (c *Conn) ownConfig() *Config {
+	if !c.cfgOwned {
+		cp := *c.cfg
+		c.cfg, c.cfgOwned = &cp, true
+	}
+	return c.cfg
+}
 
 // TakeEvents returns and clears the events since the last call.
 func (c *Conn) TakeEvents() Events { e := c.events; c.events = 0; return e }
@@ -223,6 +269,7 @@ func (c *Conn) setState(now time.Time, to State, cause string) {
 	case Established:
 		c.events |= EvEstablished | EvWritable
 		c.lastRcvd = stampOf(now) // the handshake's last segment came now
+		c.rcvTuneStart(now)
 	case Closed:
 		c.events |= EvClosed | EvReadable | EvWritable
 		c.stopTimers()
@@ -261,8 +308,8 @@ func (c *Conn) Connect(now time.Time, iss seqnum.Value) {
 // Write queues application data (RFC 9293 §3.10.2) and sends what the
 // windows allow. It returns how many bytes fit in the send buffer.
 func (c *Conn) Write(now time.Time, p []byte) (int, error) {
-	if c.err != nil {
-		return 0, c.err
+	if err := c.Err(); err != nil {
+		return 0, err
 	}
 	if c.wrShut {
 		return 0, syscall.EPIPE
@@ -295,6 +342,13 @@ func (c *Conn) Read(now time.Time, p []byte) (n int, eof bool) {
 	if n > 0 && !c.rcv.finRcvd && c.state.Synchronized() && c.windowUpdateDue() {
 		c.rcv.ackNow = true
 		c.output(now)
+	}
+	if n > 0 {
+		// After the update: a buffer grown by auto-tuning shows in the
+		// next ACK rather than prompting one of its own (Linux opens the
+		// window it offers gradually as segments arrive, tcp_grow_window,
+		// so its tuning does not either).
+		c.rcvSpaceAdjust(now)
 	}
 	return n, c.rcv.buf.Len() == 0 && c.rcv.finRcvd
 }
@@ -348,7 +402,7 @@ func (c *Conn) Close(now time.Time) {
 	c.rcv.buf.release()
 	c.CloseWrite(now)
 	if c.state == FinWait2 {
-		c.tm.finWait2 = stampOf(now.Add(c.cfg.FinWait2Timeout))
+		c.tm.closeAt = stampOf(now.Add(c.cfg.FinWait2Timeout))
 	}
 }
 
@@ -363,16 +417,16 @@ func (c *Conn) Abort(now time.Time, why string) {
 	default:
 		c.sendActiveRST(now)
 	}
-	if c.err == nil {
-		c.err = ErrAborted
+	if c.errno == 0 {
+		c.errno = uint16(ErrAborted)
 	}
 	c.setState(now, Closed, why)
 }
 
 // fail records the error and closes the connection.
-func (c *Conn) fail(now time.Time, err error, cause string) {
-	if c.err == nil {
-		c.err = err
+func (c *Conn) fail(now time.Time, err syscall.Errno, cause string) {
+	if c.errno == 0 {
+		c.errno = uint16(err)
 	}
 	c.setState(now, Closed, cause)
 }
@@ -384,6 +438,7 @@ type Info struct {
 	RTO              time.Duration
 	Cwnd, Ssthresh   int
 	SndWnd, RcvWnd   uint32
+	RcvBuf           int // the receive buffer's size now: auto-tuned, or as SO_RCVBUF set it
 	SndMSS           int
 	Unacked, Unsent  int
 	SndUna, SndNxt   seqnum.Value
@@ -406,7 +461,7 @@ type Info struct {
 func (c *Conn) Info() Info {
 	i := Info{
 		State: c.state, SRTT: c.snd.rtt.srtt, RTTVar: c.snd.rtt.rttvar, RTO: c.snd.rtt.rto,
-		SndWnd: c.snd.wnd, RcvWnd: c.rcv.window(), SndMSS: c.snd.mss,
+		SndWnd: c.snd.wnd, RcvWnd: c.rcv.window(), RcvBuf: int(c.rcv.tune.size), SndMSS: int(c.snd.mss),
 		Unacked: int(c.snd.una.Size(c.snd.nxt)), Unsent: c.snd.buf.Len(),
 		SndUna: c.snd.una, SndNxt: c.snd.nxt, RcvNxt: c.rcv.nxt, ISS: c.snd.iss, IRS: c.rcv.irs,
 		Stats: c.Stats(),
@@ -418,13 +473,13 @@ func (c *Conn) Info() Info {
 		i.WindowScale = [2]header.WindowScale{header.WS(c.opt.rcvShift), header.WS(c.opt.sndShift)}
 	}
 	i.Timestamps, i.SACK = c.opt.ts, c.opt.sack
-	i.CAState, i.Backoff, i.PMTU, i.UserTimeout = c.caState(), c.snd.rtxCount, c.pmtu, c.cfg.UserTimeout
+	i.CAState, i.Backoff, i.PMTU, i.UserTimeout = c.caState(), int(c.snd.rtxCount), int(c.pmtu), c.cfg.UserTimeout
 	i.SackedBytes, i.LostBytes = c.rec.sackedLost()
 	return i
 }
 
 // MemoryUsed is the bytes of data buffers the connection holds.
-func (c *Conn) MemoryUsed() int { return c.snd.buf.Cap() + c.rcv.buf.Cap() + c.rcv.ooo.bytes }
+func (c *Conn) MemoryUsed() int { return c.snd.buf.Cap() + c.rcv.buf.Cap() + c.rcv.ooo.bytes() }
 
 // ErrAborted is the error after a local Abort.
 var ErrAborted = syscall.ECONNABORTED

@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"syscall"
 	"time"
 )
 
@@ -33,13 +34,17 @@ func (c *Conn) userTimedOut(now time.Time, since stamp) bool {
 
 // SetUserTimeout is TCP_USER_TIMEOUT (RFC 5482 §3): see Config.UserTimeout.
 // Zero turns it off.
-func (c *Conn) SetUserTimeout(d time.Duration) { c.cfg.UserTimeout = max(d, 0) }
+func (c *Conn) SetUserTimeout(d time.Duration) {
+	if d = max(d, 0); d != c.cfg.UserTimeout {
+		c.ownConfig().UserTimeout = d
+	}
+}
 
 // SetFinWait2Timeout is TCP_LINGER2: how long an orphaned connection (the
 // application closed it) waits in FIN-WAIT-2 for the peer's FIN.
 func (c *Conn) SetFinWait2Timeout(d time.Duration) {
-	if d > 0 {
-		c.cfg.FinWait2Timeout = d
+	if d > 0 && d != c.cfg.FinWait2Timeout {
+		c.ownConfig().FinWait2Timeout = d
 	}
 }
 
@@ -54,15 +59,19 @@ func (c *Conn) SetCork(now time.Time, on bool) {
 }
 
 // SetBuffers sets the receive and send buffer sizes (SO_RCVBUF, SO_SNDBUF);
-// zero keeps one. The receive window grows at once if the buffer did,
-// within what the window scale agreed in the handshake can express.
+// zero keeps one. A receive buffer set so is fixed: auto-tuning stops
+// (rcvtune.go; Linux's SOCK_RCVBUF_LOCK). The receive window grows at once
+// if the buffer did, within what the window scale agreed in the handshake
+// can express; a smaller buffer does not take back the window offered.
 func (c *Conn) SetBuffers(now time.Time, rcv, snd int) {
 	if snd > 0 {
-		c.cfg.SndBuf = max(snd, c.cfg.MSS)
+		if snd = max(snd, c.ourMSS()); snd != c.cfg.SndBuf {
+			c.ownConfig().SndBuf = snd
+		}
 		c.events |= EvWritable
 	}
 	if rcv > 0 {
-		c.cfg.RcvBuf = max(rcv, c.cfg.MSS)
+		c.rcv.tune.size, c.rcv.tune.locked = int32(min(max(rcv, c.ourMSS()), maxRcvBuf)), true
 		if c.state.Synchronized() && !c.rcv.finRcvd && c.windowUpdateDue() {
 			c.rcv.ackNow = true
 			c.output(now)
@@ -86,12 +95,12 @@ func (c *Conn) ReadClosed() bool { return c.rcv.discard }
 // TakeError is SO_ERROR: the connection's error if it has one that was not
 // taken yet, else the last ICMP soft error, which it clears.
 func (c *Conn) TakeError() error {
-	if c.err != nil && !c.errTaken {
+	if c.errno != 0 && !c.errTaken {
 		c.errTaken = true
-		return c.err
+		return syscall.Errno(c.errno)
 	}
 	if c.softErr != 0 {
-		err := c.softErr
+		err := syscall.Errno(c.softErr)
 		c.softErr = 0
 		return err
 	}

@@ -137,12 +137,12 @@ func (c *Conn) AcceptCookie(now time.Time, ack *Segment, mss int) {
 	c.rcv.start(irs)
 	c.rcv.adv = c.rcv.nxt.Add(maxWindow)
 	c.opt.lastAckSent = c.rcv.nxt
-	c.snd.mss = min(mss, c.cfg.MSS)
+	c.snd.mss = int32(min(mss, c.ourMSS()))
 	c.snd.wl1, c.snd.wl2 = irs, iss
 	if ack.Opts.TS && !c.cfg.NoTimestamps {
 		bits := ack.Opts.TSEcr & cookieTSMask
 		c.opt.ts = true
-		c.opt.tsRecent, c.opt.tsRecentAt = ack.Opts.TSVal, stampOf(now)
+		c.opt.tsRecent, c.opt.tsRecentAt = ack.Opts.TSVal, uint32(now.Unix())
 		if ws := bits & 0xf; ws != cookieNoWS && !c.cfg.NoWindowScale {
 			c.opt.ws, c.opt.sndShift, c.opt.rcvShift = true, uint8(min(ws, maxWindowShift)), c.ourShift()
 		}

@@ -204,7 +204,7 @@ func TestLongBatchStillClocksTheSender(t *testing.T) {
 // must not move its right edge left through rounding (RFC 9293
 // §3.8.6.2.2; found against the kernel by the integration tests).
 func TestScaledWindowNeverShrinks(t *testing.T) {
-	s := newScript(t, Config{RcvBuf: 1 << 20, MSS: 1000})
+	s := newScript(t, Config{RcvBuf: 1 << 20, RcvBufInit: 1 << 20, MSS: 1000})
 	s.c.SetISS(lISS)
 	s.c.Listen(s.now)
 	s.in(synWith(SYN, 0, 0, 7, false, false))

@@ -43,7 +43,7 @@ func (c *Conn) ICMPError(now time.Time, seq seqnum.Value, err syscall.Errno) boo
 		c.fail(now, err, "rcv ICMP "+err.Error())
 	default:
 		if c.state.Synchronized() {
-			c.softErr = err
+			c.softErr = uint16(err)
 		}
 	}
 	return true
@@ -96,14 +96,14 @@ func (c *Conn) PathMTU(now time.Time, seq seqnum.Value, mtu int) bool {
 	} else {
 		mtu = max(mtu, minPathMTU)
 	}
-	if c.pmtu == 0 || mtu < c.pmtu {
-		c.pmtu = mtu // kept for the handshake's MSS (takeSynOptions)
+	if c.pmtu == 0 || mtu < int(c.pmtu) {
+		c.pmtu = int32(mtu) // kept for the handshake's MSS (takeSynOptions)
 	}
 	mss := mtu - c.netHeaderLen() - tcpHeaderLen
-	if mss >= c.snd.mss {
+	if mss >= int(c.snd.mss) {
 		return true
 	}
-	c.snd.mss = mss
+	c.snd.mss = int32(mss)
 	if c.state.Synchronized() && c.snd.una != c.snd.max {
 		c.snd.nxt = c.snd.una
 		c.output(now)
@@ -126,5 +126,5 @@ func (c *Conn) SoftError() error {
 	if c.softErr == 0 {
 		return nil
 	}
-	return c.softErr
+	return syscall.Errno(c.softErr)
 }

@@ -100,14 +100,14 @@ func (c *Conn) inTimeWait(now time.Time, seg *Segment) {
 			c.setState(now, Closed, "rcv "+header.FlagString(seg.Flags))
 			return
 		}
-		c.tm.timeWait = stampOf(now.Add(2 * c.cfg.MSL))
+		c.tm.closeAt = stampOf(now.Add(2 * c.cfg.MSL))
 		return
 	}
 	if seg.Has(flagRST) {
 		return
 	}
 	if !pawsOK || seg.Has(flagACK) {
-		c.tm.timeWait = stampOf(now.Add(2 * c.cfg.MSL))
+		c.tm.closeAt = stampOf(now.Add(2 * c.cfg.MSL))
 	}
 	c.dupACK(now, false) // rate-limited like Linux's time-wait ACKs
 }
@@ -145,7 +145,7 @@ func (c *Conn) inSynSent(now time.Time, seg *Segment) {
 	c.takeSynOptions(now, seg)
 	if ackOK {
 		c.snd.una = seg.Ack
-		c.snd.rtt.acked(now, seg.Ack)
+		c.snd.rtt.acked(now, seg.Ack, c.cfg)
 	}
 	if c.snd.una.GreaterThan(c.snd.iss) {
 		// Our SYN is acknowledged: ESTABLISHED, and <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
@@ -380,7 +380,7 @@ func (c *Conn) ackInSynReceived(now time.Time, seg *Segment) bool {
 		return false
 	}
 	c.snd.una = seg.Ack
-	c.snd.rtt.acked(now, seg.Ack)
+	c.snd.rtt.acked(now, seg.Ack, c.cfg)
 	c.snd.rtxAt = 0
 	c.snd.synRtx = 0
 	c.snd.setWnd(seg.Wnd, c.opt.sndShift)
@@ -420,7 +420,7 @@ func (c *Conn) ackOfFIN(now time.Time, seg *Segment) bool {
 		if finAcked {
 			c.setState(now, FinWait2, "rcv "+header.FlagString(seg.Flags))
 			if c.rdShut {
-				c.tm.finWait2 = stampOf(now.Add(c.cfg.FinWait2Timeout))
+				c.tm.closeAt = stampOf(now.Add(c.cfg.FinWait2Timeout))
 			}
 		}
 	case Closing:
@@ -472,6 +472,6 @@ func (c *Conn) checkFIN(now time.Time, seg *Segment) {
 // enterTimeWait starts the 2*MSL timer and stops all others.
 func (c *Conn) enterTimeWait(now time.Time, cause string) {
 	c.stopTimers()
-	c.tm.timeWait = stampOf(now.Add(2 * c.cfg.MSL))
+	c.tm.closeAt = stampOf(now.Add(2 * c.cfg.MSL))
 	c.setState(now, TimeWait, cause)
 }

@@ -9,10 +9,64 @@ import (
 
 // oooQueue holds segments that arrived ahead of RCV.NXT, sorted by sequence
 // number and without overlap (RFC 9293 §3.10.7.4 seventh: "segments with
-// higher beginning sequence numbers may be held").
-type oooQueue struct {
+// higher beginning sequence numbers may be held"). Its state is allocated
+// with the first segment held and dropped with the last, so that a
+// connection without a hole pays 8 bytes for it.
+type oooQueue struct{ d *oooData }
+
+type oooData struct {
 	segs  []oooSeg
 	bytes int
+}
+
+func (q *oooQueue) len() int {
+	if q.d == nil {
+		return 0
+	}
+	return len(q.d.segs)
+}
+
+// bytes is the payload held.
+func (q *oooQueue) bytes() int {
+	if q.d == nil {
+		return 0
+	}
+	return q.d.bytes
+}
+
+func (q *oooQueue) first() (oooSeg, bool) {
+	if q.d == nil {
+		return oooSeg{}, false
+	}
+	return q.d.first()
+}
+
+func (q *oooQueue) pop() {
+	q.d.pop()
+	if len(q.d.segs) == 0 {
+		q.d = nil
+	}
+}
+
+func (q *oooQueue) clear() { q.d = nil }
+
+func (q *oooQueue) insert(seq seqnum.Value, data []byte, fin bool) {
+	if q.d == nil {
+		q.d = new(oooData)
+	}
+	q.d.insert(seq, data, fin)
+	if len(q.d.segs) == 0 {
+		q.d = nil
+	}
+}
+
+func (q *oooQueue) blockOf(i int) (header.SACKBlock, int) { return q.d.blockOf(i) }
+
+func (q *oooQueue) blockAt(v seqnum.Value) (header.SACKBlock, bool) {
+	if q.d == nil {
+		return header.SACKBlock{}, false
+	}
+	return q.d.blockAt(v)
 }
 
 type oooSeg struct {
@@ -21,16 +75,16 @@ type oooSeg struct {
 	fin  bool
 }
 
-func (q *oooQueue) len() int { return len(q.segs) }
+func (q *oooData) len() int { return len(q.segs) }
 
-func (q *oooQueue) first() (oooSeg, bool) {
+func (q *oooData) first() (oooSeg, bool) {
 	if len(q.segs) == 0 {
 		return oooSeg{}, false
 	}
 	return q.segs[0], true
 }
 
-func (q *oooQueue) pop() {
+func (q *oooData) pop() {
 	q.bytes -= len(q.segs[0].data)
 	q.segs[0] = oooSeg{}
 	q.segs = q.segs[1:]
@@ -39,10 +93,10 @@ func (q *oooQueue) pop() {
 	}
 }
 
-func (q *oooQueue) clear() { q.segs, q.bytes = nil, 0 }
+func (q *oooData) clear() { q.segs, q.bytes = nil, 0 }
 
 // insert copies data at seq into the queue, dropping the parts already held.
-func (q *oooQueue) insert(seq seqnum.Value, data []byte, fin bool) {
+func (q *oooData) insert(seq seqnum.Value, data []byte, fin bool) {
 	end := seq.Add(seqnum.Size(len(data)))
 	i := 0
 	for i < len(q.segs) && q.segs[i].seq.Add(seqnum.Size(len(q.segs[i].data))).LessThanEq(seq) {
@@ -76,7 +130,7 @@ func (q *oooQueue) insert(seq seqnum.Value, data []byte, fin bool) {
 	}
 }
 
-func (q *oooQueue) add(i int, seq seqnum.Value, data []byte, fin bool) {
+func (q *oooData) add(i int, seq seqnum.Value, data []byte, fin bool) {
 	if len(data) == 0 && !fin {
 		return
 	}
@@ -89,7 +143,7 @@ func (q *oooQueue) add(i int, seq seqnum.Value, data []byte, fin bool) {
 
 // blockOf is the contiguous run of queued segments around segment i, as a
 // SACK block, and the index of its first segment.
-func (q *oooQueue) blockOf(i int) (header.SACKBlock, int) {
+func (q *oooData) blockOf(i int) (header.SACKBlock, int) {
 	first, last := i, i
 	for first > 0 && q.end(first-1) == q.segs[first].seq {
 		first--
@@ -101,7 +155,7 @@ func (q *oooQueue) blockOf(i int) (header.SACKBlock, int) {
 }
 
 // blockAt is the block holding sequence number v, if any.
-func (q *oooQueue) blockAt(v seqnum.Value) (header.SACKBlock, bool) {
+func (q *oooData) blockAt(v seqnum.Value) (header.SACKBlock, bool) {
 	i := sort.Search(len(q.segs), func(i int) bool { return v.LessThan(q.end(i)) })
 	if i == len(q.segs) || !v.InRange(q.segs[i].seq, q.end(i)) {
 		return header.SACKBlock{}, false
@@ -110,6 +164,6 @@ func (q *oooQueue) blockAt(v seqnum.Value) (header.SACKBlock, bool) {
 	return b, true
 }
 
-func (q *oooQueue) end(i int) seqnum.Value {
+func (q *oooData) end(i int) seqnum.Value {
 	return q.segs[i].seq.Add(seqnum.Size(len(q.segs[i].data)))
 }

@@ -13,18 +13,35 @@ type negotiated struct {
 	ws       bool  // window scaling in use
 	sndShift uint8 // the peer's shift: scales windows it sends us
 	rcvShift uint8 // ours: scales windows we send
-	ts       bool  // timestamps in use
-	sack     bool  // SACK in use
+	// ourShift is the shift we announce (or announced), once shiftChosen.
+	ourShift    uint8
+	shiftChosen bool
+	ts          bool // timestamps in use
+	sack        bool // SACK in use
 
 	tsRecent    uint32       // TS.Recent (RFC 7323 §4.3)
-	tsRecentAt  stamp        // when TS.Recent was set, for the 24-day rule
+	tsRecentAt  uint32       // when TS.Recent was set, in Unix seconds, for the 24-day rule
 	lastAckSent seqnum.Value // Last.ACK.sent
 	tsOffset    uint32       // random per-connection offset (RFC 7323 §5.4)
 }
 
 // ourShift is the window scale we announce: the smallest that lets the
-// whole receive buffer be offered.
-func (c *Conn) ourShift() uint8 { return windowShift(c.cfg.RcvBuf) }
+// largest receive buffer be offered whole: the auto-tuning's cap, or the
+// size SO_RCVBUF fixed before the SYN. Linux chooses it the same way
+// (tcp_select_initial_window: from tcp_rmem[2], or from the window clamp a
+// locked buffer sets); RFC 7323 §2.3 leaves the choice to the receiver.
+// It is chosen once, with the first SYN, so that a buffer set while the
+// handshake is under way cannot change what the SYN announced.
+func (c *Conn) ourShift() uint8 {
+	if !c.opt.shiftChosen {
+		size := c.cfg.RcvBuf
+		if c.rcv.tune.locked {
+			size = int(c.rcv.tune.size)
+		}
+		c.opt.shiftChosen, c.opt.ourShift = true, windowShift(size)
+	}
+	return c.opt.ourShift
+}
 
 // windowShift is the smallest window scale that lets a buffer of rcvBuf
 // bytes be offered whole (RFC 7323 §2.3: at most 14).
@@ -39,7 +56,7 @@ func windowShift(rcvBuf int) uint8 {
 // synOptions are the options of our SYN or SYN-ACK. A SYN-ACK carries an
 // option only if the peer's SYN offered it (RFC 7323 §1.3, RFC 2018 §2).
 func (c *Conn) synOptions(now time.Time, synAck bool) header.TCPOptions {
-	o := header.TCPOptions{MSS: uint16(c.cfg.MSS)}
+	o := header.TCPOptions{MSS: uint16(c.ourMSS())}
 	if !c.cfg.NoWindowScale && (!synAck || c.opt.ws) {
 		o.WS = header.WS(c.ourShift())
 	}
@@ -67,10 +84,10 @@ func (c *Conn) takeSynOptions(now time.Time, seg *Segment) {
 			peer = DefaultPeerMSSv6
 		}
 	}
-	c.snd.mss = min(peer, c.cfg.MSS)
+	c.snd.mss = int32(min(peer, c.ourMSS()))
 	if c.pmtu > 0 {
 		// A "fragmentation needed" that came during the handshake holds.
-		c.snd.mss = min(c.snd.mss, c.pmtu-c.netHeaderLen()-tcpHeaderLen)
+		c.snd.mss = int32(min(int(c.snd.mss), int(c.pmtu)-c.netHeaderLen()-tcpHeaderLen))
 	}
 	c.opt.ws = seg.Opts.WS.Present && !c.cfg.NoWindowScale
 	if c.opt.ws {
@@ -80,7 +97,7 @@ func (c *Conn) takeSynOptions(now time.Time, seg *Segment) {
 	}
 	c.opt.ts = seg.Opts.TS && !c.cfg.NoTimestamps
 	if c.opt.ts {
-		c.opt.tsRecent, c.opt.tsRecentAt = seg.Opts.TSVal, stampOf(now)
+		c.opt.tsRecent, c.opt.tsRecentAt = seg.Opts.TSVal, uint32(now.Unix())
 	}
 	c.opt.sack = seg.Opts.SACKPermit && !c.cfg.NoSACK
 	if c.opt.sack {
@@ -144,7 +161,7 @@ func (c *Conn) paws(now time.Time, seg *Segment) bool {
 	if int32(seg.Opts.TSVal-c.opt.tsRecent) >= 0 {
 		return true
 	}
-	if stampOf(now).Sub(c.opt.tsRecentAt) > 24*24*time.Hour {
+	if now.Unix()-int64(c.opt.tsRecentAt) > int64(24*24*time.Hour/time.Second) {
 		c.opt.tsRecent = seg.Opts.TSVal // §5.5: invalidate the stale TS.Recent
 		return true
 	}
@@ -155,6 +172,6 @@ func (c *Conn) paws(now time.Time, seg *Segment) bool {
 // segment that covers the left edge of the window.
 func (c *Conn) updateTSRecent(now time.Time, seg *Segment) {
 	if c.opt.ts && seg.Opts.TS && int32(seg.Opts.TSVal-c.opt.tsRecent) >= 0 && seg.Seq.LessThanEq(c.opt.lastAckSent) {
-		c.opt.tsRecent, c.opt.tsRecentAt = seg.Opts.TSVal, stampOf(now)
+		c.opt.tsRecent, c.opt.tsRecentAt = seg.Opts.TSVal, uint32(now.Unix())
 	}
 }

@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"sync"
 	"syscall"
 	"time"
 
@@ -26,10 +27,11 @@ var (
 // send stamps the receive side (ACK, window) and the options on seg and
 // hands it out. SYN options are the caller's.
 func (c *Conn) send(now time.Time, s Segment) {
-	// The segment goes out through the connection's scratch copy, so that
-	// handing it to the Sender interface allocates nothing.
-	c.tx = s
-	seg := &c.tx
+	// The segment goes out through a pooled copy, so that handing it to
+	// the Sender interface allocates nothing (and no connection keeps a
+	// scratch segment of its own while idle).
+	seg := segPool.Get().(*Segment)
+	*seg = s
 	syn := seg.Flags&flagSYN != 0
 	if !syn {
 		c.optionsFor(now, seg)
@@ -48,7 +50,11 @@ func (c *Conn) send(now time.Time, s Segment) {
 		c.stats.segsOut++
 	}
 	c.out.Send(c, seg)
+	*seg = Segment{} // no payload kept alive from the pool
+	segPool.Put(seg)
 }
+
+var segPool = sync.Pool{New: func() any { return new(Segment) }}
 
 // Flush ends an input batch: a lone unacknowledged segment starts the
 // delayed-ACK timer (RFC 9293 §3.8.6.3); with delayed ACKs off it is

@@ -85,7 +85,7 @@ func (b *recoveryBase) prrSent(seq, end seqnum.Value) {
 // recovery, what is left of PRR's sndcnt (RFC 6937 §3.1, Linux's
 // cwnd = pipe + sndcnt); otherwise cwndRoom.
 func (b *recoveryBase) room(cwndRoom int) int {
-	if !b.inRecover || b.c.snd.model != nil {
+	if !b.inRecover || b.c.snd.rate != nil {
 		// A model-based controller (BBR) sets the window in recovery
 		// itself, as Linux skips tcp_cwnd_reduction for a module with
 		// cong_control.

@@ -2,9 +2,11 @@ package tcp
 
 import (
 	"sort"
+	"sync"
 	"time"
 
 	"ustack/stack/seqnum"
+	"ustack/stack/tcp/cc"
 )
 
 // RACK-TLP (RFC 8985), used when the peer SACKs: a segment is lost when a
@@ -35,26 +37,32 @@ type sentRec struct {
 }
 
 type rackState struct {
-	recs      []sentRec // outstanding segments in sequence order: recs[head:]
-	head      int
-	xmitTS    stamp         // RACK.xmit_ts: send time of the latest delivered segment
+	// The outstanding segments in sequence order: recs[head:]. The array
+	// comes from recPool when data goes out and returns to it once all is
+	// acknowledged (recsH is its pool handle), so that an idle connection
+	// holds none.
+	recs      []sentRec
+	recsH     *[]sentRec
+	head      int32
 	endSeq    seqnum.Value  // RACK.end_seq
+	xmitTS    stamp         // RACK.xmit_ts: send time of the latest delivered segment
 	rtt       time.Duration // RACK.rtt
 	minRTT    time.Duration
 	lostBytes int  // marked lost, not retransmitted since
 	tlpOut    bool // a probe is outstanding
-	// The RTT of the newest never-retransmitted segment delivered by the
-	// ACK being processed, and its send time (rttSample takes it).
-	lastRTT time.Duration
-	lastAt  stamp
 	// The reordering window's adaptation to D-SACKs (RFC 8985 §6.2 step
 	// 4): reoMult counts the steps of minRTT/4 (0 stands for 1), reoPersist
 	// the recoveries it lasts without a D-SACK, dsackRound the SND.NXT
-	// that ends the round in which a D-SACK already widened it.
+	// that ends the round in which a D-SACK already widened it. (Here,
+	// they fill what would be padding after tlpOut.)
 	reoMult      uint8
 	reoPersist   uint8
 	dsackRoundOn bool
 	dsackRound   seqnum.Value
+	// The RTT of the newest never-retransmitted segment delivered by the
+	// ACK being processed, and its send time (rttSample takes it).
+	lastRTT time.Duration
+	lastAt  stamp
 }
 
 // rackReoPersist is RFC 8985 §6.2's 16 recoveries (Linux's
@@ -115,6 +123,17 @@ func (k *sackRecovery) rttSample() time.Duration {
 
 func (r *rackState) live() []sentRec { return r.recs[r.head:] }
 
+var recPool = sync.Pool{New: func() any { return new([]sentRec) }}
+
+// release returns the records' array to the pool: nothing is outstanding.
+func (r *rackState) release() {
+	if r.recsH != nil {
+		*r.recsH = r.recs[:0]
+		recPool.Put(r.recsH)
+	}
+	r.recs, r.recsH, r.head = nil, nil, 0
+}
+
 // onSent records a transmission of [seq, end).
 func (k *sackRecovery) onSent(now time.Time, seq, end seqnum.Value) {
 	if !seq.LessThan(end) {
@@ -131,7 +150,7 @@ func (k *sackRecovery) onSent(now time.Time, seq, end seqnum.Value) {
 		for ; i < len(live) && live[i].start.LessThan(end); i++ {
 			rec := &live[i]
 			rec.at, rec.rtx = stampOf(now), true
-			if s.model != nil {
+			if s.rate != nil {
 				s.rate.onSent(now, rec, idle)
 			}
 			if rec.lost {
@@ -144,7 +163,11 @@ func (k *sackRecovery) onSent(now time.Time, seq, end seqnum.Value) {
 		}
 		seq = k.c.snd.max
 	}
-	if r.head > 0 && r.head >= len(r.recs)/2 {
+	if r.recsH == nil {
+		r.recsH = recPool.Get().(*[]sentRec)
+		r.recs, r.head = (*r.recsH)[:0], 0
+	}
+	if r.head > 0 && int(r.head) >= len(r.recs)/2 {
 		n := copy(r.recs, r.recs[r.head:])
 		r.recs, r.head = r.recs[:n], 0
 	}
@@ -157,7 +180,7 @@ func (k *sackRecovery) onSent(now time.Time, seq, end seqnum.Value) {
 			next = seq.Add(mss)
 		}
 		r.recs = append(r.recs, sentRec{start: seq, end: next, at: stampOf(now)})
-		if s.model != nil {
+		if s.rate != nil {
 			s.rate.onSent(now, &r.recs[len(r.recs)-1], idle)
 		}
 		seq = next
@@ -167,7 +190,7 @@ func (k *sackRecovery) onSent(now time.Time, seq, end seqnum.Value) {
 // rackDelivered notes that rec reached the peer (RFC 8985 §6.2 step 2).
 func (k *sackRecovery) rackDelivered(now time.Time, rec *sentRec) {
 	r := &k.rack
-	if k.c.snd.model != nil {
+	if k.c.snd.rate != nil {
 		k.c.snd.rate.onDelivered(now, rec)
 	}
 	rtt := stampOf(now).Sub(rec.at)
@@ -188,7 +211,7 @@ func (k *sackRecovery) rackDelivered(now time.Time, rec *sentRec) {
 // rackAcked drops the records below SND.UNA, taking them as delivered.
 func (k *sackRecovery) rackAcked(now time.Time) {
 	r := &k.rack
-	for r.head < len(r.recs) {
+	for int(r.head) < len(r.recs) {
 		rec := &r.recs[r.head]
 		if k.c.snd.una.LessThan(rec.end) {
 			if rec.start.LessThan(k.c.snd.una) {
@@ -208,8 +231,8 @@ func (k *sackRecovery) rackAcked(now time.Time) {
 		r.recs[r.head] = sentRec{}
 		r.head++
 	}
-	if r.head == len(r.recs) {
-		r.recs, r.head = r.recs[:0], 0
+	if int(r.head) == len(r.recs) {
+		r.release()
 	}
 }
 
@@ -294,7 +317,7 @@ func (k *sackRecovery) armTLP(now time.Time) {
 	// the RFC's earlier 10 ms floor cost a 10 ms stall on every tail loss
 	// of a fast path.
 	pto := 2*k.c.snd.rtt.srtt + tlpMin
-	if int(k.c.snd.una.Size(k.c.snd.max)) <= k.c.snd.mss {
+	if int(k.c.snd.una.Size(k.c.snd.max)) <= int(k.c.snd.mss) {
 		pto = 2*k.c.snd.rtt.srtt + wcDelAckT
 	}
 	at := stampOf(now).Add(pto)
@@ -351,7 +374,8 @@ func (k *sackRecovery) check(now time.Time) {
 			}
 		}
 	}
-	if m := k.c.snd.model; m != nil {
+	if k.c.snd.rate != nil {
+		m := k.c.snd.cc.(cc.ModelBased)
 		if rs, ok := k.c.snd.rate.sample(k.rack.minRTT, k.pipe(), k.inRecover); ok {
 			m.OnRateSample(now, rs)
 		}

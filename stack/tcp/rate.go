@@ -31,8 +31,8 @@ type rateState struct {
 	sendElapsed    time.Duration
 	ackElapsed     time.Duration
 	rtt            time.Duration
+	acked          int32 // bytes this ACK delivered
 	sampleApp      bool
-	acked          int  // bytes this ACK delivered
 	have           bool // a segment was delivered by this ACK
 }
 
@@ -52,7 +52,7 @@ func (r *rateState) onSent(now time.Time, rec *sentRec, idle bool) {
 func (r *rateState) onDelivered(now time.Time, rec *sentRec) {
 	n := int64(rec.start.Size(rec.end))
 	r.delivered += n
-	r.acked += int(n)
+	r.acked += int32(n)
 	r.deliveredAt = stampOf(now)
 	if r.have && rec.delivered < r.priorDelivered {
 		return
@@ -76,7 +76,7 @@ func (r *rateState) onDelivered(now time.Time, rec *sentRec) {
 func (r *rateState) sample(minRTT time.Duration, inFlight int, inRecovery bool) (cc.RateSample, bool) {
 	rs := cc.RateSample{
 		TotalDelivered: r.delivered, PriorDelivered: r.priorDelivered,
-		Acked: r.acked, Lost: int(r.lostTotal - r.lostSeen), InFlight: inFlight, InRecovery: inRecovery,
+		Acked: int(r.acked), Lost: int(r.lostTotal - r.lostSeen), InFlight: inFlight, InRecovery: inRecovery,
 		RTT: r.rtt, AppLimited: r.sampleApp,
 	}
 	r.lostSeen = r.lostTotal

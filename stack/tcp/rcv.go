@@ -12,24 +12,26 @@ import (
 // window it offers (with receiver SWS avoidance) and when it acknowledges
 // (delayed ACK, RFC 9293 §3.8.6.3).
 type receiver struct {
-	irs     seqnum.Value
-	nxt     seqnum.Value // RCV.NXT
-	adv     seqnum.Value // right edge of the window last advertised
-	buf     buffer
-	ooo     oooQueue
-	finRcvd bool // the peer's FIN was processed: EOF after buf
-	discard bool // CloseRead: in-order data is acknowledged and dropped
-
+	irs seqnum.Value
+	nxt seqnum.Value // RCV.NXT
+	adv seqnum.Value // right edge of the window last advertised
 	// recent holds a sequence number inside each of the out-of-order
 	// blocks that changed last, the newest first (noteSACK).
-	recent  [header.MaxSACKBlocks]seqnum.Value
-	nRecent uint8
-	dsackOn bool             // a D-SACK block is to be reported (RFC 2883)
-	dsack   header.SACKBlock // the duplicate it reports
+	recent [header.MaxSACKBlocks]seqnum.Value
+	dsack  header.SACKBlock // the duplicate a D-SACK block reports (RFC 2883), if dsackOn
 
-	ackNow     bool  // an ACK must go out at the next output
-	ackPending int   // in-order segments received and not yet acknowledged
+	ackPending int32 // in-order segments received and not yet acknowledged
+	buf        buffer
+	ooo        oooQueue
 	delackAt   stamp // delayed ACK (RFC 9293 §3.8.6.3), or a compressed SACK's
+	lastData   stamp // when in-order data last arrived
+
+	tune rcvTune // the buffer's size and its auto-tuning (rcvtune.go)
+
+	stats struct {
+		bytesIn                                           uint64
+		outOfOrder, oooDropped, acksCompressed, dsackSent uint32
+	}
 
 	// SACK compression (oooACK): the RCV.NXT the immediate duplicate ACKs
 	// were counted for, how many went, and how many ACKs are held back.
@@ -37,21 +39,21 @@ type receiver struct {
 	dupSent    uint8
 	compressed uint8
 
+	nRecent uint8
+	dsackOn bool // a D-SACK block is to be reported
+	finRcvd bool // the peer's FIN was processed: EOF after buf
+	discard bool // CloseRead: in-order data is acknowledged and dropped
+	ackNow  bool // an ACK must go out at the next output
 	// Quick-ACK mode, as Linux has it: the first ACKs of a connection (and
 	// after an idle gap) go out at once, unless the connection is
 	// interactive (pingpong: we answer data within the delayed-ACK time).
-	quick    int
+	quick    uint8
 	pingpong bool
-	lastData stamp // when in-order data last arrived
-
-	stats struct {
-		bytesIn, outOfOrder, oooDropped, acksCompressed, dsackSent uint64
-	}
 }
 
 func (r *receiver) addStats(st *Stats) {
-	st.BytesIn, st.OutOfOrder, st.OOODropped = r.stats.bytesIn, r.stats.outOfOrder, r.stats.oooDropped
-	st.ACKsCompressed, st.DSACKsSent = r.stats.acksCompressed, r.stats.dsackSent
+	st.BytesIn, st.OutOfOrder, st.OOODropped = r.stats.bytesIn, uint64(r.stats.outOfOrder), uint64(r.stats.oooDropped)
+	st.ACKsCompressed, st.DSACKsSent = uint64(r.stats.acksCompressed), uint64(r.stats.dsackSent)
 }
 
 // start sets the receive sequence space from the peer's SYN.
@@ -75,7 +77,7 @@ func (r *receiver) acked() {
 	r.delackAt = 0
 	if r.compressed > 0 {
 		// The ACK going out carries what the held ones would have.
-		r.stats.acksCompressed += uint64(r.compressed) - 1
+		r.stats.acksCompressed += uint32(r.compressed) - 1
 		r.compressed = 0
 	}
 	if r.quick > 0 {
@@ -95,7 +97,7 @@ const maxQuickACKs = 16
 func (r *receiver) dataArrived(now time.Time, first bool, rto time.Duration, mss int) {
 	if first || stampOf(now).Sub(r.lastData) > rto {
 		q := min(max(int(r.window())/(2*mss), 2), maxQuickACKs)
-		r.quick = max(r.quick, q)
+		r.quick = max(r.quick, uint8(q))
 	}
 	r.lastData = stampOf(now)
 }
@@ -302,12 +304,13 @@ func (c *Conn) rcvLimit(syn bool) int {
 
 // advertise returns the window field for an outgoing segment and records
 // the right edge it offers. The window never shrinks (RFC 9293 §3.8.6.2.2)
-// and opens only in steps of min(RcvBuf/2, MSS) (receiver SWS avoidance).
+// and opens only in steps of min(buffer/2, MSS) (receiver SWS avoidance).
 func (c *Conn) advertise(syn bool) uint16 {
-	free := min(c.cfg.RcvBuf-c.rcv.buf.Len(), c.rcvLimit(syn))
+	size := int(c.rcv.tune.size)
+	free := min(size-c.rcv.buf.Len(), c.rcvLimit(syn))
 	cur := int(c.rcv.window())
 	w := cur
-	if free > cur && (syn || free-cur >= min(c.cfg.RcvBuf/2, c.cfg.MSS)) {
+	if free > cur && (syn || free-cur >= min(size/2, c.ourMSS())) {
 		w = free
 	}
 	shift := c.opt.rcvShift
@@ -331,9 +334,10 @@ func (c *Conn) advertise(syn bool) uint16 {
 // last advertisement to be worth a segment of its own: at least one MSS and
 // at least double what the peer sees now.
 func (c *Conn) windowUpdateDue() bool {
-	free := min(c.cfg.RcvBuf-c.rcv.buf.Len(), c.rcvLimit(false))
+	size := int(c.rcv.tune.size)
+	free := min(size-c.rcv.buf.Len(), c.rcvLimit(false))
 	cur := int(c.rcv.window())
-	return free-cur >= min(c.cfg.RcvBuf/2, c.cfg.MSS) && free >= 2*cur
+	return free-cur >= min(size/2, c.ourMSS()) && free >= 2*cur
 }
 
 // ackEvery is how many in-order segments may wait, within one input batch,
@@ -407,14 +411,15 @@ func (c *Conn) processText(now time.Time, seg *Segment) bool {
 		c.rcv.ackPending++
 		return true
 	}
-	c.rcv.dataArrived(now, c.rcv.stats.bytesIn == 0, c.snd.rtt.rto, c.cfg.MSS)
+	c.rcv.dataArrived(now, c.rcv.stats.bytesIn == 0, c.snd.rtt.rto, c.ourMSS())
 	n := c.rcv.buf.Append(seg.Payload, c.rcvBufLimit())
 	c.rcv.nxt = c.rcv.nxt.Add(seqnum.Size(n))
 	c.rcv.stats.bytesIn += uint64(n)
+	c.rcvRTTMeasure(now, seg)
 	// Count full-sized segments: a coalesced super-packet (the kernel's
 	// TSO reaches us whole through the TUN) owes the ACKs its segments
 	// would (RFC 9293 §3.8.6.3), and gets one at the end of the batch.
-	c.rcv.ackPending += max(1, (n+c.cfg.MSS-1)/c.cfg.MSS)
+	c.rcv.ackPending += int32(max(1, (n+c.ourMSS()-1)/c.ourMSS()))
 	c.events |= EvReadable
 	if c.rcv.ooo.len() > 0 {
 		c.rcv.ackNow = true // filling a hole: ACK at once
@@ -427,11 +432,13 @@ func (c *Conn) processText(now time.Time, seg *Segment) bool {
 	return true
 }
 
-// rcvBufLimit is the receive buffer's bound: RcvBuf, or more if the window
+// rcvBufLimit is the receive buffer's bound: its size, or more if the window
 // we advertised promised more (advertise rounds a kept window up to the
 // window-scale unit rather than shrink it). Every byte inside the offered
 // window is taken, so the window closes exactly at its edge.
-func (c *Conn) rcvBufLimit() int { return max(c.cfg.RcvBuf, c.rcv.buf.Len()+int(c.rcv.window())) }
+func (c *Conn) rcvBufLimit() int {
+	return max(int(c.rcv.tune.size), c.rcv.buf.Len()+int(c.rcv.window()))
+}
 
 // drainOOO moves queued segments that became in-order into the receive
 // buffer. It reports whether a queued FIN became in-order.

@@ -73,7 +73,8 @@ type lossRecovery interface {
 	addStats(st *Stats)
 }
 
-// recoveryBase is the state both recoveries keep.
+// recoveryBase is the state both recoveries keep: one per connection
+// (Conn.rb), which both point to, as only one is ever in use.
 type recoveryBase struct {
 	c         *Conn
 	dupAcks   int
@@ -153,7 +154,7 @@ func (b *recoveryBase) addStats(st *Stats) {
 // renoRecovery is NewReno (RFC 6582) for a peer without SACK: three
 // duplicate ACKs start recovery; each partial ACK resends the next
 // unacknowledged segment. It has no timers of its own.
-type renoRecovery struct{ recoveryBase }
+type renoRecovery struct{ *recoveryBase }
 
 // pipe: in NewReno recovery each duplicate ACK stands for one segment that
 // left the network (the window inflation of RFC 5681 step 4).
@@ -162,7 +163,7 @@ func (r *renoRecovery) pipe() int {
 	if !r.inRecover {
 		return int(s.una.Size(s.nxt))
 	}
-	return max(s.flight()-r.dupAcks*s.mss, 0)
+	return max(s.flight()-r.dupAcks*int(s.mss), 0)
 }
 
 func (r *renoRecovery) sackedAt(seqnum.Value) (seqnum.Value, bool)   { return 0, false }
@@ -190,7 +191,7 @@ func (r *renoRecovery) takeSACK(time.Time, seqnum.Value, sackBlocks, int) bool {
 // dupSacked is what the duplicate ACKs say the peer holds above SND.UNA.
 func (r *renoRecovery) dupSacked() int {
 	s := &r.c.snd
-	return min(r.dupAcks*s.mss, s.flight())
+	return min(r.dupAcks*int(s.mss), s.flight())
 }
 
 // ackAdvanced: a partial ACK resends the next unacknowledged segment at

@@ -1,75 +1,115 @@
 package tcp
 
 import (
+	"sync"
 	"time"
 
 	"ustack/stack/seqnum"
 )
 
 // scoreboard is the sender's record of SACKed ranges above SND.UNA
-// (RFC 6675 §3), sorted and merged.
+// (RFC 6675 §3), sorted and merged. The ranges' array comes from a pool
+// while any range is held and goes back when none is, so that a
+// connection without loss holds none.
 type scoreboard struct {
-	r     []sackRange
-	bytes int // total SACKed bytes
+	rh    *[]sackRange // nil: no range
+	bytes int          // total SACKed bytes
 }
 
 type sackRange struct{ start, end seqnum.Value }
 
-func (sb *scoreboard) reset() { sb.r, sb.bytes = sb.r[:0], 0 }
+var sbPool = sync.Pool{New: func() any { return new([]sackRange) }}
+
+// ranges are the SACKed ranges, in order.
+func (sb *scoreboard) ranges() []sackRange {
+	if sb.rh == nil {
+		return nil
+	}
+	return *sb.rh
+}
+
+// set makes r the ranges.
+func (sb *scoreboard) set(r []sackRange) {
+	if len(r) == 0 {
+		if sb.rh != nil {
+			*sb.rh = r[:0]
+			sbPool.Put(sb.rh)
+			sb.rh = nil
+		}
+		return
+	}
+	if sb.rh == nil {
+		sb.rh = sbPool.Get().(*[]sackRange)
+	}
+	*sb.rh = r
+}
+
+func (sb *scoreboard) reset() {
+	sb.set(sb.ranges()[:0])
+	sb.bytes = 0
+}
 
 // add records [start, end).
 func (sb *scoreboard) add(start, end seqnum.Value) {
+	r := sb.ranges()
+	if sb.rh == nil {
+		sb.rh = sbPool.Get().(*[]sackRange)
+		r = (*sb.rh)[:0]
+	}
 	i := 0
-	for i < len(sb.r) && sb.r[i].end.LessThan(start) {
+	for i < len(r) && r[i].end.LessThan(start) {
 		i++
 	}
 	j := i
-	for j < len(sb.r) && sb.r[j].start.LessThanEq(end) {
-		start = seqnum.Min(start, sb.r[j].start)
-		end = seqnum.Max(end, sb.r[j].end)
-		sb.bytes -= int(sb.r[j].start.Size(sb.r[j].end))
+	for j < len(r) && r[j].start.LessThanEq(end) {
+		start = seqnum.Min(start, r[j].start)
+		end = seqnum.Max(end, r[j].end)
+		sb.bytes -= int(r[j].start.Size(r[j].end))
 		j++
 	}
 	sb.bytes += int(start.Size(end))
 	if i == j {
-		sb.r = append(sb.r, sackRange{})
-		copy(sb.r[i+1:], sb.r[i:])
-		sb.r[i] = sackRange{start, end}
+		r = append(r, sackRange{})
+		copy(r[i+1:], r[i:])
+		r[i] = sackRange{start, end}
+		sb.set(r)
 		return
 	}
-	sb.r[i] = sackRange{start, end}
-	sb.r = append(sb.r[:i+1], sb.r[j:]...)
+	r[i] = sackRange{start, end}
+	sb.set(append(r[:i+1], r[j:]...))
 }
 
 // ackedTo drops everything below una.
 func (sb *scoreboard) ackedTo(una seqnum.Value) {
+	r := sb.ranges()
 	k := 0
-	for _, r := range sb.r {
-		if r.end.LessThanEq(una) {
-			sb.bytes -= int(r.start.Size(r.end))
+	for _, x := range r {
+		if x.end.LessThanEq(una) {
+			sb.bytes -= int(x.start.Size(x.end))
 			continue
 		}
-		if r.start.LessThan(una) {
-			sb.bytes -= int(r.start.Size(una))
-			r.start = una
+		if x.start.LessThan(una) {
+			sb.bytes -= int(x.start.Size(una))
+			x.start = una
 		}
-		sb.r[k] = r
+		r[k] = x
 		k++
 	}
-	sb.r = sb.r[:k]
+	sb.set(r[:k])
 }
 
 // highest is the end of the highest SACKed range (or una if none).
 func (sb *scoreboard) highest(una seqnum.Value) seqnum.Value {
-	if len(sb.r) == 0 {
+	r := sb.ranges()
+	if len(r) == 0 {
 		return una
 	}
-	return sb.r[len(sb.r)-1].end
+	return r[len(r)-1].end
 }
 
 // sackedAt returns the end of the SACKed range holding v, if any.
 func (sb *scoreboard) sackedAt(v seqnum.Value) (seqnum.Value, bool) {
-	for _, r := range sb.r {
+	for _, r := range sb.ranges() {
 		if v.InRange(r.start, r.end) {
 			return r.end, true
 		}
@@ -80,7 +120,7 @@ func (sb *scoreboard) sackedAt(v seqnum.Value) (seqnum.Value, bool) {
 // sackedBetween counts SACKed bytes in [a, b).
 func (sb *scoreboard) sackedBetween(a, b seqnum.Value) int {
 	n := 0
-	for _, r := range sb.r {
+	for _, r := range sb.ranges() {
 		s, e := seqnum.Max(r.start, a), seqnum.Min(r.end, b)
 		if s.LessThan(e) {
 			n += int(s.Size(e))
@@ -91,7 +131,7 @@ func (sb *scoreboard) sackedBetween(a, b seqnum.Value) int {
 
 // nextSACKed returns the first SACKed range that starts above v.
 func (sb *scoreboard) nextSACKed(v seqnum.Value) (seqnum.Value, seqnum.Value, bool) {
-	for _, r := range sb.r {
+	for _, r := range sb.ranges() {
 		if v.LessThan(r.start) {
 			return r.start, r.end, true
 		}
@@ -104,12 +144,12 @@ func (sb *scoreboard) nextSACKed(v seqnum.Value) (seqnum.Value, seqnum.Value, bo
 // owns the scoreboard, RACK's records and two timers: the probe timeout
 // and the reordering window.
 type sackRecovery struct {
-	recoveryBase
+	*recoveryBase
 	sb    scoreboard // SACKed ranges above SND.UNA
 	rack  rackState
 	tlpAt stamp // tail loss probe (RFC 8985 §7)
 	reoAt stamp // RACK reordering window (RFC 8985 §6.2)
-	sstat struct{ tlpProbes, rackLost, dsackRecv uint64 }
+	sstat struct{ tlpProbes, rackLost, dsackRecv uint32 }
 }
 
 // pipe: outside recovery, the data sent and neither ACKed nor SACKed; in
@@ -207,7 +247,7 @@ func (k *sackRecovery) onDupAck(now time.Time) {
 		return
 	}
 	s := &k.c.snd
-	sacked := k.sb.bytes > (dupThresh-1)*s.mss
+	sacked := k.sb.bytes > (dupThresh-1)*int(s.mss)
 	if (k.dupAcks >= dupThresh || sacked) && (s.una.GreaterThan(k.recover) || k.recover == s.iss || sacked) {
 		k.enterRecovery(now)
 	}
@@ -328,5 +368,5 @@ func (k *sackRecovery) onAckAdvanced(now time.Time) {
 
 func (k *sackRecovery) addStats(st *Stats) {
 	k.recoveryBase.addStats(st)
-	st.TLPProbes, st.RACKLost, st.DSACKsReceived = k.sstat.tlpProbes, k.sstat.rackLost, k.sstat.dsackRecv
+	st.TLPProbes, st.RACKLost, st.DSACKsReceived = uint64(k.sstat.tlpProbes), uint64(k.sstat.rackLost), uint64(k.sstat.dsackRecv)
 }

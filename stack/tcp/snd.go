@@ -21,36 +21,37 @@ type sender struct {
 	maxWnd uint32       // the largest window the peer has offered
 	wl1    seqnum.Value // SND.WL1
 	wl2    seqnum.Value // SND.WL2
-	mss    int          // largest payload we send: min(peer MSS, our MSS)
+	mss    int32        // largest payload we send: min(peer MSS, our MSS)
+	finSeq seqnum.Value // the sequence number the FIN occupies (valid when finQueued)
 
-	buf       buffer       // unacknowledged and unsent data, starting at bufSeq()
-	finQueued bool         // the application closed: a FIN follows the last byte of buf
-	finSeq    seqnum.Value // the sequence number the FIN occupies (valid when finQueued)
+	buf buffer // unacknowledged and unsent data, starting at bufSeq()
 
-	cc    cc.Controller
-	ccObs cc.AppLimitedObserver // cc, if it watches how the window is used
-	model cc.ModelBased         // cc, if it takes delivery-rate samples (rate.go)
-	rate  *rateState            // with model only: idle connections of other controllers do not pay for it
-	rtt   rttState
+	cc   cc.Controller
+	rate *rateState // with a model-based cc only (rate.go): idle connections of other controllers do not pay for it
+	rtt  rttState
 
-	rtxAt          stamp // retransmission of SYN, data or FIN (RFC 6298)
-	persistAt      stamp // zero-window probe (RFC 9293 §3.8.6.1)
-	rtxCount       int   // consecutive RTO expiries for data or FIN
-	synRtx         int   // SYN / SYN-ACK retransmissions
-	persistBackoff int
+	rtxAt       stamp // retransmission of SYN, data or FIN (RFC 6298)
+	persistAt   stamp // zero-window probe (RFC 9293 §3.8.6.1)
+	probesSince stamp // when the first zero-window probe without an answer went out
+	unaSince    stamp // the first timeout retransmission since SND.UNA last moved (Linux's retrans_stamp)
+
 	smallEnd       seqnum.Value // end of the last segment shorter than the MSS sent (Nagle)
-	probesOut      int          // zero-window probes since the last acceptable ACK
-	probesSince    stamp        // when the first of them went out
-	unaSince       stamp        // the first timeout retransmission since SND.UNA last moved (Linux's retrans_stamp)
+	rtxCount       int32        // consecutive RTO expiries for data or FIN
+	synRtx         int32        // SYN / SYN-ACK retransmissions
+	persistBackoff int32
+	probesOut      int32 // zero-window probes since the last acceptable ACK
+	ccObs          bool  // cc is a cc.AppLimitedObserver: it watches how the window is used
+	finQueued      bool  // the application closed: a FIN follows the last byte of buf
 
 	stats struct {
-		bytesOut, retransmits, timeouts, zeroWindowProbes uint64
+		bytesOut, retransmits      uint64
+		timeouts, zeroWindowProbes uint32
 	}
 }
 
 func (s *sender) addStats(st *Stats) {
 	st.BytesOut, st.Retransmits = s.stats.bytesOut, s.stats.retransmits
-	st.Timeouts, st.ZeroWindowProbes = s.stats.timeouts, s.stats.zeroWindowProbes
+	st.Timeouts, st.ZeroWindowProbes = uint64(s.stats.timeouts), uint64(s.stats.zeroWindowProbes)
 }
 
 // stopTimers disarms the sender's timers.
@@ -98,15 +99,15 @@ func (s *sender) startCC(name string, sack bool) {
 	if s.cc != nil {
 		return
 	}
-	s.cc = cc.New(name, s.mss)
-	if m, ok := s.cc.(cc.ModelBased); ok {
+	s.cc = cc.New(name, int(s.mss))
+	if _, ok := s.cc.(cc.ModelBased); ok {
 		if !sack {
-			s.cc = cc.New("cubic", s.mss)
+			s.cc = cc.New("cubic", int(s.mss))
 		} else {
-			s.model, s.rate = m, new(rateState)
+			s.rate = new(rateState)
 		}
 	}
-	s.ccObs, _ = s.cc.(cc.AppLimitedObserver)
+	_, s.ccObs = s.cc.(cc.AppLimitedObserver)
 }
 
 // sendData segments the send buffer (RFC 9293 §3.8.6.2.1 sender SWS
@@ -137,7 +138,7 @@ func (c *Conn) sendData(now time.Time) {
 		off := int(base.Size(c.snd.nxt))
 		avail := buffered - off
 		if avail <= 0 {
-			if c.snd.model != nil && c.sendRoom() > 0 {
+			if c.snd.rate != nil && c.sendRoom() > 0 {
 				c.snd.rate.markAppLimited(c.rec.pipe())
 			}
 			if c.snd.finQueued && c.snd.nxt == c.snd.finSeq {
@@ -169,7 +170,7 @@ func (c *Conn) sendData(now time.Time) {
 			return // sender SWS avoidance: wait for a usable window
 		}
 		fin := c.snd.finQueued && n == avail
-		if n < mss && n == avail && !fin && (!c.cfg.NoDelay && c.smallInFlight() || c.cork) {
+		if n < mss && n == avail && !fin && (!c.noDelay && c.smallInFlight() || c.cork) {
 			return // Nagle (Minshall's): one small segment in flight at a time; or corked
 		}
 		// A segment the peer's window cuts short is pushed, as Linux marks
@@ -196,7 +197,7 @@ func (c *Conn) smallInFlight() bool {
 
 // effMSS is the payload that fits in one segment with the options it
 // carries (RFC 9293 §3.7.1: the MSS counts no TCP options).
-func (c *Conn) effMSS() int { return max(c.snd.mss-c.optionBytes(), 1) }
+func (c *Conn) effMSS() int { return max(int(c.snd.mss)-c.optionBytes(), 1) }
 
 // sendRoom is how many more bytes may leave at SND.NXT: the least of the
 // send window's room and the congestion window minus the pipe (in
@@ -262,8 +263,8 @@ func (c *Conn) sendRange(now time.Time, seq seqnum.Value, n int, fin, push bool)
 		c.snd.max = end
 		c.snd.rtt.start(now, end)
 	}
-	if c.snd.ccObs != nil {
-		c.snd.ccObs.OnSend(now, before, c.snd.flight())
+	if c.snd.ccObs {
+		c.snd.cc.(cc.AppLimitedObserver).OnSend(now, before, c.snd.flight())
 	}
 	c.onDataSent(now)
 	return end
@@ -301,10 +302,10 @@ func (c *Conn) onPersist(now time.Time) {
 	if off >= c.snd.buf.Len() {
 		return
 	}
-	if c.snd.probesOut >= c.cfg.MaxRetries {
+	if int(c.snd.probesOut) >= c.cfg.MaxRetries {
 		// Unanswered probes: the peer is gone (Linux's tcp_probe_timer
 		// gives up after tcp_retries2 probes, silently).
-		c.fail(now, c.timeoutErr(), "timer persist: no answer to "+itoa(c.snd.probesOut)+" probes")
+		c.fail(now, c.timeoutErr(), "timer persist: no answer to "+itoa(int(c.snd.probesOut))+" probes")
 		return
 	}
 	if c.userTimedOut(now, c.snd.probesSince) {
@@ -347,14 +348,14 @@ func (c *Conn) ackAdvanced(now time.Time, seg *Segment) {
 		c.snd.nxt = c.snd.una
 	}
 	c.rec.acked(now)
-	rtt := c.snd.rtt.acked(now, seg.Ack)
+	rtt := c.snd.rtt.acked(now, seg.Ack, c.cfg)
 	if rtt == 0 {
 		rtt = c.rec.rttSample()
 		if rtt > 0 {
 			// The send time of the newest segment this ACK delivered,
 			// never retransmitted (Karn), to the microsecond: Linux's
 			// sample from the skb's timestamp (tcp_clean_rtx_queue).
-			c.snd.rtt.sample(rtt)
+			c.snd.rtt.sample(rtt, c.cfg)
 		}
 	}
 	if rtt == 0 && c.opt.ts && seg.Opts.TS && seg.Opts.TSEcr != 0 {
@@ -365,7 +366,7 @@ func (c *Conn) ackAdvanced(now time.Time, seg *Segment) {
 		// counts it (a sub-millisecond path must not read as 1 µs).
 		if ms := int32(c.tsNow(now) - seg.Opts.TSEcr); ms >= 0 {
 			rtt = time.Duration(max(ms, 1)) * time.Millisecond
-			c.snd.rtt.sample(rtt)
+			c.snd.rtt.sample(rtt, c.cfg)
 		}
 	}
 	c.onAckAdvanced(now)

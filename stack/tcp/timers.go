@@ -1,6 +1,9 @@
 package tcp
 
-import "time"
+import (
+	"syscall"
+	"time"
+)
 
 // The timers of a connection are deadlines, each kept by the part that
 // owns it (docs/design.md "The hot path"); a zero deadline is disarmed:
@@ -17,7 +20,7 @@ import "time"
 // NextDeadline is the earliest armed timer, or the zero time.
 func (c *Conn) NextDeadline() time.Time {
 	return earliest(c.snd.rtxAt, c.rec.deadline(), c.snd.persistAt, c.rcv.delackAt,
-		c.tm.keepalive, c.tm.finWait2, c.tm.timeWait).Time()
+		c.tm.keepalive, c.tm.closeAt).Time()
 }
 
 // earliest is the earliest set stamp, or zero.
@@ -45,14 +48,13 @@ func due(t stamp, now time.Time) bool { return !t.IsZero() && !stampOf(now).Befo
 // TIME-WAIT and FIN-WAIT-2 first, then retransmission, loss recovery's
 // timers, persist, delayed ACK and keepalive; then it sends what is due.
 func (c *Conn) Tick(now time.Time) {
-	if due(c.tm.timeWait, now) {
-		c.tm.timeWait = 0
-		c.setState(now, Closed, "timer 2*MSL")
-		return
-	}
-	if due(c.tm.finWait2, now) {
-		c.tm.finWait2 = 0
-		if c.state == FinWait2 {
+	if due(c.tm.closeAt, now) {
+		c.tm.closeAt = 0
+		switch c.state {
+		case TimeWait:
+			c.setState(now, Closed, "timer 2*MSL")
+			return
+		case FinWait2:
 			c.setState(now, Closed, "timer FIN-WAIT-2")
 			return
 		}
@@ -96,7 +98,7 @@ func (c *Conn) onSegmentReceived(now time.Time) {
 }
 
 func (c *Conn) armKeepalive(now time.Time) {
-	if c.cfg.KeepAlive && c.state.Synchronized() && c.state != TimeWait {
+	if c.keepAlive && c.state.Synchronized() && c.state != TimeWait {
 		c.tm.keepalive = stampOf(now.Add(c.cfg.KeepIdle))
 	} else {
 		c.tm.keepalive = 0
@@ -106,15 +108,15 @@ func (c *Conn) armKeepalive(now time.Time) {
 // SetKeepAlive turns keepalive on or off with the given parameters (zero
 // values keep the current ones).
 func (c *Conn) SetKeepAlive(now time.Time, on bool, idle, interval time.Duration, count int) {
-	c.cfg.KeepAlive = on
-	if idle > 0 {
-		c.cfg.KeepIdle = idle
+	c.keepAlive = on
+	if idle > 0 && idle != c.cfg.KeepIdle {
+		c.ownConfig().KeepIdle = idle
 	}
-	if interval > 0 {
-		c.cfg.KeepInterval = interval
+	if interval > 0 && interval != c.cfg.KeepInterval {
+		c.ownConfig().KeepInterval = interval
 	}
-	if count > 0 {
-		c.cfg.KeepCount = count
+	if count > 0 && count != c.cfg.KeepCount {
+		c.ownConfig().KeepCount = count
 	}
 	c.keepProbes = 0
 	c.armKeepalive(now)
@@ -122,7 +124,7 @@ func (c *Conn) SetKeepAlive(now time.Time, on bool, idle, interval time.Duration
 
 // SetNoDelay turns Nagle's algorithm off (true) or on.
 func (c *Conn) SetNoDelay(now time.Time, on bool) {
-	c.cfg.NoDelay = on
+	c.noDelay = on
 	if on {
 		c.output(now)
 	}
@@ -131,7 +133,7 @@ func (c *Conn) SetNoDelay(now time.Time, on bool) {
 // onKeepalive sends a probe <SEQ=SND.NXT-1><ACK=RCV.NXT> (RFC 1122
 // §4.2.3.6, RFC 9293 §3.8.4), or aborts after KeepCount unanswered probes.
 func (c *Conn) onKeepalive(now time.Time) {
-	if !c.cfg.KeepAlive || !c.state.Synchronized() || c.state == TimeWait {
+	if !c.keepAlive || !c.state.Synchronized() || c.state == TimeWait {
 		return
 	}
 	if c.snd.una != c.snd.max || c.snd.buf.Len() > 0 && c.state != FinWait2 {
@@ -145,9 +147,9 @@ func (c *Conn) onKeepalive(now time.Time) {
 	// tcp_keepalive_timer).
 	ut := c.cfg.UserTimeout
 	if ut > 0 && c.keepProbes > 0 && !c.lastRcvd.IsZero() && stampOf(now).Sub(c.lastRcvd) >= ut ||
-		ut <= 0 && c.keepProbes >= c.cfg.KeepCount {
+		ut <= 0 && int(c.keepProbes) >= c.cfg.KeepCount {
 		c.sendActiveRST(now) // Linux: tcp_send_active_reset, then the error
-		c.fail(now, ErrTimedOut, "timer keepalive: no answer to "+itoa(c.keepProbes)+" probes")
+		c.fail(now, ErrTimedOut, "timer keepalive: no answer to "+itoa(int(c.keepProbes))+" probes")
 		return
 	}
 	c.keepProbes++
@@ -162,7 +164,7 @@ func (c *Conn) onRetransmitTimeout(now time.Time) {
 	c.snd.rtt.cancel()
 	switch c.state {
 	case SynSent, SynReceived:
-		if c.snd.synRtx >= c.cfg.MaxSynRetries || c.userTimedOut(now, c.snd.unaSince) {
+		if int(c.snd.synRtx) >= c.cfg.MaxSynRetries || c.userTimedOut(now, c.snd.unaSince) {
 			// No RST: the peer did not answer; Linux drops a request that
 			// ran out of SYN-ACK retries, and fails a connect, silently.
 			c.fail(now, c.timeoutErr(), "timer SYN retries exhausted")
@@ -172,7 +174,7 @@ func (c *Conn) onRetransmitTimeout(now time.Time) {
 			c.snd.unaSince = stampOf(now) // the user timeout counts from here
 		}
 		c.snd.synRtx++
-		c.snd.rtt.backoff()
+		c.snd.rtt.backoff(c.cfg)
 		c.snd.stats.retransmits++
 		c.sendSYN(now)
 		return
@@ -184,7 +186,7 @@ func (c *Conn) onRetransmitTimeout(now time.Time) {
 		c.fail(now, c.timeoutErr(), "timer user timeout")
 		return
 	}
-	if c.snd.rtxCount >= c.cfg.MaxRetries {
+	if int(c.snd.rtxCount) >= c.cfg.MaxRetries {
 		// RFC 9293 §3.8.3 (R2): close the connection. No RST: the path or
 		// the peer is gone, and Linux's tcp_write_err sends none.
 		c.fail(now, c.timeoutErr(), "timer retransmission limit")
@@ -203,7 +205,7 @@ func (c *Conn) onRetransmitTimeout(now time.Time) {
 	// scoreboard too (RFC 2018 §8), so that everything from SND.UNA is
 	// resent.
 	c.rec.onRTO()
-	c.snd.rtt.backoff()
+	c.snd.rtt.backoff(c.cfg)
 	// Go back to SND.UNA and resend from there as the window allows.
 	c.snd.nxt = c.snd.una
 	c.output(now)
@@ -226,9 +228,9 @@ func itoa(n int) string {
 
 // timeoutErr is the error a connection that timed out reports: the last
 // ICMP soft error if there was one, else ETIMEDOUT (Linux's tcp_write_err).
-func (c *Conn) timeoutErr() error {
+func (c *Conn) timeoutErr() syscall.Errno {
 	if c.softErr != 0 {
-		return c.softErr
+		return syscall.Errno(c.softErr)
 	}
 	return ErrTimedOut
 }

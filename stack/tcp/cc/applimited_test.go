@@ -58,16 +58,16 @@ func TestCubicIdleShiftsEpoch(t *testing.T) {
 	c.OnLoss(t0, c.Cwnd())
 	c.OnSend(t0, 0, c.Cwnd())
 	c.OnAck(t0.Add(50*time.Millisecond), mss, 50*time.Millisecond) // starts the epoch
-	epoch := c.epoch
+	epoch := c.epochAt()
 	last := t0.Add(time.Second)
 	c.OnSend(last, mss, c.Cwnd()) // busy: no shift
-	if !c.epoch.Equal(epoch) {
+	if !c.epochAt().Equal(epoch) {
 		t.Fatalf("epoch moved on a send with data in flight")
 	}
 	resume := last.Add(5 * time.Second)
 	c.OnSend(resume, 0, mss)
-	if want := epoch.Add(5 * time.Second); !c.epoch.Equal(want) {
-		t.Errorf("epoch = %v after 5 s idle, want %v", c.epoch.Sub(t0), want.Sub(t0))
+	if want := epoch.Add(5 * time.Second); !c.epochAt().Equal(want) {
+		t.Errorf("epoch = %v after 5 s idle, want %v", c.epochAt().Sub(t0), want.Sub(t0))
 	}
 }
 
@@ -81,7 +81,10 @@ func TestCubicIdleShiftNeverPassesNow(t *testing.T) {
 	c.OnAck(t0.Add(50*time.Millisecond), mss, 50*time.Millisecond) // epoch = t0+50ms
 	now := t0.Add(time.Second)
 	c.OnSend(now, 0, mss) // idle 1 s since the send at t0
-	if !c.epoch.Equal(now) {
-		t.Errorf("epoch = %v, want now %v", c.epoch.Sub(t0), now.Sub(t0))
+	if !c.epochAt().Equal(now) {
+		t.Errorf("epoch = %v, want now %v", c.epochAt().Sub(t0), now.Sub(t0))
 	}
 }
+
+// epochAt is the epoch's start as a time.
+func (c *Cubic) epochAt() time.Time { return time.Unix(0, c.epoch) }

@@ -89,48 +89,70 @@ const (
 var bbrPacingGains = [bbrCycleLen]float64{1.25, 0.75, 1, 1, 1, 1, 1, 1}
 
 // BBR is the controller. It is not safe for concurrent use (the TCB's lock
-// covers it).
+// covers it). Every connection running BBR holds one: its times are Unix
+// nanoseconds and its small counts small integers, and its gains follow
+// from the mode (pacingGain, cwndGain), so that it fits 256 bytes.
 type BBR struct {
-	mss      int
-	cwnd     int
-	mode     bbrMode
-	rng      *rand.PCG
-	bw       [bbrBwRounds]bwSlot // BtlBw: per-round maxima of the last rounds
-	minRTT   time.Duration
-	minRTTAt time.Time
+	mss, cwnd int
+	priorCwnd int
+	rng       rand.PCG
+	bw        [bbrBwRounds]float64 // BtlBw: per-round maxima of the last rounds
+	bwRoundOf [bbrBwRounds]int32   // the round of each
+	minRTT    time.Duration
+	minRTTAt  int64 // 0: no sample yet
 
-	round          int64 // round trips counted
-	bwRound        int64 // the round of the latest sample in bw
 	nextRound      int64 // TotalDelivered at which the current round ends
-	roundStart     bool
-	fullBw         float64
-	fullBwCnt      int
-	filledPipe     bool
-	pacingGain     float64
-	cwndGain       float64
-	cycle          int
-	cycleAt        time.Time
-	probeRTTDone   time.Time
-	probeRTTRound  bool
-	priorCwnd      int
-	conservation   bool // packet conservation: the first round of a recovery
-	inRecovery     bool
 	delivered      int64 // TotalDelivered of the last sample
 	lossUntil      int64 // TotalDelivered that ends the recovery from a timeout
-	initialCwnd    int
+	cycleAt        int64
+	probeRTTDone   int64 // 0: ProbeRTT has not reached its low window yet
+	fullBw         float64
 	lastSampleRate float64
-}
-
-type bwSlot struct {
-	round int64
-	bw    float64 // bytes per second
+	round          int32 // round trips counted
+	bwRound        int32 // the round of the latest sample in bw
+	cycle          int8
+	fullBwCnt      int8
+	mode           bbrMode
+	roundStart     bool
+	filledPipe     bool
+	probeRTTRound  bool
+	conservation   bool // packet conservation: the first round of a recovery
+	inRecovery     bool
 }
 
 // NewBBR returns BBR for an MSS, in Startup with the initial window.
 func NewBBR(mss int) *BBR {
-	b := &BBR{mss: mss, cwnd: InitialWindow(mss), initialCwnd: InitialWindow(mss), rng: rand.NewPCG(uint64(mss), 0x62627231)}
+	b := &BBR{mss: mss, cwnd: InitialWindow(mss)}
+	b.rng.Seed(uint64(mss), 0x62627231)
 	b.enterStartup()
 	return b
+}
+
+// initialCwnd is the window BBR starts with.
+func (b *BBR) initialCwnd() int { return InitialWindow(b.mss) }
+
+// pacingGain is the gain of the mode (and ProbeBW's phase) on the pacing
+// rate; cwndGain that on the window.
+func (b *BBR) pacingGain() float64 {
+	switch b.mode {
+	case bbrStartup:
+		return bbrHighGain
+	case bbrDrain:
+		return 1 / bbrHighGain
+	case bbrProbeBW:
+		return bbrPacingGains[b.cycle]
+	}
+	return 1
+}
+
+func (b *BBR) cwndGain() float64 {
+	switch b.mode {
+	case bbrStartup, bbrDrain:
+		return bbrHighGain
+	case bbrProbeBW:
+		return bbrCwndGain
+	}
+	return 1
 }
 
 func (b *BBR) Name() string  { return "bbr" }
@@ -209,11 +231,11 @@ func (b *BBR) updateBw(rs RateSample) {
 		return
 	}
 	b.bwRound = b.round
-	slot := &b.bw[b.round%bbrBwRounds]
-	if slot.round != b.round {
-		*slot = bwSlot{round: b.round, bw: bw}
-	} else if bw > slot.bw {
-		slot.bw = bw
+	i := b.round % bbrBwRounds
+	if b.bwRoundOf[i] != b.round {
+		b.bwRoundOf[i], b.bw[i] = b.round, bw
+	} else if bw > b.bw[i] {
+		b.bw[i] = bw
 	}
 }
 
@@ -223,9 +245,9 @@ func (b *BBR) updateBw(rs RateSample) {
 // nothing do not age the estimate.
 func (b *BBR) maxBw() float64 {
 	m := 0.0
-	for _, s := range b.bw {
-		if s.round > b.bwRound-bbrBwRounds && s.bw > m {
-			m = s.bw
+	for i, bw := range b.bw {
+		if b.bwRoundOf[i] > b.bwRound-bbrBwRounds && bw > m {
+			m = bw
 		}
 	}
 	return m
@@ -236,7 +258,7 @@ func (b *BBR) maxBw() float64 {
 func (b *BBR) bdp(gain float64) int {
 	bw := b.maxBw()
 	if bw == 0 || b.minRTT == 0 {
-		return b.initialCwnd
+		return b.initialCwnd()
 	}
 	return int(gain * bw * b.minRTT.Seconds())
 }
@@ -277,26 +299,23 @@ func (b *BBR) pacingRate() float64 {
 		if rtt <= 0 {
 			rtt = time.Millisecond
 		}
-		return bbrHighGain * float64(b.initialCwnd) / rtt.Seconds()
+		return bbrHighGain * float64(b.initialCwnd()) / rtt.Seconds()
 	}
-	return b.pacingGain * bw * bbrPacingMargin
+	return b.pacingGain() * bw * bbrPacingMargin
 }
 
-func (b *BBR) enterStartup() {
-	b.mode, b.pacingGain, b.cwndGain = bbrStartup, bbrHighGain, bbrHighGain
-}
+func (b *BBR) enterStartup() { b.mode = bbrStartup }
 
 func (b *BBR) enterProbeBW(now time.Time) {
-	b.mode, b.cwndGain = bbrProbeBW, bbrCwndGain
+	b.mode = bbrProbeBW
 	// Start at a random phase other than the drain one (bbr_reset_probe_bw_mode).
-	b.cycle = bbrCycleLen - 1 - int(b.rng.Uint64()%(bbrCycleLen-1))
+	b.cycle = int8(bbrCycleLen - 1 - int(b.rng.Uint64()%(bbrCycleLen-1)))
 	b.advanceCycle(now)
 }
 
 func (b *BBR) advanceCycle(now time.Time) {
 	b.cycle = (b.cycle + 1) % bbrCycleLen
-	b.cycleAt = now
-	b.pacingGain = bbrPacingGains[b.cycle]
+	b.cycleAt = now.UnixNano()
 }
 
 // updateCycle moves through ProbeBW's gains once per RTprop; the probing
@@ -306,11 +325,11 @@ func (b *BBR) updateCycle(now time.Time, rs RateSample) {
 	if b.mode != bbrProbeBW {
 		return
 	}
-	full := now.Sub(b.cycleAt) > b.minRTT
-	switch {
-	case b.pacingGain > 1:
-		full = full && (rs.Lost > 0 || rs.InFlight >= b.bdp(b.pacingGain))
-	case b.pacingGain < 1:
+	full := time.Duration(now.UnixNano()-b.cycleAt) > b.minRTT
+	switch gain := b.pacingGain(); {
+	case gain > 1:
+		full = full && (rs.Lost > 0 || rs.InFlight >= b.bdp(gain))
+	case gain < 1:
 		full = full || rs.InFlight <= b.bdp(1)
 	}
 	if full {
@@ -337,7 +356,7 @@ func (b *BBR) checkFullBw(rs RateSample) {
 // ProbeBW once what Startup queued has drained (§4.3.3).
 func (b *BBR) checkDrain(now time.Time, rs RateSample) {
 	if b.mode == bbrStartup && b.filledPipe {
-		b.mode, b.pacingGain, b.cwndGain = bbrDrain, 1/bbrHighGain, bbrHighGain
+		b.mode = bbrDrain
 	}
 	if b.mode == bbrDrain && rs.InFlight <= b.bdp(1) {
 		b.enterProbeBW(now)
@@ -348,32 +367,32 @@ func (b *BBR) checkDrain(now time.Time, rs RateSample) {
 // enters ProbeRTT: four segments in flight for 200 ms and a round, so that
 // the queue drains and the true propagation delay shows (§4.3.5).
 func (b *BBR) updateMinRTT(now time.Time, rs RateSample) {
-	expired := !b.minRTTAt.IsZero() && now.Sub(b.minRTTAt) > bbrMinRTTWindow
+	expired := b.minRTTAt != 0 && time.Duration(now.UnixNano()-b.minRTTAt) > bbrMinRTTWindow
 	if rs.RTT > 0 && (b.minRTT == 0 || rs.RTT <= b.minRTT || expired) {
-		b.minRTT, b.minRTTAt = rs.RTT, now
+		b.minRTT, b.minRTTAt = rs.RTT, now.UnixNano()
 	}
 	if expired && b.mode != bbrProbeRTT {
 		b.saveCwnd()
-		b.mode, b.pacingGain, b.cwndGain = bbrProbeRTT, 1, 1
-		b.probeRTTDone = time.Time{}
+		b.mode = bbrProbeRTT
+		b.probeRTTDone = 0
 	}
 	if b.mode != bbrProbeRTT {
 		return
 	}
-	if b.probeRTTDone.IsZero() && rs.InFlight <= bbrMinCwndSegs*b.mss {
-		b.probeRTTDone = now.Add(bbrProbeRTTTime)
+	if b.probeRTTDone == 0 && rs.InFlight <= bbrMinCwndSegs*b.mss {
+		b.probeRTTDone = now.Add(bbrProbeRTTTime).UnixNano()
 		b.probeRTTRound = false
 		b.nextRound = b.delivered
 		return
 	}
-	if b.probeRTTDone.IsZero() {
+	if b.probeRTTDone == 0 {
 		return
 	}
 	if b.roundStart {
 		b.probeRTTRound = true
 	}
-	if b.probeRTTRound && !now.Before(b.probeRTTDone) {
-		b.minRTTAt = now
+	if b.probeRTTRound && now.UnixNano() >= b.probeRTTDone {
+		b.minRTTAt = now.UnixNano()
 		b.cwnd = max(b.cwnd, b.priorCwnd)
 		if b.filledPipe {
 			b.enterProbeBW(now)
@@ -396,13 +415,13 @@ func (b *BBR) setCwnd(rs RateSample) {
 		b.inRecovery, b.conservation = false, false
 		b.cwnd = max(b.cwnd, b.priorCwnd)
 	}
-	target := b.quantizationBudget(b.bdp(b.cwndGain))
+	target := b.quantizationBudget(b.bdp(b.cwndGain()))
 	switch {
 	case b.conservation:
 		b.cwnd = max(b.cwnd, rs.InFlight+rs.Acked)
 	case b.filledPipe:
 		b.cwnd = min(b.cwnd+rs.Acked, target)
-	case b.cwnd < target || rs.TotalDelivered < int64(b.initialCwnd):
+	case b.cwnd < target || rs.TotalDelivered < int64(b.initialCwnd()):
 		b.cwnd += rs.Acked
 	}
 	b.cwnd = max(b.cwnd, bbrMinCwndSegs*b.mss)

@@ -54,8 +54,7 @@ type Cubic struct {
 	cwndPrior float64 // cwnd just before the last reduction (§4.6)
 	k         float64 // time from epoch start to reach wMax (§4.2, eq. 2)
 	wEst      float64 // Reno-friendly estimate (§4.3, eq. 4)
-	epoch     time.Time
-	inEpoch   bool // epoch is set: congestion avoidance has started since the last event
+	epoch     int64   // when the epoch started, Unix nanoseconds (valid if inEpoch)
 
 	// srtt is the smoothed RTT used in W_cubic(t + RTT) (§4.2: "RTT is the
 	// smoothed round-trip time"), kept with RFC 6298's alpha = 1/8 from the
@@ -63,11 +62,13 @@ type Cubic struct {
 	srtt time.Duration
 
 	hs                hystart
-	roundAcked        int // bytes acknowledged in the current round
-	roundLen          int // bytes that complete it: cwnd at its start
-	curUsed, prevUsed int // the largest flight sent in this round and the last
-	tracksUse         bool
-	lastSend          time.Time // the last OnSend (Linux's lsndtime)
+	roundAcked        int   // bytes acknowledged in the current round
+	roundLen          int   // bytes that complete it: cwnd at its start
+	curUsed, prevUsed int   // the largest flight sent in this round and the last
+	lastSend          int64 // the last OnSend (Linux's lsndtime), Unix nanoseconds; 0: none
+
+	inEpoch   bool // epoch is set: congestion avoidance has started since the last event
+	tracksUse bool
 }
 
 // NewCubic returns a CUBIC controller for the given MSS (bytes), starting
@@ -119,7 +120,7 @@ func (c *Cubic) OnAck(now time.Time, acked int, rtt time.Duration) {
 	if !c.inEpoch {
 		c.startEpoch(now)
 	}
-	t := now.Sub(c.epoch).Seconds()
+	t := time.Duration(now.UnixNano() - c.epoch).Seconds()
 
 	// §4.3 eq. 4; alpha becomes 1 once W_est has reached cwnd_prior.
 	alpha := cubicAlpha
@@ -189,15 +190,12 @@ func (c *Cubic) cwndLimited(slowStart bool) bool {
 // on CA_EVENT_TX_START), never past now.
 func (c *Cubic) OnSend(now time.Time, before, after int) {
 	c.tracksUse = true
-	if before == 0 && c.inEpoch && !c.lastSend.IsZero() {
-		if idle := now.Sub(c.lastSend); idle > 0 {
-			c.epoch = c.epoch.Add(idle)
-			if c.epoch.After(now) {
-				c.epoch = now
-			}
+	if before == 0 && c.inEpoch && c.lastSend != 0 {
+		if idle := now.UnixNano() - c.lastSend; idle > 0 {
+			c.epoch = min(c.epoch+idle, now.UnixNano())
 		}
 	}
-	c.lastSend = now
+	c.lastSend = now.UnixNano()
 	c.curUsed = max(c.curUsed, after)
 }
 
@@ -206,7 +204,7 @@ func (c *Cubic) OnSend(now time.Time, before, after int) {
 // cwnd_epoch is not below W_max (the first stage after a timeout, where
 // OnRTO cleared W_max, §4.8) K is 0 and W_max is cwnd_epoch.
 func (c *Cubic) startEpoch(now time.Time) {
-	c.epoch, c.inEpoch = now, true
+	c.epoch, c.inEpoch = now.UnixNano(), true
 	c.wEst = c.cwnd
 	if c.cwnd < c.wMax {
 		c.k = math.Cbrt((c.wMax - c.cwnd) / cubicC)

@@ -197,7 +197,7 @@ func TestCubicRenoFriendlyAtSmallBDP(t *testing.T) {
 		if cubic.cwnd < cubic.wEst-1e-9 {
 			t.Fatalf("cwnd %.3f below the Reno estimate W_est %.3f", cubic.cwnd, cubic.wEst)
 		}
-		if cubic.wCubic(now.Sub(cubic.epoch).Seconds()) < cubic.wEst {
+		if cubic.wCubic(now.Sub(cubic.epochAt()).Seconds()) < cubic.wEst {
 			inFriendly++
 		}
 	})
@@ -292,7 +292,7 @@ func TestCubicRTOCollapsesToOneSegment(t *testing.T) {
 	for !c.inEpoch {
 		now = round(c, now, rtt)
 	}
-	epoch, w0 := c.epoch, c.wMax
+	epoch, w0 := c.epochAt(), c.wMax
 	if c.k != 0 || w0 < 70 || w0 > 71 {
 		t.Fatalf("first epoch after RTO: K = %v, W_max = %.1f; want 0 and cwnd at its start (70)", c.k, w0)
 	}

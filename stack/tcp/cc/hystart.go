@@ -39,13 +39,13 @@ const (
 
 // hystart is RFC 9406 §4.2's state.
 type hystart struct {
-	done         bool          // HyStart++ no longer runs (after the first loss, RTO, or CSS exit)
-	inCSS        bool          // in Conservative Slow Start
 	lastRoundMin time.Duration // lastRoundMinRTT (rttInfinity: none)
 	curRoundMin  time.Duration // currentRoundMinRTT
-	samples      int           // rttSampleCount
 	cssBaseline  time.Duration // cssBaselineMinRtt
-	cssRounds    int           // CSS rounds begun, the partial first one included
+	samples      int32         // rttSampleCount
+	cssRounds    int16         // CSS rounds begun, the partial first one included
+	done         bool          // HyStart++ no longer runs (after the first loss, RTO, or CSS exit)
+	inCSS        bool          // in Conservative Slow Start
 }
 
 func newHystart() hystart {
