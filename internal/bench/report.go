@@ -146,7 +146,27 @@ var benchTargets = []benchTarget{
 	{"bytes_per_idle_conn", stackGVisor, 0.5, "bytes per idle connection ≤ 0.5× gVisor"},
 	{"goodput_loss1_gbps", stackGVisor, 1, "goodput at 1% loss ≥ gVisor"},
 	{"serve_queues_gain", "", 1.5, "`serve --queues 2` HTTP keep-alive requests/s ≥ 1.5× `--queues 1` (wrk -t2)"},
+	// Against the kernel, measured in the same run.
+	{"upload_gbps", stackKernel, 0.6, "bulk upload ≥ 0.6× kernel"},
+	{"download_gbps", stackKernel, 0.6, "bulk download ≥ 0.6× kernel"},
+	{"http_rps", stackKernel, 0.9, "HTTP keep-alive requests/s ≥ 0.9× kernel"},
+	{"https_rps", stackKernel, 0.9, "HTTPS keep-alive requests/s ≥ 0.9× kernel"},
+	{"http_conn_per_s", stackKernel, 0.8, "HTTP new connections/s ≥ 0.8× kernel"},
+	{"serve_http_rps", stackKernel, 0.9, "`ustack serve` HTTP keep-alive requests/s ≥ 0.9× kernel"},
+	{"serve_https_rps", stackKernel, 0.9, "`ustack serve` HTTPS keep-alive requests/s ≥ 0.9× kernel"},
+	{"serve_conn_per_s", stackKernel, 0.8, "`ustack serve` new connections/s ≥ 0.8× kernel"},
+	{"goodput_loss1_gbps", stackKernel, 0.5, "download goodput at 1% loss ≥ 0.5× kernel"},
+	{"goodput_loss5_gbps", stackKernel, 0.3, "download goodput at 5% loss ≥ 0.3× kernel"},
+	{"goodput_up_loss1_gbps", stackKernel, 0.5, "goodput at 1% loss, ustack receiving, ≥ 0.5× kernel"},
+	{"goodput_up_loss5_gbps", stackKernel, 0.3, "goodput at 5% loss, ustack receiving, ≥ 0.3× kernel"},
+	{"echo_rtt_p50_us", stackKernel, 1.3, "1-byte echo p50 ≤ 1.3× kernel"},
+	{"echo_rtt_p99_us", stackKernel, 1.3, "1-byte echo p99 ≤ 1.3× kernel"},
+	{"bytes_per_idle_conn", targetBytes, 1536, "server memory per idle connection ≤ 1.5 KiB (1536 bytes)"},
 }
+
+// targetBytes as a target's other stack: the factor is an absolute bound on
+// ustack's own figure.
+const targetBytes = "bytes"
 
 // check evaluates a target: the ratio and whether it is met.
 func (t benchTarget) check(rs []benchResult) (ratio float64, met, ok bool) {
@@ -156,6 +176,11 @@ func (t benchTarget) check(rs []benchResult) (ratio float64, met, ok bool) {
 	if t.other == "" {
 		// The metric is a ratio already (ustack against itself).
 		o, ok2 = 1, true
+	} else if t.other == targetBytes {
+		if !ok1 {
+			return 0, false, false
+		}
+		return u, u <= t.factor, true
 	} else if t.other == "tun" {
 		o, ok2 = findResult(rs, stackUstack, "tun_limit_gbps")
 	} else {
@@ -297,6 +322,10 @@ func (b *bench) reportTargets(p printer, rs []benchResult, plots []benchPlot) {
 		verdict := "**missed**"
 		if met {
 			verdict = "met"
+		}
+		if t.other == targetBytes {
+			p("| %s | %.0f bytes | %s |\n", t.desc, r, verdict)
+			continue
 		}
 		p("| %s | %.2f× | %s |\n", t.desc, r, verdict)
 	}
