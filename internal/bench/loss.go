@@ -156,6 +156,13 @@ func (b *bench) measureLoss(ctx context.Context, stack string, round int, loss f
 	}
 	slices.Sort(parts)
 	b.note("%s's counters as sender over %.1f MB: %s", kind, mb, strings.Join(parts, ", "))
+	if sender == senderClient && env.ust != nil {
+		// The receiving side's own view: what it held out of order, what
+		// it could not hold, the duplicates it reported.
+		t := env.ust.TCPTotals()
+		b.note("ustack as receiver: %d bytes in, %d segments out of order, %d dropped (queue full), %d D-SACKs sent, %d ACKs compressed, %d RTOs of its own",
+			t.BytesIn, t.OutOfOrder, t.OOODropped, t.DSACKsSent, t.ACKsCompressed, t.Timeouts)
+	}
 	k := benchKey{stack, metric}
 	b.lossCounts[k] = append(b.lossCounts[k], lossSample{kind: kind, perMB: perMB})
 	return map[string]float64{metric: gbps(r.Bytes, r.Seconds)}, nil

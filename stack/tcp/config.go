@@ -49,7 +49,9 @@ type Config struct {
 	NoWindowScale, NoTimestamps, NoSACK bool
 	// CC names the congestion control: "cubic" (default) or "newreno".
 	CC string
-	// MaxOOOSegments bounds the out-of-order queue (default 1024 segments).
+	// MaxOOOSegments bounds the out-of-order queue; zero (the default)
+	// bounds it at 1024 segments or two per MSS of the receive buffer,
+	// whichever is more (oooLimit).
 	MaxOOOSegments int
 	// TSOMax, if more than one segment's payload, lets new data leave in
 	// units of up to TSOMax payload bytes (a whole number of segments),
@@ -127,6 +129,5 @@ func (c Config) WithDefaults() Config {
 	def(&c.KeepInterval, DefaultKeepInterval)
 	defi(&c.KeepCount, DefaultKeepCount)
 	def(&c.DelayedAck, DefaultDelayedAck)
-	defi(&c.MaxOOOSegments, 1024)
 	return c
 }

@@ -155,3 +155,19 @@ func TestRACKReorderingWindowWidensWithDSACK(t *testing.T) {
 		t.Fatalf("after %d recoveries without a D-SACK the window is %v, want %v again", rackReoPersist, got, base)
 	}
 }
+
+// TestOOOLimitGrowsWithTheBuffer: the out-of-order queue holds at least
+// MaxOOOSegments, and two segments per MSS of a grown receive buffer: a
+// 6 MiB window at 5% loss leaves more than 1024 full-sized segments above
+// its holes, and every one dropped would be sent again.
+func TestOOOLimitGrowsWithTheBuffer(t *testing.T) {
+	s, _ := sackCompOpen(t, 40*time.Millisecond)
+	c := s.c
+	if got := c.oooLimit(); got != defaultOOOSegments {
+		t.Fatalf("with a %d-byte buffer the limit is %d, want %d", c.rcv.tune.size, got, defaultOOOSegments)
+	}
+	c.rcv.tune.size = 6 << 20
+	if got, want := c.oooLimit(), 2*(6<<20)/c.ourMSS(); got != want || got <= defaultOOOSegments {
+		t.Fatalf("with a 6 MiB buffer the limit is %d, want %d", got, want)
+	}
+}

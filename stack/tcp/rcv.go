@@ -377,7 +377,7 @@ func (c *Conn) processText(now time.Time, seg *Segment) bool {
 		return false
 	}
 	if seg.Seq != c.rcv.nxt {
-		if c.rcv.ooo.len() >= c.cfg.MaxOOOSegments {
+		if c.rcv.ooo.len() >= c.oooLimit() {
 			c.rcv.ackNow = true      // RFC 5681 §4.2: a duplicate ACK at once
 			c.rcv.stats.oooDropped++ // bounded: hostile input cannot grow it
 			seg.Flags &^= flagFIN
@@ -439,6 +439,23 @@ func (c *Conn) processText(now time.Time, seg *Segment) bool {
 func (c *Conn) rcvBufLimit() int {
 	return max(int(c.rcv.tune.size), c.rcv.buf.Len()+int(c.rcv.window()))
 }
+
+// oooLimit bounds the out-of-order queue's segments: MaxOOOSegments if
+// set, else 1024 or two per MSS of the receive buffer, if that is more. Whatever it holds lies
+// inside the window we offered, so its bytes are bounded by the buffer; the
+// count bounds what tiny segments cost beyond their bytes. A fixed count
+// alone starves a grown window (Linux bounds the queue by memory,
+// tcp_prune_ofo_queue): at 6 MiB, 5% loss leaves well over 1024
+// full-sized segments above the holes, and each one dropped is sent again.
+func (c *Conn) oooLimit() int {
+	if c.cfg.MaxOOOSegments > 0 {
+		return c.cfg.MaxOOOSegments // set by the user: a fixed bound
+	}
+	return max(defaultOOOSegments, 2*int(c.rcv.tune.size)/max(c.ourMSS(), 1))
+}
+
+// defaultOOOSegments is the out-of-order queue's least bound.
+const defaultOOOSegments = 1024
 
 // drainOOO moves queued segments that became in-order into the receive
 // buffer. It reports whether a queued FIN became in-order.
