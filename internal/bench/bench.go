@@ -324,18 +324,22 @@ func (b *bench) results() []benchResult {
 				continue
 			}
 			k := benchKey{s, m.name}
-			r := benchResult{Stack: s, Metric: m.name, Unit: m.unit, Runs: b.runs[k], Errors: b.failures[k]}
-			if r.Runs == nil {
-				r.Runs = []float64{}
-			}
-			if len(r.Runs) > 0 {
-				v := median(r.Runs)
-				r.Value = &v
-			}
+			r := benchResult{Stack: s, Metric: m.name, Unit: m.unit, Errors: b.failures[k]}
+			r.Runs, r.Value = medianOf(b.runs[k])
 			out = append(out, r)
 		}
 	}
 	return out
+}
+
+// medianOf returns runs (never nil, for the JSON) and their median, nil
+// when there are none.
+func medianOf(runs []float64) ([]float64, *float64) {
+	if len(runs) == 0 {
+		return []float64{}, nil
+	}
+	v := median(runs)
+	return runs, &v
 }
 
 func findResult(rs []benchResult, stack, metric string) (float64, bool) {

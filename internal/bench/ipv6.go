@@ -82,15 +82,8 @@ func (b *bench) ipv6Ratios() []familyRatio {
 			continue
 		}
 		for _, s := range benchStacks {
-			r := familyRatio{Stack: s, Metric: p.v6, Of: p.v4,
-				Rounds: roundRatios(b.byRound[benchKey{s, p.v6}], b.byRound[benchKey{s, p.v4}])}
-			if r.Rounds == nil {
-				r.Rounds = []float64{}
-			}
-			if len(r.Rounds) > 0 {
-				v := median(r.Rounds)
-				r.Value = &v
-			}
+			r := familyRatio{Stack: s, Metric: p.v6, Of: p.v4}
+			r.Rounds, r.Value = medianOf(roundRatios(b.byRound[benchKey{s, p.v6}], b.byRound[benchKey{s, p.v4}]))
 			out = append(out, r)
 		}
 	}
