@@ -27,11 +27,25 @@ type Timer interface {
 	Reset(d time.Duration) bool
 }
 
-// Real is the wall clock.
+// Real is the system's clock, read so that it never steps: its wall
+// reading is the wall time when the process started plus the monotonic time
+// elapsed since. The stack keeps its deadlines as Unix nanoseconds
+// (tcp.stamp), so a plain time.Now would let a stepped system clock (an NTP
+// step, a virtual machine resumed after a pause) fire every timer at once,
+// or, stepped back, hold retransmissions for as long as the step; and the
+// intervals in a capture or a trace would be wrong by the step. Linux's TCP
+// runs on a monotonic clock too (jiffies, tcp_clock_ns). Within one
+// process, Real's readings drift from the system's wall clock by whatever
+// it was stepped since the start.
 type Real struct{}
 
-// Now implements Clock.
-func (Real) Now() time.Time { return time.Now() }
+// realBase is the reading Real counts from.
+var realBase = time.Now()
+
+// Now implements Clock: realBase plus the monotonic time since, so that
+// both the wall and the monotonic reading of the result advance by exactly
+// the elapsed time.
+func (Real) Now() time.Time { return realBase.Add(time.Since(realBase)) }
 
 // AfterFunc implements Clock.
 func (Real) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }

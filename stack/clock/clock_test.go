@@ -53,3 +53,23 @@ func TestVirtualTimerResetAndRearmFromCallback(t *testing.T) {
 		t.Fatalf("%d timers pending, want 0", v.Pending())
 	}
 }
+
+// TestRealDoesNotStep: Real's wall reading moves with its monotonic one, to
+// the nanosecond, so that a stepped system clock cannot move the stack's
+// deadlines (kept as Unix nanoseconds) or a capture's timestamps. With
+// time.Now the two readings come from two clocks read one after the other
+// and differ by the time between the reads, and by any step.
+func TestRealDoesNotStep(t *testing.T) {
+	prev := Real{}.Now()
+	for i := range 1000 {
+		now := Real{}.Now()
+		wall := time.Duration(now.UnixNano() - prev.UnixNano())
+		if mono := now.Sub(prev); wall != mono {
+			t.Fatalf("reading %d: the wall reading moved %v, the monotonic %v", i, wall, mono)
+		}
+		if wall < 0 {
+			t.Fatalf("reading %d went back %v", i, -wall)
+		}
+		prev = now
+	}
+}

@@ -17,6 +17,8 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	"ustack/stack/clock"
 )
 
 // LinkType is a pcapng/pcap link-layer header type.
@@ -57,7 +59,8 @@ type tapConfig struct {
 	linkType LinkType
 }
 
-// TapClock sets the clock the timestamps come from (default time.Now), so a
+// TapClock sets the clock the timestamps come from (default clock.Real's
+// Now, which a stepped system clock does not move), so a
 // capture of a virtual-time test carries virtual time. Times before 1970
 // are recorded as 1970.
 func TapClock(now func() time.Time) TapOption { return func(c *tapConfig) { c.now = now } }
@@ -90,7 +93,7 @@ var _ Endpoint = (*TapEndpoint)(nil)
 // that fails. A later write error stops the recording (see Err) but not the
 // link. Close closes ep, not w.
 func Tap(ep Endpoint, w io.Writer, opts ...TapOption) (*TapEndpoint, error) {
-	cfg := tapConfig{now: time.Now, name: "ustack", desc: "ustack link", linkType: LinkTypeRaw}
+	cfg := tapConfig{now: clock.Real{}.Now, name: "ustack", desc: "ustack link", linkType: LinkTypeRaw}
 	for _, o := range opts {
 		o(&cfg)
 	}
