@@ -33,6 +33,7 @@ type Stats struct {
 	LinkWriteErrors   uint64
 	LinkReadErrors    uint64
 	TCPSegsAddrGone   uint64 // segments not sent: their source address was removed
+	TCPSegsTooBig     uint64 // segments not sent: larger than a packet buffer (a TCB bug: never expected)
 
 	UDPInDatagrams  uint64 // queued to a socket
 	UDPOutDatagrams uint64
@@ -63,6 +64,7 @@ const (
 	evLinkWriteErr              // WriteBatch errors
 	evLinkReadErr               // ReadBatch errors
 	evAddrGone                  // TCP segments not sent: their source address was removed
+	evSegTooBig                 // TCP segments not sent: larger than a packet buffer (a TCB bug)
 	numEvents
 )
 
@@ -71,7 +73,7 @@ var eventNames = [numEvents]string{
 	evCookiesSent: "syn_cookies_sent", evCookiesOK: "syn_cookies_ok",
 	evActiveOpens: "active_opens", evPassiveOpens: "passive_opens", evEstablished: "established",
 	evRetransmits: "retransmits", evLinkWriteErr: "link_write_errors", evLinkReadErr: "link_read_errors",
-	evAddrGone: "segs_addr_gone",
+	evAddrGone: "segs_addr_gone", evSegTooBig: "segs_too_big",
 }
 
 func (e event) String() string { return counter.Name(eventNames[:], e, "event") }
@@ -139,6 +141,7 @@ func (s *Stack) Stats() Stats {
 		LinkWriteErrors:   ev(evLinkWriteErr),
 		LinkReadErrors:    ev(evLinkReadErr),
 		TCPSegsAddrGone:   ev(evAddrGone),
+		TCPSegsTooBig:     ev(evSegTooBig),
 		UDPInDatagrams:    s.udp.Stats.Load(udp.InDatagrams),
 		UDPOutDatagrams:   s.udp.Stats.Load(udp.OutDatagrams),
 		UDPNoPort:         s.udp.Stats.Drops(udp.NoPort),

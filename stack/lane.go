@@ -33,18 +33,32 @@ type lane struct {
 	ep  link.Endpoint
 	off link.Offloader // ep's offloads, when the stack uses them (Stack.off)
 
-	txMu     sync.Mutex // guards txq, txh, txs; the last lock of the order (see Stack)
-	txq      [][]byte   // packets to write
-	txh      []*[]byte  // their pool handles, returned after the write
-	txs      []int      // per queued packet: its TSO segment size, 0 if complete (link.Offloader)
-	writeMu  sync.Mutex // serialises this lane's link writes, so packets leave in order; taken before txMu
-	txSpare  [][]byte
-	txSpareH []*[]byte
-	txSpareS []int
+	txMu    sync.Mutex // guards tx; the last lock of the order (see Stack)
+	tx      txBatch    // packets to write
+	writeMu sync.Mutex // serialises this lane's link writes, so packets leave in order; taken before txMu
+	txSpare txBatch    // the batch being written (under writeMu), reused
 
 	tm     timerHeap
 	rxBusy atomic.Int32 // input batches being processed (see WaitIdle)
 	cnt    *counter.Set[laneEvent]
+}
+
+// txBatch is the packets queued on a lane, in parallel slices as the link
+// takes them.
+type txBatch struct {
+	pkts [][]byte     // packets, or their headers when a payload follows
+	hs   []*[]byte    // their pool handles, returned after the write
+	seg  []int        // per packet: its TSO segment size, 0 if complete (link.Offloader)
+	pay  [][]byte     // per packet: the payload written after it without a copy, or nil
+	pins []tcp.Pinned // what keeps each pay as it is until written
+}
+
+func (b *txBatch) reset() {
+	clear(b.pkts)
+	clear(b.hs)
+	clear(b.pay)
+	clear(b.pins)
+	b.pkts, b.hs, b.seg, b.pay, b.pins = b.pkts[:0], b.hs[:0], b.seg[:0], b.pay[:0], b.pins[:0]
 }
 
 // laneEvent is what a lane counts.
@@ -122,10 +136,19 @@ func (s *Stack) laneFor(id tcp.ID) *lane {
 // output; segSize is what link.Offloader.WriteOffload takes (0: a
 // complete packet).
 func (ln *lane) queue(bp *[]byte, n, segSize int) {
+	ln.queuePayload(bp, n, segSize, nil, tcp.Pinned{})
+}
+
+// queuePayload is queue for a packet whose payload follows its headers
+// from elsewhere, held by pin until written (only with ln.off).
+func (ln *lane) queuePayload(bp *[]byte, n, segSize int, pay []byte, pin tcp.Pinned) {
 	ln.txMu.Lock()
-	ln.txq = append(ln.txq, (*bp)[:n])
-	ln.txh = append(ln.txh, bp)
-	ln.txs = append(ln.txs, segSize)
+	b := &ln.tx
+	b.pkts = append(b.pkts, (*bp)[:n])
+	b.hs = append(b.hs, bp)
+	b.seg = append(b.seg, segSize)
+	b.pay = append(b.pay, pay)
+	b.pins = append(b.pins, pin)
 	ln.txMu.Unlock()
 }
 
@@ -133,7 +156,7 @@ func (ln *lane) queue(bp *[]byte, n, segSize int) {
 func (ln *lane) queued() int {
 	ln.txMu.Lock()
 	defer ln.txMu.Unlock()
-	return len(ln.txq)
+	return len(ln.tx.pkts)
 }
 
 // flush writes every packet queued on the lane to its link queue, in
@@ -149,36 +172,36 @@ func (ln *lane) flush() {
 	ln.writeMu.Lock()
 	defer ln.writeMu.Unlock()
 	ln.txMu.Lock()
-	q, h, sz := ln.txq, ln.txh, ln.txs
-	ln.txq, ln.txh, ln.txs = ln.txSpare[:0], ln.txSpareH[:0], ln.txSpareS[:0]
+	ln.tx, ln.txSpare = ln.txSpare, ln.tx
 	ln.txMu.Unlock()
-	if len(q) == 0 {
-		ln.txSpare, ln.txSpareH, ln.txSpareS = q, h, sz
+	b := &ln.txSpare
+	defer b.reset()
+	n := len(b.pkts)
+	if n == 0 {
 		return
 	}
 	bs := max(ln.ep.BatchSize(), 1)
-	for i := 0; i < len(q); i += bs {
-		end := min(i+bs, len(q))
+	for i := 0; i < n; i += bs {
+		end := min(i+bs, n)
 		var err error
 		if ln.off != nil {
-			_, err = ln.off.WriteOffload(q[i:end], link.Headroom, sz[i:end])
+			_, err = ln.off.WriteOffload(b.pkts[i:end], link.Headroom, b.pay[i:end], b.seg[i:end])
 		} else {
-			_, err = ln.ep.WriteBatch(q[i:end], link.Headroom)
+			_, err = ln.ep.WriteBatch(b.pkts[i:end], link.Headroom)
 		}
 		if err != nil {
 			s.cnt.Inc(evLinkWriteErr)
 		}
 	}
-	ln.cnt.Add(laneTxPackets, uint64(len(q)))
-	for i, bp := range h {
+	ln.cnt.Add(laneTxPackets, uint64(n))
+	for i, bp := range b.hs {
 		if cap(*bp) > link.Headroom+s.mtu {
 			s.bigPool.Put(bp)
 		} else {
 			s.pool.Put(bp)
 		}
-		q[i], h[i] = nil, nil
+		b.pins[i].Unpin()
 	}
-	ln.txSpare, ln.txSpareH, ln.txSpareS = q[:0], h[:0], sz[:0]
 }
 
 // stats returns the lane's counters.

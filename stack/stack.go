@@ -447,8 +447,18 @@ func (s *Stack) demux(ln *lane, now time.Time, id tcp.ID, seg *tcp.Segment) (c *
 // address, and queues it on lane ln.
 func (s *Stack) sendSegment(ln *lane, id tcp.ID, seg *tcp.Segment) {
 	pool := &s.pool
+	var pay []byte // the payload, when it goes from the send buffer to the link without a copy
+	var pin tcp.Pinned
 	if seg.SegSize > 0 {
-		pool = &s.bigPool // a TSO unit (newTCB sets TSOMax only with s.off)
+		// A TSO unit (newTCB sets TSOMax only with s.off): the link
+		// writes its headers and payload as one packet (writev), the
+		// payload straight from the send buffer, pinned there until then.
+		var ok bool
+		if pin, ok = seg.Pin(); ok {
+			pay = seg.Payload
+		} else {
+			pool = &s.bigPool
+		}
 	}
 	bp := pool.Get().(*[]byte)
 	buf := (*bp)[:cap(*bp)]
@@ -458,7 +468,17 @@ func (s *Stack) sendSegment(ln *lane, id tcp.ID, seg *tcp.Segment) {
 	t := p[ihl:]
 	optLen := header.PutTCPOptions(t[header.TCPMinHeaderLen:], &seg.Opts)
 	hl := header.TCPMinHeaderLen + optLen
-	n := copy(t[hl:], seg.Payload)
+	n := len(seg.Payload)
+	if pay == nil {
+		if hl+n > len(t) {
+			// More than the MTU (or a TSO unit) holds: never sent short,
+			// which would lose bytes the TCB counts as sent.
+			s.cnt.Inc(evSegTooBig)
+			pool.Put(bp)
+			return
+		}
+		copy(t[hl:], seg.Payload)
+	}
 	header.PutTCP(t, header.TCPFields{
 		SrcPort: id.Local.Port(), DstPort: id.Remote.Port(),
 		Seq: uint32(seg.Seq), Ack: uint32(seg.Ack), Flags: seg.Flags, Window: seg.Wnd, OptLen: optLen,
@@ -484,12 +504,14 @@ func (s *Stack) sendSegment(ln *lane, id tcp.ID, seg *tcp.Segment) {
 		// the segment is not sent; the connection's timers go on.
 		s.cnt.Inc(evAddrGone)
 		pool.Put(bp)
+		pin.Unpin()
 		return
 	}
 	size := ihl + hl + n
 	if seg.SegSize > 0 {
 		s.cnt.Add(evSegsOut, uint64((n+seg.SegSize-1)/seg.SegSize))
-		ln.queue(bp, link.Headroom+size, segSize) // the link cuts it
+		// The link cuts it.
+		ln.queuePayload(bp, link.Headroom+size-len(pay), segSize, pay, pin)
 		return
 	}
 	s.cnt.Inc(evSegsOut)

@@ -175,6 +175,9 @@ func (d *Device) newQueue(fd, idx int) (*Queue, error) {
 	q := &Queue{d: d, idx: idx, dev: dev, cnt: newCounters()}
 	if nt, ok := dev.(interface{ File() *os.File }); ok {
 		q.file = nt.File()
+		if err := q.wv.init(q.file); err != nil {
+			return nil, err
+		}
 	}
 	return q, nil
 }

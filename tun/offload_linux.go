@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -167,11 +168,12 @@ func fixIPv6Length(pkt []byte) int {
 }
 
 // WriteOffload implements link.Offloader: each packet is written whole,
-// behind a virtio-net header built in its headroom, one write(2) each. A
-// packet with segSize > 0 has a partial TCP checksum, which the kernel
+// behind a virtio-net header built in its headroom, one write(2) each, or
+// one writev(2) of the headers and the payload when a payload comes apart.
+// A packet with segSize > 0 has a partial TCP checksum, which the kernel
 // completes (NEEDS_CSUM); if it is larger than the MTU the kernel also cuts
 // it into segments of segSize payload bytes (GSO_TCPV4).
-func (q *Queue) WriteOffload(bufs [][]byte, offset int, segSize []int) (int, error) {
+func (q *Queue) WriteOffload(bufs [][]byte, offset int, payloads [][]byte, segSize []int) (int, error) {
 	if !q.d.offload {
 		return 0, errOffloadOff
 	}
@@ -186,21 +188,31 @@ func (q *Queue) WriteOffload(bufs [][]byte, offset int, segSize []int) (int, err
 	var errs error
 	for i, b := range bufs {
 		pkt := b[offset:]
+		var pay []byte
+		if i < len(payloads) {
+			pay = payloads[i]
+		}
 		h := virtioNetHdr{}
 		if i < len(segSize) && segSize[i] > 0 {
 			var ok bool
-			if h, ok = tcpOffloadHdr(pkt, segSize[i], q.d.mtu); !ok {
+			if h, ok = tcpOffloadHdr(pkt, len(pay), segSize[i], q.d.mtu); !ok {
 				q.cnt.Inc(evTxErrors)
 				errs = errors.Join(errs, fmt.Errorf("tun: WriteOffload: packet %d is not a TCP packet fit for offload", i))
 				continue
 			}
-		} else if len(pkt) == 0 || len(pkt) > q.d.mtu {
+		} else if size := len(pkt) + len(pay); size == 0 || size > q.d.mtu {
 			q.cnt.Inc(evTxErrors)
-			errs = errors.Join(errs, fmt.Errorf("tun: WriteOffload: packet %d: %d bytes for a link of MTU %d", i, len(pkt), q.d.mtu))
+			errs = errors.Join(errs, fmt.Errorf("tun: WriteOffload: packet %d: %d bytes for a link of MTU %d", i, size, q.d.mtu))
 			continue
 		}
 		h.encode(b[offset-virtioNetHdrLen:])
-		if _, err := q.file.Write(b[offset-virtioNetHdrLen:]); err != nil {
+		var err error
+		if len(pay) > 0 {
+			err = q.wv.write(b[offset-virtioNetHdrLen:], pay)
+		} else {
+			_, err = q.file.Write(b[offset-virtioNetHdrLen:])
+		}
+		if err != nil {
 			if q.closed.Load() || errors.Is(err, os.ErrClosed) || errors.Is(err, syscall.EBADFD) {
 				return i, net.ErrClosed
 			}
@@ -208,7 +220,7 @@ func (q *Queue) WriteOffload(bufs [][]byte, offset int, segSize []int) (int, err
 			errs = errors.Join(errs, err)
 			continue
 		}
-		if len(pkt) > q.d.mtu {
+		if len(pkt)+len(pay) > q.d.mtu {
 			q.cnt.Inc(evTxSuper)
 		}
 		q.cnt.Inc(evTxPackets)
@@ -221,8 +233,10 @@ func (q *Queue) WriteOffload(bufs [][]byte, offset int, segSize []int) (int, err
 
 // tcpOffloadHdr is the virtio-net header for a TCP packet (IPv4, or IPv6
 // without extension headers, as the stack sends it) with a partial
-// checksum, cut into segSize-byte segments if it exceeds the MTU.
-func tcpOffloadHdr(pkt []byte, segSize, mtu int) (virtioNetHdr, bool) {
+// checksum, cut into segSize-byte segments if it exceeds the MTU. pkt holds
+// its headers and the first of its payload; more follow, when it comes in
+// two pieces.
+func tcpOffloadHdr(pkt []byte, more, segSize, mtu int) (virtioNetHdr, bool) {
 	var ihl int
 	gso := uint8(unix.VIRTIO_NET_HDR_GSO_TCPV4)
 	switch {
@@ -249,7 +263,7 @@ func tcpOffloadHdr(pkt []byte, segSize, mtu int) (virtioNetHdr, bool) {
 		csumStart:  uint16(ihl),
 		csumOffset: 16, // the TCP checksum field
 	}
-	if len(pkt) > mtu {
+	if len(pkt)+more > mtu {
 		if segSize <= 0 || ihl+thl+segSize > mtu {
 			return virtioNetHdr{}, false
 		}
@@ -257,4 +271,49 @@ func tcpOffloadHdr(pkt []byte, segSize, mtu int) (virtioNetHdr, bool) {
 		h.gsoSize = uint16(segSize)
 	}
 	return h, true
+}
+
+// writev writes one packet from two pieces with one writev(2), through the
+// file's poller as its Write does. Its iovecs live in the queue (under
+// wmu), so that a write allocates nothing.
+type writev struct {
+	rc  syscall.RawConn
+	iov [2]unix.Iovec
+	fn  func(fd uintptr) bool // w.once, made once
+	n   int
+	err error
+}
+
+func (w *writev) init(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("tun: the device's file: %w", err)
+	}
+	w.rc, w.fn = rc, w.once
+	return nil
+}
+
+// write writes a, then b, as one packet; both are not empty.
+func (w *writev) write(a, b []byte) error {
+	w.iov[0].Base, w.iov[1].Base = &a[0], &b[0]
+	w.iov[0].SetLen(len(a))
+	w.iov[1].SetLen(len(b))
+	err := w.rc.Write(w.fn)
+	w.iov[0].Base, w.iov[1].Base = nil, nil // keep no packet alive
+	if err == nil {
+		err = w.err
+	}
+	if err == nil && w.n != len(a)+len(b) {
+		err = fmt.Errorf("tun: short write: %d of %d bytes", w.n, len(a)+len(b))
+	}
+	return err
+}
+
+func (w *writev) once(fd uintptr) bool {
+	n, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), uintptr(len(w.iov)))
+	w.n, w.err = int(n), nil
+	if e != 0 {
+		w.n, w.err = 0, os.NewSyscallError("writev", e)
+	}
+	return e != unix.EAGAIN
 }

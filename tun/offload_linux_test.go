@@ -38,20 +38,25 @@ func TestTCPOffloadHeader(t *testing.T) {
 		{"ipv6 unit", tcp6(10 * 1428), unix.VIRTIO_NET_HDR_GSO_TCPV6, 60},
 		{"ipv4 small", tcp4(100), unix.VIRTIO_NET_HDR_GSO_NONE, 40},
 	} {
-		h, ok := tcpOffloadHdr(c.pkt, 1448, 1500)
+		h, ok := tcpOffloadHdr(c.pkt, 0, 1448, 1500)
 		if c.name == "ipv6 unit" {
-			h, ok = tcpOffloadHdr(c.pkt, 1428, 1500)
+			h, ok = tcpOffloadHdr(c.pkt, 0, 1428, 1500)
 		}
 		if !ok || h.gsoType != c.gso || h.hdrLen != c.hdr || h.flags != unix.VIRTIO_NET_HDR_F_NEEDS_CSUM || h.csumOffset != 16 || int(h.csumStart) != int(c.hdr)-20 {
 			t.Errorf("%s: %+v ok=%v", c.name, h, ok)
 		}
 	}
-	if _, ok := tcpOffloadHdr(tcp4(10*1448), 1480, 1500); ok {
+	// A unit whose payload comes apart from its headers (writev): the
+	// headers alone are within the MTU, the packet is not.
+	if h, ok := tcpOffloadHdr(tcp4(0), 10*1448, 1448, 1500); !ok || h.gsoType != unix.VIRTIO_NET_HDR_GSO_TCPV4 || h.gsoSize != 1448 || h.hdrLen != 40 {
+		t.Errorf("headers of a unit with its payload apart: %+v ok=%v", h, ok)
+	}
+	if _, ok := tcpOffloadHdr(tcp4(10*1448), 0, 1480, 1500); ok {
 		t.Error("a segment size that does not fit the MTU was accepted")
 	}
 	udp := tcp4(100)
 	udp[9] = header.ProtoUDP
-	if _, ok := tcpOffloadHdr(udp, 1448, 1500); ok {
+	if _, ok := tcpOffloadHdr(udp, 0, 1448, 1500); ok {
 		t.Error("a UDP packet was taken for TCP offload")
 	}
 }

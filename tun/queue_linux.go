@@ -35,6 +35,7 @@ type Queue struct {
 	wmu   sync.Mutex
 	wbufs [][]byte // offload mode: the copies wireguard may rewrite and extend
 	wq    [][]byte
+	wv    writev // offload mode: a packet written from two pieces
 
 	closed    atomic.Bool
 	closeOnce sync.Once

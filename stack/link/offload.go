@@ -34,5 +34,11 @@ type Offloader interface {
 	// pseudo-header (header.SetTCPPartialChecksum); the endpoint completes each
 	// segment's checksum. segSize[i] is ignored for packets within the MTU,
 	// which must be complete.
-	WriteOffload(bufs [][]byte, offset int, segSize []int) (int, error)
+	//
+	// payloads, if not nil, holds per packet the bytes that follow
+	// bufs[i][offset:] (nil for none): packet i is the two together, which
+	// the endpoint writes without joining them first (writev), so that a
+	// payload goes from the stack's send buffer to the device with one
+	// copy, the kernel's.
+	WriteOffload(bufs [][]byte, offset int, payloads [][]byte, segSize []int) (int, error)
 }

@@ -3,18 +3,35 @@ package tcp
 import (
 	"math/bits"
 	"sync"
+	"sync/atomic"
 )
 
 // buffer is a byte queue used for both the send and the receive buffer. Data
-// is (*h)[r:w] in a power-of-two array from a size-class pool; consumed bytes
+// is h.b[r:w] in a power-of-two array from a size-class pool; consumed bytes
 // are reclaimed by compaction, and an empty buffer returns its array to the
 // pool, so that an idle connection holds no data buffer (docs/design.md
 // "Memory"). The pool handle h travels with the array, so that taking and
 // returning it allocates nothing; the buffer itself is 16 bytes.
+//
+// A segment's payload may leave for the link without a copy (Segment.Pin):
+// while packets point into the array, it is pinned, and the buffer neither
+// moves bytes in it nor gives it back to the pool; it takes a new array
+// instead and leaves the old one to the last Unpin.
 type buffer struct {
-	h    *[]byte // nil: no array
+	h    *array // nil: no array
 	r, w int32
 }
+
+// array is a buffer's storage, with the count of packets on their way to
+// the link that point into it (pins) and, in the same word, whether its
+// buffer has let it go (abandoned): the one that brings the word to exactly
+// abandoned returns it to the pool.
+type array struct {
+	b    []byte
+	pins atomic.Int32
+}
+
+const abandoned = 1 << 30
 
 const minBufClass = 12 // 4 KiB
 
@@ -24,25 +41,49 @@ const maxBufLen = 1 << 30
 
 var bufPools [32]sync.Pool
 
-func getBuf(n int) *[]byte {
+func getBuf(n int) *array {
 	class := bits.Len(uint(n - 1))
 	if class < minBufClass {
 		class = minBufClass
 	}
-	if p, ok := bufPools[class].Get().(*[]byte); ok {
+	if p, ok := bufPools[class].Get().(*array); ok {
 		return p
 	}
-	b := make([]byte, 1<<class)
-	return &b
+	return &array{b: make([]byte, 1<<class)}
 }
 
-func putBuf(h *[]byte) {
-	c := cap(*h)
+func putBuf(h *array) {
+	c := len(h.b)
 	if c == 0 || c&(c-1) != 0 {
 		return
 	}
-	*h = (*h)[:c]
+	h.pins.Store(0)
 	bufPools[bits.Len(uint(c-1))].Put(h)
+}
+
+// letGo gives h up: to the pool now if no packet points into it, else to
+// the last Unpin.
+func letGo(h *array) {
+	if h.pins.Load() == 0 || h.pins.Add(abandoned) == abandoned {
+		putBuf(h)
+	}
+}
+
+// pinned reports whether packets point into h. Pins are only added under
+// the connection's lock, as the buffer is changed, so a false answer stays
+// true until the caller next pins.
+func (h *array) pinned() bool { return h.pins.Load() != 0 }
+
+// Pinned is a segment's hold on the buffer array its payload lies in; see
+// Segment.Pin. The zero value holds nothing.
+type Pinned struct{ a *array }
+
+// Unpin lets the buffer move or reuse the bytes again; it may be called
+// from any goroutine, once per Pin.
+func (p Pinned) Unpin() {
+	if p.a != nil && p.a.pins.Add(-1) == abandoned {
+		putBuf(p.a)
+	}
 }
 
 // Len is the number of buffered bytes.
@@ -53,7 +94,7 @@ func (x *buffer) Bytes() []byte {
 	if x.h == nil {
 		return nil
 	}
-	return (*x.h)[x.r:x.w]
+	return x.h.b[x.r:x.w]
 }
 
 // Append adds as much of p as fits under limit buffered bytes and returns
@@ -69,21 +110,28 @@ func (x *buffer) Append(p []byte, limit int) int {
 	need := x.Len() + len(p)
 	if x.h == nil {
 		x.h, x.r, x.w = getBuf(need), 0, 0
-	} else if c := cap(*x.h); int(x.w)+len(p) > c {
-		if int(x.r) >= x.Len() && need <= c {
+	} else if c := len(x.h.b); int(x.w)+len(p) > c {
+		switch {
+		case int(x.r) >= x.Len() && need <= c && !x.h.pinned():
 			// Compact in place: the live bytes moved are no more than the
 			// consumed ones, so each byte is moved O(1) times overall.
-			b := (*x.h)[:c]
-			x.w = int32(copy(b, b[x.r:x.w]))
+			x.w = int32(copy(x.h.b, x.h.b[x.r:x.w]))
 			x.r = 0
-		} else {
-			nh := getBuf(max(need, 2*c))
-			n := copy((*nh)[:cap(*nh)], x.Bytes())
-			putBuf(x.h)
+		default:
+			// A new array: twice the size, or the same size when packets
+			// on their way to the link pin this one and compaction would
+			// have done.
+			size := max(need, 2*c)
+			if int(x.r) >= x.Len() && need <= c {
+				size = c
+			}
+			nh := getBuf(size)
+			n := copy(nh.b, x.Bytes())
+			letGo(x.h)
 			x.h, x.r, x.w = nh, 0, int32(n)
 		}
 	}
-	copy((*x.h)[x.w:cap(*x.h)], p)
+	copy(x.h.b[x.w:], p)
 	x.w += int32(len(p))
 	return len(p)
 }
@@ -105,7 +153,7 @@ func (x *buffer) Read(p []byte) int {
 
 func (x *buffer) release() {
 	if x.h != nil {
-		putBuf(x.h)
+		letGo(x.h)
 	}
 	x.h, x.r, x.w = nil, 0, 0
 }
@@ -115,5 +163,5 @@ func (x *buffer) Cap() int {
 	if x.h == nil {
 		return 0
 	}
-	return cap(*x.h)
+	return len(x.h.b)
 }

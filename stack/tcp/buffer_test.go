@@ -32,3 +32,76 @@ func TestBufferFIFOAndBoundedCopying(t *testing.T) {
 		}
 	}
 }
+
+// A pinned array (a packet on its way to the link points into it) is
+// neither compacted nor given back to the pool: the pinned bytes stay as
+// they were while the buffer moves on, and the last Unpin returns it.
+func TestBufferPinned(t *testing.T) {
+	fill := func(n int, b byte) []byte { return bytes.Repeat([]byte{b}, n) }
+	t.Run("compaction", func(t *testing.T) {
+		var x buffer
+		x.Append(fill(4096, 'a'), 1<<20)
+		arr := x.h
+		seg := Segment{Payload: x.Bytes()[3000:4000], arr: x.h}
+		pin, ok := seg.Pin()
+		if !ok {
+			t.Fatal("Pin refused a send-buffer payload")
+		}
+		x.Discard(3000)
+		// Unpinned, this would compact in place (3000 bytes consumed,
+		// 1096 live, 2000 more fit): the pinned bytes would move.
+		x.Append(fill(2000, 'b'), 1<<20)
+		if x.h == arr {
+			t.Fatal("the buffer compacted a pinned array")
+		}
+		if !bytes.Equal(seg.Payload, fill(1000, 'a')) {
+			t.Fatal("the pinned bytes changed")
+		}
+		if got := x.Bytes(); !bytes.Equal(got, append(fill(1096, 'a'), fill(2000, 'b')...)) {
+			t.Fatalf("the buffer holds %d wrong bytes", len(got))
+		}
+		if p := arr.pins.Load(); p != abandoned+1 {
+			t.Fatalf("pins %#x, want abandoned with one pin", p)
+		}
+		pin.Unpin()
+		if p := arr.pins.Load(); p != 0 {
+			t.Fatalf("pins %#x after the last Unpin, want 0 (back in the pool)", p)
+		}
+	})
+	t.Run("release", func(t *testing.T) {
+		var x buffer
+		x.Append(fill(1000, 'a'), 1<<20)
+		arr := x.h
+		seg := Segment{Payload: x.Bytes(), arr: x.h}
+		pin, _ := seg.Pin()
+		pin2, _ := seg.Pin()
+		x.Discard(1000) // all acknowledged: the buffer lets the array go
+		if x.h != nil || arr.pins.Load() != abandoned+2 {
+			t.Fatalf("after the release: h %p, pins %#x", x.h, arr.pins.Load())
+		}
+		for range 64 {
+			var y buffer
+			y.Append(fill(1000, 'z'), 1<<20)
+			if y.h == arr {
+				t.Fatal("a pinned array was handed out again")
+			}
+		}
+		if !bytes.Equal(seg.Payload, fill(1000, 'a')) {
+			t.Fatal("the pinned bytes changed")
+		}
+		pin.Unpin()
+		if arr.pins.Load() != abandoned+1 {
+			t.Fatalf("pins %#x, want one left", arr.pins.Load())
+		}
+		pin2.Unpin()
+		if arr.pins.Load() != 0 {
+			t.Fatalf("pins %#x after the last Unpin", arr.pins.Load())
+		}
+	})
+	t.Run("not a buffer", func(t *testing.T) {
+		seg := Segment{Payload: []byte("x")}
+		if _, ok := seg.Pin(); ok {
+			t.Fatal("Pin took a payload that is not the send buffer's")
+		}
+	})
+}

@@ -346,3 +346,33 @@ func TestTailLossProbe(t *testing.T) {
 	s.out(Segment{Flags: ACK, Seq: lISS + 1001, Ack: rISS + 1, Payload: bytesAt(1000, m)})
 	s.none()
 }
+
+// TestTailLossProbeFitsTheOptions: a SACK block the connection now owes
+// its peer (data came out of order) takes option space the probed
+// segment did not need when it first left. The probe is the last segment's
+// final effective-MSS bytes, so that with its options it still fits the
+// MSS (Linux's tcp_send_loss_probe cuts the skb with tcp_fragment); sent
+// whole, it would exceed the path MTU.
+func TestTailLossProbeFitsTheOptions(t *testing.T) {
+	const m = 1000
+	s := sackOpen(t, Config{NoDelay: true, MSS: m})
+	s.write(bytesN(3 * m))
+	for i := 0; i < 3; i++ {
+		s.out(Segment{Flags: ACK | map[bool]uint8{true: PSH}[i == 2], Seq: lISS + 1 + seqnumSize(i*m), Ack: rISS + 1, Payload: bytesAt(i*m, m)})
+	}
+	// Out-of-order data from the peer: the next ACKs carry a SACK block.
+	s.in(seg(ACK, rISS+1+100, lISS+1, 'x'))
+	ack := s.out(Segment{Flags: ACK, Seq: lISS + 1 + 3*m, Ack: rISS + 1})
+	if ack.Opts.NumSACK != 1 {
+		t.Fatalf("the duplicate ACK carries %d SACK blocks, want 1", ack.Opts.NumSACK)
+	}
+	eff := m - (4 + 8) // the SACK option: kind, length, padding, one block
+	s.advance(2*s.c.Info().SRTT + 2*time.Millisecond)
+	probe := s.out(Segment{Flags: ACK | PSH, Seq: lISS + 1 + seqnumSize(3*m-eff), Ack: rISS + 1, Payload: bytesAt(3*m-eff, eff)})
+	if probe.Opts.NumSACK != 1 {
+		t.Fatalf("the probe carries %d SACK blocks, want 1", probe.Opts.NumSACK)
+	}
+	if s.c.Stats().TLPProbes != 1 {
+		t.Fatalf("probes %d", s.c.Stats().TLPProbes)
+	}
+}

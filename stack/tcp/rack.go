@@ -352,7 +352,14 @@ func (k *sackRecovery) onTLP(now time.Time) {
 	if n < 0 || (n == 0 && !fin) {
 		return
 	}
-	k.c.sendRange(now, last.start, n, fin, false)
+	start := last.start
+	if mss := k.c.effMSS(); n > mss && k.c.cfg.TSOMax == 0 {
+		// Options the segment did not carry when it left (SACK blocks
+		// owed since) leave less room: probe with its last effective
+		// MSS, as Linux cuts the skb (tcp_send_loss_probe, tcp_fragment).
+		start, n = start.Add(seqnum.Size(n-mss)), mss
+	}
+	k.c.sendRange(now, start, n, fin, false)
 	k.c.armRTX(now)
 }
 

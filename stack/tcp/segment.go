@@ -26,6 +26,21 @@ type Segment struct {
 	// SegSize, when the payload is longer, is the payload of each segment
 	// the link cuts it into (TSO: Config.TSOMax); otherwise zero.
 	SegSize int
+
+	arr *array // the send buffer's array Payload lies in, for Pin; nil otherwise
+}
+
+// Pin lets a Sender keep the segment's payload after Send returns, without
+// copying it: the send buffer then leaves those bytes as they are until
+// Unpin, even once they are acknowledged. ok is false when the payload is
+// not the send buffer's (a copy must be made). Pin is called within
+// Sender.Send only.
+func (s *Segment) Pin() (p Pinned, ok bool) {
+	if s.arr == nil || len(s.Payload) == 0 {
+		return Pinned{}, false
+	}
+	s.arr.pins.Add(1)
+	return Pinned{s.arr}, true
 }
 
 // Has reports whether every flag in f is set.

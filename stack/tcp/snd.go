@@ -229,10 +229,18 @@ func (c *Conn) sendSegment(now time.Time, n int, fin, push bool) {
 // sendRange sends n bytes of the send buffer starting at seq, with FIN if
 // fin, and returns the sequence number after it. SND.NXT is the caller's.
 func (c *Conn) sendRange(now time.Time, seq seqnum.Value, n int, fin, push bool) seqnum.Value {
+	if mss := c.effMSS(); n > mss && c.cfg.TSOMax == 0 {
+		// More than one segment fits, without a link that cuts units
+		// (TSO): what every caller asks for is at most one segment as it
+		// was sized then; options added since (SACK blocks) take room.
+		// Send what fits now (Linux's tcp_retransmit_skb fragments to the
+		// current MSS); the caller goes on from the returned end.
+		n, fin = mss, false
+	}
 	off := int(c.snd.bufSeq().Size(seq))
 	seg := Segment{Seq: seq, Flags: flagACK}
 	if n > 0 {
-		seg.Payload = c.snd.buf.Bytes()[off : off+n]
+		seg.Payload, seg.arr = c.snd.buf.Bytes()[off:off+n], c.snd.buf.h
 		if push || off+n == c.snd.buf.Len() {
 			seg.Flags |= flagPSH
 		}
