@@ -39,7 +39,8 @@ type lane struct {
 	txSpare txBatch    // the batch being written (under writeMu), reused
 
 	tm     timerHeap
-	rxBusy atomic.Int32 // input batches being processed (see WaitIdle)
+	rxBuf  tcp.PacketBuf // the packet being input, while its reader processes it (Segment.InPacketBuf)
+	rxBusy atomic.Int32  // input batches being processed (see WaitIdle)
 	cnt    *counter.Set[laneEvent]
 }
 
@@ -68,11 +69,13 @@ const (
 	laneRxPackets laneEvent = iota // packets read from the queue (super-packets count once)
 	laneTxPackets                  // packets written to it (TSO units count once)
 	laneRxBatches                  // reads that returned packets
+	laneRxAdopted                  // packets whose payload a receive buffer kept where it was read
 	numLaneEvents
 )
 
 var laneEventNames = [numLaneEvents]string{
 	laneRxPackets: "rx_packets", laneTxPackets: "tx_packets", laneRxBatches: "rx_batches",
+	laneRxAdopted: "rx_adopted",
 }
 
 func (e laneEvent) String() string { return counter.Name(laneEventNames[:], e, "event") }
@@ -82,6 +85,7 @@ type QueueStats struct {
 	RxPackets uint64 // packets read from the link queue (a super-packet counts once)
 	TxPackets uint64 // packets written to it (a TSO unit counts once)
 	RxBatches uint64 // reads that returned packets
+	RxAdopted uint64 // packets whose payload a receive buffer kept, uncopied (tcp.PacketBuf)
 }
 
 // initLanes makes a lane per queue of ep: its queues if it is a
@@ -210,6 +214,7 @@ func (ln *lane) stats() QueueStats {
 		RxPackets: ln.cnt.Load(laneRxPackets),
 		TxPackets: ln.cnt.Load(laneTxPackets),
 		RxBatches: ln.cnt.Load(laneRxBatches),
+		RxAdopted: ln.cnt.Load(laneRxAdopted),
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"ustack/stack/header"
 	"ustack/stack/link"
+	"ustack/stack/tcp"
 )
 
 // softOffload is a link.Offloader in software over an in-memory pipe, as
@@ -98,11 +99,15 @@ func cutTSO(pkt []byte, size int) [][]byte {
 func TestTSOThroughAnOffloadingLink(t *testing.T) {
 	ea, eb := link.Pipe(1500)
 	oa, ob := &softOffload{PipeEnd: ea}, &softOffload{PipeEnd: eb}
-	a, err := New(oa, strict(Options{Addr: addrA}))
+	// Every in-order payload that finds its receive buffer empty is
+	// adopted where it was read (the default takes only super-packets,
+	// which this link does not make).
+	adopt := tcp.Config{AdoptMin: 1}
+	a, err := New(oa, strict(Options{Addr: addrA, TCP: adopt}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := New(ob, strict(Options{Addr: addrB}))
+	b, err := New(ob, strict(Options{Addr: addrB, TCP: adopt}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,6 +165,11 @@ func TestTSOThroughAnOffloadingLink(t *testing.T) {
 	// a copy (pinned there while the application went on writing).
 	if oa.apart.Load() == 0 || ob.apart.Load() == 0 {
 		t.Errorf("units written with the payload apart: %d and %d, want both > 0", oa.apart.Load(), ob.apart.Load())
+	}
+	for _, st := range []*Stack{a, b} {
+		if q := st.Stats().Queues; len(q) != 1 || q[0].RxAdopted == 0 {
+			t.Errorf("queue counters %+v: no payload adopted where it was read", q)
+		}
 	}
 	if out := b.Stats().TCPSegsOut; out < size/1460 {
 		t.Errorf("the sender counted %d segments out for %d bytes: units counted as one?", out, size)

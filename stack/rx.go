@@ -5,6 +5,7 @@ import (
 	"net"
 
 	"ustack/stack/link"
+	"ustack/stack/tcp"
 )
 
 // The receive loop: one reader goroutine per lane (or Poll in Manual mode)
@@ -41,6 +42,7 @@ func (s *Stack) readLoop(ln *lane) {
 // rxBatch holds a reader's buffers and the connections a batch touched.
 type rxBatch struct {
 	ln      *lane
+	pbs     []tcp.PacketBuf // what bufs are: a receive buffer may adopt one (Renew)
 	bufs    [][]byte
 	sizes   []int
 	csumOK  []bool // per packet: the link vouches for the transport checksum
@@ -54,7 +56,12 @@ func (b *rxBatch) init(s *Stack, ln *lane) {
 	if ln.off != nil {
 		n = 1 // ReadOffload returns one packet (or super-packet) a call
 	}
-	b.bufs, b.sizes = link.ReadBuffers(n, max(s.mtu, link.MaxPacket))
+	b.pbs = make([]tcp.PacketBuf, n)
+	b.bufs, b.sizes = make([][]byte, n), make([]int, n)
+	for i := range b.pbs {
+		b.pbs[i] = tcp.NewPacketBuf(link.Headroom + max(s.mtu, link.MaxPacket))
+		b.bufs[i] = b.pbs[i].Bytes()
+	}
 	b.csumOK = make([]bool, len(b.bufs))
 }
 
@@ -70,11 +77,13 @@ func (b *rxBatch) process(s *Stack, n int) {
 	now := s.clk.Now()
 	b.touched = b.touched[:0]
 	for i := 0; i < n; i++ {
+		ln.rxBuf = b.pbs[i]
 		if c := s.input(ln, now, b.bufs[i][link.Headroom:link.Headroom+b.sizes[i]], b.csumOK[i]); c != nil && c.batchGen.Load() != b.gen {
 			c.batchGen.Store(b.gen)
 			b.touched = append(b.touched, c)
 		}
 	}
+	ln.rxBuf = tcp.PacketBuf{}
 	for i, c := range b.touched {
 		c.mu.Lock()
 		c.lnIdx = uint8(ln.idx) // another lane's reader may have taken it meanwhile: this batch's output is ours to flush
@@ -85,6 +94,14 @@ func (b *rxBatch) process(s *Stack, n int) {
 		b.touched[i] = nil
 	}
 	ln.flush()
+	for i := 0; i < n; i++ {
+		if b.pbs[i].Renew() {
+			// A receive buffer kept the packet's payload where it was
+			// read (no copy): the next read goes to a new buffer.
+			b.bufs[i] = b.pbs[i].Bytes()
+			ln.cnt.Inc(laneRxAdopted)
+		}
+	}
 }
 
 // Poll processes every packet waiting on the link, without blocking, and

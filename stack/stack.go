@@ -344,6 +344,7 @@ func (s *Stack) tcpInput(ln *lane, now time.Time, raw []byte, src, dst netip.Add
 		s.cnt.Drop(dropBadOptions)
 		return nil
 	}
+	seg.InPacketBuf(ln.rxBuf)
 	s.cnt.Inc(evSegsIn)
 	id := tcp.ID{
 		Local:  netip.AddrPortFrom(dst, th.DstPort()),

@@ -297,3 +297,28 @@ func TestSimIPv6(t *testing.T) {
 		})
 	}
 }
+
+// TestSimAdopts: the even seeds' stacks adopt in-order payloads where
+// their reader read them (tcp.PacketBuf), on a clean link and on a lossy
+// one, and the runs still deliver every byte intact (Run checks each
+// connection's bytes).
+func TestSimAdopts(t *testing.T) {
+	for _, p := range Profiles[:2] {
+		var adopted uint64
+		for seed := uint64(2); seed <= 8; seed += 2 {
+			res := Run(seed, p)
+			if res.Err != nil {
+				t.Fatalf("%s seed %d: %v", p.Name, seed, res.Err)
+			}
+			for _, st := range res.Stats {
+				for _, q := range st.Queues {
+					adopted += q.RxAdopted
+				}
+			}
+		}
+		if adopted == 0 {
+			t.Errorf("%s: no payload adopted in seeds 2 to 8", p.Name)
+		}
+		t.Logf("%s: %d payloads adopted", p.Name, adopted)
+	}
+}

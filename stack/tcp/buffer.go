@@ -4,6 +4,7 @@ import (
 	"math/bits"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // buffer is a byte queue used for both the send and the receive buffer. Data
@@ -29,9 +30,17 @@ type buffer struct {
 type array struct {
 	b    []byte
 	pins atomic.Int32
+	rx   bool // a reader's packet buffer (PacketBuf), pooled apart
 }
 
-const abandoned = 1 << 30
+// The pins word: the count of pins in the low bits, then whether a
+// receive buffer adopted the array from a reader (adopted), then whether
+// its buffer let it go (abandoned).
+const (
+	abandoned = 1 << 30
+	adopted   = 1 << 29
+	pinCount  = adopted - 1
+)
 
 const minBufClass = 12 // 4 KiB
 
@@ -53,6 +62,11 @@ func getBuf(n int) *array {
 }
 
 func putBuf(h *array) {
+	if h.rx {
+		h.pins.Store(0)
+		rxPool.Put(h)
+		return
+	}
 	c := len(h.b)
 	if c == 0 || c&(c-1) != 0 {
 		return
@@ -64,15 +78,24 @@ func putBuf(h *array) {
 // letGo gives h up: to the pool now if no packet points into it, else to
 // the last Unpin.
 func letGo(h *array) {
-	if h.pins.Load() == 0 || h.pins.Add(abandoned) == abandoned {
+	if h.pins.Load()&pinCount == 0 || h.pins.Add(abandoned)&^adopted == abandoned {
 		putBuf(h)
 	}
 }
 
-// pinned reports whether packets point into h. Pins are only added under
-// the connection's lock, as the buffer is changed, so a false answer stays
-// true until the caller next pins.
-func (h *array) pinned() bool { return h.pins.Load() != 0 }
+// unpin drops one pin, and returns h to its pool if it was the last one
+// on an array its buffer let go.
+func (h *array) unpin() {
+	if h.pins.Add(-1)&^adopted == abandoned {
+		putBuf(h)
+	}
+}
+
+// pinned reports whether packets point into h (or a reader still holds
+// it). Pins are only added under the connection's lock, as the buffer is
+// changed, or by a reader before it lends the array, so a false answer
+// stays true until the caller next pins.
+func (h *array) pinned() bool { return h.pins.Load()&pinCount != 0 }
 
 // Pinned is a segment's hold on the buffer array its payload lies in; see
 // Segment.Pin. The zero value holds nothing.
@@ -81,9 +104,71 @@ type Pinned struct{ a *array }
 // Unpin lets the buffer move or reuse the bytes again; it may be called
 // from any goroutine, once per Pin.
 func (p Pinned) Unpin() {
-	if p.a != nil && p.a.pins.Add(-1) == abandoned {
-		putBuf(p.a)
+	if p.a != nil {
+		p.a.unpin()
 	}
+}
+
+// PacketBuf is a buffer a reader reads packets into. A receive buffer that
+// is empty when a large in-order payload arrives in one adopts the whole
+// array instead of copying the payload out (the application then reads it
+// from where the device wrote it); the reader learns it from Renew at the
+// end of its batch and reads into a new one. The reader holds a pin on
+// its PacketBuf, so the array goes back to the pool only once both the
+// reader and the receive buffer are done with it.
+type PacketBuf struct{ a *array }
+
+var rxPool sync.Pool
+
+// NewPacketBuf returns a PacketBuf of size bytes, held by the caller.
+func NewPacketBuf(size int) PacketBuf {
+	a, ok := rxPool.Get().(*array)
+	if !ok || len(a.b) != size {
+		a = &array{b: make([]byte, size), rx: true}
+	}
+	a.pins.Store(1)
+	return PacketBuf{a}
+}
+
+// Bytes is the buffer to read into.
+func (p PacketBuf) Bytes() []byte { return p.a.b }
+
+// Renew, at the end of a reader's batch, replaces p with a new PacketBuf
+// if a receive buffer adopted its array during the batch, and lets the old
+// one go; it reports whether it did.
+func (p *PacketBuf) Renew() bool {
+	if p.a.pins.Load()&adopted == 0 {
+		return false
+	}
+	old := p.a
+	*p = NewPacketBuf(len(old.b))
+	old.unpin()
+	return true
+}
+
+// adoptMin is the smallest in-order payload a receive buffer adopts
+// rather than copies; Config.AdoptMin overrides it.
+const adoptMin = 16 << 10
+
+// adopt makes the receive buffer, which is empty, hold p where it lies in
+// a, a PacketBuf's array its reader still holds: no copy.
+func (x *buffer) adopt(a *array, p []byte) {
+	x.release()
+	a.pins.Or(adopted)
+	off, _ := within(a.b, p)
+	x.h, x.r, x.w = a, int32(off), int32(off+len(p))
+}
+
+// within reports where p, not empty, lies in b, if it does.
+func within(b, p []byte) (off int, ok bool) {
+	if len(p) == 0 || len(b) == 0 {
+		return 0, false
+	}
+	d := uintptr(unsafe.Pointer(unsafe.SliceData(p))) - uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	if d > uintptr(len(b)) || int(d)+len(p) > len(b) {
+		return 0, false // also before b: d wraps around
+	}
+	return int(d), true
 }
 
 // Len is the number of buffered bytes.

@@ -105,3 +105,69 @@ func TestBufferPinned(t *testing.T) {
 		}
 	})
 }
+
+// An adopted PacketBuf: the receive buffer reads the payload where the
+// reader put it, the reader takes a new buffer (Renew), and the array goes
+// back to the pool once both are done with it, in either order.
+func TestBufferAdoptsPacketBuf(t *testing.T) {
+	for _, readerFirst := range []bool{true, false} {
+		pb := NewPacketBuf(4096)
+		old := pb.a
+		payload := pb.Bytes()[100:1100]
+		copy(payload, bytes.Repeat([]byte("p"), len(payload)))
+		seg := Segment{Payload: payload}
+		seg.InPacketBuf(pb)
+		if seg.arr != old {
+			t.Fatal("InPacketBuf did not see the payload in the PacketBuf")
+		}
+		var x buffer
+		x.adopt(seg.arr, seg.Payload)
+		if &x.Bytes()[0] != &payload[0] || x.Len() != 1000 {
+			t.Fatal("the buffer does not hold the payload where it was read")
+		}
+		// More data goes behind it in the same array, still uncopied.
+		x.Append([]byte("more"), 1<<20)
+		if x.h != old || string(x.Bytes()[1000:]) != "more" {
+			t.Fatal("an append after the adopted payload moved it")
+		}
+		if _, ok := seg.Pin(); ok {
+			t.Fatal("a received segment's PacketBuf was pinned for sending")
+		}
+		readAll := func() {
+			got := make([]byte, 2000)
+			if n := x.Read(got); n != 1004 || !bytes.Equal(got[:1000], bytes.Repeat([]byte("p"), 1000)) {
+				t.Fatalf("read %d bytes %q", n, got[:min(n, 8)])
+			}
+		}
+		if readerFirst {
+			if !pb.Renew() || pb.a == old || pb.a.pins.Load() != 1 {
+				t.Fatal("Renew kept an adopted array")
+			}
+			if old.pins.Load() != adopted {
+				t.Fatalf("pins %#x: the reader's hold is not gone", old.pins.Load())
+			}
+			readAll()
+		} else {
+			readAll()
+			if old.pins.Load() != abandoned|adopted|1 {
+				t.Fatalf("pins %#x: the buffer let go while the reader holds it", old.pins.Load())
+			}
+			if !pb.Renew() {
+				t.Fatal("Renew missed the adoption")
+			}
+		}
+		if old.pins.Load() != 0 {
+			t.Fatalf("readerFirst=%v: pins %#x, want 0 (back in the pool)", readerFirst, old.pins.Load())
+		}
+	}
+	// A payload that is not in the PacketBuf (a reassembled datagram).
+	pb := NewPacketBuf(4096)
+	seg := Segment{Payload: make([]byte, 100)}
+	seg.InPacketBuf(pb)
+	if seg.arr != nil {
+		t.Fatal("InPacketBuf took a payload from elsewhere")
+	}
+	if pb.Renew() {
+		t.Fatal("Renew without an adoption")
+	}
+}

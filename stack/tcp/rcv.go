@@ -412,7 +412,13 @@ func (c *Conn) processText(now time.Time, seg *Segment) bool {
 		return true
 	}
 	c.rcv.dataArrived(now, c.rcv.stats.bytesIn == 0, c.snd.rtt.rto, c.ourMSS())
-	n := c.rcv.buf.Append(seg.Payload, c.rcvBufLimit())
+	var n int
+	if c.canAdopt(seg) {
+		c.rcv.buf.adopt(seg.arr, seg.Payload)
+		n = len(seg.Payload)
+	} else {
+		n = c.rcv.buf.Append(seg.Payload, c.rcvBufLimit())
+	}
 	c.rcv.nxt = c.rcv.nxt.Add(seqnum.Size(n))
 	c.rcv.stats.bytesIn += uint64(n)
 	c.rcvRTTMeasure(now, seg)
@@ -430,6 +436,18 @@ func (c *Conn) processText(now time.Time, seg *Segment) bool {
 		}
 	}
 	return true
+}
+
+// canAdopt reports whether the in-order seg goes to the receive buffer by
+// adoption (PacketBuf): the buffer is empty, the payload is large and
+// lies in a reader's PacketBuf, and all of it fits.
+func (c *Conn) canAdopt(seg *Segment) bool {
+	least := c.cfg.AdoptMin
+	if least == 0 {
+		least = adoptMin
+	}
+	return seg.arr != nil && seg.arr.rx && least > 0 && len(seg.Payload) >= least &&
+		c.rcv.buf.Len() == 0 && len(seg.Payload) <= c.rcvBufLimit()
 }
 
 // rcvBufLimit is the receive buffer's bound: its size, or more if the window

@@ -27,7 +27,18 @@ type Segment struct {
 	// the link cuts it into (TSO: Config.TSOMax); otherwise zero.
 	SegSize int
 
-	arr *array // the send buffer's array Payload lies in, for Pin; nil otherwise
+	arr *array // the send buffer's array Payload lies in (Pin), or the PacketBuf's it was read into (InPacketBuf); else nil
+}
+
+// InPacketBuf tells the receiving TCB that the payload lies in p, which it
+// may adopt instead of copying (see PacketBuf). A payload elsewhere (a
+// reassembled datagram) is left as it is.
+func (s *Segment) InPacketBuf(p PacketBuf) {
+	if p.a != nil {
+		if _, ok := within(p.a.b, s.Payload); ok {
+			s.arr = p.a
+		}
+	}
 }
 
 // Pin lets a Sender keep the segment's payload after Send returns, without
@@ -36,7 +47,7 @@ type Segment struct {
 // not the send buffer's (a copy must be made). Pin is called within
 // Sender.Send only.
 func (s *Segment) Pin() (p Pinned, ok bool) {
-	if s.arr == nil || len(s.Payload) == 0 {
+	if s.arr == nil || s.arr.rx || len(s.Payload) == 0 {
 		return Pinned{}, false
 	}
 	s.arr.pins.Add(1)
