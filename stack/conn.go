@@ -120,10 +120,12 @@ func (c *Conn) remove() {
 	}
 	c.gone = true
 	c.schedule(time.Time{})
-	c.s.unregister(c)
+	// The counters join ended before the connection leaves the table, so
+	// that TCPTotals never finds it in neither.
 	st := c.tcb.Stats()
 	c.s.cnt.Add(evRetransmits, st.Retransmits)
 	c.s.ended.add(st)
+	c.s.unregister(c)
 	if c.halfOpen {
 		c.listener.leaveHalfOpen()
 		c.halfOpen = false

@@ -1,6 +1,8 @@
 package stack
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"strings"
@@ -168,5 +170,70 @@ func TestTCPTotalsOpenAndEnded(t *testing.T) {
 	ended := a.TCPTotals()
 	if ended.BytesOut != open.BytesOut || ended.SegsOut <= open.SegsOut {
 		t.Errorf("after the end: BytesOut %d SegsOut %d, want %d and > %d", ended.BytesOut, ended.SegsOut, open.BytesOut, open.SegsOut)
+	}
+}
+
+// TestTCPTotalsCountsEndingConnections reads TCPTotals while connections
+// end, over and over: the sum of every connection the stack has had can
+// only grow. A connection that ended between the copy of the table and the
+// read of the ended sum used to be in neither (the loss bench read all
+// zeros once), and the sum went down.
+func TestTCPTotalsCountsEndingConnections(t *testing.T) {
+	short := Options{TCP: tcp.Config{MSL: time.Millisecond}}
+	a, b := pair(t, short, short)
+	l, err := b.ListenTCP(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			sc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				io.Copy(io.Discard, sc)
+				sc.Close()
+			}()
+		}
+	}()
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		var last uint64
+		reads := 0
+		for {
+			select {
+			case <-stop:
+				if reads == 0 {
+					done <- errors.New("no reads")
+				}
+				done <- nil
+				return
+			default:
+			}
+			n := a.TCPTotals().SegsOut
+			reads++
+			if n < last {
+				done <- fmt.Errorf("read %d: SegsOut went down from %d to %d", reads, last, n)
+				return
+			}
+			last = n
+		}
+	}()
+	for i := 0; i < 200; i++ {
+		c, err := a.DialTCP(ctxT(t, 5*time.Second), netip.AddrPortFrom(addrB, 7))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("x"))
+		c.Close()
+	}
+	if !waitfor.Within(10*time.Second, func() bool { return a.Stats().TCPConns == 0 }) {
+		t.Fatal("the connections did not end")
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
