@@ -34,6 +34,7 @@ type Stats struct {
 	LinkReadErrors    uint64
 	TCPSegsAddrGone   uint64 // segments not sent: their source address was removed
 	TCPSegsTooBig     uint64 // segments not sent: larger than a packet buffer (a TCB bug: never expected)
+	TCPFINsOnData     uint64 // bare FINs sent on the connection's data packet, still queued (Linux's tcp_send_fin)
 
 	UDPInDatagrams  uint64 // queued to a socket
 	UDPOutDatagrams uint64
@@ -65,6 +66,7 @@ const (
 	evLinkReadErr               // ReadBatch errors
 	evAddrGone                  // TCP segments not sent: their source address was removed
 	evSegTooBig                 // TCP segments not sent: larger than a packet buffer (a TCB bug)
+	evFINsOnData                // bare FINs that left on the connection's queued data packet
 	numEvents
 )
 
@@ -73,7 +75,7 @@ var eventNames = [numEvents]string{
 	evCookiesSent: "syn_cookies_sent", evCookiesOK: "syn_cookies_ok",
 	evActiveOpens: "active_opens", evPassiveOpens: "passive_opens", evEstablished: "established",
 	evRetransmits: "retransmits", evLinkWriteErr: "link_write_errors", evLinkReadErr: "link_read_errors",
-	evAddrGone: "segs_addr_gone", evSegTooBig: "segs_too_big",
+	evAddrGone: "segs_addr_gone", evSegTooBig: "segs_too_big", evFINsOnData: "fins_on_data",
 }
 
 func (e event) String() string { return counter.Name(eventNames[:], e, "event") }
@@ -142,6 +144,7 @@ func (s *Stack) Stats() Stats {
 		LinkReadErrors:    ev(evLinkReadErr),
 		TCPSegsAddrGone:   ev(evAddrGone),
 		TCPSegsTooBig:     ev(evSegTooBig),
+		TCPFINsOnData:     ev(evFINsOnData),
 		UDPInDatagrams:    s.udp.Stats.Load(udp.InDatagrams),
 		UDPOutDatagrams:   s.udp.Stats.Load(udp.OutDatagrams),
 		UDPNoPort:         s.udp.Stats.Drops(udp.NoPort),
