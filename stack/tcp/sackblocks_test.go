@@ -48,3 +48,57 @@ func TestSACKNewestBlockFirstWithManyHoles(t *testing.T) {
 		}
 	}
 }
+
+// When more blocks change between two ACKs than one ACK can carry, the
+// held ACK goes out before a changed block would drop out of the list:
+// every block that changed is reported at least once (RFC 2018 §4; Linux
+// sends its compressed ACK before forgetting a block, tcp_sack_new_ofo_skb).
+// Here the ACKs are compressed (quick-ACK mode is over and the three
+// immediate duplicate ACKs went), and one input batch brings six segments,
+// each a block of its own above a hole: four fit an ACK without
+// timestamps.
+func TestSACKEveryChangedBlockReported(t *testing.T) {
+	s := sackOpen(t, Config{})
+	next := rISS + 1
+	for range 2 * maxQuickACKs {
+		s.in(seg(ACK, next, lISS+1, 'x'))
+		next++
+	}
+	s.sent = nil
+	if s.c.rcv.quick != 0 {
+		t.Fatalf("still in quick-ACK mode (%d)", s.c.rcv.quick)
+	}
+	// next is missing; every segment after it sits alone between holes.
+	at := func(k int) seqnum.Value { return next + seqnumSize(1+2*k) }
+	for k := range compSACKDupAcks {
+		s.in(seg(ACK, at(k), lISS+1, 'x'))
+	}
+	if len(s.sent) != compSACKDupAcks {
+		t.Fatalf("%d immediate duplicate ACKs, want %d", len(s.sent), compSACKDupAcks)
+	}
+	s.sent = nil
+	var batch []Segment
+	for k := compSACKDupAcks; k < compSACKDupAcks+6; k++ {
+		batch = append(batch, seg(ACK, at(k), lISS+1, 'x'))
+	}
+	s.inBatch(batch...)
+	reported := func(v seqnum.Value) bool {
+		for _, g := range s.sent {
+			for _, b := range g.Opts.SACK[:g.Opts.NumSACK] {
+				if v.InRange(seqnum.Value(b.Start), seqnum.Value(b.End)) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for k := compSACKDupAcks; k < compSACKDupAcks+6; k++ {
+		if !reported(at(k)) {
+			t.Errorf("the block at %v (arrival %d of the batch) was never reported; ACKs sent: %v", at(k), k-compSACKDupAcks, s.sent)
+		}
+	}
+	if len(s.sent) > 2 {
+		t.Errorf("%d ACKs for the batch, want 2: the held one before the fifth block, then the batch's", len(s.sent))
+	}
+	s.sent = nil
+}
