@@ -15,9 +15,13 @@ import (
 type oooQueue struct{ d *oooData }
 
 type oooData struct {
-	segs  []oooSeg
-	bytes int
+	segs   []oooSeg
+	blocks []span // the contiguous runs of the segments' bytes, in order: the SACK blocks
+	bytes  int
 }
+
+// span is [start, end) of sequence space.
+type span struct{ start, end seqnum.Value }
 
 func (q *oooQueue) len() int {
 	if q.d == nil {
@@ -60,7 +64,19 @@ func (q *oooQueue) insert(seq seqnum.Value, data []byte, fin bool) {
 	}
 }
 
-func (q *oooQueue) blockOf(i int) (header.SACKBlock, int) { return q.d.blockOf(i) }
+// nblocks is the number of blocks (contiguous runs of held bytes).
+func (q *oooQueue) nblocks() int {
+	if q.d == nil {
+		return 0
+	}
+	return len(q.d.blocks)
+}
+
+// block is block j, from the lowest, as a SACK block.
+func (q *oooQueue) block(j int) header.SACKBlock {
+	b := q.d.blocks[j]
+	return header.SACKBlock{Start: uint32(b.start), End: uint32(b.end)}
+}
 
 func (q *oooQueue) blockAt(v seqnum.Value) (header.SACKBlock, bool) {
 	if q.d == nil {
@@ -85,22 +101,34 @@ func (q *oooData) first() (oooSeg, bool) {
 }
 
 func (q *oooData) pop() {
+	if n := len(q.segs[0].data); n > 0 {
+		// The lowest segment starts the lowest block.
+		b := &q.blocks[0]
+		b.start = b.start.Add(seqnum.Size(n))
+		if b.start == b.end {
+			q.blocks = q.blocks[1:]
+		}
+	}
 	q.bytes -= len(q.segs[0].data)
 	q.segs[0] = oooSeg{}
 	q.segs = q.segs[1:]
 	if len(q.segs) == 0 {
-		q.segs = nil
+		q.segs, q.blocks = nil, nil
 	}
 }
 
-func (q *oooData) clear() { q.segs, q.bytes = nil, 0 }
+func (q *oooData) clear() { q.segs, q.blocks, q.bytes = nil, nil, 0 }
 
 // insert copies data at seq into the queue, dropping the parts already held.
 func (q *oooData) insert(seq seqnum.Value, data []byte, fin bool) {
 	end := seq.Add(seqnum.Size(len(data)))
-	i := 0
-	for i < len(q.segs) && q.segs[i].seq.Add(seqnum.Size(len(q.segs[i].data))).LessThanEq(seq) {
-		i++
+	// The first segment ending after seq (the segments are in order and
+	// do not overlap, so their ends are too). Most arrivals go last.
+	i := len(q.segs)
+	if i > 0 && !seq.LessThan(q.end(i-1)) {
+		// after every segment
+	} else {
+		i = sort.Search(len(q.segs), func(i int) bool { return seq.LessThan(q.end(i)) })
 	}
 	// q.segs[i] is the first segment ending after seq. Trim overlaps with it
 	// and the ones after, inserting the pieces in between.
@@ -139,29 +167,45 @@ func (q *oooData) add(i int, seq seqnum.Value, data []byte, fin bool) {
 	copy(q.segs[i+1:], q.segs[i:])
 	q.segs[i] = oooSeg{seq: seq, data: cp, fin: fin}
 	q.bytes += len(cp)
+	if len(cp) > 0 {
+		q.addSpan(seq, seq.Add(seqnum.Size(len(cp))))
+	}
 }
 
-// blockOf is the contiguous run of queued segments around segment i, as a
-// SACK block, and the index of its first segment.
-func (q *oooData) blockOf(i int) (header.SACKBlock, int) {
-	first, last := i, i
-	for first > 0 && q.end(first-1) == q.segs[first].seq {
-		first--
+// addSpan adds [start, end), bytes held by no segment before, to the
+// blocks: it extends the block it touches, joins the two it fills the
+// hole between, or makes a block of its own.
+func (q *oooData) addSpan(start, end seqnum.Value) {
+	j := len(q.blocks)
+	if j == 0 || q.blocks[j-1].end.LessThan(start) {
+		// above every block: the common case
+	} else {
+		// The first block ending at or after start.
+		j = sort.Search(len(q.blocks), func(j int) bool { return !q.blocks[j].end.LessThan(start) })
 	}
-	for last+1 < len(q.segs) && q.end(last) == q.segs[last+1].seq {
-		last++
+	switch {
+	case j < len(q.blocks) && q.blocks[j].end == start:
+		q.blocks[j].end = end
+		if j+1 < len(q.blocks) && q.blocks[j+1].start == end {
+			q.blocks[j].end = q.blocks[j+1].end
+			q.blocks = append(q.blocks[:j+1], q.blocks[j+2:]...)
+		}
+	case j < len(q.blocks) && q.blocks[j].start == end:
+		q.blocks[j].start = start
+	default:
+		q.blocks = append(q.blocks, span{})
+		copy(q.blocks[j+1:], q.blocks[j:])
+		q.blocks[j] = span{start, end}
 	}
-	return header.SACKBlock{Start: uint32(q.segs[first].seq), End: uint32(q.end(last))}, first
 }
 
 // blockAt is the block holding sequence number v, if any.
 func (q *oooData) blockAt(v seqnum.Value) (header.SACKBlock, bool) {
-	i := sort.Search(len(q.segs), func(i int) bool { return v.LessThan(q.end(i)) })
-	if i == len(q.segs) || !v.InRange(q.segs[i].seq, q.end(i)) {
+	j := sort.Search(len(q.blocks), func(j int) bool { return v.LessThan(q.blocks[j].end) })
+	if j == len(q.blocks) || !v.InRange(q.blocks[j].start, q.blocks[j].end) {
 		return header.SACKBlock{}, false
 	}
-	b, _ := q.blockOf(i)
-	return b, true
+	return header.SACKBlock{Start: uint32(q.blocks[j].start), End: uint32(q.blocks[j].end)}, true
 }
 
 func (q *oooData) end(i int) seqnum.Value {

@@ -319,10 +319,8 @@ func (r *receiver) fillSACK(o *header.TCPOptions, max int) {
 			pick(r.ooo.blockAt(v))
 		}
 		// Then the highest blocks, from the top down.
-		for i := r.ooo.len() - 1; i >= 0 && n < max; {
-			b, first := r.ooo.blockOf(i)
-			pick(b, true)
-			i = first - 1
+		for j := r.ooo.nblocks() - 1; j >= 0 && n < max; j-- {
+			pick(r.ooo.block(j), true)
 		}
 	}
 	o.NumSACK = n
