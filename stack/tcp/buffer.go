@@ -31,6 +31,16 @@ type array struct {
 	b    []byte
 	pins atomic.Int32
 	rx   bool // a reader's packet buffer (PacketBuf), pooled apart
+
+	// A receive buffer that adopts a payload while it holds data chains
+	// the arrays (adopt): next is the one after this; in the first, tail
+	// is the last and more the bytes held after the first's; an array
+	// after the first holds b[lo:hi], the last b[lo:w] (the buffer's w),
+	// and the first b[r:hi] while there is a next. The buffer clears
+	// them before it lets an array go.
+	next, tail *array
+	more       int32
+	lo, hi     int32
 }
 
 // The pins word: the count of pins in the low bits, then whether a
@@ -150,14 +160,53 @@ func (p *PacketBuf) Renew() bool {
 // rather than copies; Config.AdoptMin overrides it.
 const adoptMin = 16 << 10
 
-// adopt makes the receive buffer, which is empty, hold p where it lies in
-// a, a PacketBuf's array its reader still holds: no copy.
+// adopt makes the receive buffer hold p where it lies in a, a PacketBuf's
+// array its reader still holds: no copy. An empty buffer takes a as its
+// array; one that holds data chains a after its last array.
 func (x *buffer) adopt(a *array, p []byte) {
-	x.release()
 	a.pins.Or(adopted)
 	off, _ := within(a.b, p)
-	x.h, x.r, x.w = a, int32(off), int32(off+len(p))
+	if x.Len() == 0 {
+		x.release()
+		x.h, x.r, x.w = a, int32(off), int32(off+len(p))
+		return
+	}
+	last := x.h
+	if x.h.next != nil {
+		last = x.h.tail
+	}
+	last.hi, last.next = x.w, a
+	a.lo = int32(off)
+	x.h.tail = a
+	x.h.more += int32(len(p))
+	x.w = int32(off + len(p))
 }
+
+// headEnd is where the first array's data ends.
+func (x *buffer) headEnd() int32 {
+	if x.h != nil && x.h.next != nil {
+		return x.h.hi
+	}
+	return x.w
+}
+
+// dropHead lets the first array of a chain go: the next becomes the first.
+func (x *buffer) dropHead() {
+	h, n := x.h, x.h.next
+	nlen := n.hi - n.lo
+	if n == h.tail {
+		nlen = x.w - n.lo
+		n.tail, n.more = nil, 0
+	} else {
+		n.tail, n.more = h.tail, h.more-nlen
+	}
+	x.h, x.r = n, n.lo
+	unchain(h)
+	letGo(h)
+}
+
+// unchain clears a's chain fields before it goes back.
+func unchain(a *array) { a.next, a.tail, a.more, a.lo, a.hi = nil, nil, 0, 0, 0 }
 
 // within reports where p, not empty, lies in b, if it does.
 func within(b, p []byte) (off int, ok bool) {
@@ -172,14 +221,20 @@ func within(b, p []byte) (off int, ok bool) {
 }
 
 // Len is the number of buffered bytes.
-func (x *buffer) Len() int { return int(x.w - x.r) }
+func (x *buffer) Len() int {
+	if x.h != nil && x.h.next != nil {
+		return int(x.h.hi-x.r) + int(x.h.more)
+	}
+	return int(x.w - x.r)
+}
 
-// Bytes returns the buffered bytes (valid until the next mutation).
+// Bytes returns the buffered bytes (valid until the next mutation); of a
+// chained receive buffer, those of its first array.
 func (x *buffer) Bytes() []byte {
 	if x.h == nil {
 		return nil
 	}
-	return x.h.b[x.r:x.w]
+	return x.h.b[x.r:x.headEnd()]
 }
 
 // Append adds as much of p as fits under limit buffered bytes and returns
@@ -193,6 +248,21 @@ func (x *buffer) Append(p []byte, limit int) int {
 		p = p[:room]
 	}
 	need := x.Len() + len(p)
+	if x.h != nil && x.h.next != nil {
+		// Chained: after the last array's data, or in a new array
+		// chained after it.
+		last := x.h.tail
+		if int(x.w)+len(p) > len(last.b) {
+			a := getBuf(max(len(p), 1<<minBufClass))
+			last.hi, last.next = x.w, a
+			x.h.tail, x.w = a, 0
+			last = a
+		}
+		copy(last.b[x.w:], p)
+		x.w += int32(len(p))
+		x.h.more += int32(len(p))
+		return len(p)
+	}
 	if x.h == nil {
 		x.h, x.r, x.w = getBuf(need), 0, 0
 	} else if c := len(x.h.b); int(x.w)+len(p) > c {
@@ -223,6 +293,15 @@ func (x *buffer) Append(p []byte, limit int) int {
 
 // Discard drops n bytes from the front.
 func (x *buffer) Discard(n int) {
+	for x.h != nil && x.h.next != nil {
+		hl := int(x.h.hi - x.r)
+		if n < hl {
+			x.r += int32(n)
+			return
+		}
+		n -= hl
+		x.dropHead()
+	}
 	x.r += int32(n)
 	if x.r >= x.w {
 		x.release()
@@ -231,22 +310,30 @@ func (x *buffer) Discard(n int) {
 
 // Read moves up to len(p) bytes from the front into p.
 func (x *buffer) Read(p []byte) int {
-	n := copy(p, x.Bytes())
-	x.Discard(n)
+	n := 0
+	for n < len(p) && x.Len() > 0 {
+		k := copy(p[n:], x.Bytes())
+		x.Discard(k)
+		n += k
+	}
 	return n
 }
 
 func (x *buffer) release() {
-	if x.h != nil {
-		letGo(x.h)
+	for a := x.h; a != nil; {
+		next := a.next
+		unchain(a)
+		letGo(a)
+		a = next
 	}
 	x.h, x.r, x.w = nil, 0, 0
 }
 
 // Cap is the capacity currently held (for memory accounting).
 func (x *buffer) Cap() int {
-	if x.h == nil {
-		return 0
+	n := 0
+	for a := x.h; a != nil; a = a.next {
+		n += len(a.b)
 	}
-	return len(x.h.b)
+	return n
 }

@@ -171,3 +171,82 @@ func TestBufferAdoptsPacketBuf(t *testing.T) {
 		t.Fatal("Renew without an adoption")
 	}
 }
+
+// A receive buffer that holds data when a large payload arrives in a
+// PacketBuf chains the array after its own instead of copying: bytes
+// appended after it, and a second adopted payload, follow in order; reads
+// in pieces cross the arrays; each array goes back once the reader that
+// read into it and the buffer are both done with it.
+func TestBufferChainsAdoptedPacketBufs(t *testing.T) {
+	var x buffer
+	var want []byte
+	push := func(p []byte) {
+		if n := x.Append(p, 1<<20); n != len(p) {
+			t.Fatalf("appended %d of %d", n, len(p))
+		}
+		want = append(want, p...)
+	}
+	adopt := func(fill byte, n int) (PacketBuf, *array) {
+		pb := NewPacketBuf(8192)
+		p := pb.Bytes()[64 : 64+n]
+		for i := range p {
+			p[i] = fill + byte(i%7)
+		}
+		seg := Segment{Payload: p}
+		seg.InPacketBuf(pb)
+		before := x.Len()
+		x.adopt(seg.arr, seg.Payload)
+		if x.Len() != before+n {
+			t.Fatalf("Len %d after adopting %d onto %d", x.Len(), n, before)
+		}
+		want = append(want, p...)
+		return pb, pb.a
+	}
+	push(bytes.Repeat([]byte("a"), 3000)) // an array of its own
+	pb1, a1 := adopt('A', 5000)
+	if x.h == a1 || x.h.tail != a1 {
+		t.Fatal("the adopted array is not chained after the buffer's own")
+	}
+	push([]byte("after the first"))
+	pb2, a2 := adopt('K', 7000)
+	push(bytes.Repeat([]byte("z"), 9000)) // more than a2 has left: a new array
+	if x.Cap() < 3*8192 {
+		t.Fatalf("Cap %d counts not every array of the chain", x.Cap())
+	}
+	// The readers renew their buffers (the end of their batches).
+	if !pb1.Renew() || !pb2.Renew() {
+		t.Fatal("Renew missed an adoption")
+	}
+	var got []byte
+	for _, n := range []int{1000, 2500, 1, 4999, 7015, 3, 100000} {
+		p := make([]byte, n)
+		k := x.Read(p)
+		got = append(got, p[:k]...)
+		if x.Len() != len(want)-len(got) {
+			t.Fatalf("Len %d after reading %d of %d", x.Len(), len(got), len(want))
+		}
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("read %d bytes, not the %d appended and adopted in order", len(got), len(want))
+	}
+	if x.h != nil || x.Cap() != 0 {
+		t.Fatal("the emptied buffer still holds an array")
+	}
+	for i, a := range []*array{a1, a2} {
+		if a.pins.Load() != 0 || a.next != nil || a.tail != nil {
+			t.Fatalf("adopted array %d: pins %#x, chained %v: not back in the pool clean", i, a.pins.Load(), a.next != nil || a.tail != nil)
+		}
+	}
+	// Discard across the chain, then release the rest.
+	push(bytes.Repeat([]byte("b"), 100))
+	adopt('Q', 4000)
+	push([]byte("tail"))
+	x.Discard(150)
+	if x.Len() != 3954 || x.Bytes()[0] != 'Q'+byte(50%7) {
+		t.Fatalf("after Discard(150): Len %d, first byte %q", x.Len(), x.Bytes()[0])
+	}
+	x.release()
+	if x.Len() != 0 || x.Cap() != 0 {
+		t.Fatal("release left bytes")
+	}
+}

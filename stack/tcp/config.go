@@ -59,10 +59,10 @@ type Config struct {
 	// (Segment.SegSize): TCP segmentation offload. Retransmissions stay
 	// one segment each, and loss detection still works per segment.
 	TSOMax int
-	// AdoptMin is the smallest in-order payload that an empty receive
-	// buffer takes by adopting the reader's PacketBuf instead of copying
-	// (Segment.InPacketBuf); zero means 16 KiB (a super-packet), a
-	// negative value never.
+	// AdoptMin is the smallest in-order payload that the receive buffer
+	// takes by adopting the reader's PacketBuf instead of copying
+	// (Segment.InPacketBuf; chained after the data it holds, if any); zero
+	// means 16 KiB (a super-packet), a negative value never.
 	AdoptMin int
 	// ChallengeACK, if set, is asked before each challenge ACK (RFC 5961
 	// §7): the stack-wide rate limit.

@@ -475,15 +475,20 @@ func (c *Conn) processText(now time.Time, seg *Segment) bool {
 }
 
 // canAdopt reports whether the in-order seg goes to the receive buffer by
-// adoption (PacketBuf): the buffer is empty, the payload is large and
-// lies in a reader's PacketBuf, and all of it fits.
+// adoption (PacketBuf): the payload is large and lies in a reader's
+// PacketBuf, and all of it fits. An empty buffer takes the array; one that
+// holds data chains it after its own (buffer.adopt), so that a reader that
+// lags a super-packet behind costs no copy either. The array is held
+// whole for the payload: at the least size of 16 KiB, a 64 KiB array
+// holds at most four times its bytes while the application has not read
+// them (Linux charges a socket its skbs' truesize likewise).
 func (c *Conn) canAdopt(seg *Segment) bool {
 	least := c.cfg.AdoptMin
 	if least == 0 {
 		least = adoptMin
 	}
 	return seg.arr != nil && seg.arr.rx && least > 0 && len(seg.Payload) >= least &&
-		c.rcv.buf.Len() == 0 && len(seg.Payload) <= c.rcvBufLimit()
+		c.rcv.buf.Len()+len(seg.Payload) <= c.rcvBufLimit()
 }
 
 // rcvBufLimit is the receive buffer's bound: its size, or more if the window
