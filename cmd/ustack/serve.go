@@ -80,10 +80,13 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if n := ns.dev.NumQueues(); n > 1 {
 		queues = fmt.Sprintf(", %d queues", n)
 	}
-	fmt.Fprintf(stdout, "ready: ustack %s on %s (kernel side %s, mtu %d, offload %v%s)\n", ns.addrs(lc.addr), ns.dev.Name(), kernel, f.mtu, ns.dev.Offload(), queues)
+	// The signals are caught before "ready" is printed: whoever waits
+	// for that line may signal at once (a test that finished in 60 ms did,
+	// and the default action killed the process before it stopped).
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sig)
+	fmt.Fprintf(stdout, "ready: ustack %s on %s (kernel side %s, mtu %d, offload %v%s)\n", ns.addrs(lc.addr), ns.dev.Name(), kernel, f.mtu, ns.dev.Offload(), queues)
 	got := <-sig
 	fmt.Fprintf(stdout, "stopping on %v: closing every connection before removing %s\n", got, ns.dev.Name())
 	udp.stop()
