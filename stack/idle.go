@@ -73,11 +73,11 @@ func (s *Stack) busy() string {
 		}
 	}
 	for _, ln := range s.lanes {
-		ln.writeMu.Lock() // not while a flush writes
-		queued := ln.queued()
-		ln.writeMu.Unlock()
-		if queued > 0 {
-			return fmt.Sprintf("%d packets queued for the link", queued)
+		ln.txMu.Lock()
+		queued, writing := len(ln.tx.pkts), ln.writing
+		ln.txMu.Unlock()
+		if queued > 0 || writing {
+			return fmt.Sprintf("%d packets queued for the link, a flush writing: %v", queued, writing)
 		}
 	}
 	if s.rxBusy() || moved() != before {

@@ -35,9 +35,8 @@ type lane struct {
 
 	txMu    sync.Mutex // guards tx and writing; the last lock of the order (see Stack)
 	tx      txBatch    // packets to write
-	writing bool       // a flush is writing: it takes what is queued meanwhile
-	writeMu sync.Mutex // serialises this lane's link writes, so packets leave in order; taken before txMu
-	txSpare txBatch    // the batch being written (under writeMu), reused
+	writing bool       // a flush is writing: the only writer, it takes what is queued meanwhile
+	txSpare txBatch    // the batch being written (by the one writer), reused
 
 	tm     timerHeap
 	rxBuf  tcp.PacketBuf // the packet being input, while its reader processes it (Segment.InPacketBuf)
@@ -184,8 +183,6 @@ func (ln *lane) flush() {
 	}
 	ln.writing = true
 	ln.txMu.Unlock()
-	ln.writeMu.Lock()
-	defer ln.writeMu.Unlock()
 	for {
 		ln.txMu.Lock()
 		if len(ln.tx.pkts) == 0 {
@@ -199,8 +196,8 @@ func (ln *lane) flush() {
 	}
 }
 
-// write writes the batch b to the link queue and empties it. writeMu is
-// held.
+// write writes the batch b to the link queue and empties it; only the
+// writing flush calls it.
 func (ln *lane) write(b *txBatch) {
 	s := ln.s
 	defer b.reset()

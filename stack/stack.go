@@ -92,10 +92,10 @@ type Options struct {
 // Lock order. A goroutine that holds more than one of the stack's locks
 // takes them in this order, never the reverse:
 //
-//	Stack.pollMu → Conn.mu → Listener.mu → Stack.mu → timerHeap.mu → lane.writeMu → lane.txMu
+//	Stack.pollMu → Conn.mu → Listener.mu → Stack.mu → timerHeap.mu → lane.txMu
 //
-// Each lane (one per queue of the link, lane.go) has its own timerHeap.mu,
-// writeMu and txMu; no goroutine holds two lanes' locks of one kind at
+// Each lane (one per queue of the link, lane.go) has its own timerHeap.mu
+// and txMu (one flush at a time writes a lane: lane.writing); no goroutine holds two lanes' locks of one kind at
 // once (moving a connection's timer entry to its new lane's heap takes the
 // old heap's lock, releases it, then takes the new one's; a timer fire
 // flushes one lane after another).
@@ -106,7 +106,7 @@ type Options struct {
 // listener (Listener.mu), reschedules the connection's timer
 // (timerHeap.mu) and, once CLOSED, unregisters it (Stack.mu, then
 // Listener.mu for the half-open count, one after the other); Conn.Write
-// flushes under Conn.mu (writeMu, then txMu). Conn.lnIdx and Conn.thIdx, which
+// flushes under Conn.mu (txMu). Conn.lnIdx and Conn.thIdx, which
 // lane a connection sends on and whose heap holds its timer entry, change
 // only under Conn.mu.
 // No path holds Stack.mu, Listener.mu or timerHeap.mu while it locks a
@@ -117,8 +117,8 @@ type Options struct {
 // fragTimer.mu, connModes.mu and ended.mu (under Conn.mu), addrSet.mu, the IPv4
 // and IPv6 layers' own (addresses, reassembly, path MTUs, ICMP rate limit), the UDP table's
 // and each UDP endpoint's (package udp: never held while calling out),
-// UDPConn.mu, and the link endpoint's (WriteBatch under writeMu must not
-// call into the stack).
+// UDPConn.mu, and the link endpoint's (WriteBatch, called by the writing
+// flush with no lock held, must not call into the stack).
 type Stack struct {
 	ep   link.Endpoint
 	opts Options

@@ -52,19 +52,12 @@ func (s *Stack) sendSegment(ln *lane, id tcp.ID, seg *tcp.Segment) {
 		}
 		copy(t[hl:], seg.Payload)
 	}
-	header.PutTCP(t, header.TCPFields{
-		SrcPort: id.Local.Port(), DstPort: id.Remote.Port(),
-		Seq: uint32(seg.Seq), Ack: uint32(seg.Ack), Flags: seg.Flags, Window: seg.Wnd, OptLen: optLen,
-	})
-	pseudo := header.PseudoSum(header.ProtoTCP, src, dst, hl+n)
+	// With checksum offload the link completes the checksum (and cuts a
+	// TSO unit into segments of SegSize payload bytes).
+	pseudo := putTCPHeader(t, hl+n, id, seg, uint32(seg.Seq), seg.Flags, optLen, s.off != nil)
 	segSize := 0
 	if s.off != nil {
-		// Checksum offload: the link completes the checksum (and cuts a
-		// TSO unit into segments of SegSize payload bytes).
-		binary.BigEndian.PutUint16(t[tcpChecksumAt:], pseudo)
 		segSize = max(seg.SegSize, 1)
-	} else {
-		header.SetTransportChecksum(t[:hl+n], tcpChecksumAt, pseudo)
 	}
 	var mtu int
 	if ihl == header.IPv4MinHeaderLen {
@@ -149,20 +142,31 @@ func (s *Stack) finOnQueued(ln *lane, id tcp.ID, seg *tcp.Segment) bool {
 			return false
 		}
 		copy(t[header.TCPMinHeaderLen:hl], opts[:optLen])
-		header.PutTCP(t, header.TCPFields{
-			SrcPort: id.Local.Port(), DstPort: id.Remote.Port(),
-			Seq: dataSeq, Ack: uint32(seg.Ack), Flags: seg.Flags | t[13]&header.FlagPSH, Window: seg.Wnd, OptLen: optLen,
-		})
-		pseudo := header.PseudoSum(header.ProtoTCP, id.Local.Addr(), dst, hl+n)
-		if b.seg[i] == 1 {
-			// Checksum offload (sendSegment): the pseudo-header's sum.
-			binary.BigEndian.PutUint16(t[tcpChecksumAt:], pseudo)
-		} else {
-			header.SetTransportChecksum(t, tcpChecksumAt, pseudo)
-		}
+		// b.seg[i] == 1: queued with checksum offload (sendSegment).
+		putTCPHeader(t, len(t), id, seg, dataSeq, seg.Flags|t[13]&header.FlagPSH, optLen, b.seg[i] == 1)
 		return true
 	}
 	return false
+}
+
+// putTCPHeader writes the fixed header of seg at t, a TCP segment of
+// size bytes whose options are in place, with sequence number seq and
+// flags, and its checksum: with partial set, only the pseudo-header's sum,
+// for the link to complete (checksum offload; the payload may then be
+// written apart, beyond t), else the whole sum of t[:size]. It returns the
+// pseudo-header's sum.
+func putTCPHeader(t []byte, size int, id tcp.ID, seg *tcp.Segment, seq uint32, flags uint8, optLen int, partial bool) uint16 {
+	header.PutTCP(t, header.TCPFields{
+		SrcPort: id.Local.Port(), DstPort: id.Remote.Port(),
+		Seq: seq, Ack: uint32(seg.Ack), Flags: flags, Window: seg.Wnd, OptLen: optLen,
+	})
+	pseudo := header.PseudoSum(header.ProtoTCP, id.Local.Addr(), id.Remote.Addr(), size)
+	if partial {
+		binary.BigEndian.PutUint16(t[tcpChecksumAt:], pseudo)
+	} else {
+		header.SetTransportChecksum(t[:size], tcpChecksumAt, pseudo)
+	}
+	return pseudo
 }
 
 // tcpOf reports whether the packet p, queued with an IP header of ihl

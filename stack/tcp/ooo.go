@@ -125,9 +125,7 @@ func (q *oooData) insert(seq seqnum.Value, data []byte, fin bool) {
 	// The first segment ending after seq (the segments are in order and
 	// do not overlap, so their ends are too). Most arrivals go last.
 	i := len(q.segs)
-	if i > 0 && !seq.LessThan(q.end(i-1)) {
-		// after every segment
-	} else {
+	if i > 0 && seq.LessThan(q.end(i-1)) {
 		i = sort.Search(len(q.segs), func(i int) bool { return seq.LessThan(q.end(i)) })
 	}
 	// q.segs[i] is the first segment ending after seq. Trim overlaps with it
@@ -176,11 +174,10 @@ func (q *oooData) add(i int, seq seqnum.Value, data []byte, fin bool) {
 // blocks: it extends the block it touches, joins the two it fills the
 // hole between, or makes a block of its own.
 func (q *oooData) addSpan(start, end seqnum.Value) {
+	// The first block ending at or after start; most spans go above
+	// every block.
 	j := len(q.blocks)
-	if j == 0 || q.blocks[j-1].end.LessThan(start) {
-		// above every block: the common case
-	} else {
-		// The first block ending at or after start.
+	if j > 0 && !q.blocks[j-1].end.LessThan(start) {
 		j = sort.Search(len(q.blocks), func(j int) bool { return !q.blocks[j].end.LessThan(start) })
 	}
 	switch {

@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"math/bits"
 	"time"
 
 	"ustack/stack/header"
@@ -255,6 +256,9 @@ next:
 // (the bench's upload at 1% loss: half of the kernel sender's
 // retransmissions were of data we held, answered with D-SACKs).
 func (r *receiver) sackWouldDrop(seq, end seqnum.Value, slots int) bool {
+	if bits.OnesCount8(r.fresh) < slots {
+		return false // room for one more: no block lookups (the common case)
+	}
 	n := 0
 	for j, w := range r.recent[:r.nRecent] {
 		if r.fresh>>j&1 == 0 {
