@@ -384,11 +384,10 @@ func (c *Conn) armDeadline(tm clock.Timer, t time.Time) clock.Timer {
 		c.wake()
 		return tm
 	}
-	wake := func() { c.mu.Lock(); c.wake(); c.mu.Unlock() }
 	if tm == nil {
-		return c.s.clk.AfterFunc(d, wake)
+		return c.s.clk.AfterFunc(d, func() { c.mu.Lock(); c.wake(); c.mu.Unlock() })
 	}
-	tm.Reset(d)
+	tm.Reset(d) // no new closure: net/http moves a deadline on every request
 	return tm
 }
 

@@ -3,6 +3,7 @@ package services
 import (
 	"bytes"
 	"encoding/binary"
+	"html"
 	"io"
 	"net"
 	"net/http"
@@ -173,6 +174,11 @@ func TestConnPageEscapes(t *testing.T) {
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q:\n%s", want, page)
+		}
+	}
+	for _, v := range []string{"", "plain", `<a href="x">'&'</a>`, "&&<<>>\"\"''"} {
+		if got := string(pageRow(nil).s(v)); got != html.EscapeString(v) {
+			t.Errorf("escaped %q as %q, html.EscapeString gives %q", v, got, html.EscapeString(v))
 		}
 	}
 	if strings.Contains(appendString(in), "<tr><th>TLS") {
