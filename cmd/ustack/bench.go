@@ -32,8 +32,8 @@ and 2001:2::/48 addresses only). Metrics: %s.
 	jsonOut := fs.String("json", "", "write the results as JSON to `FILE`")
 	report := fs.String("report", "", "write benchmarks.md and plots (bench/*.svg) to `DIR`")
 	runs := fs.Int("runs", 0, "rounds; each figure is the median of its runs (default 5, 1 with --quick)")
-	size := fs.Int64("bytes", 0, "bytes per upload and download (default 2 GiB, 256 MiB with --quick)")
-	dur := fs.Duration("duration", 0, "length of each timed run: wrk, handshakes, loss, TUN limit (default 10s, 2s with --quick)")
+	size := fs.Int64("bytes", 0, "bytes per upload and download (default: each transfers for --duration instead)")
+	dur := fs.Duration("duration", 0, "length of each timed run: bulk transfers, wrk, handshakes, loss, TUN limit (default 10s, 2s with --quick)")
 	conns := fs.Int("conns", 0, "idle connections for bytes_per_idle_conn (default 10000, 1000 with --quick)")
 	profile := fs.String("profile", "", "write CPU profiles of the ustack and gVisor server process during each measurement of the first round to `DIR` (STACK-MEASUREMENT.pprof)")
 	if err := parseFlags(fs, args, "bench"); err != nil {

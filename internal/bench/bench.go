@@ -29,7 +29,7 @@ import (
 type Params struct {
 	Quick      bool
 	Runs       int
-	Bytes      int64         // upload and download size
+	Bytes      int64         // upload and download size; 0: for Duration
 	Duration   time.Duration // timed figures: wrk, handshakes, loss, TUN limit
 	Conns      int           // idle connections
 	EchoCount  int           // measured echo round trips per run
@@ -40,9 +40,9 @@ type Params struct {
 // Defaults are the sizes of a full run, or with quick of a smoke test.
 func Defaults(quick bool) Params {
 	if quick {
-		return Params{Quick: true, Runs: 1, Bytes: 256 << 20, Duration: 2 * time.Second, Conns: 1000, EchoCount: 2000}
+		return Params{Quick: true, Runs: 1, Duration: 2 * time.Second, Conns: 1000, EchoCount: 2000}
 	}
-	return Params{Runs: 5, Bytes: 2 << 30, Duration: 10 * time.Second, Conns: 10000, EchoCount: 20000}
+	return Params{Runs: 5, Duration: 10 * time.Second, Conns: 10000, EchoCount: 20000}
 }
 
 type benchKey struct{ stack, metric string }

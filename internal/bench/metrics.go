@@ -178,10 +178,18 @@ func (b *bench) measureDownload(ctx context.Context, env *benchEnv) (map[string]
 	return b.measureBulk(ctx, env, "download", benchPortSource)
 }
 
-// measureBulk runs the client mode (upload or download) for b.p.Bytes
-// against the service on port, and yields mode_gbps.
+// measureBulk runs the client mode (upload or download) against the
+// service on port, and yields mode_gbps: for b.p.Duration, or for
+// b.p.Bytes when --bytes asked for a size. A fixed size made the bulk rows
+// noisy: 2 GiB lasts under a second at 20-45 Gbit/s, so the connection's
+// start weighed on the figure, and single-round download ratios of the
+// same code ranged 0.44-0.85 (iperf3 times its runs for the same reason).
 func (b *bench) measureBulk(ctx context.Context, env *benchEnv, mode string, port int) (map[string]float64, error) {
-	r, err := env.runClient(ctx, mode, "--addr", env.serverAddr(port), "--bytes", strconv.FormatInt(b.p.Bytes, 10))
+	size := []string{"--bytes", strconv.FormatInt(b.p.Bytes, 10)}
+	if b.p.Bytes == 0 {
+		size = []string{"--duration", b.p.Duration.String()}
+	}
+	r, err := env.runClient(ctx, mode, append([]string{"--addr", env.serverAddr(port)}, size...)...)
 	if err != nil {
 		return nil, err
 	}

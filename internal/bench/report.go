@@ -273,8 +273,12 @@ func (b *bench) reportMachine(p printer, machine map[string]any) {
 	row("wrk", "wrk")
 	row("OpenSSL (wrk's TLS)", "openssl")
 	row("load average before, after (1, 5, 15 min)", "loadavg_before", "loadavg_after")
-	p("| sizes | %s per transfer, %v per timed run, %d idle connections, %d echo round trips per run |\n\n",
-		byteSize(b.p.Bytes), b.p.Duration, b.p.Conns, b.p.EchoCount)
+	transfer := "bulk transfers timed"
+	if b.p.Bytes > 0 {
+		transfer = byteSize(b.p.Bytes) + " per transfer"
+	}
+	p("| sizes | %s, %v per timed run, %d idle connections, %d echo round trips per run |\n\n",
+		transfer, b.p.Duration, b.p.Conns, b.p.EchoCount)
 }
 
 // reportResults writes the medians and ratios.

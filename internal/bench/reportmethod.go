@@ -7,9 +7,16 @@ func (b *bench) reportMethod(p printer) {
 	p("starts the servers, measures, and tears everything down. The client side is always the kernel's TCP\n")
 	p("in the client namespace, in processes of their own (`wrk`, or `ustack bench client MODE`), so that\n")
 	p("the server process holds only the server: its CPU profile and its memory are the server's.\n\n")
-	p("- `upload_gbps`: one connection writes %s to the discard service, half-closes and waits for the\n", byteSize(b.p.Bytes))
-	p("  server's close (so every byte was read by the server's application); bytes × 8 / elapsed.\n")
-	p("- `download_gbps`: one connection asks the source service for %s and reads them to the server's close.\n", byteSize(b.p.Bytes))
+	if b.p.Bytes == 0 {
+		p("- `upload_gbps`: one connection writes to the discard service for %v; the bytes the server's TCP\n", b.p.Duration)
+		p("  acknowledged (those written less the client's send queue, SIOCOUTQ) × 8 / elapsed. Timed, not\n")
+		p("  sized: a fixed 2 GiB lasts under a second at these rates and made the figure noisy.\n")
+		p("- `download_gbps`: one connection asks the source service for an endless stream and reads it for %v.\n", b.p.Duration)
+	} else {
+		p("- `upload_gbps`: one connection writes %s to the discard service, half-closes and waits for the\n", byteSize(b.p.Bytes))
+		p("  server's close (so every byte was read by the server's application); bytes × 8 / elapsed.\n")
+		p("- `download_gbps`: one connection asks the source service for %s and reads them to the server's close.\n", byteSize(b.p.Bytes))
+	}
 	p("- `http_rps`: `wrk -t 2 -c 64 -d %v` against `GET /` (a %d-byte page from `net/http`).\n", b.p.Duration, len(benchPage))
 	p("- `http_conn_per_s`: the same with `-c 32 -H 'Connection: close'`: one request per connection, the\n")
 	p("  server closes first (and holds TIME-WAIT). The client namespace's ephemeral port range is 1024-65535.\n")
