@@ -1,7 +1,9 @@
 package tcp
 
 import (
+	"math/bits"
 	"sort"
+	"sync"
 
 	"ustack/stack/header"
 	"ustack/stack/seqnum"
@@ -18,6 +20,10 @@ type oooData struct {
 	segs   []oooSeg
 	blocks []span // the contiguous runs of the segments' bytes, in order: the SACK blocks
 	bytes  int
+	// The lists' arrays from their start (pop moves the lists' starts
+	// forward), for clear to reuse.
+	segsAll   []oooSeg
+	blocksAll []span
 }
 
 // span is [start, end) of sequence space.
@@ -48,21 +54,35 @@ func (q *oooQueue) first() (oooSeg, bool) {
 func (q *oooQueue) pop() {
 	q.d.pop()
 	if len(q.d.segs) == 0 {
-		q.d = nil
+		q.clear()
 	}
 }
 
-func (q *oooQueue) clear() { q.d = nil }
+// clear drops every held segment: their copies and the queue's state go
+// back to their pools.
+func (q *oooQueue) clear() {
+	if q.d == nil {
+		return
+	}
+	q.d.clear()
+	oooPool.Put(q.d)
+	q.d = nil
+}
 
 func (q *oooQueue) insert(seq seqnum.Value, data []byte, fin bool) {
 	if q.d == nil {
-		q.d = new(oooData)
+		q.d = oooPool.Get().(*oooData)
 	}
 	q.d.insert(seq, data, fin)
 	if len(q.d.segs) == 0 {
-		q.d = nil
+		q.clear()
 	}
 }
+
+// oooPool keeps the queues' state between holes, with the room its lists
+// grew to: a connection under steady loss opens a hole every few round
+// trips, and each would allocate them again.
+var oooPool = sync.Pool{New: func() any { return new(oooData) }}
 
 // nblocks is the number of blocks (contiguous runs of held bytes).
 func (q *oooQueue) nblocks() int {
@@ -88,6 +108,7 @@ func (q *oooQueue) blockAt(v seqnum.Value) (header.SACKBlock, bool) {
 type oooSeg struct {
 	seq  seqnum.Value
 	data []byte
+	a    *array // data's array, from the buffer pools; nil for a bare FIN
 	fin  bool
 }
 
@@ -110,14 +131,26 @@ func (q *oooData) pop() {
 		}
 	}
 	q.bytes -= len(q.segs[0].data)
+	if a := q.segs[0].a; a != nil {
+		putBuf(a) // drainOOO has moved the bytes to the receive buffer
+	}
 	q.segs[0] = oooSeg{}
 	q.segs = q.segs[1:]
 	if len(q.segs) == 0 {
-		q.segs, q.blocks = nil, nil
+		q.clear()
 	}
 }
 
-func (q *oooData) clear() { q.segs, q.blocks, q.bytes = nil, nil, 0 }
+// clear drops every segment, keeping the lists' room.
+func (q *oooData) clear() {
+	for i := range q.segs {
+		if a := q.segs[i].a; a != nil {
+			putBuf(a)
+		}
+		q.segs[i] = oooSeg{}
+	}
+	q.segs, q.blocks, q.bytes = q.segsAll[:0], q.blocksAll[:0], 0
+}
 
 // insert copies data at seq into the queue, dropping the parts already held.
 func (q *oooData) insert(seq seqnum.Value, data []byte, fin bool) {
@@ -160,10 +193,19 @@ func (q *oooData) add(i int, seq seqnum.Value, data []byte, fin bool) {
 	if len(data) == 0 && !fin {
 		return
 	}
-	cp := append([]byte(nil), data...)
+	var a *array
+	var cp []byte
+	if len(data) > 0 {
+		a = getOOOBuf(len(data))
+		cp = a.b[:len(data)]
+		copy(cp, data)
+	}
 	q.segs = append(q.segs, oooSeg{})
+	if cap(q.segs) > cap(q.segsAll) {
+		q.segsAll = q.segs[:0] // the list grew: remember its start
+	}
 	copy(q.segs[i+1:], q.segs[i:])
-	q.segs[i] = oooSeg{seq: seq, data: cp, fin: fin}
+	q.segs[i] = oooSeg{seq: seq, data: cp, a: a, fin: fin}
 	q.bytes += len(cp)
 	if len(cp) > 0 {
 		q.addSpan(seq, seq.Add(seqnum.Size(len(cp))))
@@ -191,6 +233,9 @@ func (q *oooData) addSpan(start, end seqnum.Value) {
 		q.blocks[j].start = start
 	default:
 		q.blocks = append(q.blocks, span{})
+		if cap(q.blocks) > cap(q.blocksAll) {
+			q.blocksAll = q.blocks[:0] // the list grew: remember its start
+		}
 		copy(q.blocks[j+1:], q.blocks[j:])
 		q.blocks[j] = span{start, end}
 	}
@@ -208,3 +253,18 @@ func (q *oooData) blockAt(v seqnum.Value) (header.SACKBlock, bool) {
 func (q *oooData) end(i int) seqnum.Value {
 	return q.segs[i].seq.Add(seqnum.Size(len(q.segs[i].data)))
 }
+
+// getOOOBuf is an array for a held segment's copy: one of the receive
+// buffers' pooled arrays, from 2 KiB (an MSS-sized segment) to 64 KiB (a
+// super-packet), returned by pop and clear. Before, every held segment was
+// a fresh allocation, and under steady loss the garbage collector paid for
+// them.
+func getOOOBuf(n int) *array {
+	class := max(bits.Len(uint(n-1)), minOOOClass)
+	if p, ok := bufPools[class].Get().(*array); ok {
+		return p
+	}
+	return &array{b: make([]byte, 1<<class)}
+}
+
+const minOOOClass = 11 // 2 KiB
