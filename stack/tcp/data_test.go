@@ -273,3 +273,39 @@ func TestZeroWindowProbesUnansweredAbort(t *testing.T) {
 		t.Fatalf("error %v, want ETIMEDOUT", s.c.Err())
 	}
 }
+
+// TestWriterWokenWhenRoomIsWorthIt: a writer blocked on a full send buffer
+// is told the buffer is writable only once the free room is at least half
+// of what is still queued (Linux's sk_stream_write_space), not on every
+// ACK that frees a little.
+func TestWriterWokenWhenRoomIsWorthIt(t *testing.T) {
+	const mss = 1460
+	c := NewConn(testID, Config{DelayedAck: -1, SndBuf: 10 * mss}, &nullSender{}, nil)
+	c.SetISS(lISS)
+	c.Listen(t0)
+	syn := seg(SYN, rISS, 0)
+	syn.Opts.MSS = mss
+	c.SegmentArrives(t0, &syn)
+	a := seg(ACK, rISS+1, lISS+1)
+	c.SegmentArrives(t0, &a)
+	if n, err := c.Write(t0, bytesN(20*mss)); n != 10*mss || err != nil || c.SendSpace() != 0 {
+		t.Fatalf("wrote %d (%v), room %d: want a full buffer of %d", n, err, c.SendSpace(), 10*mss)
+	}
+	c.Flush(t0)
+	c.TakeEvents()
+	for _, step := range []struct {
+		acked    int // segments acknowledged so far
+		writable bool
+	}{
+		{1, false}, // 1460 free, 13140 queued
+		{3, false}, // 4380 free, 10220 queued
+		{4, true},  // 5840 free, 8760 queued: at least half
+		{5, true},
+	} {
+		ack := seg(ACK, rISS+1, lISS+1+seqnum.Value(step.acked*mss))
+		c.SegmentArrives(t0, &ack)
+		if got := c.TakeEvents()&EvWritable != 0; got != step.writable {
+			t.Errorf("%d of 10 segments acknowledged (room %d): writable %v, want %v", step.acked, c.SendSpace(), got, step.writable)
+		}
+	}
+}

@@ -381,5 +381,14 @@ func (c *Conn) ackAdvanced(now time.Time, seg *Segment) {
 	if !c.rec.ackAdvanced(now) && c.snd.cc != nil {
 		c.snd.cc.OnAck(now, acked, rtt)
 	}
-	c.events |= EvWritable
+	// A writer waiting for room is woken once the free space is at least
+	// half of what is still queued (a third of the buffer when it was
+	// full), as Linux's sk_stream_write_space wakes it only when
+	// sk_stream_wspace >= sk_stream_min_wspace: waking it on every ACK
+	// cost a thread wake-up per ACK and sent the freed room in small
+	// pieces, a segment at a time. RFC 9293 §3.10.2 leaves when SEND
+	// returns to the user's choice.
+	if free := c.SendSpace(); free > 0 && free >= c.snd.buf.Len()/2 {
+		c.events |= EvWritable
+	}
 }
