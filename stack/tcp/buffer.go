@@ -60,11 +60,11 @@ const maxBufLen = 1 << 30
 
 var bufPools [32]sync.Pool
 
-func getBuf(n int) *array {
-	class := bits.Len(uint(n - 1))
-	if class < minBufClass {
-		class = minBufClass
-	}
+func getBuf(n int) *array { return getBufMin(n, minBufClass) }
+
+// getBufMin is a pooled array of at least n bytes, and of at least 1<<minClass.
+func getBufMin(n, minClass int) *array {
+	class := max(bits.Len(uint(n-1)), minClass)
 	if p, ok := bufPools[class].Get().(*array); ok {
 		return p
 	}

@@ -1,7 +1,6 @@
 package tcp
 
 import (
-	"math/bits"
 	"sort"
 	"sync"
 
@@ -135,10 +134,7 @@ func (q *oooData) pop() {
 		putBuf(a) // drainOOO has moved the bytes to the receive buffer
 	}
 	q.segs[0] = oooSeg{}
-	q.segs = q.segs[1:]
-	if len(q.segs) == 0 {
-		q.clear()
-	}
+	q.segs = q.segs[1:] // oooQueue.pop clears the queue once it is empty
 }
 
 // clear drops every segment, keeping the lists' room.
@@ -254,17 +250,10 @@ func (q *oooData) end(i int) seqnum.Value {
 	return q.segs[i].seq.Add(seqnum.Size(len(q.segs[i].data)))
 }
 
-// getOOOBuf is an array for a held segment's copy: one of the receive
-// buffers' pooled arrays, from 2 KiB (an MSS-sized segment) to 64 KiB (a
-// super-packet), returned by pop and clear. Before, every held segment was
-// a fresh allocation, and under steady loss the garbage collector paid for
-// them.
-func getOOOBuf(n int) *array {
-	class := max(bits.Len(uint(n-1)), minOOOClass)
-	if p, ok := bufPools[class].Get().(*array); ok {
-		return p
-	}
-	return &array{b: make([]byte, 1<<class)}
-}
+// getOOOBuf is an array for a held segment's copy, from the buffers'
+// pools (down to 2 KiB: an MSS-sized segment), returned by pop and clear.
+// Before, every held segment was a fresh allocation, and under steady loss
+// the garbage collector paid for them.
+func getOOOBuf(n int) *array { return getBufMin(n, minOOOClass) }
 
 const minOOOClass = 11 // 2 KiB
