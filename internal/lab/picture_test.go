@@ -2,20 +2,16 @@ package lab
 
 import (
 	"bytes"
-	"context"
 	"encoding/xml"
 	"fmt"
 	"html"
-	"image"
-	"image/png"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"ustack/internal/browsertest"
 	"ustack/internal/ladder"
 	"ustack/internal/picture"
 )
@@ -172,73 +168,18 @@ func TestLabAllPictures(t *testing.T) {
 	}
 }
 
-// chromium is the browser the screenshot test drives: under CI it must be
-// there (.ci/run installs it).
-func chromium(t *testing.T) string {
-	for _, name := range []string{"chromium", "/usr/bin/chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("no chromium (CI is set, so this is a failure; .ci/run installs it)")
-	}
-	t.Skip("no chromium: apt-get install chromium")
-	return ""
-}
-
 // TestLabHTMLInChromium: a lab's page, opened in headless Chromium, shows
 // the picture: the screenshot has many colours, text, and the pale yellow
 // of the state labels, which only the diagram uses.
 func TestLabHTMLInChromium(t *testing.T) {
-	bin := chromium(t)
-	dir := t.TempDir()
-	pagePath := filepath.Join(dir, "handshake.html")
-	shot := filepath.Join(dir, "shot.png")
+	bin := browsertest.Chromium(t)
+	pagePath := filepath.Join(t.TempDir(), "handshake.html")
 	if err := Run(io.Discard, "handshake", Options{Lang: "en", HTML: pagePath}); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--user-data-dir="+filepath.Join(dir, "profile"),
-		"--screenshot="+shot, "--window-size=1200,1600", "file://"+pagePath)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("chromium: %v\n%s", err, out)
+	s := browsertest.Measure(browsertest.Screenshot(t, bin, pagePath, 1200, 1600))
+	t.Logf("screenshot: %d colours, %d dark pixels, %d yellow", s.Colours, s.Dark, s.Pill)
+	if s.Colours < 50 || s.Dark < 2000 || s.Pill < 200 {
+		t.Errorf("the screenshot looks blank: %d colours, %d dark pixels, %d pixels of the state labels' yellow", s.Colours, s.Dark, s.Pill)
 	}
-	f, err := os.Open(shot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatalf("the screenshot: %v", err)
-	}
-	colours, dark, pill := screenshotStats(img)
-	t.Logf("screenshot: %d colours, %d dark pixels, %d yellow", colours, dark, pill)
-	if colours < 50 || dark < 2000 || pill < 200 {
-		t.Errorf("the screenshot looks blank: %d colours, %d dark pixels, %d pixels of the state labels' yellow", colours, dark, pill)
-	}
-}
-
-// screenshotStats counts an image's distinct colours, its dark pixels,
-// and its pixels of the state labels' pale yellow (#fff4cc).
-func screenshotStats(img image.Image) (colours, dark, pill int) {
-	seen := map[[3]uint32]bool{}
-	b := img.Bounds()
-	for y := b.Min.Y; y < b.Max.Y; y++ {
-		for x := b.Min.X; x < b.Max.X; x++ {
-			r, g, bl, _ := img.At(x, y).RGBA()
-			r, g, bl = r>>8, g>>8, bl>>8
-			seen[[3]uint32{r, g, bl}] = true
-			if r+g+bl < 3*90 {
-				dark++
-			}
-			if r >= 250 && g >= 238 && g <= 250 && bl >= 196 && bl <= 212 {
-				pill++
-			}
-		}
-	}
-	return len(seen), dark, pill
 }
