@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"ustack/internal/browsertest"
 	"ustack/tlslite"
 )
 
@@ -335,5 +336,25 @@ func TestDemoIPv6InMemory(t *testing.T) {
 			t.Fatalf("demo -6 output lacks %q after position %d:\n%s", step, pos, s)
 		}
 		pos += i + len(step)
+	}
+}
+
+// TestDemoHTMLInChromium: demo --html (in memory), opened in headless
+// Chromium, shows the picture and the story. A window tall enough for the
+// whole page shows about 1900 colours, 27000 dark pixels, 9000 of the state
+// labels' yellow and 185000 that are not white; the page without its
+// picture, about 220 colours, 19000 dark, no yellow and 60000 not white;
+// an empty page, white alone.
+func TestDemoHTMLInChromium(t *testing.T) {
+	bin := browsertest.Chromium(t)
+	page := filepath.Join(t.TempDir(), "demo.html")
+	var out, errb bytes.Buffer
+	if code := run([]string{"demo", "--in-memory", "--html", page}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	s := browsertest.Measure(browsertest.Screenshot(t, bin, page, 1280, 2400))
+	t.Logf("screenshot: %d colours, %d dark pixels, %d yellow, %d not white", s.Colours, s.Dark, s.Pill, s.NonWhite)
+	if s.Colours < 500 || s.Dark < 15000 || s.Pill < 3000 || s.NonWhite < 100000 {
+		t.Errorf("the screenshot looks blank or lacks the picture: %d colours, %d dark pixels, %d pixels of the state labels' yellow, %d not white", s.Colours, s.Dark, s.Pill, s.NonWhite)
 	}
 }
