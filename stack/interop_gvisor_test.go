@@ -173,7 +173,7 @@ func (g *gvGate) dump(t testing.TB) {
 	t.Logf("last %d packets at ustack (> sent, < received):\n%s", g.rec.n, g.rec.String())
 }
 
-// gvRecorder is a ring of the last packets' IPv4+TCP headers.
+// gvRecorder is a ring of the last packets' IP and TCP headers.
 type gvRecorder struct {
 	ring [512]struct {
 		t   time.Time
@@ -197,8 +197,12 @@ func (r *gvRecorder) String() string {
 	for i := 0; i < r.n; i++ {
 		e := &r.ring[(r.next-r.n+i+len(r.ring))%len(r.ring)]
 		hdr := e.hdr[:min(e.n, len(e.hdr))]
-		ihl := int(hdr[0]&0xf) * 4
-		th, err := header.ParseTCP(hdr[ihl:])
+		ihl, ok := tcpAt(hdr)
+		var th header.TCP
+		err := errors.New("not TCP")
+		if ok {
+			th, err = header.ParseTCP(hdr[ihl:])
+		}
 		if err != nil {
 			fmt.Fprintf(&sb, "%s %s %d bytes, unparsed\n", e.t.Format("15:04:05.000000"), e.dir, e.n)
 			continue
