@@ -35,6 +35,21 @@ type gvEnv struct {
 	trace  *gvTrace
 	usAddr netip.Addr // ustack's address
 	gvAddr netip.Addr // gVisor's
+	mtu    int        // the Pipe's
+}
+
+// gvFamily is one address family the interop tests run over: ustack's and
+// gVisor's addresses.
+type gvFamily struct {
+	name   string
+	us, gv netip.Addr
+}
+
+var gvFamilies = []gvFamily{{"ipv4", addrA, addrB}, {"ipv6", addrA6, addrB6}}
+
+// gvSetupFamily is gvSetup on fam's addresses.
+func gvSetupFamily(t testing.TB, fam gvFamily, cfg tcp.Config, gopts gvpeer.Options) *gvEnv {
+	return gvSetupAddrs(t, cfg, gopts, fam.us, fam.gv)
 }
 
 func gvSetup(t testing.TB, cfg tcp.Config, gopts gvpeer.Options) *gvEnv {
@@ -46,7 +61,7 @@ func gvSetup(t testing.TB, cfg tcp.Config, gopts gvpeer.Options) *gvEnv {
 func gvSetupAddrs(t testing.TB, cfg tcp.Config, gopts gvpeer.Options, usAddr, gvAddr netip.Addr) *gvEnv {
 	t.Helper()
 	eu, eg := link.Pipe(1500)
-	env := &gvEnv{gate: &gvGate{Endpoint: eu}, trace: &gvTrace{}, usAddr: usAddr, gvAddr: gvAddr}
+	env := &gvEnv{gate: &gvGate{Endpoint: eu}, trace: &gvTrace{}, usAddr: usAddr, gvAddr: gvAddr, mtu: eu.MTU()}
 	us, err := New(env.gate, strict(Options{Addr: usAddr, TCP: cfg, Trace: env.trace.add}))
 	if err != nil {
 		t.Fatal(err)
@@ -79,6 +94,14 @@ type gvGate struct {
 	finOut, finIn bool
 	earlyRSTs     int
 	sent          int // packets ustack has written
+
+	// Per direction (0: written by ustack, 1: read by it): the TCP
+	// packets of each IP version whose IP header is the fixed one and
+	// whose IP length field is the packet's length (tcp[0] IPv4, tcp[1]
+	// IPv6), those otherwise (odd), and the MSS option of the last SYN.
+	tcp    [2][2]int
+	odd    [2]int
+	synMSS [2]uint16
 }
 
 // sentCount is the number of packets ustack has written so far.
@@ -88,17 +111,36 @@ func (g *gvGate) sentCount() int {
 	return g.sent
 }
 
-// note tracks FINs and RSTs; g.mu is held.
+// note tracks FINs and RSTs, and counts TCP packets by family; g.mu is
+// held.
 func (g *gvGate) note(dir string, pkt []byte) {
 	g.rec.add(dir, pkt)
 	ihl, ok := tcpAt(pkt)
 	if !ok {
 		return
 	}
-	if len(pkt) < ihl+header.TCPMinHeaderLen {
-		return
+	d := 0
+	if dir == "<" {
+		d = 1
 	}
-	switch f := header.TCP(pkt[ihl:]).Flags(); {
+	th, err := header.ParseTCP(pkt[ihl:])
+	switch v := pkt[0] >> 4; {
+	case err != nil:
+		g.odd[d]++
+		return
+	case v == 4 && ihl == header.IPv4MinHeaderLen && header.IPv4(pkt).TotalLen() == len(pkt):
+		g.tcp[d][0]++
+	case v == 6 && header.IPv6(pkt).PayloadLen() == len(pkt)-header.IPv6HeaderLen:
+		g.tcp[d][1]++
+	default:
+		g.odd[d]++
+	}
+	if th.Flags()&header.FlagSYN != 0 {
+		var o header.TCPOptions
+		header.ParseTCPOptions(th.Options(), &o)
+		g.synMSS[d] = o.MSS
+	}
+	switch f := th.Flags(); {
 	case f&header.FlagRST != 0 && !(g.finOut && g.finIn):
 		g.earlyRSTs++
 	case f&header.FlagFIN != 0 && dir == ">":
@@ -118,6 +160,34 @@ func tcpAt(pkt []byte) (int, bool) {
 		return int(pkt[0]&0xf) * 4, true
 	}
 	return 0, false
+}
+
+// checkFamily checks that every TCP packet ustack wrote and read was of
+// the family of env's addresses, its TCP header right after that family's
+// fixed IP header (20 bytes for IPv4, 40 for IPv6) and its IP length field
+// its size, and that the SYNs both ways offered that family's MSS for the
+// link: the MTU less those fixed IP and TCP headers (RFC 9293 §3.7.1; over
+// IPv6 RFC 8200 §8.3), 1460 for IPv4 and 1440 for IPv6 on a Pipe(1500).
+func (env *gvEnv) checkFamily(t *testing.T) {
+	t.Helper()
+	g := env.gate
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	fam, other, ipHdr := 0, 1, header.IPv4MinHeaderLen
+	if env.usAddr.Is6() {
+		fam, other, ipHdr = 1, 0, header.IPv6HeaderLen
+	}
+	names := [2]string{"IPv4", "IPv6"}
+	mss := uint16(env.mtu - ipHdr - header.TCPMinHeaderLen)
+	for d, what := range [2]string{"wrote", "read"} {
+		if g.tcp[d][fam] == 0 || g.tcp[d][other] != 0 || g.odd[d] != 0 {
+			t.Errorf("ustack %s %d TCP packets over %s, %d over %s, %d with other IP headers",
+				what, g.tcp[d][fam], names[fam], g.tcp[d][other], names[other], g.odd[d])
+		}
+		if g.synMSS[d] != mss {
+			t.Errorf("the last SYN ustack %s offered MSS %d, want %d over %s", what, g.synMSS[d], mss, names[fam])
+		}
+	}
 }
 
 // resetsBeforeFINs is the number of RSTs seen before FINs went both ways.
@@ -173,7 +243,7 @@ func (g *gvGate) dump(t testing.TB) {
 	t.Logf("last %d packets at ustack (> sent, < received):\n%s", g.rec.n, g.rec.String())
 }
 
-// gvRecorder is a ring of the last packets' IPv4+TCP headers.
+// gvRecorder is a ring of the last packets' IP and TCP headers.
 type gvRecorder struct {
 	ring [512]struct {
 		t   time.Time
@@ -197,8 +267,12 @@ func (r *gvRecorder) String() string {
 	for i := 0; i < r.n; i++ {
 		e := &r.ring[(r.next-r.n+i+len(r.ring))%len(r.ring)]
 		hdr := e.hdr[:min(e.n, len(e.hdr))]
-		ihl := int(hdr[0]&0xf) * 4
-		th, err := header.ParseTCP(hdr[ihl:])
+		ihl, ok := tcpAt(hdr)
+		var th header.TCP
+		err := errors.New("not TCP")
+		if ok {
+			th, err = header.ParseTCP(hdr[ihl:])
+		}
 		if err != nil {
 			fmt.Fprintf(&sb, "%s %s %d bytes, unparsed\n", e.t.Format("15:04:05.000000"), e.dir, e.n)
 			continue
@@ -477,15 +551,21 @@ func TestGVisorTransferIPv6(t *testing.T) {
 // CLOSED, the other CLOSE-WAIT → LAST-ACK → CLOSED (RFC 9293 §3.6). ustack
 // is observed through its trace; gVisor through its endpoint state, with
 // ustack's packets held at the gate where gVisor's state would otherwise
-// last only a round trip.
+// last only a round trip. Over IPv4 and IPv6.
 func TestGVisorGracefulClose(t *testing.T) {
+	for _, fam := range gvFamilies {
+		t.Run(fam.name, func(t *testing.T) { testGVisorGracefulClose(t, fam) })
+	}
+}
+
+func testGVisorGracefulClose(t *testing.T, fam gvFamily) {
 	for _, tc := range []struct {
 		ustackDials, ustackFirst bool
 	}{{true, true}, {true, false}, {false, true}, {false, false}} {
 		name := fmt.Sprintf("%s/%s", map[bool]string{true: "ustack-dials", false: "gvisor-dials"}[tc.ustackDials],
 			map[bool]string{true: "ustack-closes-first", false: "gvisor-closes-first"}[tc.ustackFirst])
 		t.Run(name, func(t *testing.T) {
-			env := gvSetup(t, usCfg, gvOpts)
+			env := gvSetupFamily(t, fam, usCfg, gvOpts)
 			uc, gc := env.gvConnect(t, tc.ustackDials, 9001)
 			waitGV(t, gc, "ESTABLISHED")
 			gvExchange(t, uc, gc, 64<<10, false)
@@ -543,19 +623,27 @@ func TestGVisorGracefulClose(t *testing.T) {
 			if st := env.gv.Stats(); st.ResetsSent != 0 || st.ResetsRcvd != 0 {
 				t.Errorf("gVisor saw resets: %+v", st)
 			}
+			env.checkFamily(t)
 		})
 	}
 }
 
 // TestGVisorRefused: a SYN to a port with no listener is answered with RST
-// and the dialer reports ECONNREFUSED, in both directions.
+// and the dialer reports ECONNREFUSED, in both directions, over IPv4 and
+// IPv6.
 func TestGVisorRefused(t *testing.T) {
-	env := gvSetup(t, usCfg, gvOpts)
+	for _, fam := range gvFamilies {
+		t.Run(fam.name, func(t *testing.T) { testGVisorRefused(t, fam) })
+	}
+}
+
+func testGVisorRefused(t *testing.T, fam gvFamily) {
+	env := gvSetupFamily(t, fam, usCfg, gvOpts)
 	ctx := ctxT(t, 10*time.Second)
-	if _, err := env.us.DialTCP(ctx, netip.AddrPortFrom(addrB, 9999)); !errors.Is(err, syscall.ECONNREFUSED) {
+	if _, err := env.us.DialTCP(ctx, netip.AddrPortFrom(env.gvAddr, 9999)); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("ustack dial to a closed gVisor port: %v, want ECONNREFUSED", err)
 	}
-	if _, err := env.gv.Dial(ctx, netip.AddrPortFrom(addrA, 9999)); !errors.Is(err, syscall.ECONNREFUSED) {
+	if _, err := env.gv.Dial(ctx, netip.AddrPortFrom(env.usAddr, 9999)); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("gVisor dial to a closed ustack port: %v, want ECONNREFUSED", err)
 	}
 	if n := env.us.Stats().TCPResetsSent; n != 1 {
@@ -564,6 +652,7 @@ func TestGVisorRefused(t *testing.T) {
 	if n := env.gv.Stats().ResetsSent; n != 1 {
 		t.Errorf("gVisor sent %d resets, want 1", n)
 	}
+	env.checkFamily(t)
 }
 
 // BenchmarkGVisorStream: one-way bulk throughput over a Pipe(1500) for
@@ -679,10 +768,17 @@ func benchStream(b *testing.B, src, dst net.Conn) {
 //
 // Regression test: ustack used to send them from TIME-WAIT (tcp.Conn.Read
 // checked c.state.Synchronized() but not c.finRcvd), which showed up as
-// occasional RSTs after both FINs in TestGVisorTransfer32MiB.
+// occasional RSTs after both FINs in TestGVisorTransfer32MiB. Over IPv4 and
+// IPv6.
 func TestGVisorNoWindowUpdateAfterFIN(t *testing.T) {
+	for _, fam := range gvFamilies {
+		t.Run(fam.name, func(t *testing.T) { testGVisorNoWindowUpdateAfterFIN(t, fam) })
+	}
+}
+
+func testGVisorNoWindowUpdateAfterFIN(t *testing.T, fam gvFamily) {
 	// A long TIME-WAIT, so the connection is still in it when we read.
-	env := gvSetup(t, tcp.Config{MSL: 5 * time.Second, FinWait2Timeout: 30 * time.Second, RcvBuf: 64 << 10}, gvOpts)
+	env := gvSetupFamily(t, fam, tcp.Config{MSL: 5 * time.Second, FinWait2Timeout: 30 * time.Second, RcvBuf: 64 << 10}, gvOpts)
 	uc, gc := env.gvConnect(t, true, 9002)
 	if err := uc.CloseWrite(); err != nil {
 		t.Fatal(err)
@@ -708,4 +804,5 @@ func TestGVisorNoWindowUpdateAfterFIN(t *testing.T) {
 	if n := env.gate.sentCount() - before; n != 0 {
 		t.Errorf("ustack sent %d segment(s) from %v while the application read data that arrived before the peer's FIN", n, uc.State())
 	}
+	env.checkFamily(t)
 }

@@ -51,16 +51,25 @@ const (
 )
 
 // TestSimGVisor runs ustack against gVisor netstack over Impair(Pipe) in
-// real time, gvSeeds seeds per profile. The runs mostly wait (delays,
-// TIME-WAIT), so all of them run at once in their own goroutines rather
-// than as parallel subtests (which -parallel would cap at GOMAXPROCS); each
-// is then reported as a subtest. Invariants: the SHA-256 and length of
-// each direction, CLOSED on both sides (gVisor's view through gvpeer),
-// every ustack transition legal and ending cleanly, no TCB left in ustack.
+// real time, gvSeeds seeds per profile, over IPv4 and then over IPv6
+// (subtests ipv4 and ipv6; the same scripts with Script.IPv6, as RunIPv6
+// runs them). Within a family the runs mostly wait (delays, TIME-WAIT), so
+// all of them run at once in their own goroutines rather than as parallel
+// subtests (which -parallel would cap at GOMAXPROCS); each is then
+// reported as a subtest. Invariants: the SHA-256 and length of each
+// direction, CLOSED on both sides (gVisor's view through gvpeer), every
+// ustack transition legal and ending cleanly, no TCB left in ustack, and
+// the connection of the script's family with that family's MSS.
 func TestSimGVisor(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real-time interop runs: skipped with -short")
 	}
+	for _, v6 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "ipv4", true: "ipv6"}[v6], func(t *testing.T) { testSimGVisor(t, v6) })
+	}
+}
+
+func testSimGVisor(t *testing.T, v6 bool) {
 	type job struct {
 		p     Profile
 		seed  uint64
@@ -84,7 +93,9 @@ func TestSimGVisor(t *testing.T) {
 			go func() {
 				defer close(j.ready)
 				start := time.Now()
-				j.desc, j.err = runGVisor(j.seed, j.p)
+				s := NewScript(j.seed, j.p)
+				s.IPv6 = v6
+				j.desc, j.err = runGVisor(s)
 				j.took = time.Since(start)
 			}()
 		}
@@ -96,8 +107,8 @@ func TestSimGVisor(t *testing.T) {
 				t.Log(j.desc)
 			}
 			if j.err != nil {
-				t.Errorf("sim: gVisor seed %d profile %s failed: %v; replay (real time, best effort): go test ./stack/sim/ -run TestSimGVisor -sim.seed=%d -sim.profile=%s -sim.v",
-					j.seed, j.p.Name, j.err, j.seed, j.p.Name)
+				t.Errorf("sim: gVisor seed %d profile %s (IPv6 %v) failed: %v; replay (real time, best effort): go test ./stack/sim/ -run TestSimGVisor/%s -sim.seed=%d -sim.profile=%s -sim.v",
+					j.seed, j.p.Name, v6, j.err, map[bool]string{false: "ipv4", true: "ipv6"}[v6], j.seed, j.p.Name)
 			}
 			t.Logf("%v wall", j.took.Round(time.Millisecond))
 		})
@@ -168,11 +179,12 @@ func gvApp(c halfCloser, seed uint64, role int, send, want int, mode CloseMode) 
 	return sent, got, n, c.Close()
 }
 
-// runGVisor runs the first connection of seed's script between ustack
-// (stack 0, A) and gVisor (stack 1, B) in real time. It returns a
-// description of the run and the first broken invariant.
-func runGVisor(seed uint64, p Profile) (string, error) {
-	s := NewScript(seed, p)
+// runGVisor runs the first connection of script s between ustack (stack
+// 0, A) and gVisor (stack 1, B) in real time, on s's addresses (IPv6 with
+// s.IPv6) over a Pipe(1500) whatever s.MTU. It returns a description of
+// the run and the first broken invariant.
+func runGVisor(s Script) (string, error) {
+	seed, p := s.Seed, s.Profile
 	sc := s.Conns[0]
 	for k := range sc.Size {
 		sc.Size[k] = min(sc.Size[k], gvMaxSize(p))
@@ -181,17 +193,18 @@ func runGVisor(seed uint64, p Profile) (string, error) {
 		sc.Close = [2]CloseMode{CloseWhenDone, CloseWhenDone}
 	}
 	var log strings.Builder
-	fmt.Fprintf(&log, "seed %d profile %s (%v): %s dials; client sends %d (%v), server sends %d (%v)\n",
-		seed, p.Name, p.Spec, [2]string{"ustack", "gVisor"}[sc.Client], sc.Size[0], sc.Close[0], sc.Size[1], sc.Close[1])
+	fmt.Fprintf(&log, "seed %d profile %s (%v) IPv6 %v: %s dials; client sends %d (%v), server sends %d (%v)\n",
+		seed, p.Name, p.Spec, s.IPv6, [2]string{"ustack", "gVisor"}[sc.Client], sc.Size[0], sc.Close[0], sc.Size[1], sc.Close[1])
 
-	pa, pb := link.Pipe(1500)
+	const mtu = 1500
+	pa, pb := link.Pipe(mtu)
 	ea := link.Impair(pa, link.ImpairConfig{Out: p.Spec, Seed: int64(seed * 2)})
 	eb := link.Impair(pb, link.ImpairConfig{Out: p.Spec, Seed: int64(seed*2 + 1)})
 	var mu sync.Mutex
 	var events []Event
 	epoch := time.Now()
 	us, err := stack.New(ea, stack.Options{
-		Addr: addrs[0],
+		Addr: s.addr(0),
 		TCP:  tcp.Config{MSL: gvMSL, FinWait2Timeout: gvDeadline},
 		Trace: func(ev tcp.TraceEvent) {
 			mu.Lock()
@@ -203,7 +216,7 @@ func runGVisor(seed uint64, p Profile) (string, error) {
 		return log.String(), err
 	}
 	defer us.Close()
-	gv, err := gvpeer.New(eb, addrs[1], gvpeer.Options{SACK: true, CongestionControl: "cubic", TimeWait: gvTimeWait, FinWait2: gvDeadline})
+	gv, err := gvpeer.New(eb, s.addr(1), gvpeer.Options{SACK: true, CongestionControl: "cubic", TimeWait: gvTimeWait, FinWait2: gvDeadline})
 	if err != nil {
 		return log.String(), err
 	}
@@ -222,7 +235,7 @@ func runGVisor(seed uint64, p Profile) (string, error) {
 		defer l.Close()
 		acc := make(chan *gvpeer.Conn, 1)
 		go func() { c, _ := l.AcceptGV(); acc <- c }()
-		if uc, err = us.DialTCP(ctx, netip.AddrPortFrom(addrs[1], port)); err != nil {
+		if uc, err = us.DialTCP(ctx, netip.AddrPortFrom(s.addr(1), port)); err != nil {
 			return log.String(), err
 		}
 		select {
@@ -238,7 +251,7 @@ func runGVisor(seed uint64, p Profile) (string, error) {
 		defer l.Close()
 		acc := make(chan *stack.Conn, 1)
 		go func() { c, _ := l.AcceptTCP(); acc <- c }()
-		if gc, err = gv.Dial(ctx, netip.AddrPortFrom(addrs[0], port)); err != nil {
+		if gc, err = gv.Dial(ctx, netip.AddrPortFrom(s.addr(0), port)); err != nil {
 			return log.String(), err
 		}
 		select {
@@ -249,6 +262,20 @@ func runGVisor(seed uint64, p Profile) (string, error) {
 	}
 	if uc == nil || gc == nil {
 		return log.String(), errors.New("no connection")
+	}
+	// The connection is of the script's family, and ustack's send MSS
+	// (the lesser of the two ends' offers) is that family's: the MTU less
+	// the fixed IP and TCP headers, 40 bytes over IPv4 and 60 over IPv6
+	// (RFC 8200 §8.3).
+	hdrs := 40
+	if s.IPv6 {
+		hdrs = 60
+	}
+	if id := uc.ID(); id.Local.Addr() != s.addr(0) || id.Remote.Addr() != s.addr(1) {
+		return log.String(), fmt.Errorf("ustack's connection is %v, want %v to %v", id, s.addr(0), s.addr(1))
+	}
+	if mss := uc.Info().SndMSS; mss != mtu-hdrs {
+		return log.String(), fmt.Errorf("ustack's send MSS %d, want %d (IPv6 %v)", mss, mtu-hdrs, s.IPv6)
 	}
 	// Role r of the script runs on stack r^Client: ustack is role Client.
 	conns := [2]halfCloser{uc, gc}
@@ -301,6 +328,16 @@ func runGVisor(seed uint64, p Profile) (string, error) {
 	fmt.Fprintf(&log, "  gVisor %s; ustack RSTs sent %d\n", gc.State(), us.Stats().TCPResetsSent)
 	if werr != nil {
 		return log.String(), werr
+	}
+	// ustack received the connection through the script's IP layer, and
+	// nothing through the other.
+	st := us.Stats()
+	used, unused := st.IP["delivered"], st.IP6["received"]
+	if s.IPv6 {
+		used, unused = st.IP6["delivered"], st.IP["received"]
+	}
+	if used == 0 || unused != 0 {
+		return log.String(), fmt.Errorf("not over the script's family (IPv6 %v): delivered %d by that IP layer, %d received by the other", s.IPv6, used, unused)
 	}
 	if err := checkPath(events); err != nil {
 		return log.String(), err
