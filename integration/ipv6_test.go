@@ -118,7 +118,9 @@ func TestCurl6(t *testing.T) {
 }
 
 // TestBulkTransfers6 is TestBulkTransfers over IPv6: 256 MiB (32 MiB with
-// -short) through echo, from source and to discard, every byte checked.
+// -short) through echo and from source, every byte checked, and to
+// discard, every byte read (the service's FIN after ours; it returns
+// nothing to check the contents by).
 func TestBulkTransfers6(t *testing.T) {
 	requireStackIPv6(t)
 	ns := newNamespace(t)
