@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,7 +27,10 @@ import (
 // timeout), and both at once. The ustack process's resident memory stays
 // within 64 MiB of what it was before (the flood would pile up hundreds of
 // MiB of fragments if they were kept without bound), and HTTP answers on
-// both families during and after.
+// both families during and after. serve's "ip6:" line when it stops shows
+// that the flood arrived and was dropped for what it is: the chains for
+// too many extension headers, the fragments held until reassembly memory
+// ran out and dropped after.
 func TestIPv6Flood(t *testing.T) {
 	requireStackIPv6(t)
 	ns := newNamespace(t)
@@ -80,6 +85,57 @@ func TestIPv6Flood(t *testing.T) {
 		get("after", a)
 	}
 	t.Logf("%d packets sent; ustack's resident memory %d MiB before, %d MiB at most during", sent, base>>20, peak>>20)
+	s.stop()
+	_, line, err := s.out.wait(0, time.Second, func(l string) bool { return strings.HasPrefix(l, "ip6:") })
+	if err != nil {
+		t.Fatalf("serve printed no ip6: line when it stopped: %v", err)
+	}
+	t.Log(line)
+	c := ip6Counters(t, line)
+	// Two packets in three carry a chain of more than ipv6.MaxExtHeaders
+	// headers, the third a first fragment: 4 MiB of reassembly memory
+	// holds a few thousand of them, a flood of this rate sends tens of
+	// thousands. The kernel may drop some on the way (the raw socket's
+	// ENOBUFS, the TUN's queue): at least half must arrive.
+	took := c["too_many_ext_headers"] + c["frag_held"] + c["frag_no_memory"]
+	if c["too_many_ext_headers"] == 0 || c["frag_held"] == 0 || c["frag_no_memory"] == 0 || took < uint64(sent)/2 ||
+		took > c["received"] || c["dropped"] < c["too_many_ext_headers"]+c["frag_no_memory"] {
+		t.Errorf("after a flood of %d packets, serve's IPv6 counters are %v: want the chains dropped for too many extension headers, "+
+			"fragments held and then dropped for memory, and at least half of the flood so accounted for", sent, c)
+	}
+}
+
+var ip6LineRE = regexp.MustCompile(`^ip6: received (\d+), frag_held (\d+), dropped (\d+)(?: \((.*)\))?$`)
+
+// ip6Counters reads serve's "ip6:" line: "ip6: received N, frag_held N,
+// dropped N (reason N, ...)", into counters named as in the line.
+func ip6Counters(t *testing.T, line string) map[string]uint64 {
+	t.Helper()
+	m := ip6LineRE.FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("serve's ip6: line %q is not of the form %v", line, ip6LineRE)
+	}
+	c := map[string]uint64{}
+	num := func(name, v string) {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("serve's ip6: line %q: %s: %v", line, name, err)
+		}
+		c[name] = n
+	}
+	num("received", m[1])
+	num("frag_held", m[2])
+	num("dropped", m[3])
+	if m[4] != "" {
+		for _, r := range strings.Split(m[4], ", ") {
+			name, v, ok := strings.Cut(r, " ")
+			if !ok {
+				t.Fatalf("serve's ip6: line %q: reason %q", line, r)
+			}
+			num(name, v)
+		}
+	}
+	return c
 }
 
 // httpGet fetches / from the HTTP service at addr (host:port) over a

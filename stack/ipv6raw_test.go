@@ -3,9 +3,11 @@ package stack
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -378,5 +380,97 @@ func TestIPv6FloodKeepsReassemblyBounded(t *testing.T) {
 		m["ip6.reasm_bytes"] > ipv6.ReassemblyMemCap || m["ip6.reasm_queues"] > ipv6.ReassemblyMaxQueues {
 		t.Fatalf("counters after the flood: held %d, no memory %d, too many headers %d, reasm %d bytes in %d queues",
 			m["ip6.frag_held"], m["ip6.drop_frag_no_memory"], m["ip6.drop_too_many_ext_headers"], m["ip6.reasm_bytes"], m["ip6.reasm_queues"])
+	}
+}
+
+// icmp6About is an ICMPv6 error of typ and code from the peer (addrA6)
+// quoting the stack's packet q, as much of it as fits in 1280 bytes (RFC
+// 4443 §2.4(c)); param is the MTU of a Packet Too Big (§3.2).
+func icmp6About(typ, code uint8, param uint32, q header.IPv6) []byte {
+	m := make([]byte, 8+min(len(q), 1280-48))
+	m[0], m[1] = typ, code
+	binary.BigEndian.PutUint32(m[4:], param)
+	copy(m[8:], q)
+	return datagram6(addrA6, addrB6, nil, nil, header.ProtoICMPv6, m)
+}
+
+func isTCP6(h header.IPv6) bool { return h.NextHeader() == header.ProtoTCP }
+
+// TestICMPv6UnreachableFailsDial: an ICMPv6 destination unreachable about
+// our SYN ends the connect at once with the errno Linux's
+// icmpv6_err_convert gives its code (RFC 4443 §3.1, §2.4(b): the error
+// goes to the upper layer; RFC 1122 §4.2.3.9 lets TCP report it). As
+// Linux's tcp_v6_err, SYN-SENT gives up on any error, the soft ones (no
+// route, address unreachable) as much as the hard ones.
+func TestICMPv6UnreachableFailsDial(t *testing.T) {
+	for _, tc := range []struct {
+		code uint8
+		want syscall.Errno
+	}{
+		{header.ICMPv6AdminProhibit, syscall.EACCES},
+		{header.ICMPv6PortUnreach, syscall.ECONNREFUSED},
+		{header.ICMPv6NoRoute, syscall.ENETUNREACH},
+		{header.ICMPv6AddrUnreach, syscall.EHOSTUNREACH},
+	} {
+		s, p := newRawPeer6(t, Options{})
+		done := make(chan error, 1)
+		go func() {
+			_, err := s.DialTCP(ctxT(t, 10*time.Second), netip.AddrPortFrom(addrA6, 9))
+			done <- err
+		}()
+		syn := p.recv6(t, 5*time.Second, isTCP6)
+		start := time.Now()
+		p.send(t, icmp6About(header.ICMPv6DestUnreach, tc.code, 0, syn))
+		err := <-done
+		if !errors.Is(err, tc.want) || time.Since(start) > time.Second {
+			t.Fatalf("code %d: DialTCP = %v after %v, want %v at once", tc.code, err, time.Since(start), tc.want)
+		}
+		if m := statsOf(s); m["ip6.icmp_errors_delivered"] != 1 || m["icmp.errors_to_conn"] != 1 {
+			t.Fatalf("code %d: counters %v", tc.code, m)
+		}
+	}
+}
+
+// TestICMPv6ErrorChecks: an ICMPv6 error about a passive connection in
+// SYN-RECEIVED ends it only if it is one icmpv6_err_convert calls fatal
+// (Linux's tcp_req_err); one quoting a sequence number we do not have
+// outstanding changes nothing (RFC 5927 §4.1); one quoting no connection
+// is counted as such.
+func TestICMPv6ErrorChecks(t *testing.T) {
+	s, p := newRawPeer6(t, Options{})
+	l, err := s.ListenTCP(80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	p.send(t, rawSYN6(addrA6, addrB6, 5555, 80, 100))
+	synack := p.recv6(t, 5*time.Second, isTCP6)
+	// No route (code 0) and Packet Too Big are not fatal: the request
+	// stays.
+	p.send(t, icmp6About(header.ICMPv6DestUnreach, header.ICMPv6NoRoute, 0, synack))
+	p.send(t, icmp6About(header.ICMPv6PacketTooBig, 0, 1280, synack))
+	waitCounter(t, s, "icmp.errors_req_ignored", 2)
+	if s.Stats().TCPConns != 1 {
+		t.Fatalf("the request went on a non-fatal error: %d conns", s.Stats().TCPConns)
+	}
+	// Not our sequence number: ignored, even when fatal.
+	bad := header.IPv6(bytes.Clone(synack))
+	binary.BigEndian.PutUint32(bad[40+4:], 12345)
+	p.send(t, icmp6About(header.ICMPv6DestUnreach, header.ICMPv6AdminProhibit, 0, bad))
+	waitCounter(t, s, "icmp.errors_out_of_window", 1)
+	if s.Stats().TCPConns != 1 {
+		t.Fatalf("an error quoting a sequence number not ours ended the request: %d conns", s.Stats().TCPConns)
+	}
+	// Administratively prohibited is fatal: the request is dropped.
+	p.send(t, icmp6About(header.ICMPv6DestUnreach, header.ICMPv6AdminProhibit, 0, synack))
+	waitCounter(t, s, "icmp.errors_to_conn", 1)
+	waitCounter(t, s, "tcp.conns", 0)
+	// No such connection.
+	other := header.IPv6(bytes.Clone(synack))
+	binary.BigEndian.PutUint16(other[40:], 81)
+	p.send(t, icmp6About(header.ICMPv6DestUnreach, header.ICMPv6PortUnreach, 0, other))
+	waitCounter(t, s, "icmp.errors_no_conn", 1)
+	if m := statsOf(s); m["ip6.icmp_errors_delivered"] != 5 {
+		t.Fatalf("counters %v", m)
 	}
 }

@@ -96,7 +96,38 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if qs := ns.st.Stats().Queues; len(qs) > 1 {
 		fmt.Fprintln(stdout, queueLine(qs))
 	}
+	if ns.addr6.IsValid() {
+		fmt.Fprintln(stdout, ip6Line(ns.st))
+	}
 	return nil
+}
+
+// ip6Line sums up what the IPv6 layer took in: the packets, the fragments
+// it held for reassembly, and the ones it dropped, in all and by reason
+// (those counted at least once):
+// "ip6: received 900, frag_held 300, dropped 500 (frag_no_memory 200, too_many_ext_headers 300)".
+func ip6Line(st *stack.Stack) string {
+	var in, held, dropped uint64
+	var reasons []string
+	st.Each(func(name string, v uint64) {
+		n, ok := strings.CutPrefix(name, "ip6.")
+		switch {
+		case !ok:
+		case n == "received":
+			in = v
+		case n == "frag_held":
+			held = v
+		case n == "dropped":
+			dropped = v
+		case strings.HasPrefix(n, "drop_") && v > 0:
+			reasons = append(reasons, fmt.Sprintf("%s %d", strings.TrimPrefix(n, "drop_"), v))
+		}
+	})
+	line := fmt.Sprintf("ip6: received %d, frag_held %d, dropped %d", in, held, dropped)
+	if len(reasons) > 0 {
+		line += " (" + strings.Join(reasons, ", ") + ")"
+	}
+	return line
 }
 
 // queueLine says how the packets split over the queues:

@@ -29,6 +29,12 @@ var (
 		Local:  netip.MustParseAddrPort("198.18.0.2:80"),
 		Remote: netip.MustParseAddrPort("198.18.0.1:40000"),
 	}
+	// testID6 is testID over IPv6, in the benchmarking range 2001:2::/48
+	// (RFC 5180), for the branches that depend on the family (newScriptOn).
+	testID6 = ID{
+		Local:  netip.MustParseAddrPort("[2001:2::2]:80"),
+		Remote: netip.MustParseAddrPort("[2001:2::1]:40000"),
+	}
 	t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
@@ -134,6 +140,14 @@ func (s *script) checkGolden() {
 
 func newScript(t *testing.T, cfg Config) *script {
 	t.Helper()
+	return newScriptOn(t, testID, cfg)
+}
+
+// newScriptOn is newScript for a connection with the 4-tuple id (testID6
+// for IPv6). Its transcript names id on a first line when it is not
+// testID.
+func newScriptOn(t *testing.T, id ID, cfg Config) *script {
+	t.Helper()
 	s := &script{t: t, now: t0, n: goldenSeq[t]}
 	if s.n == 0 {
 		t.Cleanup(func() { delete(goldenSeq, t) }) // runs after every script's checkGolden
@@ -143,7 +157,10 @@ func newScript(t *testing.T, cfg Config) *script {
 	if cfg.DelayedAck == 0 {
 		cfg.DelayedAck = -1 // one ACK per input batch unless a test is about delayed ACKs
 	}
-	s.c = NewConn(testID, cfg, s, func(e TraceEvent) {
+	if id != testID {
+		fmt.Fprintf(&s.log, "conn %v <-> %v\n", id.Local, id.Remote)
+	}
+	s.c = NewConn(id, cfg, s, func(e TraceEvent) {
 		if !Legal(e.From, e.To) {
 			t.Errorf("illegal transition %v -> %v (%s)", e.From, e.To, e.Cause)
 		}
@@ -219,6 +236,14 @@ func (s *script) out(want Segment) Segment {
 		s.t.Fatalf("at +%v: sent %v\n                 want %v", s.now.Sub(t0), &got, &want)
 	}
 	return got
+}
+
+// pathMTU hands the TCB a path MTU of mtu from an ICMP error quoting seq
+// (PathMTU), noted in the transcript before what it sends, and returns
+// whether it was taken.
+func (s *script) pathMTU(seq seqnum.Value, mtu int) bool {
+	fmt.Fprintf(&s.log, "+%v < ICMP path MTU %d quoting seq=%d\n", s.now.Sub(t0), mtu, uint32(seq))
+	return s.c.PathMTU(s.now, seq, mtu)
 }
 
 // none asserts that nothing more was sent.
