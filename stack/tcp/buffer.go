@@ -253,7 +253,7 @@ func (x *buffer) Append(p []byte, limit int) int {
 		// chained after it.
 		last := x.h.tail
 		if int(x.w)+len(p) > len(last.b) {
-			a := getBuf(max(len(p), 1<<minBufClass))
+			a := getBuf(len(p)) // at least 1<<minBufClass
 			last.hi, last.next = x.w, a
 			x.h.tail, x.w = a, 0
 			last = a

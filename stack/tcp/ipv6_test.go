@@ -91,29 +91,10 @@ func TestPathMTUOverIPv6(t *testing.T) {
 	s.advance(time.Millisecond)
 
 	// 1400 - 60: 1340, where IPv4's 20-byte header would leave 1360.
-	if !s.pathMTU(lISS+1, 1400) {
-		t.Fatal("a Packet Too Big about outstanding data was not taken")
-	}
-	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1, Payload: bytesAt(0, 1340)})
-	s.out(Segment{Flags: ACK, Seq: lISS + 1341, Ack: rISS + 1, Payload: bytesAt(1340, 1340)})
-	s.out(Segment{Flags: ACK | PSH, Seq: lISS + 2681, Ack: rISS + 1, Payload: bytesAt(2680, 320)})
-	s.none()
-	if got := s.c.Info().SndMSS; got != 1340 {
-		t.Fatalf("send MSS %d after a Packet Too Big of 1400, want 1340", got)
-	}
+	resentAt(t, s, 1400, 1340)
 	s.advance(time.Millisecond)
-
 	// 1000 is below the floor: 1280 - 60.
-	if !s.pathMTU(lISS+1, 1000) {
-		t.Fatal("a Packet Too Big of 1000 was not taken")
-	}
-	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1, Payload: bytesAt(0, 1220)})
-	s.out(Segment{Flags: ACK, Seq: lISS + 1221, Ack: rISS + 1, Payload: bytesAt(1220, 1220)})
-	s.out(Segment{Flags: ACK | PSH, Seq: lISS + 2441, Ack: rISS + 1, Payload: bytesAt(2440, 560)})
-	s.none()
-	if got := s.c.Info().SndMSS; got != 1220 {
-		t.Fatalf("send MSS %d after a Packet Too Big of 1000, want the floor 1220", got)
-	}
+	resentAt(t, s, 1000, 1220)
 	s.advance(time.Millisecond)
 	s.pathMTU(lISS+1, 600)
 	s.none()
@@ -131,6 +112,26 @@ func TestPathMTUOverIPv6(t *testing.T) {
 	s.out(Segment{Flags: ACK, Seq: lISS + 1, Ack: rISS + 1})
 	if got := s.c.Info().SndMSS; got != 1220 {
 		t.Fatalf("send MSS %d after a Packet Too Big of 1000 in SYN-SENT, want 1220", got)
+	}
+}
+
+// resentAt checks that a Packet Too Big of mtu about the 3000 bytes in
+// flight is taken, and that they go again at once in segments of mss.
+func resentAt(t *testing.T, s *script, mtu, mss int) {
+	t.Helper()
+	if !s.pathMTU(lISS+1, mtu) {
+		t.Fatalf("a Packet Too Big of %d about outstanding data was not taken", mtu)
+	}
+	for off := 0; off < 3000; off += mss {
+		n, flags := min(mss, 3000-off), uint8(ACK)
+		if off+n == 3000 {
+			flags |= PSH
+		}
+		s.out(Segment{Flags: flags, Seq: lISS + 1 + seqnum.Value(off), Ack: rISS + 1, Payload: bytesAt(off, n)})
+	}
+	s.none()
+	if got := s.c.Info().SndMSS; got != mss {
+		t.Fatalf("send MSS %d after a Packet Too Big of %d, want %d", got, mtu, mss)
 	}
 }
 
