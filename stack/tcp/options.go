@@ -111,6 +111,12 @@ func (c *Conn) takeSynOptions(now time.Time, seg *Segment) {
 // per tick) plus a per-connection offset.
 func (c *Conn) tsNow(now time.Time) uint32 { return uint32(now.UnixMilli()) + c.opt.tsOffset }
 
+// echoedBefore reports whether an ACK's TSecr ecr (0: none) is older than
+// the TSval a segment sent at "at" carried (Linux's tcp_tsopt_ecr_before).
+func (c *Conn) echoedBefore(ecr uint32, at stamp) bool {
+	return ecr != 0 && int32(ecr-c.tsNow(at.Time())) < 0
+}
+
 // SetTSOffset sets the random timestamp offset (the stack derives it from
 // its keyed hash, like the ISN).
 func (c *Conn) SetTSOffset(off uint32) { c.opt.tsOffset = off }

@@ -188,10 +188,16 @@ func (k *sackRecovery) onSent(now time.Time, seq, end seqnum.Value) {
 }
 
 // rackDelivered notes that rec reached the peer (RFC 8985 §6.2 step 2).
-func (k *sackRecovery) rackDelivered(now time.Time, rec *sentRec) {
+// original is true when the ACK shows that an earlier transmission than
+// rec's last was delivered (rackAcked): the delivery still counts for the
+// rate, but says nothing of when the retransmission arrived.
+func (k *sackRecovery) rackDelivered(now time.Time, rec *sentRec, original bool) {
 	r := &k.rack
 	if k.c.snd.rate != nil {
 		k.c.snd.rate.onDelivered(now, rec)
+	}
+	if original {
+		return
 	}
 	rtt := stampOf(now).Sub(rec.at)
 	if !rec.rtx && (r.lastAt.IsZero() || !rec.at.Before(r.lastAt)) {
@@ -209,7 +215,21 @@ func (k *sackRecovery) rackDelivered(now time.Time, rec *sentRec) {
 }
 
 // rackAcked drops the records below SND.UNA, taking them as delivered.
-func (k *sackRecovery) rackAcked(now time.Time) {
+//
+// A retransmitted segment acknowledged by an ACK that echoes a timestamp
+// older than its retransmission (TSecr < the TSval it last went out with)
+// was acknowledged for an earlier transmission, which was not lost. RFC
+// 8985 §6.2 step 2 skips a delivery that may be the original's; Linux
+// tells it by the echoed timestamp here (tcp_skb_spurious_retrans in
+// tcp_clean_rtx_queue: no tcp_rack_advance for it), which a cumulative ACK
+// carries exactly, since the segment that advances the left edge sets
+// TS.Recent (RFC 7323 §4.3). Without this, the late ACK of an original
+// moves RACK.xmit_ts to the retransmission's time and marks lost what
+// was sent before it and is still in flight. SACKs do not tell: an ACK
+// for data above a hole echoes the segment that last advanced the left
+// edge, older data (RFC 7323 §4.3), so there Linux too keeps only the
+// min_RTT guard.
+func (k *sackRecovery) rackAcked(now time.Time, ecr uint32) {
 	r := &k.rack
 	for int(r.head) < len(r.recs) {
 		rec := &r.recs[r.head]
@@ -223,7 +243,7 @@ func (k *sackRecovery) rackAcked(now time.Time) {
 			break
 		}
 		if !rec.sacked {
-			k.rackDelivered(now, rec)
+			k.rackDelivered(now, rec, rec.rtx && k.c.echoedBefore(ecr, rec.at))
 		}
 		if rec.lost {
 			r.lostBytes -= int(rec.start.Size(rec.end))
@@ -254,7 +274,7 @@ func (k *sackRecovery) rackSACKed(now time.Time) {
 			rec.lost = false
 			r.lostBytes -= int(rec.start.Size(rec.end))
 		}
-		k.rackDelivered(now, rec)
+		k.rackDelivered(now, rec, false)
 	}
 }
 

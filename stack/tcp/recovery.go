@@ -43,8 +43,9 @@ type lossRecovery interface {
 	// whether they SACKed anything new. The blocks come by value, so that
 	// the segment does not escape through the interface.
 	takeSACK(now time.Time, ack seqnum.Value, blocks sackBlocks, n int) bool
-	// acked runs when SND.UNA has moved, before the RTT sample.
-	acked(now time.Time)
+	// acked runs when SND.UNA has moved, before the RTT sample; ecr is
+	// the ACK's TSecr, 0 without the timestamp option.
+	acked(now time.Time, ecr uint32)
 	// ackAdvanced handles a new cumulative ACK in recovery and reports
 	// whether recovery was in progress (then congestion control does not
 	// grow the window).
@@ -170,7 +171,7 @@ func (r *renoRecovery) sackedAt(seqnum.Value) (seqnum.Value, bool)   { return 0,
 func (r *renoRecovery) nextSACKed(seqnum.Value) (seqnum.Value, bool) { return 0, false }
 func (r *renoRecovery) onDataSent(time.Time)                         {}
 func (r *renoRecovery) onAckAdvanced(time.Time)                      {}
-func (r *renoRecovery) acked(time.Time)                              {}
+func (r *renoRecovery) acked(time.Time, uint32)                      {}
 func (r *renoRecovery) check(time.Time)                              {}
 func (r *renoRecovery) onRTO()                                       { r.leave() }
 func (r *renoRecovery) deadline() stamp                              { return 0 }

@@ -199,9 +199,9 @@ func (k *sackRecovery) takeSACK(now time.Time, ack seqnum.Value, blocks sackBloc
 }
 
 // acked drops the scoreboard and RACK's records below SND.UNA.
-func (k *sackRecovery) acked(now time.Time) {
+func (k *sackRecovery) acked(now time.Time, ecr uint32) {
 	k.sb.ackedTo(k.c.snd.una)
-	k.rackAcked(now)
+	k.rackAcked(now, ecr)
 }
 
 // ackAdvanced: in recovery, a partial ACK lets more lost segments go out as

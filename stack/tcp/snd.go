@@ -355,7 +355,11 @@ func (c *Conn) ackAdvanced(now time.Time, seg *Segment) {
 	if c.snd.nxt.LessThan(c.snd.una) {
 		c.snd.nxt = c.snd.una
 	}
-	c.rec.acked(now)
+	var ecr uint32
+	if c.opt.ts && seg.Opts.TS {
+		ecr = seg.Opts.TSEcr
+	}
+	c.rec.acked(now, ecr)
 	rtt := c.snd.rtt.acked(now, seg.Ack, c.cfg)
 	if rtt == 0 {
 		rtt = c.rec.rttSample()
