@@ -83,6 +83,13 @@ const (
 	bbrMaxTSOBytes  = 0xffff - 1 - 320 // GSO_LEGACY_MAX_SIZE - 1 - MAX_TCP_HEADER
 	bbrMaxTSOSegs   = 0x7f
 	bbrPacingMargin = 0.99 // Linux paces 1% below the estimate
+	// ACK aggregation: the excess is kept over two windows of 5 rounds,
+	// at most BtlBw times 100 ms of it is added, and an epoch that has
+	// counted 2^30 bytes starts again (Linux: bbr_extra_acked_win_rtts,
+	// bbr_extra_acked_max_us, bbr_ack_epoch_acked_reset_thresh).
+	bbrExtraAckedWinRounds = 5
+	bbrExtraAckedMax       = 100 * time.Millisecond
+	bbrAckEpochReset       = 1 << 30
 )
 
 // bbrPacingGains is ProbeBW's cycle: probe up, drain, cruise six times.
@@ -96,28 +103,37 @@ type BBR struct {
 	mss, cwnd int
 	priorCwnd int
 	rng       rand.PCG
-	bw        [bbrBwRounds]float64 // BtlBw: per-round maxima of the last rounds
+	bw        [bbrBwRounds]float32 // BtlBw: per-round maxima of the last rounds (bytes/s; 24 bits of precision are plenty)
 	bwRoundOf [bbrBwRounds]int32   // the round of each
 	minRTT    time.Duration
 	minRTTAt  int64 // 0: no sample yet
 
-	nextRound      int64 // TotalDelivered at which the current round ends
-	delivered      int64 // TotalDelivered of the last sample
-	lossUntil      int64 // TotalDelivered that ends the recovery from a timeout
-	cycleAt        int64
-	probeRTTDone   int64 // 0: ProbeRTT has not reached its low window yet
-	fullBw         float64
-	lastSampleRate float64
-	round          int32 // round trips counted
-	bwRound        int32 // the round of the latest sample in bw
-	cycle          int8
-	fullBwCnt      int8
-	mode           bbrMode
-	roundStart     bool
-	filledPipe     bool
-	probeRTTRound  bool
-	conservation   bool // packet conservation: the first round of a recovery
-	inRecovery     bool
+	nextRound    int64 // TotalDelivered at which the current round ends
+	delivered    int64 // TotalDelivered of the last sample
+	lossUntil    int64 // TotalDelivered that ends the recovery from a timeout
+	cycleAt      int64
+	probeRTTDone int64 // 0: ProbeRTT has not reached its low window yet
+	// appLimitedUntil: samples of data sent before TotalDelivered reached
+	// it are app-limited (ProbeRTT's flights, see updateMinRTT).
+	appLimitedUntil int64
+	fullBw          float64
+	// ACK aggregation (updateAckAggregation): the epoch's start (Unix
+	// nanoseconds) and bytes delivered in it, and the largest excess over
+	// the estimated rate in each of two windows of rounds.
+	ackEpochAt    int64
+	ackEpochAcked int32
+	extraAcked    [2]int32
+	round         int32 // round trips counted
+	bwRound       int32 // the round of the latest sample in bw
+	cycle         int8
+	fullBwCnt     int8
+	mode          bbrMode
+	roundStart    bool
+	filledPipe    bool
+	probeRTTRound bool
+	conservation  bool // packet conservation: the first round of a recovery
+	inRecovery    bool
+	extraWin      uint8 // rounds into the current window of extraAcked, and (bit 7) its index
 }
 
 // NewBBR returns BBR for an MSS, in Startup with the initial window.
@@ -203,11 +219,60 @@ func (b *BBR) saveCwnd() {
 func (b *BBR) OnRateSample(now time.Time, rs RateSample) {
 	b.delivered = rs.TotalDelivered
 	b.updateBw(rs)
+	b.updateAckAggregation(now, rs)
 	b.updateCycle(now, rs)
 	b.checkFullBw(rs)
 	b.checkDrain(now, rs)
 	b.updateMinRTT(now, rs)
 	b.setCwnd(rs)
+}
+
+// updateAckAggregation estimates how much more than BtlBw allows the ACKs
+// have delivered in bursts (Linux's bbr_update_ack_aggregation, in its BBR
+// since 2018): an epoch starts when the ACKs fall behind the estimated rate, and
+// the bytes delivered in it beyond what the rate would have delivered since
+// its start are the excess. Where ACKs come in aggregates (GRO on the
+// receiver, ACKs thinned or batched on the way, a sender that takes them in
+// batches) a window of BDP times the gain leaves the sender idle between
+// them; ackAggregationCwnd adds the largest recent excess to it.
+func (b *BBR) updateAckAggregation(now time.Time, rs RateSample) {
+	if rs.Acked <= 0 || rs.Delivered < 0 || rs.Interval <= 0 {
+		return
+	}
+	idx := b.extraWin >> 7
+	if b.roundStart {
+		rounds := b.extraWin&0x7f + 1
+		if rounds >= bbrExtraAckedWinRounds {
+			rounds, idx = 0, idx^1
+			b.extraAcked[idx] = 0
+		}
+		b.extraWin = idx<<7 | rounds
+	}
+	t := now.UnixNano()
+	if b.ackEpochAt == 0 {
+		b.ackEpochAt = t
+	}
+	expected := int64(b.maxBw() * time.Duration(t-b.ackEpochAt).Seconds())
+	acked := int64(b.ackEpochAcked)
+	if acked <= expected || acked+int64(rs.Acked) >= bbrAckEpochReset {
+		acked, expected, b.ackEpochAt = 0, 0, t
+	}
+	acked += int64(rs.Acked)
+	b.ackEpochAcked = int32(acked)
+	if extra := min(acked-expected, int64(b.cwnd)); extra > int64(b.extraAcked[idx]) {
+		b.extraAcked[idx] = int32(extra)
+	}
+}
+
+// ackAggregationCwnd is what setCwnd adds to the target for ACK
+// aggregation once the pipe is full (Linux's bbr_ack_aggregation_cwnd, at
+// its gain of 1): the larger excess of the two windows, at most BtlBw
+// times 100 ms.
+func (b *BBR) ackAggregationCwnd() int {
+	if !b.filledPipe {
+		return 0
+	}
+	return int(min(float64(max(b.extraAcked[0], b.extraAcked[1])), b.maxBw()*bbrExtraAckedMax.Seconds()))
 }
 
 // updateBw counts round trips and feeds the BtlBw filter: an app-limited
@@ -224,18 +289,20 @@ func (b *BBR) updateBw(rs RateSample) {
 		return
 	}
 	bw := float64(rs.Delivered) / rs.Interval.Seconds()
-	b.lastSampleRate = bw
-	// ProbeRTT's samples are app-limited by design (Linux marks the
-	// connection so while it probes).
-	if (rs.AppLimited || b.mode == bbrProbeRTT) && bw < b.maxBw() {
+	// ProbeRTT's samples are app-limited by design, and so are those of
+	// what it sent that come after it ends (Linux marks the connection
+	// app-limited up to what is delivered and in flight at each ACK while
+	// it probes).
+	limited := rs.AppLimited || b.mode == bbrProbeRTT || rs.PriorDelivered < b.appLimitedUntil
+	if limited && bw < b.maxBw() {
 		return
 	}
 	b.bwRound = b.round
 	i := b.round % bbrBwRounds
 	if b.bwRoundOf[i] != b.round {
-		b.bwRoundOf[i], b.bw[i] = b.round, bw
-	} else if bw > b.bw[i] {
-		b.bw[i] = bw
+		b.bwRoundOf[i], b.bw[i] = b.round, float32(bw)
+	} else if float32(bw) > b.bw[i] {
+		b.bw[i] = float32(bw)
 	}
 }
 
@@ -246,8 +313,8 @@ func (b *BBR) updateBw(rs RateSample) {
 func (b *BBR) maxBw() float64 {
 	m := 0.0
 	for i, bw := range b.bw {
-		if b.bwRoundOf[i] > b.bwRound-bbrBwRounds && bw > m {
-			m = bw
+		if b.bwRoundOf[i] > b.bwRound-bbrBwRounds && float64(bw) > m {
+			m = float64(bw)
 		}
 	}
 	return m
@@ -379,6 +446,7 @@ func (b *BBR) updateMinRTT(now time.Time, rs RateSample) {
 	if b.mode != bbrProbeRTT {
 		return
 	}
+	b.appLimitedUntil = rs.TotalDelivered + int64(rs.InFlight)
 	if b.probeRTTDone == 0 && rs.InFlight <= bbrMinCwndSegs*b.mss {
 		b.probeRTTDone = now.Add(bbrProbeRTTTime).UnixNano()
 		b.probeRTTRound = false
@@ -415,7 +483,7 @@ func (b *BBR) setCwnd(rs RateSample) {
 		b.inRecovery, b.conservation = false, false
 		b.cwnd = max(b.cwnd, b.priorCwnd)
 	}
-	target := b.quantizationBudget(b.bdp(b.cwndGain()))
+	target := b.quantizationBudget(b.bdp(b.cwndGain()) + b.ackAggregationCwnd())
 	switch {
 	case b.conservation:
 		b.cwnd = max(b.cwnd, rs.InFlight+rs.Acked)

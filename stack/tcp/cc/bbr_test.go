@@ -8,7 +8,9 @@ import (
 // bbrPath drives a BBR controller over a model path: a bottleneck of rate
 // bytes per second and a fixed propagation delay; each round the sender
 // puts min(cwnd, what the bottleneck drains in a round plus a queue) in
-// flight and one rate sample per round reports what was delivered.
+// flight, and the bottleneck's ACKs come back spread over the round: acks
+// rate samples a round (one: the whole flight acknowledged at once, the
+// most aggregated path there is).
 type bbrPath struct {
 	b         *BBR
 	now       time.Time
@@ -16,6 +18,7 @@ type bbrPath struct {
 	rate      float64 // bytes/s
 	delivered int64
 	loss      float64 // the fraction of each round lost (a random-loss stand-in)
+	acks      int
 }
 
 func (p *bbrPath) round() {
@@ -29,16 +32,26 @@ func (p *bbrPath) round() {
 	lost := int(float64(inflight) * p.loss)
 	got := inflight - lost
 	prior := p.delivered
-	p.delivered += int64(got)
-	p.now = p.now.Add(rtt)
-	if lost > 0 {
-		p.b.OnLoss(p.now, inflight)
+	n := max(p.acks, 1)
+	for j := range n {
+		// Each ACK covers a slice of the flight, all of it sent before
+		// the round's first ACK (the round starts with the first).
+		part := got/n + got%n*(j+1)/n - got%n*j/n
+		p.delivered += int64(part)
+		p.now = p.now.Add(rtt/time.Duration(n) + rtt%time.Duration(n)*time.Duration(j+1)/time.Duration(n) - rtt%time.Duration(n)*time.Duration(j)/time.Duration(n))
+		if lost > 0 && j == 0 {
+			p.b.OnLoss(p.now, inflight)
+		}
+		sLost := 0
+		if j == 0 {
+			sLost = lost
+		}
+		p.b.OnRateSample(p.now, RateSample{
+			Delivered: int64(got), Interval: rtt, RTT: rtt,
+			PriorDelivered: prior, TotalDelivered: p.delivered,
+			Acked: part, Lost: sLost, InFlight: lost + got - int(p.delivered-prior), InRecovery: lost > 0,
+		})
 	}
-	p.b.OnRateSample(p.now, RateSample{
-		Delivered: int64(got), Interval: rtt, RTT: rtt,
-		PriorDelivered: prior, TotalDelivered: p.delivered,
-		Acked: got, Lost: lost, InFlight: lost, InRecovery: lost > 0,
-	})
 	if lost > 0 {
 		// The losses are repaired within the round: recovery ends.
 		p.b.OnRateSample(p.now, RateSample{PriorDelivered: p.delivered, TotalDelivered: p.delivered, InFlight: 0})
@@ -46,7 +59,7 @@ func (p *bbrPath) round() {
 }
 
 func newBBRPath(rate float64, rtt time.Duration) *bbrPath {
-	return &bbrPath{b: NewBBR(mss), now: t0, rtt: rtt, rate: rate}
+	return &bbrPath{b: NewBBR(mss), now: t0, rtt: rtt, rate: rate, acks: 20}
 }
 
 // Startup doubles the window each round, like slow start, until the
@@ -78,8 +91,15 @@ func TestBBRStartupFindsTheBottleneck(t *testing.T) {
 	for range 16 {
 		p.round()
 	}
-	if c := float64(p.b.Cwnd()); c < 1.9*bdp || c > 2.2*bdp {
-		t.Errorf("ProbeBW cwnd = %.0f, want about 2*BDP = %.0f", c, 2*bdp)
+	// The target is 2*BDP, plus what the ACKs deliver beyond the rate
+	// (about one ACK's share of the flight here: ackAggregationCwnd),
+	// plus three TSO units (quantizationBudget).
+	target := p.b.quantizationBudget(p.b.bdp(2) + p.b.ackAggregationCwnd())
+	if a := float64(p.b.ackAggregationCwnd()); a <= 0 || a > 0.2*bdp {
+		t.Errorf("ACK aggregation %.0f bytes with 20 ACKs a round, want above 0 and at most 0.2*BDP = %.0f", a, 0.2*bdp)
+	}
+	if c := float64(p.b.Cwnd()); c < 1.9*bdp || c > 2.5*bdp || c < float64(target-2*mss) || c > float64(target+2*mss) {
+		t.Errorf("ProbeBW cwnd = %.0f, want about 2*BDP = %.0f, at its target %d", c, 2*bdp, target)
 	}
 }
 
@@ -205,11 +225,52 @@ func TestBBRQuantizationBudgetOnAShortPath(t *testing.T) {
 		t.Errorf("TSO goal %d segments, want 44", g)
 	}
 	// The model's queue keeps RTprop above 50 µs: the BDP is BBR's own.
-	lo := int(2*125e6*p.b.RTprop().Seconds()) + 3*44*mss
+	lo := int(2*125e6*p.b.RTprop().Seconds()) + p.b.ackAggregationCwnd() + 3*44*mss
 	if c := p.b.Cwnd(); c < lo || c > lo+4*mss {
-		t.Errorf("ProbeBW cwnd = %d, want 2*BDP plus three 44-segment units, %d to %d", c, lo, lo+4*mss)
+		t.Errorf("ProbeBW cwnd = %d, want 2*BDP plus the ACK aggregation plus three 44-segment units, %d to %d", c, lo, lo+4*mss)
 	}
 	if c := p.b.Cwnd() / mss; c%2 != 0 && p.b.cycle != 0 {
 		t.Errorf("cwnd of %d segments: Linux rounds it up to an even number", c)
+	}
+}
+
+// Where the ACKs of a round come back in one burst, a window of 2*BDP
+// leaves the sender idle while it waits for the next: BBR adds the largest
+// recent excess of the delivered bytes over what BtlBw would deliver
+// (Linux's bbr_ack_aggregation_cwnd), at most BtlBw times
+// 100 ms; with ACKs spread over the round the excess is one ACK's share.
+func TestBBRAckAggregation(t *testing.T) {
+	const rate, rtt = 125e6, 10 * time.Millisecond
+	bdp := rate * rtt.Seconds()
+	run := func(acks, rounds int) *bbrPath {
+		p := newBBRPath(rate, rtt)
+		p.acks = acks
+		for i := 0; i < 60 && p.b.Mode() != "probe_bw"; i++ {
+			p.round()
+		}
+		if p.b.Mode() != "probe_bw" {
+			t.Fatalf("%d ACKs a round: mode %s, want probe_bw", acks, p.b.Mode())
+		}
+		for range rounds {
+			p.round()
+		}
+		return p
+	}
+	spread, burst := run(20, 16), run(1, 16)
+	if a := float64(spread.b.ackAggregationCwnd()); a > 0.2*bdp {
+		t.Errorf("20 ACKs a round: aggregation %.0f bytes, want at most 0.2*BDP = %.0f", a, 0.2*bdp)
+	}
+	if a := float64(burst.b.ackAggregationCwnd()); a < bdp {
+		t.Errorf("one ACK a round: aggregation %.0f bytes, want at least a BDP = %.0f", a, bdp)
+	}
+	if burst.b.Cwnd() <= spread.b.Cwnd()+int(bdp)/2 {
+		t.Errorf("one ACK a round: cwnd %d, want well above the %d of 20 ACKs a round", burst.b.Cwnd(), spread.b.Cwnd())
+	}
+	// The cap: at most BtlBw times 100 ms over 2*BDP, however long the
+	// bursts go on.
+	long := run(1, 200)
+	limit := long.b.quantizationBudget(long.b.bdp(2) + int(long.b.BtlBw()*0.1))
+	if a, c := long.b.ackAggregationCwnd(), long.b.Cwnd(); a > int(long.b.BtlBw()*0.1)+mss || c > limit {
+		t.Errorf("one ACK a round for 200 rounds: aggregation %d, cwnd %d, want at most BtlBw*100ms = %.0f and %d", a, c, long.b.BtlBw()*0.1, limit)
 	}
 }
